@@ -1,0 +1,28 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'node_modules/', 'guest-src/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'no-control-regex': 'off',
+      // Host programs run only through the runner seam in src/system/ (ARCHITECTURE.md).
+      'no-restricted-imports': ['error', { paths: [
+        { name: 'node:child_process', message: 'run host programs through the CommandRunner in src/system/' },
+        { name: 'child_process', message: 'run host programs through the CommandRunner in src/system/' },
+      ] }],
+    },
+  },
+  {
+    files: ['src/system/**/*.ts', 'test/helpers/**/*.ts', 'scripts/**/*.ts'],
+    rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    files: ['bin/*.js', 'scripts/*.mjs', 'eslint.config.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
+);

@@ -1,0 +1,99 @@
+import { z } from 'zod';
+
+/**
+ * Every daemon method with its params schema (strict: unknown keys are
+ * rejected by name) and, as a type, its result.
+ */
+const vmRef = z.strictObject({ ref: z.string().min(1) });
+
+export const paramsSchemas = {
+  'daemon.status': z.strictObject({}),
+  'daemon.stop': z.strictObject({}),
+  'daemon.operations.list': z.strictObject({}),
+  'vm.create': z.strictObject({
+    name: z.string().optional(),
+    image: z.string().optional(),
+    vcpu: z.number().optional(),
+    memory_mib: z.number().optional(),
+    disk_size: z.string().optional(),
+    nat: z.boolean().optional(),
+    start: z.boolean().optional(),
+  }),
+  'vm.list': z.strictObject({}),
+  'vm.show': vmRef,
+  'vm.delete': vmRef,
+  'vm.ssh_info': vmRef,
+  'vm.logs': z.strictObject({ ref: z.string().min(1), tail_bytes: z.number().int().positive().optional() }),
+  'image.list': z.strictObject({}),
+  'kernel.list': z.strictObject({}),
+} as const;
+
+export type Method = keyof typeof paramsSchemas;
+export type Params<M extends Method> = z.infer<(typeof paramsSchemas)[M]>;
+
+export function isMethod(m: string): m is Method {
+  return Object.prototype.hasOwnProperty.call(paramsSchemas, m);
+}
+
+/** What `vm.list` / `vm.show` / `vm.create` return for one VM. */
+export interface VmView {
+  id: string;
+  name: string;
+  state: string;
+  image: string;
+  vcpu: number;
+  memory_mib: number;
+  disk_bytes: number;
+  vmm: string;
+  accel: string;
+  accel_reason?: string;
+  network_mode: string;
+  nat: boolean;
+  ssh: string | null;
+  disk_strategy: string;
+  pid: number | null;
+  created_at: string;
+}
+
+/** Everything the CLI needs to run the system OpenSSH client against a VM. */
+export interface SshInfo {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  key: string;
+  known_hosts: string;
+  host_key_alias: string;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  version: string;
+  uptime_s: number;
+  socket: string;
+  state_dir: string;
+  operations: number;
+}
+
+export interface ImageView {
+  id: string;
+  name: string;
+  source: string;
+  kernel: string;
+  distro: string;
+  size_bytes: number;
+  work_seed: boolean;
+  created_at: string;
+}
+
+export interface KernelView {
+  name: string;
+  distro: string;
+  version: string;
+  format: string;
+  source: string;
+  sha256: string;
+  initrd: boolean;
+  modules: number;
+  created_at: string;
+}

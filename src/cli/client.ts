@@ -1,0 +1,138 @@
+import { mkdir } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import { join } from 'node:path';
+import type { DaemonStatus, Method, Params } from '../api/methods.js';
+import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
+import { AppError } from '../errors.js';
+import { packageRoot, type Paths } from '../system/paths.js';
+import type { CommandRunner } from '../system/runner.js';
+
+/** An error the daemon returned, with its op id kept for display. */
+export class RemoteError extends AppError {
+  readonly opId: string;
+  constructor(w: WireError) {
+    super(w.code, w.message, { ...(w.hint === undefined ? {} : { hint: w.hint }), ...(w.detail === undefined ? {} : { detail: w.detail }) });
+    this.opId = w.op_id;
+  }
+}
+
+export interface CallOptions {
+  onEvent?: (e: ProgressEvent) => void;
+  /** Aborting closes the connection, which cancels the operation in the daemon. */
+  signal?: AbortSignal;
+}
+
+const START_TIMEOUT_MS = 20_000;
+
+function isNoDaemon(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ECONNREFUSED';
+}
+
+/** Typed client for bangerd; starts the daemon on first use and replaces one of another version. */
+export class DaemonClient {
+  constructor(
+    private readonly paths: Paths,
+    private readonly runner: CommandRunner,
+    private readonly version: string,
+  ) {}
+
+  async call<M extends Method, R = unknown>(method: M, params: Params<M>, opts: CallOptions = {}): Promise<R> {
+    try {
+      return await this.callOnce<R>(method, params, opts);
+    } catch (e) {
+      if (isNoDaemon(e)) {
+        await this.startDaemon();
+        return this.callOnce<R>(method, params, opts);
+      }
+      if (e instanceof RemoteError && e.code === 'bad_version') {
+        await this.replaceDaemon();
+        return this.callOnce<R>(method, params, opts);
+      }
+      throw e;
+    }
+  }
+
+  /** Calls without auto-starting (for `daemon status` / `daemon stop`). */
+  async callNoStart<R = unknown>(method: Method, params: unknown): Promise<R | undefined> {
+    try {
+      return await this.callOnce<R>(method, params, {});
+    } catch (e) {
+      if (isNoDaemon(e)) return undefined;
+      throw e;
+    }
+  }
+
+  private callOnce<R>(method: Method, params: unknown, opts: CallOptions): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const sock = createConnection(this.paths.socket);
+      const dec = new LineDecoder();
+      let settled = false;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        opts.signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const onAbort = (): void => {
+        sock.destroy();
+        settle(() => reject(new AppError('cancelled', 'cancelled')));
+      };
+      if (opts.signal?.aborted) return onAbort();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      sock.setEncoding('utf8');
+      sock.on('connect', () => sock.write(encodeLine({ method, params, version: this.version })));
+      sock.on('data', (chunk: string) => {
+        for (const line of dec.push(chunk) as ResponseLine[]) {
+          if ('event' in line) opts.onEvent?.(line.event);
+          else if ('result' in line) settle(() => resolve(line.result as R));
+          else if ('error' in line) settle(() => reject(new RemoteError(line.error)));
+        }
+      });
+      sock.on('error', (e) => settle(() => reject(e)));
+      sock.on('close', () =>
+        settle(() => reject(new AppError('operation_failed', `the daemon closed the connection during ${method}`, { hint: 'see `banger daemon logs`' }))),
+      );
+    });
+  }
+
+  private async startDaemon(): Promise<void> {
+    await mkdir(this.paths.stateDir, { recursive: true });
+    const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
+    await this.runner.spawnDetached([process.execPath, bangerd], { logFile: this.paths.daemonLog });
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      try {
+        await this.callOnce('daemon.status', {}, {});
+        return;
+      } catch (e) {
+        if (!isNoDaemon(e)) throw e;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new AppError('operation_failed', `bangerd did not start within ${START_TIMEOUT_MS / 1000} s`, {
+      hint: `see ${this.paths.daemonLog}`,
+    });
+  }
+
+  /** SPEC §2: restart a daemon of another version only when it has no operation in flight. */
+  private async replaceDaemon(): Promise<void> {
+    const st = await this.callOnce<DaemonStatus>('daemon.status', {}, {});
+    if (st.operations > 0) {
+      throw new AppError('bad_version', `the running daemon is version ${st.version} (this CLI is ${this.version}) and is busy with ${st.operations} operation(s)`, {
+        hint: 'retry when they finish; the CLI then restarts the daemon with the new version',
+      });
+    }
+    await this.callOnce('daemon.stop', {}, {});
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      try {
+        await this.callOnce('daemon.status', {}, {});
+      } catch (e) {
+        if (isNoDaemon(e)) break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await this.startDaemon();
+  }
+}

@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { loadConfigFile } from '../../config/file.js';
+import type { Config } from '../../config/load.js';
+import { runChecks, type CheckRow } from '../../services/doctor/checks.js';
+import { HostProbe } from '../../system/host.js';
+import type { CliContext, ExitCode } from '../context.js';
+import { table } from '../render/table.js';
+import type { Style } from '../render/style.js';
+
+export function renderChecks(rows: readonly CheckRow[], style: Style): string {
+  const colour = (s: CheckRow['status']): string => (s === 'PASS' ? style.green(s) : s === 'WARN' ? style.yellow(s) : style.red(s));
+  const body = table(['CHECK', 'STATUS', 'DETAIL'], rows.map((r) => [r.name, r.status, r.detail]));
+  const coloured = body.replace(/ (PASS|WARN|FAIL) /g, (_m, s: CheckRow['status']) => ` ${colour(s)} `);
+  const fixes = rows.filter((r) => r.fix && r.status !== 'PASS').map((r) => `  ${r.name}: ${r.fix}`);
+  return fixes.length ? `${coloured}\nfixes:\n${fixes.join('\n')}\n` : coloured;
+}
+
+export function register(program: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+  program
+    .command('doctor')
+    .description('check this host for everything banger needs')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const c = ctx();
+      const host = new HostProbe();
+      let config: Config | undefined;
+      let configError: string | undefined;
+      try {
+        config = await loadConfigFile(c.paths.configFile, host);
+      } catch (e) {
+        configError = (e as Error).message;
+      }
+      const rows = await runChecks({ paths: c.paths, host, runner: c.runner, version: c.version, config, configError, arch: process.arch });
+      const ok = !rows.some((r) => r.status === 'FAIL');
+      c.out.write(opts.json ? `${JSON.stringify({ ok, checks: rows }, null, 2)}\n` : renderChecks(rows, c.style));
+      setCode(ok ? 0 : 1);
+    });
+}

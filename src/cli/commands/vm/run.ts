@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import type { SshInfo, VmView } from '../../../api/methods.js';
+import { parseSize } from '../../../config/sizes.js';
+import { AppError, badRequest } from '../../../errors.js';
+import { sshArgv } from '../../../ssh/argv.js';
+import { shellJoin } from '../../../ssh/quote.js';
+import { runAttached } from '../../../system/interactive.js';
+import type { CliContext, ExitCode } from '../../context.js';
+import { renderError } from '../../render/errors.js';
+import { progressPrinter } from '../../render/progress.js';
+import { formatBytes, formatDuration } from '../../render/table.js';
+
+/** Exit status when banger itself failed in command mode (never ssh's 255). */
+export const EXIT_BANGER_FAILED = 125;
+
+export interface RunOptions {
+  name?: string;
+  image?: string;
+  vcpu?: string;
+  memory?: string;
+  diskSize?: string;
+  nat?: boolean;
+  rm?: boolean;
+  detach?: boolean;
+}
+
+/** Strict integer flag parsing: '2' ok; '2x', '', '1.5' rejected. */
+export function parseIntFlag(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v.trim())) throw badRequest(`invalid ${flag} "${v}": expected a whole number`, `e.g. ${flag} 2`);
+  return Number(v);
+}
+
+/** --memory takes MiB or a size with a unit; returns MiB. */
+export function parseMemoryFlag(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (/^-/.test(v.trim())) throw badRequest(`invalid --memory "${v}": must be positive`, 'e.g. --memory 2048 (MiB) or --memory 2G');
+  return Math.floor(parseSize(v, '--memory') / 1048576);
+}
+
+export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void, guestCmd: () => string[] | undefined): void {
+  vm.command('run')
+    .description('create a VM, start it and open a shell in it (or run a command and exit with its status)')
+    .argument('[path]', 'a git checkout to ship into the VM (workspaces: not supported yet)')
+    .option('--name <name>', 'VM name (a-z, 0-9, -); generated when omitted')
+    .option('--image <image>', 'image name (default: debian-bookworm, built on first use)')
+    .option('--vcpu <n>', 'virtual CPUs')
+    .option('--memory <size>', 'memory, MiB or with a unit (2G)')
+    .option('--disk-size <size>', 'size of the /root work disk (e.g. 8G)')
+    .option('--nat', 'allow the guest outbound network access')
+    .option('--rm', 'delete the VM when the session or command ends')
+    .option('-d, --detach', 'create and start the VM, then exit')
+    .addHelpText('after', `
+Examples:
+  banger vm run                                  a shell in a fresh Debian VM
+  banger vm run --rm -- make -C /root test       run a command, exit with its status, delete the VM
+  banger vm run --name dev --vcpu 2 --memory 2G -d`)
+    .action(async (path: string | undefined, opts: RunOptions) => {
+      setCode(await runVm(ctx(), path, opts, guestCmd()));
+    });
+}
+
+export async function runVm(c: CliContext, path: string | undefined, opts: RunOptions, cmd: string[] | undefined): Promise<ExitCode> {
+  const commandMode = cmd !== undefined && cmd.length > 0;
+  const failCode = commandMode ? EXIT_BANGER_FAILED : 1;
+  let created: VmView | undefined;
+  const abort = new AbortController();
+  const onSigint = (): void => abort.abort();
+  process.on('SIGINT', onSigint);
+  try {
+    if (path !== undefined) {
+      throw new AppError('bad_request', `workspaces (vm run ${path}) are not supported by this banger yet`, {
+        hint: 'run without a path; copy files with scp through `banger vm ssh` meanwhile',
+      });
+    }
+    if (opts.detach && opts.rm) throw badRequest('-d/--detach cannot be combined with --rm', 'a detached VM is kept; delete it later with `banger vm delete NAME`');
+    if (opts.detach && commandMode) throw badRequest('-d/--detach cannot be combined with -- cmd', 'use `banger vm ssh NAME -- cmd` after a detached run');
+    const vcpu = parseIntFlag('--vcpu', opts.vcpu);
+    const memory = parseMemoryFlag(opts.memory);
+    const started = Date.now();
+    created = await c.client.call<'vm.create', VmView>(
+      'vm.create',
+      {
+        ...(opts.name === undefined ? {} : { name: opts.name }),
+        ...(opts.image === undefined ? {} : { image: opts.image }),
+        ...(vcpu === undefined ? {} : { vcpu }),
+        ...(memory === undefined ? {} : { memory_mib: memory }),
+        ...(opts.diskSize === undefined ? {} : { disk_size: opts.diskSize }),
+        nat: opts.nat ?? false,
+        start: true,
+      },
+      { onEvent: progressPrinter(c.err, c.style), signal: abort.signal },
+    );
+    c.err.write(`${c.style.dim('spec:')} ${created.vcpu} vcpu | ${created.memory_mib} MiB | ${formatBytes(created.disk_bytes)} disk\n`);
+    c.err.write(`${c.style.dim(`VM ${created.name} ready in ${formatDuration(Date.now() - started)}`)}\n`);
+    if (opts.detach) {
+      c.out.write(`${created.name}\n`);
+      c.err.write(`connect with: banger vm ssh ${created.name}\n`);
+      return 0;
+    }
+    const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref: created.name });
+    process.off('SIGINT', onSigint);
+    const argv = sshArgv('ssh', info, commandMode ? { tty: c.stdinIsTty, remoteCommand: shellJoin(cmd) } : { tty: c.stdinIsTty });
+    const code = await runAttached(argv);
+    if (code === 255) {
+      c.err.write(renderError(new AppError('operation_failed', `the ssh connection to VM "${created.name}" failed`, { hint: `see \`banger vm logs ${created.name}\`` }), c.style));
+      return failCode;
+    }
+    if (!commandMode && !opts.rm) c.err.write(c.style.dim(`VM ${created.name} is still running; stop it with \`banger vm delete ${created.name}\`\n`));
+    return code;
+  } catch (e) {
+    if (e instanceof AppError && e.code === 'cancelled') {
+      c.err.write('banger: interrupted\n');
+      return commandMode ? EXIT_BANGER_FAILED : 130;
+    }
+    c.err.write(renderError(e, c.style));
+    return failCode;
+  } finally {
+    process.off('SIGINT', onSigint);
+    if (opts.rm && created) await removeSurvivingCtrlC(c, created.name);
+  }
+}
+
+/** --rm cleanup: a second Ctrl-C must not leave the VM behind. */
+async function removeSurvivingCtrlC(c: CliContext, name: string): Promise<void> {
+  const ignore = (): void => undefined;
+  process.on('SIGINT', ignore);
+  try {
+    await c.client.call('vm.delete', { ref: name });
+  } catch (e) {
+    c.err.write(renderError(e, c.style));
+  } finally {
+    process.off('SIGINT', ignore);
+  }
+}

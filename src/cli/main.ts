@@ -1,0 +1,97 @@
+import { Command, CommanderError } from 'commander';
+import { AppError } from '../errors.js';
+import { NodeRunner } from '../system/node-runner.js';
+import { Paths } from '../system/paths.js';
+import { bangerVersion } from '../version.js';
+import { DaemonClient } from './client.js';
+import { register as registerDaemon } from './commands/daemon/index.js';
+import { register as registerDoctor } from './commands/doctor.js';
+import { register as registerImageList } from './commands/image/list.js';
+import { register as registerKernelList } from './commands/kernel/list.js';
+import { register as registerVmDelete } from './commands/vm/delete.js';
+import { listVms, register as registerVmList } from './commands/vm/list.js';
+import { register as registerVmLogs } from './commands/vm/logs.js';
+import { register as registerVmRun } from './commands/vm/run.js';
+import { register as registerVmSsh } from './commands/vm/ssh.js';
+import type { CliContext, ExitCode } from './context.js';
+import { renderError } from './render/errors.js';
+import { makeStyle } from './render/style.js';
+
+/** Splits `banger ... -- cmd args` at the first `--`: the guest command is never parsed as flags. */
+export function splitGuestCommand(argv: readonly string[]): { own: string[]; guest: string[] | undefined } {
+  const i = argv.indexOf('--');
+  if (i < 0) return { own: [...argv], guest: undefined };
+  return { own: argv.slice(0, i), guest: argv.slice(i + 1) };
+}
+
+export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => void, guest: () => string[] | undefined): Command {
+  const version = ctx().version;
+  const program = new Command('banger')
+    .description('one-command development sandboxes on microVMs')
+    .version(version, '-V, --version', 'print the banger version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.configureOutput({ writeErr: (s) => ctx().err.write(s), writeOut: (s) => ctx().out.write(s) });
+
+  const vm = program.command('vm').description('create, run and manage VMs');
+  registerVmRun(vm, ctx, setCode, guest);
+  registerVmList(vm, ctx, setCode);
+  registerVmLogs(vm, ctx, setCode);
+  registerVmSsh(vm, ctx, setCode, guest);
+  registerVmDelete(vm, ctx, setCode);
+  program
+    .command('ps')
+    .description('alias of `vm list`')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => setCode(await listVms(ctx(), opts)));
+  registerImageList(program, ctx, setCode);
+  registerKernelList(program, ctx, setCode);
+  registerDaemon(program, ctx, setCode);
+  registerDoctor(program, ctx, setCode);
+  program
+    .command('version')
+    .description('print the banger version')
+    .action(() => {
+      ctx().out.write(`banger ${version}\n`);
+      setCode(0);
+    });
+  for (const cmd of program.commands) cmd.exitOverride();
+  for (const cmd of vm.commands) cmd.exitOverride();
+  return program;
+}
+
+/** parse → call → render → exit code. The only process.exit of the CLI. */
+export async function main(argv: string[]): Promise<never> {
+  const uid = process.getuid?.() ?? 0;
+  const paths = new Paths(process.env, uid);
+  const runner = new NodeRunner();
+  const version = bangerVersion();
+  const style = makeStyle(Boolean(process.stderr.isTTY), process.env);
+  const c: CliContext = {
+    paths,
+    runner,
+    client: new DaemonClient(paths, runner, version),
+    out: process.stdout,
+    err: process.stderr,
+    style,
+    stdinIsTty: Boolean(process.stdin.isTTY),
+    version,
+    env: process.env,
+  };
+  const { own, guest } = splitGuestCommand(argv);
+  let code: ExitCode = 0;
+  const program = buildProgram(() => c, (n) => (code = n), () => guest);
+  try {
+    await program.parseAsync(own, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      const commandMode = guest !== undefined && guest.length > 0 && own[0] === 'vm' && own[1] === 'run';
+      code = e.exitCode === 0 ? 0 : commandMode ? 125 : 2;
+    } else {
+      process.stderr.write(renderError(e, style));
+      code = e instanceof AppError ? 1 : 70;
+    }
+  }
+  await new Promise<void>((r) => process.stdout.write('', () => r()));
+  process.exit(code);
+}

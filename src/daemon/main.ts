@@ -1,0 +1,134 @@
+import { rm, writeFile } from 'node:fs/promises';
+import type { DaemonStatus } from '../api/methods.js';
+import { loadConfigFile } from '../config/file.js';
+import { AppError } from '../errors.js';
+import { ImageService } from '../services/image/service.js';
+import { KernelService } from '../services/kernel/service.js';
+import { SshKeys } from '../services/vm/sshkeys.js';
+import { VmService } from '../services/vm/service.js';
+import { openStore, schemaVersion } from '../store/db.js';
+import { ImageRepo } from '../store/images.js';
+import { KernelRepo } from '../store/kernels.js';
+import { migrationStatus } from '../store/migrations.js';
+import { OperationRepo } from '../store/operations.js';
+import { VmRepo } from '../store/vms.js';
+import { prepareDirs } from '../system/dirs.js';
+import { decideAccel, HostProbe } from '../system/host.js';
+import { NodeRunner } from '../system/node-runner.js';
+import { Paths } from '../system/paths.js';
+import { bangerVersion } from '../version.js';
+import { QemuDriver } from '../vmm/qemu/driver.js';
+import { streamLogger } from './logger.js';
+import { DaemonServer, type Handlers } from './server.js';
+
+/** `bangerd --check-migrations`: 0 compatible, 1 needs migration, 2 incompatible. */
+async function checkMigrations(paths: Paths): Promise<number> {
+  try {
+    const db = openStore(paths.dbFile, { readonly: true });
+    const v = schemaVersion(db);
+    db.close();
+    return migrationStatus(v);
+  } catch {
+    return 1;
+  }
+}
+
+/** The composition root: the only place real runner, store, paths and services are built and wired. */
+export async function main(argv: string[]): Promise<number> {
+  const uid = process.getuid?.() ?? 0;
+  const paths = new Paths(process.env, uid);
+  if (argv.includes('--check-migrations')) return checkMigrations(paths);
+
+  await prepareDirs(paths, uid);
+  const host = new HostProbe();
+  const config = await loadConfigFile(paths.configFile, host);
+  const log = streamLogger(process.stderr, config.logLevel);
+  const version = bangerVersion();
+  const db = openStore(paths.dbFile);
+  const ops = new OperationRepo(db);
+  ops.closeInterrupted();
+  ops.prune();
+
+  const lifetime = new AbortController();
+  const runner = new NodeRunner();
+  const cpu = await host.cpuInfo();
+  const accel = decideAccel(config.accel, await host.kvmReadWrite(), cpu);
+  log.info('bangerd starting', { version, pid: process.pid, accel: accel.accel, reason: accel.reason });
+
+  const kernelRepo = new KernelRepo(db);
+  const imageRepo = new ImageRepo(db);
+  const vmRepo = new VmRepo(db);
+  const kernels = new KernelService(paths, kernelRepo, runner, log, lifetime.signal);
+  const images = new ImageService(paths, imageRepo, kernels, runner, log, lifetime.signal, { mirror: config.mirror, isRoot: uid === 0 });
+  const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
+  const vms = new VmService({
+    paths, vms: vmRepo, images: imageRepo, imageService: images, kernels, driver: new QemuDriver(runner, config.qemuBin),
+    runner, keys, config, accel, tscKhz: cpu.tscKhz, log,
+  });
+
+  await kernels.cleanStaging();
+  await images.cleanStaging();
+  await vms.reconcile();
+
+  const started = Date.now();
+  let server: DaemonServer | undefined;
+  const shutdown = async (why: string): Promise<void> => {
+    log.info('bangerd stopping', { why });
+    lifetime.abort();
+    await server?.close();
+    await rm(paths.socket, { force: true });
+    await rm(paths.pidFile, { force: true });
+    db.close();
+    process.exit(0);
+  };
+
+  const handlers: Handlers = {
+    'daemon.status': (): DaemonStatus => ({
+      pid: process.pid,
+      version,
+      uptime_s: Math.round((Date.now() - started) / 1000),
+      socket: paths.socket,
+      state_dir: paths.stateDir,
+      operations: Math.max(0, (server?.inflight.size ?? 1) - 1),
+    }),
+    'daemon.stop': () => {
+      setTimeout(() => void shutdown('daemon.stop'), 50);
+      return { stopping: true };
+    },
+    'daemon.operations.list': () =>
+      [...(server?.inflight.entries() ?? [])].map(([id, o]) => ({ op_id: id, method: o.method, running_s: Math.round((Date.now() - o.started) / 1000) })),
+    'vm.create': (p: Parameters<VmService['create']>[0], ctx) => vms.create(p, ctx),
+    'vm.list': () => vms.list(),
+    'vm.show': (p: { ref: string }) => vms.show(p.ref),
+    'vm.delete': (p: { ref: string }, ctx) => vms.delete(p.ref, ctx),
+    'vm.ssh_info': (p: { ref: string }) => vms.sshInfo(p.ref),
+    'vm.logs': (p: { ref: string; tail_bytes?: number }) => vms.logs(p.ref, p.tail_bytes),
+    'image.list': () =>
+      images.list().map((i) => ({
+        id: i.id, name: i.name, source: i.source, kernel: i.kernelName, distro: i.distro, size_bytes: i.sizeBytes,
+        work_seed: i.workSeedPath !== undefined, created_at: i.createdAt,
+      })),
+    'kernel.list': () =>
+      kernels.list().map((k) => ({
+        name: k.name, distro: k.distro, version: k.version, format: k.format, source: k.source, sha256: k.sha256,
+        initrd: k.hasInitrd, modules: k.moduleCount, created_at: k.createdAt,
+      })),
+  };
+
+  server = new DaemonServer(paths.socket, version, handlers, ops, log);
+  await server.listen();
+  await writeFile(paths.pidFile, `${process.pid}\n`);
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  log.info('bangerd ready', { socket: paths.socket });
+  return new Promise<number>(() => undefined);
+}
+
+export function reportFatal(e: unknown): number {
+  if (e instanceof AppError) {
+    process.stderr.write(`bangerd: ${e.message}\n${e.hint ? `hint: ${e.hint}\n` : ''}`);
+  } else {
+    process.stderr.write(`bangerd: fatal: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  }
+  return 1;
+}

@@ -1,0 +1,46 @@
+/** The closed set of error codes that cross the CLI↔daemon wire (SPEC §2). */
+export const ERROR_CODES = [
+  'not_found',
+  'already_exists',
+  'bad_request',
+  'precondition',
+  'bad_version',
+  'unknown_method',
+  'operation_failed',
+  'cancelled',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/**
+ * The one error type banger raises on purpose. `message` says what failed,
+ * `hint` says what to do about it. Anything else reaching the top is a bug.
+ */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  /** Extra structured detail (e.g. the last console lines of a stuck boot). */
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: { hint?: string; detail?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.hint = opts.hint;
+    this.detail = opts.detail;
+  }
+}
+
+export const badRequest = (message: string, hint?: string): AppError =>
+  new AppError('bad_request', message, hint === undefined ? {} : { hint });
+export const notFound = (message: string, hint?: string): AppError =>
+  new AppError('not_found', message, hint === undefined ? {} : { hint });
+export const alreadyExists = (message: string, hint?: string): AppError =>
+  new AppError('already_exists', message, hint === undefined ? {} : { hint });
+export const precondition = (message: string, hint?: string): AppError =>
+  new AppError('precondition', message, hint === undefined ? {} : { hint });
+export const operationFailed = (message: string, opts: { hint?: string; detail?: string; cause?: unknown } = {}): AppError =>
+  new AppError('operation_failed', message, opts);
+
+export function isAppError(e: unknown): e is AppError {
+  return e instanceof AppError;
+}

@@ -1,0 +1,145 @@
+/**
+ * Files banger injects into every image (SPEC §7.4). Bump ASSETS_VERSION when
+ * any of them changes; images record the version they were built with.
+ */
+export const ASSETS_VERSION = 1;
+
+export const BOOTSTRAP_PATH = '/usr/local/libexec/banger-bootstrap';
+export const BOOTSTRAP_UNIT = 'banger-bootstrap.service';
+
+/**
+ * Runs before udev, networking and sshd. Reads the per-VM identity from
+ * banger.* kernel parameters so the shared base image is never edited per VM.
+ * Disks are found by their virtio serial (device order is not stable on
+ * virtio-mmio).
+ */
+export const BOOTSTRAP_SCRIPT = `#!/bin/sh
+# banger guest bootstrap: applies the banger.* kernel parameters.
+set -u
+log() { echo "banger-bootstrap: $*" >/dev/console 2>/dev/null || echo "banger-bootstrap: $*"; }
+
+hostname=; ip=; gw=; dns=; mac=; work=; modules=
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    banger.hostname=*) hostname=\${arg#*=} ;;
+    banger.ip=*) ip=\${arg#*=} ;;
+    banger.gw=*) gw=\${arg#*=} ;;
+    banger.dns=*) dns=\${arg#*=} ;;
+    banger.mac=*) mac=\${arg#*=} ;;
+    banger.work=*) work=\${arg#*=} ;;
+    banger.modules=*) modules=\${arg#*=} ;;
+  esac
+done
+
+disk_by_serial() {
+  for d in /sys/block/*; do
+    [ -r "$d/serial" ] || continue
+    if [ "$(cat "$d/serial")" = "$1" ]; then echo "/dev/\${d##*/}"; return 0; fi
+  done
+  return 1
+}
+
+if [ -n "$modules" ] && dev=$(disk_by_serial "$modules"); then
+  dir=/lib/modules/$(uname -r)
+  mkdir -p "$dir" && mount -o ro "$dev" "$dir" || log "cannot mount the modules disk $dev"
+fi
+
+if [ -n "$work" ]; then
+  if dev=$(disk_by_serial "$work"); then
+    mount -o noatime "$dev" /root || log "cannot mount the work disk $dev on /root"
+  else
+    log "no work disk with serial $work"
+  fi
+fi
+
+if [ -n "$hostname" ]; then
+  echo "$hostname" >/etc/hostname
+  hostname "$hostname"
+  if grep -q '^127\\.0\\.1\\.1' /etc/hosts 2>/dev/null; then
+    sed -i "s/^127\\.0\\.1\\.1.*/127.0.1.1\\t$hostname/" /etc/hosts
+  else
+    printf '127.0.1.1\\t%s\\n' "$hostname" >>/etc/hosts
+  fi
+fi
+
+ip link set lo up
+if [ -n "$ip" ] && [ -n "$mac" ]; then
+  iface=
+  for n in /sys/class/net/*; do
+    [ "$(cat "$n/address" 2>/dev/null)" = "$mac" ] && iface=\${n##*/}
+  done
+  if [ -n "$iface" ]; then
+    ip link set "$iface" up
+    ip addr replace "$ip" dev "$iface"
+    [ -n "$gw" ] && ip route replace default via "$gw" dev "$iface"
+  else
+    log "no network interface with MAC $mac"
+  fi
+fi
+if [ -n "$dns" ]; then
+  rm -f /etc/resolv.conf
+  echo "nameserver $dns" >/etc/resolv.conf
+fi
+
+# Each VM makes its own host key at first boot; images ship none.
+if [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
+  ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key || log "ssh-keygen failed"
+fi
+log "ready"
+`;
+
+export const BOOTSTRAP_UNIT_TEXT = `[Unit]
+Description=banger guest bootstrap (identity, disks, network, ssh host key)
+DefaultDependencies=no
+After=systemd-remount-fs.service
+Before=systemd-udev-trigger.service systemd-modules-load.service local-fs.target network-pre.target ssh.service sysinit.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${BOOTSTRAP_PATH}
+
+[Install]
+WantedBy=sysinit.target
+`;
+
+/** Only the ed25519 key: generating RSA keys at first boot costs seconds under TCG. */
+export const SSHD_DROPIN = `# Managed by banger.
+HostKey /etc/ssh/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile /root/.ssh/authorized_keys
+UseDNS no
+`;
+
+export interface GuestAsset {
+  path: string;
+  content: string;
+  mode: number;
+}
+
+export interface GuestSymlink {
+  path: string;
+  target: string;
+}
+
+/** The minimal asset set of the foundation: bootstrap + unit + enable link + sshd drop-in. */
+export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] } {
+  return {
+    files: [
+      { path: BOOTSTRAP_PATH, content: BOOTSTRAP_SCRIPT, mode: 0o755 },
+      { path: `/etc/systemd/system/${BOOTSTRAP_UNIT}`, content: BOOTSTRAP_UNIT_TEXT, mode: 0o644 },
+      { path: '/etc/ssh/sshd_config.d/banger.conf', content: SSHD_DROPIN, mode: 0o644 },
+    ],
+    symlinks: [
+      { path: `/etc/systemd/system/sysinit.target.wants/${BOOTSTRAP_UNIT}`, target: `/etc/systemd/system/${BOOTSTRAP_UNIT}` },
+    ],
+  };
+}
+
+/** Paths that must never reach an image: host keys are per VM. */
+export function isBuildTimeSecret(relPath: string): boolean {
+  return /^etc\/ssh\/ssh_host_[^/]*key(\.pub)?$/.test(relPath);
+}

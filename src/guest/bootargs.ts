@@ -1,0 +1,48 @@
+/** Virtio serials by which the guest finds its disks (device order is not stable on virtio-mmio). */
+export const DISK_SERIALS = { root: 'banger-root', work: 'banger-work', modules: 'banger-modules' } as const;
+
+export interface BootArgsInput {
+  hostname: string;
+  /** Guest address with prefix, e.g. 10.0.2.15/24. */
+  ip: string;
+  gateway: string;
+  dns: string;
+  mac: string;
+  hasModulesDisk: boolean;
+  /** Under TCG: the host TSC frequency, so the guest skips PIT calibration (TESTING.md). */
+  tscKhz: number | undefined;
+  /** CONFIG_HZ of the guest kernel (Debian: 250). */
+  hz?: number;
+}
+
+/**
+ * Kernel command line. `panic=-1` with qemu's -no-reboot turns a kernel
+ * panic into a VMM exit the boot watch sees at once.
+ */
+export function bootArgs(i: BootArgsInput): string {
+  const args = [
+    'console=ttyS0',
+    'reboot=k',
+    'panic=-1',
+    'rw',
+    `banger.root=${DISK_SERIALS.root}`,
+    `banger.work=${DISK_SERIALS.work}`,
+    `banger.hostname=${i.hostname}`,
+    `banger.ip=${i.ip}`,
+    `banger.gw=${i.gateway}`,
+    `banger.dns=${i.dns}`,
+    `banger.mac=${i.mac}`,
+  ];
+  if (i.hasModulesDisk) args.push(`banger.modules=${DISK_SERIALS.modules}`);
+  if (i.tscKhz !== undefined) {
+    const hz = i.hz ?? 250;
+    args.push(`tsc_early_khz=${i.tscKhz}`, `lpj=${Math.round((i.tscKhz * 1000) / hz)}`);
+  }
+  return args.join(' ');
+}
+
+/** A locally administered MAC derived from the VM id (stable across restarts). */
+export function macFromId(id: string): string {
+  const hex = id.replace(/[^0-9a-f]/g, '').padEnd(6, '0').slice(0, 6);
+  return `52:54:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
+}

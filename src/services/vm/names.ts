@@ -1,0 +1,51 @@
+import { badRequest } from '../../errors.js';
+
+const MAX = 63;
+
+/**
+ * SPEC §4: 1–63 chars of a-z, 0-9 and '-', no leading or trailing '-', no
+ * normalisation. Returns an error message naming the position, or undefined.
+ */
+export function vmNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'the name is empty';
+  if (name.length > MAX) return `the name is ${name.length} characters long; the limit is ${MAX}`;
+  for (let i = 0; i < name.length; i++) {
+    const c = name[i] as string;
+    if (!/[a-z0-9-]/.test(c)) {
+      const shown = /[\x00-\x1f\x7f]/.test(c) ? JSON.stringify(c) : `"${c}"`;
+      return `character ${shown} at position ${i + 1} is not allowed (use a-z, 0-9 and -)`;
+    }
+  }
+  if (name.startsWith('-')) return 'the name must not start with "-"';
+  if (name.endsWith('-')) return 'the name must not end with "-"';
+  return undefined;
+}
+
+export function validateVmName(name: string): void {
+  const problem = vmNameProblem(name);
+  if (problem) throw badRequest(`invalid VM name ${JSON.stringify(name)}: ${problem}`, 'VM names are 1-63 characters of a-z, 0-9 and "-", e.g. dev-1');
+}
+
+const ADJECTIVES = [
+  'amber', 'bold', 'brisk', 'calm', 'clever', 'cosy', 'crisp', 'dapper', 'eager', 'fancy', 'gentle', 'happy', 'jolly',
+  'keen', 'lively', 'lucky', 'merry', 'misty', 'nimble', 'plucky', 'proud', 'quiet', 'rapid', 'shiny', 'snug',
+  'sunny', 'swift', 'tidy', 'vivid', 'witty', 'zesty', 'breezy',
+];
+const NOUNS = [
+  'otter', 'badger', 'falcon', 'heron', 'lynx', 'marten', 'newt', 'owl', 'panda', 'puffin', 'quokka', 'raven',
+  'robin', 'seal', 'stoat', 'tapir', 'tern', 'toad', 'vole', 'walrus', 'wombat', 'yak', 'zebra', 'bison', 'crane',
+  'dingo', 'egret', 'ferret', 'gecko', 'ibis', 'koala', 'lemur',
+];
+
+/** A friendly name like calm-otter; `taken` decides collisions (a numeric suffix follows after a few tries). */
+export function generateName(taken: (n: string) => boolean, random: () => number = Math.random): string {
+  const pick = (xs: string[]): string => xs[Math.floor(random() * xs.length)] as string;
+  for (let i = 0; i < 20; i++) {
+    const n = `${pick(ADJECTIVES)}-${pick(NOUNS)}`;
+    if (!taken(n)) return n;
+  }
+  for (let i = 2; ; i++) {
+    const n = `${pick(ADJECTIVES)}-${pick(NOUNS)}-${i}`;
+    if (!taken(n)) return n;
+  }
+}

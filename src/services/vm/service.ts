@@ -1,0 +1,397 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { copyFile, mkdir, readFile, rename, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SshInfo, VmView } from '../../api/methods.js';
+import type { Config } from '../../config/load.js';
+import { parseSize } from '../../config/sizes.js';
+import { AppError, alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
+import { debugfsErrors, injectScript } from '../../ext4/debugfs.js';
+import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
+import { sshArgv } from '../../ssh/argv.js';
+import type { ImageRepo } from '../../store/images.js';
+import type { VmHandles, VmRepo, VmRow } from '../../store/vms.js';
+import type { AccelDecision } from '../../system/host.js';
+import { freeLoopbackPort, readSshBanner } from '../../system/net.js';
+import { vmFiles, type Paths } from '../../system/paths.js';
+import type { CommandRunner } from '../../system/runner.js';
+import type { DiskSpec, VmmDriver } from '../../vmm/driver.js';
+import { USER_NET } from '../../vmm/qemu/argv.js';
+import type { Logger, OpContext } from '../context.js';
+import { exists, removeTree } from '../fsutil.js';
+import type { ImageService } from '../image/service.js';
+import type { KernelService } from '../kernel/service.js';
+import { BootFailure, waitForSsh } from './bootwatch.js';
+import { generateName, validateVmName } from './names.js';
+import type { SshKeys } from './sshkeys.js';
+import { assertTransition } from './states.js';
+
+export interface CreateParams {
+  name?: string | undefined;
+  image?: string | undefined;
+  vcpu?: number | undefined;
+  memory_mib?: number | undefined;
+  disk_size?: string | undefined;
+  nat?: boolean | undefined;
+  start?: boolean | undefined;
+}
+
+export interface VmServiceDeps {
+  paths: Paths;
+  vms: VmRepo;
+  images: ImageRepo;
+  imageService: ImageService;
+  kernels: KernelService;
+  driver: VmmDriver;
+  runner: CommandRunner;
+  keys: SshKeys;
+  config: Config;
+  accel: AccelDecision;
+  tscKhz: number | undefined;
+  log: Logger;
+}
+
+const STALL_MS = 30_000;
+
+/** VM lifecycle: create (+start), list, delete, ssh details, logs, reconcile. */
+export class VmService {
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly d: VmServiceDeps) {}
+
+  list(): VmView[] {
+    return this.d.vms.list().map((v) => this.view(v));
+  }
+
+  /** A name, an id, or a unique id prefix. */
+  resolve(ref: string): VmRow {
+    const byName = this.d.vms.byName(ref) ?? this.d.vms.get(ref);
+    if (byName) return byName;
+    const matches = this.d.vms.list().filter((v) => v.id.startsWith(ref));
+    if (matches.length === 1) return matches[0] as VmRow;
+    if (matches.length > 1) {
+      throw badRequest(`"${ref}" matches ${matches.length} VMs: ${matches.map((m) => m.name).join(', ')}`, 'use the full name or a longer id prefix');
+    }
+    throw notFound(`no VM named "${ref}"`, 'run `banger vm list` to see your VMs');
+  }
+
+  show(ref: string): VmView {
+    return this.view(this.resolve(ref));
+  }
+
+  async create(p: CreateParams, ctx: OpContext): Promise<VmView> {
+    const cfg = this.d.config;
+    if (p.name !== undefined && p.name !== '') validateVmName(p.name);
+    const vcpu = p.vcpu ?? cfg.vmDefaults.vcpu;
+    if (!Number.isInteger(vcpu) || vcpu < 1 || vcpu > 64) {
+      throw badRequest(`invalid --vcpu ${p.vcpu}: must be a whole number from 1 to 64`, 'e.g. --vcpu 2');
+    }
+    const memoryMib = p.memory_mib ?? cfg.vmDefaults.memoryMib;
+    if (!Number.isInteger(memoryMib) || memoryMib < 128) {
+      throw badRequest(`invalid --memory ${p.memory_mib}: must be at least 128 MiB`, 'e.g. --memory 2048 (MiB) or --memory 2G');
+    }
+    const diskBytes = p.disk_size === undefined ? cfg.vmDefaults.diskSizeBytes : parseSize(p.disk_size, '--disk-size');
+    if (diskBytes < 64 * 1048576) throw badRequest(`invalid --disk-size ${p.disk_size}: must be at least 64M`, 'e.g. --disk-size 8G');
+    this.checkVmmChoice();
+    if (cfg.networkMode !== 'user') {
+      throw precondition('network_mode = "bridge" is not supported by this banger yet', 'remove network_mode from config.toml to use user-mode networking');
+    }
+    if (p.name && this.d.vms.byName(p.name)) {
+      throw alreadyExists(`a VM named "${p.name}" already exists`, `pick another --name or delete it with \`banger vm delete ${p.name}\``);
+    }
+
+    const image = await this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx);
+    const kernel = await this.d.kernels.ensure(image.kernelName, ctx);
+    const pub = await this.d.keys.ensureKey();
+
+    const id = randomBytes(16).toString('hex');
+    const now = new Date().toISOString();
+    const row: VmRow = {
+      id,
+      name: p.name || generateName((n) => this.d.vms.byName(n) !== undefined),
+      imageId: image.id,
+      state: 'creating',
+      vcpu,
+      memoryMib,
+      diskBytes,
+      overlayBytes: Math.max(cfg.vmDefaults.systemOverlaySizeBytes, image.sizeBytes),
+      nat: p.nat ?? false,
+      vmm: this.d.driver.kind,
+      accel: this.d.accel.accel,
+      networkMode: 'user',
+      sshPort: undefined,
+      diskStrategy: 'qcow2-overlay',
+      handles: undefined,
+      bootId: undefined,
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      this.d.vms.insert(row);
+    } catch (e) {
+      if (String(e).includes('UNIQUE')) throw alreadyExists(`a VM named "${row.name}" already exists`, 'pick another --name');
+      throw e;
+    }
+    return this.withLock(id, async () => {
+      try {
+        ctx.progress({ stage: 'disks', message: 'preparing disks' });
+        const dir = this.d.paths.vmDir(id);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        await this.d.runner.check(
+          ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.rootfsPath, join(dir, vmFiles.overlay), String(row.overlayBytes)],
+          { signal: ctx.signal },
+        );
+        await this.makeWorkDisk(join(dir, vmFiles.work), image.workSeedPath, diskBytes, pub, ctx.signal);
+        this.d.vms.update(id, { state: 'stopped' });
+        if (p.start ?? true) await this.startLocked(id, kernel.name, ctx);
+        return this.view(this.mustGet(id));
+      } catch (e) {
+        if (e instanceof BootFailure && e.kind !== 'exited') {
+          // Kept for inspection (SPEC §4); a stuck VMM is stopped so it does not spin.
+          if (e.kind === 'stuck') await this.stopVmm(id, 'error');
+          throw e;
+        }
+        await this.destroy(id).catch((err: unknown) => this.d.log.error('cleanup after failed create failed', { id, error: String(err) }));
+        throw e;
+      }
+    });
+  }
+
+  async delete(ref: string, _ctx: OpContext): Promise<{ name: string }> {
+    const vm = this.resolve(ref);
+    await this.withLock(vm.id, () => this.destroy(vm.id));
+    return { name: vm.name };
+  }
+
+  sshInfo(ref: string): SshInfo {
+    const vm = this.resolve(ref);
+    if (vm.state !== 'running' || vm.sshPort === undefined) {
+      throw precondition(`VM "${vm.name}" is ${vm.state}; ssh needs it running`, `start it first, or create one with \`banger vm run\``);
+    }
+    return this.sshInfoOf(vm);
+  }
+
+  async logs(ref: string, tailBytes?: number): Promise<string> {
+    const vm = this.resolve(ref);
+    const file = join(this.d.paths.vmDir(vm.id), vmFiles.console);
+    const text = await readFile(file, 'utf8').catch(() => '');
+    return tailBytes === undefined ? text : text.slice(-tailBytes);
+  }
+
+  /**
+   * Startup: VMs recorded as running whose VMM is alive (same pid and start
+   * time) are adopted; dead ones are marked stopped; half-created ones are removed.
+   */
+  async reconcile(): Promise<void> {
+    for (const vm of this.d.vms.list()) {
+      if (vm.state === 'creating') {
+        this.d.log.warn('removing a VM whose creation was interrupted', { name: vm.name });
+        await this.destroy(vm.id);
+        continue;
+      }
+      if (vm.state === 'stopped' || vm.state === 'error') continue;
+      const handles = vm.handles ?? (await this.readHandlesFile(vm.id));
+      const alive = handles ? await this.d.driver.isAlive(this.vmmHandles(handles)) : false;
+      if (alive) {
+        this.d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
+        if (vm.state !== 'running') this.d.vms.update(vm.id, { state: 'running', handles });
+      } else {
+        this.d.log.info('VM is no longer running; marking it stopped', { name: vm.name });
+        await this.clearRuntime(vm.id);
+        this.d.vms.update(vm.id, { state: 'stopped', handles: undefined, sshPort: undefined });
+      }
+    }
+  }
+
+  private checkVmmChoice(): void {
+    const { vmm } = this.d.config;
+    if (vmm === 'firecracker') {
+      throw precondition(
+        'vmm = "firecracker" is not available in this banger yet; it also needs hardware virtualization (KVM)',
+        'set vmm = "auto" or "qemu" in config.toml',
+      );
+    }
+  }
+
+  private async startLocked(id: string, kernelName: string, ctx: OpContext): Promise<void> {
+    const vm = this.mustGet(id);
+    assertTransition(vm.name, vm.state, 'starting');
+    const kernelRow = await this.d.kernels.ensure(kernelName, ctx);
+    const k = this.d.kernels.files(kernelRow);
+    const dir = this.d.paths.vmDir(id);
+    const consoleLog = join(dir, vmFiles.console);
+    await writeFile(consoleLog, '');
+    const disks: DiskSpec[] = [
+      { id: 'root', path: join(dir, vmFiles.overlay), format: 'qcow2', readonly: false, serial: DISK_SERIALS.root },
+      { id: 'work', path: join(dir, vmFiles.work), format: 'raw', readonly: false, serial: DISK_SERIALS.work },
+    ];
+    if (k.modulesDisk) disks.push({ id: 'modules', path: k.modulesDisk, format: 'raw', readonly: true, serial: DISK_SERIALS.modules });
+    const mac = macFromId(id);
+    const sshPort = await freeLoopbackPort();
+    const cmdline = bootArgs({
+      hostname: vm.name,
+      ip: USER_NET.guestIp,
+      gateway: USER_NET.gateway,
+      dns: USER_NET.dns,
+      mac,
+      hasModulesDisk: k.modulesDisk !== undefined,
+      tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
+    });
+    this.d.vms.update(id, { state: 'starting' });
+    ctx.progress({ stage: 'boot', message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})` });
+    const h = await this.d.driver.start(
+      {
+        id, name: vm.name, vcpu: vm.vcpu, memoryMib: vm.memoryMib, accel: vm.accel, kernelPath: k.kernel, initrdPath: k.initrd,
+        cmdline, disks, net: { mode: 'user', sshPort, allowOutbound: vm.nat, mac }, consoleLog,
+        controlSocket: this.d.paths.qmpSocket(id), vmmLog: join(dir, vmFiles.vmmLog),
+      },
+      ctx.signal,
+    );
+    const handles: VmHandles = { pid: h.pid, startTime: h.startTime, qmpSocket: h.controlSocket, sshPort };
+    await this.writeHandlesFile(id, handles);
+    const bootId = randomUUID();
+    this.d.vms.update(id, { handles, sshPort, bootId });
+    ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
+    const info = this.sshInfoOf({ ...vm, sshPort });
+    await waitForSsh({
+      vmName: vm.name,
+      consoleLog,
+      timeoutMs: this.d.config.sshWaitTimeoutMs,
+      stallMs: STALL_MS,
+      signal: ctx.signal,
+      isAlive: () => this.d.driver.isAlive(h),
+      probe: async () => {
+        if (!(await readSshBanner('127.0.0.1', sshPort, 1500))) return 'none';
+        const res = await this.d.runner.run(sshArgv('ssh', info, { batch: true, connectTimeoutS: 5, remoteCommand: 'true' }), { timeoutMs: 20_000, signal: ctx.signal }).catch(() => undefined);
+        return res?.code === 0 ? 'ready' : 'banner';
+      },
+    }).catch(async (e: unknown) => {
+      if (e instanceof BootFailure) {
+        if (e.kind === 'ssh_timeout') this.d.vms.update(id, { state: 'running' });
+        throw e;
+      }
+      throw e;
+    });
+    this.d.vms.update(id, { state: 'running' });
+  }
+
+  private async makeWorkDisk(path: string, seed: string | undefined, bytes: number, pubKey: string, signal: AbortSignal): Promise<void> {
+    if (seed && (await exists(seed))) {
+      // Copy the small seed (a reflink where the filesystem can) and grow it: no full-size copy.
+      await copyFile(seed, path, fsc.COPYFILE_FICLONE);
+      await truncate(path, bytes);
+      await this.d.runner.check(['resize2fs', '-f', path], { signal });
+    } else {
+      await this.d.runner.check(['mkfs.ext4', '-q', '-F', '-T', 'default', '-L', 'work', '-E', 'root_owner=0:0', path, `${Math.ceil(bytes / 1024)}k`], { signal });
+    }
+    const keyFile = `${path}.authorized_keys`;
+    await writeFile(keyFile, `${pubKey}\n`, { mode: 0o600 });
+    try {
+      const script = injectScript({
+        dirs: [{ path: '/.ssh', mode: 0o700 }],
+        files: [{ path: '/.ssh/authorized_keys', hostSource: keyFile, mode: 0o600, uid: 0, gid: 0 }],
+      });
+      const res = await this.d.runner.check(['debugfs', '-w', '-f', '-', path], { input: script, signal });
+      const errors = debugfsErrors(`${res.stdout}\n${res.stderr}`);
+      if (errors.length) throw operationFailed(`could not write the ssh key into the work disk ${path}`, { detail: errors.join('\n') });
+    } finally {
+      await removeTree(keyFile);
+    }
+  }
+
+  /** Kills the VMM (if any) and leaves the VM in `state` with its disks. */
+  private async stopVmm(id: string, state: 'stopped' | 'error'): Promise<void> {
+    const vm = this.d.vms.get(id);
+    if (!vm) return;
+    const handles = vm.handles ?? (await this.readHandlesFile(id));
+    if (handles) await this.d.driver.kill(this.vmmHandles(handles));
+    await this.clearRuntime(id);
+    this.d.vms.update(id, { state, handles: undefined, sshPort: undefined });
+  }
+
+  /** Removes every trace of a VM: process, sockets, disks, dir, known_hosts entry, row. */
+  private async destroy(id: string): Promise<void> {
+    const vm = this.d.vms.get(id);
+    if (!vm) return;
+    await this.stopVmm(id, 'stopped');
+    await removeTree(this.d.paths.vmDir(id));
+    await this.d.keys.forget(`${vm.name}.vm`);
+    this.d.vms.delete(id);
+    this.d.log.info('VM deleted', { name: vm.name });
+  }
+
+  private async clearRuntime(id: string): Promise<void> {
+    await removeTree(this.d.paths.qmpSocket(id));
+    await removeTree(join(this.d.paths.vmDir(id), vmFiles.handles));
+  }
+
+  private vmmHandles(h: VmHandles): { pid: number; startTime: number; controlSocket: string } {
+    return { pid: h.pid, startTime: h.startTime, controlSocket: h.qmpSocket };
+  }
+
+  private async writeHandlesFile(id: string, h: VmHandles): Promise<void> {
+    const file = join(this.d.paths.vmDir(id), vmFiles.handles);
+    await writeFile(`${file}.tmp`, `${JSON.stringify(h)}\n`);
+    await rename(`${file}.tmp`, file);
+  }
+
+  private async readHandlesFile(id: string): Promise<VmHandles | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.d.paths.vmDir(id), vmFiles.handles), 'utf8')) as VmHandles;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private sshInfoOf(vm: Pick<VmRow, 'name' | 'sshPort'>): SshInfo {
+    return {
+      name: vm.name,
+      host: '127.0.0.1',
+      port: vm.sshPort ?? 0,
+      user: 'root',
+      key: this.d.keys.keyPath,
+      known_hosts: this.d.keys.knownHosts,
+      host_key_alias: `${vm.name}.vm`,
+    };
+  }
+
+  private mustGet(id: string): VmRow {
+    const vm = this.d.vms.get(id);
+    if (!vm) throw new AppError('not_found', `VM ${id} disappeared`);
+    return vm;
+  }
+
+  private view(v: VmRow): VmView {
+    const image = this.d.images.get(v.imageId);
+    return {
+      id: v.id,
+      name: v.name,
+      state: v.state,
+      image: image?.name ?? v.imageId,
+      vcpu: v.vcpu,
+      memory_mib: v.memoryMib,
+      disk_bytes: v.diskBytes,
+      vmm: v.vmm,
+      accel: v.accel,
+      accel_reason: this.d.accel.reason,
+      network_mode: v.networkMode,
+      nat: v.nat,
+      ssh: v.state === 'running' && v.sshPort ? `127.0.0.1:${v.sshPort}` : null,
+      disk_strategy: v.diskStrategy,
+      pid: v.handles?.pid ?? null,
+      created_at: v.createdAt,
+    };
+  }
+
+  /** Serialises operations on one VM; different VMs proceed in parallel. */
+  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    this.locks.set(id, next);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(id) === next) this.locks.delete(id);
+    }
+  }
+}

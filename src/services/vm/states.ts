@@ -1,0 +1,29 @@
+import { precondition } from '../../errors.js';
+
+/** The closed set of VM states. */
+export const VM_STATES = ['creating', 'stopped', 'starting', 'running', 'stopping', 'error'] as const;
+export type VmState = (typeof VM_STATES)[number];
+
+/** Allowed transitions: from → the states it may move to. */
+export const TRANSITIONS: Readonly<Record<VmState, readonly VmState[]>> = {
+  creating: ['stopped', 'starting', 'error'],
+  stopped: ['starting'],
+  starting: ['running', 'stopped', 'error'],
+  running: ['stopping', 'stopped', 'error'],
+  stopping: ['stopped', 'error'],
+  error: ['starting', 'stopped'],
+};
+
+export function canTransition(from: VmState, to: VmState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Throws a precondition error naming expected vs actual state and the escape hatch. */
+export function assertTransition(name: string, from: VmState, to: VmState): void {
+  if (canTransition(from, to)) return;
+  const expected = (Object.keys(TRANSITIONS) as VmState[]).filter((s) => TRANSITIONS[s].includes(to));
+  throw precondition(
+    `VM "${name}" is ${from}; moving to ${to} needs it to be ${expected.join(' or ')}`,
+    `if it is stuck, \`banger vm delete ${name}\` removes it whatever its state`,
+  );
+}

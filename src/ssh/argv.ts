@@ -1,0 +1,38 @@
+import type { SshInfo } from '../api/methods.js';
+
+export interface SshArgvOptions {
+  /** Force a TTY (-tt) or none (-T); undefined lets ssh decide. */
+  tty?: boolean;
+  /** No prompts, fail instead (readiness probes). */
+  batch?: boolean;
+  connectTimeoutS?: number;
+  /** Already shell-quoted remote command; absent → login shell. */
+  remoteCommand?: string;
+}
+
+/**
+ * argv for the system OpenSSH client against a VM. `-F none` keeps the user's
+ * ssh_config out of it; host keys are trusted on first use and stored under
+ * HostKeyAlias=<name>.vm, never under the address or the forwarded port.
+ */
+export function sshArgv(ssh: string, info: SshInfo, opts: SshArgvOptions = {}): string[] {
+  const argv = [
+    ssh,
+    '-F', 'none',
+    '-i', info.key,
+    '-p', String(info.port),
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${info.known_hosts}`,
+    '-o', 'StrictHostKeyChecking=accept-new',
+    '-o', `HostKeyAlias=${info.host_key_alias}`,
+    '-o', 'LogLevel=ERROR',
+    '-o', `ConnectTimeout=${opts.connectTimeoutS ?? 10}`,
+    '-o', 'ServerAliveInterval=15',
+  ];
+  if (opts.batch) argv.push('-o', 'BatchMode=yes');
+  if (opts.tty === true) argv.push('-tt');
+  if (opts.tty === false) argv.push('-T');
+  argv.push(`${info.user}@${info.host}`);
+  if (opts.remoteCommand !== undefined) argv.push('--', opts.remoteCommand);
+  return argv;
+}

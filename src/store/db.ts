@@ -1,0 +1,37 @@
+import Database from 'better-sqlite3';
+import { AppError } from '../errors.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js';
+
+export type Db = Database.Database;
+
+/** Opens (creating if needed) and migrates the store. `:memory:` works for tests. */
+export function openStore(file: string, opts: { readonly?: boolean } = {}): Db {
+  const db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  if (opts.readonly) return db;
+  db.pragma('journal_mode = WAL');
+  migrate(db);
+  return db;
+}
+
+export function schemaVersion(db: Db): number {
+  return db.pragma('user_version', { simple: true }) as number;
+}
+
+export function migrate(db: Db): void {
+  const current = schemaVersion(db);
+  if (current > SCHEMA_VERSION) {
+    throw new AppError('bad_version', `the state database is at schema ${current}, newer than this banger (${SCHEMA_VERSION})`, {
+      hint: 'install the newer banger that wrote it, or move the state directory aside',
+    });
+  }
+  for (let v = current; v < SCHEMA_VERSION; v++) {
+    const sql = MIGRATIONS[v];
+    if (sql === undefined) break;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

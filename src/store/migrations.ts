@@ -1,0 +1,73 @@
+/**
+ * Forward-only schema migrations. Index i holds the SQL that moves the schema
+ * from version i to i+1; the applied version lives in PRAGMA user_version.
+ * Never edit a shipped entry: append a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE kernels (
+    name        TEXT PRIMARY KEY,
+    distro      TEXT NOT NULL,
+    arch        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    dir         TEXT NOT NULL,
+    has_initrd  INTEGER NOT NULL,
+    has_modules INTEGER NOT NULL,
+    module_count INTEGER NOT NULL,
+    created_at  TEXT NOT NULL
+  );
+  CREATE TABLE images (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    source      TEXT NOT NULL,
+    managed     INTEGER NOT NULL,
+    dir         TEXT NOT NULL,
+    rootfs_path TEXT NOT NULL,
+    work_seed_path TEXT,
+    kernel_name TEXT NOT NULL,
+    distro      TEXT NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    assets_version INTEGER NOT NULL,
+    created_at  TEXT NOT NULL
+  );
+  CREATE TABLE vms (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    image_id    TEXT NOT NULL REFERENCES images(id),
+    state       TEXT NOT NULL,
+    vcpu        INTEGER NOT NULL,
+    memory_mib  INTEGER NOT NULL,
+    disk_bytes  INTEGER NOT NULL,
+    overlay_bytes INTEGER NOT NULL,
+    nat         INTEGER NOT NULL,
+    vmm         TEXT NOT NULL,
+    accel       TEXT NOT NULL,
+    network_mode TEXT NOT NULL,
+    ssh_port    INTEGER,
+    disk_strategy TEXT NOT NULL,
+    handles     TEXT,
+    boot_id     TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+  );
+  CREATE TABLE operations (
+    id          TEXT PRIMARY KEY,
+    method      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    status      TEXT NOT NULL,
+    error       TEXT
+  );
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** `bangerd --check-migrations` result: 0 compatible, 1 needs migration, 2 incompatible (newer). */
+export function migrationStatus(current: number): 0 | 1 | 2 {
+  if (current === SCHEMA_VERSION) return 0;
+  return current < SCHEMA_VERSION ? 1 : 2;
+}

@@ -1,0 +1,113 @@
+import type { Db } from './db.js';
+import type { VmState } from '../services/vm/states.js';
+
+/** Runtime handles of a running VM (mirrored in the VM dir's handles.json). */
+export interface VmHandles {
+  pid: number;
+  /** Process start time (clock ticks since boot, /proc/<pid>/stat field 22): tells a reused pid apart. */
+  startTime: number;
+  qmpSocket: string;
+  sshPort: number;
+}
+
+export interface VmRow {
+  id: string;
+  name: string;
+  imageId: string;
+  state: VmState;
+  vcpu: number;
+  memoryMib: number;
+  diskBytes: number;
+  overlayBytes: number;
+  nat: boolean;
+  vmm: 'qemu' | 'firecracker';
+  accel: 'kvm' | 'tcg';
+  networkMode: 'user' | 'bridge';
+  sshPort: number | undefined;
+  diskStrategy: string;
+  handles: VmHandles | undefined;
+  bootId: string | undefined;
+  createdAt: string;
+  updatedAt: string;
+}
+
+type Raw = {
+  id: string; name: string; image_id: string; state: string; vcpu: number; memory_mib: number; disk_bytes: number;
+  overlay_bytes: number; nat: number; vmm: string; accel: string; network_mode: string; ssh_port: number | null;
+  disk_strategy: string; handles: string | null; boot_id: string | null; created_at: string; updated_at: string;
+};
+
+function parseHandles(text: string | null): VmHandles | undefined {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as VmHandles;
+  } catch {
+    return undefined;
+  }
+}
+
+const fromRaw = (r: Raw): VmRow => ({
+  id: r.id, name: r.name, imageId: r.image_id, state: r.state as VmState, vcpu: r.vcpu, memoryMib: r.memory_mib,
+  diskBytes: r.disk_bytes, overlayBytes: r.overlay_bytes, nat: r.nat === 1, vmm: r.vmm as VmRow['vmm'],
+  accel: r.accel as VmRow['accel'], networkMode: r.network_mode as VmRow['networkMode'],
+  sshPort: r.ssh_port ?? undefined, diskStrategy: r.disk_strategy, handles: parseHandles(r.handles),
+  bootId: r.boot_id ?? undefined, createdAt: r.created_at, updatedAt: r.updated_at,
+});
+
+export class VmRepo {
+  constructor(private readonly db: Db) {}
+
+  get(id: string): VmRow | undefined {
+    const r = this.db.prepare('SELECT * FROM vms WHERE id = ?').get(id) as Raw | undefined;
+    return r && fromRaw(r);
+  }
+
+  byName(name: string): VmRow | undefined {
+    const r = this.db.prepare('SELECT * FROM vms WHERE name = ?').get(name) as Raw | undefined;
+    return r && fromRaw(r);
+  }
+
+  list(): VmRow[] {
+    return (this.db.prepare('SELECT * FROM vms ORDER BY created_at, name').all() as Raw[]).map(fromRaw);
+  }
+
+  countByImage(imageId: string): number {
+    return (this.db.prepare('SELECT count(*) AS n FROM vms WHERE image_id = ?').get(imageId) as { n: number }).n;
+  }
+
+  /** Inserts a new VM row; a UNIQUE violation on name surfaces as SqliteError (callers map it). */
+  insert(v: VmRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO vms (id, name, image_id, state, vcpu, memory_mib, disk_bytes, overlay_bytes, nat, vmm, accel,
+           network_mode, ssh_port, disk_strategy, handles, boot_id, created_at, updated_at)
+         VALUES (@id, @name, @image_id, @state, @vcpu, @memory_mib, @disk_bytes, @overlay_bytes, @nat, @vmm, @accel,
+           @network_mode, @ssh_port, @disk_strategy, @handles, @boot_id, @created_at, @updated_at)`,
+      )
+      .run({
+        id: v.id, name: v.name, image_id: v.imageId, state: v.state, vcpu: v.vcpu, memory_mib: v.memoryMib,
+        disk_bytes: v.diskBytes, overlay_bytes: v.overlayBytes, nat: v.nat ? 1 : 0, vmm: v.vmm, accel: v.accel,
+        network_mode: v.networkMode, ssh_port: v.sshPort ?? null, disk_strategy: v.diskStrategy,
+        handles: v.handles ? JSON.stringify(v.handles) : null, boot_id: v.bootId ?? null,
+        created_at: v.createdAt, updated_at: v.updatedAt,
+      });
+  }
+
+  update(id: string, patch: Partial<Pick<VmRow, 'state' | 'sshPort' | 'handles' | 'bootId' | 'diskStrategy'>>): void {
+    const cur = this.get(id);
+    if (!cur) return;
+    const next = { ...cur, ...patch };
+    this.db
+      .prepare(
+        `UPDATE vms SET state = ?, ssh_port = ?, handles = ?, boot_id = ?, disk_strategy = ?, updated_at = ? WHERE id = ?`,
+      )
+      .run(
+        next.state, next.sshPort ?? null, next.handles ? JSON.stringify(next.handles) : null, next.bootId ?? null,
+        next.diskStrategy, new Date().toISOString(), id,
+      );
+  }
+
+  delete(id: string): void {
+    this.db.prepare('DELETE FROM vms WHERE id = ?').run(id);
+  }
+}

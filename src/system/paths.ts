@@ -1,0 +1,96 @@
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AppError } from '../errors.js';
+
+/** Unix socket paths longer than this do not fit in sockaddr_un. */
+export const MAX_SOCKET_PATH = 107;
+
+export interface PathEnv {
+  HOME?: string | undefined;
+  XDG_CONFIG_HOME?: string | undefined;
+  XDG_STATE_HOME?: string | undefined;
+  XDG_CACHE_HOME?: string | undefined;
+  XDG_RUNTIME_DIR?: string | undefined;
+}
+
+/** Every on-disk name banger uses, derived from the XDG variables (SPEC §2). */
+export class Paths {
+  readonly configDir: string;
+  readonly stateDir: string;
+  readonly cacheDir: string;
+  readonly runtimeDir: string;
+
+  constructor(env: PathEnv, uid: number) {
+    const home = env.HOME ?? '/root';
+    this.configDir = join(env.XDG_CONFIG_HOME || join(home, '.config'), 'banger');
+    this.stateDir = join(env.XDG_STATE_HOME || join(home, '.local', 'state'), 'banger');
+    this.cacheDir = join(env.XDG_CACHE_HOME || join(home, '.cache'), 'banger');
+    this.runtimeDir = env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'banger') : `/tmp/banger-${uid}`;
+  }
+
+  get configFile(): string { return join(this.configDir, 'config.toml'); }
+  get sshConfigFile(): string { return join(this.configDir, 'ssh_config'); }
+  get dbFile(): string { return join(this.stateDir, 'banger.db'); }
+  get daemonLog(): string { return join(this.stateDir, 'bangerd.log'); }
+  get imagesDir(): string { return join(this.stateDir, 'images'); }
+  get kernelsDir(): string { return join(this.stateDir, 'kernels'); }
+  get vmsDir(): string { return join(this.stateDir, 'vms'); }
+  get sshDir(): string { return join(this.stateDir, 'ssh'); }
+  get sshKey(): string { return join(this.sshDir, 'id_ed25519'); }
+  get knownHosts(): string { return join(this.sshDir, 'known_hosts'); }
+  get blobsDir(): string { return join(this.cacheDir, 'oci', 'blobs', 'sha256'); }
+  get tmpDir(): string { return join(this.stateDir, 'tmp'); }
+  get socket(): string { return this.checkedSocket(join(this.runtimeDir, 'bangerd.sock')); }
+  get pidFile(): string { return join(this.runtimeDir, 'bangerd.pid'); }
+
+  imageDir(id: string): string { return join(this.imagesDir, id); }
+  imageStaging(id: string): string { return join(this.imagesDir, `${id}.staging`); }
+  kernelDir(name: string): string { return join(this.kernelsDir, name); }
+  kernelStaging(name: string): string { return join(this.kernelsDir, `.${name}.staging`); }
+  vmDir(id: string): string { return join(this.vmsDir, id); }
+  qmpSocket(vmId: string): string { return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.qmp`)); }
+
+  private checkedSocket(path: string): string {
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+      throw new AppError('precondition', `socket path is too long (${Buffer.byteLength(path)} > ${MAX_SOCKET_PATH} bytes): ${path}`, {
+        hint: 'set XDG_RUNTIME_DIR to a shorter directory',
+      });
+    }
+    return path;
+  }
+}
+
+/** Files inside one image directory. */
+export const imageFiles = {
+  rootfs: 'rootfs.ext4',
+  workSeed: 'work-seed.ext4',
+  manifest: 'manifest.json',
+} as const;
+
+/** Files inside one kernel directory. */
+export const kernelFiles = {
+  bzImage: 'bzImage',
+  vmlinux: 'vmlinux',
+  initrd: 'initrd.img',
+  modulesDisk: 'modules.ext4',
+  manifest: 'manifest.json',
+} as const;
+
+/** Files inside one VM directory. */
+export const vmFiles = {
+  overlay: 'root.qcow2',
+  work: 'work.ext4',
+  console: 'console.log',
+  vmmLog: 'vmm.log',
+  handles: 'handles.json',
+} as const;
+
+/** The installed package's root (…/banger), found from this compiled file (dist/src/system). */
+export function packageRoot(): string {
+  return fileURLToPath(new URL('../../../', import.meta.url));
+}
+
+/** Static guest programs built by `npm run build` from guest-src/. */
+export function guestBinary(name: 'banger-init'): string {
+  return join(packageRoot(), 'dist', 'guest', name);
+}

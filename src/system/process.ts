@@ -1,0 +1,59 @@
+import { readFile } from 'node:fs/promises';
+
+/**
+ * Start time of a process in clock ticks since boot (/proc/<pid>/stat field 22),
+ * or undefined when the process does not exist. Together with the pid it
+ * identifies one process for good: a reused pid has a different start time.
+ */
+export async function processStartTime(pid: number): Promise<number | undefined> {
+  try {
+    return parseStatStartTime(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat; the command name (field 2) may contain spaces and parentheses. */
+export function parseStatStartTime(stat: string): number | undefined {
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const fields = stat.slice(close + 2).split(' ');
+  // fields[0] is field 3 (state), so field 22 is fields[19].
+  const v = Number(fields[19]);
+  return Number.isFinite(v) ? v : undefined;
+}
+
+/** State letter of a process (field 3), e.g. 'Z' for a zombie. */
+export async function processState(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+export async function isSameProcessAlive(pid: number, startTime: number): Promise<boolean> {
+  const st = await processStartTime(pid);
+  if (st === undefined || st !== startTime) return false;
+  return (await processState(pid)) !== 'Z';
+}
+
+export function signalProcess(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until the process is gone (or a zombie), polling; returns false on timeout. */
+export async function waitForExit(pid: number, startTime: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!(await isSameProcessAlive(pid, startTime))) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return !(await isSameProcessAlive(pid, startTime));
+}

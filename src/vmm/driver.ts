@@ -1,0 +1,44 @@
+/** What a VMM needs to boot one VM; built by the VM service, never by a driver. */
+export interface DiskSpec {
+  id: string;
+  path: string;
+  format: 'raw' | 'qcow2';
+  readonly: boolean;
+  /** Virtio serial the guest finds the disk by. */
+  serial: string;
+}
+
+export interface VmmSpec {
+  id: string;
+  name: string;
+  vcpu: number;
+  memoryMib: number;
+  accel: 'kvm' | 'tcg';
+  kernelPath: string;
+  initrdPath: string | undefined;
+  cmdline: string;
+  disks: DiskSpec[];
+  net: { mode: 'user'; sshPort: number; allowOutbound: boolean; mac: string };
+  consoleLog: string;
+  controlSocket: string;
+  vmmLog: string;
+}
+
+export interface VmmHandles {
+  pid: number;
+  startTime: number;
+  controlSocket: string;
+}
+
+/**
+ * One interface for every VMM. Services hold a VmmDriver and never branch on
+ * which one it is.
+ */
+export interface VmmDriver {
+  readonly kind: 'qemu' | 'firecracker';
+  /** Starts the VMM detached (it outlives the daemon) and returns its handles once it runs. */
+  start(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandles>;
+  /** Stops the VMM now (no guest shutdown); resolves when the process is gone. */
+  kill(handles: VmmHandles, signal?: NodeJS.Signals): Promise<void>;
+  isAlive(handles: VmmHandles): Promise<boolean>;
+}

@@ -1,0 +1,45 @@
+import type { VmmSpec } from '../driver.js';
+
+/**
+ * qemu-system-x86_64 argv for a microvm guest. Pure: every host-dependent
+ * choice (accel, port, paths) is already in the spec.
+ */
+export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
+  const argv = [
+    qemuBin,
+    '-name', `banger-${s.name},debug-threads=on`,
+    '-M', 'microvm,x-option-roms=off,rtc=on',
+    '-accel', s.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-cpu', s.accel === 'kvm' ? 'host' : 'max',
+    '-smp', String(s.vcpu),
+    '-m', `${s.memoryMib}M`,
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    // The guest's poweroff or reboot ends the VMM, so a halted guest never lingers.
+    '-no-reboot',
+    '-kernel', s.kernelPath,
+    '-append', s.cmdline,
+    '-chardev', `file,id=console,path=${s.consoleLog}`,
+    '-serial', 'chardev:console',
+    '-qmp', `unix:${s.controlSocket},server=on,wait=off`,
+    '-monitor', 'none',
+  ];
+  if (s.initrdPath) argv.push('-initrd', s.initrdPath);
+  for (const d of s.disks) {
+    const ro = d.readonly ? ',readonly=on' : '';
+    argv.push(
+      '-drive', `id=${d.id},file=${d.path},format=${d.format},if=none,discard=unmap${ro}`,
+      '-device', `virtio-blk-device,drive=${d.id},serial=${d.serial}`,
+    );
+  }
+  const restrict = s.net.allowOutbound ? 'off' : 'on';
+  argv.push(
+    '-netdev', `user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:${s.net.sshPort}-:22`,
+    '-device', `virtio-net-device,netdev=net0,mac=${s.net.mac}`,
+  );
+  return argv;
+}
+
+/** The address plan of qemu's user-mode network (fixed by slirp's defaults). */
+export const USER_NET = { guestIp: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } as const;

@@ -1,0 +1,78 @@
+import { access } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { operationFailed } from '../../errors.js';
+import type { CommandRunner } from '../../system/runner.js';
+import { isSameProcessAlive, processStartTime, signalProcess, waitForExit } from '../../system/process.js';
+import type { VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
+import { qemuArgv } from './argv.js';
+import { qmpCommand } from './qmp.js';
+
+const START_TIMEOUT_MS = 10_000;
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function logTail(path: string): Promise<string> {
+  try {
+    return (await readFile(path, 'utf8')).trimEnd().split('\n').slice(-10).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+export class QemuDriver implements VmmDriver {
+  readonly kind = 'qemu' as const;
+
+  constructor(
+    private readonly runner: CommandRunner,
+    private readonly qemuBin: string,
+  ) {}
+
+  async start(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandles> {
+    const pid = await this.runner.spawnDetached(qemuArgv(this.qemuBin, spec), { logFile: spec.vmmLog });
+    const startTime = await processStartTime(pid);
+    const handles: VmmHandles = { pid, startTime: startTime ?? 0, controlSocket: spec.controlSocket };
+    // qemu creates the QMP socket once its command line is accepted; an early exit is a config error.
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (startTime === undefined || !(await isSameProcessAlive(pid, startTime))) {
+        const log = await logTail(spec.vmmLog);
+        throw operationFailed(`qemu exited while starting VM "${spec.name}"`, {
+          detail: log,
+          hint: log ? `qemu said:\n${log}` : `see ${spec.vmmLog}`,
+        });
+      }
+      if (await exists(spec.controlSocket)) return handles;
+      if (signal?.aborted) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.kill(handles);
+    throw operationFailed(`qemu did not open its QMP socket within ${START_TIMEOUT_MS / 1000} s for VM "${spec.name}"`, {
+      hint: `see ${spec.vmmLog}`,
+    });
+  }
+
+  async kill(h: VmmHandles, sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!(await isSameProcessAlive(h.pid, h.startTime))) return;
+    if (sig === 'SIGTERM') {
+      // Ask nicely through QMP first; fall back to the signal.
+      await qmpCommand(h.controlSocket, 'quit', undefined, 2000).catch(() => undefined);
+      if (await waitForExit(h.pid, h.startTime, 3000)) return;
+    }
+    signalProcess(h.pid, sig);
+    if (!(await waitForExit(h.pid, h.startTime, 5000))) {
+      signalProcess(h.pid, 'SIGKILL');
+      await waitForExit(h.pid, h.startTime, 5000);
+    }
+  }
+
+  isAlive(h: VmmHandles): Promise<boolean> {
+    return isSameProcessAlive(h.pid, h.startTime);
+  }
+}

@@ -1,0 +1,96 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Repo root, from dist/test/helpers/home.js. */
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const BANGER = join(REPO, 'bin', 'banger.js');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * An isolated banger home: every XDG variable points into one temp folder,
+ * so the daemon, database, images, VMs and sockets of a test touch nothing else.
+ * BANGER_TEST_HOME reuses a folder across runs (keeps the built image).
+ */
+export class TestHome {
+  readonly root: string;
+  readonly env: Record<string, string>;
+
+  constructor(prefix = 'banger-it-') {
+    this.root = process.env.BANGER_TEST_HOME ?? mkdtempSync(join(tmpdir(), prefix));
+    mkdirSync(join(this.root, 'run'), { recursive: true, mode: 0o700 });
+    this.env = {
+      ...(process.env as Record<string, string>),
+      HOME: join(this.root, 'home'),
+      XDG_CONFIG_HOME: join(this.root, 'config'),
+      XDG_STATE_HOME: join(this.root, 'state'),
+      XDG_CACHE_HOME: join(this.root, 'cache'),
+      XDG_RUNTIME_DIR: join(this.root, 'run'),
+      NO_COLOR: '1',
+    };
+    mkdirSync(this.env.HOME as string, { recursive: true });
+  }
+
+  get stateDir(): string {
+    return join(this.root, 'state', 'banger');
+  }
+
+  get runtimeDir(): string {
+    return join(this.root, 'run', 'banger');
+  }
+
+  /** Runs the banger CLI with stdin closed; resolves with its exit code and output. */
+  banger(args: readonly string[], timeoutMs = 15 * 60_000): Promise<CliResult> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [BANGER, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, stdout, stderr });
+      });
+    });
+  }
+
+  /** pids of qemu processes whose command line mentions this home. */
+  qemuPids(): number[] {
+    const out = spawnSync('pgrep', ['-f', `qemu-system-x86_64.*${this.root}`], { encoding: 'utf8' }).stdout;
+    return out.split('\n').filter(Boolean).map(Number);
+  }
+
+  daemonLog(): string {
+    try {
+      return readFileSync(join(this.stateDir, 'bangerd.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Stops the daemon, kills any qemu left by this home, removes the folder (unless reused). */
+  async cleanup(): Promise<void> {
+    await this.banger(['daemon', 'stop'], 30_000);
+    for (const pid of this.qemuPids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    if (!process.env.BANGER_TEST_HOME) rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+export function sh(argv: string[]): CliResult {
+  const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
