@@ -71,32 +71,33 @@ export async function main(argv: string[]): Promise<number> {
   await vms.reconcile();
 
   const started = Date.now();
-  let server: DaemonServer | undefined;
+  const handlers = {} as Handlers;
+  const server = new DaemonServer(paths.socket, version, handlers, ops, log);
   const shutdown = async (why: string): Promise<void> => {
     log.info('bangerd stopping', { why });
     lifetime.abort();
-    await server?.close();
+    await server.close();
     await rm(paths.socket, { force: true });
     await rm(paths.pidFile, { force: true });
     db.close();
     process.exit(0);
   };
 
-  const handlers: Handlers = {
+  Object.assign(handlers, {
     'daemon.status': (): DaemonStatus => ({
       pid: process.pid,
       version,
       uptime_s: Math.round((Date.now() - started) / 1000),
       socket: paths.socket,
       state_dir: paths.stateDir,
-      operations: Math.max(0, (server?.inflight.size ?? 1) - 1),
+      operations: Math.max(0, server.inflight.size - 1),
     }),
     'daemon.stop': () => {
       setTimeout(() => void shutdown('daemon.stop'), 50);
       return { stopping: true };
     },
     'daemon.operations.list': () =>
-      [...(server?.inflight.entries() ?? [])].map(([id, o]) => ({ op_id: id, method: o.method, running_s: Math.round((Date.now() - o.started) / 1000) })),
+      [...server.inflight.entries()].map(([id, o]) => ({ op_id: id, method: o.method, running_s: Math.round((Date.now() - o.started) / 1000) })),
     'vm.create': (p: Parameters<VmService['create']>[0], ctx) => vms.create(p, ctx),
     'vm.list': () => vms.list(),
     'vm.show': (p: { ref: string }) => vms.show(p.ref),
@@ -113,9 +114,8 @@ export async function main(argv: string[]): Promise<number> {
         name: k.name, distro: k.distro, version: k.version, format: k.format, source: k.source, sha256: k.sha256,
         initrd: k.hasInitrd, modules: k.moduleCount, created_at: k.createdAt,
       })),
-  };
+  } satisfies Handlers);
 
-  server = new DaemonServer(paths.socket, version, handlers, ops, log);
   await server.listen();
   await writeFile(paths.pidFile, `${process.pid}\n`);
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

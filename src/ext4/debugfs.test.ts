@@ -8,7 +8,16 @@ import { pack } from 'tar-stream';
 import { AppError } from '../errors.js';
 import { Flattener } from '../imagepull/flatten.js';
 import { NodeRunner } from '../system/node-runner.js';
-import { debugfsErrors, debugfsQuote, injectScript, ownershipScript, type InjectPlan, type OwnershipEntry } from './debugfs.js';
+import {
+  debugfsErrors,
+  debugfsQuote,
+  existingPaths,
+  injectScript,
+  ownershipScript,
+  probeScript,
+  type InjectPlan,
+  type OwnershipEntry,
+} from './debugfs.js';
 
 function assertBadRequest(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -178,9 +187,70 @@ test('injectScript rejects unusable plans', () => {
     [{ files: [{ ...file, path: '/x', uid: -1 }] }, /invalid uid/],
     [{ files: [], dirs: [{ path: '/d', mode: 0o40755 }] }, /invalid mode/],
     [{ files: [], symlinks: [{ path: '/l', target: '' }] }, /empty/],
-    [{ files: [{ ...file, path: `/${'d/'.repeat(2000)}x`, hostSource: `/${'h'.repeat(4000)}` }] }, /too long/],
+    // Each argument fits debugfs's 4095-byte limit, the whole 'write' line (8199 bytes) does not.
+    [{ files: [{ ...file, path: `/${'d/'.repeat(2046)}x`, hostSource: `/${'h'.repeat(4093)}` }] }, /too long/],
   ];
   for (const [plan, pattern] of cases) assertBadRequest(() => injectScript(plan), pattern);
+});
+
+test('injectScript skips directories known to exist', () => {
+  const plan: InjectPlan = {
+    dirs: [{ path: '/etc/banger' }],
+    files: [{ path: '/etc/banger/a', hostSource: '/src', mode: 0o644 }],
+  };
+  assert.equal(probeScript(plan), 'stat "/etc"\nstat "/etc/banger"\n');
+  assert.equal(
+    injectScript(plan, new Set(['/etc'])),
+    [
+      'mkdir "/etc/banger"',
+      'rm "/etc/banger/a"',
+      'write "/src" "/etc/banger/a"',
+      'sif "/etc/banger/a" mode 0100644',
+      'sif "/etc/banger/a" uid 0',
+      'sif "/etc/banger/a" gid 0',
+      'sif "/etc/banger" mode 040755',
+      'sif "/etc/banger" uid 0',
+      'sif "/etc/banger" gid 0',
+      '',
+    ].join('\n'),
+  );
+});
+
+/** Real debugfs 1.47.0 stdout of a probe: /etc is a dir, /etc/f a file, the rest missing (errors went to stderr). */
+const REAL_PROBE_STDOUT = `debugfs: stat "/etc"
+Inode: 12   Type: directory    Mode:  0755   Flags: 0x80000
+Generation: 0    Version: 0x00000000:00000000
+User:     0   Group:     0   Project:     0   Size: 1024
+File ACL: 0
+Links: 2   Blockcount: 2
+Fragment:  Address: 0    Number: 0    Size: 0
+ ctime: 0x6b07e481:00000000 -- Thu Nov 26 07:49:21 2026
+ atime: 0x6b07e481:00000000 -- Thu Nov 26 07:49:21 2026
+ mtime: 0x6b07e481:00000000 -- Thu Nov 26 07:49:21 2026
+crtime: 0x6b07e481:00000000 -- Thu Nov 26 07:49:21 2026
+Size of extra inode fields: 32
+Inode checksum: 0xa969e0e9
+EXTENTS:
+(0):1172
+debugfs: stat "/etc/banger"
+debugfs: stat "/etc/f"
+Inode: 13   Type: regular    Mode:  0644   Flags: 0x80000
+Generation: 0    Version: 0x00000000:00000000
+User:     0   Group:     0   Project:     0   Size: 2
+EXTENTS:
+(0):1173
+debugfs: stat "/nope/x"
+debugfs: stat "/etc/f/x"
+`;
+
+test('existingPaths', () => {
+  const cases: [string, string, string[]][] = [
+    ['real probe output', REAL_PROBE_STDOUT, ['/etc', '/etc/f']],
+    ['nothing exists', 'debugfs: stat "/a"\ndebugfs: stat "/a/b"\n', []],
+    ['empty', '', []],
+    ['path with spaces', 'debugfs: stat "/with space"\nInode: 12   Type: directory    Mode:  0755   Flags: 0x80000\n', ['/with space']],
+  ];
+  for (const [name, stdout, want] of cases) assert.deepEqual([...existingPaths(stdout)].sort(), want, name);
 });
 
 /** Real debugfs 1.47.0 output for a script exercising every kind of failure (stdout, then stderr). */
@@ -332,6 +402,7 @@ test('round trip: flatten, mkfs.ext4 -d, ownership and inject scripts', async (t
       { name: './home/user/', type: 'directory', mode: 0o700, uid: 1000, gid: 1000 },
       { name: './home/user/my notes', type: 'file', mode: 0o600, uid: 1000, gid: 1000, body: 'notes' },
       { name: './srv/', type: 'directory', mode: 0o2775, gid: 50 },
+      { name: './etc/', type: 'directory', mode: 0o755 },
       { name: './sbin/init', type: 'symlink', linkname: '/lib/systemd/systemd', mode: 0o777 },
     ]),
     'mmdebstrap',
@@ -365,7 +436,12 @@ test('round trip: flatten, mkfs.ext4 -d, ownership and inject scripts', async (t
     symlinks: [{ path: '/etc/systemd/system/multi-user.target.wants/banger.service', target: '/lib/systemd/system/banger.service' }],
   };
   // The second run replaces what the first one wrote.
-  for (const run of [1, 2]) assert.deepEqual(await debugfs(injectScript(plan)), [], `inject run ${run}`);
+  for (const run of [1, 2]) {
+    const probe = await runner.check(['debugfs', '-f', '-', img], { input: probeScript(plan) });
+    const existing = existingPaths(probe.stdout);
+    assert.deepEqual([...existing].sort(), run === 1 ? ['/etc'] : ['/etc', '/etc/banger', '/etc/systemd', '/etc/systemd/system', '/etc/systemd/system/multi-user.target.wants']);
+    assert.deepEqual(await debugfs(injectScript(plan, existing)), [], `inject run ${run}`);
+  }
   assert.deepEqual(await stat('/etc/banger'), { type: 'directory', mode: '0750', uid: 0, gid: 0 });
   assert.deepEqual(await stat('/etc/banger/agent.toml'), { type: 'regular', mode: '0640', uid: 0, gid: 50 });
   const cat = await runner.check(['debugfs', '-R', 'cat /etc/banger/agent.toml', img]);

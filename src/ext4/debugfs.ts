@@ -51,10 +51,15 @@ const TYPE_BITS: Record<Exclude<MetaType, 'hardlink'>, number> = {
   symlink: S_IFLNK,
 };
 
-const HINT = 'debugfs cannot address this path; rebuild the image without it';
+const HINT = `debugfs only takes paths without '"' or control characters, names up to ${MAX_NAME_BYTES} bytes and arguments up to ${MAX_ARG_BYTES} bytes`;
 
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+function hasControlChar(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
 
 /**
  * Quotes one argument of a debugfs script line. debugfs (libss) splits on
@@ -62,30 +67,30 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  * cannot be carried safely: '"', control characters, empty or over-long text.
  */
 export function debugfsQuote(path: string): string {
-  const reason =
-    path === ''
-      ? 'empty'
-      : path.includes('"')
-        ? 'contains a double quote'
-        : CONTROL.test(path)
-          ? 'contains a control character'
-          : Buffer.byteLength(path) > MAX_ARG_BYTES
-            ? `longer than ${MAX_ARG_BYTES} bytes`
-            : undefined;
+  const reason = argumentProblem(path);
   if (reason !== undefined) throw badRequest(`cannot pass ${JSON.stringify(path)} to debugfs (${reason})`, HINT);
   return `"${path}"`;
 }
 
+function argumentProblem(text: string): string | undefined {
+  if (text === '') return 'empty';
+  if (text.includes('"')) return 'contains a double quote';
+  if (hasControlChar(text)) return 'contains a control character';
+  if (Buffer.byteLength(text) > MAX_ARG_BYTES) return `longer than ${MAX_ARG_BYTES} bytes`;
+  return undefined;
+}
+
+function fsPathProblem(path: string): string | undefined {
+  const parts = path.split('/').slice(1);
+  if (!path.startsWith('/')) return 'not absolute';
+  if (parts.some((p) => p === '' || p === '.' || p === '..')) return 'not normalised';
+  if (parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) return `a component is longer than ${MAX_NAME_BYTES} bytes`;
+  return undefined;
+}
+
 /** Validates an absolute, normalised path inside the filesystem (not the root). */
 function checkFsPath(path: string): string {
-  const parts = path.split('/').slice(1);
-  const reason = !path.startsWith('/')
-    ? 'not absolute'
-    : parts.some((p) => p === '' || p === '.' || p === '..')
-      ? 'not normalised'
-      : parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)
-        ? `a component is longer than ${MAX_NAME_BYTES} bytes`
-        : undefined;
+  const reason = fsPathProblem(path);
   if (reason !== undefined) throw badRequest(`invalid filesystem path ${JSON.stringify(path)} (${reason})`, HINT);
   return path;
 }
@@ -178,13 +183,43 @@ function symlinkLines(s: InjectSymlink): string[] {
 }
 
 /**
- * One script injecting `plan`: mkdir of every needed directory (an existing
- * one only yields a tolerated error), rm + write + sif per file so
- * re-injection replaces, sif for the listed dirs, rm + symlink per symlink.
+ * 'stat' lines for every directory injectScript would mkdir. Run it (no -w
+ * needed) and feed the stdout to existingPaths() to learn which already exist.
  */
-export function injectScript(plan: InjectPlan): string {
+export function probeScript(plan: InjectPlan): string {
+  return script(mkdirTargets(plan).map((d) => line('stat', debugfsQuote(d))));
+}
+
+const STAT_ECHO = /^debugfs: stat "(.*)"$/;
+const STAT_INODE = /^Inode: \d+\s+Type: /;
+
+/** The paths of a probeScript run's stdout that exist (of any type): each echo line followed by an inode header. */
+export function existingPaths(stdout: string): Set<string> {
+  const lines = stdout.split('\n');
+  const found = new Set<string>();
+  lines.forEach((l, i) => {
+    const echo = STAT_ECHO.exec(l);
+    if (echo?.[1] !== undefined && STAT_INODE.test(lines[i + 1] ?? '')) found.add(echo[1]);
+  });
+  return found;
+}
+
+/**
+ * One script injecting `plan`: mkdir of every needed directory not in
+ * `existing`, rm + write + sif per file so re-injection replaces, sif for the
+ * listed dirs, rm + symlink per symlink.
+ *
+ * debugfs 1.47's mkdir writes the new inode and block before it notices the
+ * name exists, and then leaves them unaccounted (e2fsck -f reports an
+ * unconnected directory and bitmap differences). The error is tolerated by
+ * debugfsErrors, but pass `existing` (from probeScript/existingPaths) to keep
+ * the filesystem clean.
+ */
+export function injectScript(plan: InjectPlan, existing: ReadonlySet<string> = new Set()): string {
   return script([
-    ...mkdirTargets(plan).map((d) => line('mkdir', debugfsQuote(d))),
+    ...mkdirTargets(plan)
+      .filter((d) => !existing.has(d))
+      .map((d) => line('mkdir', debugfsQuote(d))),
     ...plan.files.flatMap(fileLines),
     ...(plan.dirs ?? []).flatMap(dirLines),
     ...(plan.symlinks ?? []).flatMap(symlinkLines),
@@ -211,7 +246,8 @@ const matchesAny = (patterns: readonly RegExp[], text: string): boolean => patte
 
 /**
  * The failure lines in debugfs output (stdout and stderr, in any order).
- * debugfs exits 0 when script commands fail, so this is the only signal.
+ * debugfs exits 0 when script commands fail (only an unknown command makes it
+ * exit 1), so this is the only signal.
  * Anything that is not a known success line or a tolerated failure counts.
  */
 export function debugfsErrors(output: string): string[] {

@@ -359,8 +359,8 @@ test('unsafe entries are rejected and nothing escapes the root', async (t) => {
     { name: 'parent is a file', layer: () => [file('f'), file('f/x')], path: 'f/x', reason: /parent is not a directory/ },
   ];
   for (const c of cases) {
-    await t.test(c.name, async (t2) => {
-      const box = sandbox(t);
+    await t.test(c.name, async (sub) => {
+      const box = sandbox(sub);
       const layer = [...c.layer(box.outside), file('after')];
       await assert.rejects(flatten(box.root, [layer]), (err: unknown) => {
         assert.ok(err instanceof AppError, String(err));

@@ -44,8 +44,13 @@ const OPAQUE_WHITEOUT = '.wh..wh..opq';
 const UNSAFE_HINT = 'the image contains a path banger will not extract; rebuild it without that entry';
 const IMPLICIT_DIR: EntryMeta = { uid: 0, gid: 0, mode: 0o755, type: 'dir' };
 
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+function hasControlChar(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
 
 export type NormalizedPath = { rel: string } | { reason: string };
 
@@ -55,7 +60,7 @@ export type NormalizedPath = { rel: string } | { reason: string };
  * components and control characters (which debugfs cannot carry) are refused.
  */
 export function normalizeEntryPath(name: string): NormalizedPath {
-  if (CONTROL.test(name)) return { reason: 'control character in name' };
+  if (hasControlChar(name)) return { reason: 'control character in name' };
   if (name.startsWith('/')) return { reason: 'absolute path' };
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) return { reason: "'..' component" };
@@ -88,7 +93,7 @@ export function whiteoutOf(rel: string): Whiteout | undefined {
 
 /** The entry's PAX records (tar-stream applies path/linkpath/size only). */
 function paxOf(header: Header): Partial<Record<string, string>> {
-  return typeof header.pax === 'object' && header.pax !== null ? (header.pax as Record<string, string>) : {};
+  return typeof header.pax === 'object' && header.pax !== null ? header.pax : {};
 }
 
 /** A PAX id record when present, else the ustar field. */
@@ -123,6 +128,9 @@ export function mtimeOf(header: Header): Date | undefined {
 export function hostMode(mode: number, isDir: boolean, exact: boolean): number {
   return exact ? mode : (mode | (isDir ? 0o700 : 0o600)) & ~SETID_BITS;
 }
+
+/** tar-stream reports typeflags it does not know as null, whatever its typings say. */
+const typeName = (type: unknown): string => (typeof type === 'string' ? type : 'unknown');
 
 const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
 
@@ -204,8 +212,7 @@ export class Flattener {
     signal?.addEventListener('abort', onAbort, { once: true });
     stream.on('error', onInputError);
     try {
-      // The extractor is a streamx Writable: it implements what pipe() uses, not Node's typings.
-      stream.pipe(ex as unknown as NodeJS.WritableStream);
+      stream.pipe(ex);
       for await (const entry of ex) {
         if (signal?.aborted) throw cancelled();
         await this.#applyEntry(entry, layerName);
@@ -276,7 +283,7 @@ export class Flattener {
         await this.#skipEntry(rel, `${layerName}: ${rel} (${header.type})`, reject);
         return false;
       default:
-        await this.#skipEntry(rel, `${layerName}: ${rel} (unsupported type ${String((header.type as unknown) ?? 'unknown')})`, reject);
+        await this.#skipEntry(rel, `${layerName}: ${rel} (unsupported type ${typeName(header.type)})`, reject);
         return false;
     }
   }
@@ -363,7 +370,10 @@ export class Flattener {
     await this.#prepare(rel, reject, false);
     const host = this.#host(rel);
     // 'wx' is O_CREAT|O_EXCL: it never follows a link planted at the final component.
-    await pipeline(counted(entry, (n) => void (this.#bytes += n)), createWriteStream(host, { flags: 'wx', mode: 0o600 }));
+    const count = (n: number): void => {
+      this.#bytes += n;
+    };
+    await pipeline(counted(entry, count), createWriteStream(host, { flags: 'wx', mode: 0o600 }));
     // chown before chmod: chown clears setuid/setgid.
     await this.#own(rel, meta);
     await chmod(host, hostMode(meta.mode, false, this.#opts.applyOwnership));

@@ -40,8 +40,8 @@ export interface VmServiceDeps {
   paths: Paths;
   vms: VmRepo;
   images: ImageRepo;
-  imageService: ImageService;
-  kernels: KernelService;
+  imageService: Pick<ImageService, 'ensure'>;
+  kernels: Pick<KernelService, 'ensure' | 'files'>;
   driver: VmmDriver;
   runner: CommandRunner;
   keys: SshKeys;
@@ -49,6 +49,9 @@ export interface VmServiceDeps {
   accel: AccelDecision;
   tscKhz: number | undefined;
   log: Logger;
+  /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
+  sshProbe?: (info: SshInfo, signal: AbortSignal) => Promise<'none' | 'banner' | 'ready'>;
+  stallMs?: number;
 }
 
 const STALL_MS = 30_000;
@@ -257,14 +260,10 @@ export class VmService {
       vmName: vm.name,
       consoleLog,
       timeoutMs: this.d.config.sshWaitTimeoutMs,
-      stallMs: STALL_MS,
+      stallMs: this.d.stallMs ?? STALL_MS,
       signal: ctx.signal,
       isAlive: () => this.d.driver.isAlive(h),
-      probe: async () => {
-        if (!(await readSshBanner('127.0.0.1', sshPort, 1500))) return 'none';
-        const res = await this.d.runner.run(sshArgv('ssh', info, { batch: true, connectTimeoutS: 5, remoteCommand: 'true' }), { timeoutMs: 20_000, signal: ctx.signal }).catch(() => undefined);
-        return res?.code === 0 ? 'ready' : 'banner';
-      },
+      probe: () => (this.d.sshProbe ?? ((i, s) => this.probeSsh(i, s)))(info, ctx.signal),
     }).catch(async (e: unknown) => {
       if (e instanceof BootFailure) {
         if (e.kind === 'ssh_timeout') this.d.vms.update(id, { state: 'running' });
@@ -273,6 +272,13 @@ export class VmService {
       throw e;
     });
     this.d.vms.update(id, { state: 'running' });
+  }
+
+  private async probeSsh(info: SshInfo, signal: AbortSignal): Promise<'none' | 'banner' | 'ready'> {
+    if (!(await readSshBanner(info.host, info.port, 1500))) return 'none';
+    const argv = sshArgv('ssh', info, { batch: true, connectTimeoutS: 5, remoteCommand: 'true' });
+    const res = await this.d.runner.run(argv, { timeoutMs: 20_000, signal }).catch(() => undefined);
+    return res?.code === 0 ? 'ready' : 'banner';
   }
 
   private async makeWorkDisk(path: string, seed: string | undefined, bytes: number, pubKey: string, signal: AbortSignal): Promise<void> {

@@ -1,0 +1,186 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { defaultConfig } from '../../config/load.js';
+
+import { openStore } from '../../store/db.js';
+import { ImageRepo, type ImageRow } from '../../store/images.js';
+import type { KernelRow } from '../../store/kernels.js';
+import { VmRepo } from '../../store/vms.js';
+import { FakeRunner } from '../../system/fake-runner.js';
+import { Paths } from '../../system/paths.js';
+import type { VmmDriver, VmmHandles, VmmSpec } from '../../vmm/driver.js';
+import { nullLogger, type OpContext } from '../context.js';
+import { BootFailure } from './bootwatch.js';
+import { VmService } from './service.js';
+import type { SshKeys } from './sshkeys.js';
+
+const roots: string[] = [];
+after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
+
+class FakeDriver implements VmmDriver {
+  readonly kind = 'qemu' as const;
+  alive = new Set<number>();
+  specs: VmmSpec[] = [];
+  exitOnStart = false;
+  private pid = 1000;
+  async start(spec: VmmSpec): Promise<VmmHandles> {
+    this.specs.push(spec);
+    const pid = this.pid++;
+    if (!this.exitOnStart) this.alive.add(pid);
+    return { pid, startTime: 1, controlSocket: spec.controlSocket };
+  }
+  async kill(h: VmmHandles): Promise<void> {
+    this.alive.delete(h.pid);
+  }
+  async isAlive(h: VmmHandles): Promise<boolean> {
+    return this.alive.has(h.pid);
+  }
+}
+
+function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?: number } = {}) {
+  const root = mkdtempSync(join(tmpdir(), 'vmsvc-'));
+  roots.push(root);
+  const paths = new Paths({ HOME: root, XDG_RUNTIME_DIR: join(root, 'run') }, 0);
+  mkdirSync(paths.vmsDir, { recursive: true });
+  mkdirSync(paths.runtimeDir, { recursive: true });
+  const db = openStore(':memory:');
+  const images = new ImageRepo(db);
+  const vms = new VmRepo(db);
+  const image: ImageRow = {
+    id: 'img1', name: 'debian-bookworm', source: 'build', managed: true, dir: root, rootfsPath: join(root, 'rootfs.ext4'),
+    workSeedPath: undefined, kernelName: 'k', distro: 'debian', sizeBytes: 1 << 30, assetsVersion: 1, createdAt: 'now',
+  };
+  images.insert(image);
+  const kernel = { name: 'k', dir: root } as KernelRow;
+  const driver = new FakeDriver();
+  const runner = opts.runner ?? new FakeRunner();
+  const config = { ...defaultConfig({ cpus: 2, memBytes: 8 << 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
+  const keys = { keyPath: join(root, 'id'), knownHosts: join(root, 'kh'), ensureKey: async () => 'ssh-ed25519 AAAA test', forget: async () => undefined } as unknown as SshKeys;
+  const svc = new VmService({
+    paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000,
+    accel: { accel: 'tcg', reason: 'test' },
+    imageService: { ensure: async () => image },
+    kernels: { ensure: async () => kernel, files: () => ({ row: kernel, kernel: '/k/bzImage', initrd: '/k/initrd.img', modulesDisk: '/k/modules.ext4' }) },
+    sshProbe: async () => opts.probe ?? 'ready',
+    stallMs: 60_000,
+  });
+  return { svc, vms, paths, driver, runner };
+}
+
+const ctx = (signal = new AbortController().signal): OpContext => ({ opId: 'op-test', signal, progress: () => undefined });
+
+test('create + delete: row, disks, VMM spec, and nothing left after delete', async () => {
+  const { svc, vms, paths, driver, runner } = setup();
+  const view = await svc.create({ name: 'dev', vcpu: 2, memory_mib: 1024 }, ctx());
+  assert.equal(view.state, 'running');
+  assert.equal(view.vcpu, 2);
+  assert.match(view.ssh ?? '', /^127\.0\.0\.1:\d+$/);
+  const spec = driver.specs[0];
+  assert.ok(spec);
+  assert.equal(spec.accel, 'tcg');
+  assert.match(spec.cmdline, /banger\.hostname=dev/);
+  assert.match(spec.cmdline, /tsc_early_khz=2000000/);
+  assert.deepEqual(spec.disks.map((d) => d.serial), ['banger-root', 'banger-work', 'banger-modules']);
+  const qemuImg = runner.callsTo('qemu-img')[0] ?? [];
+  assert.deepEqual(qemuImg.slice(0, 7), ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw']);
+  assert.ok(qemuImg.includes('-b'), 'overlay over the shared base');
+  assert.ok(runner.calls.some((c) => c.argv[0] === 'debugfs' && String(c.input).includes('authorized_keys')), 'ssh key injected');
+  await svc.delete('dev', ctx());
+  assert.deepEqual(vms.list(), []);
+  assert.deepEqual(readdirSync(paths.vmsDir), []);
+  assert.equal(driver.alive.size, 0);
+});
+
+for (const [params, re] of [
+  [{ vcpu: 0 }, /invalid --vcpu 0/],
+  [{ vcpu: 1.5 }, /invalid --vcpu/],
+  [{ memory_mib: -1 }, /invalid --memory -1/],
+  [{ disk_size: '1Q' }, /invalid size/],
+  [{ disk_size: '1M' }, /at least 64M/],
+  [{ name: 'Bad_Name' }, /position 1/],
+] as const) {
+  test(`bad input ${JSON.stringify(params)} is rejected before anything is made`, async () => {
+    const { svc, vms, paths, runner, driver } = setup();
+    await assert.rejects(svc.create(params, ctx()), (e: Error & { code?: string }) => e.code === 'bad_request' && re.test(e.message));
+    assert.deepEqual(vms.list(), []);
+    assert.deepEqual(readdirSync(paths.vmsDir), []);
+    assert.equal(runner.calls.length, 0);
+    assert.equal(driver.specs.length, 0);
+  });
+}
+
+test('a duplicate name is refused', async () => {
+  const { svc } = setup();
+  await svc.create({ name: 'dev' }, ctx());
+  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: Error & { code?: string }) => e.code === 'already_exists');
+});
+
+test('a failing host step removes the row and the VM dir', async () => {
+  const runner = new FakeRunner().on('qemu-img', { code: 1, stderr: 'qemu-img: No space left on device' });
+  const { svc, vms, paths } = setup({ runner });
+  await assert.rejects(svc.create({ name: 'dev' }, ctx()), /qemu-img/);
+  assert.deepEqual(vms.list(), []);
+  assert.deepEqual(readdirSync(paths.vmsDir), []);
+});
+
+test('a VMM that exits during boot is cleaned up', async () => {
+  const { svc, vms, driver } = setup({ probe: 'none' });
+  driver.exitOnStart = true;
+  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: unknown) => e instanceof BootFailure && e.kind === 'exited');
+  assert.deepEqual(vms.list(), []);
+});
+
+test('an ssh timeout keeps the VM for inspection', async () => {
+  const { svc, vms, driver } = setup({ probe: 'none', timeoutMs: 300 });
+  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: unknown) => e instanceof BootFailure && e.kind === 'ssh_timeout' && /vm logs dev/.test(e.hint ?? ''));
+  assert.equal(vms.byName('dev')?.state, 'running');
+  assert.equal(driver.alive.size, 1);
+});
+
+test('cancelling create (client went away) removes everything', async () => {
+  const { svc, vms, driver, paths } = setup({ probe: 'none', timeoutMs: 60_000 });
+  const ac = new AbortController();
+  const p = svc.create({ name: 'dev' }, ctx(ac.signal));
+  setTimeout(() => ac.abort(), 100);
+  await assert.rejects(p, (e: Error & { code?: string }) => e.code === 'cancelled');
+  assert.deepEqual(vms.list(), []);
+  assert.equal(driver.alive.size, 0);
+  assert.deepEqual(readdirSync(paths.vmsDir), []);
+});
+
+test('refs: name, id, unique prefix; ambiguity and absence are errors', async () => {
+  const { svc } = setup();
+  const a = await svc.create({ name: 'a' }, ctx());
+  const b = await svc.create({ name: 'b' }, ctx());
+  assert.equal(svc.resolve('a').id, a.id);
+  assert.equal(svc.resolve(b.id).name, 'b');
+  assert.equal(svc.resolve(b.id.slice(0, 10)).name, 'b');
+  assert.throws(() => svc.resolve('zzz'), (e: Error & { code?: string }) => e.code === 'not_found');
+  assert.throws(() => svc.resolve(''), (e: Error & { code?: string }) => e.code === 'bad_request' || e.code === 'not_found');
+});
+
+test('reconcile: a dead VMM is marked stopped, a live one is adopted, a half-created VM is removed', async () => {
+  const { svc, vms, driver, paths } = setup();
+  await svc.create({ name: 'live' }, ctx());
+  const dead = await svc.create({ name: 'dead' }, ctx());
+  const deadPid = vms.get(dead.id)?.handles?.pid as number;
+  driver.alive.delete(deadPid);
+  vms.insert({ ...(vms.byName('live') as NonNullable<ReturnType<typeof vms.byName>>), id: 'half', name: 'half', state: 'creating', handles: undefined });
+  mkdirSync(paths.vmDir('half'));
+  writeFileSync(join(paths.vmDir('half'), 'root.qcow2'), '');
+  await svc.reconcile();
+  assert.equal(vms.byName('live')?.state, 'running');
+  assert.equal(vms.byName('dead')?.state, 'stopped');
+  assert.equal(vms.byName('half'), undefined);
+  assert.equal(existsSync(paths.vmDir('half')), false);
+});
+
+test('firecracker is refused with a hint', async () => {
+  const { svc } = setup();
+  (svc as unknown as { d: { config: { vmm: string } } }).d.config.vmm = 'firecracker';
+  await assert.rejects(svc.create({}, ctx()), (e: Error & { code?: string; hint?: string }) => e.code === 'precondition' && /hardware virtualization/.test(e.message));
+});
+

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { migrate, openStore, schemaVersion } from './db.js';
+import { ImageRepo } from './images.js';
+import { migrationStatus, SCHEMA_VERSION } from './migrations.js';
+import { VmRepo, type VmRow } from './vms.js';
+
+test('migrations bring a new store to the current schema, idempotently', () => {
+  const db = openStore(':memory:');
+  assert.equal(schemaVersion(db), SCHEMA_VERSION);
+  db.close();
+});
+
+test('migration status: 0 compatible, 1 needs migration, 2 incompatible', () => {
+  assert.equal(migrationStatus(SCHEMA_VERSION), 0);
+  assert.equal(migrationStatus(SCHEMA_VERSION - 1), 1);
+  assert.equal(migrationStatus(SCHEMA_VERSION + 1), 2);
+});
+
+test('a store newer than this banger is refused', () => {
+  const db = openStore(':memory:');
+  db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+  assert.throws(() => migrate(db), /newer than this banger/);
+  db.close();
+});
+
+test('VM names are unique and rows round-trip, foreign keys enforced', () => {
+  const db = openStore(':memory:');
+  const images = new ImageRepo(db);
+  images.insert({
+    id: 'img1', name: 'debian', source: 'build', managed: true, dir: '/i', rootfsPath: '/i/r', workSeedPath: undefined,
+    kernelName: 'k', distro: 'debian', sizeBytes: 1, assetsVersion: 1, createdAt: 'now',
+  });
+  const vms = new VmRepo(db);
+  const row: VmRow = {
+    id: 'v1', name: 'dev', imageId: 'img1', state: 'creating', vcpu: 1, memoryMib: 512, diskBytes: 1, overlayBytes: 1,
+    nat: false, vmm: 'qemu', accel: 'tcg', networkMode: 'user', sshPort: undefined, diskStrategy: 'qcow2-overlay',
+    handles: undefined, bootId: undefined, createdAt: 'now', updatedAt: 'now',
+  };
+  vms.insert(row);
+  assert.throws(() => vms.insert({ ...row, id: 'v2' }), /UNIQUE/);
+  assert.throws(() => vms.insert({ ...row, id: 'v3', name: 'other', imageId: 'nope' }), /FOREIGN KEY/);
+  vms.update('v1', { state: 'running', sshPort: 40022, handles: { pid: 1, startTime: 2, qmpSocket: '/q', sshPort: 40022 } });
+  const got = vms.byName('dev');
+  assert.equal(got?.state, 'running');
+  assert.deepEqual(got?.handles, { pid: 1, startTime: 2, qmpSocket: '/q', sshPort: 40022 });
+  assert.equal(vms.countByImage('img1'), 1);
+  vms.delete('v1');
+  assert.deepEqual(vms.list(), []);
+  db.close();
+});

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { VmmSpec } from '../driver.js';
+import { qemuArgv } from './argv.js';
+
+const spec = (over: Partial<VmmSpec> = {}): VmmSpec => ({
+  id: 'abc',
+  name: 'dev',
+  vcpu: 2,
+  memoryMib: 1024,
+  accel: 'tcg',
+  kernelPath: '/k/bzImage',
+  initrdPath: '/k/initrd.img',
+  cmdline: 'console=ttyS0',
+  disks: [
+    { id: 'root', path: '/v/root.qcow2', format: 'qcow2', readonly: false, serial: 'banger-root' },
+    { id: 'modules', path: '/k/modules.ext4', format: 'raw', readonly: true, serial: 'banger-modules' },
+  ],
+  net: { mode: 'user', sshPort: 40022, allowOutbound: false, mac: '52:54:00:ab:cd:ef' },
+  consoleLog: '/v/console.log',
+  controlSocket: '/r/abc.qmp',
+  vmmLog: '/v/vmm.log',
+  ...over,
+});
+
+/** The value following a flag, for each occurrence. */
+const values = (argv: string[], flag: string): string[] => argv.flatMap((a, i) => (a === flag ? [argv[i + 1] as string] : []));
+
+test('qemu argv: microvm, accel and cpu per acceleration', () => {
+  const cases: { accel: 'kvm' | 'tcg'; accelArg: string; cpu: string }[] = [
+    { accel: 'tcg', accelArg: 'tcg,thread=multi', cpu: 'max' },
+    { accel: 'kvm', accelArg: 'kvm', cpu: 'host' },
+  ];
+  for (const c of cases) {
+    const argv = qemuArgv('qemu-system-x86_64', spec({ accel: c.accel }));
+    assert.equal(argv[0], 'qemu-system-x86_64');
+    assert.deepEqual(values(argv, '-accel'), [c.accelArg]);
+    assert.deepEqual(values(argv, '-cpu'), [c.cpu]);
+    assert.match(values(argv, '-M')[0] ?? '', /^microvm/);
+    assert.ok(argv.includes('-no-reboot'), 'guest halt ends the VMM');
+    assert.ok(argv.includes('-nodefaults'));
+  }
+});
+
+test('qemu argv: disks carry serials, read-only flag and format', () => {
+  const argv = qemuArgv('q', spec());
+  assert.deepEqual(values(argv, '-drive'), [
+    'id=root,file=/v/root.qcow2,format=qcow2,if=none,discard=unmap',
+    'id=modules,file=/k/modules.ext4,format=raw,if=none,discard=unmap,readonly=on',
+  ]);
+  assert.deepEqual(values(argv, '-device').slice(0, 2), [
+    'virtio-blk-device,drive=root,serial=banger-root',
+    'virtio-blk-device,drive=modules,serial=banger-modules',
+  ]);
+});
+
+test('qemu argv: user network is restricted unless outbound is allowed; ssh on loopback only', () => {
+  for (const [allow, restrict] of [[false, 'on'], [true, 'off']] as const) {
+    const argv = qemuArgv('q', spec({ net: { mode: 'user', sshPort: 40022, allowOutbound: allow, mac: '52:54:00:ab:cd:ef' } }));
+    assert.deepEqual(values(argv, '-netdev'), [`user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:40022-:22`]);
+    assert.ok(values(argv, '-device').includes('virtio-net-device,netdev=net0,mac=52:54:00:ab:cd:ef'));
+  }
+});
+
+test('qemu argv: kernel, initrd, cmdline, console file and QMP socket', () => {
+  const argv = qemuArgv('q', spec());
+  assert.deepEqual(values(argv, '-kernel'), ['/k/bzImage']);
+  assert.deepEqual(values(argv, '-initrd'), ['/k/initrd.img']);
+  assert.deepEqual(values(argv, '-append'), ['console=ttyS0']);
+  assert.deepEqual(values(argv, '-chardev'), ['file,id=console,path=/v/console.log']);
+  assert.deepEqual(values(argv, '-qmp'), ['unix:/r/abc.qmp,server=on,wait=off']);
+  assert.deepEqual(values(qemuArgv('q', spec({ initrdPath: undefined })), '-initrd'), []);
+});
