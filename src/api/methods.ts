@@ -26,6 +26,17 @@ export const paramsSchemas = {
   'vm.logs': z.strictObject({ ref: z.string().min(1), tail_bytes: z.number().int().positive().optional() }),
   'image.list': z.strictObject({}),
   'kernel.list': z.strictObject({}),
+  'kernel.catalog': z.strictObject({}),
+  'kernel.show': z.strictObject({ name: z.string().min(1) }),
+  'kernel.delete': z.strictObject({ name: z.string().min(1) }),
+  'kernel.import': z.strictObject({
+    name: z.string().min(1),
+    kernel: z.string().optional(),
+    initrd: z.string().optional(),
+    modules: z.string().optional(),
+    from: z.string().optional(),
+  }),
+  'kernel.pull': z.strictObject({ name: z.string().min(1), force: z.boolean().optional() }),
 } as const;
 
 export type Method = keyof typeof paramsSchemas;
@@ -95,5 +106,24 @@ export interface KernelView {
   sha256: string;
   initrd: boolean;
   modules: number;
+  traits: { pvhNote?: boolean; virtioMmio?: string };
   created_at: string;
+}
+
+export interface KernelCatalogView {
+  name: string;
+  kind: 'distro' | 'tarball';
+  distro: string;
+  version: string;
+  size: number | null;
+  state: 'pulled' | 'available';
+}
+
+export interface KernelShowView extends KernelView {
+  dir: string;
+  kernel: string;
+  initrd_path: string | null;
+  modules_disk: string | null;
+  initrd_kind: string;
+  initramfs_modules: string[];
 }

@@ -7,7 +7,7 @@ import { DaemonClient } from './client.js';
 import { register as registerDaemon } from './commands/daemon/index.js';
 import { register as registerDoctor } from './commands/doctor.js';
 import { register as registerImageList } from './commands/image/list.js';
-import { register as registerKernelList } from './commands/kernel/list.js';
+import { register as registerKernel } from './commands/kernel/index.js';
 import { register as registerVmDelete } from './commands/vm/delete.js';
 import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
@@ -45,7 +45,7 @@ export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => vo
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => setCode(await listVms(ctx(), opts)));
   registerImageList(program, ctx, setCode);
-  registerKernelList(program, ctx, setCode);
+  registerKernel(program, ctx, setCode);
   registerDaemon(program, ctx, setCode);
   registerDoctor(program, ctx, setCode);
   program

@@ -1,9 +1,10 @@
 import { rm, writeFile } from 'node:fs/promises';
-import type { DaemonStatus } from '../api/methods.js';
+import type { DaemonStatus, KernelView } from '../api/methods.js';
 import { loadConfigFile } from '../config/file.js';
 import { AppError } from '../errors.js';
 import { ImageService } from '../services/image/service.js';
-import { KernelService } from '../services/kernel/service.js';
+import { KernelService, type ImportParams } from '../services/kernel/service.js';
+import type { KernelRow } from '../store/kernels.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
 import { VmService } from '../services/vm/service.js';
 import { openStore, schemaVersion } from '../store/db.js';
@@ -20,6 +21,13 @@ import { bangerVersion } from '../version.js';
 import { QemuDriver } from '../vmm/qemu/driver.js';
 import { streamLogger } from './logger.js';
 import { DaemonServer, type Handlers } from './server.js';
+
+function kernelView(k: KernelRow): KernelView {
+  return {
+    name: k.name, distro: k.distro, version: k.version, format: k.format, source: k.source, sha256: k.sha256,
+    initrd: k.hasInitrd, modules: k.moduleCount, traits: k.traits, created_at: k.createdAt,
+  };
+}
 
 /** `bangerd --check-migrations`: 0 compatible, 1 needs migration, 2 incompatible. */
 async function checkMigrations(paths: Paths): Promise<number> {
@@ -58,11 +66,14 @@ export async function main(argv: string[]): Promise<number> {
   const kernelRepo = new KernelRepo(db);
   const imageRepo = new ImageRepo(db);
   const vmRepo = new VmRepo(db);
-  const kernels = new KernelService(paths, kernelRepo, runner, log, lifetime.signal);
+  const kernels = new KernelService(paths, kernelRepo, runner, log, lifetime.signal, {
+    catalog: config.catalog,
+    fetchPolicy: { insecureHosts: config.insecureRegistries },
+  });
   const images = new ImageService(paths, imageRepo, kernels, runner, log, lifetime.signal, { mirror: config.mirror, isRoot: uid === 0 });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
   const vms = new VmService({
-    paths, vms: vmRepo, images: imageRepo, imageService: images, kernels, driver: new QemuDriver(runner, config.qemuBin),
+    paths, vms: vmRepo, images: imageRepo, imageService: images, driver: new QemuDriver(runner, config.qemuBin),
     runner, keys, config, accel, tscKhz: cpu.tscKhz, log,
   });
 
@@ -109,11 +120,15 @@ export async function main(argv: string[]): Promise<number> {
         id: i.id, name: i.name, source: i.source, kernel: i.kernelName, distro: i.distro, size_bytes: i.sizeBytes,
         work_seed: i.workSeedPath !== undefined, created_at: i.createdAt,
       })),
-    'kernel.list': () =>
-      kernels.list().map((k) => ({
-        name: k.name, distro: k.distro, version: k.version, format: k.format, source: k.source, sha256: k.sha256,
-        initrd: k.hasInitrd, modules: k.moduleCount, created_at: k.createdAt,
-      })),
+    'kernel.list': () => kernels.list().map(kernelView),
+    'kernel.catalog': () => kernels.catalog(),
+    'kernel.show': async (p: { name: string }) => {
+      const files = await kernels.files(p.name);
+      return { ...kernelView(kernels.get(p.name)), dir: files.dir, kernel: files.kernel, initrd_path: files.initrd ?? null, modules_disk: files.modulesDisk ?? null, initrd_kind: files.manifest.initrd, initramfs_modules: files.manifest.initramfs_modules ?? [] };
+    },
+    'kernel.delete': (p: { name: string }) => kernels.delete(p.name),
+    'kernel.import': async (p: ImportParams, ctx) => kernelView(await kernels.import(p, ctx)),
+    'kernel.pull': async (p: { name: string; force?: boolean }, ctx) => kernelView(await kernels.pull(p.name, p.force ?? false, ctx)),
   } satisfies Handlers);
 
   await server.listen();

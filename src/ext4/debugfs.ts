@@ -51,7 +51,7 @@ const TYPE_BITS: Record<Exclude<MetaType, 'hardlink'>, number> = {
   symlink: S_IFLNK,
 };
 
-const HINT = `debugfs only takes paths without '"' or control characters, names up to ${MAX_NAME_BYTES} bytes and arguments up to ${MAX_ARG_BYTES} bytes`;
+const HINT = `debugfs only takes paths without '"' or control characters, names up to ${String(MAX_NAME_BYTES)} bytes and arguments up to ${String(MAX_ARG_BYTES)} bytes`;
 
 function hasControlChar(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
@@ -76,7 +76,7 @@ function argumentProblem(text: string): string | undefined {
   if (text === '') return 'empty';
   if (text.includes('"')) return 'contains a double quote';
   if (hasControlChar(text)) return 'contains a control character';
-  if (Buffer.byteLength(text) > MAX_ARG_BYTES) return `longer than ${MAX_ARG_BYTES} bytes`;
+  if (Buffer.byteLength(text) > MAX_ARG_BYTES) return `longer than ${String(MAX_ARG_BYTES)} bytes`;
   return undefined;
 }
 
@@ -84,7 +84,7 @@ function fsPathProblem(path: string): string | undefined {
   const parts = path.split('/').slice(1);
   if (!path.startsWith('/')) return 'not absolute';
   if (parts.some((p) => p === '' || p === '.' || p === '..')) return 'not normalised';
-  if (parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) return `a component is longer than ${MAX_NAME_BYTES} bytes`;
+  if (parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) return `a component is longer than ${String(MAX_NAME_BYTES)} bytes`;
   return undefined;
 }
 
@@ -97,14 +97,14 @@ function checkFsPath(path: string): string {
 
 function checkPerm(mode: number, path: string): number {
   if (!Number.isInteger(mode) || mode < 0 || mode > PERM_MASK) {
-    throw badRequest(`invalid mode ${mode} for ${JSON.stringify(path)}`, 'modes are permission bits between 0 and 0o7777');
+    throw badRequest(`invalid mode ${String(mode)} for ${JSON.stringify(path)}`, 'modes are permission bits between 0 and 0o7777');
   }
   return mode;
 }
 
 function checkId(id: number, what: 'uid' | 'gid', path: string): number {
   if (!Number.isInteger(id) || id < 0 || id > MAX_ID) {
-    throw badRequest(`invalid ${what} ${id} for ${JSON.stringify(path)}`);
+    throw badRequest(`invalid ${what} ${String(id)} for ${JSON.stringify(path)}`);
   }
   return id;
 }

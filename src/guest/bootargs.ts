@@ -9,6 +9,8 @@ export interface BootArgsInput {
   dns: string;
   mac: string;
   hasModulesDisk: boolean;
+  /** Without banger's initramfs the kernel (or a foreign initrd) needs root= by device: the root disk is attached first. */
+  rootByDevice?: boolean;
   /** Under TCG: the host TSC frequency, so the guest skips PIT calibration (TESTING.md). */
   tscKhz: number | undefined;
   /** CONFIG_HZ of the guest kernel (Debian: 250). */
@@ -33,6 +35,7 @@ export function bootArgs(i: BootArgsInput): string {
     `banger.dns=${i.dns}`,
     `banger.mac=${i.mac}`,
   ];
+  if (i.rootByDevice) args.push('root=/dev/vda', 'rootfstype=ext4');
   if (i.hasModulesDisk) args.push(`banger.modules=${DISK_SERIALS.modules}`);
   if (i.tscKhz !== undefined) {
     const hz = i.hz ?? 250;

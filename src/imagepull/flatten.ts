@@ -34,6 +34,18 @@ export interface FlattenResult {
 /** An entry as tar-stream's extractor yields it: header plus data chunks. */
 type TarEntry = AsyncIterable<unknown> & { header: Header };
 
+/** The header fields used here, as the extractor really fills them (its typings say linkname and type are never null). */
+interface RawHeader {
+  name: string;
+  type: string | null;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+  linkname: string | null;
+  pax?: unknown;
+}
+
 type Reject = (reason: string) => AppError;
 
 const PERM_MASK = 0o7777;
@@ -92,28 +104,28 @@ export function whiteoutOf(rel: string): Whiteout | undefined {
 }
 
 /** The entry's PAX records (tar-stream applies path/linkpath/size only). */
-function paxOf(header: Header): Partial<Record<string, string>> {
+function paxOf(header: RawHeader): Partial<Record<string, string>> {
   return typeof header.pax === 'object' && header.pax !== null ? header.pax : {};
 }
 
 /** A PAX id record when present, else the ustar field. */
-function idOf(pax: string | undefined, plain: number | undefined): number | undefined {
-  if (pax === undefined) return plain ?? 0;
+function idOf(pax: string | undefined, plain: number): number | undefined {
+  if (pax === undefined) return plain;
   const n = /^\d+$/.test(pax) ? Number(pax) : NaN;
   return n <= MAX_ID ? n : undefined;
 }
 
 /** Meta for an entry, or the reason its ownership fields are unusable. */
-export function metaOf(header: Header, type: EntryMeta['type']): EntryMeta | { reason: string } {
+function metaOf(header: RawHeader, type: EntryMeta['type']): EntryMeta | { reason: string } {
   const pax = paxOf(header);
   const uid = idOf(pax.uid, header.uid);
   const gid = idOf(pax.gid, header.gid);
   if (uid === undefined || gid === undefined) return { reason: 'invalid PAX uid/gid' };
-  return { uid, gid, mode: (header.mode ?? 0) & PERM_MASK, type };
+  return { uid, gid, mode: header.mode & PERM_MASK, type };
 }
 
 /** The entry's mtime, preferring the sub-second PAX record. */
-export function mtimeOf(header: Header): Date | undefined {
+function mtimeOf(header: RawHeader): Date | undefined {
   const record = paxOf(header).mtime;
   const pax = record === undefined ? NaN : Number(record);
   if (Number.isFinite(pax)) return new Date(pax * 1000);
@@ -129,9 +141,6 @@ export function hostMode(mode: number, isDir: boolean, exact: boolean): number {
   return exact ? mode : (mode | (isDir ? 0o700 : 0o600)) & ~SETID_BITS;
 }
 
-/** tar-stream reports typeflags it does not know as null, whatever its typings say. */
-const typeName = (type: unknown): string => (typeof type === 'string' ? type : 'unknown');
-
 const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
@@ -144,7 +153,10 @@ async function lstatOrNull(path: string): Promise<Stats | null> {
 }
 
 async function drain(entry: AsyncIterable<unknown>): Promise<void> {
-  for await (const chunk of entry) void chunk;
+  const chunks = entry[Symbol.asyncIterator]();
+  while ((await chunks.next()).done !== true) {
+    // discard
+  }
 }
 
 async function* counted(source: AsyncIterable<unknown>, onChunk: (n: number) => void): AsyncGenerator<Buffer> {
@@ -238,7 +250,7 @@ export class Flattener {
   }
 
   async #applyEntry(entry: TarEntry, layerName: string): Promise<void> {
-    const { header } = entry;
+    const header: RawHeader = entry.header;
     const reject: Reject = (reason) =>
       badRequest(`unsafe entry in ${layerName}: ${JSON.stringify(header.name)} (${reason})`, UNSAFE_HINT);
     const norm = normalizeEntryPath(header.name);
@@ -252,7 +264,7 @@ export class Flattener {
   }
 
   /** Handles one entry; true when it consumed the entry's data itself. */
-  async #dispatch(entry: TarEntry, header: Header, rel: string, layerName: string, reject: Reject): Promise<boolean> {
+  async #dispatch(entry: TarEntry, header: RawHeader, rel: string, layerName: string, reject: Reject): Promise<boolean> {
     if (rel === '') {
       if (header.type !== 'directory') throw reject('entry replaces the root');
       return false;
@@ -283,12 +295,12 @@ export class Flattener {
         await this.#skipEntry(rel, `${layerName}: ${rel} (${header.type})`, reject);
         return false;
       default:
-        await this.#skipEntry(rel, `${layerName}: ${rel} (unsupported type ${typeName(header.type)})`, reject);
+        await this.#skipEntry(rel, `${layerName}: ${rel} (unsupported type ${header.type ?? 'unknown'})`, reject);
         return false;
     }
   }
 
-  #entryMeta(header: Header, type: EntryMeta['type'], reject: Reject): EntryMeta {
+  #entryMeta(header: RawHeader, type: EntryMeta['type'], reject: Reject): EntryMeta {
     const meta = metaOf(header, type);
     if ('reason' in meta) throw reject(meta.reason);
     return meta;

@@ -62,6 +62,10 @@ export const MIGRATIONS: readonly string[] = [
     error       TEXT
   );
   `,
+  // 2: what a kernel needs and which VMMs can boot it (kernel compatibility checks).
+  `
+  ALTER TABLE kernels ADD COLUMN traits TEXT NOT NULL DEFAULT '{}';
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -42,6 +42,13 @@ test('a fresh home lists no VMs and the socket is 0600', { skip }, async () => {
   assert.equal(statSync(home.runtimeDir).mode & 0o777, 0o700);
 });
 
+test('in a fresh home the distribution kernel is listed as available', { skip }, async () => {
+  const r = await home.banger(['kernel', 'list', '--available', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const e = (JSON.parse(r.stdout) as { name: string; state: string }[]).find((k) => k.name === 'debian-bookworm-cloud');
+  assert.equal(e?.state, 'available');
+});
+
 test('doctor --json is valid JSON and warns about software emulation without KVM', { skip }, async () => {
   const r = await home.banger(['doctor', '--json']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -92,6 +99,23 @@ test('the guest is Debian 12 with the distribution dotfiles in /root; image and 
   assertNothingLeft();
 });
 
+test('the pulled distribution kernel: listed as pulled, shown with initramfs, modules and sha256; no second pull without --force', { skip }, async () => {
+  const avail = await home.banger(['kernel', 'list', '--available', '--json']);
+  const e = (JSON.parse(avail.stdout) as { name: string; state: string }[]).find((k) => k.name === 'debian-bookworm-cloud');
+  assert.equal(e?.state, 'pulled');
+  const show = await home.banger(['kernel', 'show', 'debian-bookworm-cloud', '--json']);
+  assert.equal(show.code, 0, show.stderr);
+  const k = JSON.parse(show.stdout) as { sha256: string; modules: number; initrd_kind: string; initramfs_modules: string[]; format: string };
+  assert.match(k.sha256, /^[0-9a-f]{64}$/);
+  assert.ok(k.modules > 500, `module count ${k.modules}`);
+  assert.equal(k.initrd_kind, 'banger');
+  assert.ok(k.initramfs_modules.some((m) => m.endsWith('virtio_blk.ko')));
+  assert.equal(k.format, 'bzImage');
+  const again = await home.banger(['kernel', 'pull', 'debian-bookworm-cloud']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already pulled[\s\S]*--force/);
+});
+
 test('arguments reach the guest command unchanged', { skip }, async () => {
   const r = await home.banger(['vm', 'run', '--rm', '--', 'printf', '%s\\n', 'a b', '$HOME', "x'y", '']);
   assert.equal(r.code, 0, r.stderr);
@@ -122,5 +146,15 @@ test('two VMs from the same image present different sshd host keys', { skip }, a
   }
   const r = sh(['ssh-keygen', '-F', 'hk-one.vm', '-f', join(home.stateDir, 'ssh', 'known_hosts')]);
   assert.equal(r.stdout.trim(), '', 'known_hosts entry removed on delete');
+  assertNothingLeft();
+});
+
+test('removing the kernel leaves the image bootable (the image keeps its own copy)', { skip }, async () => {
+  const rm = await home.banger(['kernel', 'rm', 'debian-bookworm-cloud']);
+  assert.equal(rm.code, 0, rm.stderr);
+  const r = await home.banger(['vm', 'run', '--rm', '--', 'uname', '-r']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /cloud-amd64/);
+  assert.doesNotMatch(r.stderr, /\[kernel\]/, 'the kernel was not pulled again');
   assertNothingLeft();
 });

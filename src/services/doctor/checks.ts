@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Config } from '../../config/load.js';
 import { formatSize } from '../../config/sizes.js';
 import { findImageEntry, findKernelEntry } from '../../catalog.js';
+import { checkCompat } from '../../kernel/compat.js';
 import { openStore } from '../../store/db.js';
 import { ImageRepo } from '../../store/images.js';
 import { KernelRepo } from '../../store/kernels.js';
@@ -143,6 +144,10 @@ function storeChecks(i: DoctorInput): CheckRow[] {
       }
       const k = new KernelRepo(db).get(kernelName);
       rows.push(k ? { name: 'default kernel', status: 'PASS', detail: `${kernelName} ${k.version} (${k.format})` } : pullable('default kernel', kernelName, findKernelEntry(kernelName) !== undefined));
+      if (k) {
+        const problem = checkCompat(k.name, { format: k.format, pvhNote: k.traits.pvhNote ?? false, virtioMmio: k.traits.virtioMmio ?? 'unknown' }, k.hasInitrd, 'qemu');
+        rows.push(problem ? { name: 'default kernel boots', status: 'FAIL', detail: problem.message, fix: problem.hint ?? '' } : { name: 'default kernel boots', status: 'PASS', detail: `qemu can boot ${k.name} (virtio-mmio: ${k.traits.virtioMmio ?? 'unknown'})` });
+      }
     } finally {
       db.close();
     }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { findImageEntry, type BuildImageEntry } from '../../catalog.js';
 import { AppError, notFound, operationFailed } from '../../errors.js';
-import { debugfsErrors, injectScript, ownershipScript, type InjectPlan } from '../../ext4/debugfs.js';
+import { ownershipScript, type InjectPlan } from '../../ext4/debugfs.js';
+import { injectIntoImage, runDebugfs } from '../../ext4/inject.js';
 import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
 import { ASSETS_VERSION, guestAssets, isBuildTimeSecret } from '../../guest/assets.js';
 import { Flattener, type EntryMeta } from '../../imagepull/flatten.js';
@@ -11,9 +12,23 @@ import type { ImageRepo, ImageRow } from '../../store/images.js';
 import { imageFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
-import { exists, raceAbort, removeTree } from '../fsutil.js';
+import { exists, raceAbort, removeTree, treeBytes } from '../fsutil.js';
+import { readKernelDir, type KernelFiles } from '../kernel/manifest.js';
 import type { KernelService } from '../kernel/service.js';
 import { SingleFlight } from '../singleflight.js';
+
+/** The image's own copy of its kernel (hard links where possible). */
+export const IMAGE_KERNEL_DIR = 'kernel';
+
+async function linkTree(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const f of await readdir(from)) {
+    await link(join(from, f), join(to, f)).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EXDEV' && e.code !== 'EPERM') throw e;
+      await copyFile(join(from, f), join(to, f));
+    });
+  }
+}
 
 export interface ImageServiceOptions {
   /** Debian mirror for local builds; undefined lets mmdebstrap choose. */
@@ -53,9 +68,20 @@ export class ImageService {
       throw notFound(`image "${name}" does not exist and is not in the catalog`, 'run `banger image list` to see local images');
     }
     // Resolve the kernel before the long build, so a missing kernel fails fast.
-    await this.kernels.ensure(entry.kernel, ctx);
+    const kernel = await this.kernels.ensure(entry.kernel, ctx);
     ctx.progress({ stage: 'image', message: `building image ${name} with mmdebstrap (first use; takes a few minutes)` });
-    return raceAbort(this.flights.run(name, () => this.build(entry, ctx)), ctx.signal);
+    return raceAbort(this.flights.run(name, () => this.build(entry, kernel.dir, ctx)), ctx.signal);
+  }
+
+  /**
+   * The kernel an image boots: its own hard-linked copy (so `kernel rm` never
+   * breaks it), else the named kernel, pulled on first use.
+   */
+  async kernelFilesFor(image: ImageRow, ctx: OpContext): Promise<KernelFiles> {
+    const own = join(image.dir, IMAGE_KERNEL_DIR);
+    if (await exists(join(own, 'manifest.json'))) return readKernelDir(own);
+    await this.kernels.ensure(image.kernelName, ctx);
+    return this.kernels.files(image.kernelName);
   }
 
   async cleanStaging(): Promise<void> {
@@ -65,7 +91,7 @@ export class ImageService {
     }
   }
 
-  private async build(entry: BuildImageEntry, ctx: OpContext): Promise<ImageRow> {
+  private async build(entry: BuildImageEntry, kernelDir: string, ctx: OpContext): Promise<ImageRow> {
     const id = randomBytes(8).toString('hex');
     const staging = this.paths.imageStaging(id);
     const final = this.paths.imageDir(id);
@@ -93,9 +119,10 @@ export class ImageService {
       const rootfs = join(staging, imageFiles.rootfs);
       const size = defaultRootfsBytes(bytes);
       await this.runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: size, label: 'rootfs' }), { signal });
-      if (!this.opts.isRoot) await this.debugfs(rootfs, ownershipScript(meta), signal);
+      if (!this.opts.isRoot) await runDebugfs(this.runner, rootfs, ownershipScript(meta), signal);
       await this.injectAssets(staging, rootfs, signal);
       const workSeed = await this.buildWorkSeed(staging, tree, meta, signal);
+      await linkTree(kernelDir, join(staging, IMAGE_KERNEL_DIR));
       await removeTree(tree);
       await writeFile(
         join(staging, imageFiles.manifest),
@@ -141,7 +168,7 @@ export class ImageService {
       await writeFile(src, f.content);
       plan.files.push({ path: f.path, hostSource: src, mode: f.mode, uid: 0, gid: 0 });
     }
-    await this.debugfs(rootfs, injectScript(plan), signal);
+    await injectIntoImage(this.runner, rootfs, plan, signal);
     await removeTree(dir);
   }
 
@@ -151,14 +178,13 @@ export class ImageService {
     try {
       const rootDir = join(tree, 'root');
       const sub = new Map<string, EntryMeta>();
-      let bytes = 0;
       for (const [p, m] of meta) {
         if (p.startsWith('root/')) sub.set(p.slice(5), m);
       }
-      for (const m of sub.values()) if (m.type === 'file') bytes += 4096;
-      const spec = workSeedSpec(bytes);
+      const { bytes, files } = await treeBytes(rootDir);
+      const spec = workSeedSpec(bytes + files * 4096);
       await this.runner.check(mkfsFromTreeArgv({ image: out, tree: rootDir, sizeBytes: spec.sizeBytes, label: 'work', inodes: spec.inodes }), { signal });
-      if (!this.opts.isRoot) await this.debugfs(out, ownershipScript(sub), signal);
+      if (!this.opts.isRoot) await runDebugfs(this.runner, out, ownershipScript(sub), signal);
       return true;
     } catch (e) {
       if (e instanceof AppError && e.code === 'cancelled') throw e;
@@ -168,12 +194,4 @@ export class ImageService {
     }
   }
 
-  private async debugfs(image: string, script: string, signal: AbortSignal): Promise<void> {
-    if (!script.trim()) return;
-    const res = await this.runner.check(['debugfs', '-w', '-f', '-', image], { input: script, signal });
-    const errors = debugfsErrors(`${res.stdout}\n${res.stderr}`);
-    if (errors.length > 0) {
-      throw operationFailed(`debugfs could not edit ${image}`, { detail: errors.slice(0, 10).join('\n') });
-    }
-  }
 }

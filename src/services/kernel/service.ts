@@ -1,26 +1,48 @@
-import { copyFile, open, readdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { findKernelEntry, type DistroKernelEntry } from '../../catalog.js';
-import { AppError, notFound, operationFailed, precondition } from '../../errors.js';
-import { mkfsFromTreeArgv } from '../../ext4/mkfs.js';
-import { kernelFormat, kernelReleaseFromVmlinuz, parseAptDepends } from '../../kernel/apt.js';
-import { buildInitramfs, INITRAMFS_MODULES } from '../../kernel/initramfs.js';
-import { loadOrder, parseModulesBuiltin, parseModulesDep } from '../../kernel/modules-dep.js';
+import { readdir, readFile, rename, stat } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { EMBEDDED_KERNELS, type DistroKernelEntry } from '../../catalog.js';
+import { AppError, alreadyExists, badRequest, notFound, operationFailed } from '../../errors.js';
+import { kernelReleaseFromVmlinuz, parseAptDepends } from '../../kernel/apt.js';
+import { mergeKernelCatalog, parseCatalogFile, validateKernelName, type KernelCatalogEntry, type TarballKernelEntry } from '../../kernel/catalog-file.js';
+import { checkUrl, openUrl, type FetchPolicy } from '../../kernel/fetch.js';
+import { extractKernelTarball } from '../../kernel/tarball.js';
 import type { KernelRepo, KernelRow } from '../../store/kernels.js';
-import { guestBinary, kernelFiles, type Paths } from '../../system/paths.js';
+import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
-import { ensureDir, exists, raceAbort, removeTree, roundUpMiB, sha256File, treeBytes } from '../fsutil.js';
+import { ensureDir, exists, raceAbort, removeTree } from '../fsutil.js';
 import { SingleFlight } from '../singleflight.js';
+import { assembleKernel, type KernelSource } from './assemble.js';
+import { readKernelDir, rowFromManifest, type KernelFiles } from './manifest.js';
 
-export interface KernelFiles {
-  row: KernelRow;
-  kernel: string;
-  initrd: string | undefined;
-  modulesDisk: string | undefined;
+export interface KernelServiceOptions {
+  /** config `catalog`: a path or URL of an extra catalog JSON merged over the embedded one. */
+  catalog: string | undefined;
+  fetchPolicy: FetchPolicy;
 }
 
-/** Kernels: the catalog's distribution kernel pulled through the host's apt, stored under kernels/<name>/. */
+export interface CatalogView {
+  name: string;
+  kind: 'distro' | 'tarball';
+  distro: string;
+  version: string;
+  size: number | null;
+  state: 'pulled' | 'available';
+}
+
+export interface ImportParams {
+  name: string;
+  kernel?: string | undefined;
+  initrd?: string | undefined;
+  modules?: string | undefined;
+  from?: string | undefined;
+}
+
+/**
+ * Kernels under kernels/<name>/: the catalog's distribution kernel pulled
+ * through the host's apt, sha256-pinned tarballs, and imports. Building from
+ * source (`kernel build`) would be one more KernelSource producer.
+ */
 export class KernelService {
   private readonly flights = new SingleFlight<KernelRow>();
 
@@ -31,34 +53,96 @@ export class KernelService {
     private readonly log: Logger,
     /** Lives as long as the daemon: pulls finish even when the asking client goes away. */
     private readonly lifetime: AbortSignal,
+    private readonly opts: KernelServiceOptions,
   ) {}
 
   list(): KernelRow[] {
     return this.repo.list();
   }
 
-  files(row: KernelRow): KernelFiles {
-    return {
-      row,
-      kernel: join(row.dir, row.format === 'elf' ? kernelFiles.vmlinux : kernelFiles.bzImage),
-      initrd: row.hasInitrd ? join(row.dir, kernelFiles.initrd) : undefined,
-      modulesDisk: row.hasModules ? join(row.dir, kernelFiles.modulesDisk) : undefined,
-    };
+  get(name: string): KernelRow {
+    const row = this.repo.get(name);
+    if (!row) throw notFound(`kernel "${name}" is not installed`, 'run `banger kernel list --available` to see what can be pulled');
+    return row;
+  }
+
+  async files(name: string): Promise<KernelFiles> {
+    return readKernelDir(this.get(name).dir);
+  }
+
+  /** The embedded catalog merged with the config's catalog file. */
+  async catalogEntries(): Promise<KernelCatalogEntry[]> {
+    let file: TarballKernelEntry[] = [];
+    if (this.opts.catalog) file = (await this.loadCatalogFile(this.opts.catalog)).kernels;
+    return mergeKernelCatalog(EMBEDDED_KERNELS, file);
+  }
+
+  async catalog(): Promise<CatalogView[]> {
+    return (await this.catalogEntries()).map((e) => {
+      const row = this.repo.get(e.name);
+      return {
+        name: e.name,
+        kind: e.kind,
+        distro: e.distro,
+        version: row?.version ?? (e.kind === 'tarball' ? e.version : 'latest from apt'),
+        size: e.kind === 'tarball' ? (e.size ?? null) : null,
+        state: row ? 'pulled' : 'available',
+      };
+    });
   }
 
   /** The named kernel, pulled from the catalog on first use. */
   async ensure(name: string, ctx: OpContext): Promise<KernelRow> {
     const row = this.repo.get(name);
     if (row) return row;
-    const entry = findKernelEntry(name);
-    if (!entry) {
-      throw notFound(`kernel "${name}" is not installed and not in the catalog`, 'run `banger kernel list` to see what is installed');
-    }
     ctx.progress({ stage: 'kernel', message: `pulling kernel ${name} (first use)` });
-    return raceAbort(this.flights.run(name, () => this.pullDistro(entry, ctx)), ctx.signal);
+    return this.pull(name, false, ctx);
   }
 
-  /** Removes staging dirs left by a daemon that died mid-pull. */
+  async pull(name: string, force: boolean, ctx: OpContext): Promise<KernelRow> {
+    validateKernelName(name);
+    if (!force && this.repo.get(name)) {
+      throw alreadyExists(`kernel "${name}" is already pulled`, `pass --force to pull it again, or \`banger kernel rm ${name}\` first`);
+    }
+    const entry = (await this.catalogEntries()).find((e) => e.name === name);
+    if (!entry) throw notFound(`kernel "${name}" is not in the catalog`, 'run `banger kernel list --available`; tarball kernels come from the `catalog` file in config.toml');
+    return raceAbort(
+      this.flights.run(name, () =>
+        this.install(name, ctx, (staging, scratch) =>
+          entry.kind === 'distro' ? this.fetchDistro(entry, scratch, ctx) : this.fetchTarball(entry, scratch, ctx),
+        ),
+      ),
+      ctx.signal,
+    );
+  }
+
+  async import(p: ImportParams, ctx: OpContext): Promise<KernelRow> {
+    validateKernelName(p.name);
+    if (this.repo.get(p.name)) throw alreadyExists(`kernel "${p.name}" already exists`, `remove it first with \`banger kernel rm ${p.name}\``);
+    const src = p.from ? await this.sourceFromDir(p.from) : { kernel: p.kernel, initrd: p.initrd, modules: p.modules };
+    if (!src.kernel) throw badRequest('kernel import needs --kernel FILE or --from DIR', 'e.g. banger kernel import mine --kernel ./vmlinux --initrd ./initrd.img');
+    for (const [flag, path] of [['--kernel', src.kernel], ['--initrd', src.initrd], ['--modules', src.modules]] as const) {
+      if (path === undefined) continue;
+      if (!isAbsolute(path)) throw badRequest(`${flag} must be an absolute path: ${path}`);
+      const st = await stat(path).catch(() => undefined);
+      if (!st) throw notFound(`${flag} ${path} does not exist`);
+      if (flag === '--modules' ? !st.isDirectory() : !st.isFile()) throw badRequest(`${flag} ${path} is not a ${flag === '--modules' ? 'directory' : 'file'}`);
+    }
+    return this.install(p.name, ctx, async (_staging, scratch) => ({
+      name: p.name, distro: 'custom', source: `import:${src.kernel}`, kernelPath: src.kernel as string,
+      initrdPath: src.initrd, modulesDir: src.modules, scratch,
+    }));
+  }
+
+  async delete(name: string): Promise<{ name: string }> {
+    const row = this.get(name);
+    // Images hold hard links to their kernel files, so removing this dir never breaks them.
+    await removeTree(row.dir);
+    this.repo.delete(name);
+    this.log.info('kernel removed', { name });
+    return { name };
+  }
+
   async cleanStaging(): Promise<void> {
     if (!(await exists(this.paths.kernelsDir))) return;
     for (const e of await readdir(this.paths.kernelsDir)) {
@@ -66,92 +150,106 @@ export class KernelService {
     }
   }
 
-  private async pullDistro(entry: DistroKernelEntry, ctx: OpContext): Promise<KernelRow> {
-    const staging = this.paths.kernelStaging(entry.name);
-    const final = this.paths.kernelDir(entry.name);
+  /** staging → assemble → atomic publish → row; any failure removes the staging dir. */
+  private async install(name: string, ctx: OpContext, fetch: (staging: string, scratch: string) => Promise<KernelSource>): Promise<KernelRow> {
+    const staging = this.paths.kernelStaging(name);
+    const scratch = `${staging}-scratch`;
     await removeTree(staging);
+    await removeTree(scratch);
     await ensureDir(staging);
-    const signal = this.lifetime;
+    await ensureDir(scratch);
     try {
-      const pkg = await this.resolvePackage(entry.package, signal);
-      ctx.progress({ stage: 'kernel', message: `downloading ${pkg} with apt-get` });
-      const dl = join(staging, 'download');
-      await ensureDir(dl);
-      // Download only: the package is unpacked into banger's own directory, never installed on the host.
-      await this.runner.check(['apt-get', 'download', '-q', pkg], { cwd: dl, signal });
-      const deb = (await readdir(dl)).find((f) => f.endsWith('.deb'));
-      if (!deb) throw operationFailed(`apt-get download ${pkg} produced no .deb file`);
-      const tree = join(staging, 'tree');
-      await this.runner.check(['dpkg-deb', '-x', join(dl, deb), tree], { signal });
-      await removeTree(dl);
-
-      const vmlinuz = (await readdir(join(tree, 'boot'))).find((f) => f.startsWith('vmlinuz-'));
-      const release = vmlinuz && kernelReleaseFromVmlinuz(vmlinuz);
-      if (!vmlinuz || !release) throw operationFailed(`${pkg} contains no boot/vmlinuz-*`);
-      const modRoot = (await exists(join(tree, 'lib', 'modules', release))) ? tree : join(tree, 'usr');
-      const modDir = join(modRoot, 'lib', 'modules', release);
-      ctx.progress({ stage: 'kernel', message: `indexing modules of ${release}` });
-      // The package ships no modules.dep (its postinst runs depmod); generate it in our copy.
-      await this.runner.check(['depmod', '-b', modRoot, release], { signal });
-
-      const dep = parseModulesDep(await readFile(join(modDir, 'modules.dep'), 'utf8'));
-      const builtin = parseModulesBuiltin(await readFile(join(modDir, 'modules.builtin'), 'utf8').catch(() => ''));
-      const order = loadOrder(dep, builtin, INITRAMFS_MODULES);
-      ctx.progress({ stage: 'kernel', message: `writing initramfs (${order.length} modules)` });
-      const init = await readFile(guestBinary('banger-init')).catch(() => {
-        throw precondition(`the guest init program is missing: ${guestBinary('banger-init')}`, 'run `npm run build` in the banger checkout');
-      });
-      const modules = await Promise.all(order.map(async (p) => ({ path: p, data: await readFile(join(modDir, p)) })));
-      await writeFile(join(staging, kernelFiles.initrd), buildInitramfs({ release, init, modules }));
-
-      ctx.progress({ stage: 'kernel', message: 'building the read-only modules disk' });
-      const { bytes } = await treeBytes(modDir);
-      await this.runner.check(
-        mkfsFromTreeArgv({ image: join(staging, kernelFiles.modulesDisk), tree: modDir, sizeBytes: roundUpMiB(bytes * 1.3 + 32 * 1048576), label: 'modules' }),
-        { signal },
-      );
-
-      const kernelPath = join(tree, 'boot', vmlinuz);
-      const head = Buffer.alloc(1024);
-      const fh = await open(kernelPath, 'r');
-      await fh.read(head, 0, 1024, 0);
-      await fh.close();
-      const format = kernelFormat(head);
-      if (format === 'unknown') throw operationFailed(`${vmlinuz} is neither a bzImage nor an ELF kernel`);
-      const kernelOut = join(staging, format === 'elf' ? kernelFiles.vmlinux : kernelFiles.bzImage);
-      await copyFile(kernelPath, kernelOut);
-      await removeTree(tree);
-
-      const row: KernelRow = {
-        name: entry.name,
-        distro: entry.distro,
-        arch: 'x86_64',
-        version: release,
-        format,
-        source: `apt:${pkg}`,
-        sha256: await sha256File(kernelOut),
-        dir: final,
-        hasInitrd: true,
-        hasModules: true,
-        moduleCount: dep.size,
-        createdAt: new Date().toISOString(),
-      };
-      const manifest = { name: row.name, distro: row.distro, arch: row.arch, version: row.version, sha256: row.sha256, source: row.source, format, imported_at: row.createdAt, initramfs_modules: order };
-      await writeFile(join(staging, kernelFiles.manifest), `${JSON.stringify(manifest, null, 2)}\n`);
+      const src = await fetch(staging, scratch);
+      ctx.progress({ stage: 'kernel', message: 'building initramfs and modules disk' });
+      const manifest = await assembleKernel(src, staging, this.runner, this.lifetime);
+      const final = this.paths.kernelDir(name);
       await removeTree(final);
       await rename(staging, final);
-      try {
-        this.repo.insert(row);
-      } catch (e) {
-        await removeTree(final);
-        throw e;
-      }
-      this.log.info('kernel pulled', { name: row.name, version: release, modules: dep.size });
+      const row = rowFromManifest(manifest, final);
+      this.repo.insert(row);
+      this.log.info('kernel installed', { name, version: row.version, source: row.source });
       return row;
     } catch (e) {
       await removeTree(staging);
       throw e;
+    } finally {
+      await removeTree(scratch);
     }
+  }
+
+  private async fetchDistro(entry: DistroKernelEntry, scratch: string, ctx: OpContext): Promise<KernelSource> {
+    const signal = this.lifetime;
+    const pkg = await this.resolvePackage(entry.package, signal);
+    ctx.progress({ stage: 'kernel', message: `downloading ${pkg} with apt-get` });
+    const dl = join(scratch, 'download');
+    await ensureDir(dl);
+    // Download only: the package is unpacked into banger's own directory, never installed on the host.
+    await this.runner.check(['apt-get', 'download', '-q', pkg], { cwd: dl, signal });
+    const deb = (await readdir(dl)).find((f) => f.endsWith('.deb'));
+    if (!deb) throw operationFailed(`apt-get download ${pkg} produced no .deb file`);
+    const tree = join(scratch, 'tree');
+    await this.runner.check(['dpkg-deb', '-x', join(dl, deb), tree], { signal });
+    await removeTree(dl);
+    const vmlinuz = (await readdir(join(tree, 'boot'))).find((f) => f.startsWith('vmlinuz-'));
+    const release = vmlinuz && kernelReleaseFromVmlinuz(vmlinuz);
+    if (!vmlinuz || !release) throw operationFailed(`${pkg} contains no boot/vmlinuz-*`);
+    const modRoot = (await exists(join(tree, 'lib', 'modules', release))) ? tree : join(tree, 'usr');
+    ctx.progress({ stage: 'kernel', message: `indexing modules of ${release}` });
+    // The package ships no modules.dep (its postinst runs depmod); generate it in our copy.
+    await this.runner.check(['depmod', '-b', modRoot, release], { signal });
+    return {
+      name: entry.name, distro: entry.distro, source: `apt:${pkg}`, kernelPath: join(tree, 'boot', vmlinuz),
+      modulesDir: join(modRoot, 'lib', 'modules', release), scratch,
+    };
+  }
+
+  private async fetchTarball(entry: TarballKernelEntry, scratch: string, ctx: OpContext): Promise<KernelSource> {
+    const url = checkUrl(entry.url, this.opts.fetchPolicy);
+    ctx.progress({ stage: 'kernel', message: `downloading ${entry.url}` });
+    const { stream } = await openUrl(url, this.lifetime);
+    const tree = join(scratch, 'tree');
+    await ensureDir(tree);
+    const res = await extractKernelTarball(stream, tree, entry.sha256, entry.url, this.lifetime);
+    let modulesDir: string | undefined;
+    if (await exists(join(tree, 'modules'))) {
+      const subs = (await readdir(join(tree, 'modules'), { withFileTypes: true })).filter((d) => d.isDirectory() && /^\d/.test(d.name));
+      modulesDir = subs.length === 1 && subs[0] ? join(tree, 'modules', subs[0].name) : join(tree, 'modules');
+    }
+    return {
+      name: entry.name, distro: entry.distro, source: entry.url, kernelPath: join(tree, res.kernelFile),
+      initrdPath: res.hasInitrd ? join(tree, 'initrd.img') : undefined, modulesDir, scratch,
+    };
+  }
+
+  private async sourceFromDir(dir: string): Promise<{ kernel?: string; initrd?: string; modules?: string }> {
+    if (!isAbsolute(dir)) throw badRequest(`--from must be an absolute path: ${dir}`);
+    const names = await readdir(dir).catch(() => {
+      throw notFound(`--from ${dir} does not exist or is not a directory`);
+    });
+    const kernel = ['vmlinux', 'bzImage', 'vmlinuz'].find((n) => names.includes(n)) ?? names.find((n) => n.startsWith('vmlinuz-'));
+    if (!kernel) throw badRequest(`no kernel in ${dir}`, 'the directory needs vmlinux, bzImage or vmlinuz[-VERSION], optionally initrd.img and modules/');
+    const initrd = ['initrd.img', 'initrd'].find((n) => names.includes(n)) ?? names.find((n) => n.startsWith('initrd.img-'));
+    let modules: string | undefined;
+    if (names.includes('modules')) {
+      const subs = (await readdir(join(dir, 'modules'), { withFileTypes: true })).filter((d) => d.isDirectory() && /^\d/.test(d.name));
+      modules = subs.length === 1 && subs[0] ? join(dir, 'modules', subs[0].name) : join(dir, 'modules');
+    }
+    return { kernel: join(dir, kernel), ...(initrd ? { initrd: join(dir, initrd) } : {}), ...(modules ? { modules } : {}) };
+  }
+
+  private async loadCatalogFile(source: string): Promise<{ kernels: TarballKernelEntry[] }> {
+    let text: string;
+    if (/^[a-z]+:\/\//.test(source)) {
+      const { stream } = await openUrl(checkUrl(source, this.opts.fetchPolicy), this.lifetime);
+      const chunks: Buffer[] = [];
+      for await (const c of stream) chunks.push(c as Buffer);
+      text = Buffer.concat(chunks).toString('utf8');
+    } else {
+      text = await readFile(source, 'utf8').catch((e: NodeJS.ErrnoException) => {
+        throw new AppError('precondition', `cannot read the catalog file ${source}: ${e.code ?? e.message}`, { hint: 'fix or remove `catalog` in config.toml' });
+      });
+    }
+    return parseCatalogFile(text, source);
   }
 
   private async resolvePackage(meta: string, signal: AbortSignal): Promise<string> {

@@ -7,7 +7,7 @@ import { defaultConfig } from '../../config/load.js';
 
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
-import type { KernelRow } from '../../store/kernels.js';
+import type { KernelManifest } from '../kernel/manifest.js';
 import { VmRepo } from '../../store/vms.js';
 import { FakeRunner } from '../../system/fake-runner.js';
 import { Paths } from '../../system/paths.js';
@@ -54,7 +54,6 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
     workSeedPath: undefined, kernelName: 'k', distro: 'debian', sizeBytes: 1 << 30, assetsVersion: 1, createdAt: 'now',
   };
   images.insert(image);
-  const kernel = { name: 'k', dir: root } as KernelRow;
   const driver = new FakeDriver();
   const runner = opts.runner ?? new FakeRunner();
   const config = { ...defaultConfig({ cpus: 2, memBytes: 8 << 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
@@ -62,8 +61,13 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
   const svc = new VmService({
     paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000,
     accel: { accel: 'tcg', reason: 'test' },
-    imageService: { ensure: async () => image },
-    kernels: { ensure: async () => kernel, files: () => ({ row: kernel, kernel: '/k/bzImage', initrd: '/k/initrd.img', modulesDisk: '/k/modules.ext4' }) },
+    imageService: {
+      ensure: async () => image,
+      kernelFilesFor: async () => ({
+        dir: '/k', kernel: '/k/bzImage', initrd: '/k/initrd.img', modulesDisk: '/k/modules.ext4',
+        manifest: { name: 'k', format: 'bzImage', initrd: 'banger', traits: { virtioMmio: 'module' } } as KernelManifest,
+      }),
+    },
     sshProbe: async () => opts.probe ?? 'ready',
     stallMs: 60_000,
   });

@@ -6,7 +6,7 @@ import type { SshInfo, VmView } from '../../api/methods.js';
 import type { Config } from '../../config/load.js';
 import { parseSize } from '../../config/sizes.js';
 import { AppError, alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
-import { debugfsErrors, injectScript } from '../../ext4/debugfs.js';
+import { injectIntoImage } from '../../ext4/inject.js';
 import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
 import { sshArgv } from '../../ssh/argv.js';
 import type { ImageRepo } from '../../store/images.js';
@@ -20,7 +20,8 @@ import { USER_NET } from '../../vmm/qemu/argv.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, removeTree } from '../fsutil.js';
 import type { ImageService } from '../image/service.js';
-import type { KernelService } from '../kernel/service.js';
+import { checkCompat } from '../../kernel/compat.js';
+import type { KernelFiles } from '../kernel/manifest.js';
 import { BootFailure, waitForSsh } from './bootwatch.js';
 import { generateName, validateVmName } from './names.js';
 import type { SshKeys } from './sshkeys.js';
@@ -40,8 +41,7 @@ export interface VmServiceDeps {
   paths: Paths;
   vms: VmRepo;
   images: ImageRepo;
-  imageService: Pick<ImageService, 'ensure'>;
-  kernels: Pick<KernelService, 'ensure' | 'files'>;
+  imageService: Pick<ImageService, 'ensure' | 'kernelFilesFor'>;
   driver: VmmDriver;
   runner: CommandRunner;
   keys: SshKeys;
@@ -104,7 +104,9 @@ export class VmService {
     }
 
     const image = await this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx);
-    const kernel = await this.d.kernels.ensure(image.kernelName, ctx);
+    const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
+    const incompatible = checkCompat(kernel.manifest.name, { format: kernel.manifest.format, pvhNote: kernel.manifest.traits.pvhNote ?? false, virtioMmio: kernel.manifest.traits.virtioMmio ?? 'unknown' }, kernel.initrd !== undefined, this.d.driver.kind);
+    if (incompatible) throw incompatible;
     const pub = await this.d.keys.ensureKey();
 
     const id = randomBytes(16).toString('hex');
@@ -146,7 +148,7 @@ export class VmService {
         );
         await this.makeWorkDisk(join(dir, vmFiles.work), image.workSeedPath, diskBytes, pub, ctx.signal);
         this.d.vms.update(id, { state: 'stopped' });
-        if (p.start ?? true) await this.startLocked(id, kernel.name, ctx);
+        if (p.start ?? true) await this.startLocked(id, kernel, ctx);
         return this.view(this.mustGet(id));
       } catch (e) {
         if (e instanceof BootFailure && e.kind !== 'exited') {
@@ -216,11 +218,9 @@ export class VmService {
     }
   }
 
-  private async startLocked(id: string, kernelName: string, ctx: OpContext): Promise<void> {
+  private async startLocked(id: string, k: KernelFiles, ctx: OpContext): Promise<void> {
     const vm = this.mustGet(id);
     assertTransition(vm.name, vm.state, 'starting');
-    const kernelRow = await this.d.kernels.ensure(kernelName, ctx);
-    const k = this.d.kernels.files(kernelRow);
     const dir = this.d.paths.vmDir(id);
     const consoleLog = join(dir, vmFiles.console);
     await writeFile(consoleLog, '');
@@ -238,6 +238,7 @@ export class VmService {
       dns: USER_NET.dns,
       mac,
       hasModulesDisk: k.modulesDisk !== undefined,
+      rootByDevice: k.manifest.initrd !== 'banger',
       tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
     });
     this.d.vms.update(id, { state: 'starting' });
@@ -293,13 +294,12 @@ export class VmService {
     const keyFile = `${path}.authorized_keys`;
     await writeFile(keyFile, `${pubKey}\n`, { mode: 0o600 });
     try {
-      const script = injectScript({
-        dirs: [{ path: '/.ssh', mode: 0o700 }],
-        files: [{ path: '/.ssh/authorized_keys', hostSource: keyFile, mode: 0o600, uid: 0, gid: 0 }],
-      });
-      const res = await this.d.runner.check(['debugfs', '-w', '-f', '-', path], { input: script, signal });
-      const errors = debugfsErrors(`${res.stdout}\n${res.stderr}`);
-      if (errors.length) throw operationFailed(`could not write the ssh key into the work disk ${path}`, { detail: errors.join('\n') });
+      await injectIntoImage(
+        this.d.runner,
+        path,
+        { dirs: [{ path: '/.ssh', mode: 0o700 }], files: [{ path: '/.ssh/authorized_keys', hostSource: keyFile, mode: 0o600, uid: 0, gid: 0 }] },
+        signal,
+      );
     } finally {
       await removeTree(keyFile);
     }
