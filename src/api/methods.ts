@@ -20,6 +20,13 @@ export const paramsSchemas = {
     start: z.boolean().optional(),
   }),
   'vm.list': z.strictObject({}),
+  'vm.resolve': z.strictObject({ refs: z.array(z.string()).min(1) }),
+  'vm.start': vmRef,
+  'vm.stop': vmRef,
+  'vm.restart': vmRef,
+  'vm.kill': z.strictObject({ ref: z.string().min(1), signal: z.string().regex(/^SIG[A-Z0-9]+$/).optional() }),
+  'vm.set': z.strictObject({ ref: z.string().min(1), vcpu: z.number().optional(), memory_mib: z.number().optional(), disk_size: z.string().optional() }),
+  'vm.prune': z.strictObject({}),
   'vm.show': vmRef,
   'vm.delete': vmRef,
   'vm.ssh_info': vmRef,
@@ -64,6 +71,13 @@ export interface VmView {
   disk_strategy: string;
   pid: number | null;
   created_at: string;
+}
+
+export interface ResolvedRef {
+  ref: string;
+  id?: string;
+  name?: string;
+  error?: { code: string; message: string; hint?: string };
 }
 
 /** Everything the CLI needs to run the system OpenSSH client against a VM. */

@@ -6,9 +6,11 @@ import { bangerVersion } from '../version.js';
 import { DaemonClient } from './client.js';
 import { register as registerDaemon } from './commands/daemon/index.js';
 import { register as registerDoctor } from './commands/doctor.js';
+import { register as registerSshConfig } from './commands/ssh-config.js';
 import { register as registerImageList } from './commands/image/list.js';
 import { register as registerKernel } from './commands/kernel/index.js';
 import { register as registerVmDelete } from './commands/vm/delete.js';
+import { register as registerVmLifecycle } from './commands/vm/lifecycle.js';
 import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
 import { register as registerVmRun } from './commands/vm/run.js';
@@ -39,6 +41,7 @@ export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => vo
   registerVmLogs(vm, ctx, setCode);
   registerVmSsh(vm, ctx, setCode, guest);
   registerVmDelete(vm, ctx, setCode);
+  registerVmLifecycle(vm, ctx, setCode);
   program
     .command('ps')
     .description('alias of `vm list`')
@@ -48,6 +51,7 @@ export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => vo
   registerKernel(program, ctx, setCode);
   registerDaemon(program, ctx, setCode);
   registerDoctor(program, ctx, setCode);
+  registerSshConfig(program, ctx, setCode);
   program
     .command('version')
     .description('print the banger version')

@@ -1,7 +1,8 @@
 import { rm, writeFile } from 'node:fs/promises';
 import type { DaemonStatus, KernelView } from '../api/methods.js';
 import { loadConfigFile } from '../config/file.js';
-import { AppError } from '../errors.js';
+import { constants as osConstants } from 'node:os';
+import { AppError, badRequest } from '../errors.js';
 import { ImageService } from '../services/image/service.js';
 import { KernelService, type ImportParams } from '../services/kernel/service.js';
 import type { KernelRow } from '../store/kernels.js';
@@ -27,6 +28,12 @@ function kernelView(k: KernelRow): KernelView {
     name: k.name, distro: k.distro, version: k.version, format: k.format, source: k.source, sha256: k.sha256,
     initrd: k.hasInitrd, modules: k.moduleCount, traits: k.traits, created_at: k.createdAt,
   };
+}
+
+function checkSignal(sig: string | undefined): NodeJS.Signals {
+  if (sig === undefined) return 'SIGKILL';
+  if (!(sig in osConstants.signals)) throw badRequest(`unknown signal ${sig}`, 'e.g. --signal SIGTERM');
+  return sig as NodeJS.Signals;
 }
 
 /** `bangerd --check-migrations`: 0 compatible, 1 needs migration, 2 incompatible. */
@@ -111,6 +118,13 @@ export async function main(argv: string[]): Promise<number> {
       [...server.inflight.entries()].map(([id, o]) => ({ op_id: id, method: o.method, running_s: Math.round((Date.now() - o.started) / 1000) })),
     'vm.create': (p: Parameters<VmService['create']>[0], ctx) => vms.create(p, ctx),
     'vm.list': () => vms.list(),
+    'vm.resolve': (p: { refs: string[] }) => vms.resolveMany(p.refs),
+    'vm.start': (p: { ref: string }, ctx) => vms.start(p.ref, ctx),
+    'vm.stop': (p: { ref: string }, ctx) => vms.stop(p.ref, ctx),
+    'vm.restart': (p: { ref: string }, ctx) => vms.restart(p.ref, ctx),
+    'vm.kill': (p: { ref: string; signal?: string }) => vms.kill(p.ref, checkSignal(p.signal)),
+    'vm.set': (p: { ref: string; vcpu?: number; memory_mib?: number; disk_size?: string }, ctx) => vms.set(p.ref, p, ctx),
+    'vm.prune': (_p: unknown, ctx) => vms.prune(ctx),
     'vm.show': (p: { ref: string }) => vms.show(p.ref),
     'vm.delete': (p: { ref: string }, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p: { ref: string }) => vms.sshInfo(p.ref),

@@ -204,37 +204,54 @@ async function fetchFollowing(start: URL, signal: AbortSignal | undefined, polic
   }
 }
 
-/** The response body as bytes, with cut connections and short bodies reported as truncation. */
-function bodyStream(res: Response, size: number | undefined, url: string, signal: AbortSignal | undefined): Readable {
-  const body = res.body;
-  if (body === null) return Readable.from([], { objectMode: false });
-  const reader = body.getReader();
-  async function* chunks(): AsyncGenerator<Buffer> {
-    let got = 0;
-    try {
-      for (;;) {
-        let step: ReadableStreamReadResult<Uint8Array>;
-        try {
-          step = await reader.read();
-        } catch (err) {
-          if (signal?.aborted || isAbortError(err)) throw cancelled();
-          // undici reports a connection closed mid-body as TypeError('terminated').
-          if (err instanceof Error && (err.message === 'terminated' || (err as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET')) {
-            throw truncated(got, size, url);
-          }
-          throw operationFailed(`download of ${url} failed after ${got} bytes: ${errorMessage(err)}`, { cause: err });
-        }
-        if (step.done) break;
-        got += step.value.byteLength;
-        yield Buffer.from(step.value.buffer, step.value.byteOffset, step.value.byteLength);
-      }
-      if (size !== undefined && got < size) throw truncated(got, size, url);
-    } finally {
-      // Runs on early destroy too: releases the connection.
-      await reader.cancel().catch(() => undefined);
-    }
+/**
+ * The response body as bytes, with cut connections and short bodies reported
+ * as truncation. Destroying it cancels the body at once, even while a read is
+ * pending, so a stalled server does not keep the connection alive.
+ */
+class BodyStream extends Readable {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #size: number | undefined;
+  readonly #url: string;
+  readonly #signal: AbortSignal | undefined;
+  #got = 0;
+
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, size: number | undefined, url: string, signal: AbortSignal | undefined) {
+    super();
+    this.#reader = reader;
+    this.#size = size;
+    this.#url = url;
+    this.#signal = signal;
   }
-  return Readable.from(chunks(), { objectMode: false });
+
+  override _read(): void {
+    this.#reader.read().then(
+      (step) => {
+        if (step.done) {
+          if (this.#size !== undefined && this.#got < this.#size) this.destroy(truncated(this.#got, this.#size, this.#url));
+          else this.push(null);
+          return;
+        }
+        this.#got += step.value.byteLength;
+        this.push(Buffer.from(step.value.buffer, step.value.byteOffset, step.value.byteLength));
+      },
+      (err: unknown) => this.destroy(this.#readError(err)),
+    );
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.#reader.cancel().catch(() => undefined);
+    callback(err);
+  }
+
+  #readError(err: unknown): AppError {
+    if (this.#signal?.aborted || isAbortError(err)) return cancelled();
+    // undici reports a connection closed mid-body as TypeError('terminated').
+    if (err instanceof Error && (err.message === 'terminated' || (err as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET')) {
+      return truncated(this.#got, this.#size, this.#url);
+    }
+    return operationFailed(`download of ${this.#url} failed after ${this.#got} bytes: ${errorMessage(err)}`, { cause: err });
+  }
 }
 
 /**
@@ -260,5 +277,6 @@ export async function openUrl(url: URL, signal?: AbortSignal, policy?: FetchPoli
     });
   }
   const size = contentLength(res);
-  return { stream: bodyStream(res, size, url.href, signal), size };
+  const stream = res.body === null ? Readable.from([], { objectMode: false }) : new BodyStream(res.body.getReader(), size, url.href, signal);
+  return { stream, size };
 }

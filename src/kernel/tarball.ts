@@ -271,10 +271,15 @@ export async function extractKernelTarball(
     }
     if (failure !== undefined) throw failure;
   } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    // fs errors (ENOSPC, EACCES, ...) carry a syscall; everything else here comes from the tar parser.
+    const fsError = typeof (err as NodeJS.ErrnoException | undefined)?.syscall === 'string';
     fail(
       err instanceof AppError
         ? err
-        : operationFailed(`kernel tarball from ${label} is truncated or corrupt: ${err instanceof Error ? err.message : String(err)}`, { cause: err }),
+        : fsError
+          ? operationFailed(`cannot extract kernel tarball from ${label} into ${dest}: ${message}`, { cause: err })
+          : operationFailed(`kernel tarball from ${label} is truncated or corrupt: ${message}`, { cause: err }),
     );
     throw failure ?? err;
   } finally {

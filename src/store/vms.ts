@@ -107,6 +107,12 @@ export class VmRepo {
       );
   }
 
+  setSpec(id: string, spec: Pick<VmRow, 'vcpu' | 'memoryMib' | 'diskBytes'>): void {
+    this.db
+      .prepare('UPDATE vms SET vcpu = ?, memory_mib = ?, disk_bytes = ?, updated_at = ? WHERE id = ?')
+      .run(spec.vcpu, spec.memoryMib, spec.diskBytes, new Date().toISOString(), id);
+  }
+
   delete(id: string): void {
     this.db.prepare('DELETE FROM vms WHERE id = ?').run(id);
   }

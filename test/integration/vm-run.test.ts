@@ -158,3 +158,118 @@ test('removing the kernel leaves the image bootable (the image keeps its own cop
   assert.doesNotMatch(r.stderr, /\[kernel\]/, 'the kernel was not pulled again');
   assertNothingLeft();
 });
+
+async function bootId(name: string): Promise<string> {
+  const r = await home.banger(['vm', 'ssh', name, '--', 'cat', '/proc/sys/kernel/random/boot_id']);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+async function state(name: string): Promise<string | undefined> {
+  const r = await home.banger(['vm', 'list', '--json']);
+  return (JSON.parse(r.stdout) as { name: string; state: string }[]).find((v) => v.name === name)?.state;
+}
+
+test('lifecycle: create, stop, start (data survives), restart (new boot), kill, start after kill, delete', { skip }, async () => {
+  const name = 'life';
+  let r = await home.banger(['vm', 'run', '-d', '--name', name]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await home.banger(['vm', 'ssh', name, '--', 'sh', '-c', 'echo kept > /root/data && sync']);
+  assert.equal(r.code, 0, r.stderr);
+  const boot1 = await bootId(name);
+
+  r = await home.banger(['vm', 'stop', name]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await state(name), 'stopped');
+  assert.deepEqual(home.qemuPids(), []);
+
+  r = await home.banger(['vm', 'start', name]);
+  assert.equal(r.code, 0, r.stderr);
+  r = await home.banger(['vm', 'ssh', name, '--', 'cat', '/root/data']);
+  assert.equal(r.stdout.trim(), 'kept', r.stderr);
+  const boot2 = await bootId(name);
+  assert.notEqual(boot2, boot1);
+
+  r = await home.banger(['vm', 'restart', name]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.notEqual(await bootId(name), boot2);
+
+  r = await home.banger(['vm', 'ssh', name, '--', 'sh', '-c', 'echo after-kill > /root/data2 && sync']);
+  assert.equal(r.code, 0, r.stderr);
+  r = await home.banger(['vm', 'kill', name]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await state(name), 'stopped');
+  r = await home.banger(['vm', 'start', name]);
+  assert.equal(r.code, 0, `start after kill (dirty journals): ${r.stderr}`);
+  r = await home.banger(['vm', 'ssh', name, '--', 'cat', '/root/data', '/root/data2']);
+  assert.equal(r.stdout, 'kept\nafter-kill\n', r.stderr);
+
+  r = await home.banger(['vm', 'delete', name]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await state(name), undefined);
+  assertNothingLeft();
+});
+
+test('multi-target stop: a and b stopped, missing reported, exit 1; set and prune', { skip }, async () => {
+  for (const n of ['multi-a', 'multi-b']) assert.equal((await home.banger(['vm', 'run', '-d', '--name', n])).code, 0);
+  const r = await home.banger(['vm', 'stop', 'multi-a', 'multi-b', 'missing']);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /stopped multi-a[\s\S]*stopped multi-b/);
+  assert.match(r.stderr, /missing: no VM named "missing"/);
+  assert.equal(await state('multi-a'), 'stopped');
+  assert.equal(await state('multi-b'), 'stopped');
+
+  const set = await home.banger(['vm', 'set', 'multi-a', '--vcpu', '2', '--memory', '1G']);
+  assert.equal(set.code, 0, set.stderr);
+  assert.equal((await home.banger(['vm', 'start', 'multi-a'])).code, 0);
+  const nproc = await home.banger(['vm', 'ssh', 'multi-a', '--', 'nproc']);
+  assert.equal(nproc.stdout.trim(), '2');
+  const running = await home.banger(['vm', 'set', 'multi-a', '--vcpu', '1']);
+  assert.equal(running.code, 1);
+  assert.match(running.stderr, /needs it stopped/);
+
+  const prune = await home.banger(['vm', 'prune', '-f']);
+  assert.equal(prune.code, 0, prune.stderr);
+  assert.match(prune.stdout, /deleted multi-b/);
+  assert.equal(await state('multi-b'), undefined);
+  assert.equal(await state('multi-a'), 'running');
+});
+
+test('VMs outlive the daemon: kill -9 bangerd, the next call adopts the VM; a dead qemu is noticed', { skip }, async () => {
+  const pid = Number(sh(['cat', join(home.runtimeDir, 'bangerd.pid')]).stdout.trim());
+  assert.ok(pid > 0);
+  process.kill(pid, 'SIGKILL');
+  let r = await home.banger(['vm', 'ssh', 'multi-a', '--', 'true']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(await state('multi-a'), 'running');
+
+  // handles.json gone: the store copy is enough.
+  const list = JSON.parse((await home.banger(['vm', 'list', '--json'])).stdout) as { id: string; name: string; pid: number }[];
+  const vm = list.find((v) => v.name === 'multi-a');
+  assert.ok(vm);
+  sh(['rm', '-f', join(home.stateDir, 'vms', vm.id, 'handles.json')]);
+  process.kill(Number(sh(['cat', join(home.runtimeDir, 'bangerd.pid')]).stdout.trim()), 'SIGKILL');
+  r = await home.banger(['vm', 'ssh', 'multi-a', '--', 'true']);
+  assert.equal(r.code, 0, r.stderr);
+
+  // The VMM dies while the daemon is down: reported stopped, resources gone.
+  process.kill(Number(sh(['cat', join(home.runtimeDir, 'bangerd.pid')]).stdout.trim()), 'SIGKILL');
+  process.kill(vm.pid, 'SIGKILL');
+  await new Promise((res) => setTimeout(res, 500));
+  assert.equal(await state('multi-a'), 'stopped');
+  assert.equal(sh(['test', '-e', join(home.runtimeDir, `${vm.id.slice(0, 12)}.qmp`)]).code, 1, 'QMP socket removed');
+  assert.equal((await home.banger(['vm', 'delete', 'multi-a'])).code, 0);
+  assertNothingLeft();
+});
+
+test('ssh-config --install twice then --uninstall restores the original file', { skip }, async () => {
+  const sshDir = join(home.env.HOME as string, '.ssh');
+  sh(['mkdir', '-p', sshDir]);
+  const original = 'Host example\n  User me\n';
+  sh(['sh', '-c', `printf '%s' '${original}' > ${join(sshDir, 'config')}`]);
+  for (let i = 0; i < 2; i++) assert.equal((await home.banger(['ssh-config', '--install'])).code, 0);
+  const installed = sh(['cat', join(sshDir, 'config')]).stdout;
+  assert.equal(installed.split('\n').filter((l) => l.startsWith('Include ')).length, 1);
+  assert.equal((await home.banger(['ssh-config', '--uninstall'])).code, 0);
+  assert.equal(sh(['cat', join(sshDir, 'config')]).stdout, original);
+});

@@ -1,7 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, truncate, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { renderSshConfig } from '../../ssh/config.js';
 import type { SshInfo, VmView } from '../../api/methods.js';
 import type { Config } from '../../config/load.js';
 import { parseSize } from '../../config/sizes.js';
@@ -55,6 +56,15 @@ export interface VmServiceDeps {
 }
 
 const STALL_MS = 30_000;
+const STOP_GRACE_MS = 10_000;
+
+function checkVcpu(vcpu: number): void {
+  if (!Number.isInteger(vcpu) || vcpu < 1 || vcpu > 64) throw badRequest(`invalid --vcpu ${vcpu}: must be a whole number from 1 to 64`, 'e.g. --vcpu 2');
+}
+
+function checkMemory(mib: number): void {
+  if (!Number.isInteger(mib) || mib < 128) throw badRequest(`invalid --memory ${mib}: must be at least 128 MiB`, 'e.g. --memory 2048 (MiB) or --memory 2G');
+}
 
 /** VM lifecycle: create (+start), list, delete, ssh details, logs, reconcile. */
 export class VmService {
@@ -86,13 +96,9 @@ export class VmService {
     const cfg = this.d.config;
     if (p.name !== undefined && p.name !== '') validateVmName(p.name);
     const vcpu = p.vcpu ?? cfg.vmDefaults.vcpu;
-    if (!Number.isInteger(vcpu) || vcpu < 1 || vcpu > 64) {
-      throw badRequest(`invalid --vcpu ${p.vcpu}: must be a whole number from 1 to 64`, 'e.g. --vcpu 2');
-    }
+    checkVcpu(vcpu);
     const memoryMib = p.memory_mib ?? cfg.vmDefaults.memoryMib;
-    if (!Number.isInteger(memoryMib) || memoryMib < 128) {
-      throw badRequest(`invalid --memory ${p.memory_mib}: must be at least 128 MiB`, 'e.g. --memory 2048 (MiB) or --memory 2G');
-    }
+    checkMemory(memoryMib);
     const diskBytes = p.disk_size === undefined ? cfg.vmDefaults.diskSizeBytes : parseSize(p.disk_size, '--disk-size');
     if (diskBytes < 64 * 1048576) throw badRequest(`invalid --disk-size ${p.disk_size}: must be at least 64M`, 'e.g. --disk-size 8G');
     this.checkVmmChoice();
@@ -160,6 +166,111 @@ export class VmService {
         throw e;
       }
     });
+  }
+
+  /** Resolves several refs against one snapshot of the VM table (multi-target verbs). */
+  resolveMany(refs: readonly string[]): { ref: string; id?: string; name?: string; error?: { code: string; message: string; hint?: string } }[] {
+    return refs.map((ref) => {
+      try {
+        const vm = this.resolve(ref);
+        return { ref, id: vm.id, name: vm.name };
+      } catch (e) {
+        const err = e as AppError;
+        return { ref, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
+      }
+    });
+  }
+
+  async start(ref: string, ctx: OpContext): Promise<VmView> {
+    const vm = this.resolve(ref);
+    return this.withLock(vm.id, async () => {
+      const cur = this.mustGet(vm.id);
+      if (cur.state === 'running') return this.view(cur);
+      const image = this.d.images.get(cur.imageId);
+      if (!image) throw precondition(`the image of VM "${cur.name}" is gone`, `delete the VM with \`banger vm delete ${cur.name}\``);
+      const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
+      try {
+        await this.startLocked(vm.id, kernel, ctx);
+      } catch (e) {
+        if (!(e instanceof BootFailure && e.kind === 'ssh_timeout')) await this.stopVmm(vm.id, e instanceof BootFailure ? 'error' : 'stopped');
+        throw e;
+      }
+      return this.view(this.mustGet(vm.id));
+    });
+  }
+
+  /** Graceful first (ssh `sync; poweroff`), then forceful after STOP_GRACE_MS (SPEC §4). */
+  async stop(ref: string, _ctx: OpContext): Promise<VmView> {
+    const vm = this.resolve(ref);
+    return this.withLock(vm.id, async () => {
+      const cur = this.mustGet(vm.id);
+      if (cur.state === 'stopped') return this.view(cur);
+      if (cur.state === 'running') {
+        this.d.vms.update(cur.id, { state: 'stopping' });
+        const h = cur.handles;
+        if (h && cur.sshPort) {
+          const argv = sshArgv('ssh', this.sshInfoOf(cur), { batch: true, connectTimeoutS: 3, remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &' });
+          await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
+          const handles = this.vmmHandles(h);
+          const deadline = Date.now() + STOP_GRACE_MS;
+          while (Date.now() < deadline && (await this.d.driver.isAlive(handles))) await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      await this.stopVmm(cur.id, 'stopped');
+      this.d.log.info('VM stopped', { name: cur.name });
+      return this.view(this.mustGet(cur.id));
+    });
+  }
+
+  async restart(ref: string, ctx: OpContext): Promise<VmView> {
+    await this.stop(ref, ctx);
+    return this.start(ref, ctx);
+  }
+
+  /** Immediate: the VMM gets the signal, no guest shutdown. */
+  async kill(ref: string, signal: NodeJS.Signals): Promise<VmView> {
+    const vm = this.resolve(ref);
+    return this.withLock(vm.id, async () => {
+      const cur = this.mustGet(vm.id);
+      const h = cur.handles ?? (await this.readHandlesFile(cur.id));
+      if (h) await this.d.driver.kill(this.vmmHandles(h), signal);
+      await this.stopVmm(cur.id, 'stopped');
+      return this.view(this.mustGet(cur.id));
+    });
+  }
+
+  /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows. */
+  async set(ref: string, p: { vcpu?: number | undefined; memory_mib?: number | undefined; disk_size?: string | undefined }, ctx: OpContext): Promise<VmView> {
+    const vm = this.resolve(ref);
+    if (p.vcpu !== undefined) checkVcpu(p.vcpu);
+    if (p.memory_mib !== undefined) checkMemory(p.memory_mib);
+    const disk = p.disk_size === undefined ? undefined : parseSize(p.disk_size, '--disk-size');
+    if (p.vcpu === undefined && p.memory_mib === undefined && disk === undefined) {
+      throw badRequest('nothing to change', 'pass --vcpu, --memory or --disk-size');
+    }
+    return this.withLock(vm.id, async () => {
+      const cur = this.mustGet(vm.id);
+      if (cur.state !== 'stopped' && cur.state !== 'error') {
+        throw precondition(`VM "${cur.name}" is ${cur.state}; vm set needs it stopped`, `run \`banger vm stop ${cur.name}\` first`);
+      }
+      if (disk !== undefined && disk !== cur.diskBytes) {
+        if (disk < cur.diskBytes) throw badRequest(`--disk-size ${p.disk_size} is smaller than the current ${cur.diskBytes} bytes`, 'disks only grow');
+        const work = join(this.d.paths.vmDir(cur.id), vmFiles.work);
+        // The guest may have been killed with a dirty journal: replay it before resizing offline.
+        await this.d.runner.run(['e2fsck', '-fy', work], { signal: ctx.signal });
+        await truncate(work, disk);
+        await this.d.runner.check(['resize2fs', work], { signal: ctx.signal });
+      }
+      this.d.vms.setSpec(cur.id, { vcpu: p.vcpu ?? cur.vcpu, memoryMib: p.memory_mib ?? cur.memoryMib, diskBytes: disk ?? cur.diskBytes });
+      return this.view(this.mustGet(cur.id));
+    });
+  }
+
+  /** Deletes every VM that is not running; returns their names. */
+  async prune(ctx: OpContext): Promise<{ deleted: string[] }> {
+    const victims = this.d.vms.list().filter((v) => v.state === 'stopped' || v.state === 'error');
+    for (const v of victims) await this.delete(v.id, ctx);
+    return { deleted: victims.map((v) => v.name) };
   }
 
   async delete(ref: string, _ctx: OpContext): Promise<{ name: string }> {
@@ -273,6 +384,23 @@ export class VmService {
       throw e;
     });
     this.d.vms.update(id, { state: 'running' });
+    await this.refreshSshConfig();
+  }
+
+  /** Rewrites banger's ssh_config atomically from the running VMs. */
+  private async refreshSshConfig(): Promise<void> {
+    const hosts = this.d.vms
+      .list()
+      .filter((v) => v.state === 'running' && v.sshPort)
+      .map((v) => ({ name: v.name, host: '127.0.0.1', port: v.sshPort as number, key: this.d.keys.keyPath, knownHosts: this.d.keys.knownHosts }));
+    const file = this.d.paths.sshConfigFile;
+    try {
+      await mkdir(dirname(file), { recursive: true });
+      await writeFile(`${file}.tmp`, renderSshConfig(hosts), { mode: 0o600 });
+      await rename(`${file}.tmp`, file);
+    } catch (e) {
+      this.d.log.warn('cannot write ssh_config', { file, error: String(e) });
+    }
   }
 
   private async probeSsh(info: SshInfo, signal: AbortSignal): Promise<'none' | 'banner' | 'ready'> {
@@ -313,6 +441,7 @@ export class VmService {
     if (handles) await this.d.driver.kill(this.vmmHandles(handles));
     await this.clearRuntime(id);
     this.d.vms.update(id, { state, handles: undefined, sshPort: undefined });
+    await this.refreshSshConfig();
   }
 
   /** Removes every trace of a VM: process, sockets, disks, dir, known_hosts entry, row. */
@@ -323,6 +452,7 @@ export class VmService {
     await removeTree(this.d.paths.vmDir(id));
     await this.d.keys.forget(`${vm.name}.vm`);
     this.d.vms.delete(id);
+    await this.refreshSshConfig();
     this.d.log.info('VM deleted', { name: vm.name });
   }
 

@@ -1,19 +1,10 @@
 import type { Command } from 'commander';
 import type { CliContext, ExitCode } from '../../context.js';
-import { renderError } from '../../render/errors.js';
+import { forEachVm } from './multi.js';
 
 /** Deletes each ref; one bad ref does not stop the others; exit 1 if any failed. */
-export async function deleteVms(c: CliContext, refs: readonly string[]): Promise<ExitCode> {
-  const results = await Promise.allSettled(refs.map((ref) => c.client.call<'vm.delete', { name: string }>('vm.delete', { ref })));
-  let failed = 0;
-  results.forEach((r, i) => {
-    if (r.status === 'fulfilled') c.out.write(`deleted ${r.value.name}\n`);
-    else {
-      failed++;
-      c.err.write(renderError(r.reason, c.style).replace(/^banger: /, `banger: ${refs[i]}: `));
-    }
-  });
-  return failed ? 1 : 0;
+export function deleteVms(c: CliContext, refs: readonly string[]): Promise<ExitCode> {
+  return forEachVm(c, refs, 'deleted', (id) => c.client.call<'vm.delete', { name: string }>('vm.delete', { ref: id }));
 }
 
 export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {

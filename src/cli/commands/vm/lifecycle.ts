@@ -1,0 +1,71 @@
+import type { Command } from 'commander';
+import type { VmView } from '../../../api/methods.js';
+import type { CliContext, ExitCode } from '../../context.js';
+import { forEachVm, registerSimple } from './multi.js';
+import { parseIntFlag, parseMemoryFlag } from './run.js';
+
+export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+  registerSimple(vm, ctx, setCode, 'start', 'vm.start', 'started', 'start stopped VMs (waits for ssh)');
+  registerSimple(vm, ctx, setCode, 'stop', 'vm.stop', 'stopped', 'stop VMs: guest poweroff, then kill after 10 s');
+  registerSimple(vm, ctx, setCode, 'restart', 'vm.restart', 'restarted', 'stop then start VMs (a fresh boot)');
+  vm.command('kill')
+    .description('kill the VMM of VMs at once (no guest shutdown)')
+    .argument('<vm...>', 'VM names or ids')
+    .option('--signal <sig>', 'signal for the VMM process', 'SIGKILL')
+    .action(async (refs: string[], o: { signal: string }) => {
+      const c = ctx();
+      const sig = o.signal.toUpperCase().startsWith('SIG') ? o.signal.toUpperCase() : `SIG${o.signal.toUpperCase()}`;
+      setCode(await forEachVm(c, refs, 'killed', (id) => c.client.call<'vm.kill', VmView>('vm.kill', { ref: id, signal: sig })));
+    });
+  vm.command('set')
+    .description('change vcpu, memory or disk size of stopped VMs')
+    .argument('<vm...>', 'VM names or ids')
+    .option('--vcpu <n>', 'virtual CPUs')
+    .option('--memory <size>', 'memory, MiB or with a unit (2G)')
+    .option('--disk-size <size>', 'grow the /root work disk to this size')
+    .addHelpText('after', '\nExample:\n  banger vm set dev --vcpu 2 --memory 4G')
+    .action(async (refs: string[], o: { vcpu?: string; memory?: string; diskSize?: string }) => {
+      const c = ctx();
+      const vcpu = parseIntFlag('--vcpu', o.vcpu);
+      const memory = parseMemoryFlag(o.memory);
+      const params = {
+        ...(vcpu === undefined ? {} : { vcpu }),
+        ...(memory === undefined ? {} : { memory_mib: memory }),
+        ...(o.diskSize === undefined ? {} : { disk_size: o.diskSize }),
+      };
+      setCode(await forEachVm(c, refs, 'updated', (id) => c.client.call<'vm.set', VmView>('vm.set', { ref: id, ...params })));
+    });
+  vm.command('show')
+    .description('show one VM')
+    .argument('<vm>', 'VM name or id')
+    .option('--json', 'print JSON')
+    .action(async (ref: string, o: { json?: boolean }) => {
+      const c = ctx();
+      const v = await c.client.call<'vm.show', VmView>('vm.show', { ref });
+      if (o.json) c.out.write(`${JSON.stringify(v, null, 2)}\n`);
+      else {
+        const rows: [string, string][] = [
+          ['name', v.name], ['id', v.id], ['state', v.state], ['image', v.image], ['vcpu', String(v.vcpu)], ['memory', `${v.memory_mib} MiB`],
+          ['disk', `${v.disk_bytes} bytes`], ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
+          ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`], ['ssh', v.ssh ?? '-'], ['root disk', v.disk_strategy], ['pid', v.pid === null ? '-' : String(v.pid)], ['created', v.created_at],
+        ];
+        const w = Math.max(...rows.map((r) => r[0].length));
+        c.out.write(rows.map(([a, b]) => `${a.padEnd(w)}  ${b}`).join('\n') + '\n');
+      }
+      setCode(0);
+    });
+  vm.command('prune')
+    .description('delete every VM that is not running')
+    .option('-f, --force', 'do not ask')
+    .action(async (o: { force?: boolean }) => {
+      const c = ctx();
+      if (!o.force) {
+        c.err.write('banger: vm prune deletes every stopped VM with its disks\nhint: rerun with -f to confirm\n');
+        setCode(1);
+        return;
+      }
+      const r = await c.client.call<'vm.prune', { deleted: string[] }>('vm.prune', {});
+      c.out.write(r.deleted.length ? r.deleted.map((n) => `deleted ${n}\n`).join('') : 'nothing to prune\n');
+      setCode(0);
+    });
+}

@@ -1,0 +1,164 @@
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { DecompressStream } from 'zstd-napi';
+import { AppError, badRequest, operationFailed } from '../errors.js';
+
+/*
+ * Layer blobs → uncompressed tar streams. The media type says how a layer is
+ * compressed; the first bytes of the blob have the last word, because some
+ * older tools labelled uncompressed layers as gzip. Either way the
+ * uncompressed bytes are checked against the config's diff_id.
+ */
+
+export type LayerCompression = 'gzip' | 'zstd' | 'none';
+
+const LAYER_MEDIA_TYPES: Readonly<Record<string, LayerCompression>> = {
+  'application/vnd.oci.image.layer.v1.tar': 'none',
+  'application/vnd.oci.image.layer.v1.tar+gzip': 'gzip',
+  'application/vnd.oci.image.layer.v1.tar+zstd': 'zstd',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar': 'none',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip': 'gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd': 'zstd',
+  'application/vnd.docker.image.rootfs.diff.tar': 'none',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip': 'gzip',
+  'application/vnd.docker.image.rootfs.diff.tar.zstd': 'zstd',
+};
+
+/** How a layer media type is compressed, or undefined for a media type that is not a supported layer (e.g. Windows foreign layers). */
+export function layerCompression(mediaType: string): LayerCompression | undefined {
+  return Object.hasOwn(LAYER_MEDIA_TYPES, mediaType) ? LAYER_MEDIA_TYPES[mediaType] : undefined;
+}
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+/** Compression recognised from a blob's first bytes; 'none' when neither gzip nor zstd. */
+export function sniffCompression(head: Uint8Array): LayerCompression {
+  const starts = (magic: number[]): boolean => head.length >= magic.length && magic.every((b, i) => head[i] === b);
+  if (starts(GZIP_MAGIC)) return 'gzip';
+  if (starts(ZSTD_MAGIC)) return 'zstd';
+  return 'none';
+}
+
+async function readHead(path: string, n: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface OpenLayerOptions {
+  /** Names the layer in errors, e.g. 'layer 2 (sha256:…)'; defaults to the path. */
+  label?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Opens a cached layer blob as an uncompressed tar stream. The media type must
+ * be a supported layer type (badRequest otherwise); gzip and zstd are
+ * decompressed. A corrupt compressed stream fails the returned stream with an
+ * operationFailed naming the layer.
+ */
+export async function openLayer(path: string, mediaType: string, opts: OpenLayerOptions = {}): Promise<Readable> {
+  const label = opts.label ?? path;
+  const declared = layerCompression(mediaType);
+  if (declared === undefined) {
+    throw badRequest(`${label} has unsupported media type ${JSON.stringify(mediaType)}`, 'banger can unpack tar layers that are uncompressed, gzip or zstd');
+  }
+  let head: Buffer;
+  try {
+    head = await readHead(path, ZSTD_MAGIC.length);
+  } catch (err) {
+    throw operationFailed(`cannot open ${label}: ${(err as Error).message}`, { cause: err });
+  }
+  const actual = sniffCompression(head);
+  const source = createReadStream(path, opts.signal === undefined ? {} : { signal: opts.signal });
+  if (actual === 'none') return source;
+  const decompressor: Transform = actual === 'gzip' ? createGunzip() : new DecompressStream();
+  const out = new PassThrough();
+  pipeline(source, decompressor, out, (err) => {
+    if (err === undefined || err === null) return;
+    if (err instanceof AppError) {
+      out.destroy(err);
+      return;
+    }
+    if (opts.signal?.aborted) {
+      out.destroy(new AppError('cancelled', 'operation cancelled'));
+      return;
+    }
+    out.destroy(operationFailed(`${label} is corrupt: ${actual} decompression failed: ${err.message}`, {
+      cause: err,
+      hint: 'delete the cached blob (banger image prune) and pull again',
+    }));
+  });
+  return out;
+}
+
+export interface DiffIdVerifierOptions {
+  /** Position of the layer in the manifest, 0-based. */
+  index: number;
+  /** The config's rootfs.diff_ids[index], 'sha256:…'. */
+  diffId: string;
+  /** The (compressed) layer blob digest, for the error message. */
+  layerDigest?: string;
+}
+
+/**
+ * Pass-through Transform that sha256-hashes the uncompressed layer stream and,
+ * at the end, fails with an operationFailed naming the layer index and both
+ * digests if it does not match the diff_id.
+ */
+export class DiffIdVerifier extends Transform {
+  readonly #hash: Hash = createHash('sha256');
+  readonly #opts: DiffIdVerifierOptions;
+  #bytes = 0;
+
+  constructor(opts: DiffIdVerifierOptions) {
+    super();
+    this.#opts = opts;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#hash.update(chunk);
+    this.#bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const got = `sha256:${this.#hash.digest('hex')}`;
+    if (got === this.#opts.diffId) {
+      callback();
+      return;
+    }
+    const { index, diffId, layerDigest } = this.#opts;
+    callback(operationFailed(
+      `layer ${index}${layerDigest === undefined ? '' : ` (${layerDigest})`} does not match the image config: its uncompressed content (${this.#bytes} bytes) hashes to ${got} but rootfs.diff_ids[${index}] is ${diffId}`,
+      { hint: 'the image is corrupt or was tampered with; delete the cached blob (banger image prune) and pull again, or rebuild the image' },
+    ));
+  }
+}
+
+/**
+ * openLayer piped through a DiffIdVerifier: the uncompressed tar stream of
+ * layer `index`, failing at its end unless it hashes to `diffId`.
+ */
+export async function openVerifiedLayer(
+  path: string,
+  layer: { mediaType: string; digest: string },
+  index: number,
+  diffId: string,
+  signal?: AbortSignal,
+): Promise<Readable> {
+  const label = `layer ${index} (${layer.digest})`;
+  const tar = await openLayer(path, layer.mediaType, signal === undefined ? { label } : { label, signal });
+  const verifier = new DiffIdVerifier({ index, diffId, layerDigest: layer.digest });
+  pipeline(tar, verifier, () => undefined);
+  return verifier;
+}
