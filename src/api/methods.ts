@@ -31,6 +31,7 @@ export const paramsSchemas = {
   'vm.delete': vmRef,
   'vm.ssh_info': vmRef,
   'vm.logs': z.strictObject({ ref: z.string().min(1), tail_bytes: z.number().int().positive().optional() }),
+  'vm.stats': vmRef,
   'image.list': z.strictObject({}),
   'kernel.list': z.strictObject({}),
   'kernel.catalog': z.strictObject({}),

@@ -7,10 +7,14 @@ import { DaemonClient } from './client.js';
 import { register as registerDaemon } from './commands/daemon/index.js';
 import { register as registerDoctor } from './commands/doctor.js';
 import { register as registerSshConfig } from './commands/ssh-config.js';
+import { register as registerCompletion } from './commands/completion.js';
 import { register as registerImageList } from './commands/image/list.js';
 import { register as registerKernel } from './commands/kernel/index.js';
 import { register as registerVmDelete } from './commands/vm/delete.js';
 import { register as registerVmLifecycle } from './commands/vm/lifecycle.js';
+import { register as registerVmCreate } from './commands/vm/create.js';
+import { register as registerVmCp } from './commands/vm/cp.js';
+import { register as registerVmStats } from './commands/vm/stats.js';
 import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
 import { register as registerVmRun } from './commands/vm/run.js';
@@ -42,6 +46,9 @@ export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => vo
   registerVmSsh(vm, ctx, setCode, guest);
   registerVmDelete(vm, ctx, setCode);
   registerVmLifecycle(vm, ctx, setCode);
+  registerVmCreate(vm, ctx, setCode);
+  registerVmCp(vm, ctx, setCode);
+  registerVmStats(vm, ctx, setCode);
   program
     .command('ps')
     .description('alias of `vm list`')
@@ -52,6 +59,7 @@ export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => vo
   registerDaemon(program, ctx, setCode);
   registerDoctor(program, ctx, setCode);
   registerSshConfig(program, ctx, setCode);
+  registerCompletion(program, ctx, setCode);
   program
     .command('version')
     .description('print the banger version')

@@ -125,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
     'vm.kill': (p: { ref: string; signal?: string }) => vms.kill(p.ref, checkSignal(p.signal)),
     'vm.set': (p: { ref: string; vcpu?: number; memory_mib?: number; disk_size?: string }, ctx) => vms.set(p.ref, p, ctx),
     'vm.prune': (_p: unknown, ctx) => vms.prune(ctx),
+    'vm.stats': (p: { ref: string }) => vms.stats(p.ref),
     'vm.show': (p: { ref: string }) => vms.show(p.ref),
     'vm.delete': (p: { ref: string }, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p: { ref: string }) => vms.sshInfo(p.ref),
@@ -146,6 +147,10 @@ export async function main(argv: string[]): Promise<number> {
   } satisfies Handlers);
 
   await server.listen();
+  if (config.autoStopStaleAfterMs > 0) {
+    const every = Math.min(60_000, Math.max(1000, Math.floor(config.autoStopStaleAfterMs / 4)));
+    setInterval(() => void vms.stopStale(config.autoStopStaleAfterMs), every).unref();
+  }
   await writeFile(paths.pidFile, `${process.pid}\n`);
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -2,7 +2,7 @@
  * Files banger injects into every image (SPEC §7.4). Bump ASSETS_VERSION when
  * any of them changes; images record the version they were built with.
  */
-export const ASSETS_VERSION = 1;
+export const ASSETS_VERSION = 2;
 
 export const BOOTSTRAP_PATH = '/usr/local/libexec/banger-bootstrap';
 export const BOOTSTRAP_UNIT = 'banger-bootstrap.service';
@@ -18,9 +18,10 @@ export const BOOTSTRAP_SCRIPT = `#!/bin/sh
 set -u
 log() { echo "banger-bootstrap: $*" >/dev/console 2>/dev/null || echo "banger-bootstrap: $*"; }
 
-hostname=; ip=; gw=; dns=; mac=; work=; modules=
+hostname=; ip=; gw=; dns=; mac=; work=; modules=; root=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
+    banger.root=*) root=\${arg#*=} ;;
     banger.hostname=*) hostname=\${arg#*=} ;;
     banger.ip=*) ip=\${arg#*=} ;;
     banger.gw=*) gw=\${arg#*=} ;;
@@ -38,6 +39,12 @@ disk_by_serial() {
   done
   return 1
 }
+
+# The root disk is a copy-on-write layer whose virtual size is system_overlay_size:
+# grow the filesystem into it (online, in the background: boot does not wait).
+if [ -n "$root" ] && dev=$(disk_by_serial "$root"); then
+  (resize2fs "$dev" >/dev/null 2>&1 || log "cannot grow the root filesystem on $dev") &
+fi
 
 if [ -n "$modules" ] && dev=$(disk_by_serial "$modules"); then
   dir=/lib/modules/$(uname -r)

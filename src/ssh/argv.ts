@@ -36,3 +36,24 @@ export function sshArgv(ssh: string, info: SshInfo, opts: SshArgvOptions = {}): 
   if (opts.remoteCommand !== undefined) argv.push('--', opts.remoteCommand);
   return argv;
 }
+
+/** scp argv with the same trust settings as sshArgv; -r for directories, -p to keep modes and times. */
+export function scpArgv(scp: string, info: SshInfo, from: string, to: string): string[] {
+  return [
+    scp,
+    '-F', 'none',
+    '-r',
+    '-p',
+    '-q',
+    '-i', info.key,
+    '-P', String(info.port),
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${info.known_hosts}`,
+    '-o', 'StrictHostKeyChecking=accept-new',
+    '-o', `HostKeyAlias=${info.host_key_alias}`,
+    '-o', 'BatchMode=yes',
+    '--',
+    from,
+    to,
+  ];
+}

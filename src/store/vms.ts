@@ -107,6 +107,11 @@ export class VmRepo {
       );
   }
 
+  /** Marks the VM as used now (auto_stop_stale_after counts from here). */
+  touch(id: string, at = new Date()): void {
+    this.db.prepare('UPDATE vms SET updated_at = ? WHERE id = ?').run(at.toISOString(), id);
+  }
+
   setSpec(id: string, spec: Pick<VmRow, 'vcpu' | 'memoryMib' | 'diskBytes'>): void {
     this.db
       .prepare('UPDATE vms SET vcpu = ?, memory_mib = ?, disk_bytes = ?, updated_at = ? WHERE id = ?')

@@ -57,3 +57,16 @@ export async function waitForExit(pid: number, startTime: number, timeoutMs: num
   }
   return !(await isSameProcessAlive(pid, startTime));
 }
+
+/** CPU time (user+system) and resident memory of a process, from /proc. */
+export async function processUsage(pid: number): Promise<{ cpuSeconds: number; rssBytes: number } | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 (f[11], f[12]); rss in pages is field 24 (f[21]).
+    const ticks = Number(f[11]) + Number(f[12]);
+    return { cpuSeconds: ticks / 100, rssBytes: Number(f[21]) * 4096 };
+  } catch {
+    return undefined;
+  }
+}

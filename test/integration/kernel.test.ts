@@ -136,8 +136,9 @@ test('a wrong sha256, a truncated download and a ../evil entry fail clearly and 
   mkdirSync(evilDir, { recursive: true });
   writeFileSync(join(work, 'evil.src', 'evil'), 'x');
   const evil = join(work, 'evil.tar.zst');
-  // GNU tar stores "../evil" verbatim when asked to archive it relative to a subdirectory.
-  assert.equal(sh(['tar', '--zstd', '-cf', evil, '-C', evilDir, '../evil']).code, 0);
+  // -P keeps the leading "../" that GNU tar would otherwise strip.
+  assert.equal(sh(['tar', '-P', '--zstd', '-cf', evil, '-C', evilDir, '../evil']).code, 0);
+  assert.match(sh(['tar', '-P', '--zstd', '-tf', evil]).stdout, /^\.\.\/evil$/m);
   const evilSha = createHash('sha256').update(readFileSync(evil)).digest('hex');
   writeCatalog([
     { name: 'bad-sha', url: `file://${good.path}`, sha256: '0'.repeat(64) },

@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import { badRequest, precondition } from '../../errors.js';
 import { mkfsFromTreeArgv } from '../../ext4/mkfs.js';
 import { kernelFormat } from '../../kernel/apt.js';
-import { hasPvhNote, virtioMmioSupport } from '../../kernel/compat.js';
+import { hasPvhNoteInFile, virtioMmioSupport } from '../../kernel/compat.js';
 import { buildInitramfs, INITRAMFS_MODULES } from '../../kernel/initramfs.js';
 import { loadOrder, moduleName, parseModulesBuiltin, parseModulesDep } from '../../kernel/modules-dep.js';
 import { kernelRelease } from '../../kernel/version.js';
@@ -111,7 +111,7 @@ export async function assembleKernel(src: KernelSource, staging: string, runner:
     initrd,
     modules: moduleCount,
     has_modules_disk: hasModulesDisk,
-    traits: { pvhNote: format === 'elf' ? hasPvhNote(head) : false, virtioMmio },
+    traits: { pvhNote: format === 'elf' ? await hasPvhNoteInFile(out) : false, virtioMmio },
     ...(initramfsModules ? { initramfs_modules: initramfsModules } : {}),
   };
   await writeFile(join(staging, kernelFiles.manifest), `${JSON.stringify(manifest, null, 2)}\n`);

@@ -70,6 +70,7 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
     },
     sshProbe: async () => opts.probe ?? 'ready',
     stallMs: 60_000,
+    stopGraceMs: 50,
   });
   return { svc, vms, paths, driver, runner };
 }
@@ -188,3 +189,15 @@ test('firecracker is refused with a hint', async () => {
   await assert.rejects(svc.create({}, ctx()), (e: Error & { code?: string; hint?: string }) => e.code === 'precondition' && /hardware virtualization/.test(e.message));
 });
 
+
+test('auto_stop_stale_after stops only VMs untouched for longer than the limit', async () => {
+  const { svc, vms } = setup();
+  await svc.create({ name: 'old' }, ctx());
+  await svc.create({ name: 'fresh' }, ctx());
+  const now = Date.now();
+  vms.touch(vms.byName('old')?.id as string, new Date(now - 3_600_000));
+  const stopped = await svc.stopStale(600_000, now);
+  assert.deepEqual(stopped, ['old']);
+  assert.equal(vms.byName('old')?.state, 'stopped');
+  assert.equal(vms.byName('fresh')?.state, 'running');
+});

@@ -14,11 +14,12 @@ import type { ImageRepo } from '../../store/images.js';
 import type { VmHandles, VmRepo, VmRow } from '../../store/vms.js';
 import type { AccelDecision } from '../../system/host.js';
 import { freeLoopbackPort, readSshBanner } from '../../system/net.js';
+import { processUsage } from '../../system/process.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { DiskSpec, VmmDriver } from '../../vmm/driver.js';
 import { USER_NET } from '../../vmm/qemu/argv.js';
-import type { Logger, OpContext } from '../context.js';
+import { quietContext, type Logger, type OpContext } from '../context.js';
 import { exists, removeTree } from '../fsutil.js';
 import type { ImageService } from '../image/service.js';
 import { checkCompat } from '../../kernel/compat.js';
@@ -53,6 +54,8 @@ export interface VmServiceDeps {
   /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
   sshProbe?: (info: SshInfo, signal: AbortSignal) => Promise<'none' | 'banner' | 'ready'>;
   stallMs?: number;
+  /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
+  stopGraceMs?: number;
 }
 
 const STALL_MS = 30_000;
@@ -212,7 +215,7 @@ export class VmService {
           const argv = sshArgv('ssh', this.sshInfoOf(cur), { batch: true, connectTimeoutS: 3, remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &' });
           await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
           const handles = this.vmmHandles(h);
-          const deadline = Date.now() + STOP_GRACE_MS;
+          const deadline = Date.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
           while (Date.now() < deadline && (await this.d.driver.isAlive(handles))) await new Promise((r) => setTimeout(r, 100));
         }
       }
@@ -266,6 +269,16 @@ export class VmService {
     });
   }
 
+  /** auto_stop_stale_after: stops running VMs no banger command touched for that long. */
+  async stopStale(maxIdleMs: number, now = Date.now()): Promise<string[]> {
+    const stale = this.d.vms.list().filter((v) => v.state === 'running' && now - Date.parse(v.updatedAt) > maxIdleMs);
+    for (const v of stale) {
+      this.d.log.info('stopping a VM untouched for longer than auto_stop_stale_after', { name: v.name });
+      await this.stop(v.id, quietContext('auto-stop')).catch((e: unknown) => this.d.log.warn('auto-stop failed', { name: v.name, error: String(e) }));
+    }
+    return stale.map((v) => v.name);
+  }
+
   /** Deletes every VM that is not running; returns their names. */
   async prune(ctx: OpContext): Promise<{ deleted: string[] }> {
     const victims = this.d.vms.list().filter((v) => v.state === 'stopped' || v.state === 'error');
@@ -281,17 +294,32 @@ export class VmService {
 
   sshInfo(ref: string): SshInfo {
     const vm = this.resolve(ref);
+    this.d.vms.touch(vm.id);
     if (vm.state !== 'running' || vm.sshPort === undefined) {
       throw precondition(`VM "${vm.name}" is ${vm.state}; ssh needs it running`, `start it first, or create one with \`banger vm run\``);
     }
     return this.sshInfoOf(vm);
   }
 
-  async logs(ref: string, tailBytes?: number): Promise<string> {
+  async logs(ref: string, tailBytes?: number): Promise<{ text: string; path: string; size: number }> {
     const vm = this.resolve(ref);
-    const file = join(this.d.paths.vmDir(vm.id), vmFiles.console);
-    const text = await readFile(file, 'utf8').catch(() => '');
-    return tailBytes === undefined ? text : text.slice(-tailBytes);
+    const path = join(this.d.paths.vmDir(vm.id), vmFiles.console);
+    const buf = await readFile(path).catch(() => Buffer.alloc(0));
+    const text = (tailBytes === undefined ? buf : buf.subarray(Math.max(0, buf.length - tailBytes))).toString('utf8');
+    return { text, path, size: buf.length };
+  }
+
+  /** VMM process cpu/memory from /proc, guest uptime over ssh. */
+  async stats(ref: string): Promise<{ name: string; state: string; pid: number | null; cpu_seconds: number | null; rss_bytes: number | null; guest_uptime_s: number | null }> {
+    const vm = this.resolve(ref);
+    const base = { name: vm.name, state: vm.state, pid: null, cpu_seconds: null, rss_bytes: null, guest_uptime_s: null };
+    if (vm.state !== 'running' || !vm.handles) return base;
+    const usage = await processUsage(vm.handles.pid);
+    const res = await this.d.runner
+      .run(sshArgv('ssh', this.sshInfoOf(vm), { batch: true, connectTimeoutS: 5, remoteCommand: 'cat /proc/uptime' }), { timeoutMs: 10_000 })
+      .catch(() => undefined);
+    const up = res?.code === 0 ? Number(res.stdout.split(' ')[0]) : NaN;
+    return { ...base, pid: vm.handles.pid, cpu_seconds: usage?.cpuSeconds ?? null, rss_bytes: usage?.rssBytes ?? null, guest_uptime_s: Number.isFinite(up) ? up : null };
   }
 
   /**

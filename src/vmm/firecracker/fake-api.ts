@@ -165,8 +165,10 @@ export class FakeFirecracker {
     try {
       reply = await this.handle(method, path, raw);
     } catch (e) {
-      if (!(e instanceof Fault)) throw e;
-      reply = { status: 400, body: { fault_message: e.message } };
+      // Firecracker answers its own errors with 400; anything else is a bug in the fake, shown as a 500.
+      reply = e instanceof Fault
+        ? { status: 400, body: { fault_message: e.message } }
+        : { status: 500, body: { fault_message: `fake firecracker internal error: ${String(e)}` } };
     }
     let body: unknown = raw;
     try {

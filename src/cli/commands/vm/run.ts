@@ -3,6 +3,7 @@ import type { SshInfo, VmView } from '../../../api/methods.js';
 import { parseSize } from '../../../config/sizes.js';
 import { AppError, badRequest } from '../../../errors.js';
 import { sshArgv } from '../../../ssh/argv.js';
+import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
 import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
 import type { CliContext, ExitCode } from '../../context.js';
@@ -22,7 +23,10 @@ export interface RunOptions {
   nat?: boolean;
   rm?: boolean;
   detach?: boolean;
+  env?: string[];
 }
+
+export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 /** Strict integer flag parsing: '2' ok; '2x', '', '1.5' rejected. */
 export function parseIntFlag(flag: string, v: string | undefined): number | undefined {
@@ -50,6 +54,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .option('--nat', 'allow the guest outbound network access')
     .option('--rm', 'delete the VM when the session or command ends')
     .option('-d, --detach', 'create and start the VM, then exit')
+    .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect)
     .addHelpText('after', `
 Examples:
   banger vm run                                  a shell in a fresh Debian VM
@@ -75,6 +80,7 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
     }
     if (opts.detach && opts.rm) throw badRequest('-d/--detach cannot be combined with --rm', 'a detached VM is kept; delete it later with `banger vm delete NAME`');
     if (opts.detach && commandMode) throw badRequest('-d/--detach cannot be combined with -- cmd', 'use `banger vm ssh NAME -- cmd` after a detached run');
+    const env = parseEnvFlags(opts.env ?? []);
     const vcpu = parseIntFlag('--vcpu', opts.vcpu);
     const memory = parseMemoryFlag(opts.memory);
     const started = Date.now();
@@ -100,7 +106,7 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
     }
     const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref: created.name });
     process.off('SIGINT', onSigint);
-    const argv = sshArgv('ssh', info, commandMode ? { tty: c.stdinIsTty, remoteCommand: shellJoin(cmd) } : { tty: c.stdinIsTty });
+    const argv = sshArgv('ssh', info, commandMode ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty });
     const code = await runAttached(argv);
     if (code === 255) {
       c.err.write(renderError(new AppError('operation_failed', `the ssh connection to VM "${created.name}" failed`, { hint: `see \`banger vm logs ${created.name}\`` }), c.style));
