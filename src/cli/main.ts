@@ -8,7 +8,7 @@ import { register as registerDaemon } from './commands/daemon/index.js';
 import { register as registerDoctor } from './commands/doctor.js';
 import { register as registerSshConfig } from './commands/ssh-config.js';
 import { register as registerCompletion } from './commands/completion.js';
-import { register as registerImageList } from './commands/image/list.js';
+import { register as registerImage } from './commands/image/index.js';
 import { register as registerKernel } from './commands/kernel/index.js';
 import { register as registerVmDelete } from './commands/vm/delete.js';
 import { register as registerVmLifecycle } from './commands/vm/lifecycle.js';
@@ -54,7 +54,7 @@ export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => vo
     .description('alias of `vm list`')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => setCode(await listVms(ctx(), opts)));
-  registerImageList(program, ctx, setCode);
+  registerImage(program, ctx, setCode);
   registerKernel(program, ctx, setCode);
   registerDaemon(program, ctx, setCode);
   registerDoctor(program, ctx, setCode);

@@ -1,9 +1,10 @@
 import { rm, writeFile } from 'node:fs/promises';
-import type { DaemonStatus, KernelView } from '../api/methods.js';
+import type { DaemonStatus, ImageView, KernelView } from '../api/methods.js';
+import type { ImageRow } from '../store/images.js';
 import { loadConfigFile } from '../config/file.js';
 import { constants as osConstants } from 'node:os';
 import { AppError, badRequest } from '../errors.js';
-import { ImageService } from '../services/image/service.js';
+import { ImageService, type BuildParams } from '../services/image/service.js';
 import { KernelService, type ImportParams } from '../services/kernel/service.js';
 import type { KernelRow } from '../store/kernels.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
@@ -22,6 +23,13 @@ import { bangerVersion } from '../version.js';
 import { QemuDriver } from '../vmm/qemu/driver.js';
 import { streamLogger } from './logger.js';
 import { DaemonServer, type Handlers } from './server.js';
+
+function imageView(i: ImageRow): ImageView {
+  return {
+    id: i.id, name: i.name, source: i.source, kernel: i.kernelName, distro: i.distro, size_bytes: i.sizeBytes,
+    work_seed: i.workSeedPath !== undefined, created_at: i.createdAt,
+  };
+}
 
 function kernelView(k: KernelRow): KernelView {
   return {
@@ -77,7 +85,12 @@ export async function main(argv: string[]): Promise<number> {
     catalog: config.catalog,
     fetchPolicy: { insecureHosts: config.insecureRegistries },
   });
-  const images = new ImageService(paths, imageRepo, kernels, runner, log, lifetime.signal, { mirror: config.mirror, isRoot: uid === 0 });
+  const images = new ImageService(paths, imageRepo, kernels, runner, log, lifetime.signal, {
+    mirror: config.mirror,
+    isRoot: uid === 0,
+    defaultImage: config.defaultImageName,
+    usedBy: (id) => vmRepo.namesByImage(id),
+  });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
   const vms = new VmService({
     paths, vms: vmRepo, images: imageRepo, imageService: images, driver: new QemuDriver(runner, config.qemuBin),
@@ -130,11 +143,10 @@ export async function main(argv: string[]): Promise<number> {
     'vm.delete': (p: { ref: string }, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p: { ref: string }) => vms.sshInfo(p.ref),
     'vm.logs': (p: { ref: string; tail_bytes?: number }) => vms.logs(p.ref, p.tail_bytes),
-    'image.list': () =>
-      images.list().map((i) => ({
-        id: i.id, name: i.name, source: i.source, kernel: i.kernelName, distro: i.distro, size_bytes: i.sizeBytes,
-        work_seed: i.workSeedPath !== undefined, created_at: i.createdAt,
-      })),
+    'image.list': () => images.list().map(imageView),
+    'image.show': (p: { name: string }) => ({ ...imageView(images.get(p.name)), dir: images.get(p.name).dir, rootfs: images.get(p.name).rootfsPath, managed: images.get(p.name).managed, assets_version: images.get(p.name).assetsVersion, vms: vmRepo.namesByImage(images.get(p.name).id) }),
+    'image.delete': (p: { name: string }) => images.delete(p.name),
+    'image.build': async (p: BuildParams, ctx) => imageView(await images.buildCustom(p, ctx)),
     'kernel.list': () => kernels.list().map(kernelView),
     'kernel.catalog': () => kernels.catalog(),
     'kernel.show': async (p: { name: string }) => {

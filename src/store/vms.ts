@@ -71,6 +71,10 @@ export class VmRepo {
     return (this.db.prepare('SELECT * FROM vms ORDER BY created_at, name').all() as Raw[]).map(fromRaw);
   }
 
+  namesByImage(imageId: string): string[] {
+    return (this.db.prepare('SELECT name FROM vms WHERE image_id = ? ORDER BY name').all(imageId) as { name: string }[]).map((r) => r.name);
+  }
+
   countByImage(imageId: string): number {
     return (this.db.prepare('SELECT count(*) AS n FROM vms WHERE image_id = ?').get(imageId) as { n: number }).n;
   }

@@ -4,6 +4,7 @@ import { formatSize } from '../../config/sizes.js';
 import { findImageEntry, findKernelEntry } from '../../catalog.js';
 import { checkCompat } from '../../kernel/compat.js';
 import { openStore } from '../../store/db.js';
+import { checkFirecrackerVersion } from '../../vmm/firecracker/version.js';
 import { ImageRepo } from '../../store/images.js';
 import { KernelRepo } from '../../store/kernels.js';
 import { decideAccel, type HostProbe } from '../../system/host.js';
@@ -86,8 +87,20 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
     const res = await i.runner.run([qemuPath, '--version'], { timeoutMs: 5000 }).catch(() => undefined);
     rows.push({ name: 'qemu', status: res?.code === 0 ? 'PASS' : 'FAIL', detail: res?.stdout.split('\n')[0] ?? `${qemuPath} does not answer --version` });
   }
+  const fcBin = await i.host.which(i.config?.firecrackerBin ?? 'firecracker');
+  if (fcBin) {
+    const res = await i.runner.run([fcBin, '--version'], { timeoutMs: 5000 }).catch(() => undefined);
+    const v = checkFirecrackerVersion(res?.stdout ?? '');
+    rows.push({ name: 'firecracker', status: v.ok ? 'PASS' : 'WARN', detail: v.message ?? `${fcBin} ${v.version}` });
+  }
   if (i.config?.vmm === 'firecracker') {
-    rows.push({ name: 'firecracker', status: 'FAIL', detail: 'vmm = "firecracker" is not supported by this banger yet', fix: 'set vmm = "auto" in config.toml' });
+    rows.push(
+      accel.accel === 'kvm' && fcBin
+        ? { name: 'vmm', status: 'FAIL', detail: 'vmm = "firecracker" needs bridge networking, which this banger does not set up yet', fix: 'set vmm = "auto" in config.toml' }
+        : { name: 'vmm', status: 'FAIL', detail: `vmm = "firecracker" needs ${fcBin ? 'hardware virtualization (KVM)' : 'the firecracker binary and KVM'}`, fix: 'set vmm = "auto" or "qemu" in config.toml' },
+    );
+  } else {
+    rows.push({ name: 'vmm', status: 'PASS', detail: `qemu (${fcBin && accel.accel === 'kvm' ? 'firecracker needs bridge networking' : 'firecracker needs its binary and KVM'})` });
   }
 
   for (const t of HOST_TOOLS) {

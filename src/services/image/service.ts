@@ -1,18 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, link, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { findImageEntry, type BuildImageEntry } from '../../catalog.js';
-import { AppError, notFound, operationFailed } from '../../errors.js';
-import { ownershipScript, type InjectPlan } from '../../ext4/debugfs.js';
-import { injectIntoImage, runDebugfs } from '../../ext4/inject.js';
-import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
-import { ASSETS_VERSION, guestAssets, isBuildTimeSecret } from '../../guest/assets.js';
-import { Flattener, type EntryMeta } from '../../imagepull/flatten.js';
+import { EMBEDDED_IMAGES, findImageEntry, type BuildImageEntry } from '../../catalog.js';
+import { alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
+import { parseSize } from '../../config/sizes.js';
+import { ASSETS_VERSION } from '../../guest/assets.js';
 import type { ImageRepo, ImageRow } from '../../store/images.js';
 import { imageFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
-import { exists, raceAbort, removeTree, treeBytes } from '../fsutil.js';
+import { exists, raceAbort, removeTree } from '../fsutil.js';
+import { RootfsBuilder, type LayerInput } from './pipeline.js';
 import { readKernelDir, type KernelFiles } from '../kernel/manifest.js';
 import type { KernelService } from '../kernel/service.js';
 import { SingleFlight } from '../singleflight.js';
@@ -35,11 +33,35 @@ export interface ImageServiceOptions {
   mirror: string | undefined;
   /** True when the daemon runs as root: ownership is then set while extracting. */
   isRoot: boolean;
+  /** config default_image_name: the recipe `image build` starts from. */
+  defaultImage: string;
+  /** Names of the VMs using an image (deleting it is refused while any exist). */
+  usedBy: (imageId: string) => string[];
+}
+
+export interface BuildParams {
+  name: string;
+  suite?: string | undefined;
+  mirror?: string | undefined;
+  packages?: string[] | undefined;
+  size?: string | undefined;
+}
+
+/** Image names: like VM names plus '.' and '_' (derived OCI names use them). */
+export function validateImageName(name: string): void {
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) {
+    const bad = [...name].findIndex((ch) => !/[a-z0-9._-]/.test(ch));
+    throw badRequest(
+      `invalid image name ${JSON.stringify(name)}${bad >= 0 ? `: character ${JSON.stringify(name[bad])} at position ${bad + 1} is not allowed` : ''}`,
+      'image names are 1-63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit',
+    );
+  }
 }
 
 /** Images: the embedded build recipe today; OCI pulls and bundles join through the same pipeline. */
 export class ImageService {
   private readonly flights = new SingleFlight<ImageRow>();
+  private readonly builder: RootfsBuilder;
 
   constructor(
     private readonly paths: Paths,
@@ -49,7 +71,13 @@ export class ImageService {
     private readonly log: Logger,
     private readonly lifetime: AbortSignal,
     private readonly opts: ImageServiceOptions,
-  ) {}
+  ) {
+    this.builder = new RootfsBuilder(runner, log, opts.isRoot);
+  }
+
+  private get defaultImage(): string {
+    return this.opts.defaultImage;
+  }
 
   list(): ImageRow[] {
     return this.repo.list();
@@ -57,6 +85,25 @@ export class ImageService {
 
   find(nameOrId: string): ImageRow | undefined {
     return this.repo.byName(nameOrId) ?? this.repo.get(nameOrId);
+  }
+
+  get(nameOrId: string): ImageRow {
+    const row = this.find(nameOrId);
+    if (!row) throw notFound(`no image named "${nameOrId}"`, 'run `banger image list` to see local images');
+    return row;
+  }
+
+  /** Removes an image and its files; refused while VMs use it (their disks are overlays of it). */
+  async delete(nameOrId: string): Promise<{ name: string }> {
+    const row = this.get(nameOrId);
+    const users = this.opts.usedBy(row.id);
+    if (users.length > 0) {
+      throw precondition(`image "${row.name}" is used by VM${users.length > 1 ? 's' : ''} ${users.join(', ')}`, `delete ${users.length > 1 ? 'them' : 'it'} first with \`banger vm delete ${users.join(' ')}\``);
+    }
+    this.repo.delete(row.id);
+    if (row.managed) await removeTree(row.dir);
+    this.log.info('image deleted', { name: row.name });
+    return { name: row.name };
   }
 
   /** The named image, built from the catalog recipe on first use. */
@@ -91,55 +138,84 @@ export class ImageService {
     }
   }
 
-  private async build(entry: BuildImageEntry, kernelDir: string, ctx: OpContext): Promise<ImageRow> {
+  /** `image build NAME --suite --mirror --packages --size`: a local mmdebstrap build through the shared pipeline. */
+  async buildCustom(p: BuildParams, ctx: OpContext): Promise<ImageRow> {
+    validateImageName(p.name);
+    if (this.find(p.name)) throw alreadyExists(`image "${p.name}" already exists`, `delete it first with \`banger image delete ${p.name}\``);
+    const base = findImageEntry(this.defaultImage) ?? EMBEDDED_IMAGES[0];
+    if (!base) throw notFound('no build recipe in the catalog');
+    const extra = (p.packages ?? []).filter((x) => x.length > 0);
+    for (const pkg of extra) if (!/^[a-z0-9][a-z0-9+.-]*$/.test(pkg)) throw badRequest(`invalid package name "${pkg}"`, 'Debian package names use a-z, 0-9, +, - and .');
+    if (p.suite !== undefined && !/^[a-z][a-z0-9-]*$/.test(p.suite)) throw badRequest(`invalid --suite "${p.suite}"`, 'e.g. --suite bookworm');
+    const entry: BuildImageEntry = { ...base, name: p.name, suite: p.suite ?? base.suite, packages: [...base.packages, ...extra] };
+    const sizeBytes = p.size === undefined ? undefined : parseSize(p.size, '--size');
+    const kernel = await this.kernels.ensure(entry.kernel, ctx);
+    ctx.progress({ stage: 'image', message: `building image ${p.name} with mmdebstrap` });
+    return raceAbort(this.flights.run(p.name, () => this.build(entry, kernel.dir, ctx, { mirror: p.mirror ?? this.opts.mirror, sizeBytes })), ctx.signal);
+  }
+
+  private build(entry: BuildImageEntry, kernelDir: string, ctx: OpContext, o: { mirror?: string | undefined; sizeBytes?: number | undefined } = {}): Promise<ImageRow> {
+    const mirror = o.mirror ?? this.opts.mirror;
+    const layer: LayerInput = {
+      label: 'mmdebstrap',
+      open: async () => {
+        const argv = ['mmdebstrap', '--mode=auto', '--variant=apt', `--include=${entry.packages.join(',')}`, '--format=tar', entry.suite, '-'];
+        if (mirror) argv.push(mirror);
+        const proc = this.runner.stream(argv, { signal: this.lifetime });
+        const finished = proc.done.then((res) => {
+          if (res.code !== 0) {
+            throw operationFailed(`mmdebstrap failed (exit ${res.code}) building ${entry.name}`, {
+              detail: res.stderr.trim().split('\n').slice(-10).join('\n'),
+              hint: `check that the Debian mirror is reachable and \`banger doctor\` passes; mmdebstrap said:\n${res.stderr.trim().split('\n').slice(-3).join('\n')}`,
+            });
+          }
+        });
+        return { stream: proc.stdout, finished };
+      },
+    };
+    return this.produce(
+      { name: entry.name, source: `build:${entry.suite}`, kernelName: entry.kernel, kernelDir, manifest: { suite: entry.suite, packages: entry.packages } },
+      [layer],
+      o.sizeBytes,
+      ctx,
+    );
+  }
+
+  /**
+   * Staging → shared rootfs pipeline → the image's own kernel links →
+   * manifest → atomic rename → row. Any failure removes the staging dir, so
+   * nothing half-built is ever listed (SPEC §6.1 step 9).
+   */
+  private async produce(
+    what: { name: string; source: string; kernelName: string; kernelDir: string; manifest: Record<string, unknown> },
+    layers: readonly LayerInput[],
+    sizeBytes: number | undefined,
+    ctx: OpContext,
+  ): Promise<ImageRow> {
     const id = randomBytes(8).toString('hex');
     const staging = this.paths.imageStaging(id);
     const final = this.paths.imageDir(id);
-    const tree = join(staging, 'tree');
-    const signal = this.lifetime;
-    await mkdir(tree, { recursive: true });
+    await mkdir(staging, { recursive: true, mode: 0o700 });
     try {
-      const argv = ['mmdebstrap', '--mode=auto', '--variant=apt', `--include=${entry.packages.join(',')}`, '--format=tar', entry.suite, '-'];
-      if (this.opts.mirror) argv.push(this.opts.mirror);
-      const proc = this.runner.stream(argv, { signal });
-      const flat = new Flattener(tree, { applyOwnership: this.opts.isRoot, skip: isBuildTimeSecret, signal });
-      const applied = flat.applyLayer(proc.stdout, 'mmdebstrap').catch((e: unknown) => {
-        proc.kill();
-        throw e;
-      });
-      const [, res] = await Promise.all([applied, proc.done]);
-      if (res.code !== 0) {
-        throw operationFailed(`mmdebstrap failed (exit ${res.code}) building ${entry.name}`, {
-          detail: res.stderr.trim().split('\n').slice(-10).join('\n'),
-          hint: 'check that the Debian mirror is reachable and `banger doctor` passes',
-        });
-      }
-      const { meta, bytes } = flat.result();
-      ctx.progress({ stage: 'image', message: `writing ext4 (${Math.round(bytes / 1048576)} MiB of files)` });
-      const rootfs = join(staging, imageFiles.rootfs);
-      const size = defaultRootfsBytes(bytes);
-      await this.runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: size, label: 'rootfs' }), { signal });
-      if (!this.opts.isRoot) await runDebugfs(this.runner, rootfs, ownershipScript(meta), signal);
-      await this.injectAssets(staging, rootfs, signal);
-      const workSeed = await this.buildWorkSeed(staging, tree, meta, signal);
-      await linkTree(kernelDir, join(staging, IMAGE_KERNEL_DIR));
-      await removeTree(tree);
+      const built = await this.builder.build(staging, layers, { sizeBytes }, ctx, this.lifetime);
+      await linkTree(what.kernelDir, join(staging, IMAGE_KERNEL_DIR));
       await writeFile(
         join(staging, imageFiles.manifest),
-        `${JSON.stringify({ name: entry.name, distro: entry.distro, suite: entry.suite, kernel_ref: entry.kernel, assets_version: ASSETS_VERSION, size_bytes: size }, null, 2)}\n`,
+        `${JSON.stringify({ name: what.name, distro: built.distro, arch: 'x86_64', kernel_ref: what.kernelName, source: what.source, assets_version: ASSETS_VERSION, rootfs_bytes: built.sizeBytes, has_sshd: built.hasSshd, ...what.manifest }, null, 2)}\n`,
       );
+      if (this.find(what.name)) throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');
       await rename(staging, final);
       const row: ImageRow = {
         id,
-        name: entry.name,
-        source: `build:${entry.suite}`,
+        name: what.name,
+        source: what.source,
         managed: true,
         dir: final,
         rootfsPath: join(final, imageFiles.rootfs),
-        workSeedPath: workSeed ? join(final, imageFiles.workSeed) : undefined,
-        kernelName: entry.kernel,
-        distro: entry.distro,
-        sizeBytes: size,
+        workSeedPath: built.workSeed ? join(final, imageFiles.workSeed) : undefined,
+        kernelName: what.kernelName,
+        distro: built.distro,
+        sizeBytes: built.sizeBytes,
         assetsVersion: ASSETS_VERSION,
         createdAt: new Date().toISOString(),
       };
@@ -149,49 +225,11 @@ export class ImageService {
         await removeTree(final);
         throw e;
       }
-      this.log.info('image built', { name: row.name, id });
+      this.log.info('image published', { name: row.name, id, source: row.source });
       return row;
     } catch (e) {
       await removeTree(staging);
       throw e;
     }
   }
-
-  /** Bootstrap unit, sshd drop-in and enable link, written in one debugfs pass. */
-  private async injectAssets(staging: string, rootfs: string, signal: AbortSignal): Promise<void> {
-    const assets = guestAssets();
-    const dir = join(staging, 'assets');
-    await mkdir(dir, { recursive: true });
-    const plan: InjectPlan = { files: [], symlinks: assets.symlinks };
-    for (const [i, f] of assets.files.entries()) {
-      const src = join(dir, String(i));
-      await writeFile(src, f.content);
-      plan.files.push({ path: f.path, hostSource: src, mode: f.mode, uid: 0, gid: 0 });
-    }
-    await injectIntoImage(this.runner, rootfs, plan, signal);
-    await removeTree(dir);
-  }
-
-  /** The image's /root as a small ext4 each VM's work disk grows from (non-fatal, SPEC §6.1 step 8). */
-  private async buildWorkSeed(staging: string, tree: string, meta: Map<string, EntryMeta>, signal: AbortSignal): Promise<boolean> {
-    const out = join(staging, imageFiles.workSeed);
-    try {
-      const rootDir = join(tree, 'root');
-      const sub = new Map<string, EntryMeta>();
-      for (const [p, m] of meta) {
-        if (p.startsWith('root/')) sub.set(p.slice(5), m);
-      }
-      const { bytes, files } = await treeBytes(rootDir);
-      const spec = workSeedSpec(bytes + files * 4096);
-      await this.runner.check(mkfsFromTreeArgv({ image: out, tree: rootDir, sizeBytes: spec.sizeBytes, label: 'work', inodes: spec.inodes }), { signal });
-      if (!this.opts.isRoot) await runDebugfs(this.runner, out, ownershipScript(sub), signal);
-      return true;
-    } catch (e) {
-      if (e instanceof AppError && e.code === 'cancelled') throw e;
-      this.log.warn('work-seed build failed; VMs of this image start with an empty /root', { error: String(e) });
-      await removeTree(out);
-      return false;
-    }
-  }
-
 }

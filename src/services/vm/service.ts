@@ -347,14 +347,19 @@ export class VmService {
     }
   }
 
+  /** Fails before anything is created when the configured VMM cannot run here (SPEC §1). */
   private checkVmmChoice(): void {
-    const { vmm } = this.d.config;
-    if (vmm === 'firecracker') {
+    if (this.d.config.vmm !== 'firecracker') return;
+    if (this.d.accel.accel !== 'kvm') {
       throw precondition(
-        'vmm = "firecracker" is not available in this banger yet; it also needs hardware virtualization (KVM)',
-        'set vmm = "auto" or "qemu" in config.toml',
+        `vmm = "firecracker" needs hardware virtualization (KVM), and this host has none (${this.d.accel.reason})`,
+        'set vmm = "auto" or "qemu" in config.toml to run under qemu, or use a host with VT-x/AMD-V and a read-write /dev/kvm',
       );
     }
+    throw precondition(
+      'vmm = "firecracker" needs bridge networking (a tap per VM), which this banger does not set up yet',
+      'set vmm = "auto" or "qemu" in config.toml',
+    );
   }
 
   private async startLocked(id: string, k: KernelFiles, ctx: OpContext): Promise<void> {

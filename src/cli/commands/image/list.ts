@@ -3,8 +3,7 @@ import type { ImageView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { formatBytes, table } from '../../render/table.js';
 
-export function register(program: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
-  const image = program.command('image').description('manage images');
+export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
   image
     .command('list')
     .alias('ls')
@@ -15,7 +14,7 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
       const images = await c.client.call<'image.list', ImageView[]>('image.list', {});
       if (opts.json) c.out.write(`${JSON.stringify(images, null, 2)}\n`);
       else if (images.length === 0) c.out.write('no images yet (the default image is built by the first `banger vm run`)\n');
-      else c.out.write(table(['NAME', 'SOURCE', 'KERNEL', 'SIZE', 'ID'], images.map((i) => [i.name, i.source, i.kernel, formatBytes(i.size_bytes), i.id.slice(0, 12)])));
+      else c.out.write(table(['NAME', 'SOURCE', 'DISTRO', 'KERNEL', 'SIZE', 'ID'], images.map((i) => [i.name, i.source, i.distro, i.kernel, formatBytes(i.size_bytes), i.id.slice(0, 12)])));
       setCode(0);
     });
 }
