@@ -35,6 +35,18 @@ export const paramsSchemas = {
   'image.list': z.strictObject({}),
   'image.show': z.strictObject({ name: z.string().min(1) }),
   'image.delete': z.strictObject({ name: z.string().min(1) }),
+  'image.pull': z.strictObject({
+    ref: z.string().min(1),
+    name: z.string().optional(),
+    kernel_ref: z.string().optional(),
+    kernel: z.string().optional(),
+    initrd: z.string().optional(),
+    modules: z.string().optional(),
+    size: z.string().optional(),
+    sha256: z.string().optional(),
+  }),
+  'image.register': z.strictObject({ name: z.string().min(1), rootfs: z.string().min(1), kernel_ref: z.string().optional(), work_seed: z.string().optional() }),
+  'image.promote': z.strictObject({ name: z.string().min(1) }),
   'image.build': z.strictObject({
     name: z.string().min(1),
     suite: z.string().optional(),

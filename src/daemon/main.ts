@@ -4,7 +4,7 @@ import type { ImageRow } from '../store/images.js';
 import { loadConfigFile } from '../config/file.js';
 import { constants as osConstants } from 'node:os';
 import { AppError, badRequest } from '../errors.js';
-import { ImageService, type BuildParams } from '../services/image/service.js';
+import { ImageService, type BuildParams, type PullParams } from '../services/image/service.js';
 import { KernelService, type ImportParams } from '../services/kernel/service.js';
 import type { KernelRow } from '../store/kernels.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
@@ -90,6 +90,8 @@ export async function main(argv: string[]): Promise<number> {
     isRoot: uid === 0,
     defaultImage: config.defaultImageName,
     usedBy: (id) => vmRepo.namesByImage(id),
+    defaultKernel: config.defaultKernelName,
+    insecureHosts: config.insecureRegistries,
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
   const vms = new VmService({
@@ -147,6 +149,9 @@ export async function main(argv: string[]): Promise<number> {
     'image.show': (p: { name: string }) => ({ ...imageView(images.get(p.name)), dir: images.get(p.name).dir, rootfs: images.get(p.name).rootfsPath, managed: images.get(p.name).managed, assets_version: images.get(p.name).assetsVersion, vms: vmRepo.namesByImage(images.get(p.name).id) }),
     'image.delete': (p: { name: string }) => images.delete(p.name),
     'image.build': async (p: BuildParams, ctx) => imageView(await images.buildCustom(p, ctx)),
+    'image.pull': async (p: PullParams, ctx) => imageView(await images.pull(p, ctx)),
+    'image.register': async (p: { name: string; rootfs: string; kernel_ref?: string; work_seed?: string }, ctx) => imageView(await images.register(p, ctx)),
+    'image.promote': async (p: { name: string }) => imageView(await images.promote(p.name)),
     'kernel.list': () => kernels.list().map(kernelView),
     'kernel.catalog': () => kernels.catalog(),
     'kernel.show': async (p: { name: string }) => {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -80,7 +81,7 @@ export class BlobCache {
    * Stores a blob and returns its path. Already cached: returns at once (a
    * stream source is destroyed, a function source is not called). Already
    * being stored by another put: waits for that one (one download). Otherwise
-   * streams into a temp file while hashing, fsyncs, and renames it into place;
+   * streams into a temp file while hashing, fsyncs it, and renames it into place;
    * on a digest mismatch the temp file is deleted and an operationFailed
    * names the digest.
    */
@@ -104,25 +105,20 @@ export class BlobCache {
     }
     await mkdir(this.dir, { recursive: true });
     const tmp = join(this.dir, `${TMP_PREFIX}${hex}-${randomBytes(6).toString('hex')}`);
-    let fh;
     try {
       const stream = typeof source === 'function' ? await source() : source;
-      fh = await open(tmp, 'wx', 0o644);
       const counter = new Sha256Counter();
-      await pipeline(stream, counter, fh.createWriteStream({ autoClose: false }));
+      // flush: fsync before close, so a renamed blob is on disk, not only in the page cache.
+      await pipeline(stream, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true }));
       const got = counter.hash.digest('hex');
       if (got !== hex) {
         throw operationFailed(`blob ${digest} failed verification: its ${counter.bytes} bytes hash to sha256:${got}`, {
           hint: 'the registry or a proxy served corrupt data; retry the pull',
         });
       }
-      await fh.sync();
-      await fh.close();
-      fh = undefined;
       await rename(tmp, final);
       return final;
     } catch (err) {
-      await fh?.close().catch(() => undefined);
       await rm(tmp, { force: true }).catch(() => undefined);
       if (typeof source !== 'function') source.destroy();
       if (err instanceof AppError) throw err;

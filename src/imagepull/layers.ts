@@ -83,21 +83,27 @@ export async function openLayer(path: string, mediaType: string, opts: OpenLayer
   if (actual === 'none') return source;
   const decompressor: Transform = actual === 'gzip' ? createGunzip() : new DecompressStream();
   const out = new PassThrough();
-  pipeline(source, decompressor, out, (err) => {
-    if (err === undefined || err === null) return;
-    if (err instanceof AppError) {
-      out.destroy(err);
-      return;
+  // pipe() rather than pipeline(): pipeline would destroy `out` with the raw zlib/zstd error first.
+  let failed = false;
+  const fail = (err: Error): void => {
+    if (failed) return;
+    failed = true;
+    if (err instanceof AppError) out.destroy(err);
+    else if (opts.signal?.aborted) out.destroy(new AppError('cancelled', 'operation cancelled'));
+    else {
+      out.destroy(operationFailed(`${label} is corrupt: ${actual} decompression failed: ${err.message}`, {
+        cause: err,
+        hint: 'delete the cached blob (banger image prune) and pull again',
+      }));
     }
-    if (opts.signal?.aborted) {
-      out.destroy(new AppError('cancelled', 'operation cancelled'));
-      return;
-    }
-    out.destroy(operationFailed(`${label} is corrupt: ${actual} decompression failed: ${err.message}`, {
-      cause: err,
-      hint: 'delete the cached blob (banger image prune) and pull again',
-    }));
+  };
+  source.on('error', fail);
+  decompressor.on('error', fail);
+  out.on('close', () => {
+    source.destroy();
+    decompressor.destroy();
   });
+  source.pipe(decompressor).pipe(out);
   return out;
 }
 

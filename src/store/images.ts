@@ -57,6 +57,12 @@ export class ImageRepo {
       });
   }
 
+  setFiles(id: string, f: { managed: boolean; rootfsPath: string; workSeedPath: string | undefined; source: string }): void {
+    this.db
+      .prepare('UPDATE images SET managed = ?, rootfs_path = ?, work_seed_path = ?, source = ? WHERE id = ?')
+      .run(f.managed ? 1 : 0, f.rootfsPath, f.workSeedPath ?? null, f.source, id);
+  }
+
   delete(id: string): void {
     this.db.prepare('DELETE FROM images WHERE id = ?').run(id);
   }

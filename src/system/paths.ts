@@ -19,9 +19,11 @@ export class Paths {
   readonly stateDir: string;
   readonly cacheDir: string;
   readonly runtimeDir: string;
+  readonly home: string;
 
   constructor(env: PathEnv, uid: number) {
     const home = env.HOME ?? '/root';
+    this.home = home;
     this.configDir = join(env.XDG_CONFIG_HOME || join(home, '.config'), 'banger');
     this.stateDir = join(env.XDG_STATE_HOME || join(home, '.local', 'state'), 'banger');
     this.cacheDir = join(env.XDG_CACHE_HOME || join(home, '.cache'), 'banger');
@@ -40,6 +42,8 @@ export class Paths {
   get knownHosts(): string { return join(this.sshDir, 'known_hosts'); }
   get blobsDir(): string { return join(this.cacheDir, 'oci', 'blobs', 'sha256'); }
   get tmpDir(): string { return join(this.stateDir, 'tmp'); }
+  /** Registry credentials (docker login), read when present. */
+  get dockerConfig(): string { return join(this.home, '.docker', 'config.json'); }
   get socket(): string { return this.checkedSocket(join(this.runtimeDir, 'bangerd.sock')); }
   get pidFile(): string { return join(this.runtimeDir, 'bangerd.pid'); }
 

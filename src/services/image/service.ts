@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, link, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { copyFile, link, mkdir, open, readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
 import { EMBEDDED_IMAGES, findImageEntry, type BuildImageEntry } from '../../catalog.js';
 import { alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
 import { parseSize } from '../../config/sizes.js';
@@ -11,12 +11,30 @@ import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, raceAbort, removeTree } from '../fsutil.js';
 import { RootfsBuilder, type LayerInput } from './pipeline.js';
+import { fetchOciLayers } from './oci.js';
+import { BlobCache } from '../../imagepull/blobcache.js';
+import { deriveImageName, formatReference, isCatalogWord, parseReference } from '../../imagepull/reference.js';
+import type { KernelRow } from '../../store/kernels.js';
 import { readKernelDir, type KernelFiles } from '../kernel/manifest.js';
 import type { KernelService } from '../kernel/service.js';
 import { SingleFlight } from '../singleflight.js';
 
 /** The image's own copy of its kernel (hard links where possible). */
 export const IMAGE_KERNEL_DIR = 'kernel';
+
+/** ext4 superblock magic 0xEF53 at byte 1080. */
+async function assertExt4(path: string, flag: string): Promise<void> {
+  const fh = await open(path, 'r').catch(() => {
+    throw notFound(`${flag} ${path} does not exist`);
+  });
+  try {
+    const b = Buffer.alloc(2);
+    await fh.read(b, 0, 2, 1080);
+    if (b.readUInt16LE(0) !== 0xef53) throw badRequest(`${flag} ${path} is not an ext4 filesystem image`, 'pass a raw ext4 image file (e.g. made with mkfs.ext4 -d)');
+  } finally {
+    await fh.close();
+  }
+}
 
 async function linkTree(from: string, to: string): Promise<void> {
   await mkdir(to, { recursive: true });
@@ -37,6 +55,21 @@ export interface ImageServiceOptions {
   defaultImage: string;
   /** Names of the VMs using an image (deleting it is refused while any exist). */
   usedBy: (imageId: string) => string[];
+  /** config default_kernel_name: the kernel of pulled images without --kernel-ref. */
+  defaultKernel: string;
+  /** config insecure_registries. */
+  insecureHosts: readonly string[];
+}
+
+export interface PullParams {
+  ref: string;
+  name?: string | undefined;
+  kernel_ref?: string | undefined;
+  kernel?: string | undefined;
+  initrd?: string | undefined;
+  modules?: string | undefined;
+  size?: string | undefined;
+  sha256?: string | undefined;
 }
 
 export interface BuildParams {
@@ -136,6 +169,100 @@ export class ImageService {
     for (const e of await readdir(this.paths.imagesDir)) {
       if (e.endsWith('.staging')) await removeTree(join(this.paths.imagesDir, e));
     }
+  }
+
+  /**
+   * `image pull`: a catalog word builds or fetches the catalog entry; anything
+   * with '/', ':' or '@' is an OCI reference (SPEC §6.1).
+   */
+  async pull(p: PullParams, ctx: OpContext): Promise<ImageRow> {
+    if (isCatalogWord(p.ref) && findImageEntry(p.ref)) {
+      if (this.find(p.name ?? p.ref)) throw alreadyExists(`image "${p.name ?? p.ref}" already exists`, `delete it first with \`banger image delete ${p.name ?? p.ref}\``);
+      return this.ensure(p.ref, ctx);
+    }
+    return this.pullOci(p, ctx);
+  }
+
+  private async pullOci(p: PullParams, ctx: OpContext): Promise<ImageRow> {
+    const ref = parseReference(p.ref);
+    const name = p.name ?? deriveImageName(ref);
+    validateImageName(name);
+    if (this.find(name)) throw alreadyExists(`image "${name}" already exists`, 'pass --name to pull it under another name, or delete the existing one');
+    const sizeBytes = p.size === undefined ? undefined : parseSize(p.size, '--size');
+    // Step 2: the kernel is resolved before anything is downloaded.
+    const kernel = await this.resolveKernel(p, name, ctx);
+    const key = `oci:${formatReference(ref)}`;
+    return raceAbort(
+      this.flights.run(key, async () => {
+        ctx.progress({ stage: 'image', message: `resolving ${formatReference(ref)}` });
+        const cache = new BlobCache(this.paths.blobsDir);
+        await mkdir(this.paths.blobsDir, { recursive: true });
+        const { resolved, layers } = await fetchOciLayers(ref, cache, { insecureHosts: this.opts.insecureHosts, dockerConfigPath: this.paths.dockerConfig, signal: this.lifetime }, ctx);
+        return this.produce(
+          { name, source: `oci:${formatReference(ref)}`, kernelName: kernel.name, kernelDir: kernel.dir, manifest: { ref: formatReference(ref), manifest_digest: resolved.manifestDigest, config_digest: resolved.configDigest } },
+          layers,
+          sizeBytes,
+          ctx,
+        );
+      }),
+      ctx.signal,
+    );
+  }
+
+  /** SPEC §6.1 step 2: --kernel-ref > explicit --kernel paths > default_kernel_name. */
+  private async resolveKernel(p: PullParams, imageName: string, ctx: OpContext): Promise<KernelRow> {
+    if (p.kernel_ref) return this.kernels.ensure(p.kernel_ref, ctx);
+    if (p.kernel) {
+      const name = `${imageName}-kernel`;
+      return this.kernels.import({ name, kernel: p.kernel, initrd: p.initrd, modules: p.modules }, ctx);
+    }
+    if (p.initrd || p.modules) throw badRequest('--initrd and --modules need --kernel', 'pass the kernel image with --kernel, or use --kernel-ref NAME');
+    return this.kernels.ensure(this.opts.defaultKernel, ctx);
+  }
+
+  /** `image register`: an unmanaged image whose rootfs stays where it is on the host. */
+  async register(p: { name: string; rootfs: string; kernel_ref?: string | undefined; work_seed?: string | undefined }, ctx: OpContext): Promise<ImageRow> {
+    validateImageName(p.name);
+    if (this.find(p.name)) throw alreadyExists(`image "${p.name}" already exists`, 'pick another name');
+    if (!isAbsolute(p.rootfs)) throw badRequest(`--rootfs must be an absolute path: ${p.rootfs}`);
+    await assertExt4(p.rootfs, '--rootfs');
+    if (p.work_seed) await assertExt4(p.work_seed, '--work-seed');
+    const kernel = await this.kernels.ensure(p.kernel_ref ?? this.opts.defaultKernel, ctx);
+    const id = randomBytes(8).toString('hex');
+    const staging = this.paths.imageStaging(id);
+    const final = this.paths.imageDir(id);
+    await mkdir(staging, { recursive: true });
+    try {
+      await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
+      await rename(staging, final);
+    } catch (e) {
+      await removeTree(staging);
+      throw e;
+    }
+    const size = (await stat(p.rootfs)).size;
+    const row: ImageRow = {
+      id, name: p.name, source: `register:${p.rootfs}`, managed: false, dir: final, rootfsPath: p.rootfs,
+      workSeedPath: p.work_seed, kernelName: kernel.name, distro: 'unknown', sizeBytes: size, assetsVersion: 0,
+      createdAt: new Date().toISOString(),
+    };
+    this.repo.insert(row);
+    return row;
+  }
+
+  /** `image promote`: copies a registered image's files into managed storage. */
+  async promote(nameOrId: string): Promise<ImageRow> {
+    const row = this.get(nameOrId);
+    if (row.managed) throw precondition(`image "${row.name}" is already managed`);
+    const rootfs = join(row.dir, imageFiles.rootfs);
+    await copyFile(row.rootfsPath, `${rootfs}.partial`);
+    await rename(`${rootfs}.partial`, rootfs);
+    let workSeed: string | undefined;
+    if (row.workSeedPath) {
+      workSeed = join(row.dir, imageFiles.workSeed);
+      await copyFile(row.workSeedPath, workSeed);
+    }
+    this.repo.setFiles(row.id, { managed: true, rootfsPath: rootfs, workSeedPath: workSeed, source: `promoted:${row.source}` });
+    return this.get(row.id);
   }
 
   /** `image build NAME --suite --mirror --packages --size`: a local mmdebstrap build through the shared pipeline. */

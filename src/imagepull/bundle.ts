@@ -1,0 +1,472 @@
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { extract, pack, type Header, type Pack } from 'tar-stream';
+import { z } from 'zod';
+import { CompressStream, DecompressStream } from 'zstd-napi';
+import { AppError, badRequest, operationFailed } from '../errors.js';
+import { HashingStream } from '../kernel/fetch.js';
+import { normalizeEntryPath } from './flatten.js';
+
+/*
+ * Image bundles (SPEC §6.2): a tar.zst holding exactly rootfs.ext4 and
+ * manifest.json, written by `banger image export` and read by
+ * `banger image pull <url> --sha256 …` or a catalog entry with a tarball.
+ */
+
+export interface BundleManifest {
+  format: 1;
+  name: string;
+  distro: string;
+  arch: 'x86_64';
+  kernel_ref: string;
+  rootfs_bytes: number;
+  assets_version: number;
+  created_at: string;
+}
+
+export const BUNDLE_MANIFEST = 'manifest.json';
+export const BUNDLE_ROOTFS = 'rootfs.ext4';
+
+/** An entry as tar-stream's extractor yields it: header plus data chunks. */
+type TarEntry = AsyncIterable<unknown> & { header: Header };
+
+const FILE_MODE = 0o644;
+const ZSTD_LEVEL = 3;
+/** Read size for the rootfs: large reads keep per-chunk overhead low on multi-GiB images. */
+const READ_CHUNK = 1024 * 1024;
+const MAX_ZSTD_WORKERS = 4;
+/** A manifest is a few hundred bytes; anything near this is not one. */
+const MAX_MANIFEST_BYTES = 64 * 1024;
+/** Zero blocks of this size (aligned in the file) are left as holes in the extracted rootfs. */
+const SPARSE_BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
+const TEXT_MAX = 256;
+const SHA256_RE = /^[0-9a-f]{64}$/i;
+
+const LAYOUT_HINT = `a bundle holds exactly ${BUNDLE_ROOTFS} and ${BUNDLE_MANIFEST} at the archive root; re-create it with \`banger image export\``;
+const UNSAFE_HINT = 'the bundle contains an entry banger will not extract; re-create it with `banger image export`';
+const MANIFEST_HINT = `${BUNDLE_MANIFEST} must be a JSON object with format (1), name, distro, arch ("x86_64"), kernel_ref, rootfs_bytes, assets_version and created_at`;
+
+const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
+
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+const isAbortError = (err: unknown): boolean => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
+const hasControlChar = (text: string): boolean => /[\u0000-\u001f\u007f]/.test(text);
+
+// ---------------------------------------------------------------------------
+// Manifest
+
+const text = z
+  .string()
+  .min(1, 'must be a non-empty string')
+  .max(TEXT_MAX, `must be at most ${TEXT_MAX} characters`)
+  .refine((v) => !hasControlChar(v), 'must not contain control characters');
+
+const manifestSchema = z.strictObject({
+  format: z.literal(1),
+  name: text,
+  distro: text,
+  arch: z.literal('x86_64'),
+  kernel_ref: text,
+  rootfs_bytes: z.number().int().positive(),
+  assets_version: z.number().int().nonnegative(),
+  created_at: z.iso.datetime({ offset: true }),
+});
+
+const MANIFEST_KEYS = Object.keys(manifestSchema.shape);
+
+/**
+ * Parses and validates manifest.json. The schema is strict: unknown keys are
+ * rejected naming the key. Every problem is a badRequest('bundle manifest: …').
+ */
+export function parseBundleManifest(text: string): BundleManifest {
+  const fail = (message: string, hint = MANIFEST_HINT): never => {
+    throw badRequest(`bundle manifest: ${message}`, hint);
+  };
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return fail(`not valid JSON: ${errorMessage(err)}`);
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return fail('must be a JSON object');
+  // A newer format may add keys: say the format is the problem rather than the keys.
+  const format = (data as Record<string, unknown>).format;
+  if (format !== undefined && format !== 1) {
+    return fail(`unsupported format ${JSON.stringify(format)} (this banger reads format 1)`, 'the bundle was made by a newer banger; upgrade banger to pull it');
+  }
+  const r = manifestSchema.safeParse(data);
+  if (r.success) return r.data;
+  const issues = r.error.issues;
+  const unknown = issues.find((i) => i.code === 'unrecognized_keys');
+  if (unknown !== undefined && unknown.code === 'unrecognized_keys') {
+    const keys = unknown.keys.map((k) => JSON.stringify(k)).join(', ');
+    return fail(`unknown key${unknown.keys.length > 1 ? 's' : ''} ${keys}`, `known keys: ${MANIFEST_KEYS.join(', ')}`);
+  }
+  const first = issues[0];
+  if (first === undefined) return fail('invalid manifest');
+  const where = first.path.length > 0 ? first.path.map(String).join('.') : 'manifest';
+  const missing = first.code === 'invalid_type' && first.path.length === 1 && !(String(first.path[0]) in (data as object));
+  return fail(missing ? `${where} is required` : `${where}: ${first.message}`);
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+/** zstd level 3, on worker threads when the binding was built with them (it normally is). */
+function newCompressor(): CompressStream {
+  const workers = Math.min(MAX_ZSTD_WORKERS, Math.max(1, availableParallelism() - 1));
+  try {
+    return new CompressStream({ compressionLevel: ZSTD_LEVEL, nbWorkers: workers });
+  } catch {
+    // Built without ZSTD_MULTITHREAD: nbWorkers > 0 is refused.
+    return new CompressStream({ compressionLevel: ZSTD_LEVEL });
+  }
+}
+
+function entryDone(p: Pack, header: Parameters<Pack['entry']>[0], body: Buffer): Promise<void> {
+  return new Promise((res, rej) => {
+    p.entry(header, body, (err) => (err ? rej(err) : res()));
+  });
+}
+
+function writeError(err: unknown, out: string, signal: AbortSignal | undefined): AppError {
+  if (err instanceof AppError) return err;
+  if (signal?.aborted || isAbortError(err)) return cancelled();
+  return operationFailed(`cannot write bundle ${out}: ${errorMessage(err)}`, { cause: err });
+}
+
+/**
+ * Writes `out` (tar.zst, zstd level 3, on worker threads when available):
+ * manifest.json first, then rootfs.ext4 streamed from disk in 1 MiB reads
+ * (holes of a sparse rootfs read as zeros, which zstd squeezes to almost
+ * nothing). Entry mtimes are the manifest's created_at, so the same inputs
+ * give the same bundle. The bytes go to `${out}.partial` (a stale one is
+ * replaced), which is fsynced and renamed over `out` (replacing it) at the end;
+ * on any error the partial file is removed.
+ *
+ * The manifest is validated first (badRequest 'bundle manifest: …') and its
+ * rootfs_bytes must equal the size of `rootfs`, a regular file. A missing
+ * rootfs or a write failure is operationFailed; an abort rejects as
+ * 'cancelled'. Returns the sha256 (lowercase hex) and size of the bundle file.
+ */
+export async function writeBundle(
+  rootfs: string,
+  manifest: BundleManifest,
+  out: string,
+  signal?: AbortSignal,
+): Promise<{ sha256: string; bytes: number }> {
+  if (signal?.aborted) throw cancelled();
+  const checked = parseBundleManifest(JSON.stringify(manifest));
+  const manifestBody = Buffer.from(`${JSON.stringify(checked, null, 2)}\n`);
+  // Entry times come from the manifest, so the same inputs give the same bundle.
+  const mtime = new Date(checked.created_at);
+
+  let src: FileHandle;
+  try {
+    src = await open(rootfs, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw operationFailed(`cannot open rootfs ${rootfs}: ${code === 'ENOENT' ? 'no such file' : errorMessage(err)}`, { cause: err });
+  }
+  const partial = `${out}.partial`;
+  let started = false;
+  try {
+    const st = await src.stat();
+    if (!st.isFile()) throw badRequest(`rootfs ${rootfs} is not a regular file`);
+    if (st.size !== checked.rootfs_bytes) {
+      throw badRequest(`bundle manifest says rootfs_bytes ${checked.rootfs_bytes}, but ${rootfs} has ${st.size} bytes`, 'set rootfs_bytes to the size of the rootfs file');
+    }
+    if (signal?.aborted) throw cancelled();
+
+    const tar = pack();
+    const compressor = newCompressor();
+    const hasher = new HashingStream();
+    const feed = async (): Promise<void> => {
+      await entryDone(tar, { name: BUNDLE_MANIFEST, type: 'file', mode: FILE_MODE, mtime, size: manifestBody.length }, manifestBody);
+      const entry = tar.entry({ name: BUNDLE_ROOTFS, type: 'file', mode: FILE_MODE, mtime, size: st.size });
+      // Exactly st.size bytes, so a file that grows meanwhile cannot overrun the tar header; one that shrinks
+      // fails the entry with 'Size mismatch'. The read stream closes `src` when it is done or destroyed.
+      try {
+        await pipeline(src.createReadStream({ start: 0, end: st.size - 1, highWaterMark: READ_CHUNK }), entry);
+      } catch (err) {
+        if (err instanceof Error && err.message === 'Size mismatch') {
+          throw operationFailed(`rootfs ${rootfs} changed size while it was being exported (expected ${st.size} bytes)`, {
+            hint: 'stop whatever is writing to the image file and retry',
+          });
+        }
+        throw err;
+      }
+      tar.finalize();
+    };
+    const feeding = feed().catch((err: unknown) => {
+      tar.destroy(err instanceof Error ? err : new Error(String(err)));
+      throw err;
+    });
+    started = true;
+    const piping = pipeline(tar, compressor, hasher, createWriteStream(partial, { flags: 'w', mode: FILE_MODE }), signal === undefined ? {} : { signal });
+    const [piped, fed] = await Promise.allSettled([piping, feeding]);
+    // An AppError from the feeder (the rootfs changed) explains the failure; otherwise the pipeline's error
+    // is the cause and the feeder only saw its streams torn down.
+    if (fed.status === 'rejected' && fed.reason instanceof AppError) throw fed.reason;
+    if (piped.status === 'rejected') throw piped.reason;
+    if (fed.status === 'rejected') throw fed.reason;
+    if (signal?.aborted) throw cancelled();
+
+    // fsync is per inode: a second descriptor flushes what the stream wrote.
+    const fh = await open(partial, 'r+');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(partial, out);
+    return { sha256: hasher.digest(), bytes: hasher.bytes() };
+  } catch (err) {
+    if (started) await rm(partial, { force: true }).catch(() => undefined);
+    throw writeError(err, out, signal);
+  } finally {
+    await src.close().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+async function drain(entry: AsyncIterable<unknown>): Promise<void> {
+  for await (const _chunk of entry) {
+    // discard
+  }
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Writes `buf` at file offset `pos`, skipping blocks (aligned to SPARSE_BLOCK
+ * in the file) that are all zeros: a fresh file reads zeros there anyway, so
+ * the holes of a sparse rootfs stay holes.
+ */
+async function writeSparse(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+  let run = -1;
+  let i = 0;
+  while (i < buf.length) {
+    const end = Math.min(buf.length, i + SPARSE_BLOCK - ((pos + i) % SPARSE_BLOCK));
+    const zero = buf.subarray(i, end).equals(ZERO_BLOCK.subarray(0, end - i));
+    if (!zero && run < 0) run = i;
+    if (zero && run >= 0) {
+      await writeAll(fh, buf.subarray(run, i), pos + run);
+      run = -1;
+    }
+    i = end;
+  }
+  if (run >= 0) await writeAll(fh, buf.subarray(run), pos + run);
+}
+
+class BundleExtractor {
+  readonly #dest: string;
+  readonly #label: string;
+  readonly #seen = new Set<string>();
+  manifestText: string | undefined;
+  rootfsBytes: number | undefined;
+
+  constructor(dest: string, label: string) {
+    this.#dest = resolve(dest);
+    this.#label = label;
+  }
+
+  get rootfsPath(): string {
+    return join(this.#dest, BUNDLE_ROOTFS);
+  }
+
+  async apply(entry: TarEntry): Promise<void> {
+    const name = entry.header.name;
+    const type = entry.header.type as string | null;
+    const label = this.#label;
+    const unsafe = (reason: string): AppError => badRequest(`unsafe entry in bundle ${label}: ${JSON.stringify(name)} (${reason})`, UNSAFE_HINT);
+    const unexpected = (what?: string): AppError =>
+      badRequest(`unexpected entry in bundle ${label}: ${JSON.stringify(name)}${what === undefined ? '' : ` (${what})`}`, LAYOUT_HINT);
+
+    const norm = normalizeEntryPath(name);
+    if ('reason' in norm) throw unsafe(norm.reason);
+    const rel = norm.rel;
+    // 'tar -C dir -c .' adds './': it creates nothing, so it is tolerated.
+    if (rel === '') {
+      if (type !== 'directory') throw unsafe('entry replaces the archive root');
+      return drain(entry);
+    }
+    switch (type) {
+      case 'file':
+      case 'contiguous-file':
+        break;
+      case 'link':
+        throw unsafe('hardlink');
+      case 'symlink':
+        throw unsafe(`symlink to ${JSON.stringify(entry.header.linkname ?? '')}`);
+      case 'character-device':
+      case 'block-device':
+      case 'fifo':
+        throw unsafe(type);
+      case 'directory':
+        throw unexpected('directory');
+      default:
+        throw unsafe(`unsupported entry type ${type ?? 'unknown'}`);
+    }
+    if (rel !== BUNDLE_MANIFEST && rel !== BUNDLE_ROOTFS) throw unexpected();
+    if (this.#seen.has(rel)) throw unsafe('duplicate entry');
+    this.#seen.add(rel);
+
+    if (rel === BUNDLE_MANIFEST) {
+      const size = entry.header.size ?? 0;
+      if (size > MAX_MANIFEST_BYTES) {
+        throw badRequest(`${BUNDLE_MANIFEST} in bundle ${label} is too large: ${size} bytes, at most ${MAX_MANIFEST_BYTES} allowed`, LAYOUT_HINT);
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      const body = Buffer.concat(chunks);
+      // 'wx' is O_CREAT|O_EXCL: never follows or replaces anything already there.
+      await writeFile(join(this.#dest, BUNDLE_MANIFEST), body, { flag: 'wx', mode: FILE_MODE });
+      this.manifestText = body.toString('utf8');
+      return;
+    }
+    this.rootfsBytes = await this.#writeRootfs(entry);
+  }
+
+  async #writeRootfs(entry: TarEntry): Promise<number> {
+    const fh = await open(this.rootfsPath, 'wx', FILE_MODE);
+    let pos = 0;
+    try {
+      for await (const chunk of entry) {
+        const buf = chunk as Buffer;
+        await writeSparse(fh, buf, pos);
+        pos += buf.length;
+      }
+      // Trailing holes: give the file its full length.
+      await fh.truncate(pos);
+    } finally {
+      await fh.close();
+    }
+    return pos;
+  }
+}
+
+function destroyQuietly(stream: { destroy(err?: Error): unknown }): void {
+  try {
+    stream.destroy();
+  } catch {
+    // already torn down
+  }
+}
+
+/**
+ * Streams a bundle (`input`, tar.zst bytes) through a HashingStream, zstd
+ * decompression and tar extraction into `dest` (an existing empty directory),
+ * leaving dest/manifest.json and dest/rootfs.ext4 (zero blocks as holes).
+ *
+ * Exactly those two regular files are allowed, in either order, optionally
+ * with a leading './' and a './' root entry. Any other name, directories,
+ * symlinks, hardlinks, devices, fifos, duplicates, '..' components and
+ * absolute paths are refused as badRequest naming the entry, before anything
+ * is written for it.
+ *
+ * The sha256 covers the compressed bytes and is checked once the input ended
+ * (mismatch → badRequest 'sha256 mismatch for LABEL: expected X, got Y'); only
+ * then are a missing file, the manifest and its rootfs_bytes checked. Files
+ * are already on disk when a late check fails: the caller removes `dest` on
+ * any error. Corrupt or truncated input is operationFailed('bundle LABEL is
+ * truncated or corrupt: …'); errors of `input` (e.g. a truncated download)
+ * are passed on; an abort rejects as 'cancelled'. On failure every stream
+ * here is destroyed before the promise rejects.
+ */
+export async function readBundle(
+  input: Readable,
+  dest: string,
+  expectedSha256: string,
+  label: string,
+  signal?: AbortSignal,
+): Promise<{ manifest: BundleManifest; rootfs: string; bytes: number }> {
+  if (signal?.aborted) {
+    input.destroy();
+    throw cancelled();
+  }
+  if (!SHA256_RE.test(expectedSha256)) {
+    input.destroy();
+    throw badRequest(`invalid sha256 for ${label}: ${JSON.stringify(expectedSha256)}`, 'a sha256 is 64 hexadecimal digits');
+  }
+  const hasher = new HashingStream();
+  const unzstd = new DecompressStream();
+  const ex = extract();
+  const out = new BundleExtractor(dest, label);
+
+  let failure: AppError | undefined;
+  const teardown = (): void => {
+    for (const s of [input, hasher, unzstd]) destroyQuietly(s);
+  };
+  const fail = (err: AppError): void => {
+    failure ??= err;
+    teardown();
+    ex.destroy(failure);
+  };
+  const corrupt = (err: unknown): AppError => operationFailed(`bundle ${label} is truncated or corrupt: ${errorMessage(err)}`, { cause: err });
+  const onInputError = (err: unknown): void => {
+    fail(err instanceof AppError ? err : operationFailed(`cannot read bundle ${label}: ${errorMessage(err)}`, { cause: err }));
+  };
+  const onDecompressError = (err: unknown): void => fail(corrupt(err));
+  const onAbort = (): void => fail(cancelled());
+  const onInputClose = (): void => {
+    if (!input.readableEnded) fail(operationFailed(`bundle ${label} is truncated: the input closed before its end`));
+  };
+
+  input.on('error', onInputError);
+  input.on('close', onInputClose);
+  hasher.on('error', onInputError);
+  unzstd.on('error', onDecompressError);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    input.pipe(hasher).pipe(unzstd).pipe(ex);
+    for await (const entry of ex) {
+      if (failure !== undefined) throw failure;
+      await out.apply(entry as TarEntry);
+    }
+    if (failure !== undefined) throw failure;
+  } catch (err) {
+    // fs errors (ENOSPC, EACCES, ...) carry a syscall; everything else here comes from the tar parser.
+    const fsError = typeof (err as NodeJS.ErrnoException | undefined)?.syscall === 'string';
+    fail(
+      err instanceof AppError
+        ? err
+        : fsError
+          ? operationFailed(`cannot extract bundle ${label} into ${dest}: ${errorMessage(err)}`, { cause: err })
+          : corrupt(err),
+    );
+    throw failure ?? err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    input.removeListener('close', onInputClose);
+  }
+
+  const sha256 = hasher.digest();
+  const want = expectedSha256.toLowerCase();
+  if (sha256 !== want) {
+    throw badRequest(`sha256 mismatch for ${label}: expected ${want}, got ${sha256}`, 'the file changed or the pinned sha256 is wrong');
+  }
+  if (out.manifestText === undefined) throw badRequest(`bundle ${label} holds no ${BUNDLE_MANIFEST}`, LAYOUT_HINT);
+  if (out.rootfsBytes === undefined) throw badRequest(`bundle ${label} holds no ${BUNDLE_ROOTFS}`, LAYOUT_HINT);
+  const manifest = parseBundleManifest(out.manifestText);
+  if (manifest.rootfs_bytes !== out.rootfsBytes) {
+    throw badRequest(
+      `bundle ${label}: ${BUNDLE_MANIFEST} says rootfs_bytes ${manifest.rootfs_bytes}, but ${BUNDLE_ROOTFS} has ${out.rootfsBytes} bytes`,
+      LAYOUT_HINT,
+    );
+  }
+  return { manifest, rootfs: out.rootfsPath, bytes: hasher.bytes() };
+}

@@ -1,0 +1,148 @@
+/**
+ * Integration (network: loopback only — Debian's docker-registry on
+ * 127.0.0.1 started here; guests in user mode with restrict=on): OCI pulls
+ * through the real CLI and daemon, checked with debugfs on the result, and a
+ * boot of the pulled image.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { pack } from 'tar-stream';
+import { sh, TestHome } from '../helpers/home.js';
+import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
+
+const tools = ['docker-registry', 'htpasswd', 'mmdebstrap', 'debugfs', 'qemu-system-x86_64'];
+const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b}`]).code !== 0);
+const skip = missing.length ? `missing host tools: ${missing.join(', ')}` : false;
+
+let home: TestHome;
+let reg: LocalRegistry;
+let base: Buffer;
+
+type Entry = { name: string; type?: 'file' | 'directory' | 'link'; body?: string; linkname?: string; mode?: number };
+
+async function tarOf(entries: Entry[]): Promise<Buffer> {
+  const p = pack();
+  for (const e of entries) {
+    if (e.type === 'directory') p.entry({ name: e.name, type: 'directory', mode: e.mode ?? 0o755 });
+    else if (e.type === 'link') p.entry({ name: e.name, type: 'link', linkname: e.linkname as string });
+    else p.entry({ name: e.name, mode: e.mode ?? 0o644 }, e.body ?? '');
+  }
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function showImage(name: string): Promise<{ rootfs: string; dir: string; work_seed: boolean }> {
+  const r = await home.banger(['image', 'show', name, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as { rootfs: string; dir: string; work_seed: boolean };
+}
+
+function dstat(img: string, path: string): string {
+  return sh(['debugfs', '-R', `stat ${path}`, img]).stdout;
+}
+
+before(async () => {
+  if (skip) return;
+  home = new TestHome('banger-oci-');
+  reg = await LocalRegistry.start();
+  base = readFileSync(debianBaseTar(['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo']));
+});
+
+after(async () => {
+  if (skip) return;
+  reg.stop();
+  await home.cleanup();
+});
+
+test('an OCI image with gzip, zstd and plain layers, whiteouts, an opaque dir and a hardlink pulls exactly', { skip }, async () => {
+  const l2 = await tarOf([
+    { name: 'opt/keep/a', body: 'a' },
+    { name: 'opt/gone/b', body: 'b' },
+    { name: 'srv/hl-src', body: 'shared' },
+    { name: 'srv/hl-dst', type: 'link', linkname: 'srv/hl-src' },
+    { name: 'etc/banger-remove-me', body: 'x' },
+  ]);
+  const l3 = await tarOf([
+    { name: 'opt/.wh..wh..opq', body: '' },
+    { name: 'opt/new', body: 'new' },
+    { name: 'etc/.wh.banger-remove-me', body: '' },
+  ]);
+  await pushImage(reg.port, 'test/deb', 'v1', [
+    { tar: base, compression: 'gzip' },
+    { tar: l2, compression: 'zstd' },
+    { tar: l3, compression: 'none' },
+  ]);
+  const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/deb:v1`, '--name', 'ocitest']);
+  assert.equal(r.code, 0, r.stderr);
+  const img = await showImage('ocitest');
+  const sudo = dstat(img.rootfs, '/usr/bin/sudo');
+  assert.match(sudo, /User:\s+0\s/);
+  assert.match(sudo, /Mode:\s+04755/);
+  assert.match(sh(['debugfs', '-R', 'stat /etc/banger-remove-me', img.rootfs]).stderr, /File not found/);
+  assert.match(sh(['debugfs', '-R', 'stat /opt/keep', img.rootfs]).stderr, /File not found/, 'opaque dir cleared lower layers');
+  assert.match(dstat(img.rootfs, '/opt/new'), /Type: regular/);
+  const ino = (p: string): string | undefined => /Inode: (\d+)/.exec(dstat(img.rootfs, p))?.[1];
+  assert.ok(ino('/srv/hl-src'));
+  assert.equal(ino('/srv/hl-src'), ino('/srv/hl-dst'), 'hardlink shares an inode');
+  const boot = dstat(img.rootfs, '/usr/local/libexec/banger-bootstrap');
+  assert.match(boot, /User:\s+0\s/);
+  assert.match(boot, /Mode:\s+0755/);
+  assert.doesNotMatch(sh(['debugfs', '-R', 'ls /etc/ssh', img.rootfs]).stdout, /ssh_host_/, 'no host keys in the image');
+  assert.ok(img.work_seed);
+  assert.ok(readdirSync(img.dir).includes('work-seed.ext4'));
+});
+
+test('the pulled image boots; setuid root and the whiteouts hold in the guest', { skip }, async () => {
+  const r = await home.banger(['vm', 'run', '--rm', '--image', 'ocitest', '--', 'sh', '-c', 'stat -c "%u %a" /usr/bin/sudo; cat /opt/new; test ! -e /opt/keep && echo opaque-ok']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '0 4755\nnewopaque-ok\n');
+});
+
+test('a layer with ../escape fails naming the path; no image row, nothing outside staging', { skip }, async () => {
+  const evil = await tarOf([{ name: '../escape', body: 'x' }]);
+  await pushImage(reg.port, 'test/evil', 'v1', [{ tar: base, compression: 'gzip' }, { tar: evil, compression: 'gzip' }]);
+  const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/evil:v1`, '--name', 'evil']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /\.\.\/escape/);
+  assert.match(r.stderr, /layer 2/);
+  const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
+  assert.deepEqual(list.map((i) => i.name).sort(), ['ocitest']);
+  assert.deepEqual(readdirSync(join(home.stateDir, 'images')).filter((d) => d.endsWith('.staging')), []);
+  assert.equal(sh(['sh', '-c', `ls ${join(home.stateDir, 'images')}/escape ${join(home.stateDir)}/escape 2>/dev/null`]).stdout, '');
+});
+
+test('basic auth: without credentials a clear error; with ~/.docker/config.json the pull works (warm blob cache)', { skip }, async () => {
+  const authReg = await LocalRegistry.start({ user: 'banger', password: 's3cret' });
+  try {
+    await pushImage(authReg.port, 'test/deb', 'v1', [{ tar: base, compression: 'gzip' }], 'banger:s3cret');
+    const ref = `127.0.0.1:${authReg.port}/test/deb:v1`;
+    let r = await home.banger(['image', 'pull', ref, '--name', 'authed']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /auth/i);
+    mkdirSync(join(home.env.HOME as string, '.docker'), { recursive: true });
+    writeFileSync(
+      join(home.env.HOME as string, '.docker', 'config.json'),
+      JSON.stringify({ auths: { [`127.0.0.1:${authReg.port}`]: { auth: Buffer.from('banger:s3cret').toString('base64') } } }),
+    );
+    r = await home.banger(['image', 'pull', ref, '--name', 'authed']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /\[download\] layer/, 'layer came from the blob cache');
+    assert.equal((await home.banger(['image', 'delete', 'authed'])).code, 0);
+  } finally {
+    authReg.stop();
+  }
+});
+
+test('deleting an image used by a VM is refused with the VM name', { skip }, async () => {
+  let r = await home.banger(['vm', 'create', '--name', 'holder', '--image', 'ocitest', '--no-start']);
+  assert.equal(r.code, 0, r.stderr);
+  r = await home.banger(['image', 'delete', 'ocitest']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /used by VM holder/);
+  assert.equal((await home.banger(['vm', 'delete', 'holder'])).code, 0);
+  assert.equal((await home.banger(['image', 'delete', 'ocitest'])).code, 0);
+});
