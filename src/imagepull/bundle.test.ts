@@ -134,8 +134,8 @@ test('writeBundle → readBundle round-trips the rootfs byte for byte and the ma
 test('zero blocks of the rootfs stay holes when read back, and the same inputs give the same bundle', async (t) => {
   const { base, dest } = sandbox(t);
   const rootfsPath = join(base, 'rootfs.ext4');
-  // 64 MiB sparse file with a little data at the start and near the end.
-  const size = 64 * MIB;
+  // 16 MiB sparse file with a little data at the start and near the end.
+  const size = 16 * MIB;
   const tail = Buffer.from('tail data');
   writeFileSync(rootfsPath, Buffer.from('superblock'));
   truncateSync(rootfsPath, size);
@@ -457,5 +457,5 @@ test('writeBundle reports a rootfs that shrinks while it is read, and removes th
   const { base } = sandbox(t);
   const out = join(base, 'img.tar.zst');
   await assert.rejects(writeBundle(shrinking, manifestFor(st.size), out), appError('operation_failed', /changed size while it was being exported/));
-  assert.deepEqual(readdirSync(base), []);
+  assert.deepEqual(readdirSync(base), ['dest'], 'no bundle and no .partial left behind');
 });

@@ -8,7 +8,7 @@ test('ssh_config has one block per VM keyed by <name>.vm', () => {
     { name: 'a', host: '127.0.0.1', port: 1, key: '/k', knownHosts: '/kh' },
   ]);
   assert.ok(text.indexOf('Host a.vm') < text.indexOf('Host b.vm'));
-  assert.match(text, /Host a\.vm\n  HostName 127\.0\.0\.1\n  Port 1\n/);
+  assert.match(text, /Host a\.vm\n {2}HostName 127\.0\.0\.1\n {2}Port 1\n/);
   assert.match(text, /HostKeyAlias b\.vm/);
   assert.equal(renderSshConfig([]).split('\n').filter((l) => l.startsWith('Host ')).length, 0);
 });

@@ -1,6 +1,10 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { compress as zstdCompress } from 'zstd-napi';
@@ -366,4 +370,176 @@ export class FakeRegistry {
 /** A docker config.json text holding credentials for `host`. */
 export function dockerConfigFor(host: string, username: string, password: string): string {
   return JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${username}:${password}`).toString('base64') } } });
+}
+
+/* ---------- the real registry (Debian's docker-registry), umoci and skopeo ---------- */
+
+const TOOLS = ['docker-registry', 'skopeo', 'umoci', 'htpasswd'] as const;
+
+/** Why the real-registry tests cannot run here (a missing program), or undefined. */
+export function realRegistryUnavailable(): string | undefined {
+  const missing = TOOLS.filter((t) => {
+    const r = spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
+    return r.status !== 0;
+  });
+  return missing.length === 0 ? undefined : `missing ${missing.join(', ')} (apt install docker-registry skopeo umoci apache2-utils)`;
+}
+
+function run(argv: string[], env: Record<string, string>): string {
+  const [cmd, ...args] = argv;
+  const r = spawnSync(cmd as string, args, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || String(r.error ?? '')}`);
+  return r.stdout;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  const port = await listen(s);
+  await close(s);
+  return port;
+}
+
+/**
+ * docker-registry on 127.0.0.1:<free port> storing into a temp folder, plain
+ * http, optionally with htpasswd basic auth. stop() kills it and removes the folder.
+ */
+export class RealRegistry {
+  readonly host: string;
+  readonly dir: string;
+  readonly #proc: ChildProcess;
+  readonly #basic: string | undefined;
+  #log = '';
+
+  private constructor(host: string, dir: string, proc: ChildProcess, basic: string | undefined) {
+    this.host = host;
+    this.dir = dir;
+    this.#proc = proc;
+    this.#basic = basic;
+    proc.stderr?.on('data', (d: Buffer) => {
+      this.#log = (this.#log + d.toString()).slice(-8000);
+    });
+  }
+
+  static async start(opts: { username?: string; password?: string } = {}): Promise<RealRegistry> {
+    const dir = mkdtempSync(join(tmpdir(), 'banger-realreg-'));
+    const port = await freePort();
+    let auth = '';
+    if (opts.username !== undefined) {
+      run(['htpasswd', '-Bbc', join(dir, 'htpasswd'), opts.username, opts.password ?? ''], {});
+      auth = `auth:\n  htpasswd:\n    realm: banger-test\n    path: ${join(dir, 'htpasswd')}\n`;
+    }
+    const cfg = join(dir, 'config.yml');
+    writeFileSync(
+      cfg,
+      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: banger-test\n${auth}`,
+    );
+    const proc = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const basic = opts.username === undefined ? undefined : `Basic ${Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64')}`;
+    const reg = new RealRegistry(`127.0.0.1:${port}`, dir, proc, basic);
+    for (let i = 0; i < 100; i++) {
+      if (proc.exitCode !== null) break;
+      const up = await fetch(`http://${reg.host}/v2/`).then((r) => r.status === 200 || r.status === 401, () => false);
+      if (up) return reg;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const log = reg.#log;
+    await reg.stop();
+    throw new Error(`docker-registry did not start: ${log}`);
+  }
+
+  async stop(): Promise<void> {
+    const p = this.#proc;
+    if (p.exitCode === null && p.signalCode === null) {
+      const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+      p.kill('SIGTERM');
+      const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.#basic === undefined ? extra : { authorization: this.#basic, ...extra };
+  }
+
+  /** Uploads a blob (POST then PUT ?digest=), returns its digest. */
+  async putBlob(repo: string, data: Buffer): Promise<string> {
+    const digest = sha256(data);
+    const start = await fetch(`http://${this.host}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: this.#headers() });
+    if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${await start.text()}`);
+    const loc = new URL(start.headers.get('location') ?? '', `http://${this.host}`);
+    loc.searchParams.set('digest', digest);
+    const put = await fetch(loc, { method: 'PUT', headers: this.#headers({ 'content-type': 'application/octet-stream' }), body: new Uint8Array(data) });
+    if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
+    return digest;
+  }
+
+  /** PUTs a manifest or index under a tag (or its digest), returns its digest. */
+  async putManifest(repo: string, reference: string | undefined, manifest: unknown, mediaType: string): Promise<string> {
+    const body = Buffer.from(JSON.stringify(manifest));
+    const digest = sha256(body);
+    const res = await fetch(`http://${this.host}/v2/${repo}/manifests/${reference ?? digest}`, {
+      method: 'PUT',
+      headers: this.#headers({ 'content-type': mediaType }),
+      body: new Uint8Array(body),
+    });
+    if (res.status !== 201) throw new Error(`manifest put: ${res.status} ${await res.text()}`);
+    return digest;
+  }
+
+  /** Pushes an OCI image (layers compressed as asked) with the given platform; returns manifest digest and size. */
+  async pushImage(repo: string, tag: string | undefined, spec: ImageSpec): Promise<{ digest: string; size: number; layers: PushedLayer[] }> {
+    const layers: PushedLayer[] = [];
+    for (const l of spec.layers) {
+      const tar = await tarOf(l.files);
+      const blob = compress(tar, l.compression);
+      layers.push({ digest: await this.putBlob(repo, blob), diffId: sha256(tar), mediaType: layerMediaType(l.compression, 'oci'), size: blob.length, tar, blob });
+    }
+    const config = Buffer.from(JSON.stringify({
+      architecture: spec.architecture ?? 'amd64',
+      os: spec.os ?? 'linux',
+      config: { Env: spec.env ?? [] },
+      rootfs: { type: 'layers', diff_ids: spec.diffIds ?? layers.map((l) => l.diffId) },
+    }));
+    const configDigest = await this.putBlob(repo, config);
+    const manifest = {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, digest: configDigest, size: config.length },
+      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+    };
+    const size = Buffer.byteLength(JSON.stringify(manifest));
+    return { digest: await this.putManifest(repo, tag, manifest, OCI_MANIFEST), size, layers };
+  }
+}
+
+/**
+ * An OCI layout at `<dir>/layout` with image `tag` made by umoci: one layer
+ * holding `files` (relative paths), config Env/Cmd set. Returns the layout path.
+ */
+export function umociImage(dir: string, tag: string, files: Record<string, string>): string {
+  const layout = join(dir, 'layout');
+  const bundle = join(dir, 'bundle');
+  const env = { HOME: dir };
+  run(['umoci', 'init', '--layout', layout], env);
+  run(['umoci', 'new', '--image', `${layout}:${tag}`], env);
+  run(['umoci', 'unpack', '--rootless', '--image', `${layout}:${tag}`, bundle], env);
+  for (const [name, body] of Object.entries(files)) {
+    const full = join(bundle, 'rootfs', name);
+    mkdirSync(dirname(full), { recursive: true });
+    writeFileSync(full, body);
+  }
+  run(['umoci', 'repack', '--image', `${layout}:${tag}`, bundle], env);
+  run(['umoci', 'config', '--image', `${layout}:${tag}`, '--config.env', 'FROM_UMOCI=1', '--config.cmd', '/bin/sh'], env);
+  return layout;
+}
+
+/** skopeo copy oci:<layout>:<tag> → docker://<dest> over plain http. `format` v2s2 converts to a docker schema2 manifest. */
+export function skopeoCopy(dir: string, layout: string, tag: string, dest: string, opts: { creds?: string; format?: 'oci' | 'v2s2' } = {}): void {
+  const argv = ['skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false'];
+  if (opts.creds !== undefined) argv.push('--dest-creds', opts.creds);
+  if (opts.format !== undefined) argv.push('--format', opts.format);
+  argv.push(`oci:${layout}:${tag}`, `docker://${dest}`);
+  run(argv, { HOME: dir, XDG_RUNTIME_DIR: dir, REGISTRY_AUTH_FILE: join(dir, 'auth.json') });
 }

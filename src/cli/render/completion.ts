@@ -15,8 +15,8 @@ const argKind = (path: string): CompletionNode['args'] => {
 };
 
 /** Builds the tree from commander-like objects (name(), options[].flags, commands[]). */
-export function completionTree(cmd: { name(): string; options: readonly { long?: string; short?: string }[]; commands: readonly unknown[] }, path = ''): CompletionNode {
-  const here = path ? `${path} ${cmd.name()}`.trim() : '';
+export function completionTree(cmd: { name(): string; options: readonly { long?: string; short?: string }[]; commands: readonly unknown[] }, path?: string): CompletionNode {
+  const here = path === undefined ? '' : `${path} ${cmd.name()}`.trim();
   return {
     name: cmd.name(),
     flags: cmd.options.flatMap((o) => [o.long, o.short].filter((f): f is string => Boolean(f))),

@@ -6,7 +6,7 @@ import { renderSshConfig } from '../../ssh/config.js';
 import type { SshInfo, VmView } from '../../api/methods.js';
 import type { Config } from '../../config/load.js';
 import { parseSize } from '../../config/sizes.js';
-import { AppError, alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
+import { AppError, alreadyExists, badRequest, notFound, precondition } from '../../errors.js';
 import { injectIntoImage } from '../../ext4/inject.js';
 import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
 import { sshArgv } from '../../ssh/argv.js';
