@@ -158,7 +158,9 @@ test('a wrong sha256, a truncated download and a ../evil entry fail clearly and 
     assert.deepEqual(await kernelNames(), [], `${name}: no row`);
     assert.deepEqual(kernelsDirEntries(), [], `${name}: no directory`);
   }
-  assert.equal(sh(['test', '-e', join(work, 'evil')]).code, 0, 'the source file is still only where the test put it');
+  for (const p of [join(home.stateDir, 'evil'), join(home.stateDir, 'kernels', 'evil'), join(home.root, 'evil')]) {
+    assert.equal(sh(['test', '-e', p]).code, 1, `nothing written at ${p}`);
+  }
 });
 
 test('kernel import from explicit paths and from a directory; bad paths fail clearly', { skip }, async () => {

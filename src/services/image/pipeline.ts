@@ -102,6 +102,29 @@ export class RootfsBuilder {
     await removeTree(dir);
   }
 
+  /** The work-seed of an image that arrived as a finished rootfs (bundles): /root copied out with debugfs rdump. */
+  async workSeedFromRootfs(staging: string, rootfs: string, signal: AbortSignal): Promise<boolean> {
+    const tree = join(staging, 'seed-tree');
+    await mkdir(tree, { recursive: true, mode: 0o700 });
+    try {
+      const res = await this.runner.run(['debugfs', '-R', `rdump /root ${tree}`, rootfs], { signal });
+      if (res.code !== 0 || !(await exists(join(tree, 'root')))) {
+        this.log.warn('work-seed build failed: no /root in the image', { stderr: res.stderr.slice(-500) });
+        return false;
+      }
+      const { bytes, files } = await treeBytes(join(tree, 'root'));
+      const spec = workSeedSpec(bytes + files * 4096);
+      await this.runner.check(mkfsFromTreeArgv({ image: join(staging, imageFiles.workSeed), tree: join(tree, 'root'), sizeBytes: spec.sizeBytes, label: 'work', inodes: spec.inodes }), { signal });
+      return true;
+    } catch (e) {
+      if (e instanceof AppError && e.code === 'cancelled') throw e;
+      this.log.warn('work-seed build failed; VMs of this image start with an empty /root', { error: String(e) });
+      return false;
+    } finally {
+      await removeTree(tree);
+    }
+  }
+
   /** The image's /root as a small ext4 each VM's work disk grows from (non-fatal, SPEC §6.1 step 8). */
   private async buildWorkSeed(staging: string, tree: string, meta: Map<string, EntryMeta>, signal: AbortSignal): Promise<boolean> {
     const out = join(staging, imageFiles.workSeed);

@@ -11,6 +11,8 @@ import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, raceAbort, removeTree } from '../fsutil.js';
 import { RootfsBuilder, type LayerInput } from './pipeline.js';
+import { BUNDLE_ROOTFS, readBundle, writeBundle } from '../../imagepull/bundle.js';
+import { checkUrl, openUrl } from '../../kernel/fetch.js';
 import { fetchOciLayers } from './oci.js';
 import { BlobCache } from '../../imagepull/blobcache.js';
 import { deriveImageName, formatReference, isCatalogWord, parseReference } from '../../imagepull/reference.js';
@@ -176,6 +178,7 @@ export class ImageService {
    * with '/', ':' or '@' is an OCI reference (SPEC §6.1).
    */
   async pull(p: PullParams, ctx: OpContext): Promise<ImageRow> {
+    if (/^(https?|file):\/\//.test(p.ref)) return this.pullBundle(p, ctx);
     if (isCatalogWord(p.ref) && findImageEntry(p.ref)) {
       if (this.find(p.name ?? p.ref)) throw alreadyExists(`image "${p.name ?? p.ref}" already exists`, `delete it first with \`banger image delete ${p.name ?? p.ref}\``);
       return this.ensure(p.ref, ctx);
@@ -207,6 +210,64 @@ export class ImageService {
       }),
       ctx.signal,
     );
+  }
+
+  /** SPEC §6.2: a bundle (rootfs.ext4 + manifest.json in a sha256-pinned tar.zst) from https:// or file://. */
+  private async pullBundle(p: PullParams, ctx: OpContext): Promise<ImageRow> {
+    if (!p.sha256) throw badRequest('pulling a bundle needs --sha256', 'the publisher of the bundle gives its sha256 (banger image export prints it)');
+    const url = checkUrl(p.ref, { insecureHosts: this.opts.insecureHosts });
+    const id = randomBytes(8).toString('hex');
+    const staging = this.paths.imageStaging(id);
+    await mkdir(staging, { recursive: true, mode: 0o700 });
+    try {
+      ctx.progress({ stage: 'download', message: `fetching ${p.ref}` });
+      const { stream } = await openUrl(url, this.lifetime);
+      const unpack = join(staging, 'bundle');
+      await mkdir(unpack);
+      const { manifest } = await raceAbort(readBundle(stream, unpack, p.sha256, p.ref, this.lifetime), ctx.signal);
+      const name = p.name ?? manifest.name;
+      validateImageName(name);
+      if (this.find(name)) throw alreadyExists(`image "${name}" already exists`, 'pass --name to pull it under another name');
+      const kernel = await this.resolveKernel({ ...p, kernel_ref: p.kernel_ref ?? manifest.kernel_ref }, name, ctx);
+      const rootfs = join(staging, imageFiles.rootfs);
+      await rename(join(unpack, BUNDLE_ROOTFS), rootfs);
+      await removeTree(unpack);
+      ctx.progress({ stage: 'image', message: 'building the work-seed' });
+      const workSeed = await this.builder.workSeedFromRootfs(staging, rootfs, this.lifetime);
+      await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
+      await writeFile(join(staging, imageFiles.manifest), `${JSON.stringify({ ...manifest, name, source: p.ref, sha256: p.sha256 }, null, 2)}\n`);
+      const final = this.paths.imageDir(id);
+      await rename(staging, final);
+      const row: ImageRow = {
+        id, name, source: `bundle:${p.ref}`, managed: true, dir: final, rootfsPath: join(final, imageFiles.rootfs),
+        workSeedPath: workSeed ? join(final, imageFiles.workSeed) : undefined, kernelName: kernel.name, distro: manifest.distro,
+        sizeBytes: manifest.rootfs_bytes, assetsVersion: manifest.assets_version, createdAt: new Date().toISOString(),
+      };
+      try {
+        this.repo.insert(row);
+      } catch (e) {
+        await removeTree(final);
+        throw e;
+      }
+      return row;
+    } catch (e) {
+      await removeTree(staging);
+      throw e;
+    }
+  }
+
+  /** `image export NAME -o FILE`: the bundle format of SPEC §6.2. */
+  async export(nameOrId: string, out: string, _ctx: OpContext): Promise<{ name: string; path: string; sha256: string; bytes: number }> {
+    const row = this.get(nameOrId);
+    if (!isAbsolute(out)) throw badRequest(`-o must be an absolute path: ${out}`);
+    const rootfsBytes = (await stat(row.rootfsPath)).size;
+    const res = await writeBundle(
+      row.rootfsPath,
+      { format: 1, name: row.name, distro: row.distro, arch: 'x86_64', kernel_ref: row.kernelName, rootfs_bytes: rootfsBytes, assets_version: row.assetsVersion, created_at: row.createdAt },
+      out,
+      this.lifetime,
+    );
+    return { name: row.name, path: out, ...res };
   }
 
   /** SPEC §6.1 step 2: --kernel-ref > explicit --kernel paths > default_kernel_name. */

@@ -28,6 +28,7 @@ import { BootFailure, waitForSsh } from './bootwatch.js';
 import { generateName, validateVmName } from './names.js';
 import type { SshKeys } from './sshkeys.js';
 import { assertTransition } from './states.js';
+import { makeRootDisk, strategyOrder } from './rootdisk.js';
 
 export interface CreateParams {
   name?: string | undefined;
@@ -151,10 +152,10 @@ export class VmService {
         ctx.progress({ stage: 'disks', message: 'preparing disks' });
         const dir = this.d.paths.vmDir(id);
         await mkdir(dir, { recursive: true, mode: 0o700 });
-        await this.d.runner.check(
-          ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.rootfsPath, join(dir, vmFiles.overlay), String(row.overlayBytes)],
-          { signal: ctx.signal },
-        );
+        // Device-mapper is never chosen automatically yet: it needs privileges and dm, which these hosts lack.
+        const order = strategyOrder({ vmmReadsQcow2: this.d.driver.kind === 'qemu', dmUsable: false });
+        const { plan } = await makeRootDisk(this.d.runner, { base: image.rootfsPath, target: join(dir, vmFiles.overlay), sizeBytes: row.overlayBytes, vmId: id }, order, ctx.signal);
+        this.d.vms.update(id, { diskStrategy: plan.strategy });
         await this.makeWorkDisk(join(dir, vmFiles.work), image.workSeedPath, diskBytes, pub, ctx.signal);
         this.d.vms.update(id, { state: 'stopped' });
         if (p.start ?? true) await this.startLocked(id, kernel, ctx);
@@ -369,7 +370,7 @@ export class VmService {
     const consoleLog = join(dir, vmFiles.console);
     await writeFile(consoleLog, '');
     const disks: DiskSpec[] = [
-      { id: 'root', path: join(dir, vmFiles.overlay), format: 'qcow2', readonly: false, serial: DISK_SERIALS.root },
+      { id: 'root', path: join(dir, vmFiles.overlay), format: vm.diskStrategy === 'qcow2-overlay' ? 'qcow2' : 'raw', readonly: false, serial: DISK_SERIALS.root },
       { id: 'work', path: join(dir, vmFiles.work), format: 'raw', readonly: false, serial: DISK_SERIALS.work },
     ];
     if (k.modulesDisk) disks.push({ id: 'modules', path: k.modulesDisk, format: 'raw', readonly: true, serial: DISK_SERIALS.modules });
