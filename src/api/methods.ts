@@ -47,6 +47,7 @@ export const paramsSchemas = {
   }),
   'image.register': z.strictObject({ name: z.string().min(1), rootfs: z.string().min(1), kernel_ref: z.string().optional(), work_seed: z.string().optional() }),
   'image.promote': z.strictObject({ name: z.string().min(1) }),
+  'image.cache.prune': z.strictObject({ dry_run: z.boolean().optional() }),
   'image.export': z.strictObject({ name: z.string().min(1), out: z.string().min(1) }),
   'image.build': z.strictObject({
     name: z.string().min(1),

@@ -152,6 +152,7 @@ export async function main(argv: string[]): Promise<number> {
     'image.pull': async (p: PullParams, ctx) => imageView(await images.pull(p, ctx)),
     'image.register': async (p: { name: string; rootfs: string; kernel_ref?: string; work_seed?: string }, ctx) => imageView(await images.register(p, ctx)),
     'image.promote': async (p: { name: string }) => imageView(await images.promote(p.name)),
+    'image.cache.prune': (p: { dry_run?: boolean }) => images.pruneCache(p.dry_run ?? false),
     'image.export': (p: { name: string; out: string }, ctx) => images.export(p.name, p.out, ctx),
     'kernel.list': () => kernels.list().map(kernelView),
     'kernel.catalog': () => kernels.catalog(),

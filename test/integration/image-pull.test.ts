@@ -164,3 +164,15 @@ test('deleting an image used by a VM is refused with the VM name', { skip }, asy
   assert.equal((await home.banger(['vm', 'delete', 'holder'])).code, 0);
   assert.equal((await home.banger(['image', 'delete', 'ocitest'])).code, 0);
 });
+
+test('image cache prune reports, then frees, the cached blobs', { skip }, async () => {
+  let r = await home.banger(['image', 'cache', 'prune', '--dry-run']);
+  assert.equal(r.code, 0, r.stderr);
+  const would = /would free \S+ in (\d+) blob/.exec(r.stdout);
+  assert.ok(would && Number(would[1]) > 0, r.stdout);
+  r = await home.banger(['image', 'cache', 'prune']);
+  assert.match(r.stdout, new RegExp(`freed \\S+ in ${would[1]} blob`));
+  r = await home.banger(['image', 'cache', 'prune', '--dry-run']);
+  assert.match(r.stdout, /in 0 blob/);
+});
+

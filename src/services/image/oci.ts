@@ -12,6 +12,8 @@ export interface OciFetchOptions {
   insecureHosts: readonly string[];
   dockerConfigPath: string;
   signal: AbortSignal;
+  /** Called with the layer digests as soon as the manifest is known (before any download). */
+  onManifest?: (digests: string[]) => void;
 }
 
 /**
@@ -30,6 +32,7 @@ export async function fetchOciLayers(
   const client = new RegistryClient({ insecureHosts: opts.insecureHosts, signal: opts.signal, ...(dockerConfig ? { dockerConfig } : {}) });
   const resolved = await client.resolve(ref);
   const { manifest, config } = resolved;
+  opts.onManifest?.(manifest.layers.map((l) => l.digest));
   if (config.rootfs.diff_ids.length !== manifest.layers.length) {
     throw new Error(`image config lists ${config.rootfs.diff_ids.length} diff_ids for ${manifest.layers.length} layers`);
   }

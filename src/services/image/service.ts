@@ -97,6 +97,9 @@ export function validateImageName(name: string): void {
 export class ImageService {
   private readonly flights = new SingleFlight<ImageRow>();
   private readonly builder: RootfsBuilder;
+  private readonly cache: BlobCache;
+  /** Blob digests that running pulls still need (cache prune keeps them). */
+  private readonly pinned = new Map<string, number>();
 
   constructor(
     private readonly paths: Paths,
@@ -108,6 +111,13 @@ export class ImageService {
     private readonly opts: ImageServiceOptions,
   ) {
     this.builder = new RootfsBuilder(runner, log, opts.isRoot);
+    this.cache = new BlobCache(paths.blobsDir);
+  }
+
+  /** `image cache prune`: removes blobs no running pull needs (every finished image is already ext4). */
+  async pruneCache(dryRun: boolean): Promise<{ blobs: number; bytes: number; dry_run: boolean }> {
+    const res = await this.cache.prune(new Set(this.pinned.keys()), dryRun);
+    return { ...res, dry_run: dryRun };
   }
 
   private get defaultImage(): string {
@@ -147,6 +157,8 @@ export class ImageService {
     if (row) return row;
     const entry = findImageEntry(name);
     if (!entry) {
+      const bundle = (await this.kernels.catalogImages()).find((e) => e.name === name);
+      if (bundle) return this.pullBundle({ ref: bundle.url, sha256: bundle.sha256, name: bundle.name, kernel_ref: bundle.kernelRef }, ctx);
       throw notFound(`image "${name}" does not exist and is not in the catalog`, 'run `banger image list` to see local images');
     }
     // Resolve the kernel before the long build, so a missing kernel fails fast.
@@ -179,9 +191,13 @@ export class ImageService {
    */
   async pull(p: PullParams, ctx: OpContext): Promise<ImageRow> {
     if (/^(https?|file):\/\//.test(p.ref)) return this.pullBundle(p, ctx);
-    if (isCatalogWord(p.ref) && findImageEntry(p.ref)) {
-      if (this.find(p.name ?? p.ref)) throw alreadyExists(`image "${p.name ?? p.ref}" already exists`, `delete it first with \`banger image delete ${p.name ?? p.ref}\``);
-      return this.ensure(p.ref, ctx);
+    if (isCatalogWord(p.ref)) {
+      const bundle = (await this.kernels.catalogImages()).find((e) => e.name === p.ref);
+      if (bundle) return this.pullBundle({ ...p, ref: bundle.url, sha256: bundle.sha256, name: p.name ?? bundle.name, kernel_ref: p.kernel_ref ?? bundle.kernelRef }, ctx);
+      if (findImageEntry(p.ref)) {
+        if (this.find(p.name ?? p.ref)) throw alreadyExists(`image "${p.name ?? p.ref}" already exists`, `delete it first with \`banger image delete ${p.name ?? p.ref}\``);
+        return this.ensure(p.ref, ctx);
+      }
     }
     return this.pullOci(p, ctx);
   }
@@ -198,15 +214,25 @@ export class ImageService {
     return raceAbort(
       this.flights.run(key, async () => {
         ctx.progress({ stage: 'image', message: `resolving ${formatReference(ref)}` });
-        const cache = new BlobCache(this.paths.blobsDir);
         await mkdir(this.paths.blobsDir, { recursive: true });
-        const { resolved, layers } = await fetchOciLayers(ref, cache, { insecureHosts: this.opts.insecureHosts, dockerConfigPath: this.paths.dockerConfig, signal: this.lifetime }, ctx);
-        return this.produce(
-          { name, source: `oci:${formatReference(ref)}`, kernelName: kernel.name, kernelDir: kernel.dir, manifest: { ref: formatReference(ref), manifest_digest: resolved.manifestDigest, config_digest: resolved.configDigest } },
-          layers,
-          sizeBytes,
-          ctx,
-        );
+        const pin = (digests: string[], by: number): void => {
+          for (const d of digests) {
+            const n = (this.pinned.get(d) ?? 0) + by;
+            if (n > 0) this.pinned.set(d, n);
+            else this.pinned.delete(d);
+          }
+        };
+        const { resolved, layers } = await fetchOciLayers(ref, this.cache, { insecureHosts: this.opts.insecureHosts, dockerConfigPath: this.paths.dockerConfig, signal: this.lifetime, onManifest: (d) => pin(d, 1) }, ctx);
+        try {
+          return await this.produce(
+            { name, source: `oci:${formatReference(ref)}`, kernelName: kernel.name, kernelDir: kernel.dir, manifest: { ref: formatReference(ref), manifest_digest: resolved.manifestDigest, config_digest: resolved.configDigest } },
+            layers,
+            sizeBytes,
+            ctx,
+          );
+        } finally {
+          pin(resolved.manifest.layers.map((l) => l.digest), -1);
+        }
       }),
       ctx.signal,
     );

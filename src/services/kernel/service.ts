@@ -6,6 +6,7 @@ import { kernelReleaseFromVmlinuz, parseAptDepends } from '../../kernel/apt.js';
 import { mergeKernelCatalog, parseCatalogFile, validateKernelName, type KernelCatalogEntry, type TarballKernelEntry } from '../../kernel/catalog-file.js';
 import { checkUrl, openUrl, type FetchPolicy } from '../../kernel/fetch.js';
 import { extractKernelTarball } from '../../kernel/tarball.js';
+import { parseCatalogImages, type CatalogImageEntry } from '../../imagepull/catalog-images.js';
 import type { KernelRepo, KernelRow } from '../../store/kernels.js';
 import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
@@ -68,6 +69,13 @@ export class KernelService {
 
   async files(name: string): Promise<KernelFiles> {
     return readKernelDir(this.get(name).dir);
+  }
+
+  /** Image bundles listed in the config's catalog file. */
+  async catalogImages(): Promise<CatalogImageEntry[]> {
+    if (!this.opts.catalog) return [];
+    const file = await this.loadCatalogFile(this.opts.catalog);
+    return parseCatalogImages(file.images, this.opts.catalog);
   }
 
   /** The embedded catalog merged with the config's catalog file. */
@@ -237,7 +245,7 @@ export class KernelService {
     return { kernel: join(dir, kernel), ...(initrd ? { initrd: join(dir, initrd) } : {}), ...(modules ? { modules } : {}) };
   }
 
-  private async loadCatalogFile(source: string): Promise<{ kernels: TarballKernelEntry[] }> {
+  private async loadCatalogFile(source: string): Promise<{ kernels: TarballKernelEntry[]; images: unknown[] }> {
     let text: string;
     if (/^[a-z]+:\/\//.test(source)) {
       const { stream } = await openUrl(checkUrl(source, this.opts.fetchPolicy), this.lifetime);

@@ -138,7 +138,8 @@ export async function makeRootDisk(
       return { plan, vars };
     } catch (e) {
       if (e instanceof AppError && e.code === 'cancelled') throw e;
-      errors.push(`${s}: ${e instanceof Error ? e.message : String(e)}`);
+      const detail = e instanceof AppError && e.detail ? ` (${e.detail.split('\n').pop()})` : '';
+      errors.push(`${s}: ${e instanceof Error ? e.message : String(e)}${detail}`);
     }
   }
   throw new AppError('operation_failed', 'could not make the VM root disk with any strategy', { detail: errors.join('\n'), hint: errors.join('\n') });

@@ -124,11 +124,21 @@ test('a duplicate name is refused', async () => {
 });
 
 test('a failing host step removes the row and the VM dir', async () => {
-  const runner = new FakeRunner().on('qemu-img', { code: 1, stderr: 'qemu-img: No space left on device' });
+  const runner = new FakeRunner()
+    .on('qemu-img', { code: 1, stderr: 'qemu-img: No space left on device' })
+    .on('cp', { code: 1, stderr: 'cp: No space left on device' });
   const { svc, vms, paths } = setup({ runner });
-  await assert.rejects(svc.create({ name: 'dev' }, ctx()), /qemu-img/);
+  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: Error & { hint?: string }) => /could not make the VM root disk/.test(e.message) && /No space left/.test(e.hint ?? ''));
   assert.deepEqual(vms.list(), []);
   assert.deepEqual(readdirSync(paths.vmsDir), []);
+});
+
+test('the root disk falls back from qcow2 to a raw copy and records the strategy', async () => {
+  const runner = new FakeRunner().on('qemu-img', { code: 1, stderr: 'qemu-img: not found' }).on((a) => a[0] === 'cp' && a[1] === '--reflink=always', { code: 1, stderr: 'cp: failed to clone' });
+  const { svc, driver } = setup({ runner });
+  const v = await svc.create({ name: 'dev' }, ctx());
+  assert.equal(v.disk_strategy, 'sparse-copy');
+  assert.equal(driver.specs[0]?.disks[0]?.format, 'raw');
 });
 
 test('a VMM that exits during boot is cleaned up', async () => {

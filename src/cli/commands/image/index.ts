@@ -5,11 +5,12 @@ import { register as del } from './delete.js';
 import { register as list } from './list.js';
 import { register as pull } from './pull.js';
 import { register as show } from './show.js';
+import { register as cacheCmd } from './cache.js';
 import { register as exportCmd } from './export.js';
 import { register as registerCmd } from './register.js';
 
 export function register(program: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
   const image = program.command('image').description('manage images');
-  for (const r of [list, show, del, build, pull, registerCmd, exportCmd]) r(image, ctx, setCode);
+  for (const r of [list, show, del, build, pull, registerCmd, exportCmd, cacheCmd]) r(image, ctx, setCode);
   for (const c of image.commands) c.exitOverride();
 }
