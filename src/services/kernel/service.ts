@@ -1,5 +1,6 @@
 import { readdir, readFile, rename, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import type { KernelCatalogView } from '../../api/methods.js';
 import { EMBEDDED_KERNELS, type DistroKernelEntry } from '../../catalog.js';
 import { AppError, alreadyExists, badRequest, notFound, operationFailed } from '../../errors.js';
 import { kernelReleaseFromVmlinuz, parseAptDepends } from '../../kernel/apt.js';
@@ -20,15 +21,6 @@ export interface KernelServiceOptions {
   /** config `catalog`: a path or URL of an extra catalog JSON merged over the embedded one. */
   catalog: string | undefined;
   fetchPolicy: FetchPolicy;
-}
-
-export interface CatalogView {
-  name: string;
-  kind: 'distro' | 'tarball';
-  distro: string;
-  version: string;
-  size: number | null;
-  state: 'pulled' | 'available';
 }
 
 export interface ImportParams {
@@ -85,7 +77,7 @@ export class KernelService {
     return mergeKernelCatalog(EMBEDDED_KERNELS, file);
   }
 
-  async catalog(): Promise<CatalogView[]> {
+  async catalog(): Promise<KernelCatalogView[]> {
     return (await this.catalogEntries()).map((e) => {
       const row = this.repo.get(e.name);
       return {
