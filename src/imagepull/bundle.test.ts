@@ -1,27 +1,18 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { extract, pack, type Header } from 'tar-stream';
-import { compress, decompress } from 'zstd-napi';
-import { AppError } from '../errors.js';
+import { extract } from 'tar-stream';
+import { decompress } from 'zstd-napi';
+import { appError, failingInput, sandbox as tempSandbox, sha256Hex as sha256, stallingInput, streamOf, tarBuffer, tarZst, type Sandbox, type TarSpec } from '../../test/helpers/tar-zst.js';
+import type { AppError } from '../errors.js';
 import { openUrl } from '../kernel/fetch.js';
 import { parseBundleManifest, readBundle, writeBundle, type BundleManifest } from './bundle.js';
 
-interface Spec {
-  name: string;
-  type?: Header['type'];
-  linkname?: string;
-  body?: Buffer | string;
-}
-
 const MIB = 1024 * 1024;
 const LABEL = 'https://example.com/img.tar.zst';
-
-const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 function manifestFor(rootfsBytes: number, extra: Partial<BundleManifest> = {}): BundleManifest {
   return {
@@ -46,28 +37,6 @@ function fakeRootfs(): Buffer {
   return b;
 }
 
-async function tarBuffer(entries: Spec[]): Promise<Buffer> {
-  const p = pack();
-  for (const e of entries) {
-    const { body, ...header } = e;
-    const type = header.type ?? 'file';
-    p.entry({ mode: type === 'directory' ? 0o755 : 0o644, mtime: new Date(0), ...header, type }, body ?? '');
-  }
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const chunk of p) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-const tarZst = async (entries: Spec[]): Promise<Buffer> => compress(await tarBuffer(entries));
-
-/** Splits the archive into small chunks so the pipeline sees a real stream. */
-const streamOf = (b: Buffer): Readable => {
-  const parts: Buffer[] = [];
-  for (let i = 0; i < b.length; i += 1000) parts.push(b.subarray(i, i + 1000));
-  return Readable.from(parts);
-};
-
 async function tarNames(archive: Buffer): Promise<string[]> {
   const ex = extract();
   const names: string[] = [];
@@ -81,28 +50,8 @@ async function tarNames(archive: Buffer): Promise<string[]> {
   return names;
 }
 
-interface Sandbox {
-  base: string;
-  dest: string;
-}
-
 /** base/dest (the extraction target) inside base/, so escapes into base/ are observable. */
-function sandbox(t: TestContext): Sandbox {
-  const base = mkdtempSync(join(tmpdir(), 'banger-bundle-'));
-  const dest = join(base, 'dest');
-  mkdirSync(dest);
-  t.after(() => rmSync(base, { recursive: true, force: true }));
-  return { base, dest };
-}
-
-function appError(code: AppError['code'], re: RegExp): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof AppError, `expected AppError, got ${e instanceof Error ? e.stack : String(e)}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, re);
-    return true;
-  };
-}
+const sandbox = (t: TestContext): Sandbox => tempSandbox(t, 'banger-bundle-');
 
 // ---------------------------------------------------------------------------
 // Round trip
@@ -178,7 +127,7 @@ test('readBundle accepts either entry order, a leading ./ and a ./ root entry', 
 
 const ROOTFS = Buffer.concat([Buffer.from('rootfs'), Buffer.alloc(10000), Buffer.from('end')]);
 const MANIFEST = JSON.stringify(manifestFor(ROOTFS.length));
-const validEntries: Spec[] = [
+const validEntries: TarSpec[] = [
   { name: 'manifest.json', body: MANIFEST },
   { name: 'rootfs.ext4', body: ROOTFS },
 ];
@@ -231,33 +180,15 @@ test('bytes that are not zstd are reported as corrupt', async (t) => {
 test('an input stream error is passed on', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst(validEntries);
-  async function* failing(): AsyncGenerator<Buffer> {
-    yield archive.subarray(0, 100);
-    throw new AppError('operation_failed', 'download truncated: got 100 of 9999 bytes from x');
-  }
-  await assert.rejects(readBundle(Readable.from(failing()), dest, sha256(archive), LABEL), appError('operation_failed', /^download truncated/));
+  await assert.rejects(readBundle(failingInput(archive), dest, sha256(archive), LABEL), appError('operation_failed', /^download truncated/));
 });
 
 test('readBundle: an abort while the input stalls rejects as cancelled and destroys the input', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst(validEntries);
-  const ac = new AbortController();
-  let destroyed = false;
-  let sent = false;
-  const input = new Readable({
-    read() {
-      if (sent) return;
-      sent = true;
-      this.push(archive.subarray(0, 64));
-      setTimeout(() => ac.abort(), 10);
-    },
-    destroy(err, cb) {
-      destroyed = true;
-      cb(err);
-    },
-  });
-  await assert.rejects(readBundle(input, dest, sha256(archive), LABEL, ac.signal), appError('cancelled', /cancelled/));
-  assert.ok(destroyed, 'input destroyed');
+  const stalled = stallingInput(archive);
+  await assert.rejects(readBundle(stalled.input, dest, sha256(archive), LABEL, stalled.signal), appError('cancelled', /cancelled/));
+  assert.ok(stalled.destroyed(), 'input destroyed');
 });
 
 test('an already aborted signal rejects both directions as cancelled', async (t) => {
@@ -277,7 +208,7 @@ test('an already aborted signal rejects both directions as cancelled', async (t)
 
 const m = (over: Record<string, unknown>): string => JSON.stringify({ ...manifestFor(ROOTFS.length), ...over });
 
-const rejectCases: { name: string; entries: Spec[]; code?: AppError['code']; re: RegExp }[] = [
+const rejectCases: { name: string; entries: TarSpec[]; code?: AppError['code']; re: RegExp }[] = [
   { name: 'an extra file', entries: [...validEntries, { name: 'extra.txt', body: 'hi' }], re: new RegExp(`^unexpected entry in bundle ${LABEL}: "extra.txt"$`) },
   { name: 'a file in a subdirectory', entries: [{ name: 'img/rootfs.ext4', body: ROOTFS }, validEntries[0]!], re: /unexpected entry .*"img\/rootfs.ext4"/ },
   { name: 'a directory', entries: [{ name: 'dir/', type: 'directory' }, ...validEntries], re: /unexpected entry .*"dir\/" \(directory\)/ },

@@ -4,12 +4,13 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { extract, pack, type Header, type Pack } from 'tar-stream';
+import { pack, type Pack } from 'tar-stream';
 import { z } from 'zod';
-import { CompressStream, DecompressStream } from 'zstd-napi';
+import { CompressStream } from 'zstd-napi';
+import { extractStrictTarZst, refusedEntryType, type StrictEntry } from '../archive/strict-tarzst.js';
+import { drain, type TarEntry } from '../archive/tar-entry.js';
 import { AppError, badRequest, operationFailed } from '../errors.js';
 import { HashingStream } from '../kernel/fetch.js';
-import { normalizeEntryPath } from './flatten.js';
 
 /*
  * Image bundles (SPEC §6.2): a tar.zst holding exactly rootfs.ext4 and
@@ -30,9 +31,6 @@ export interface BundleManifest {
 
 export const BUNDLE_MANIFEST = 'manifest.json';
 export const BUNDLE_ROOTFS = 'rootfs.ext4';
-
-/** An entry as tar-stream's extractor yields it: header plus data chunks. */
-type TarEntry = AsyncIterable<unknown> & { header: Header };
 
 const FILE_MODE = 0o644;
 const ZSTD_LEVEL = 3;
@@ -237,12 +235,6 @@ export async function writeBundle(
 // ---------------------------------------------------------------------------
 // Reading
 
-async function drain(entry: AsyncIterable<unknown>): Promise<void> {
-  for await (const _chunk of entry) {
-    // discard
-  }
-}
-
 async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
@@ -288,39 +280,18 @@ class BundleExtractor {
     return join(this.#dest, BUNDLE_ROOTFS);
   }
 
-  async apply(entry: TarEntry): Promise<void> {
-    const name = entry.header.name;
-    const type = entry.header.type as string | null;
+  async apply({ entry, rel, type, unsafe, unexpected }: StrictEntry): Promise<void> {
     const label = this.#label;
-    const unsafe = (reason: string): AppError => badRequest(`unsafe entry in bundle ${label}: ${JSON.stringify(name)} (${reason})`, UNSAFE_HINT);
-    const unexpected = (what?: string): AppError =>
-      badRequest(`unexpected entry in bundle ${label}: ${JSON.stringify(name)}${what === undefined ? '' : ` (${what})`}`, LAYOUT_HINT);
-
-    const norm = normalizeEntryPath(name);
-    if ('reason' in norm) throw unsafe(norm.reason);
-    const rel = norm.rel;
     // 'tar -C dir -c .' adds './': it creates nothing, so it is tolerated.
     if (rel === '') {
       if (type !== 'directory') throw unsafe('entry replaces the archive root');
       return drain(entry);
     }
-    switch (type) {
-      case 'file':
-      case 'contiguous-file':
-        break;
-      case 'link':
-        throw unsafe('hardlink');
-      case 'symlink':
-        throw unsafe(`symlink to ${JSON.stringify(entry.header.linkname ?? '')}`);
-      case 'character-device':
-      case 'block-device':
-      case 'fifo':
-        throw unsafe(type);
-      case 'directory':
-        throw unexpected('directory');
-      default:
-        throw unsafe(`unsupported entry type ${type ?? 'unknown'}`);
-    }
+    // Only regular files are extracted.
+    if (type === 'symlink') throw unsafe(`symlink to ${JSON.stringify(entry.header.linkname ?? '')}`);
+    if (type === 'directory') throw unexpected('directory');
+    const refused = refusedEntryType(type);
+    if (refused !== undefined) throw unsafe(refused);
     if (rel !== BUNDLE_MANIFEST && rel !== BUNDLE_ROOTFS) throw unexpected();
     if (this.#seen.has(rel)) throw unsafe('duplicate entry');
     this.#seen.add(rel);
@@ -359,14 +330,6 @@ class BundleExtractor {
   }
 }
 
-function destroyQuietly(stream: { destroy(err?: Error): unknown }): void {
-  try {
-    stream.destroy();
-  } catch {
-    // already torn down
-  }
-}
-
 /**
  * Streams a bundle (`input`, tar.zst bytes) through a HashingStream, zstd
  * decompression and tar extraction into `dest` (an existing empty directory),
@@ -394,71 +357,23 @@ export async function readBundle(
   label: string,
   signal?: AbortSignal,
 ): Promise<{ manifest: BundleManifest; rootfs: string; bytes: number }> {
-  if (signal?.aborted) {
-    input.destroy();
-    throw cancelled();
-  }
-  if (!SHA256_RE.test(expectedSha256)) {
+  // An abort wins over a malformed pin: extractStrictTarZst rejects it as 'cancelled'.
+  if (!signal?.aborted && !SHA256_RE.test(expectedSha256)) {
     input.destroy();
     throw badRequest(`invalid sha256 for ${label}: ${JSON.stringify(expectedSha256)}`, 'a sha256 is 64 hexadecimal digits');
   }
-  const hasher = new HashingStream();
-  const unzstd = new DecompressStream();
-  const ex = extract();
   const out = new BundleExtractor(dest, label);
-
-  let failure: AppError | undefined;
-  const teardown = (): void => {
-    for (const s of [input, hasher, unzstd]) destroyQuietly(s);
-  };
-  const fail = (err: AppError): void => {
-    failure ??= err;
-    teardown();
-    ex.destroy(failure);
-  };
-  const corrupt = (err: unknown): AppError => operationFailed(`bundle ${label} is truncated or corrupt: ${errorMessage(err)}`, { cause: err });
-  const onInputError = (err: unknown): void => {
-    fail(err instanceof AppError ? err : operationFailed(`cannot read bundle ${label}: ${errorMessage(err)}`, { cause: err }));
-  };
-  const onDecompressError = (err: unknown): void => fail(corrupt(err));
-  const onAbort = (): void => fail(cancelled());
-  const onInputClose = (): void => {
-    if (!input.readableEnded) fail(operationFailed(`bundle ${label} is truncated: the input closed before its end`));
-  };
-
-  input.on('error', onInputError);
-  input.on('close', onInputClose);
-  hasher.on('error', onInputError);
-  unzstd.on('error', onDecompressError);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    input.pipe(hasher).pipe(unzstd).pipe(ex);
-    for await (const entry of ex) {
-      if (failure !== undefined) throw failure;
-      await out.apply(entry as TarEntry);
-    }
-    if (failure !== undefined) throw failure;
-  } catch (err) {
-    // fs errors (ENOSPC, EACCES, ...) carry a syscall; everything else here comes from the tar parser.
-    const fsError = typeof (err as NodeJS.ErrnoException | undefined)?.syscall === 'string';
-    fail(
-      err instanceof AppError
-        ? err
-        : fsError
-          ? operationFailed(`cannot extract bundle ${label} into ${dest}: ${errorMessage(err)}`, { cause: err })
-          : corrupt(err),
-    );
-    throw failure ?? err;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-    input.removeListener('close', onInputClose);
-  }
-
-  const sha256 = hasher.digest();
-  const want = expectedSha256.toLowerCase();
-  if (sha256 !== want) {
-    throw badRequest(`sha256 mismatch for ${label}: expected ${want}, got ${sha256}`, 'the file changed or the pinned sha256 is wrong');
-  }
+  const { bytes } = await extractStrictTarZst(input, (entry) => out.apply(entry), {
+    archive: `bundle ${label}`,
+    entryScope: `bundle ${label}`,
+    unsafeHint: UNSAFE_HINT,
+    layoutHint: LAYOUT_HINT,
+    dest,
+    label,
+    expectedSha256,
+    mismatchHint: 'the file changed or the pinned sha256 is wrong',
+    signal,
+  });
   if (out.manifestText === undefined) throw badRequest(`bundle ${label} holds no ${BUNDLE_MANIFEST}`, LAYOUT_HINT);
   if (out.rootfsBytes === undefined) throw badRequest(`bundle ${label} holds no ${BUNDLE_ROOTFS}`, LAYOUT_HINT);
   const manifest = parseBundleManifest(out.manifestText);
@@ -468,5 +383,5 @@ export async function readBundle(
       LAYOUT_HINT,
     );
   }
-  return { manifest, rootfs: out.rootfsPath, bytes: hasher.bytes() };
+  return { manifest, rootfs: out.rootfsPath, bytes };
 }

@@ -1,10 +1,14 @@
-import { createWriteStream, type Stats } from 'node:fs';
-import { chmod, lchown, link, lstat, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { chmod, lchown, link, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { extract, type Header } from 'tar-stream';
+import { extract } from 'tar-stream';
+import { drain, lstatOrNull, normalizeEntryPath, type TarEntry } from '../archive/tar-entry.js';
 import { AppError, badRequest, operationFailed } from '../errors.js';
+
+// Entry names are checked in archive/tar-entry.ts, shared with the kernel tarball and bundle extractors.
+export { normalizeEntryPath, type NormalizedPath } from '../archive/tar-entry.js';
 
 export interface EntryMeta {
   uid: number;
@@ -31,9 +35,6 @@ export interface FlattenResult {
   bytes: number;
 }
 
-/** An entry as tar-stream's extractor yields it: header plus data chunks. */
-type TarEntry = AsyncIterable<unknown> & { header: Header };
-
 /** The header fields used here, as the extractor really fills them (its typings say linkname and type are never null). */
 interface RawHeader {
   name: string;
@@ -55,29 +56,6 @@ const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_WHITEOUT = '.wh..wh..opq';
 const UNSAFE_HINT = 'the image contains a path banger will not extract; rebuild it without that entry';
 const IMPLICIT_DIR: EntryMeta = { uid: 0, gid: 0, mode: 0o755, type: 'dir' };
-
-function hasControlChar(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || c === 0x7f) return true;
-  }
-  return false;
-}
-
-export type NormalizedPath = { rel: string } | { reason: string };
-
-/**
- * The relative form of an archive path ('' is the root), or why it is refused.
- * Leading './', '.' and empty components are dropped; absolute paths, '..'
- * components and control characters (which debugfs cannot carry) are refused.
- */
-export function normalizeEntryPath(name: string): NormalizedPath {
-  if (hasControlChar(name)) return { reason: 'control character in name' };
-  if (name.startsWith('/')) return { reason: 'absolute path' };
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) return { reason: "'..' component" };
-  return { rel: parts.join('/') };
-}
 
 export type Whiteout =
   | { kind: 'opaque'; dir: string }
@@ -142,22 +120,6 @@ export function hostMode(mode: number, isDir: boolean, exact: boolean): number {
 }
 
 const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
-
-async function lstatOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
-async function drain(entry: AsyncIterable<unknown>): Promise<void> {
-  const chunks = entry[Symbol.asyncIterator]();
-  while ((await chunks.next()).done !== true) {
-    // discard
-  }
-}
 
 async function* counted(source: AsyncIterable<unknown>, onChunk: (n: number) => void): AsyncGenerator<Buffer> {
   for await (const chunk of source) {

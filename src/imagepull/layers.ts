@@ -1,9 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
+import { readHead } from '../archive/read-head.js';
 import { AppError, badRequest, operationFailed } from '../errors.js';
 
 /*
@@ -41,17 +41,6 @@ export function sniffCompression(head: Uint8Array): LayerCompression {
   if (starts(GZIP_MAGIC)) return 'gzip';
   if (starts(ZSTD_MAGIC)) return 'zstd';
   return 'none';
-}
-
-async function readHead(path: string, n: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
 }
 
 export interface OpenLayerOptions {

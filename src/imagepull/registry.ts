@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
-import { isIP } from 'node:net';
 import { Readable, Transform, pipeline, type TransformCallback } from 'node:stream';
 import { AppError, badRequest, notFound, operationFailed, precondition } from '../errors.js';
+import { hostPort, insecureHostSet, plainHttpAllowed, plainHttpRefused } from '../net/plain-http.js';
 import {
   basicAuthorization,
   bearerAuthorization,
@@ -98,29 +98,6 @@ const LOGIN_HINT = 'log in with docker login or add credentials to ~/.docker/con
 
 const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
 const isAbortError = (err: unknown): boolean => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
-
-/* ---------- plain-http policy ---------- */
-
-function isLoopbackHost(hostname: string): boolean {
-  if (hostname === 'localhost' || hostname === '[::1]') return true;
-  return isIP(hostname) === 4 && hostname.startsWith('127.');
-}
-
-const DEFAULT_PORT: Readonly<Record<string, string>> = { 'http:': '80', 'https:': '443' };
-
-function hostPort(u: URL): string {
-  return `${u.hostname}:${u.port === '' ? (DEFAULT_PORT[u.protocol] ?? '') : u.port}`;
-}
-
-function normalizeHostPort(entry: string): string | undefined {
-  try {
-    const u = new URL(`http://${entry}/`);
-    if (u.username !== '' || u.password !== '' || u.pathname !== '/' || u.host === '') return undefined;
-    return hostPort(u);
-  } catch {
-    return undefined;
-  }
-}
 
 /* ---------- helpers ---------- */
 
@@ -295,7 +272,7 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions) {
     this.#opts = opts;
     this.#fetch = opts.fetch ?? globalThis.fetch;
-    this.#insecure = new Set(opts.insecureHosts.map(normalizeHostPort).filter((h): h is string => h !== undefined));
+    this.#insecure = insecureHostSet(opts.insecureHosts);
   }
 
   /**
@@ -481,7 +458,7 @@ export class RegistryClient {
   }
 
   #httpAllowed(u: URL): boolean {
-    return isLoopbackHost(u.hostname) || this.#insecure.has(hostPort(u));
+    return plainHttpAllowed(u, this.#insecure);
   }
 
   /** Throws (before anything is sent) unless the URL is https, or http to a loopback or insecure host. */
@@ -489,10 +466,7 @@ export class RegistryClient {
     if (u.protocol === 'https:') return;
     if (u.protocol === 'http:') {
       if (this.#httpAllowed(u)) return;
-      throw badRequest(
-        `refusing plain http to ${hostPort(u)} (${purpose} for registry ${registry}): ${u.origin}${u.pathname}`,
-        `plain http is allowed only for loopback and for hosts listed in insecure_registries (e.g. "${hostPort(u)}")`,
-      );
+      throw plainHttpRefused(`refusing plain http to ${hostPort(u)} (${purpose} for registry ${registry}): ${u.origin}${u.pathname}`, u);
     }
     throw badRequest(`refusing ${u.protocol} URL ${u.href} (${purpose} for registry ${registry}); only http and https are used`);
   }

@@ -1,9 +1,9 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { addAbortSignal, Readable, Transform, type TransformCallback } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { AppError, badRequest, operationFailed } from '../errors.js';
+import { hostPort, insecureHostSet, plainHttpAllowed, plainHttpRefused } from '../net/plain-http.js';
 
 /*
  * Downloads for kernel tarballs and catalog files. Node 20's global fetch does
@@ -20,36 +20,6 @@ const MAX_REDIRECTS = 20;
 const URL_HINT = 'use an https:// URL, or a file:// URL / local path for a file on this host';
 
 const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
-
-function isLoopbackHost(hostname: string): boolean {
-  if (hostname === 'localhost') return true;
-  if (hostname === '[::1]') return true;
-  // WHATWG URL parsing already normalised shorthand IPv4 forms (127.1, 0x7f.1, ...) to dotted quads.
-  return isIP(hostname) === 4 && hostname.startsWith('127.');
-}
-
-const DEFAULT_PORT: Readonly<Record<string, string>> = { 'http:': '80', 'https:': '443' };
-
-/** 'host:port' of a URL with the scheme's default port filled in; hostname as the URL parser normalised it. */
-function hostPort(u: URL): string {
-  return `${u.hostname}:${u.port === '' ? (DEFAULT_PORT[u.protocol] ?? '') : u.port}`;
-}
-
-/** A policy entry in the same normal form as hostPort(), or undefined if it is not host:port. */
-function normalizeHostPort(entry: string): string | undefined {
-  try {
-    const u = new URL(`http://${entry}/`);
-    if (u.username !== '' || u.password !== '' || u.pathname !== '/' || `${u.host}` === '') return undefined;
-    return hostPort(u);
-  } catch {
-    return undefined;
-  }
-}
-
-function isInsecureAllowed(u: URL, policy: FetchPolicy): boolean {
-  const want = hostPort(u);
-  return policy.insecureHosts.some((h) => normalizeHostPort(h) === want);
-}
 
 /**
  * Checks a URL before any download: https always; http only for loopback
@@ -72,11 +42,8 @@ export function checkUrl(url: string, policy: FetchPolicy): URL {
       if (u.hostname === '') throw badRequest(`URL has no host: ${url}`, URL_HINT);
       return u;
     case 'http:':
-      if (isLoopbackHost(u.hostname) || isInsecureAllowed(u, policy)) return u;
-      throw badRequest(
-        `refusing to download over plain http from ${hostPort(u)}: ${url}`,
-        `use an https:// URL; plain http is allowed only for loopback and for hosts listed in insecure_registries (e.g. "${hostPort(u)}")`,
-      );
+      if (plainHttpAllowed(u, insecureHostSet(policy.insecureHosts))) return u;
+      throw plainHttpRefused(`refusing to download over plain http from ${hostPort(u)}: ${url}`, u, 'use an https:// URL; ');
     case 'file:':
       if (u.hostname !== '' && u.hostname !== 'localhost') {
         throw badRequest(`file:// URLs must name a local path, not host ${JSON.stringify(u.hostname)}: ${url}`, 'write it as file:///absolute/path');

@@ -1,24 +1,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pack, type Header } from 'tar-stream';
-import { compress } from 'zstd-napi';
-import { AppError } from '../errors.js';
+import { appError, failingInput, sandbox as tempSandbox, sha256Hex as sha256, stallingInput, streamOf, tarBuffer, tarZst, type Sandbox, type TarSpec } from '../../test/helpers/tar-zst.js';
+import type { AppError } from '../errors.js';
 import { openUrl } from './fetch.js';
 import { extractKernelTarball } from './tarball.js';
-
-interface Spec {
-  name: string;
-  type?: Header['type'];
-  linkname?: string;
-  body?: Buffer | string;
-}
 
 /** An ELF64 header's first bytes: enough for kernelFormat() to say 'elf'. */
 const ELF = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), Buffer.alloc(5000, 0xaa)]);
@@ -30,46 +19,12 @@ const BZIMAGE = (() => {
 const INITRD = Buffer.from('initrd contents');
 const MODULE = Buffer.from('module bytes');
 
-async function tarBuffer(entries: Spec[]): Promise<Buffer> {
-  const p = pack();
-  for (const e of entries) {
-    const { body, ...header } = e;
-    const type = header.type ?? 'file';
-    p.entry({ mode: type === 'directory' ? 0o755 : 0o644, mtime: new Date(0), ...header, type }, body ?? '');
-  }
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const chunk of p) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-const tarZst = async (entries: Spec[]): Promise<Buffer> => compress(await tarBuffer(entries));
-const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** Splits the archive into small chunks so the pipeline sees a real stream. */
-const streamOf = (b: Buffer): Readable => {
-  const parts: Buffer[] = [];
-  for (let i = 0; i < b.length; i += 1000) parts.push(b.subarray(i, i + 1000));
-  return Readable.from(parts);
-};
-
-interface Sandbox {
-  base: string;
-  dest: string;
-}
-
 /** tmp/dest (the extraction target) inside tmp/, so escapes into tmp/ are observable. */
-function sandbox(t: TestContext): Sandbox {
-  const base = mkdtempSync(join(tmpdir(), 'banger-ktar-'));
-  const dest = join(base, 'dest');
-  mkdirSync(dest);
-  t.after(() => rmSync(base, { recursive: true, force: true }));
-  return { base, dest };
-}
+const sandbox = (t: TestContext): Sandbox => tempSandbox(t, 'banger-ktar-');
 
 const URL_LABEL = 'https://example.com/k.tar.zst';
 
-const validEntries: Spec[] = [
+const validEntries: TarSpec[] = [
   { name: './', type: 'directory' },
   { name: './vmlinux', body: ELF },
   { name: './initrd.img', body: INITRD },
@@ -104,15 +59,6 @@ test('extracts a bzImage without initrd or modules; the pin may be uppercase', a
   assert.deepEqual(readFileSync(join(dest, 'bzImage')), BZIMAGE);
 });
 
-function appError(code: AppError['code'], re: RegExp): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(e instanceof AppError, `expected AppError, got ${e instanceof Error ? e.stack : String(e)}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, re);
-    return true;
-  };
-}
-
 test('a sha256 mismatch is refused with the catalog hint', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst(validEntries);
@@ -140,37 +86,19 @@ test('bytes that are not zstd are reported as corrupt', async (t) => {
 test('an input stream error is passed on', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst(validEntries);
-  async function* failing(): AsyncGenerator<Buffer> {
-    yield archive.subarray(0, 100);
-    throw new AppError('operation_failed', 'download truncated: got 100 of 9999 bytes from x');
-  }
-  await assert.rejects(extractKernelTarball(Readable.from(failing()), dest, sha256(archive), URL_LABEL), appError('operation_failed', /^download truncated/));
+  await assert.rejects(extractKernelTarball(failingInput(archive), dest, sha256(archive), URL_LABEL), appError('operation_failed', /^download truncated/));
 });
 
 test('an aborted signal rejects as cancelled', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst(validEntries);
-  const ac = new AbortController();
-  let destroyed = false;
-  let sent = false;
   // Sends the first bytes, then stalls like a slow server until the abort.
-  const input = new Readable({
-    read() {
-      if (sent) return;
-      sent = true;
-      this.push(archive.subarray(0, 64));
-      setTimeout(() => ac.abort(), 10);
-    },
-    destroy(err, cb) {
-      destroyed = true;
-      cb(err);
-    },
-  });
-  await assert.rejects(extractKernelTarball(input, dest, sha256(archive), URL_LABEL, ac.signal), appError('cancelled', /cancelled/));
-  assert.ok(destroyed, 'input destroyed');
+  const stalled = stallingInput(archive);
+  await assert.rejects(extractKernelTarball(stalled.input, dest, sha256(archive), URL_LABEL, stalled.signal), appError('cancelled', /cancelled/));
+  assert.ok(stalled.destroyed(), 'input destroyed');
 });
 
-const rejectCases: { name: string; entries: Spec[]; re: RegExp }[] = [
+const rejectCases: { name: string; entries: TarSpec[]; re: RegExp }[] = [
   { name: "'../evil'", entries: [{ name: 'vmlinux', body: ELF }, { name: '../evil', body: 'x' }], re: /unsafe entry in kernel tarball: "\.\.\/evil" \('\.\.' component\)/ },
   { name: "'modules/../../evil'", entries: [{ name: 'modules/../../evil', body: 'x' }], re: /'\.\.' component/ },
   { name: "'/abs'", entries: [{ name: '/abs', body: 'x' }, { name: 'vmlinux', body: ELF }], re: /"\/abs" \(absolute path\)/ },

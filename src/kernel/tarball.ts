@@ -1,14 +1,12 @@
-import { createWriteStream, type Stats } from 'node:fs';
-import { lstat, mkdir, symlink } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, symlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { extract, type Header } from 'tar-stream';
-import { DecompressStream } from 'zstd-napi';
-import { AppError, badRequest, operationFailed } from '../errors.js';
-import { normalizeEntryPath } from '../imagepull/flatten.js';
+import { extractStrictTarZst, refusedEntryType, type StrictEntry } from '../archive/strict-tarzst.js';
+import { drain, hasControlChar, lstatOrNull, type TarEntry } from '../archive/tar-entry.js';
+import { AppError, badRequest } from '../errors.js';
 import { kernelFormat } from './apt.js';
-import { HashingStream } from './fetch.js';
 
 export interface KernelTarballResult {
   kernelFile: 'vmlinux' | 'bzImage';
@@ -20,9 +18,6 @@ export interface KernelTarballResult {
   /** Bytes of the compressed tarball. */
   bytes: number;
 }
-
-/** An entry as tar-stream's extractor yields it: header plus data chunks. */
-type TarEntry = AsyncIterable<unknown> & { header: Header };
 
 const KERNEL_FILES = ['vmlinux', 'bzImage'] as const;
 type KernelFile = (typeof KERNEL_FILES)[number];
@@ -36,24 +31,7 @@ const DIR_MODE = 0o755;
 const LAYOUT_HINT = 'a kernel tarball holds vmlinux or bzImage, optionally initrd.img and a modules/ directory, at the archive root';
 const UNSAFE_HINT = 'rebuild the tarball without that entry';
 
-const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
-
 const isKernelFile = (rel: string): rel is KernelFile => (KERNEL_FILES as readonly string[]).includes(rel);
-
-async function lstatOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await lstat(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
-async function drain(entry: AsyncIterable<unknown>): Promise<void> {
-  for await (const _chunk of entry) {
-    // discard
-  }
-}
 
 /** True when `path` is `dir` or below it (both absolute and normalised). */
 function within(dir: string, path: string): boolean {
@@ -75,30 +53,9 @@ class TarballExtractor {
     this.#modulesRoot = join(this.#dest, MODULES);
   }
 
-  async apply(entry: TarEntry): Promise<void> {
-    const name = entry.header.name;
-    const type = entry.header.type as string | null;
-    const unsafe = (reason: string): AppError => badRequest(`unsafe entry in kernel tarball: ${JSON.stringify(name)} (${reason})`, UNSAFE_HINT);
-    const unexpected = (): AppError => badRequest(`unexpected entry in kernel tarball: ${JSON.stringify(name)}`, LAYOUT_HINT);
-
-    const norm = normalizeEntryPath(name);
-    if ('reason' in norm) throw unsafe(norm.reason);
-    const rel = norm.rel;
-    switch (type) {
-      case 'link':
-        throw unsafe('hardlink');
-      case 'character-device':
-      case 'block-device':
-      case 'fifo':
-        throw unsafe(type);
-      case 'file':
-      case 'contiguous-file':
-      case 'directory':
-      case 'symlink':
-        break;
-      default:
-        throw unsafe(`unsupported entry type ${type ?? 'unknown'}`);
-    }
+  async apply({ entry, rel, type, unsafe, unexpected }: StrictEntry): Promise<void> {
+    const refused = refusedEntryType(type);
+    if (refused !== undefined) throw unsafe(refused);
     if (rel === '') {
       if (type !== 'directory') throw unsafe('entry replaces the archive root');
       return drain(entry);
@@ -164,7 +121,7 @@ class TarballExtractor {
 
   async #symlink(rel: string, target: string, unsafe: (reason: string) => AppError): Promise<void> {
     if (target === '') throw unsafe('empty symlink target');
-    if (/[\u0000-\u001f\u007f]/.test(target)) throw unsafe('control character in symlink target');
+    if (hasControlChar(target)) throw unsafe('control character in symlink target');
     if (target.startsWith('/')) throw unsafe(`absolute symlink target ${JSON.stringify(target)}`);
     // '..' only as leading components: those walk up real directories (checked by #parents), so the lexical
     // check below matches the real resolution. 'l/..' through another link could land elsewhere.
@@ -198,17 +155,10 @@ class TarballExtractor {
   }
 }
 
-function destroyQuietly(stream: { destroy(err?: Error): unknown }): void {
-  try {
-    stream.destroy();
-  } catch {
-    // already torn down
-  }
-}
-
 /**
  * Streams `input` (tar.zst bytes) through a HashingStream, zstd decompression
- * and tar extraction into `dest` (an empty existing directory).
+ * and tar extraction (extractStrictTarZst) into `dest` (an empty existing
+ * directory).
  *
  * Allowed entries: 'vmlinux' or 'bzImage' (regular file, exactly one),
  * 'initrd.img' (regular file), 'modules/' and anything below it (directories,
@@ -229,69 +179,18 @@ export async function extractKernelTarball(
   label: string,
   signal?: AbortSignal,
 ): Promise<KernelTarballResult> {
-  if (signal?.aborted) {
-    input.destroy();
-    throw cancelled();
-  }
-  const hasher = new HashingStream();
-  const unzstd = new DecompressStream();
-  const ex = extract();
   const out = new TarballExtractor(dest);
-
-  let failure: AppError | undefined;
-  const teardown = (): void => {
-    for (const s of [input, hasher, unzstd]) destroyQuietly(s);
-  };
-  const fail = (err: AppError): void => {
-    failure ??= err;
-    teardown();
-    ex.destroy(failure);
-  };
-  const onInputError = (err: unknown): void => {
-    fail(err instanceof AppError ? err : operationFailed(`cannot read kernel tarball from ${label}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
-  };
-  const onDecompressError = (err: unknown): void => {
-    fail(operationFailed(`kernel tarball from ${label} is truncated or corrupt: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
-  };
-  const onAbort = (): void => fail(cancelled());
-  const onInputClose = (): void => {
-    if (!input.readableEnded) fail(operationFailed(`kernel tarball from ${label} is truncated: the input closed before its end`));
-  };
-
-  input.on('error', onInputError);
-  input.on('close', onInputClose);
-  hasher.on('error', onInputError);
-  unzstd.on('error', onDecompressError);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    input.pipe(hasher).pipe(unzstd).pipe(ex);
-    for await (const entry of ex) {
-      if (failure !== undefined) throw failure;
-      await out.apply(entry as TarEntry);
-    }
-    if (failure !== undefined) throw failure;
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    // fs errors (ENOSPC, EACCES, ...) carry a syscall; everything else here comes from the tar parser.
-    const fsError = typeof (err as NodeJS.ErrnoException | undefined)?.syscall === 'string';
-    fail(
-      err instanceof AppError
-        ? err
-        : fsError
-          ? operationFailed(`cannot extract kernel tarball from ${label} into ${dest}: ${message}`, { cause: err })
-          : operationFailed(`kernel tarball from ${label} is truncated or corrupt: ${message}`, { cause: err }),
-    );
-    throw failure ?? err;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
-    input.removeListener('close', onInputClose);
-  }
-
-  const sha256 = hasher.digest();
-  const want = expectedSha256.toLowerCase();
-  if (sha256 !== want) {
-    throw badRequest(`sha256 mismatch for ${label}: expected ${want}, got ${sha256}`, 'the file changed or the catalog pin is wrong');
-  }
+  const { sha256, bytes } = await extractStrictTarZst(input, (entry) => out.apply(entry), {
+    archive: `kernel tarball from ${label}`,
+    entryScope: 'kernel tarball',
+    unsafeHint: UNSAFE_HINT,
+    layoutHint: LAYOUT_HINT,
+    dest,
+    label,
+    expectedSha256,
+    mismatchHint: 'the file changed or the catalog pin is wrong',
+    signal,
+  });
   if (out.kernelFile === undefined) throw badRequest(`kernel tarball from ${label} holds no vmlinux or bzImage`, LAYOUT_HINT);
   const format = kernelFormat(out.kernelHead);
   const wantFormat = out.kernelFile === 'vmlinux' ? 'elf' : 'bzImage';
@@ -301,5 +200,5 @@ export async function extractKernelTarball(
       'vmlinux must be the uncompressed ELF kernel and bzImage the compressed boot image (vmlinuz)',
     );
   }
-  return { kernelFile: out.kernelFile, hasInitrd: out.hasInitrd, moduleFiles: out.moduleFiles, sha256, bytes: hasher.bytes() };
+  return { kernelFile: out.kernelFile, hasInitrd: out.hasInitrd, moduleFiles: out.moduleFiles, sha256, bytes };
 }

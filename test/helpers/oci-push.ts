@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes, sign as cryptoSign } from 'node:crypto';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,10 +29,18 @@ export class LocalRegistry {
     private readonly proc: ChildProcess,
   ) {}
 
-  static async start(opts: { user?: string; password?: string } = {}): Promise<LocalRegistry> {
+  /** Token server of the bearer flow (when started with `token: true`). */
+  token: TokenServer | undefined;
+
+  static async start(opts: { user?: string; password?: string; token?: boolean } = {}): Promise<LocalRegistry> {
     const dir = mkdtempSync(join(tmpdir(), 'banger-reg-'));
     const port = await freePort();
     let auth = '';
+    let token: TokenServer | undefined;
+    if (opts.token) {
+      token = await TokenServer.start(dir);
+      auth = `auth:\n  token:\n    realm: http://127.0.0.1:${token.port}/token\n    service: ${TOKEN_SERVICE}\n    issuer: ${TOKEN_ISSUER}\n    rootcertbundle: ${join(dir, 'cert.pem')}\n`;
+    }
     if (opts.user) {
       const r = spawnSync('htpasswd', ['-Bbc', join(dir, 'htpasswd'), opts.user, opts.password ?? '']);
       if (r.status !== 0) throw new Error(`htpasswd failed: ${r.stderr}`);
@@ -40,6 +49,7 @@ export class LocalRegistry {
     writeFileSync(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
     const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
     const reg = new LocalRegistry(port, dir, proc);
+    reg.token = token;
     for (let i = 0; i < 100; i++) {
       const ok = await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status === 200 || r.status === 401, () => false);
       if (ok) return reg;
@@ -49,9 +59,71 @@ export class LocalRegistry {
     throw new Error('docker-registry did not start');
   }
 
+  /** The registry's own copy of a blob (filesystem storage driver layout), for corruption tests. */
+  blobPath(digest: string): string {
+    const hex = digest.replace(/^sha256:/, '');
+    return join(this.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+  }
+
   stop(): void {
+    this.token?.close();
     this.proc.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+const TOKEN_SERVICE = 'banger-test-registry';
+const TOKEN_ISSUER = 'banger-test-issuer';
+const b64url = (b: Buffer | string): string => Buffer.from(b).toString('base64url');
+
+/**
+ * A small bearer-token service for docker-registry's token auth: RS256 JWTs
+ * whose x5c header carries the self-signed certificate the registry trusts.
+ * Grants what the scope asks for; counts requests so tests can see the flow.
+ */
+export class TokenServer {
+  requests = 0;
+  private constructor(
+    readonly port: number,
+    private readonly server: Server,
+    private readonly key: string,
+    private readonly certDer: Buffer,
+  ) {}
+
+  static async start(dir: string): Promise<TokenServer> {
+    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=banger-test-token'], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
+    const pem = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+    const key = readFileSync(join(dir, 'key.pem'), 'utf8');
+    let self: TokenServer | undefined;
+    const server = createHttpServer((req, res) => {
+      if (self) self.requests++;
+      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+      const scopes = url.searchParams.getAll('scope');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ token: self?.issue(scopes), expires_in: 300 }));
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    self = new TokenServer((server.address() as { port: number }).port, server, key, der);
+    return self;
+  }
+
+  /** A signed token for 'repository:NAME:ACTIONS' scopes. */
+  issue(scopes: string[]): string {
+    const now = Math.floor(Date.now() / 1000);
+    const access = scopes.map((s) => {
+      const [type, name, actions] = s.split(':');
+      return { type, name, actions: (actions ?? '').split(',').filter(Boolean) };
+    });
+    const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'RS256', x5c: [this.certDer.toString('base64')] }));
+    const claims = b64url(JSON.stringify({ iss: TOKEN_ISSUER, sub: 'banger-test', aud: TOKEN_SERVICE, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
+    const sig = cryptoSign('RSA-SHA256', Buffer.from(`${header}.${claims}`), this.key);
+    return `${header}.${claims}.${b64url(sig)}`;
+  }
+
+  close(): void {
+    this.server.close();
   }
 }
 
@@ -63,9 +135,10 @@ export interface Layer {
 const MEDIA = { gzip: 'application/vnd.oci.image.layer.v1.tar+gzip', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd', none: 'application/vnd.oci.image.layer.v1.tar' };
 
 /** Pushes an OCI image with the distribution API's monolithic upload; returns the manifest digest. */
-export async function pushImage(port: number, repo: string, tag: string, layers: Layer[], basic?: string): Promise<string> {
+export async function pushImage(port: number, repo: string, tag: string, layers: Layer[], auth?: string | TokenServer): Promise<string> {
   const base = `http://127.0.0.1:${port}/v2/${repo}`;
-  const headers: Record<string, string> = basic ? { authorization: `Basic ${Buffer.from(basic).toString('base64')}` } : {};
+  const headers: Record<string, string> =
+    auth === undefined ? {} : typeof auth === 'string' ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : { authorization: `Bearer ${auth.issue([`repository:${repo}:pull,push`])}` };
   const putBlob = async (data: Buffer): Promise<string> => {
     const digest = sha256(data);
     const start = await fetch(`${base}/blobs/uploads/`, { method: 'POST', headers });
@@ -89,6 +162,25 @@ export async function pushImage(port: number, repo: string, tag: string, layers:
   const res = await fetch(`${base}/manifests/${tag}`, { method: 'PUT', headers: { ...headers, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: new Uint8Array(manifest) });
   if (res.status !== 201) throw new Error(`manifest: ${res.status} ${await res.text()}`);
   return sha256(manifest);
+}
+
+/** Pushes an OCI index over already-pushed manifests (by digest), one per platform. */
+export async function pushIndex(port: number, repo: string, tag: string, entries: { digest: string; size: number; arch: string }[]): Promise<void> {
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: entries.map((e) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: e.digest, size: e.size, platform: { architecture: e.arch, os: 'linux' } })),
+    }),
+  );
+  const res = await fetch(`http://127.0.0.1:${port}/v2/${repo}/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body: new Uint8Array(index) });
+  if (res.status !== 201) throw new Error(`index: ${res.status} ${await res.text()}`);
+}
+
+/** Size of a manifest already in the registry. */
+export async function manifestSize(port: number, repo: string, ref: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/v2/${repo}/manifests/${ref}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  return (await res.arrayBuffer()).byteLength;
 }
 
 /** A Debian tree with systemd and sshd as one tar, built once per package set and cached under .test-cache/. */

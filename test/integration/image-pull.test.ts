@@ -5,12 +5,13 @@
  * boot of the pulled image.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pack } from 'tar-stream';
 import { sh, TestHome } from '../helpers/home.js';
-import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
+import { debianBaseTar, LocalRegistry, manifestSize, pushImage, pushIndex } from '../helpers/oci-push.js';
 
 const tools = ['docker-registry', 'htpasswd', 'mmdebstrap', 'debugfs', 'qemu-system-x86_64'];
 const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b}`]).code !== 0);
@@ -153,6 +154,51 @@ test('image export then image pull file:// round-trips an image that boots; a wr
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'new1\n');
   assert.equal((await home.banger(['image', 'delete', 'roundtrip'])).code, 0);
+});
+
+test('bearer-token flow: a registry with token auth and a token server made here', { skip }, async () => {
+  const tokReg = await LocalRegistry.start({ token: true });
+  try {
+    await pushImage(tokReg.port, 'test/deb', 'v1', [{ tar: base, compression: 'gzip' }], tokReg.token);
+    const before = tokReg.token?.requests ?? 0;
+    const r = await home.banger(['image', 'pull', `127.0.0.1:${tokReg.port}/test/deb:v1`, '--name', 'tokened']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok((tokReg.token?.requests ?? 0) > before, 'the client fetched a token from the realm');
+    assert.equal((await home.banger(['image', 'delete', 'tokened'])).code, 0);
+  } finally {
+    tokReg.stop();
+  }
+});
+
+test('a multi-arch index: linux/amd64 is selected', { skip }, async () => {
+  const arch = async (a: string): Promise<Buffer> => tarOf([{ name: 'etc/banger-arch', body: a }]);
+  const amd = await pushImage(reg.port, 'test/multi', 'amd64', [{ tar: base, compression: 'gzip' }, { tar: await arch('amd64'), compression: 'gzip' }]);
+  const arm = await pushImage(reg.port, 'test/multi', 'arm64', [{ tar: base, compression: 'gzip' }, { tar: await arch('arm64'), compression: 'gzip' }]);
+  await pushIndex(reg.port, 'test/multi', 'v1', [
+    { digest: arm, size: await manifestSize(reg.port, 'test/multi', arm), arch: 'arm64' },
+    { digest: amd, size: await manifestSize(reg.port, 'test/multi', amd), arch: 'amd64' },
+  ]);
+  const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/multi:v1`, '--name', 'multi']);
+  assert.equal(r.code, 0, r.stderr);
+  const img = await showImage('multi');
+  assert.equal(sh(['debugfs', '-R', 'cat /etc/banger-arch', img.rootfs]).stdout, 'amd64');
+  assert.equal((await home.banger(['image', 'delete', 'multi'])).code, 0);
+});
+
+test('a blob whose bytes do not match its digest: clear error, no image', { skip }, async () => {
+  const extra = await tarOf([{ name: 'etc/banger-corrupt-test', body: 'original content that will be replaced' }]);
+  await pushImage(reg.port, 'test/corrupt', 'v1', [{ tar: base, compression: 'gzip' }, { tar: extra, compression: 'none' }]);
+  const digest = `sha256:${createHash('sha256').update(extra).digest('hex')}`;
+  const stored = reg.blobPath(digest);
+  const bytes = readFileSync(stored);
+  bytes[bytes.length - 1024] = (bytes[bytes.length - 1024] ?? 0) ^ 0xff;
+  writeFileSync(stored, bytes);
+  const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/corrupt:v1`, '--name', 'corrupt']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(digest.slice(7, 19)));
+  const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
+  assert.ok(!list.some((i) => i.name === 'corrupt'));
+  assert.deepEqual(readdirSync(join(home.stateDir, 'images')).filter((d) => d.endsWith('.staging')), []);
 });
 
 test('deleting an image used by a VM is refused with the VM name', { skip }, async () => {
