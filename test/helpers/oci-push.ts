@@ -96,17 +96,17 @@ export class TokenServer {
     const pem = readFileSync(join(dir, 'cert.pem'), 'utf8');
     const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
     const key = readFileSync(join(dir, 'key.pem'), 'utf8');
-    let self: TokenServer | undefined;
+    const ref: { self?: TokenServer } = {};
     const server = createHttpServer((req, res) => {
-      if (self) self.requests++;
+      if (ref.self) ref.self.requests++;
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
       const scopes = url.searchParams.getAll('scope');
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ token: self?.issue(scopes), expires_in: 300 }));
+      res.end(JSON.stringify({ token: ref.self?.issue(scopes), expires_in: 300 }));
     });
     await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-    self = new TokenServer((server.address() as { port: number }).port, server, key, der);
-    return self;
+    ref.self = new TokenServer((server.address() as { port: number }).port, server, key, der);
+    return ref.self;
   }
 
   /** A signed token for 'repository:NAME:ACTIONS' scopes. */

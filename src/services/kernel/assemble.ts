@@ -1,4 +1,5 @@
-import { copyFile, cp, open, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, cp, readFile, writeFile } from 'node:fs/promises';
+import { readHead } from '../../archive/read-head.js';
 import { basename, join } from 'node:path';
 import { badRequest, precondition } from '../../errors.js';
 import { mkfsFromTreeArgv } from '../../ext4/mkfs.js';
@@ -26,17 +27,6 @@ export interface KernelSource {
 }
 
 const HEAD_BYTES = 4 << 20;
-
-async function readHead(path: string, n: number): Promise<Buffer> {
-  const fh = await open(path, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
 
 /**
  * Turns a kernel source into a boot-ready kernel dir in `staging`: the kernel
