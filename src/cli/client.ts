@@ -99,7 +99,8 @@ export class DaemonClient {
   private async startDaemon(): Promise<void> {
     await mkdir(this.paths.stateDir, { recursive: true });
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
-    await this.runner.spawnDetached([process.execPath, bangerd], { logFile: this.paths.daemonLog });
+    // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.
+    await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=1', bangerd], { logFile: this.paths.daemonLog });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
       try {

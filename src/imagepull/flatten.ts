@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readdirSync } from 'node:fs';
 import { chmod, lchown, link, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -160,6 +160,8 @@ export class Flattener {
   #pendingDirs = new Map<string, Date | undefined>();
   #busy = false;
 
+  #rootChecked = false;
+
   constructor(root: string, opts: FlattenOptions) {
     this.#root = resolve(root);
     this.#opts = opts;
@@ -170,6 +172,11 @@ export class Flattener {
     if (this.#busy) throw new Error('Flattener.applyLayer called while another layer is being applied');
     const { signal } = this.#opts;
     if (signal?.aborted) throw cancelled();
+    if (!this.#rootChecked) {
+      // #meta is the record of the tree, so the tree must start empty.
+      if (readdirSync(this.#root).length > 0) throw new Error(`Flattener root ${this.#root} is not empty`);
+      this.#rootChecked = true;
+    }
     this.#busy = true;
     this.#layerPaths = new Set();
     this.#pendingDirs = new Map();
@@ -277,13 +284,15 @@ export class Flattener {
     const parts = dir.split('/');
     for (let i = 1; i <= parts.length; i++) {
       const rel = parts.slice(0, i).join('/');
-      const st = await lstatOrNull(this.#host(rel));
-      if (st === null) {
+      // Every path in the tree was made by this Flattener and is in #meta, so
+      // #meta answers what lstat would, without a syscall per component.
+      const m = this.#meta.get(rel);
+      if (m === undefined) {
         if (!create) return false;
         await this.#mkdirImplicit(rel);
-      } else if (st.isSymbolicLink()) {
+      } else if (m.type === 'symlink') {
         throw reject('path goes through a symlink');
-      } else if (!st.isDirectory()) {
+      } else if (m.type !== 'dir') {
         throw reject('parent is not a directory');
       }
     }
@@ -329,9 +338,9 @@ export class Flattener {
   /** Parents made real, then anything at `rel` removed unless it is a directory and `keepDir`. */
   async #prepare(rel: string, reject: Reject, keepDir: boolean): Promise<boolean> {
     await this.#resolveDir(dirnameOf(rel), reject, true);
-    const st = await lstatOrNull(this.#host(rel));
-    if (st === null) return false;
-    if (keepDir && st.isDirectory()) return true;
+    const m = this.#meta.get(rel);
+    if (m === undefined) return false;
+    if (keepDir && m.type === 'dir') return true;
     await this.#remove(rel);
     return false;
   }

@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,8 +46,10 @@ export class LocalRegistry {
       if (r.status !== 0) throw new Error(`htpasswd failed: ${r.stderr}`);
       auth = `auth:\n  htpasswd:\n    realm: banger-test\n    path: ${join(dir, 'htpasswd')}\n`;
     }
-    writeFileSync(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
-    const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: 'ignore' });
+    writeFileSync(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
+    const log = openSync(join(dir, 'registry.log'), 'a');
+    const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', log, log] });
+    closeSync(log);
     const reg = new LocalRegistry(port, dir, proc);
     reg.token = token;
     for (let i = 0; i < 100; i++) {
@@ -57,6 +59,12 @@ export class LocalRegistry {
     }
     reg.stop();
     throw new Error('docker-registry did not start');
+  }
+
+  /** How many times the registry answered a GET for this blob (from its access log). */
+  blobGets(digest: string): number {
+    const text = readFileSync(join(this.dir, 'registry.log'), 'utf8');
+    return text.split('\n').filter((l) => l.includes(`"GET /v2/`) && l.includes(`/blobs/${digest}`)).length;
   }
 
   /** The registry's own copy of a blob (filesystem storage driver layout), for corruption tests. */

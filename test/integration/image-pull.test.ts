@@ -5,7 +5,8 @@
  * boot of the pulled image.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -199,6 +200,36 @@ test('a blob whose bytes do not match its digest: clear error, no image', { skip
   const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
   assert.ok(!list.some((i) => i.name === 'corrupt'));
   assert.deepEqual(readdirSync(join(home.stateDir, 'images')).filter((d) => d.endsWith('.staging')), []);
+});
+
+test('concurrent pulls of one reference share one download', { skip }, async () => {
+  const unique = await tarOf([{ name: 'var/banger-unique', body: randomBytes(8 << 20).toString('base64') }]);
+  await pushImage(reg.port, 'test/shared', 'v1', [{ tar: base, compression: 'gzip' }, { tar: unique, compression: 'gzip' }]);
+  const ref = `127.0.0.1:${reg.port}/test/shared:v1`;
+  const [a, b] = await Promise.all([home.banger(['image', 'pull', ref, '--name', 'shared']), home.banger(['image', 'pull', ref, '--name', 'shared'])]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
+  assert.equal(list.filter((i) => i.name === 'shared').length, 1);
+  const digest = `sha256:${createHash('sha256').update(gzipSync(unique)).digest('hex')}`;
+  assert.equal(reg.blobGets(digest), 1, 'the unique layer was downloaded once');
+  assert.equal((await home.banger(['image', 'delete', 'shared'])).code, 0);
+});
+
+test('a daemon killed mid-pull leaves no row, and its staging is removed at the next start', { skip }, async () => {
+  const unique = await tarOf([{ name: 'var/banger-unique2', body: randomBytes(8 << 20).toString('base64') }]);
+  await pushImage(reg.port, 'test/killed', 'v1', [{ tar: base, compression: 'gzip' }, { tar: unique, compression: 'gzip' }]);
+  const pull = home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/killed:v1`, '--name', 'killed']);
+  const imagesDir = join(home.stateDir, 'images');
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline && !readdirSync(imagesDir).some((d) => d.endsWith('.staging'))) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(readdirSync(imagesDir).some((d) => d.endsWith('.staging')), 'the pull reached its staging dir');
+  process.kill(Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8')), 'SIGKILL');
+  const r = await pull;
+  assert.notEqual(r.code, 0);
+  const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
+  assert.ok(!list.some((i) => i.name === 'killed'), 'no row');
+  assert.deepEqual(readdirSync(imagesDir).filter((d) => d.endsWith('.staging')), [], 'staging removed by the new daemon');
 });
 
 test('deleting an image used by a VM is refused with the VM name', { skip }, async () => {

@@ -235,6 +235,35 @@ test('multi-target stop: a and b stopped, missing reported, exit 1; set and prun
   assert.equal(await state('multi-a'), 'running');
 });
 
+test('cp in and out keeps contents and modes; stats, -e, logs; the root filesystem grew to the overlay size', { skip }, async () => {
+  const src = join(home.root, 'cp-src');
+  sh(['mkdir', '-p', join(src, 'sub')]);
+  sh(['sh', '-c', `printf hello > ${join(src, 'sub', 'f')} && chmod 0750 ${join(src, 'sub', 'f')}`]);
+  let r = await home.banger(['vm', 'cp', src, 'multi-a:/root/copied']);
+  assert.equal(r.code, 0, r.stderr);
+  r = await home.banger(['vm', 'ssh', 'multi-a', '--', 'stat', '-c', '%a %s', '/root/copied/sub/f']);
+  assert.equal(r.stdout.trim(), '750 5');
+  const back = join(home.root, 'cp-back');
+  r = await home.banger(['vm', 'cp', 'multi-a:/etc/hostname', back]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(sh(['cat', back]).stdout.trim(), 'multi-a');
+  r = await home.banger(['vm', 'cp', src, back]);
+  assert.equal(r.code, 1, 'host to host is refused');
+
+  r = await home.banger(['vm', 'ssh', '-e', 'GREETING=a b $x', 'multi-a', '--', 'printenv', 'GREETING']);
+  assert.equal(r.stdout, 'a b $x\n', r.stderr);
+
+  r = await home.banger(['vm', 'stats', 'multi-a', '--json']);
+  const [st] = JSON.parse(r.stdout) as { pid: number; rss_bytes: number; guest_uptime_s: number }[];
+  assert.ok(st && st.pid > 0 && st.rss_bytes > 0 && st.guest_uptime_s > 0, r.stdout);
+
+  r = await home.banger(['vm', 'logs', 'multi-a']);
+  assert.match(r.stdout, /banger-bootstrap: ready/);
+
+  r = await home.banger(['vm', 'ssh', 'multi-a', '--', 'sh', '-c', 'for i in $(seq 30); do s=$(df -B1 --output=size / | tail -1); [ "$s" -gt 4000000000 ] && break; sleep 1; done; echo $s']);
+  assert.ok(Number(r.stdout.trim()) > 4e9, `root filesystem size ${r.stdout}`);
+});
+
 test('VMs outlive the daemon: kill -9 bangerd, the next call adopts the VM; a dead qemu is noticed', { skip }, async () => {
   const pid = Number(sh(['cat', join(home.runtimeDir, 'bangerd.pid')]).stdout.trim());
   assert.ok(pid > 0);

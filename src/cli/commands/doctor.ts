@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { loadConfigFile } from '../../config/file.js';
 import type { Config } from '../../config/load.js';
-import { runChecks, type CheckRow } from '../../services/doctor/checks.js';
+import type { CheckRow } from '../../services/doctor/checks.js';
 import { HostProbe } from '../../system/host.js';
 import type { CliContext, ExitCode } from '../context.js';
 import { table } from '../render/table.js';
@@ -22,6 +21,8 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
       const c = ctx();
+      // Loaded on demand: the config parser (zod) and the store (native sqlite) would slow every other command's start.
+      const [{ loadConfigFile }, { runChecks }] = await Promise.all([import('../../config/file.js'), import('../../services/doctor/checks.js')]);
       const host = new HostProbe();
       let config: Config | undefined;
       let configError: string | undefined;
