@@ -100,7 +100,7 @@ export class DaemonClient {
     await mkdir(this.paths.stateDir, { recursive: true });
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
     // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.
-    await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=1', bangerd], { logFile: this.paths.daemonLog });
+    await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], { logFile: this.paths.daemonLog });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
       try {
