@@ -22,7 +22,8 @@ export interface BuildImageEntry {
 
 /** SPEC §6.3 package set, plus the base pieces a bootable systemd guest needs. */
 export const DEFAULT_IMAGE_PACKAGES = [
-  'systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'ca-certificates', 'git',
+  // e2fsprogs: resize2fs grows the root filesystem into the overlay at first boot (not in variant=apt).
+  'systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'e2fsprogs', 'openssh-server', 'iproute2', 'ca-certificates', 'git',
   'curl', 'jq', 'sudo', 'procps', 'less', 'vim-tiny', 'make', 'gcc', 'python3', 'rsync', 'unzip', 'xz-utils',
   'zstd', 'dnsutils', 'netcat-openbsd', 'tmux',
 ] as const;
