@@ -24,3 +24,9 @@ export function formatDuration(ms: number): string {
   if (s < 60) return `${s.toFixed(1)}s`;
   return `${Math.floor(s / 60)}m${Math.round(s % 60)}s`;
 }
+
+/** `key  value` lines with the keys padded to one width (the `show` commands). */
+export function keyValues(rows: readonly (readonly [string, string])[]): string {
+  const w = Math.max(0, ...rows.map((r) => r[0].length));
+  return `${rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n')}\n`;
+}

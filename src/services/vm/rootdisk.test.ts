@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { FakeRunner } from '../../system/fake-runner.js';
 import { makeRootDisk, rootDiskPlans, strategyOrder, undoPlan } from './rootdisk.js';
 
-const input = { base: '/i/rootfs.ext4', target: '/v/root.img', sizeBytes: 8 << 30, vmId: 'abcdef0123456789' };
+const input = { base: '/i/rootfs.ext4', target: '/v/root.img', sizeBytes: 8 * 2 ** 30, vmId: 'abcdef0123456789' };
 
 test('strategy order: qcow2 only for a VMM that reads it, dm only when usable', () => {
   assert.deepEqual(strategyOrder({ vmmReadsQcow2: true, dmUsable: false }), ['qcow2-overlay', 'reflink', 'sparse-copy']);
@@ -11,7 +11,7 @@ test('strategy order: qcow2 only for a VMM that reads it, dm only when usable', 
 });
 
 test('plans: argv per strategy', () => {
-  assert.deepEqual(rootDiskPlans['qcow2-overlay'](input).steps[0]?.argv, ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', '/i/rootfs.ext4', '/v/root.img', String(8 << 30)]);
+  assert.deepEqual(rootDiskPlans['qcow2-overlay'](input).steps[0]?.argv, ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', '/i/rootfs.ext4', '/v/root.img', '8589934592']);
   assert.deepEqual(rootDiskPlans.reflink(input).steps.map((s) => s.argv[0]), ['cp', 'truncate']);
   assert.equal(rootDiskPlans.reflink(input).steps[0]?.argv[1], '--reflink=always');
   assert.equal(rootDiskPlans['sparse-copy'](input).steps[0]?.argv[1], '--sparse=always');
@@ -29,7 +29,7 @@ test('device-mapper plan (fake runner: dm does not exist on these hosts): loop d
     .on('cp', { code: 1, stderr: 'cp: failed to clone: Operation not supported' });
   await assert.rejects(makeRootDisk(runner, input, ['dm-snapshot']), /could not make the VM root disk/);
   const argvs = runner.calls.map((c) => c.argv.join(' '));
-  assert.ok(argvs.includes(`dmsetup create banger-abcdef012345 --table 0 ${(8 << 30) / 512} snapshot /dev/loop7 /dev/loop8 P 8`));
+  assert.ok(argvs.includes(`dmsetup create banger-abcdef012345 --table 0 16777216 snapshot /dev/loop7 /dev/loop8 P 8`));
   const undo = argvs.slice(argvs.findIndex((a) => a.startsWith('dmsetup')) + 1);
   assert.deepEqual(undo, ['losetup -d /dev/loop8', 'losetup -d /dev/loop7', 'rm -f /v/root.img.cow']);
 });

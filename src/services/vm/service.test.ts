@@ -56,7 +56,7 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
   images.insert(image);
   const driver = new FakeDriver();
   const runner = opts.runner ?? new FakeRunner();
-  const config = { ...defaultConfig({ cpus: 2, memBytes: 8 << 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
+  const config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
   const keys = { keyPath: join(root, 'id'), knownHosts: join(root, 'kh'), ensureKey: async () => 'ssh-ed25519 AAAA test', forget: async () => undefined } as unknown as SshKeys;
   const svc = new VmService({
     paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000,

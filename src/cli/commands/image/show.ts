@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ImageView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
-import { formatBytes } from '../../render/table.js';
+import { formatBytes, keyValues } from '../../render/table.js';
 
 type ImageShow = ImageView & { dir: string; rootfs: string; managed: boolean; assets_version: number; vms: string[] };
 
@@ -21,8 +21,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
           ['work-seed', i.work_seed ? 'yes' : 'no'], ['managed', i.managed ? 'yes' : 'no (registered)'], ['guest assets', `v${i.assets_version}`],
           ['used by', i.vms.length ? i.vms.join(', ') : '-'], ['created', i.created_at],
         ];
-        const w = Math.max(...rows.map((r) => r[0].length));
-        c.out.write(rows.map(([a, b]) => `${a.padEnd(w)}  ${b}`).join('\n') + '\n');
+        c.out.write(keyValues(rows));
       }
       setCode(0);
     });

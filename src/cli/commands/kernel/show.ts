@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { KernelShowView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
+import { keyValues } from '../../render/table.js';
 
 export function register(kernel: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
   kernel
@@ -20,8 +21,7 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
           ['virtio-mmio', k.traits.virtioMmio ?? 'unknown'], ['PVH note', k.format === 'elf' ? String(k.traits.pvhNote ?? false) : 'n/a (bzImage)'],
           ['imported', k.created_at],
         ];
-        const w = Math.max(...rows.map((r) => r[0].length));
-        c.out.write(rows.map(([a, b]) => `${a.padEnd(w)}  ${b}`).join('\n') + '\n');
+        c.out.write(keyValues(rows));
       }
       setCode(0);
     });

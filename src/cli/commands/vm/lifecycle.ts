@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { VmView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
+import { keyValues } from '../../render/table.js';
 import { forEachVm, registerSimple } from './multi.js';
 import { parseIntFlag, parseMemoryFlag } from './run.js';
 
@@ -49,8 +50,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
           ['disk', `${v.disk_bytes} bytes`], ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
           ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`], ['ssh', v.ssh ?? '-'], ['root disk', v.disk_strategy], ['pid', v.pid === null ? '-' : String(v.pid)], ['created', v.created_at],
         ];
-        const w = Math.max(...rows.map((r) => r[0].length));
-        c.out.write(rows.map(([a, b]) => `${a.padEnd(w)}  ${b}`).join('\n') + '\n');
+        c.out.write(keyValues(rows));
       }
       setCode(0);
     });
