@@ -3,36 +3,18 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { extract } from 'tar-stream';
 import { AppError } from '../errors.js';
 import { FakeRegistry, compress, layerMediaType, sha256, tarOf, type Compression } from '../../test/helpers/registry.js';
 import { BlobCache } from './blobcache.js';
 import { DiffIdVerifier, layerCompression, openLayer, openVerifiedLayer, sniffCompression } from './layers.js';
 import { parseReference } from './reference.js';
 import { RegistryClient } from './registry.js';
+import { untar } from '../../test/helpers/tar-zst.js';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'banger-layers-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** name → content of the regular files in a tar stream. */
-async function untar(stream: Readable): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const ex = extract();
-  const done = (async () => {
-    for await (const entry of ex) {
-      const chunks: Buffer[] = [];
-      for await (const c of entry) chunks.push(c as Buffer);
-      if (entry.header.type === 'file') out[entry.header.name] = Buffer.concat(chunks).toString('utf8');
-    }
-  })();
-  stream.pipe(ex);
-  stream.on('error', (e) => ex.destroy(e));
-  await done;
-  return out;
 }
 
 const FILES = { 'etc/': '', 'etc/motd': 'welcome\n', 'usr/bin/tool': '#!/bin/sh\necho hi\n' };

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { TestContext } from 'node:test';
-import { pack, type Header } from 'tar-stream';
+import { extract, pack, type Header } from 'tar-stream';
 import { compress } from 'zstd-napi';
 import { AppError } from '../../src/errors.js';
 
@@ -109,4 +109,21 @@ export function appError(code: AppError['code'], re: RegExp): (e: unknown) => bo
     assert.match(e.message, re);
     return true;
   };
+}
+
+/** name → content of the regular files in a tar stream (a leading ./ dropped). */
+export async function untar(stream: Readable): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const ex = extract();
+  const done = (async () => {
+    for await (const entry of ex) {
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      if (entry.header.type === 'file') out[entry.header.name.replace(/^\.\//, '')] = Buffer.concat(chunks).toString('utf8');
+    }
+  })();
+  stream.on('error', (e) => ex.destroy(e));
+  stream.pipe(ex);
+  await done;
+  return out;
 }

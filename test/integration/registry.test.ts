@@ -9,15 +9,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
-import { extract } from 'tar-stream';
 import { AppError } from '../../src/errors.js';
 import { BlobCache } from '../../src/imagepull/blobcache.js';
 import { openVerifiedLayer } from '../../src/imagepull/layers.js';
 import { parseReference, type ImageRef } from '../../src/imagepull/reference.js';
 import { RegistryClient } from '../../src/imagepull/registry.js';
 import { OCI_INDEX, OCI_MANIFEST, RealRegistry, realRegistryUnavailable, skopeoCopy, umociImage } from '../helpers/registry.js';
+import { untar } from '../helpers/tar-zst.js';
 
 const unavailable = realRegistryUnavailable();
 if (unavailable !== undefined) console.log(`# skipping real-registry tests: ${unavailable}`);
@@ -47,22 +46,6 @@ after(async () => {
 function must<T>(x: T | undefined): T {
   assert.ok(x !== undefined);
   return x;
-}
-
-async function untar(stream: Readable): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const ex = extract();
-  const done = (async () => {
-    for await (const entry of ex) {
-      const chunks: Buffer[] = [];
-      for await (const c of entry) chunks.push(c as Buffer);
-      if (entry.header.type === 'file') out[entry.header.name.replace(/^\.\//, '')] = Buffer.concat(chunks).toString('utf8');
-    }
-  })();
-  stream.on('error', (e) => ex.destroy(e));
-  stream.pipe(ex);
-  await done;
-  return out;
 }
 
 /** Resolves ref, caches every layer through BlobCache, unpacks them with diff_id checks; returns the files seen. */
