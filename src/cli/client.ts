@@ -5,6 +5,7 @@ import type { DaemonStatus, Method, Params } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
 import { packageRoot, type Paths } from '../system/paths.js';
+import { processExists } from '../system/process.js';
 import type { CommandRunner } from '../system/runner.js';
 
 /** An error the daemon returned, with its op id kept for display. */
@@ -125,15 +126,9 @@ export class DaemonClient {
       });
     }
     await this.callOnce('daemon.stop', {}, {});
+    // Until the old process has exited it still holds the state-dir lock, and a new daemon would refuse to run.
     const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      try {
-        await this.callOnce('daemon.status', {}, {});
-      } catch (e) {
-        if (isNoDaemon(e)) break;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    while (Date.now() < deadline && processExists(st.pid)) await new Promise((r) => setTimeout(r, 50));
     await this.startDaemon();
   }
 }

@@ -16,6 +16,8 @@ import { migrationStatus } from '../store/migrations.js';
 import { OperationRepo } from '../store/operations.js';
 import { VmRepo } from '../store/vms.js';
 import { prepareDirs } from '../system/dirs.js';
+import { StateLock } from '../system/statelock.js';
+import { sweepOrphans } from '../services/sweep.js';
 import { decideAccel, HostProbe } from '../system/host.js';
 import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
@@ -63,6 +65,8 @@ export async function main(argv: string[]): Promise<number> {
   if (argv.includes('--check-migrations')) return checkMigrations(paths);
 
   await prepareDirs(paths, uid);
+  // Before anything reads or changes the state dir: a second daemon stops here.
+  await StateLock.acquire(paths.stateDir);
   const host = new HostProbe();
   const config = await loadConfigFile(paths.configFile, host);
   const log = streamLogger(process.stderr, config.logLevel);
@@ -93,15 +97,14 @@ export async function main(argv: string[]): Promise<number> {
     defaultKernel: config.defaultKernelName,
     insecureHosts: config.insecureRegistries,
   });
-  const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
+  const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
   const vms = new VmService({
     paths, vms: vmRepo, images: imageRepo, imageService: images, driver: new QemuDriver(runner, config.qemuBin),
     runner, keys, config, accel, tscKhz: cpu.tscKhz, log,
   });
 
-  await kernels.cleanStaging();
-  await images.cleanStaging();
   await vms.reconcile();
+  await sweepOrphans(paths, { imageIds: imageRepo.list().map((i) => i.id), kernelNames: kernelRepo.list().map((k) => k.name), vmIds: vmRepo.list().map((v) => v.id) }, log);
 
   const started = Date.now();
   const handlers = {} as Handlers;

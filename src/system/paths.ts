@@ -48,9 +48,14 @@ export class Paths {
   get pidFile(): string { return join(this.runtimeDir, 'bangerd.pid'); }
 
   imageDir(id: string): string { return join(this.imagesDir, id); }
-  imageStaging(id: string): string { return join(this.imagesDir, `${id}.staging`); }
+  /** Staging of an image being made; under tmp/, so it never shares a directory with finished images. */
+  imageStaging(id: string): string { return join(this.tmpDir, `image-${id}`); }
   kernelDir(name: string): string { return join(this.kernelsDir, name); }
-  kernelStaging(name: string): string { return join(this.kernelsDir, `.${name}.staging`); }
+  /**
+   * Work dir of one kernel install (`out/` becomes kernels/<name>, `scratch/` is thrown away).
+   * Under tmp/ with a random id: no kernel name can collide with it, and startup empties tmp/.
+   */
+  kernelWork(name: string, id: string): string { return join(this.tmpDir, `kernel-${name}-${id}`); }
   vmDir(id: string): string { return join(this.vmsDir, id); }
   qmpSocket(vmId: string): string { return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.qmp`)); }
 

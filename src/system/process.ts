@@ -39,6 +39,16 @@ export async function isSameProcessAlive(pid: number, startTime: number): Promis
   return (await processState(pid)) !== 'Z';
 }
 
+/** True while a process with this pid exists (a zombie included); signal 0 only checks. */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export function signalProcess(pid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(pid, signal);

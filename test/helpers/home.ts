@@ -46,21 +46,21 @@ export class TestHome {
     return join(this.root, 'run', 'banger');
   }
 
-  /** Runs the banger CLI with stdin closed; resolves with its exit code and output. */
-  banger(args: readonly string[], timeoutMs = 15 * 60_000): Promise<CliResult> {
-    return new Promise((resolve) => {
-      const child = spawn(process.execPath, [BANGER, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code: code ?? -1, stdout, stderr });
-      });
-    });
+  /** Runs the banger CLI with stdin closed; resolves with its exit code and output. `env` adds to this home's. */
+  banger(args: readonly string[], timeoutMs = 15 * 60_000, env: Record<string, string> = {}): Promise<CliResult> {
+    return run([BANGER, ...args], { ...this.env, ...env }, timeoutMs);
   }
+
+  /** Runs bangerd itself in the foreground (as `banger` would start it), with stdin closed. */
+  bangerd(env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
+    return run([join(REPO, 'bin', 'bangerd.js')], { ...this.env, ...env }, timeoutMs);
+  }
+
+  /** pid of this home's daemon, from its pid file. */
+  daemonPid(): number {
+    return Number(readFileSync(join(this.runtimeDir, 'bangerd.pid'), 'utf8'));
+  }
+
 
   /** pids of qemu processes whose command line mentions this home. */
   qemuPids(): number[] {
@@ -88,6 +88,22 @@ export class TestHome {
     }
     if (!process.env.BANGER_TEST_HOME) rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/** Runs a node script with stdin closed; a run past timeoutMs is killed (code -1). */
+function run(argv: readonly string[], env: Record<string, string>, timeoutMs: number): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
 }
 
 export function sh(argv: string[]): CliResult {

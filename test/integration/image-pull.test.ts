@@ -113,7 +113,7 @@ test('a layer with ../escape fails naming the path; no image row, nothing outsid
   assert.match(r.stderr, /layer 2/);
   const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
   assert.deepEqual(list.map((i) => i.name).sort(), ['ocitest']);
-  assert.deepEqual(readdirSync(join(home.stateDir, 'images')).filter((d) => d.endsWith('.staging')), []);
+  assert.deepEqual(readdirSync(join(home.stateDir, 'tmp')), [], 'no staging left');
   assert.equal(sh(['sh', '-c', `ls ${join(home.stateDir, 'images')}/escape ${join(home.stateDir)}/escape 2>/dev/null`]).stdout, '');
 });
 
@@ -148,7 +148,7 @@ test('image export then image pull file:// round-trips an image that boots; a wr
   r = await home.banger(['image', 'pull', `file://${out}`, '--sha256', '0'.repeat(64), '--name', 'badsha']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /sha256 mismatch/);
-  assert.deepEqual(readdirSync(join(home.stateDir, 'images')).filter((d) => d.endsWith('.staging')), []);
+  assert.deepEqual(readdirSync(join(home.stateDir, 'tmp')), [], 'no staging left');
   r = await home.banger(['image', 'pull', `file://${out}`, '--sha256', sha, '--name', 'roundtrip']);
   assert.equal(r.code, 0, r.stderr);
   r = await home.banger(['vm', 'run', '--rm', '--image', 'roundtrip', '--', 'sh', '-c', 'cat /opt/new; ls -a /root | grep -c bashrc']);
@@ -199,7 +199,7 @@ test('a blob whose bytes do not match its digest: clear error, no image', { skip
   assert.match(r.stderr, new RegExp(digest.slice(7, 19)));
   const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
   assert.ok(!list.some((i) => i.name === 'corrupt'));
-  assert.deepEqual(readdirSync(join(home.stateDir, 'images')).filter((d) => d.endsWith('.staging')), []);
+  assert.deepEqual(readdirSync(join(home.stateDir, 'tmp')), [], 'no staging left');
 });
 
 test('concurrent pulls of one reference share one download', { skip }, async () => {
@@ -220,16 +220,17 @@ test('a daemon killed mid-pull leaves no row, and its staging is removed at the 
   const unique = await tarOf([{ name: 'var/banger-unique2', body: randomBytes(8 << 20).toString('base64') }]);
   await pushImage(reg.port, 'test/killed', 'v1', [{ tar: base, compression: 'gzip' }, { tar: unique, compression: 'gzip' }]);
   const pull = home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/killed:v1`, '--name', 'killed']);
-  const imagesDir = join(home.stateDir, 'images');
+  const tmpDir = join(home.stateDir, 'tmp');
+  const staged = (): boolean => readdirSync(tmpDir).some((d) => d.startsWith('image-'));
   const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline && !readdirSync(imagesDir).some((d) => d.endsWith('.staging'))) await new Promise((r) => setTimeout(r, 100));
-  assert.ok(readdirSync(imagesDir).some((d) => d.endsWith('.staging')), 'the pull reached its staging dir');
+  while (Date.now() < deadline && !staged()) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(staged(), 'the pull reached its staging dir');
   process.kill(Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8')), 'SIGKILL');
   const r = await pull;
   assert.notEqual(r.code, 0);
   const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
   assert.ok(!list.some((i) => i.name === 'killed'), 'no row');
-  assert.deepEqual(readdirSync(imagesDir).filter((d) => d.endsWith('.staging')), [], 'staging removed by the new daemon');
+  assert.deepEqual(readdirSync(tmpDir), [], 'staging removed by the new daemon');
 });
 
 test('deleting an image used by a VM is refused with the VM name', { skip }, async () => {

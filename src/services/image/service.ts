@@ -151,8 +151,21 @@ export class ImageService {
     return { name: row.name };
   }
 
-  /** The named image, built from the catalog recipe on first use. */
+  /**
+   * The named image, built from the catalog recipe (or fetched from the
+   * catalog file's bundle) on first use. One such first use per name at a
+   * time: callers share it, and the row check inside the flight catches one
+   * that arrives just after it finished. It runs on the daemon's lifetime, so
+   * the first caller going away does not fail the others.
+   */
   async ensure(name: string, ctx: OpContext): Promise<ImageRow> {
+    const row = this.find(name);
+    if (row) return row;
+    const shared: OpContext = { ...ctx, signal: this.lifetime };
+    return raceAbort(this.flights.run(`ensure:${name}`, () => this.ensureNow(name, shared)), ctx.signal);
+  }
+
+  private async ensureNow(name: string, ctx: OpContext): Promise<ImageRow> {
     const row = this.find(name);
     if (row) return row;
     const entry = findImageEntry(name);
@@ -164,7 +177,7 @@ export class ImageService {
     // Resolve the kernel before the long build, so a missing kernel fails fast.
     const kernel = await this.kernels.ensure(entry.kernel, ctx);
     ctx.progress({ stage: 'image', message: `building image ${name} with mmdebstrap (first use; takes a few minutes)` });
-    return raceAbort(this.flights.run(name, () => this.build(entry, kernel.dir, ctx)), ctx.signal);
+    return this.flights.run(name, () => this.build(entry, kernel.dir, ctx));
   }
 
   /**
@@ -176,13 +189,6 @@ export class ImageService {
     if (await exists(join(own, 'manifest.json'))) return readKernelDir(own);
     await this.kernels.ensure(image.kernelName, ctx);
     return this.kernels.files(image.kernelName);
-  }
-
-  async cleanStaging(): Promise<void> {
-    if (!(await exists(this.paths.imagesDir))) return;
-    for (const e of await readdir(this.paths.imagesDir)) {
-      if (e.endsWith('.staging')) await removeTree(join(this.paths.imagesDir, e));
-    }
   }
 
   /**

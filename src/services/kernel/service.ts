@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { KernelCatalogView } from '../../api/methods.js';
@@ -96,7 +97,8 @@ export class KernelService {
     const row = this.repo.get(name);
     if (row) return row;
     ctx.progress({ stage: 'kernel', message: `pulling kernel ${name} (first use)` });
-    return this.pull(name, false, ctx);
+    validateKernelName(name);
+    return this.fetchOnce(name, false, ctx);
   }
 
   async pull(name: string, force: boolean, ctx: OpContext): Promise<KernelRow> {
@@ -104,14 +106,27 @@ export class KernelService {
     if (!force && this.repo.get(name)) {
       throw alreadyExists(`kernel "${name}" is already pulled`, `pass --force to pull it again, or \`banger kernel rm ${name}\` first`);
     }
+    return this.fetchOnce(name, force, ctx);
+  }
+
+  /**
+   * One download per kernel name at a time: callers that arrive while it runs
+   * share it, and one that arrives just after it finished finds the row (the
+   * check is inside the flight). It runs on the daemon's lifetime, so one
+   * caller going away does not fail the others.
+   */
+  private async fetchOnce(name: string, force: boolean, ctx: OpContext): Promise<KernelRow> {
     const entry = (await this.catalogEntries()).find((e) => e.name === name);
     if (!entry) throw notFound(`kernel "${name}" is not in the catalog`, 'run `banger kernel list --available`; tarball kernels come from the `catalog` file in config.toml');
+    const shared: OpContext = { ...ctx, signal: this.lifetime };
     return raceAbort(
-      this.flights.run(name, () =>
-        this.install(name, ctx, (staging, scratch) =>
-          entry.kind === 'distro' ? this.fetchDistro(entry, scratch, ctx) : this.fetchTarball(entry, scratch, ctx),
-        ),
-      ),
+      this.flights.run(name, async () => {
+        const row = force ? undefined : this.repo.get(name);
+        if (row) return row;
+        return this.install(name, shared, (scratch) =>
+          entry.kind === 'distro' ? this.fetchDistro(entry, scratch, shared) : this.fetchTarball(entry, scratch, shared),
+        );
+      }),
       ctx.signal,
     );
   }
@@ -128,7 +143,7 @@ export class KernelService {
       if (!st) throw notFound(`${flag} ${path} does not exist`);
       if (flag === '--modules' ? !st.isDirectory() : !st.isFile()) throw badRequest(`${flag} ${path} is not a ${flag === '--modules' ? 'directory' : 'file'}`);
     }
-    return this.install(p.name, ctx, async (_staging, scratch) => ({
+    return this.install(p.name, ctx, async (scratch) => ({
       name: p.name, distro: 'custom', source: `import:${src.kernel}`, kernelPath: src.kernel as string,
       initrdPath: src.initrd, modulesDir: src.modules, scratch,
     }));
@@ -136,44 +151,38 @@ export class KernelService {
 
   async delete(name: string): Promise<{ name: string }> {
     const row = this.get(name);
+    // Row first: a crash before the files are gone leaves a dir without a row, which startup sweeps.
     // Images hold hard links to their kernel files, so removing this dir never breaks them.
-    await removeTree(row.dir);
     this.repo.delete(name);
+    await removeTree(row.dir);
     this.log.info('kernel removed', { name });
     return { name };
   }
 
-  async cleanStaging(): Promise<void> {
-    if (!(await exists(this.paths.kernelsDir))) return;
-    for (const e of await readdir(this.paths.kernelsDir)) {
-      if (e.endsWith('.staging')) await removeTree(join(this.paths.kernelsDir, e));
-    }
-  }
-
-  /** staging → assemble → atomic publish → row; any failure removes the staging dir. */
-  private async install(name: string, ctx: OpContext, fetch: (staging: string, scratch: string) => Promise<KernelSource>): Promise<KernelRow> {
-    const staging = this.paths.kernelStaging(name);
-    const scratch = `${staging}-scratch`;
-    await removeTree(staging);
-    await removeTree(scratch);
+  /**
+   * staging → assemble → atomic publish → row. Everything is made in one work
+   * dir under tmp/ (removed on any failure, and emptied by startup after a crash).
+   */
+  private async install(name: string, ctx: OpContext, fetch: (scratch: string) => Promise<KernelSource>): Promise<KernelRow> {
+    const work = this.paths.kernelWork(name, randomBytes(6).toString('hex'));
+    const staging = join(work, 'out');
+    const scratch = join(work, 'scratch');
     await ensureDir(staging);
     await ensureDir(scratch);
     try {
-      const src = await fetch(staging, scratch);
+      const src = await fetch(scratch);
       ctx.progress({ stage: 'kernel', message: 'building initramfs and modules disk' });
       const manifest = await assembleKernel(src, staging, this.runner, this.lifetime);
       const final = this.paths.kernelDir(name);
-      await removeTree(final);
+      // A forced re-pull moves the old dir aside first (a dir cannot be renamed over a non-empty one).
+      if (await exists(final)) await rename(final, join(work, 'old'));
       await rename(staging, final);
       const row = rowFromManifest(manifest, final);
       this.repo.insert(row);
       this.log.info('kernel installed', { name, version: row.version, source: row.source });
       return row;
-    } catch (e) {
-      await removeTree(staging);
-      throw e;
     } finally {
-      await removeTree(scratch);
+      await removeTree(work);
     }
   }
 

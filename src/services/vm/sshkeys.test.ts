@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { FakeRunner } from '../../system/fake-runner.js';
+import { SshKeys } from './sshkeys.js';
+
+const roots: string[] = [];
+after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
+
+function setup(): { keys: SshKeys; runner: FakeRunner; root: string; tmp: string } {
+  const root = mkdtempSync(join(tmpdir(), 'sshkeys-'));
+  roots.push(root);
+  const tmp = join(root, 'tmp');
+  mkdirSync(tmp);
+  // A fake ssh-keygen that writes the pair slowly, like the real one under load.
+  const runner = new FakeRunner().on('ssh-keygen', async (argv) => {
+    const f = argv[argv.indexOf('-f') + 1] as string;
+    await new Promise((r) => setTimeout(r, 30));
+    if (existsSync(f)) return { code: 1, stdout: '', stderr: `${f} already exists.\nOverwrite (y/n)? ` };
+    writeFileSync(f, 'PRIVATE', { mode: 0o600 });
+    writeFileSync(`${f}.pub`, `ssh-ed25519 AAAA${f.length} banger\n`);
+    return { code: 0, stdout: '', stderr: '' };
+  });
+  return { keys: new SshKeys(runner, join(root, 'ssh', 'id_ed25519'), join(root, 'ssh', 'known_hosts'), tmp), runner, root, tmp };
+}
+
+test('concurrent first uses share one ssh-keygen and all get the same key', async () => {
+  const { keys, runner, tmp } = setup();
+  const pubs = await Promise.all([keys.ensureKey(), keys.ensureKey(), keys.ensureKey()]);
+  assert.equal(runner.callsTo('ssh-keygen').length, 1);
+  assert.equal(new Set(pubs).size, 1);
+  assert.match(pubs[0] as string, /^ssh-ed25519 /);
+  assert.deepEqual(readdirSync(tmp), [], 'the work dir is gone');
+  assert.equal(await keys.ensureKey(), pubs[0]);
+  assert.equal(runner.callsTo('ssh-keygen').length, 1, 'an existing key is reused');
+});
