@@ -18,6 +18,7 @@ import { VmRepo } from '../store/vms.js';
 import { prepareDirs } from '../system/dirs.js';
 import { StateLock } from '../system/statelock.js';
 import { sweepOrphans } from '../services/sweep.js';
+import { testPauses } from '../services/testpause.js';
 import { decideAccel, HostProbe } from '../system/host.js';
 import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
@@ -100,7 +101,7 @@ export async function main(argv: string[]): Promise<number> {
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
   const vms = new VmService({
     paths, vms: vmRepo, images: imageRepo, imageService: images, driver: new QemuDriver(runner, config.qemuBin),
-    runner, keys, config, accel, tscKhz: cpu.tscKhz, log,
+    runner, keys, config, accel, tscKhz: cpu.tscKhz, log, pause: testPauses(process.env.BANGER_TEST_PAUSE, log),
   });
 
   await vms.reconcile();

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 
 /**
  * Start time of a process in clock ticks since boot (/proc/<pid>/stat field 22),
@@ -79,4 +79,22 @@ export async function processUsage(pid: number): Promise<{ cpuSeconds: number; r
   } catch {
     return undefined;
   }
+}
+
+/** Split a /proc/<pid>/cmdline (NUL-separated, NUL-terminated) into argv. */
+export function parseCmdline(raw: string): string[] {
+  const parts = raw.split('\0');
+  if (parts[parts.length - 1] === '') parts.pop();
+  return parts;
+}
+
+/** pids of the live processes whose argv matches (read from /proc; processes that vanish meanwhile are skipped). */
+export async function findProcesses(match: (argv: string[]) => boolean): Promise<number[]> {
+  const out: number[] = [];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const raw = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
+    if (raw && match(parseCmdline(raw))) out.push(Number(e));
+  }
+  return out;
 }

@@ -36,8 +36,13 @@ export interface VmmHandles {
  */
 export interface VmmDriver {
   readonly kind: 'qemu' | 'firecracker';
-  /** Starts the VMM detached (it outlives the daemon) and returns its handles once it runs. */
-  start(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandles>;
+  /**
+   * Starts the VMM detached (it outlives the daemon) and returns its handles once it runs.
+   * `onSpawn` gets the handles as soon as the process exists, before the driver waits for
+   * its control socket, so the caller can record them first (a daemon killed in that window
+   * must still find the process); if it throws, the process is killed and start rejects.
+   */
+  start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles>;
   /** Stops the VMM now (no guest shutdown); resolves when the process is gone. */
   kill(handles: VmmHandles, signal?: NodeJS.Signals): Promise<void>;
   isAlive(handles: VmmHandles): Promise<boolean>;

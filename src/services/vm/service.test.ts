@@ -10,6 +10,8 @@ import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelManifest } from '../kernel/manifest.js';
 import { VmRepo } from '../../store/vms.js';
 import { FakeRunner } from '../../system/fake-runner.js';
+import { NodeRunner } from '../../system/node-runner.js';
+import { signalProcess } from '../../system/process.js';
 import { Paths } from '../../system/paths.js';
 import type { VmmDriver, VmmHandles, VmmSpec } from '../../vmm/driver.js';
 import { nullLogger, type OpContext } from '../context.js';
@@ -25,14 +27,21 @@ class FakeDriver implements VmmDriver {
   alive = new Set<number>();
   specs: VmmSpec[] = [];
   exitOnStart = false;
+  /** Spawned, then never reports its control socket: the daemon dies in that window. */
+  hangAfterSpawn = false;
   private pid = 1000;
-  async start(spec: VmmSpec): Promise<VmmHandles> {
+  async start(spec: VmmSpec, _signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     this.specs.push(spec);
     const pid = this.pid++;
     if (!this.exitOnStart) this.alive.add(pid);
-    return { pid, startTime: 1, controlSocket: spec.controlSocket };
+    const h = { pid, startTime: 1, controlSocket: spec.controlSocket };
+    await onSpawn?.(h);
+    if (this.hangAfterSpawn) await new Promise(() => undefined);
+    return h;
   }
+  killed: number[] = [];
   async kill(h: VmmHandles): Promise<void> {
+    this.killed.push(h.pid);
     this.alive.delete(h.pid);
   }
   async isAlive(h: VmmHandles): Promise<boolean> {
@@ -58,7 +67,7 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
   const runner = opts.runner ?? new FakeRunner();
   const config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
   const keys = { keyPath: join(root, 'id'), knownHosts: join(root, 'kh'), ensureKey: async () => 'ssh-ed25519 AAAA test', forget: async () => undefined } as unknown as SshKeys;
-  const svc = new VmService({
+  const deps: ConstructorParameters<typeof VmService>[0] = {
     paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000,
     accel: { accel: 'tcg', reason: 'test' },
     imageService: {
@@ -71,8 +80,11 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
     sshProbe: async () => opts.probe ?? 'ready',
     stallMs: 60_000,
     stopGraceMs: 50,
-  });
-  return { svc, vms, paths, driver, runner };
+  };
+  const svc = new VmService(deps);
+  /** A new daemon over the same store, files and processes (as after a kill -9). */
+  const restart = (): VmService => new VmService(deps);
+  return { svc, vms, paths, driver, runner, restart };
 }
 
 const ctx = (signal = new AbortController().signal): OpContext => ({ opId: 'op-test', signal, progress: () => undefined });
@@ -210,4 +222,67 @@ test('auto_stop_stale_after stops only VMs untouched for longer than the limit',
   assert.deepEqual(stopped, ['old']);
   assert.equal(vms.byName('old')?.state, 'stopped');
   assert.equal(vms.byName('fresh')?.state, 'running');
+});
+
+test('a daemon killed between VMM spawn and its control socket: the next start kills that VMM and removes the VM', async () => {
+  const { svc, vms, driver, paths, restart } = setup();
+  driver.hangAfterSpawn = true;
+  void svc.create({ name: 'dev' }, ctx());
+  const deadline = Date.now() + 5000;
+  while (driver.alive.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(driver.alive.size, 1, 'the VMM was spawned');
+  const id = vms.byName('dev')?.id as string;
+  driver.hangAfterSpawn = false;
+  await restart().reconcile();
+  assert.equal(driver.alive.size, 0, 'no VMM is left running');
+  assert.equal(vms.byName('dev'), undefined, 'the half-made VM is gone, so a retry can reuse the name');
+  assert.equal(existsSync(paths.vmDir(id)), false);
+  await restart().create({ name: 'dev' }, ctx());
+  assert.equal(vms.byName('dev')?.state, 'running');
+});
+
+test('reconcile: an unconfirmed start or an asked-for stop ends stopped with its VMM killed and its disks kept', async () => {
+  for (const state of ['starting', 'stopping'] as const) {
+    const { svc, vms, driver, paths, restart } = setup();
+    const v = await svc.create({ name: 'dev' }, ctx());
+    const pid = vms.get(v.id)?.handles?.pid as number;
+    vms.update(v.id, { state });
+    await restart().reconcile();
+    assert.equal(vms.get(v.id)?.state, 'stopped', state);
+    assert.equal(vms.get(v.id)?.handles, undefined, state);
+    assert.deepEqual(driver.killed, [pid], state);
+    assert.ok(existsSync(join(paths.vmDir(v.id), 'root.qcow2')) || existsSync(paths.vmDir(v.id)), `${state}: disks kept`);
+  }
+});
+
+test('reconcile: a create interrupted during its first boot is removed and its recorded VMM killed', async () => {
+  const { svc, vms, driver, paths, restart } = setup();
+  const v = await svc.create({ name: 'dev' }, ctx());
+  const pid = vms.get(v.id)?.handles?.pid as number;
+  vms.update(v.id, { state: 'creating' });
+  await restart().reconcile();
+  assert.equal(vms.get(v.id), undefined);
+  assert.deepEqual(driver.killed, [pid]);
+  assert.equal(existsSync(paths.vmDir(v.id)), false);
+});
+
+test('reconcile: a VMM whose handles were never recorded is found by its control socket on its command line', async (t) => {
+  const { vms, driver, paths, restart } = setup();
+  vms.insert({
+    id: 'c'.repeat(32), name: 'dev', imageId: 'img1', state: 'creating', vcpu: 1, memoryMib: 256, diskBytes: 1 << 30, overlayBytes: 1 << 30,
+    nat: false, vmm: 'qemu', accel: 'tcg', networkMode: 'user', sshPort: undefined, diskStrategy: 'qcow2-overlay', handles: undefined,
+    bootId: undefined, createdAt: 'now', updatedAt: 'now',
+  });
+  mkdirSync(paths.vmDir('c'.repeat(32)), { recursive: true });
+  const sock = paths.qmpSocket('c'.repeat(32));
+  const runner = new NodeRunner();
+  const log = join(paths.vmDir('c'.repeat(32)), 'vmm.log');
+  // Stand-ins: one carries the VMM's QMP argument, one only mentions the VM's console log (like `tail -f`).
+  const vmm = await runner.spawnDetached([process.execPath, '-e', 'setTimeout(() => {}, 60000)', '--', '-qmp', `unix:${sock},server=on,wait=off`], { logFile: log });
+  const bystander = await runner.spawnDetached([process.execPath, '-e', 'setTimeout(() => {}, 60000)', '--', join(paths.vmDir('c'.repeat(32)), 'console.log')], { logFile: log });
+  t.after(() => [vmm, bystander].forEach((p) => signalProcess(p, 'SIGKILL')));
+  await restart().reconcile();
+  assert.deepEqual(driver.killed, [vmm]);
+  assert.equal(vms.byName('dev'), undefined);
 });

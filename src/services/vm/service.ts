@@ -14,7 +14,7 @@ import type { ImageRepo } from '../../store/images.js';
 import type { VmHandles, VmRepo, VmRow } from '../../store/vms.js';
 import type { AccelDecision } from '../../system/host.js';
 import { freeLoopbackPort, readSshBanner } from '../../system/net.js';
-import { processUsage } from '../../system/process.js';
+import { findProcesses, processStartTime, processUsage } from '../../system/process.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { DiskSpec, VmmDriver } from '../../vmm/driver.js';
@@ -29,6 +29,7 @@ import { generateName, validateVmName } from './names.js';
 import type { SshKeys } from './sshkeys.js';
 import { assertTransition } from './states.js';
 import { makeRootDisk, strategyOrder } from './rootdisk.js';
+import { noPause, type Pause } from '../testpause.js';
 
 export interface CreateParams {
   name?: string | undefined;
@@ -57,6 +58,8 @@ export interface VmServiceDeps {
   stallMs?: number;
   /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
   stopGraceMs?: number;
+  /** Test-only pause points (BANGER_TEST_PAUSE); none by default. */
+  pause?: Pause;
 }
 
 const STALL_MS = 30_000;
@@ -74,7 +77,11 @@ function checkMemory(mib: number): void {
 export class VmService {
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly d: VmServiceDeps) {}
+  private readonly pause: Pause;
+
+  constructor(private readonly d: VmServiceDeps) {
+    this.pause = d.pause ?? noPause;
+  }
 
   list(): VmView[] {
     return this.d.vms.list().map((v) => this.view(v));
@@ -157,8 +164,10 @@ export class VmService {
         const { plan } = await makeRootDisk(this.d.runner, { base: image.rootfsPath, target: join(dir, vmFiles.overlay), sizeBytes: row.overlayBytes, vmId: id }, order, ctx.signal);
         this.d.vms.update(id, { diskStrategy: plan.strategy });
         await this.makeWorkDisk(join(dir, vmFiles.work), image.workSeedPath, diskBytes, pub, ctx.signal);
-        this.d.vms.update(id, { state: 'stopped' });
+        // With a boot the row stays `creating` until the guest is up: a daemon killed before then
+        // leaves a create that never finished, which the next start rolls back (reconcile).
         if (p.start ?? true) await this.startLocked(id, kernel, ctx);
+        else this.d.vms.update(id, { state: 'stopped' });
         return this.view(this.mustGet(id));
       } catch (e) {
         if (e instanceof BootFailure && e.kind !== 'exited') {
@@ -324,27 +333,56 @@ export class VmService {
   }
 
   /**
-   * Startup: VMs recorded as running whose VMM is alive (same pid and start
-   * time) are adopted; dead ones are marked stopped; half-created ones are removed.
+   * Startup, after a clean stop or a crash. Only a boot the daemon saw finish
+   * is adopted; everything else converges to a state a retry can start from:
+   * - `creating` (a create that never finished, its first boot included): the
+   *   VMM, if any, is killed and the VM removed, as a failed create would
+   *   have done; the client already got an error, and a retry reuses the name.
+   * - `starting` (a start whose boot was never confirmed) and `stopping` (a
+   *   stop that was asked for): the VMM, if any, is killed; the VM is stopped
+   *   with its disks, and `vm start` works again.
+   * - `running`: adopted when its VMM is alive (same pid and start time),
+   *   else marked stopped.
+   * The VMM is found by the handles recorded right after its spawn (row,
+   * else handles.json); a VM interrupted before even those were written has
+   * its VMM found by the VM's directory on the process's command line.
    */
   async reconcile(): Promise<void> {
     for (const vm of this.d.vms.list()) {
-      if (vm.state === 'creating') {
-        this.d.log.warn('removing a VM whose creation was interrupted', { name: vm.name });
-        await this.destroy(vm.id);
-        continue;
-      }
       if (vm.state === 'stopped' || vm.state === 'error') continue;
       const handles = vm.handles ?? (await this.readHandlesFile(vm.id));
-      const alive = handles ? await this.d.driver.isAlive(this.vmmHandles(handles)) : false;
-      if (alive) {
-        this.d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
-        if (vm.state !== 'running') this.d.vms.update(vm.id, { state: 'running', handles });
-      } else {
+      if (vm.state === 'running') {
+        if (handles && (await this.d.driver.isAlive(this.vmmHandles(handles)))) {
+          this.d.log.info('adopted running VM', { name: vm.name, pid: handles.pid });
+          continue;
+        }
         this.d.log.info('VM is no longer running; marking it stopped', { name: vm.name });
         await this.clearRuntime(vm.id);
         this.d.vms.update(vm.id, { state: 'stopped', handles: undefined, sshPort: undefined });
+        continue;
       }
+      await this.killUnrecorded(vm, handles);
+      if (vm.state === 'creating') {
+        this.d.log.warn('removing a VM whose creation was interrupted', { name: vm.name });
+        await this.destroy(vm.id);
+      } else {
+        this.d.log.warn(`VM was ${vm.state} when the daemon stopped; stopping it`, { name: vm.name });
+        await this.stopVmm(vm.id, 'stopped');
+      }
+    }
+  }
+
+  /** Kills a VM's VMM that has no recorded handles (the daemon died within microseconds of its spawn). */
+  private async killUnrecorded(vm: VmRow, handles: VmHandles | undefined): Promise<void> {
+    if (handles) return;
+    // Matched on the VMM's control-socket argument (qemu `-qmp unix:PATH,…`, firecracker `--api-sock PATH`),
+    // which only that VMM carries: a user's `tail -f` of the console log is never matched.
+    const sock = this.d.paths.qmpSocket(vm.id);
+    for (const pid of await findProcesses((argv) => argv.some((a) => a === sock || a.startsWith(`unix:${sock},`)))) {
+      const startTime = await processStartTime(pid);
+      if (startTime === undefined) continue;
+      this.d.log.warn('killing a VMM the daemon had not recorded yet', { name: vm.name, pid });
+      await this.d.driver.kill({ pid, startTime, controlSocket: sock });
     }
   }
 
@@ -386,7 +424,7 @@ export class VmService {
       rootByDevice: k.manifest.initrd !== 'banger',
       tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
     });
-    this.d.vms.update(id, { state: 'starting' });
+    if (vm.state !== 'creating') this.d.vms.update(id, { state: 'starting' });
     ctx.progress({ stage: 'boot', message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})` });
     const h = await this.d.driver.start(
       {
@@ -395,11 +433,15 @@ export class VmService {
         controlSocket: this.d.paths.qmpSocket(id), vmmLog: join(dir, vmFiles.vmmLog),
       },
       ctx.signal,
+      // Recorded the moment the process exists, before qemu opens QMP: a daemon killed from
+      // here on leaves a VMM that reconcile can find by pid and start time.
+      async (spawned) => {
+        const handles: VmHandles = { pid: spawned.pid, startTime: spawned.startTime, qmpSocket: spawned.controlSocket, sshPort };
+        await this.writeHandlesFile(id, handles);
+        this.d.vms.update(id, { handles, sshPort, bootId: randomUUID() });
+        await this.pause('after-spawn');
+      },
     );
-    const handles: VmHandles = { pid: h.pid, startTime: h.startTime, qmpSocket: h.controlSocket, sshPort };
-    await this.writeHandlesFile(id, handles);
-    const bootId = randomUUID();
-    this.d.vms.update(id, { handles, sshPort, bootId });
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
     const info = this.sshInfoOf({ ...vm, sshPort });
     await waitForSsh({
@@ -483,9 +525,11 @@ export class VmService {
     const vm = this.d.vms.get(id);
     if (!vm) return;
     await this.stopVmm(id, 'stopped');
-    await removeTree(this.d.paths.vmDir(id));
+    await this.pause('vm-delete');
     await this.d.keys.forget(`${vm.name}.vm`);
+    // Row before files: a crash in between leaves a dir without a row, which startup sweeps.
     this.d.vms.delete(id);
+    await removeTree(this.d.paths.vmDir(id));
     await this.refreshSshConfig();
     this.d.log.info('VM deleted', { name: vm.name });
   }

@@ -89,7 +89,7 @@ export class FirecrackerDriver implements VmmDriver {
     return [this.firecrackerBin, '--api-sock', spec.controlSocket, '--id', spec.name];
   }
 
-  async start(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandles> {
+  async start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     if (!this.opts.kvmUsable) throw precondition('firecracker needs hardware virtualization (KVM), which this host does not offer', KVM_HINT);
     const extra: FirecrackerExtra = {
       tap: this.opts.tapFor?.(spec),
@@ -112,6 +112,7 @@ export class FirecrackerDriver implements VmmDriver {
     const handles: VmmHandles = { pid, startTime: startTime ?? 0, controlSocket: spec.controlSocket };
     const api = new FirecrackerApi(spec.controlSocket, { timeoutMs: this.opts.apiTimeoutMs, signal });
     try {
+      if (startTime !== undefined) await onSpawn?.(handles);
       await this.waitForApi(spec, handles, api, signal);
       for (const call of plan) await api.request(call.method, call.path, call.body);
     } catch (e) {

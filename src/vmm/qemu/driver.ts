@@ -34,10 +34,18 @@ export class QemuDriver implements VmmDriver {
     private readonly qemuBin: string,
   ) {}
 
-  async start(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandles> {
+  async start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     const pid = await this.runner.spawnDetached(qemuArgv(this.qemuBin, spec), { logFile: spec.vmmLog });
     const startTime = await processStartTime(pid);
     const handles: VmmHandles = { pid, startTime: startTime ?? 0, controlSocket: spec.controlSocket };
+    if (startTime !== undefined && onSpawn) {
+      try {
+        await onSpawn(handles);
+      } catch (e) {
+        await this.kill(handles);
+        throw e;
+      }
+    }
     // qemu creates the QMP socket once its command line is accepted; an early exit is a config error.
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {

@@ -1,0 +1,97 @@
+/**
+ * Integration (network: loopback only — Debian's docker-registry on
+ * 127.0.0.1 started here, the Debian mirror for the kernel pull; guests in
+ * user mode with restrict=on): faults on a real daemon in an isolated home.
+ * kill -9 of the daemon inside `vm create` (in the window between the qemu
+ * spawn and its QMP socket) and inside `vm delete`; after a restart the
+ * system converges and the operation can be retried. One image and kernel
+ * serve every case, and one VM boots (the retried create).
+ *
+ * The daemon is stopped at exact points with BANGER_TEST_PAUSE (test-only,
+ * see src/services/testpause.ts): a test stops the daemon, then runs the CLI
+ * with that variable, so the daemon the CLI starts inherits it.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { sh, TestHome, type CliResult } from '../helpers/home.js';
+import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
+
+const tools = ['docker-registry', 'mmdebstrap', 'debugfs', 'qemu-system-x86_64', 'ssh', 'apt-get', 'depmod'];
+const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b} || test -x /sbin/${b}`]).code !== 0);
+const skip = missing.length ? `missing host tools: ${missing.join(', ')}` : false;
+
+/** The package set of image-pull.test.ts, so both share one cached base tree. */
+const BASE_PACKAGES = ['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo'];
+
+let home: TestHome;
+let reg: LocalRegistry;
+
+before(async () => {
+  if (skip) return;
+  home = new TestHome('banger-fault-');
+  reg = await LocalRegistry.start();
+  await pushImage(reg.port, 'test/deb', 'v1', [{ tar: readFileSync(debianBaseTar(BASE_PACKAGES)), compression: 'gzip' }]);
+  const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/deb:v1`, '--name', 'base']);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+after(async () => {
+  if (skip) return;
+  reg.stop();
+  await home.cleanup();
+});
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !cond()) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(cond(), `timed out waiting for ${what}\ndaemon log tail:\n${home.daemonLog().slice(-3000)}`);
+}
+
+/** Starts `banger args` under a daemon that pauses at `point`, waits for the pause, kills the daemon with SIGKILL. */
+async function killDaemonAt(point: string, args: string[]): Promise<CliResult> {
+  assert.equal((await home.banger(['daemon', 'stop'])).code, 0);
+  const logBefore = home.daemonLog().length;
+  const cli = home.banger(args, 10 * 60_000, { BANGER_TEST_PAUSE: point });
+  await waitFor(`test pause: ${point}`, () => home.daemonLog().slice(logBefore).includes(`test pause: ${point}`), 180_000);
+  process.kill(home.daemonPid(), 'SIGKILL');
+  const r = await cli;
+  assert.notEqual(r.code, 0, 'the interrupted command fails');
+  return r;
+}
+
+async function vmNames(): Promise<string[]> {
+  const r = await home.banger(['vm', 'list', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { name: string }[]).map((v) => v.name);
+}
+
+function qmpSockets(): string[] {
+  return readdirSync(home.runtimeDir).filter((f) => f.endsWith('.qmp'));
+}
+
+test('kill -9 between the qemu spawn and its QMP socket: the restarted daemon kills that qemu and rolls the create back; a retry works', { skip }, async () => {
+  await killDaemonAt('after-spawn', ['vm', 'create', '--name', 'w', '--image', 'base']);
+  assert.equal(home.qemuPids().length, 1, 'qemu was running when the daemon died');
+  assert.deepEqual(await vmNames(), [], 'the unfinished create is rolled back');
+  assert.deepEqual(home.qemuPids(), [], 'no qemu is left');
+  assert.deepEqual(readdirSync(join(home.stateDir, 'vms')), [], 'no VM dir is left');
+  assert.deepEqual(qmpSockets(), [], 'no QMP socket is left');
+  const r = await home.banger(['vm', 'create', '--name', 'w', '--image', 'base']);
+  assert.equal(r.code, 0, `${r.stderr}\n${home.daemonLog().slice(-3000)}`);
+  assert.equal(home.qemuPids().length, 1);
+});
+
+test('kill -9 inside vm delete: after a restart the VM is stopped with no qemu, and the delete can be retried', { skip }, async () => {
+  assert.deepEqual(await vmNames(), ['w']);
+  await killDaemonAt('vm-delete', ['vm', 'delete', 'w']);
+  const r = await home.banger(['vm', 'show', 'w', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { state: string }).state, 'stopped');
+  assert.deepEqual(home.qemuPids(), [], 'no qemu is left');
+  assert.equal((await home.banger(['vm', 'delete', 'w'])).code, 0);
+  assert.deepEqual(await vmNames(), []);
+  assert.deepEqual(readdirSync(join(home.stateDir, 'vms')), []);
+  assert.deepEqual(qmpSockets(), []);
+});
