@@ -9,6 +9,7 @@ import { KernelService, type ImportParams } from '../services/kernel/service.js'
 import type { KernelRow } from '../store/kernels.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
 import { VmService } from '../services/vm/service.js';
+import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
 import { ImageRepo } from '../store/images.js';
 import { KernelRepo } from '../store/kernels.js';
@@ -170,6 +171,7 @@ export async function main(argv: string[]): Promise<number> {
   } satisfies Handlers);
 
   await server.listen();
+  setInterval(() => void vms.capConsoles(), CONSOLE_CHECK_MS).unref();
   if (config.autoStopStaleAfterMs > 0) {
     const every = Math.min(60_000, Math.max(1000, Math.floor(config.autoStopStaleAfterMs / 4)));
     setInterval(() => void vms.stopStale(config.autoStopStaleAfterMs), every).unref();

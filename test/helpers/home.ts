@@ -51,6 +51,26 @@ export class TestHome {
     return run([BANGER, ...args], { ...this.env, ...env }, timeoutMs);
   }
 
+  /** Starts `banger args` in the background: `stdout()` so far; `stop()` sends SIGINT and resolves when it exits (SIGKILL after 10 s). */
+  bangerBackground(args: readonly string[]): { stdout(): Buffer; stop(): Promise<CliResult> } {
+    const child = spawn(process.execPath, [BANGER, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
+    return {
+      stdout: () => Buffer.concat(out),
+      stop: async () => {
+        child.kill('SIGINT');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        const code = await exited;
+        clearTimeout(timer);
+        return { code, stdout: Buffer.concat(out).toString(), stderr };
+      },
+    };
+  }
+
   /** Runs bangerd itself in the foreground (as `banger` would start it), with stdin closed. */
   bangerd(env: Record<string, string> = {}, timeoutMs = 60_000): Promise<CliResult> {
     return run([join(REPO, 'bin', 'bangerd.js')], { ...this.env, ...env }, timeoutMs);

@@ -12,7 +12,7 @@
  * with that variable, so the daemon the CLI starts inherits it.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sh, TestHome, type CliResult } from '../helpers/home.js';
@@ -81,6 +81,35 @@ test('kill -9 between the qemu spawn and its QMP socket: the restarted daemon ki
   const r = await home.banger(['vm', 'create', '--name', 'w', '--image', 'base']);
   assert.equal(r.code, 0, `${r.stderr}\n${home.daemonLog().slice(-3000)}`);
   assert.equal(home.qemuPids().length, 1);
+});
+
+test('the console log of a running VM is cut back past 10 MiB; qemu keeps appending; vm logs is bounded and -f follows across the cut', { skip }, async () => {
+  const show = JSON.parse((await home.banger(['vm', 'show', 'w', '--json'])).stdout) as { id: string; state: string };
+  assert.equal(show.state, 'running');
+  const log = join(home.stateDir, 'vms', show.id, 'console.log');
+  const follower = home.bangerBackground(['vm', 'logs', '-f', 'w']);
+  try {
+    await waitFor('the follower to print the boot log', () => follower.stdout().length > 0, 30_000);
+    // A chatty guest: 11 MiB more console output (appended the way qemu appends).
+    const line = `${'x'.repeat(99)}\n`;
+    appendFileSync(log, line.repeat(11 * 10486));
+    await waitFor('the daemon to cut the console log back', () => statSync(log).size < 10 << 20, 60_000);
+    const r = await home.banger(['vm', 'ssh', 'w', '--', 'sh', '-c', 'echo banger-mark-after-cut > /dev/ttyS0']);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('the mark in the follower output', () => follower.stdout().includes('banger-mark-after-cut'), 30_000);
+  } finally {
+    await follower.stop();
+  }
+  const text = readFileSync(log);
+  assert.ok(text.includes('banger-mark-after-cut'), 'qemu wrote after the cut');
+  assert.equal(text.indexOf(0), -1, 'no hole of NUL bytes: qemu appends at the new end');
+  const followed = follower.stdout().toString();
+  assert.equal(followed.split('banger-mark-after-cut').length - 1, 1, 'the follower printed the mark once');
+  assert.ok(!followed.includes('\0'), 'the follower printed no NUL bytes');
+  const logs = await home.banger(['vm', 'logs', 'w']);
+  assert.equal(logs.code, 0, logs.stderr);
+  assert.ok(logs.stdout.length <= 1 << 20, `vm logs printed ${logs.stdout.length} bytes`);
+  assert.match(logs.stdout, /banger-mark-after-cut/);
 });
 
 test('kill -9 inside vm delete: after a restart the VM is stopped with no qemu, and the delete can be retried', { skip }, async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -285,4 +285,28 @@ test('reconcile: a VMM whose handles were never recorded is found by its control
   await restart().reconcile();
   assert.deepEqual(driver.killed, [vmm]);
   assert.equal(vms.byName('dev'), undefined);
+});
+
+test('vm logs reads only a bounded tail of a large console log', async () => {
+  const { svc, paths } = setup();
+  const v = await svc.create({ name: 'dev' }, ctx());
+  const file = join(paths.vmDir(v.id), 'console.log');
+  writeFileSync(file, Buffer.concat([Buffer.alloc(12 << 20, 'a'), Buffer.from('\nlast line\n')]));
+  const r = await svc.logs('dev');
+  assert.ok(r.text.length <= 1 << 20, `${r.text.length} bytes returned`);
+  assert.ok(r.text.endsWith('\nlast line\n'));
+  assert.equal(r.size, (12 << 20) + 11);
+  const small = await svc.logs('dev', 5);
+  assert.equal(small.text, 'line\n');
+});
+
+test('the periodic check cuts back the console logs of running VMs only', async () => {
+  const { svc, vms, paths } = setup();
+  const run = await svc.create({ name: 'run' }, ctx());
+  const off = await svc.create({ name: 'off', start: false }, ctx());
+  for (const v of [run, off]) writeFileSync(join(paths.vmDir(v.id), 'console.log'), Buffer.alloc(2048, 'z'));
+  assert.deepEqual(await svc.capConsoles(1024), ['run']);
+  assert.equal(readFileSync(join(paths.vmDir(run.id), 'console.log')).length, 0);
+  assert.equal(readFileSync(join(paths.vmDir(off.id), 'console.log')).length, 2048);
+  assert.equal(vms.byName('off')?.state, 'stopped');
 });

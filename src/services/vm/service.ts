@@ -25,6 +25,7 @@ import type { ImageService } from '../image/service.js';
 import { checkCompat } from '../../kernel/compat.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { BootFailure, waitForSsh } from './bootwatch.js';
+import { CONSOLE_MAX_BYTES, cutConsole, LOGS_TAIL_BYTES, previousLog, readConsoleTail } from './console.js';
 import { generateName, validateVmName } from './names.js';
 import type { SshKeys } from './sshkeys.js';
 import { assertTransition } from './states.js';
@@ -311,12 +312,30 @@ export class VmService {
     return this.sshInfoOf(vm);
   }
 
+  /** The tail of the console log (LOGS_TAIL_BYTES unless asked for less; never more than CONSOLE_MAX_BYTES). */
   async logs(ref: string, tailBytes?: number): Promise<{ text: string; path: string; size: number }> {
     const vm = this.resolve(ref);
     const path = join(this.d.paths.vmDir(vm.id), vmFiles.console);
-    const buf = await readFile(path).catch(() => Buffer.alloc(0));
-    const text = (tailBytes === undefined ? buf : buf.subarray(Math.max(0, buf.length - tailBytes))).toString('utf8');
-    return { text, path, size: buf.length };
+    const { text, size } = await readConsoleTail(path, Math.min(tailBytes ?? LOGS_TAIL_BYTES, CONSOLE_MAX_BYTES));
+    return { text, path, size };
+  }
+
+  /** Cuts back the console log of every VM whose VMM may be writing it (the daemon calls this every few seconds). */
+  async capConsoles(maxBytes = CONSOLE_MAX_BYTES): Promise<string[]> {
+    const cut: string[] = [];
+    for (const vm of this.d.vms.list()) {
+      if (vm.state === 'stopped' || vm.state === 'error') continue;
+      const path = join(this.d.paths.vmDir(vm.id), vmFiles.console);
+      try {
+        if (await cutConsole(path, maxBytes)) {
+          cut.push(vm.name);
+          this.d.log.info('console log cut back', { name: vm.name, limit_bytes: maxBytes, kept_in: previousLog(path) });
+        }
+      } catch (e) {
+        this.d.log.warn('cannot cut back the console log', { name: vm.name, error: String(e) });
+      }
+    }
+    return cut;
   }
 
   /** VMM process cpu/memory from /proc, guest uptime over ssh. */
@@ -406,7 +425,9 @@ export class VmService {
     assertTransition(vm.name, vm.state, 'starting');
     const dir = this.d.paths.vmDir(id);
     const consoleLog = join(dir, vmFiles.console);
+    // A fresh boot starts a fresh log.
     await writeFile(consoleLog, '');
+    await removeTree(previousLog(consoleLog));
     const disks: DiskSpec[] = [
       { id: 'root', path: join(dir, vmFiles.overlay), format: vm.diskStrategy === 'qcow2-overlay' ? 'qcow2' : 'raw', readonly: false, serial: DISK_SERIALS.root },
       { id: 'work', path: join(dir, vmFiles.work), format: 'raw', readonly: false, serial: DISK_SERIALS.work },

@@ -67,7 +67,10 @@ test('qemu argv: kernel, initrd, cmdline, console file and QMP socket', () => {
   assert.deepEqual(values(argv, '-kernel'), ['/k/bzImage']);
   assert.deepEqual(values(argv, '-initrd'), ['/k/initrd.img']);
   assert.deepEqual(values(argv, '-append'), ['console=ttyS0']);
-  assert.deepEqual(values(argv, '-chardev'), ['file,id=console,path=/v/console.log']);
   assert.deepEqual(values(argv, '-qmp'), ['unix:/r/abc.qmp,server=on,wait=off']);
   assert.deepEqual(values(qemuArgv('q', spec({ initrdPath: undefined })), '-initrd'), []);
+});
+
+test('qemu argv: the console log is opened for appending, so the daemon can truncate it under a running VM', () => {
+  assert.deepEqual(values(qemuArgv('qemu-system-x86_64', spec()), '-chardev'), ['file,id=console,path=/v/console.log,append=on']);
 });

@@ -20,7 +20,9 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
     '-no-reboot',
     '-kernel', s.kernelPath,
     '-append', s.cmdline,
-    '-chardev', `file,id=console,path=${s.consoleLog}`,
+    // append=on: the daemon cuts the log back while the VM runs (services/vm/console.ts); without
+    // O_APPEND qemu would keep writing at its old offset and leave a hole of that size.
+    '-chardev', `file,id=console,path=${s.consoleLog},append=on`,
     '-serial', 'chardev:console',
     '-qmp', `unix:${s.controlSocket},server=on,wait=off`,
     '-monitor', 'none',
