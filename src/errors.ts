@@ -44,3 +44,21 @@ export const operationFailed = (message: string, opts: { hint?: string; detail?:
 export function isAppError(e: unknown): e is AppError {
   return e instanceof AppError;
 }
+
+/** errno codes that mean the disk is full: the user can fix them, so they are never reported as bugs. */
+const NO_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+
+/**
+ * A full disk (ENOSPC/EDQUOT from any filesystem call) as an AppError naming
+ * the path and the fix; undefined for anything else.
+ */
+export function noSpaceError(e: unknown): AppError | undefined {
+  const err = e as NodeJS.ErrnoException & { dest?: string };
+  if (!(e instanceof Error) || typeof err.code !== 'string' || !NO_SPACE.has(err.code)) return undefined;
+  const where = err.path === undefined ? '' : ` writing ${err.dest ?? err.path}`;
+  const what = err.code === 'EDQUOT' ? 'disk quota exceeded' : 'no space left on device';
+  return new AppError('operation_failed', `${what}${where}`, {
+    hint: `free space on the filesystem${err.path === undefined ? '' : ` holding ${err.dest ?? err.path}`} (see \`df -h\`) and retry`,
+    cause: e,
+  });
+}

@@ -10,7 +10,7 @@ import type { OpContext } from '../services/context.js';
 import { nullLogger } from '../services/context.js';
 import { openStore } from '../store/db.js';
 import { OperationRepo } from '../store/operations.js';
-import { DaemonServer, type Handlers } from './server.js';
+import { DaemonServer, toWireError, type Handlers } from './server.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'srv-'));
 const socket = join(dir, 's.sock');
@@ -117,4 +117,17 @@ test('invalid JSON is answered with bad_request', async () => {
     sock.on('end', () => resolve(out));
   });
   assert.equal((lines[0] as { error: { code: string } }).error.code, 'bad_request');
+});
+
+test('a full disk is an error the user can act on, naming the path, never a bug', () => {
+  const err = Object.assign(new Error("ENOSPC: no space left on device, copyfile '/s/images/x/seed' -> '/s/vms/y/work.ext4'"), {
+    code: 'ENOSPC', syscall: 'copyfile', path: '/s/images/x/seed', dest: '/s/vms/y/work.ext4',
+  });
+  const w = toWireError(err, 'op-1', nullLogger);
+  assert.equal(w.code, 'operation_failed');
+  assert.equal(w.message, 'no space left on device writing /s/vms/y/work.ext4');
+  assert.match(w.hint ?? '', /free space on the filesystem holding \/s\/vms\/y\/work\.ext4/);
+  const quota = toWireError(Object.assign(new Error('EDQUOT'), { code: 'EDQUOT', path: '/s/tmp/f' }), 'op-2', nullLogger);
+  assert.equal(quota.message, 'disk quota exceeded writing /s/tmp/f');
+  assert.match(toWireError(Object.assign(new Error('EACCES'), { code: 'EACCES' }), 'op-3', nullLogger).message, /^internal error/);
 });

@@ -4,7 +4,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { ZodError } from 'zod';
 import { isMethod, paramsSchemas, type Method } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type Request, type WireError } from '../api/protocol.js';
-import { AppError, badRequest } from '../errors.js';
+import { AppError, badRequest, noSpaceError } from '../errors.js';
 import type { Logger, OpContext } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
 
@@ -26,6 +26,7 @@ export function zodMessage(e: ZodError): string {
 
 /** Turns anything thrown into the wire error; unknown errors are bugs and say so. */
 export function toWireError(e: unknown, opId: string, log: Logger): WireError {
+  e = noSpaceError(e) ?? e;
   if (e instanceof AppError) {
     const w: WireError = { code: e.code, message: e.message, op_id: opId };
     if (e.hint !== undefined) w.hint = e.hint;

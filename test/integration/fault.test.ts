@@ -12,11 +12,15 @@
  * with that variable, so the daemon the CLI starts inherits it.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { pack } from 'tar-stream';
 import { sh, TestHome, type CliResult } from '../helpers/home.js';
 import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
+import { makeTinyCatalog, useTinyCatalog } from '../helpers/tiny.js';
 
 const tools = ['docker-registry', 'mmdebstrap', 'debugfs', 'qemu-system-x86_64', 'ssh', 'apt-get', 'depmod'];
 const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b} || test -x /sbin/${b}`]).code !== 0);
@@ -27,12 +31,28 @@ const BASE_PACKAGES = ['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'opens
 
 let home: TestHome;
 let reg: LocalRegistry;
+let catalog: string;
+
+/** A tar of regular files. */
+async function tarOf(files: Record<string, string>): Promise<Buffer> {
+  const p = pack();
+  for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o755 }, body);
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A one-layer image that passes the pipeline's checks (an os-release, a file at systemd's path) but is tiny. */
+const tinyLayer = (): Promise<Buffer> => tarOf({ 'etc/os-release': 'ID=debian\n', 'lib/systemd/systemd': '#!/bin/sh\n', 'root/.profile': '# tiny\n' });
 
 before(async () => {
   if (skip) return;
   home = new TestHome('banger-fault-');
   reg = await LocalRegistry.start();
   await pushImage(reg.port, 'test/deb', 'v1', [{ tar: readFileSync(debianBaseTar(BASE_PACKAGES)), compression: 'gzip' }]);
+  await pushImage(reg.port, 'test/tiny', 'v1', [{ tar: await tinyLayer(), compression: 'gzip' }]);
+  catalog = await makeTinyCatalog(join(home.root, 'tiny'));
   const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/deb:v1`, '--name', 'base']);
   assert.equal(r.code, 0, r.stderr);
 });
@@ -123,4 +143,105 @@ test('kill -9 inside vm delete: after a restart the VM is stopped with no qemu, 
   assert.deepEqual(await vmNames(), []);
   assert.deepEqual(readdirSync(join(home.stateDir, 'vms')), []);
   assert.deepEqual(qmpSockets(), []);
+});
+
+/**
+ * A loopback proxy in front of the registry that serves one blob cut short:
+ * full Content-Length, half the bytes, then the connection closes.
+ */
+async function truncatingProxy(upstream: number, digest: string): Promise<{ port: number; server: Server; cut: () => number }> {
+  let cuts = 0;
+  const server = createServer((req, res) => {
+    const up = request({ host: '127.0.0.1', port: upstream, method: req.method, path: req.url, headers: req.headers }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      if (req.method === 'GET' && (req.url ?? '').endsWith(`/blobs/${digest}`)) {
+        const len = Number(ur.headers['content-length']);
+        let sent = 0;
+        ur.on('data', (d: Buffer) => {
+          if (sent >= len / 2) return;
+          res.write(d.subarray(0, Math.max(0, Math.min(d.length, Math.floor(len / 2) - sent))));
+          sent += d.length;
+          if (sent >= len / 2) {
+            cuts++;
+            ur.destroy();
+            res.socket?.destroy();
+          }
+        });
+        return;
+      }
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as { port: number }).port, server, cut: () => cuts };
+}
+
+test('a registry that cuts a blob short: the pull fails naming the blob, nothing is kept, and it works once the blob is whole', { skip }, async () => {
+  const layer = await tarOf({ 'etc/banger-cut': 'y'.repeat(1 << 20) });
+  await pushImage(reg.port, 'test/cut', 'v1', [{ tar: await tinyLayer(), compression: 'gzip' }, { tar: layer, compression: 'none' }]);
+  const digest = `sha256:${createHash('sha256').update(layer).digest('hex')}`;
+  const proxy = await truncatingProxy(reg.port, digest);
+  try {
+    const r = await home.banger(['image', 'pull', `127.0.0.1:${proxy.port}/test/cut:v1`, '--name', 'cut']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.ok(proxy.cut() > 0, 'the proxy cut the blob');
+    assert.match(r.stderr, new RegExp(digest.slice(7, 19)), 'the error names the blob');
+    assert.match(r.stderr, /truncated|short|ended|premature|incomplete|closed/i);
+    const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
+    assert.ok(!list.some((i) => i.name === 'cut'));
+    assert.deepEqual(readdirSync(join(home.stateDir, 'tmp')), [], 'no staging left');
+    assert.ok(!existsSync(join(home.root, 'cache', 'banger', 'oci', 'blobs', 'sha256', digest.slice(7))), 'no partial blob in the cache');
+  } finally {
+    proxy.server.close();
+  }
+  const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/cut:v1`, '--name', 'cut']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await home.banger(['image', 'delete', 'cut'])).code, 0);
+});
+
+test('a state dir on a full filesystem: pull and create fail with a clear error, leave nothing, and work once there is room', { skip }, async (t) => {
+  const img = join(home.root, 'small.ext4');
+  const small = new TestHome('banger-enospc-');
+  const state = join(small.root, 'state');
+  mkdirSync(state, { recursive: true });
+  assert.equal(sh(['truncate', '-s', '192M', img]).code, 0);
+  assert.equal(sh(['mkfs.ext4', '-q', '-F', '-m', '0', img]).code, 0);
+  const mount = sh(['mount', '-o', 'loop', img, state]);
+  assert.equal(mount.code, 0, mount.stderr);
+  try {
+    useTinyCatalog(small.root, catalog);
+    const leftovers = (): string[] => ['tmp', 'images', 'vms'].flatMap((d) => readdirSync(join(small.stateDir, d)).map((e) => `${d}/${e}`));
+    // The Debian base tree is bigger than the whole filesystem.
+    let r = await small.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/deb:v1`, '--name', 'big']);
+    t.diagnostic(`pull: ${r.stderr}`);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /no space left on device/i);
+    assert.doesNotMatch(r.stderr, /internal error|this is a bug/);
+    assert.deepEqual(leftovers(), [], 'nothing left of the pull');
+    r = await small.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/tiny:v1`, '--name', 'tiny']);
+    assert.equal(r.code, 0, r.stderr);
+    const before = leftovers();
+    // Leave 1 MiB free.
+    const free = Number(sh(['df', '--output=avail', '-B1', small.stateDir]).stdout.split('\n')[1]);
+    const filler = join(small.stateDir, 'filler');
+    assert.equal(sh(['fallocate', '-l', String(free - (1 << 20)), filler]).code, 0);
+    r = await small.banger(['vm', 'create', '--no-start', '--name', 'c', '--image', 'tiny']);
+    t.diagnostic(`create: ${r.stderr}`);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /no space left on device/i);
+    assert.doesNotMatch(r.stderr, /internal error|this is a bug/);
+    assert.deepEqual(JSON.parse((await small.banger(['vm', 'list', '--json'])).stdout), [], 'no VM row');
+    assert.deepEqual(leftovers(), before, 'nothing left of the create');
+    rmSync(filler);
+    r = await small.banger(['vm', 'create', '--no-start', '--name', 'c', '--image', 'tiny']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await small.banger(['vm', 'delete', 'c'])).code, 0);
+  } finally {
+    await small.banger(['daemon', 'stop']);
+    sh(['umount', state]);
+    if (sh(['mountpoint', '-q', state]).code === 0) sh(['umount', '-l', state]);
+    await small.cleanup();
+  }
 });

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pack } from 'tar-stream';
@@ -216,12 +216,13 @@ test('concurrent pulls of one reference share one download', { skip }, async () 
   assert.equal((await home.banger(['image', 'delete', 'shared'])).code, 0);
 });
 
-test('a daemon killed mid-pull leaves no row, and its staging is removed at the next start', { skip }, async () => {
+test('a daemon killed mid-pull leaves no row, its staging is removed at the next start, and the pull can be retried', { skip }, async () => {
   const unique = await tarOf([{ name: 'var/banger-unique2', body: randomBytes(8 << 20).toString('base64') }]);
   await pushImage(reg.port, 'test/killed', 'v1', [{ tar: base, compression: 'gzip' }, { tar: unique, compression: 'gzip' }]);
-  const pull = home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/killed:v1`, '--name', 'killed']);
+  const ref = `127.0.0.1:${reg.port}/test/killed:v1`;
+  const pull = home.banger(['image', 'pull', ref, '--name', 'killed']);
   const tmpDir = join(home.stateDir, 'tmp');
-  const staged = (): boolean => readdirSync(tmpDir).some((d) => d.startsWith('image-'));
+  const staged = (): boolean => existsSync(tmpDir) && readdirSync(tmpDir).some((d) => d.startsWith('image-'));
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline && !staged()) await new Promise((r) => setTimeout(r, 100));
   assert.ok(staged(), 'the pull reached its staging dir');
@@ -231,6 +232,9 @@ test('a daemon killed mid-pull leaves no row, and its staging is removed at the 
   const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
   assert.ok(!list.some((i) => i.name === 'killed'), 'no row');
   assert.deepEqual(readdirSync(tmpDir), [], 'staging removed by the new daemon');
+  const again = await home.banger(['image', 'pull', ref, '--name', 'killed']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal((await home.banger(['image', 'delete', 'killed'])).code, 0);
 });
 
 test('deleting an image used by a VM is refused with the VM name', { skip }, async () => {

@@ -7,14 +7,12 @@
  * here is booted, so they only have to look right.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { compress } from 'zstd-napi';
-import { writeBundle } from '../../src/imagepull/bundle.js';
 import { sh, TestHome } from '../helpers/home.js';
-import { tarBuffer } from '../helpers/tar-zst.js';
+import { fakeBzImage, makeTinyCatalog, useTinyCatalog } from '../helpers/tiny.js';
 
 const tools = ['mkfs.ext4', 'debugfs', 'qemu-img', 'ssh-keygen', 'resize2fs'];
 const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b} || test -x /sbin/${b}`]).code !== 0);
@@ -24,44 +22,10 @@ const homes: TestHome[] = [];
 let work: string;
 let catalog: string;
 
-/** A minimal bzImage: boot-protocol magic plus a kernel_version string (never booted). */
-function fakeBzImage(release: string): Buffer {
-  const b = Buffer.alloc(0x1000, 0x90);
-  b.write('HdrS', 0x202, 'latin1');
-  b.writeUInt16LE(0x400 - 0x200, 0x20e);
-  b.write(`${release} (test@banger) #1 SMP\0`, 0x400, 'latin1');
-  return b;
-}
-
-/** A catalog with a tarball kernel `tiny-k` and an image bundle `tiny` that uses it, both file:// here. */
-async function makeCatalog(dir: string): Promise<string> {
-  const kernelTar = join(dir, 'tiny-k.tar.zst');
-  writeFileSync(kernelTar, compress(await tarBuffer([{ name: 'bzImage', body: fakeBzImage('9.9.9-tiny') }])));
-  const tree = join(dir, 'tree');
-  mkdirSync(join(tree, 'root'), { recursive: true });
-  mkdirSync(join(tree, 'etc'), { recursive: true });
-  writeFileSync(join(tree, 'etc', 'os-release'), 'ID=debian\n');
-  writeFileSync(join(tree, 'root', '.profile'), '# tiny\n');
-  const rootfs = join(dir, 'rootfs.ext4');
-  const mk = sh(['mkfs.ext4', '-q', '-F', '-d', tree, rootfs, '16M']);
-  assert.equal(mk.code, 0, mk.stderr);
-  const bundle = join(dir, 'tiny.tar.zst');
-  const created = new Date().toISOString();
-  const res = await writeBundle(rootfs, { format: 1, name: 'tiny', distro: 'debian', arch: 'x86_64', kernel_ref: 'tiny-k', rootfs_bytes: 16 << 20, assets_version: 1, created_at: created }, bundle, new AbortController().signal);
-  const file = join(dir, 'catalog.json');
-  const sha = (p: string): string => createHash('sha256').update(readFileSync(p)).digest('hex');
-  writeFileSync(file, JSON.stringify({
-    kernels: [{ name: 'tiny-k', distro: 'test', version: '9.9.9', url: `file://${kernelTar}`, sha256: sha(kernelTar) }],
-    images: [{ name: 'tiny', distro: 'debian', tarball_url: `file://${bundle}`, tarball_sha256: res.sha256, kernel_ref: 'tiny-k' }],
-  }));
-  return file;
-}
-
 function newHome(): TestHome {
   const h = new TestHome('banger-start-');
   homes.push(h);
-  mkdirSync(join(h.root, 'config', 'banger'), { recursive: true });
-  writeFileSync(join(h.root, 'config', 'banger', 'config.toml'), `catalog = "${catalog}"\ndefault_image_name = "tiny"\ndefault_kernel_name = "tiny-k"\n`);
+  useTinyCatalog(h.root, catalog);
   return h;
 }
 
@@ -71,7 +35,7 @@ before(async () => {
   homes.push(h);
   work = join(h.root, 'work');
   mkdirSync(work, { recursive: true });
-  catalog = await makeCatalog(work);
+  catalog = await makeTinyCatalog(work);
 });
 
 after(async () => {
