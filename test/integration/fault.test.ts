@@ -1,11 +1,14 @@
 /**
  * Integration (network: loopback only — Debian's docker-registry on
- * 127.0.0.1 started here, the Debian mirror for the kernel pull; guests in
- * user mode with restrict=on): faults on a real daemon in an isolated home.
- * kill -9 of the daemon inside `vm create` (in the window between the qemu
- * spawn and its QMP socket) and inside `vm delete`; after a restart the
- * system converges and the operation can be retried. One image and kernel
- * serve every case, and one VM boots (the retried create).
+ * 127.0.0.1 started here and a proxy in front of it, the Debian mirror for
+ * the kernel pull; guests in user mode with restrict=on): faults on a real
+ * daemon in isolated homes. kill -9 of the daemon inside `vm create` (in the
+ * window between the qemu spawn and its QMP socket) and inside `vm delete`,
+ * after which the system converges and the operation can be retried; the
+ * console log of a running VM cut back; a registry cutting a blob short; a
+ * state dir on a full filesystem; parallel first use of a fresh home. One
+ * image and kernel serve every case; two VM boots here plus two parallel
+ * ones in the fresh home. (kill -9 during `image pull` is in image-pull.test.ts.)
  *
  * The daemon is stopped at exact points with BANGER_TEST_PAUSE (test-only,
  * see src/services/testpause.ts): a test stops the daemon, then runs the CLI
@@ -13,7 +16,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -243,5 +246,28 @@ test('a state dir on a full filesystem: pull and create fail with a clear error,
     sh(['umount', state]);
     if (sh(['mountpoint', '-q', state]).code === 0) sh(['umount', '-l', state]);
     await small.cleanup();
+  }
+});
+
+test('two parallel `vm run --rm -- true` on a fresh home both succeed (one daemon; kernel, image and ssh key made once)', { skip }, async () => {
+  const bundle = join(home.root, 'base.tar.zst');
+  const r = await home.banger(['image', 'export', 'base', '-o', bundle]);
+  assert.equal(r.code, 0, r.stderr);
+  const sha = /sha256 ([0-9a-f]{64})/.exec(r.stdout)?.[1];
+  assert.ok(sha, r.stdout);
+  const fresh = new TestHome('banger-fresh-');
+  try {
+    const cat = join(fresh.root, 'catalog.json');
+    mkdirSync(join(fresh.root, 'config', 'banger'), { recursive: true });
+    writeFileSync(cat, JSON.stringify({ images: [{ name: 'base', tarball_url: `file://${bundle}`, tarball_sha256: sha, kernel_ref: 'debian-bookworm-cloud' }] }));
+    writeFileSync(join(fresh.root, 'config', 'banger', 'config.toml'), `catalog = "${cat}"\ndefault_image_name = "base"\n`);
+    const runs = await Promise.all([0, 1].map(() => fresh.banger(['vm', 'run', '--rm', '--', 'true'], 10 * 60_000)));
+    for (const [i, run] of runs.entries()) assert.equal(run.code, 0, `run ${i}: ${run.stderr}\n${fresh.daemonLog().slice(-3000)}`);
+    assert.equal((fresh.daemonLog().match(/bangerd ready/g) ?? []).length, 1, 'one daemon served the home');
+    assert.deepEqual(JSON.parse((await fresh.banger(['vm', 'list', '--json'])).stdout), []);
+    assert.deepEqual(fresh.qemuPids(), []);
+  } finally {
+    await fresh.cleanup();
+    rmSync(bundle, { force: true });
   }
 });
