@@ -28,6 +28,7 @@ test('empty text gives all defaults', () => {
     cidr: 24,
     dnsListen: '127.0.0.1:42069',
     autoStopStaleAfterMs: 0,
+    maxUnpackedBytes: 32 * G,
     vmDefaults: { vcpu: 2, memoryMib: 2048, diskSizeBytes: 8 * G, systemOverlaySizeBytes: 8 * G },
     provenance: { vcpu: 'auto', memoryMib: 'auto', diskSizeBytes: 'builtin', systemOverlaySizeBytes: 'builtin' },
     fileSync: [],
@@ -77,6 +78,8 @@ cidr = 16
 dns_listen = "127.0.0.1:5353"
 auto_stop_stale_after = "1h30m"
 
+max_unpacked_size = "100G"
+
 [vm_defaults]
 vcpu = 6
 memory_mib = "3G"
@@ -112,6 +115,7 @@ mode = "0640"
     cidr: 16,
     dnsListen: '127.0.0.1:5353',
     autoStopStaleAfterMs: 5_400_000,
+    maxUnpackedBytes: 100 * G,
     vmDefaults: { vcpu: 6, memoryMib: 3072, diskSizeBytes: 20 * G, systemOverlaySizeBytes: 4 * G },
     provenance: { vcpu: 'config', memoryMib: 'config', diskSizeBytes: 'config', systemOverlaySizeBytes: 'config' },
     fileSync: [

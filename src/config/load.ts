@@ -31,6 +31,8 @@ export interface Config {
   dnsListen: string;
   /** 0 disables auto-stopping stale VMs. */
   autoStopStaleAfterMs: number;
+  /** Most bytes of uncompressed tar an image pull or build may read, all layers together (max_unpacked_size). */
+  maxUnpackedBytes: number;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
   provenance: { vcpu: Provenance; memoryMib: Provenance; diskSizeBytes: Provenance; systemOverlaySizeBytes: Provenance };
   fileSync: { host: string; guest: string; mode: number }[];
@@ -38,6 +40,8 @@ export interface Config {
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
+/** An image's tar content beyond this is refused unless max_unpacked_size says otherwise. */
+export const DEFAULT_MAX_UNPACKED_BYTES = 32 * GIB;
 
 /** vcpu default: a quarter of the host's CPUs, between 1 and 4. */
 export function autoVcpu(host: HostFacts): number {
@@ -72,6 +76,7 @@ export function defaultConfig(host: HostFacts): Config {
     cidr: 24,
     dnsListen: '127.0.0.1:42069',
     autoStopStaleAfterMs: 0,
+    maxUnpackedBytes: DEFAULT_MAX_UNPACKED_BYTES,
     vmDefaults: {
       vcpu: autoVcpu(host),
       memoryMib: autoMemoryMib(host),
@@ -126,6 +131,7 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.cidr !== undefined) cfg.cidr = f.cidr;
   if (f.dns_listen !== undefined) cfg.dnsListen = f.dns_listen;
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
+  if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
 
   const vd = f.vm_defaults;
   if (vd?.vcpu !== undefined) {

@@ -161,6 +161,7 @@ export const configFileSchema = z.strictObject({
   cidr: z.number().int().min(1).max(30).optional(),
   dns_listen: z.string().refine(isIpPort).optional(),
   auto_stop_stale_after: durationField({ allowZero: true }).optional(),
+  max_unpacked_size: sizeField.optional(),
   vm_defaults: vmDefaultsSchema.optional(),
   file_sync: z.array(fileSyncEntrySchema).optional(),
 });
@@ -195,6 +196,7 @@ const EXPECTED: Readonly<Record<string, string>> = {
   cidr: 'an integer prefix length from 1 to 30',
   dns_listen: 'an "ip:port" string such as "127.0.0.1:42069"',
   auto_stop_stale_after: 'a duration string such as "2h" ("0" disables)',
+  max_unpacked_size: 'a size such as "32G"',
   vm_defaults: 'a table ([vm_defaults])',
   'vm_defaults.vcpu': 'an integer of at least 1',
   'vm_defaults.memory_mib': 'a whole number of MiB (at least 128) or a size such as "2G"',

@@ -92,6 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     usedBy: (id) => vmRepo.namesByImage(id),
     defaultKernel: config.defaultKernelName,
     insecureHosts: config.insecureRegistries,
+    maxUnpackedBytes: config.maxUnpackedBytes,
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
   const vms = new VmService({

@@ -7,6 +7,7 @@ import { injectIntoImage, runDebugfs } from '../../ext4/inject.js';
 import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
 import { firstBootAssets, guestAssets, isBuildTimeSecret } from '../../guest/assets.js';
 import { Flattener, type EntryMeta } from '../../imagepull/flatten.js';
+import { ByteBudget } from '../../archive/byte-budget.js';
 import { imageFiles } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
@@ -48,6 +49,8 @@ export class RootfsBuilder {
     private readonly runner: CommandRunner,
     private readonly log: Logger,
     private readonly isRoot: boolean,
+    /** Uncompressed tar bytes one build may read, all layers together (config max_unpacked_size). */
+    private readonly maxUnpackedBytes: number,
   ) {}
 
   async build(staging: string, layers: readonly LayerInput[], opts: { sizeBytes?: number | undefined }, ctx: OpContext, signal: AbortSignal): Promise<RootfsResult> {
@@ -55,10 +58,13 @@ export class RootfsBuilder {
     await mkdir(tree, { recursive: true, mode: 0o700 });
     try {
       const flat = new Flattener(tree, { applyOwnership: this.isRoot, skip: isBuildTimeSecret, signal });
+      const budget = new ByteBudget(this.maxUnpackedBytes, 'the image content', 'a bigger image needs a larger max_unpacked_size in config.toml');
       for (const [i, layer] of layers.entries()) {
         ctx.progress({ stage: 'layers', message: `applying ${layer.label}`, current: i, total: layers.length });
         const { stream, finished } = await layer.open();
-        await Promise.all([flat.applyLayer(stream, layer.label), finished]).catch((e: unknown) => {
+        const metered = stream.pipe(budget.meter(layer.label));
+        stream.on('error', (e: Error) => metered.destroy(e));
+        await Promise.all([flat.applyLayer(metered, layer.label), finished]).catch((e: unknown) => {
           stream.destroy();
           throw e;
         });

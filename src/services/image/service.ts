@@ -61,6 +61,8 @@ export interface ImageServiceOptions {
   defaultKernel: string;
   /** config insecure_registries. */
   insecureHosts: readonly string[];
+  /** config max_unpacked_size, in bytes. */
+  maxUnpackedBytes: number;
 }
 
 export interface PullParams {
@@ -110,7 +112,7 @@ export class ImageService {
     private readonly lifetime: AbortSignal,
     private readonly opts: ImageServiceOptions,
   ) {
-    this.builder = new RootfsBuilder(runner, log, opts.isRoot);
+    this.builder = new RootfsBuilder(runner, log, opts.isRoot, opts.maxUnpackedBytes);
     this.cache = new BlobCache(paths.blobsDir);
   }
 
