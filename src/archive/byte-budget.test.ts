@@ -16,7 +16,8 @@ async function through(budget: ByteBudget, label: string, chunks: number[]): Pro
 test('a byte budget is shared across streams and fails the one that crosses it, naming it', async () => {
   const b = new ByteBudget(100, 'the image content', 'raise max_unpacked_size');
   assert.equal(await through(b, 'layer 1', [40, 20]), 60);
-  assert.equal(await through(b, 'layer 2', [40]), 100);
+  assert.equal(await through(b, 'layer 2', [40]), 40);
+  assert.equal(b.used, 100);
   await assert.rejects(through(b, 'layer 3', [1]), (e: unknown) => {
     assert.ok(e instanceof AppError);
     assert.equal(e.code, 'bad_request');
