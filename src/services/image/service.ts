@@ -261,7 +261,7 @@ export class ImageService {
       await rename(join(unpack, BUNDLE_ROOTFS), rootfs);
       await removeTree(unpack);
       ctx.progress({ stage: 'image', message: 'building the work-seed' });
-      const workSeed = await this.builder.workSeedFromRootfs(staging, rootfs, this.lifetime);
+      const workSeed = await this.builder.workSeedFromRootfs(staging, rootfs, p.ref, this.lifetime);
       await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
       await writeFile(join(staging, imageFiles.manifest), `${JSON.stringify({ ...manifest, name, source: p.ref, sha256: p.sha256 }, null, 2)}\n`);
       const final = this.paths.imageDir(id);
