@@ -5,7 +5,6 @@
  * path the image names.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { AppError } from '../../src/errors.js';
 import { nullLogger, quietContext } from '../../src/services/context.js';
 import { RootfsBuilder, type LayerInput } from '../../src/services/image/pipeline.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
+import { sh } from '../helpers/home.js';
 
 const work = mkdtempSync(join(tmpdir(), 'banger-it-untrusted-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -53,7 +53,7 @@ function staging(): string {
 
 test('image files named through symlinks to host paths are never read: a FIFO does not hang the pull, a host file does not leak', { timeout: 60_000 }, async () => {
   const fifo = join(work, 'host-fifo');
-  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  assert.equal(sh(['mkfifo', fifo]).code, 0);
   const hostFile = join(work, 'host-os-release');
   writeFileSync(hostFile, 'ID=leaked-from-host\n');
   for (const target of [fifo, hostFile, '/dev/zero']) {
@@ -97,8 +97,8 @@ test('max_unpacked_size stops a layer that unpacks to more, naming the layer', a
 // Bundles: the work-seed is read out of an untrusted rootfs.ext4.
 
 function run(argv: string[]): string {
-  const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8' });
-  assert.equal(r.status, 0, `${argv.join(' ')}: ${r.stderr}`);
+  const r = sh(argv);
+  assert.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
   return r.stdout;
 }
 
@@ -167,7 +167,7 @@ test('a bundle whose /root is a symlink is refused naming /root; nothing it poin
     assert.match(e.message, /\/root is a symlink, not a directory/);
     return true;
   });
-  assert.equal(spawnSync('test', ['-e', join(dir, 'work-seed.ext4')]).status, 1, 'no work-seed was written');
+  assert.equal(sh(['test', '-e', join(dir, 'work-seed.ext4')]).code, 1, 'no work-seed was written');
 });
 
 test('a healthy bundle /root round-trips: files, modes, owners, hardlinks, fast and slow symlinks, nested dirs', async () => {
@@ -187,7 +187,7 @@ test('a healthy bundle /root round-trips: files, modes, owners, hardlinks, fast 
   const { b, dir } = seedBuilder();
   assert.equal(await b.workSeedFromRootfs(dir, img, 'file:///ok.tar.zst', new AbortController().signal), true);
   const seed = join(dir, 'work-seed.ext4');
-  assert.equal(spawnSync('e2fsck', ['-fn', seed]).status, 0);
+  assert.equal(sh(['e2fsck', '-fn', seed]).code, 0);
   const cat = (p: string): string => run(['debugfs', '-R', `cat ${p}`, seed]);
   assert.equal(cat('/.bashrc'), 'export X=1\n');
   assert.equal(cat('/a/b/c/deep'), 'deep\n');
