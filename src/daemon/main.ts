@@ -21,6 +21,7 @@ import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
 import { QemuDriver } from '../vmm/qemu/driver.js';
+import { DAEMON_USAGE, parseDaemonArgs, type DaemonMode } from './args.js';
 import { streamLogger } from './logger.js';
 import { DaemonServer, type Handlers } from './server.js';
 
@@ -58,9 +59,24 @@ async function checkMigrations(paths: Paths): Promise<number> {
 
 /** The composition root: the only place real runner, store, paths and services are built and wired. */
 export async function main(argv: string[]): Promise<number> {
+  let mode: DaemonMode;
+  try {
+    mode = parseDaemonArgs(argv);
+  } catch (e) {
+    reportFatal(e);
+    return 2;
+  }
+  if (mode === 'version') {
+    process.stdout.write(`bangerd ${bangerVersion()}\n`);
+    return 0;
+  }
+  if (mode === 'help') {
+    process.stdout.write(DAEMON_USAGE);
+    return 0;
+  }
   const uid = process.getuid?.() ?? 0;
   const paths = new Paths(process.env, uid);
-  if (argv.includes('--check-migrations')) return checkMigrations(paths);
+  if (mode === 'check-migrations') return checkMigrations(paths);
 
   await prepareDirs(paths, uid);
   const host = new HostProbe();
