@@ -5,6 +5,7 @@ import { loadConfigFile } from '../config/file.js';
 import { constants as osConstants } from 'node:os';
 import { AppError, badRequest } from '../errors.js';
 import { ImageService, type BuildParams, type PullParams } from '../services/image/service.js';
+import { runChecks } from '../services/doctor/checks.js';
 import { KernelService, type ImportParams } from '../services/kernel/service.js';
 import type { KernelRow } from '../store/kernels.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
@@ -23,6 +24,7 @@ import { bangerVersion } from '../version.js';
 import { QemuDriver } from '../vmm/qemu/driver.js';
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonMode } from './args.js';
 import { streamLogger } from './logger.js';
+import { logDoctorRows } from './startup-doctor.js';
 import { DaemonServer, type Handlers } from './server.js';
 
 function imageView(i: ImageRow): ImageView {
@@ -190,6 +192,9 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   log.info('bangerd ready', { socket: paths.socket });
+  // SPEC §9: doctor's rows go to the log at start, off the start path: a second later, so the
+  // first request (usually from the CLI that started this daemon) does not share the CPU with it.
+  setTimeout(() => void logDoctorRows(() => runChecks({ paths, host, runner, version, config, configError: undefined, arch: process.arch }), log), 1000).unref();
   return new Promise<number>(() => undefined);
 }
 
