@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { AppError, badRequest } from '../errors.js';
-import { parseDuration, parseSize } from './sizes.js';
+import { checkDiskSize, parseDuration, parseSize } from './sizes.js';
 
 /*
  * The shape of config.toml (SPEC §3). Keys are the file's snake_case names;
@@ -22,9 +22,10 @@ function appErrorParts(e: unknown): { message: string; hint: string } | undefine
   return undefined;
 }
 
-const sizeField = z.union([z.string(), z.number()]).transform((v, ctx) => {
+/** A disk size: parsed, and at most MAX_DISK_BYTES. */
+const diskSizeField = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
-    return parseSize(v, '{path}');
+    return checkDiskSize(parseSize(v, '{path}'), '{path}');
   } catch (e) {
     const p = appErrorParts(e);
     if (p === undefined) throw e;
@@ -104,7 +105,8 @@ export function isIpPort(s: string): boolean {
   return s.startsWith('[') ? isIP(hp.host) === 6 : isIP(hp.host) === 4;
 }
 
-function isHttpUrl(s: string): boolean {
+/** An http:// or https:// URL with a host. */
+export function isHttpUrl(s: string): boolean {
   try {
     const u = new URL(s);
     return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
@@ -125,8 +127,8 @@ const nonEmpty = z.string().min(1);
 export const vmDefaultsSchema = z.strictObject({
   vcpu: z.number().int().min(1).optional(),
   memory_mib: memoryField.optional(),
-  disk_size: sizeField.optional(),
-  system_overlay_size: sizeField.optional(),
+  disk_size: diskSizeField.optional(),
+  system_overlay_size: diskSizeField.optional(),
 });
 
 export const fileSyncEntrySchema = z.strictObject({

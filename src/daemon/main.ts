@@ -114,7 +114,7 @@ export async function main(argv: string[]): Promise<number> {
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
   const vms = new VmService({
     paths, vms: vmRepo, images: imageRepo, imageService: images, driver: new QemuDriver(runner, config.qemuBin),
-    runner, keys, config, accel, tscKhz: cpu.tscKhz, log,
+    runner, keys, config, accel, tscKhz: cpu.tscKhz, log, host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
   });
 
   await kernels.cleanStaging();

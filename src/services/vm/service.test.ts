@@ -59,7 +59,7 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
   const config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
   const keys = { keyPath: join(root, 'id'), knownHosts: join(root, 'kh'), ensureKey: async () => 'ssh-ed25519 AAAA test', forget: async () => undefined } as unknown as SshKeys;
   const svc = new VmService({
-    paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000,
+    paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000, host: { cpus: 2, memBytes: 8 * 2 ** 30 },
     accel: { accel: 'tcg', reason: 'test' },
     imageService: {
       ensure: async () => image,
@@ -106,6 +106,12 @@ for (const [params, re] of [
   [{ disk_size: '1Q' }, /invalid size/],
   [{ disk_size: '1M' }, /at least 64M/],
   [{ name: 'Bad_Name' }, /position 1/],
+  // The host of setup(): 2 CPUs, 8 GiB.
+  [{ memory_mib: 1e12 }, /^invalid --memory 1000000000000: more than this host's memory \(at most 8192 MiB\)$/],
+  [{ memory_mib: 8193 }, /invalid --memory 8193: .*at most 8192 MiB/],
+  [{ vcpu: 3 }, /^invalid --vcpu 3: more than this host's 2 CPUs \(at most 2\)$/],
+  [{ disk_size: '9T' }, /^--disk-size 9T is larger than the maximum disk size, 8T$/],
+  [{ name: '' }, /^invalid VM name "": the name is empty$/],
 ] as const) {
   test(`bad input ${JSON.stringify(params)} is rejected before anything is made`, async () => {
     const { svc, vms, paths, runner, driver } = setup();
@@ -116,6 +122,22 @@ for (const [params, re] of [
     assert.equal(driver.specs.length, 0);
   });
 }
+
+test('vm set refuses memory, vcpu and disk above the limits, naming them, and changes nothing', async () => {
+  const { svc, vms } = setup();
+  await svc.create({ name: 'dev', start: false }, ctx());
+  const before = vms.byName('dev');
+  await assert.rejects(svc.set('dev', { memory_mib: 1e12 }, ctx()), /invalid --memory 1000000000000: .*at most 8192 MiB/);
+  await assert.rejects(svc.set('dev', { vcpu: 65 }, ctx()), /invalid --vcpu 65: .*at most 2/);
+  await assert.rejects(svc.set('dev', { disk_size: '100T' }, ctx()), /--disk-size 100T is larger than the maximum disk size, 8T/);
+  assert.deepEqual(vms.byName('dev'), before);
+});
+
+test('an omitted name is generated', async () => {
+  const { svc } = setup();
+  const v = await svc.create({ start: false }, ctx());
+  assert.match(v.name, /^[a-z]+-[a-z]+(-\d+)?$/);
+});
 
 test('a duplicate name is refused', async () => {
   const { svc } = setup();

@@ -4,8 +4,8 @@ import { copyFile, mkdir, readFile, rename, truncate, writeFile } from 'node:fs/
 import { dirname, join } from 'node:path';
 import { renderSshConfig } from '../../ssh/config.js';
 import type { SshInfo, VmView } from '../../api/methods.js';
-import type { Config } from '../../config/load.js';
-import { parseSize } from '../../config/sizes.js';
+import { maxMemoryMib, maxVcpu, type Config, type HostFacts } from '../../config/load.js';
+import { checkDiskSize, parseSize } from '../../config/sizes.js';
 import { AppError, alreadyExists, badRequest, notFound, precondition } from '../../errors.js';
 import { injectIntoImage } from '../../ext4/inject.js';
 import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
@@ -49,6 +49,8 @@ export interface VmServiceDeps {
   runner: CommandRunner;
   keys: SshKeys;
   config: Config;
+  /** CPUs and RAM of this host: the upper limits of --vcpu and --memory. */
+  host: HostFacts;
   accel: AccelDecision;
   tscKhz: number | undefined;
   log: Logger;
@@ -62,12 +64,20 @@ export interface VmServiceDeps {
 const STALL_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 
-function checkVcpu(vcpu: number): void {
-  if (!Number.isInteger(vcpu) || vcpu < 1 || vcpu > 64) throw badRequest(`invalid --vcpu ${vcpu}: must be a whole number from 1 to 64`, 'e.g. --vcpu 2');
+function checkVcpu(vcpu: number, host: HostFacts): void {
+  const max = maxVcpu(host);
+  if (!Number.isInteger(vcpu) || vcpu < 1) throw badRequest(`invalid --vcpu ${vcpu}: must be a whole number from 1 to ${max}`, 'e.g. --vcpu 1');
+  if (vcpu > max) throw badRequest(`invalid --vcpu ${vcpu}: more than this host's ${host.cpus} CPUs (at most ${max})`, `use --vcpu ${max} or less`);
 }
 
-function checkMemory(mib: number): void {
+function checkMemory(mib: number, host: HostFacts): void {
   if (!Number.isInteger(mib) || mib < 128) throw badRequest(`invalid --memory ${mib}: must be at least 128 MiB`, 'e.g. --memory 2048 (MiB) or --memory 2G');
+  const max = maxMemoryMib(host);
+  if (mib > max) throw badRequest(`invalid --memory ${mib}: more than this host's memory (at most ${max} MiB)`, `use --memory ${max} or less (MiB), e.g. --memory 2G`);
+}
+
+function parseDiskSize(size: string): number {
+  return checkDiskSize(parseSize(size, '--disk-size'), '--disk-size');
 }
 
 /** VM lifecycle: create (+start), list, delete, ssh details, logs, reconcile. */
@@ -98,12 +108,13 @@ export class VmService {
 
   async create(p: CreateParams, ctx: OpContext): Promise<VmView> {
     const cfg = this.d.config;
-    if (p.name !== undefined && p.name !== '') validateVmName(p.name);
+    // An omitted name is generated; an empty one is a mistake (SPEC §4).
+    if (p.name !== undefined) validateVmName(p.name);
     const vcpu = p.vcpu ?? cfg.vmDefaults.vcpu;
-    checkVcpu(vcpu);
+    checkVcpu(vcpu, this.d.host);
     const memoryMib = p.memory_mib ?? cfg.vmDefaults.memoryMib;
-    checkMemory(memoryMib);
-    const diskBytes = p.disk_size === undefined ? cfg.vmDefaults.diskSizeBytes : parseSize(p.disk_size, '--disk-size');
+    checkMemory(memoryMib, this.d.host);
+    const diskBytes = p.disk_size === undefined ? cfg.vmDefaults.diskSizeBytes : parseDiskSize(p.disk_size);
     if (diskBytes < 64 * 1048576) throw badRequest(`invalid --disk-size ${p.disk_size}: must be at least 64M`, 'e.g. --disk-size 8G');
     this.checkVmmChoice();
     if (cfg.networkMode !== 'user') {
@@ -123,7 +134,7 @@ export class VmService {
     const now = new Date().toISOString();
     const row: VmRow = {
       id,
-      name: p.name || generateName((n) => this.d.vms.byName(n) !== undefined),
+      name: p.name ?? generateName((n) => this.d.vms.byName(n) !== undefined),
       imageId: image.id,
       state: 'creating',
       vcpu,
@@ -246,9 +257,9 @@ export class VmService {
   /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows. */
   async set(ref: string, p: { vcpu?: number | undefined; memory_mib?: number | undefined; disk_size?: string | undefined }, ctx: OpContext): Promise<VmView> {
     const vm = this.resolve(ref);
-    if (p.vcpu !== undefined) checkVcpu(p.vcpu);
-    if (p.memory_mib !== undefined) checkMemory(p.memory_mib);
-    const disk = p.disk_size === undefined ? undefined : parseSize(p.disk_size, '--disk-size');
+    if (p.vcpu !== undefined) checkVcpu(p.vcpu, this.d.host);
+    if (p.memory_mib !== undefined) checkMemory(p.memory_mib, this.d.host);
+    const disk = p.disk_size === undefined ? undefined : parseDiskSize(p.disk_size);
     if (p.vcpu === undefined && p.memory_mib === undefined && disk === undefined) {
       throw badRequest('nothing to change', 'pass --vcpu, --memory or --disk-size');
     }
