@@ -215,6 +215,46 @@ test('reconcile: a dead VMM is marked stopped, a live one is adopted, a half-cre
   assert.equal(existsSync(paths.vmDir('half')), false);
 });
 
+test('reconcile: a corrupt handles.json falls back to the store copy, the live VM is adopted, and vm show reports the file', async () => {
+  const { svc, vms, driver, paths } = setup();
+  const live = await svc.create({ name: 'live' }, ctx());
+  const file = join(paths.vmDir(live.id), 'handles.json');
+  writeFileSync(file, '{"pid": 10');
+  await svc.reconcile();
+  assert.equal(vms.byName('live')?.state, 'running');
+  assert.equal(driver.alive.size, 1, 'its VMM was neither killed nor forgotten');
+  const shown = await svc.show('live');
+  assert.match((shown.problems ?? []).join('\n'), /handles\.json is not valid JSON.*using the copy in the store/);
+  await svc.delete('live', ctx());
+  assert.equal(driver.alive.size, 0, 'delete still finds the VMM through the store copy');
+});
+
+test('reconcile: a corrupt handles.json without a store copy never marks the VM stopped (its VMM may still run)', async () => {
+  const { svc, vms, driver, paths } = setup();
+  const live = await svc.create({ name: 'live' }, ctx());
+  vms.update(live.id, { handles: undefined });
+  const file = join(paths.vmDir(live.id), 'handles.json');
+  writeFileSync(file, '{"pid": "soon"}\n');
+  await svc.reconcile();
+  assert.equal(vms.byName('live')?.state, 'error');
+  assert.equal(existsSync(file), true, 'the file is kept for inspection');
+  assert.equal(driver.alive.size, 1, 'nothing was killed blindly');
+  const shown = await svc.show('live');
+  assert.match((shown.problems ?? []).join('\n'), /handles\.json .*pid.*no copy in the store: its VMM may still be running/);
+});
+
+test('reconcile: an unreadable handles.json (not ENOENT) is a problem, not a missing file', async () => {
+  const { svc, vms, paths } = setup();
+  const live = await svc.create({ name: 'live' }, ctx());
+  vms.update(live.id, { handles: undefined });
+  const file = join(paths.vmDir(live.id), 'handles.json');
+  rmSync(file);
+  mkdirSync(file);
+  await svc.reconcile();
+  assert.equal(vms.byName('live')?.state, 'error');
+  assert.match(((await svc.show('live')).problems ?? []).join('\n'), /cannot read .*handles\.json: EISDIR/);
+});
+
 test('firecracker is refused with a hint', async () => {
   const { svc } = setup();
   (svc as unknown as { d: { config: { vmm: string } } }).d.config.vmm = 'firecracker';

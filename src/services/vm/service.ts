@@ -25,6 +25,7 @@ import type { ImageService } from '../image/service.js';
 import { checkCompat } from '../../kernel/compat.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { BootFailure, waitForSsh } from './bootwatch.js';
+import { handlesProblem, readHandlesFile } from './handles.js';
 import { generateName, validateVmName } from './names.js';
 import type { SshKeys } from './sshkeys.js';
 import { assertTransition } from './states.js';
@@ -102,8 +103,12 @@ export class VmService {
     throw notFound(`no VM named "${ref}"`, 'run `banger vm list` to see your VMs');
   }
 
-  show(ref: string): VmView {
-    return this.view(this.resolve(ref));
+  /** One VM, with any problem found in its runtime files (a corrupt handles.json). */
+  async show(ref: string): Promise<VmView> {
+    const vm = this.resolve(ref);
+    const { problem } = await this.runtimeHandles(vm);
+    const v = this.view(vm);
+    return problem === undefined ? v : { ...v, problems: [problem] };
   }
 
   async create(p: CreateParams, ctx: OpContext): Promise<VmView> {
@@ -247,7 +252,7 @@ export class VmService {
     const vm = this.resolve(ref);
     return this.withLock(vm.id, async () => {
       const cur = this.mustGet(vm.id);
-      const h = cur.handles ?? (await this.readHandlesFile(cur.id));
+      const { handles: h } = await this.runtimeHandles(cur);
       if (h) await this.d.driver.kill(this.vmmHandles(h), signal);
       await this.stopVmm(cur.id, 'stopped');
       return this.view(this.mustGet(cur.id));
@@ -346,7 +351,14 @@ export class VmService {
         continue;
       }
       if (vm.state === 'stopped' || vm.state === 'error') continue;
-      const handles = vm.handles ?? (await this.readHandlesFile(vm.id));
+      const { handles, problem } = await this.runtimeHandles(vm);
+      if (problem !== undefined && handles === undefined) {
+        // Nothing says which process is its VMM: marking it stopped could orphan a live one.
+        this.d.log.error('cannot tell whether the VMM of a VM still runs; marking it error', { name: vm.name, problem });
+        this.d.vms.update(vm.id, { state: 'error' });
+        continue;
+      }
+      if (problem !== undefined) this.d.log.warn('handles.json of a VM is corrupt; using the copy in the store', { name: vm.name, problem });
       const alive = handles ? await this.d.driver.isAlive(this.vmmHandles(handles)) : false;
       if (alive) {
         this.d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
@@ -482,7 +494,7 @@ export class VmService {
   private async stopVmm(id: string, state: 'stopped' | 'error'): Promise<void> {
     const vm = this.d.vms.get(id);
     if (!vm) return;
-    const handles = vm.handles ?? (await this.readHandlesFile(id));
+    const { handles } = await this.runtimeHandles(vm);
     if (handles) await this.d.driver.kill(this.vmmHandles(handles));
     await this.clearRuntime(id);
     this.d.vms.update(id, { state, handles: undefined, sshPort: undefined });
@@ -516,12 +528,15 @@ export class VmService {
     await rename(`${file}.tmp`, file);
   }
 
-  private async readHandlesFile(id: string): Promise<VmHandles | undefined> {
-    try {
-      return JSON.parse(await readFile(join(this.d.paths.vmDir(id), vmFiles.handles), 'utf8')) as VmHandles;
-    } catch {
-      return undefined;
-    }
+  /**
+   * The VMM handles of a VM (SPEC §2): handles.json, else the store's copy
+   * when the file is missing or corrupt. `problem` describes a corrupt file.
+   */
+  private async runtimeHandles(vm: VmRow): Promise<{ handles: VmHandles | undefined; problem: string | undefined }> {
+    const file = await readHandlesFile(join(this.d.paths.vmDir(vm.id), vmFiles.handles));
+    if (file.state === 'ok') return { handles: file.handles, problem: undefined };
+    if (file.state === 'missing') return { handles: vm.handles, problem: undefined };
+    return { handles: vm.handles, problem: handlesProblem(file.problem, vm.handles !== undefined, vm.id) };
   }
 
   private sshInfoOf(vm: Pick<VmRow, 'name' | 'sshPort'>): SshInfo {

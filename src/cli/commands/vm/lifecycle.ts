@@ -52,6 +52,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
           ['name', v.name], ['id', v.id], ['state', v.state], ['image', v.image], ['vcpu', String(v.vcpu)], ['memory', `${v.memory_mib} MiB`],
           ['disk', `${v.disk_bytes} bytes`], ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
           ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`], ['ssh', v.ssh ?? '-'], ['root disk', v.disk_strategy], ['pid', v.pid === null ? '-' : String(v.pid)], ['created', v.created_at],
+          ...(v.problems ?? []).map((p): [string, string] => ['problem', c.style.yellow(p)]),
         ];
         c.out.write(keyValues(rows));
       }
