@@ -5,12 +5,18 @@ import type { CliContext } from './context.js';
 import { buildProgram } from './main.js';
 import { makeStyle } from './render/style.js';
 
-/** A program whose daemon client records calls and answers vm.resolve with nothing. */
+/** A program whose daemon client records calls, answers vm.resolve with nothing and refuses the rest (so no command gets further). */
 function program(): { parse: (argv: string[]) => Promise<unknown>; calls: [string, unknown][] } {
   const calls: [string, unknown][] = [];
   const sink = { write: () => true } as unknown as NodeJS.WritableStream;
   const ctx = {
-    client: { call: async (method: string, params: unknown) => (calls.push([method, params]), []) },
+    client: {
+      call: async (method: string, params: unknown) => {
+        calls.push([method, params]);
+        if (method === 'vm.resolve') return [];
+        throw new Error(`unexpected call ${method}`);
+      },
+    },
     out: sink,
     err: sink,
     style: makeStyle(false, {}),
