@@ -22,14 +22,25 @@ function appErrorParts(e: unknown): { message: string; hint: string } | undefine
   return undefined;
 }
 
-/** A disk size: parsed, and at most MAX_DISK_BYTES. */
-const diskSizeField = z.union([z.string(), z.number()]).transform((v, ctx) => {
+const sizeField = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
-    return checkDiskSize(parseSize(v, '{path}'), '{path}');
+    return parseSize(v, '{path}');
   } catch (e) {
     const p = appErrorParts(e);
     if (p === undefined) throw e;
     pushIssue(ctx, v, p.message, p.hint);
+    return z.NEVER;
+  }
+});
+
+/** A disk size: a size of at most MAX_DISK_BYTES. */
+const diskSizeField = sizeField.transform((bytes, ctx) => {
+  try {
+    return checkDiskSize(bytes, '{path}');
+  } catch (e) {
+    const p = appErrorParts(e);
+    if (p === undefined) throw e;
+    pushIssue(ctx, bytes, p.message, p.hint);
     return z.NEVER;
   }
 });
