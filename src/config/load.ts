@@ -1,5 +1,5 @@
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { AppError } from '../errors.js';
+import { AppError, badRequest } from '../errors.js';
 import { validateConfigFile } from './schema.js';
 
 export interface HostFacts {
@@ -53,6 +53,16 @@ export function autoVcpu(host: HostFacts): number {
 export function autoMemoryMib(host: HostFacts): number {
   const mib = Math.floor(host.memBytes / 8 / MIB / 128) * 128;
   return Number.isFinite(mib) ? Math.min(8192, Math.max(512, mib)) : 512;
+}
+
+/** The most vCPUs a VM may have: the host's CPUs (more only slows the guest down), and never above 64. */
+export function maxVcpu(host: HostFacts): number {
+  return Math.max(1, Math.min(64, Math.floor(host.cpus)));
+}
+
+/** The most memory a VM may have, in MiB: the host's RAM. */
+export function maxMemoryMib(host: HostFacts): number {
+  return Math.floor(host.memBytes / MIB);
 }
 
 /** The configuration with no config file. */
@@ -134,6 +144,13 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
 
   const vd = f.vm_defaults;
+  // Limits that depend on this host (the schema checks what holds everywhere).
+  if (vd?.vcpu !== undefined && vd.vcpu > maxVcpu(host)) {
+    throw badRequest(`${source}: vm_defaults.vcpu ${vd.vcpu} is more than this host's ${host.cpus} CPUs: at most ${maxVcpu(host)}`, `lower vm_defaults.vcpu in ${source}, or remove it to use the default`);
+  }
+  if (vd?.memory_mib !== undefined && vd.memory_mib > maxMemoryMib(host)) {
+    throw badRequest(`${source}: vm_defaults.memory_mib ${vd.memory_mib} MiB is more than this host's memory: at most ${maxMemoryMib(host)} MiB`, `lower vm_defaults.memory_mib in ${source}, or remove it to use the default`);
+  }
   if (vd?.vcpu !== undefined) {
     cfg.vmDefaults.vcpu = vd.vcpu;
     cfg.provenance.vcpu = 'config';
