@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import type { DaemonStatus, Method, Params } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
+import { checkConfigBeforeStart, exitedAtStart, logSize } from './daemon-start.js';
 import { packageRoot, type Paths } from '../system/paths.js';
 import { processExists } from '../system/process.js';
+import { StateLock } from '../system/statelock.js';
 import type { CommandRunner } from '../system/runner.js';
 
 /** An error the daemon returned, with its op id kept for display. */
@@ -98,17 +100,29 @@ export class DaemonClient {
   }
 
   private async startDaemon(): Promise<void> {
+    // A bad config is named here, not left to the daemon log behind a start timeout.
+    await checkConfigBeforeStart(this.paths.configFile);
     await mkdir(this.paths.stateDir, { recursive: true });
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
+    const logOffset = await logSize(this.paths.daemonLog);
     // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.
-    await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], { logFile: this.paths.daemonLog });
+    const pid = await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], { logFile: this.paths.daemonLog });
     const deadline = Date.now() + START_TIMEOUT_MS;
+    let raceLost = false;
     while (Date.now() < deadline) {
       try {
         await this.callOnce('daemon.status', {}, {});
         return;
       } catch (e) {
         if (!isNoDaemon(e)) throw e;
+      }
+      // A daemon that died while starting says why in its log: show that now, not after the timeout.
+      // Unless another daemon holds the state dir: ours lost a start race (another CLI started one at
+      // the same moment) and the winner's socket appears shortly.
+      if (!raceLost) {
+        const died = await exitedAtStart(pid, this.paths.daemonLog, logOffset);
+        if (died && (await StateLock.holder(this.paths.stateLock)) === undefined) throw died;
+        raceLost = died !== undefined;
       }
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -33,6 +33,8 @@ export class Paths {
   get configFile(): string { return join(this.configDir, 'config.toml'); }
   get sshConfigFile(): string { return join(this.configDir, 'ssh_config'); }
   get dbFile(): string { return join(this.stateDir, 'banger.db'); }
+  /** Held (fcntl lock) by the one daemon using this state dir (system/statelock.ts). */
+  get stateLock(): string { return join(this.stateDir, 'bangerd.lock'); }
   get daemonLog(): string { return join(this.stateDir, 'bangerd.log'); }
   get imagesDir(): string { return join(this.stateDir, 'images'); }
   get kernelsDir(): string { return join(this.stateDir, 'kernels'); }
