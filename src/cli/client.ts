@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { DaemonStatus, Method, Params } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
+import { checkRuntimeDir } from '../system/dirs.js';
 import { packageRoot, type Paths } from '../system/paths.js';
 import type { CommandRunner } from '../system/runner.js';
 
@@ -65,6 +66,12 @@ export class DaemonClient {
 
   private callOnce<R>(method: Method, params: unknown, opts: CallOptions): Promise<R> {
     return new Promise<R>((resolve, reject) => {
+      try {
+        // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
+        checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
+      } catch (e) {
+        return reject(e);
+      }
       const sock = createConnection(this.paths.socket);
       const dec = new LineDecoder();
       let settled = false;
