@@ -104,7 +104,7 @@ export class DaemonClient {
   }
 
   private async startDaemon(): Promise<void> {
-    await mkdir(this.paths.stateDir, { recursive: true });
+    await mkdir(this.paths.stateDir, { recursive: true, mode: 0o700 });
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
     // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.
     await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], { logFile: this.paths.daemonLog });
