@@ -241,6 +241,25 @@ test('a malformed or hostile agent fails the connection and every waiting call',
   }
 });
 
+test('a malformed ERROR answering a request fails that request too, not only the connection', async () => {
+  // Found by the fuzz test: the session was forgotten before the ERROR was decoded, so this call hung.
+  for (const call of ['health', 'ports', 'get', 'shutdown', 'identity', 'put', 'exec'] as const) {
+    const { client, fake } = await setup({ silent: ['health', 'ports', 'get', 'shutdown', 'identity', 'put', 'exec'] });
+    const pending =
+      call === 'health' ? client.health()
+      : call === 'ports' ? client.ports()
+      : call === 'get' ? client.getFile('/x')
+      : call === 'shutdown' ? client.shutdown()
+      : call === 'identity' ? client.setIdentity({ hostname: 'x' })
+      : call === 'put' ? client.putFile('/x', Buffer.from('x'))
+      : client.exec({ argv: ['x'] }).exit;
+    await tick();
+    fake.send(FrameType.ERROR, 1); // an ERROR without even its code
+    const settled = await Promise.race([pending.then(() => 'resolved', (e: Error) => e.message), new Promise((r) => setTimeout(() => r('still pending'), 2000))]);
+    assert.match(String(settled), /malformed ERROR frame: malformed ERROR payload: truncated in code \(while waiting for /, call);
+  }
+});
+
 test('frames for sessions the host gave up on are ignored', async () => {
   const { client, fake } = await setup();
   fake.send(FrameType.STDOUT, 999, Buffer.from('late'));

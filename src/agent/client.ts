@@ -178,6 +178,7 @@ export class AgentClient {
       const id = this.conn.open({
         what,
         onFrame: (f) => {
+          // Decoded before settling: a malformed answer fails the connection, which settles this call.
           if (f.type === FrameType.ERROR) return settle(agentError(what, f.payload));
           reply(FrameType.OK, decodeOk)(f);
           settle();
@@ -275,8 +276,10 @@ export class AgentClient {
         what,
         onFrame: (f) => {
           if (f.type === FrameType.ERROR) {
+            // Decode first: a malformed ERROR must fail the connection with this session still in it.
+            const err = agentError(what, f.payload);
             end();
-            reject(agentError(what, f.payload));
+            reject(err);
             return;
           }
           let result: T | typeof MORE;

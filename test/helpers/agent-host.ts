@@ -22,8 +22,8 @@ export interface HostAgent {
   proc: ChildProcess;
   /** Where shutdown and set-identity write instead of acting. */
   dir: string;
-  /** stdio mode: the agent's stdin+stdout as one stream. */
-  stream: Duplex | undefined;
+  /** stdio mode: the agent's stdin+stdout as one stream (made on first use: it reads stdout). */
+  readonly stream: Duplex | undefined;
   /** socket mode: the listener path. */
   socketPath: string | undefined;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -60,9 +60,15 @@ export async function startHostAgent(opts: HostAgentOptions): Promise<HostAgent>
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     proc.on('exit', (code, signal) => resolve({ code, signal })),
   );
-  const stream =
-    opts.mode === 'stdio' ? Duplex.from({ readable: proc.stdout ?? undefined, writable: proc.stdin ?? undefined }) : undefined;
-  stream?.on('error', () => undefined);
+  let stream: Duplex | undefined;
+  const getStream = (): Duplex | undefined => {
+    if (opts.mode !== 'stdio') return undefined;
+    if (!stream) {
+      stream = Duplex.from({ readable: proc.stdout ?? undefined, writable: proc.stdin ?? undefined });
+      stream.on('error', () => undefined);
+    }
+    return stream;
+  };
   proc.stdin?.on('error', () => undefined);
   if (opts.mode === 'socket') {
     // Ready once it says so (bounded: 10 s).
@@ -76,7 +82,9 @@ export async function startHostAgent(opts: HostAgentOptions): Promise<HostAgent>
   return {
     proc,
     dir,
-    stream,
+    get stream() {
+      return getStream();
+    },
     socketPath,
     exited,
     stderr: () => err,

@@ -14,6 +14,9 @@ import type { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { after, before, test } from 'node:test';
 import { AgentClient } from '../../src/agent/client.js';
+import { encodeFrame, FrameDecoder } from '../../src/agent/codec.js';
+import * as P from '../../src/agent/payloads.js';
+import { FrameType, MAX_PAYLOAD, WINDOW_INITIAL, type Frame } from '../../src/agent/protocol.js';
 import { AGENT_HOST, processAlive, startHostAgent, type HostAgent } from '../helpers/agent-host.js';
 import { sh } from '../helpers/home.js';
 
@@ -270,4 +273,83 @@ test('the host build refuses to run without --test-dir', { skip }, () => {
 test('no sanitizer reports from the shared agent', { skip }, () => {
   assert.doesNotMatch(agent.stderr(), /Sanitizer|runtime error/);
   assert.equal(agent.proc.exitCode, null, 'still running');
+});
+
+/** Feeds raw bytes to a fresh agent on stdio, ends its input, returns what it wrote and how it exited. */
+async function talk(input: Buffer): Promise<{ frames: Frame[]; exit: { code: number | null; signal: string | null }; stderr: string }> {
+  const a = await startHostAgent({ mode: 'stdio' });
+  try {
+    const out: Buffer[] = [];
+    a.proc.stdout?.on('data', (d: Buffer) => out.push(d));
+    a.proc.stdin?.end(input);
+    const timer = setTimeout(() => a.proc.kill('SIGKILL'), 10_000);
+    const exit = await a.exited;
+    clearTimeout(timer);
+    return { frames: new FrameDecoder().push(Buffer.concat(out)), exit, stderr: a.stderr() };
+  } finally {
+    await a.stop();
+  }
+}
+
+const fr = (type: number, session: number, payload?: Buffer | string): Buffer =>
+  encodeFrame(type, session, typeof payload === 'string' ? Buffer.from(payload) : payload);
+const HELLO = fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 1, maxVersion: 1 }));
+const HEALTH = fr(FrameType.HEALTH, 99);
+const errorsOf = (frames: Frame[]): string[] =>
+  frames.filter((f) => f.type === FrameType.ERROR).map((f) => `${f.session}: ${P.decodeError(f.payload).message}`);
+
+test('malformed input: fatal errors close the stream, session errors keep it', { skip }, async () => {
+  const oversized = Buffer.alloc(9);
+  oversized.writeUInt32BE(MAX_PAYLOAD + 1, 0);
+  const execBytes = P.encodeExec({ argv: ['true'] });
+  const nulArgv = Buffer.from(execBytes);
+  nulArgv.writeUInt8(0, nulArgv.length - 5); // argv[0] "true" becomes "tru\0" (envc follows it)
+  const cases: [string, Buffer, 'fatal' | 'session', RegExp][] = [
+    ['oversized length', Buffer.concat([HELLO, oversized]), 'fatal', /^0: payload length exceeds the maximum 131072$/],
+    ['no HELLO first', HEALTH, 'fatal', /^0: the first frame must be HELLO on session 0 \(got type 0x10 on session 99\)$/],
+    ['bad magic', fr(FrameType.HELLO, 0, 'BANGERAX\0\x01\0\x01'), 'fatal', /HELLO must be 12 bytes starting with "BANGERAG"/],
+    ['no common version', fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 2, maxVersion: 3 })), 'fatal', /the host speaks versions 2\.\.3, this agent speaks 1/],
+    ['second HELLO', Buffer.concat([HELLO, HELLO]), 'fatal', /HELLO after the handshake/],
+    ['agent-only type', Buffer.concat([HELLO, fr(FrameType.STDOUT, 5, 'x')]), 'fatal', /type 0x23 is sent by the agent/],
+    ['opening frame on session 0', Buffer.concat([HELLO, fr(FrameType.HEALTH, 0)]), 'fatal', /frame type 0x10 on session 0/],
+    ['STDIN beyond the window', Buffer.concat([HELLO, fr(FrameType.EXEC, 5, P.encodeExec({ argv: ['sleep', '5'] })), ...Array.from({ length: 5 }, () => fr(FrameType.STDIN, 5, Buffer.alloc(WINDOW_INITIAL / 4 + 1)))]), 'fatal', /STDIN on session 5 exceeds its window/],
+    ['truncated EXEC payload', Buffer.concat([HELLO, fr(FrameType.EXEC, 5, execBytes.subarray(0, 23)), HEALTH]), 'session', /^5: EXEC payload is truncated/],
+    ['NUL in argv', Buffer.concat([HELLO, fr(FrameType.EXEC, 5, nulArgv), HEALTH]), 'session', /^5: argv\[0\] contains a NUL byte$/],
+    ['unknown type', Buffer.concat([HELLO, fr(0x77, 5, 'x'), HEALTH]), 'session', /^5: frame type 0x77 is unknown to this agent/],
+    ['bad PUT mode', Buffer.concat([HELLO, fr(FrameType.FILE_PUT, 5, Buffer.concat([Buffer.from([0, 0, 0x10, 0]), Buffer.alloc(16), P.encodeFileGet('/x')])), HEALTH]), 'session', /^5: FILE_PUT mode 010000 is more than permission bits$/],
+    ['frames for closed sessions', Buffer.concat([HELLO, fr(FrameType.STDIN, 5, 'x'), fr(FrameType.WINDOW, 6, P.encodeU32(5)), fr(FrameType.ABORT, 7), HEALTH]), 'session', /^$/],
+    ['a frame cut short by the end of input', Buffer.concat([HELLO, HEALTH, fr(FrameType.HEALTH, 100).subarray(0, 5)]), 'session', /^$/],
+  ];
+  for (const [name, input, kind, re] of cases) {
+    const { frames, exit, stderr } = await talk(input);
+    assert.doesNotMatch(stderr, /Sanitizer|runtime error/, name);
+    const errors = errorsOf(frames);
+    if (kind === 'fatal') {
+      assert.deepEqual(exit, { code: 2, signal: null }, `${name}: exit 2`);
+      assert.equal(errors.length, 1, `${name}: one error: ${errors.join('; ')}`);
+      assert.match(errors[0] as string, re, name);
+    } else {
+      assert.deepEqual(exit, { code: 0, signal: null }, `${name}: clean exit at end of input`);
+      assert.match(errors.join('; '), re, name);
+      assert.ok(frames.some((f) => f.type === FrameType.HEALTH_REPLY && f.session === 99), `${name}: the stream still answers`);
+    }
+  }
+});
+
+test('virtio-serial semantics: after a fatal error the agent resyncs on the next HELLO', { skip }, async () => {
+  const oversized = Buffer.alloc(9);
+  oversized.writeUInt32BE(0xffffffff, 0);
+  const input = Buffer.concat([Buffer.from('stale bytes from an old connection'), HELLO, oversized, Buffer.from('junk'), HELLO, HEALTH]);
+  const a = await startHostAgent({ mode: 'stdio', serial: true });
+  try {
+    const frames: Frame[] = [];
+    const d = new FrameDecoder();
+    a.proc.stdout?.on('data', (b: Buffer) => frames.push(...d.push(b)));
+    a.proc.stdin?.write(input);
+    await waitUntil(() => frames.some((f) => f.type === FrameType.HEALTH_REPLY), 'no HEALTH_REPLY after the second HELLO');
+    assert.deepEqual(frames.map((f) => f.type), [FrameType.HELLO, FrameType.ERROR, FrameType.HELLO, FrameType.HEALTH_REPLY]);
+    assert.equal(a.proc.exitCode, null, 'still running');
+  } finally {
+    await a.stop();
+  }
 });
