@@ -238,6 +238,7 @@ test('a malformed or hostile agent fails the connection and every waiting call',
     await assert.rejects(pending, (e: Error) => re.test(e.message) && /while waiting for health/.test(e.message), name);
     assert.equal(client.isOpen, false, name);
     await assert.rejects(client.health(), re, `${name}: later calls fail at once`);
+    await assert.rejects(client.exec({ argv: ['x'] }).exit, re, `${name}: exec too`);
   }
 });
 

@@ -96,7 +96,12 @@ class ExecSession implements AgentExec, SessionHandler {
         },
       });
     }
-    this.id = conn.open(this);
+    try {
+      this.id = conn.open(this);
+    } catch (e) {
+      this.fail(e as AppError); // a closed connection: the promises say so, like every other call
+      return;
+    }
     // Armed before sending: an answer may arrive before post() returns.
     this.startTimer = setTimeout(() => {
       this.fail(operationFailed(`${conn.label} did not answer ${this.what} within ${formatMs(timeoutMs)}`));
