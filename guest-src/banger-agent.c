@@ -123,6 +123,7 @@ int main(int argc, char **argv) {
   setup(argc, argv);
   struct pollfd fds[MAX_FDS];
   struct session *owner[MAX_FDS];
+  unsigned gen[MAX_FDS];
   int role[MAX_FDS];
   enum { R_CONN, R_LISTEN, R_SIG, R_OUT, R_ERR, R_STDIN };
 
@@ -171,20 +172,26 @@ int main(int argc, char **argv) {
       if (s->kind == S_GET && out_room && (s->credit || s->done >= s->size)) timeout = 0;
       if (s->kind != S_EXEC) continue;
       int readable = s->credit && out_room;
+      /* An fd we do not wait on stays out of the set (fd -1): a pipe whose
+       * writer is gone reports HUP whatever we ask, and would spin the loop
+       * while the host owes us credit. */
       if (s->out_fd >= 0) {
-        fds[n] = (struct pollfd){.fd = s->out_fd, .events = readable ? POLLIN : 0};
-        if (s->pty && s->stdin_len) fds[n].events |= POLLOUT;
+        short ev = (short)((readable ? POLLIN : 0) | (s->pty && s->stdin_len ? POLLOUT : 0));
+        fds[n] = (struct pollfd){.fd = ev ? s->out_fd : -1, .events = ev};
         owner[n] = s;
+        gen[n] = s->gen;
         role[n++] = R_OUT;
       }
-      if (s->err_fd >= 0) {
-        fds[n] = (struct pollfd){.fd = s->err_fd, .events = readable ? POLLIN : 0};
+      if (s->err_fd >= 0 && readable) {
+        fds[n] = (struct pollfd){.fd = s->err_fd, .events = POLLIN};
         owner[n] = s;
+        gen[n] = s->gen;
         role[n++] = R_ERR;
       }
       if (s->in_fd >= 0 && s->stdin_len) {
         fds[n] = (struct pollfd){.fd = s->in_fd, .events = POLLOUT};
         owner[n] = s;
+        gen[n] = s->gen;
         role[n++] = R_STDIN;
       }
       if (!s->running && readable && (s->out_fd >= 0 || s->err_fd >= 0)) {
@@ -239,16 +246,16 @@ int main(int argc, char **argv) {
           reap();
           break;
         case R_OUT:
-          if (owner[i]->kind != S_EXEC) break;
-          if ((re & POLLOUT) && owner[i]->pty) pump_stdin(owner[i]);
-          if (re & (POLLIN | POLLHUP | POLLERR)) pump_output(owner[i], 0);
-          break;
         case R_ERR:
-          if (owner[i]->kind == S_EXEC) pump_output(owner[i], 1);
+        case R_STDIN: {
+          /* Frames handled earlier in this turn may have ended the session
+           * (and a new one may have its slot and fd numbers): skip stale entries. */
+          struct session *s = owner[i];
+          if (s->kind != S_EXEC || s->gen != gen[i]) break;
+          if (role[i] == R_STDIN || (role[i] == R_OUT && s->pty && (re & POLLOUT))) pump_stdin(s);
+          if (role[i] != R_STDIN && (re & (POLLIN | POLLHUP | POLLERR))) pump_output(s, role[i] == R_ERR);
           break;
-        case R_STDIN:
-          if (owner[i]->kind == S_EXEC) pump_stdin(owner[i]);
-          break;
+        }
       }
     }
     if (A.drop) continue;

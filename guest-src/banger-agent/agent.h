@@ -27,6 +27,7 @@ enum drop { DROP_NONE, DROP_BROKEN, DROP_EOF }; /* why the host stream ends */
 struct session {
   enum kind kind;
   uint32_t id;
+  unsigned gen; /* tells a slot's sessions apart */
   /* exec */
   pid_t pid;
   int running, status, pty;

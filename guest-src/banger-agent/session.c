@@ -22,12 +22,14 @@ int sessions_open(void) {
 }
 
 struct session *session_new(uint32_t id, enum kind kind) {
+  static unsigned generation;
   for (int i = 0; i < AG_MAX_SESSIONS; i++) {
     struct session *s = &A.s[i];
     if (s->kind != S_FREE) continue;
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->id = id;
+    s->gen = ++generation;
     s->in_fd = s->out_fd = s->err_fd = s->file_fd = -1;
     return s;
   }

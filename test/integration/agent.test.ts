@@ -147,6 +147,28 @@ test('abort and a lost connection kill the whole process group', { skip }, async
   assert.equal((await client.health()).name, 'banger-agent 1');
 });
 
+/** CPU clock ticks (user + system) a host process has used so far. */
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+test('an exited command whose output waits for credit does not make the agent spin', { skip }, async () => {
+  // More than a window (128 KiB) but less than window + pipe (64 KiB): the command exits with
+  // output left in its pipe, which reports HUP while the host has not read: that must not wake the loop.
+  const run = client.exec({ argv: ['sh', '-c', 'head -c 150000 /dev/zero; echo bye >&2; exit 3'], env: ENV });
+  await run.started;
+  await new Promise((r) => setTimeout(r, 300)); // the command writes a window's worth and exits
+  const before = cpuTicks(agent.proc.pid as number);
+  await new Promise((r) => setTimeout(r, 1000));
+  const used = cpuTicks(agent.proc.pid as number) - before;
+  assert.ok(used < 20, `the waiting agent used ${used} clock ticks of CPU in a second`);
+  const [out, err, status] = await Promise.all([run.stdout.toArray(), text(run.stderr), run.exit]);
+  assert.equal(Buffer.concat(out as Buffer[]).length, 150000);
+  assert.deepEqual([err, status], ['bye\n', { kind: 'exited', code: 3 }]);
+});
+
 test('PTY: window size, resize, Ctrl-C reaches the command', { skip }, async () => {
   const size = client.exec({ argv: ['sh', '-c', 'stty size; test -t 0 && echo tty'], env: ENV, pty: { rows: 33, cols: 77 } });
   const out = await text(size.stdout);
