@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { DaemonStatus, Method, Params } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
+import { checkRuntimeDir } from '../system/dirs.js';
 import { checkConfigBeforeStart, exitedAtStart, logSize } from './daemon-start.js';
 import { packageRoot, type Paths } from '../system/paths.js';
 import { processExists } from '../system/process.js';
@@ -68,6 +69,12 @@ export class DaemonClient {
 
   private callOnce<R>(method: Method, params: unknown, opts: CallOptions): Promise<R> {
     return new Promise<R>((resolve, reject) => {
+      try {
+        // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
+        checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
+      } catch (e) {
+        return reject(e);
+      }
       const sock = createConnection(this.paths.socket);
       const dec = new LineDecoder();
       let settled = false;
@@ -102,7 +109,7 @@ export class DaemonClient {
   private async startDaemon(): Promise<void> {
     // A bad config is named here, not left to the daemon log behind a start timeout.
     await checkConfigBeforeStart(this.paths.configFile);
-    await mkdir(this.paths.stateDir, { recursive: true });
+    await mkdir(this.paths.stateDir, { recursive: true, mode: 0o700 });
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
     const logOffset = await logSize(this.paths.daemonLog);
     // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.

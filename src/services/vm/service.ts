@@ -18,7 +18,7 @@ import { findProcesses, processStartTime, processUsage } from '../../system/proc
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { DiskSpec, VmmDriver } from '../../vmm/driver.js';
-import { USER_NET } from '../../vmm/qemu/argv.js';
+import { qemuOptValue, USER_NET } from '../../vmm/qemu/argv.js';
 import { quietContext, type Logger, type OpContext } from '../context.js';
 import { exists, removeTree } from '../fsutil.js';
 import type { ImageService } from '../image/service.js';
@@ -422,7 +422,8 @@ export class VmService {
     // Matched on the VMM's control-socket argument (qemu `-qmp unix:PATH,…`, firecracker `--api-sock PATH`),
     // which only that VMM carries: a user's `tail -f` of the console log is never matched.
     const sock = this.d.paths.qmpSocket(vm.id);
-    for (const pid of await findProcesses((argv) => argv.some((a) => a === sock || a.startsWith(`unix:${sock},`)))) {
+    const qmpArg = `unix:${qemuOptValue(sock)},`;
+    for (const pid of await findProcesses((argv) => argv.some((a) => a === sock || a.startsWith(qmpArg)))) {
       const startTime = await processStartTime(pid);
       if (startTime === undefined) continue;
       this.d.log.warn('killing a VMM the daemon had not recorded yet', { name: vm.name, pid });
