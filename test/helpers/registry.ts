@@ -374,16 +374,9 @@ export function dockerConfigFor(host: string, username: string, password: string
 
 /* ---------- the real registry (Debian's docker-registry), umoci and skopeo ---------- */
 
-const TOOLS = ['docker-registry', 'skopeo', 'umoci', 'htpasswd'] as const;
-
-/** Why the real-registry tests cannot run here (a missing program), or undefined. */
-export function realRegistryUnavailable(): string | undefined {
-  const missing = TOOLS.filter((t) => {
-    const r = spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
-    return r.status !== 0;
-  });
-  return missing.length === 0 ? undefined : `missing ${missing.join(', ')} (apt install docker-registry skopeo umoci apache2-utils)`;
-}
+/** Programs the real-registry tests need, and the Debian packages that have them. */
+export const REAL_REGISTRY_TOOLS = ['docker-registry', 'skopeo', 'umoci', 'htpasswd'] as const;
+export const REAL_REGISTRY_PACKAGES = 'apt install docker-registry skopeo umoci apache2-utils';
 
 function run(argv: string[], env: Record<string, string>): string {
   const [cmd, ...args] = argv;

@@ -12,11 +12,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pack } from 'tar-stream';
 import { sh, TestHome } from '../helpers/home.js';
+import { missingTools, requirements } from '../helpers/requirements.js';
 import { debianBaseTar, LocalRegistry, manifestSize, pushImage, pushIndex } from '../helpers/oci-push.js';
 
-const tools = ['docker-registry', 'htpasswd', 'mmdebstrap', 'debugfs', 'qemu-system-x86_64'];
-const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b}`]).code !== 0);
-const skip = missing.length ? `missing host tools: ${missing.join(', ')}` : false;
+const skip = requirements(
+  missingTools(['docker-registry', 'htpasswd', 'openssl', 'mmdebstrap', 'mkfs.ext4', 'debugfs', 'qemu-system-x86_64', 'qemu-img', 'ssh', 'apt-get', 'apt-cache', 'dpkg-deb', 'depmod']),
+  'apt install docker-registry apache2-utils openssl mmdebstrap e2fsprogs qemu-system-x86 qemu-utils openssh-client apt dpkg kmod',
+);
 
 let home: TestHome;
 let reg: LocalRegistry;

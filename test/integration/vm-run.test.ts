@@ -9,11 +9,12 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sh, TestHome } from '../helpers/home.js';
+import { missingTools, requirements } from '../helpers/requirements.js';
 
-const missing = ['qemu-system-x86_64', 'mmdebstrap', 'mkfs.ext4', 'debugfs', 'ssh', 'apt-get', 'depmod'].filter(
-  (b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b} || test -x /sbin/${b}`]).code !== 0,
+const skip = requirements(
+  missingTools(['qemu-system-x86_64', 'qemu-img', 'mmdebstrap', 'mkfs.ext4', 'debugfs', 'ssh', 'ssh-keygen', 'apt-get', 'apt-cache', 'dpkg-deb', 'depmod']),
+  'apt install qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg kmod',
 );
-const skip = missing.length ? `missing host tools: ${missing.join(', ')}` : false;
 
 let home: TestHome;
 
