@@ -189,7 +189,7 @@ test('firecracker driver: a stale API socket is removed; default spawn goes thro
   writeFileSync(s.controlSocket, 'left over by a crashed firecracker');
   await driver.start(s);
 
-  const runner = new FakeRunner();
+  const runner = new FakeRunner().on('firecracker', { pid: 900_999 });
   const host = new FakeFirecrackerHost();
   const viaRunner = new FirecrackerDriver(runner, 'firecracker', { kvmUsable: true, tapFor: () => 'tap0', process: host.process });
   const s2 = spec();
