@@ -17,7 +17,7 @@ import { freeLoopbackPort, readSshBanner } from '../../system/net.js';
 import { processUsage } from '../../system/process.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
-import type { DiskSpec, VmmDriver } from '../../vmm/driver.js';
+import { PortInUse, type DiskSpec, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
 import { USER_NET } from '../../vmm/qemu/argv.js';
 import { quietContext, type Logger, type OpContext } from '../context.js';
 import { exists, removeTree } from '../fsutil.js';
@@ -57,7 +57,20 @@ export interface VmServiceDeps {
   stallMs?: number;
   /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
   stopGraceMs?: number;
+  /** Time for the graceful-stop wait; tests pass a pretend clock. */
+  clock?: Clock;
 }
+
+/** Wall-clock time and sleeping, as the graceful stop uses them. */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realClock: Clock = { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+
+/** How many ssh ports a start tries when the one it picked was taken before the VMM bound it. */
+const SSH_PORT_ATTEMPTS = 3;
 
 const STALL_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
@@ -216,8 +229,9 @@ export class VmService {
           const argv = sshArgv('ssh', this.sshInfoOf(cur), { batch: true, connectTimeoutS: 3, remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &' });
           await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
           const handles = this.vmmHandles(h);
-          const deadline = Date.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
-          while (Date.now() < deadline && (await this.d.driver.isAlive(handles))) await new Promise((r) => setTimeout(r, 100));
+          const clock = this.d.clock ?? realClock;
+          const deadline = clock.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
+          while (clock.now() < deadline && (await this.d.driver.isAlive(handles))) await clock.sleep(100);
         }
       }
       await this.stopVmm(cur.id, 'stopped');
@@ -339,7 +353,8 @@ export class VmService {
       const alive = handles ? await this.d.driver.isAlive(this.vmmHandles(handles)) : false;
       if (alive) {
         this.d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
-        if (vm.state !== 'running') this.d.vms.update(vm.id, { state: 'running', handles });
+        // A row that lost its handles (known only through handles.json) gets them back.
+        if (vm.state !== 'running' || !vm.handles) this.d.vms.update(vm.id, { state: 'running', handles, sshPort: handles?.sshPort ?? vm.sshPort });
       } else {
         this.d.log.info('VM is no longer running; marking it stopped', { name: vm.name });
         await this.clearRuntime(vm.id);
@@ -375,7 +390,6 @@ export class VmService {
     ];
     if (k.modulesDisk) disks.push({ id: 'modules', path: k.modulesDisk, format: 'raw', readonly: true, serial: DISK_SERIALS.modules });
     const mac = macFromId(id);
-    const sshPort = await freeLoopbackPort();
     const cmdline = bootArgs({
       hostname: vm.name,
       ip: USER_NET.guestIp,
@@ -388,14 +402,23 @@ export class VmService {
     });
     this.d.vms.update(id, { state: 'starting' });
     ctx.progress({ stage: 'boot', message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})` });
-    const h = await this.d.driver.start(
-      {
+    // The port was free when picked; another process may bind it before the VMM does: pick again.
+    let sshPort = 0;
+    let h: VmmHandles | undefined;
+    for (let attempt = 1; h === undefined; attempt++) {
+      sshPort = await freeLoopbackPort();
+      const spec: VmmSpec = {
         id, name: vm.name, vcpu: vm.vcpu, memoryMib: vm.memoryMib, accel: vm.accel, kernelPath: k.kernel, initrdPath: k.initrd,
         cmdline, disks, net: { mode: 'user', sshPort, allowOutbound: vm.nat, mac }, consoleLog,
         controlSocket: this.d.paths.qmpSocket(id), vmmLog: join(dir, vmFiles.vmmLog),
-      },
-      ctx.signal,
-    );
+      };
+      try {
+        h = await this.d.driver.start(spec, ctx.signal);
+      } catch (e) {
+        if (!(e instanceof PortInUse) || attempt >= SSH_PORT_ATTEMPTS) throw e;
+        this.d.log.warn('the ssh port was taken before the VMM bound it; trying another', { name: vm.name, port: sshPort });
+      }
+    }
     const handles: VmHandles = { pid: h.pid, startTime: h.startTime, qmpSocket: h.controlSocket, sshPort };
     await this.writeHandlesFile(id, handles);
     const bootId = randomUUID();

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { operationFailed } from '../../errors.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { isSameProcessAlive, processStartTime, signalProcess, waitForExit } from '../../system/process.js';
-import type { VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
+import { PortInUse, type VmmDriver, type VmmHandles, type VmmSpec } from '../driver.js';
 import { qemuArgv } from './argv.js';
 import { qmpCommand } from './qmp.js';
 
@@ -43,6 +43,9 @@ export class QemuDriver implements VmmDriver {
     while (Date.now() < deadline) {
       if (startTime === undefined || !(await isSameProcessAlive(pid, startTime))) {
         const log = await logTail(spec.vmmLog);
+        if (log.includes(`Could not set up host forwarding rule 'tcp:127.0.0.1:${spec.net.sshPort}-`)) {
+          throw new PortInUse(spec.net.sshPort, `qemu could not bind the ssh port 127.0.0.1:${spec.net.sshPort} for VM "${spec.name}" (taken by another process)`, { detail: log });
+        }
         throw operationFailed(`qemu exited while starting VM "${spec.name}"`, {
           detail: log,
           hint: log ? `qemu said:\n${log}` : `see ${spec.vmmLog}`,
