@@ -210,7 +210,8 @@ export class ImageService {
     const sizeBytes = p.size === undefined ? undefined : parseSize(p.size, '--size');
     // Step 2: the kernel is resolved before anything is downloaded.
     const kernel = await this.resolveKernel(p, name, ctx);
-    const key = `oci:${formatReference(ref)}`;
+    // Concurrent pulls share one flight only when everything that shapes the image is the same.
+    const key = JSON.stringify(['oci', formatReference(ref), name, sizeBytes ?? null, kernel.name]);
     return raceAbort(
       this.flights.run(key, async () => {
         ctx.progress({ stage: 'image', message: `resolving ${formatReference(ref)}` });
@@ -437,6 +438,8 @@ export class ImageService {
         this.repo.insert(row);
       } catch (e) {
         await removeTree(final);
+        // Another pull or build of this name published first (they ran concurrently).
+        if (String(e).includes('UNIQUE')) throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');
         throw e;
       }
       this.log.info('image published', { name: row.name, id, source: row.source });
