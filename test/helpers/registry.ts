@@ -415,32 +415,37 @@ export class RealRegistry {
 
   static async start(opts: { username?: string; password?: string } = {}): Promise<RealRegistry> {
     const dir = mkdtempSync(join(tmpdir(), 'banger-realreg-'));
-    const port = await freePort();
     let auth = '';
     if (opts.username !== undefined) {
       run(['htpasswd', '-Bbc', join(dir, 'htpasswd'), opts.username, opts.password ?? ''], {});
       auth = `auth:\n  htpasswd:\n    realm: banger-test\n    path: ${join(dir, 'htpasswd')}\n`;
     }
-    const cfg = join(dir, 'config.yml');
-    writeFileSync(
-      cfg,
-      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: banger-test\n${auth}`,
-    );
-    const proc = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
     const basic = opts.username === undefined ? undefined : `Basic ${Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64')}`;
-    const reg = new RealRegistry(`127.0.0.1:${port}`, dir, proc, basic);
-    for (let i = 0; i < 100; i++) {
-      if (proc.exitCode !== null) break;
-      const up = await fetch(`http://${reg.host}/v2/`).then((r) => r.status === 200 || r.status === 401, () => false);
-      if (up) return reg;
-      await new Promise((r) => setTimeout(r, 100));
+    // The port was free a moment ago; another process may take it before the registry binds it: then pick another.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const cfg = join(dir, 'config.yml');
+      writeFileSync(
+        cfg,
+        `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: banger-test\n${auth}`,
+      );
+      const proc = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const closed = new Promise((r) => proc.once('close', r));
+      const reg = new RealRegistry(`127.0.0.1:${port}`, dir, proc, basic);
+      for (let i = 0; i < 100 && proc.exitCode === null; i++) {
+        const up = await fetch(`http://${reg.host}/v2/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200 || r.status === 401, () => false);
+        if (up) return reg;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      if (proc.exitCode !== null) await closed; // all of its stderr is in
+      const log = reg.#log;
+      const taken = /address already in use/i.test(log);
+      await reg.stop({ keepDir: taken && attempt < 3 });
+      if (!taken || attempt >= 3) throw new Error(`docker-registry did not start: ${log}`);
     }
-    const log = reg.#log;
-    await reg.stop();
-    throw new Error(`docker-registry did not start: ${log}`);
   }
 
-  async stop(): Promise<void> {
+  async stop(o: { keepDir?: boolean } = {}): Promise<void> {
     const p = this.#proc;
     if (p.exitCode === null && p.signalCode === null) {
       const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
@@ -449,7 +454,7 @@ export class RealRegistry {
       await exited;
       clearTimeout(timer);
     }
-    rmSync(this.dir, { recursive: true, force: true });
+    if (!o.keepDir) rmSync(this.dir, { recursive: true, force: true });
   }
 
   #headers(extra: Record<string, string> = {}): Record<string, string> {
