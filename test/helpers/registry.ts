@@ -137,6 +137,8 @@ export class FakeRegistry {
   readonly issuedTokens = new Set<string>();
   /** Delay (ms) before answering blob requests, so concurrent requests overlap. */
   blobDelayMs = 0;
+  /** bearer: tokens issued from now on are refused at once, as if they expired on issue. */
+  tokensExpireAtOnce = false;
   host = '';
   storageHost = '';
   #server: Server | undefined;
@@ -159,6 +161,11 @@ export class FakeRegistry {
   async stop(): Promise<void> {
     if (this.#server !== undefined) await close(this.#server);
     if (this.#storage !== undefined) await close(this.#storage);
+  }
+
+  /** bearer: every token issued so far expires now (the registry answers 401 to it). */
+  expireTokens(): void {
+    this.issuedTokens.clear();
   }
 
   requests(filter: (r: LoggedRequest) => boolean = () => true): LoggedRequest[] {
@@ -361,7 +368,7 @@ export class FakeRegistry {
       return;
     }
     const token = `tok-${++this.#tokenCount}`;
-    this.issuedTokens.add(token);
+    if (!this.tokensExpireAtOnce) this.issuedTokens.add(token);
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ [this.opts.tokenField ?? 'token']: token, expires_in: 300 }));
   }
