@@ -46,6 +46,7 @@ test('timeouts: a command longer than timeoutMs fails with the runner\'s timeout
   assert.equal((await r.run(['ssh', 'vm'], { timeoutMs: 20_000 })).stdout, 'late');
   await assert.rejects(r.run(['sleep'], { timeoutMs: 1 }), /timed out after 1 ms/);
   await assert.rejects(r.run(['sleep']), /never ends and the caller set no timeoutMs or signal/);
+  assert.throws(() => r.assertNoUnexpected(), /1 command\(s\) that never end were run without timeoutMs or signal:\n {2}\["sleep"\]/);
 });
 
 test('abort signals: aborted before the call, or while the command runs', async () => {

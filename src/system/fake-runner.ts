@@ -61,6 +61,8 @@ export class FakeRunner implements CommandRunner {
   readonly calls: FakeCall[] = [];
   /** Commands no rule matched (strict mode). */
   readonly unexpected: string[][] = [];
+  /** Commands that never end, run with neither timeoutMs nor an abort signal (they would hang for real). */
+  readonly unbounded: string[][] = [];
   private readonly rules: { match: (argv: readonly string[]) => boolean; respond: Responder }[] = [];
   private readonly strict: boolean;
   private nextPid = 4242;
@@ -76,11 +78,14 @@ export class FakeRunner implements CommandRunner {
     return this;
   }
 
-  /** Fails (listing them) when any command matched no rule, even if the code under test swallowed the error. */
+  /**
+   * Fails (listing them) when any command matched no rule, or hung with no
+   * timeout or signal to end it, even if the code under test swallowed the error.
+   */
   assertNoUnexpected(): void {
-    if (this.unexpected.length > 0) {
-      throw new Error(`FakeRunner: ${this.unexpected.length} unexpected command(s):\n${this.unexpected.map((a) => `  ${JSON.stringify(a)}`).join('\n')}`);
-    }
+    const list = (argvs: string[][]): string => argvs.map((a) => `  ${JSON.stringify(a)}`).join('\n');
+    if (this.unexpected.length > 0) throw new Error(`FakeRunner: ${this.unexpected.length} unexpected command(s):\n${list(this.unexpected)}`);
+    if (this.unbounded.length > 0) throw new Error(`FakeRunner: ${this.unbounded.length} command(s) that never end were run without timeoutMs or signal:\n${list(this.unbounded)}`);
   }
 
   /** The matched outcome (not yet applied), or UnexpectedCommand in strict mode. */
@@ -103,6 +108,7 @@ export class FakeRunner implements CommandRunner {
     if (timeoutMs !== undefined && duration > timeoutMs) throw commandTimedOut(argv, timeoutMs);
     if (duration === Infinity) {
       if (signal) return untilAborted(argv, signal);
+      this.unbounded.push([...argv]);
       throw new Error(`FakeRunner: ${JSON.stringify(argv)} never ends and the caller set no timeoutMs or signal: the real command would hang forever`);
     }
     return { code: o.code ?? 0, stdout: o.stdout ?? '', stderr: o.stderr ?? '' };
