@@ -5,7 +5,7 @@
  * default image with mmdebstrap.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sh, TestHome } from '../helpers/home.js';
@@ -222,6 +222,20 @@ test('lifecycle: create, stop, start (data survives), restart (new boot), kill, 
   // The check above can tell: after a kill the journals are replayed.
   r = await home.banger(['vm', 'ssh', name, '--', 'dmesg']);
   assert.match(r.stdout, /EXT4-fs \([^)]*\): recovery complete/, 'a killed guest leaves a journal to replay');
+
+  // Trust on first use: a host key that is not the one recorded is refused with a clear error.
+  const knownHosts = join(home.stateDir, 'ssh', 'known_hosts');
+  const recorded = readFileSync(knownHosts, 'utf8');
+  assert.equal(sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', join(home.root, 'other-key')]).code, 0);
+  const otherKey = readFileSync(join(home.root, 'other-key.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
+  writeFileSync(knownHosts, recorded.split('\n').map((l) => (l.startsWith(`${name}.vm `) ? `${name}.vm ${otherKey}` : l)).join('\n'));
+  r = await home.banger(['vm', 'ssh', name, '--', 'true']);
+  assert.equal(r.code, 125, r.stderr);
+  assert.match(r.stderr, new RegExp(`banger: the ssh host key of VM "${name}" \\(${name}\\.vm\\) is not the one banger recorded`));
+  assert.match(r.stderr, new RegExp(`hint: .*ssh-keygen -R ${name}\\.vm -f ${knownHosts}`));
+  writeFileSync(knownHosts, recorded);
+  rmSync(join(home.root, 'other-key'), { force: true });
+  rmSync(join(home.root, 'other-key.pub'), { force: true });
 
   r = await home.banger(['vm', 'delete', name]);
   assert.equal(r.code, 0, r.stderr);
