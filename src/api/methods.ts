@@ -95,6 +95,8 @@ export interface VmView {
   disk_strategy: string;
   pid: number | null;
   created_at: string;
+  /** Problems `vm show` found with the VM's runtime files (e.g. a corrupt handles.json). */
+  problems?: string[];
 }
 
 export interface ResolvedRef {

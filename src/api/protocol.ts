@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../errors.js';
+import { badRequest, type ErrorCode } from '../errors.js';
 
 /**
  * The CLI↔daemon wire: one request per Unix-socket connection, newline-delimited JSON.
@@ -31,19 +31,110 @@ export interface WireError {
 
 export type ResponseLine = { event: ProgressEvent } | { result: unknown; op_id: string } | { error: WireError };
 
-/** Splits a byte stream into JSON lines. */
-export class LineDecoder {
-  private buf = '';
-  push(chunk: string): unknown[] {
-    this.buf += chunk;
-    const out: unknown[] = [];
-    let i: number;
-    while ((i = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, i).trim();
-      this.buf = this.buf.slice(i + 1);
-      if (line) out.push(JSON.parse(line));
+/** Limits of the wire, in one place. */
+export const WIRE_LIMITS = {
+  /** A request line (without its newline) longer than this gets bad_request and the connection is closed. */
+  maxRequestLineBytes: 1024 * 1024,
+  /**
+   * A client must complete its request line this long after connecting, or it
+   * gets bad_request and is disconnected. It does not apply once the request
+   * is read: operations and their progress streams may run for as long as they need.
+   */
+  requestLineTimeoutMs: 10_000,
+} as const;
+
+const NEWLINE = 0x0a;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Splits a byte stream into lines (without the newline). Each byte is looked
+ * at once, and an incomplete line is kept in one buffer that grows by doubling
+ * (a line trickling in byte by byte costs linear time and at most twice its
+ * size). A line longer than `maxLineBytes` throws bad_request as soon as the
+ * limit is passed, newline or not.
+ */
+export class LineSplitter {
+  private buf = Buffer.alloc(0);
+  private len = 0;
+
+  constructor(private readonly maxLineBytes = Number.POSITIVE_INFINITY) {}
+
+  push(chunk: string | Uint8Array): Buffer[] {
+    let rest = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const lines: Buffer[] = [];
+    for (let i = rest.indexOf(NEWLINE); i >= 0; i = rest.indexOf(NEWLINE)) {
+      this.check(this.len + i);
+      if (this.len === 0) {
+        lines.push(rest.subarray(0, i));
+      } else {
+        this.append(rest.subarray(0, i));
+        lines.push(this.buf.subarray(0, this.len));
+        this.buf = Buffer.alloc(0);
+        this.len = 0;
+      }
+      rest = rest.subarray(i + 1);
     }
-    return out;
+    if (rest.length > 0) {
+      this.check(this.len + rest.length);
+      this.append(rest);
+    }
+    return lines;
+  }
+
+  /** Bytes held for the incomplete line (its buffer's capacity). */
+  get retainedBytes(): number {
+    return this.buf.length;
+  }
+
+  private append(bytes: Buffer): void {
+    const need = this.len + bytes.length;
+    if (need > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(this.buf.length * 2, this.maxLineBytes), 256));
+      this.buf.copy(grown, 0, 0, this.len);
+      this.buf = grown;
+    }
+    bytes.copy(this.buf, this.len);
+    this.len = need;
+  }
+
+  private check(bytes: number): void {
+    if (bytes > this.maxLineBytes) {
+      this.buf = Buffer.alloc(0);
+      this.len = 0;
+      throw badRequest(`request line is longer than ${this.maxLineBytes} bytes`, 'requests are small JSON objects on one line');
+    }
+  }
+}
+
+/** Parses one line: valid UTF-8 and JSON, else bad_request. Blank lines are `undefined`. */
+export function parseLine(line: Uint8Array): unknown {
+  let text: string;
+  try {
+    text = utf8.decode(line);
+  } catch {
+    throw badRequest('request is not valid UTF-8');
+  }
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw badRequest('request is not valid JSON');
+  }
+}
+
+/** Splits a byte stream into JSON lines (see LineSplitter, parseLine); blank lines are skipped. */
+export class LineDecoder {
+  private readonly splitter: LineSplitter;
+
+  constructor(maxLineBytes?: number) {
+    this.splitter = new LineSplitter(maxLineBytes);
+  }
+
+  push(chunk: string | Uint8Array): unknown[] {
+    return this.splitter
+      .push(chunk)
+      .map(parseLine)
+      .filter((v) => v !== undefined);
   }
 }
 

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import type { DaemonStatus, Method, Params } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
+import { checkRuntimeDir } from '../system/dirs.js';
+import { checkConfigBeforeStart, exitedAtStart, logSize } from './daemon-start.js';
 import { packageRoot, type Paths } from '../system/paths.js';
 import type { CommandRunner } from '../system/runner.js';
 
@@ -65,6 +67,12 @@ export class DaemonClient {
 
   private callOnce<R>(method: Method, params: unknown, opts: CallOptions): Promise<R> {
     return new Promise<R>((resolve, reject) => {
+      try {
+        // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
+        checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
+      } catch (e) {
+        return reject(e);
+      }
       const sock = createConnection(this.paths.socket);
       const dec = new LineDecoder();
       let settled = false;
@@ -97,10 +105,13 @@ export class DaemonClient {
   }
 
   private async startDaemon(): Promise<void> {
-    await mkdir(this.paths.stateDir, { recursive: true });
+    // A bad config is named here, not left to the daemon log behind a start timeout.
+    await checkConfigBeforeStart(this.paths.configFile);
+    await mkdir(this.paths.stateDir, { recursive: true, mode: 0o700 });
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
+    const logOffset = await logSize(this.paths.daemonLog);
     // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.
-    await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], { logFile: this.paths.daemonLog });
+    const pid = await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], { logFile: this.paths.daemonLog });
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
       try {
@@ -109,6 +120,9 @@ export class DaemonClient {
       } catch (e) {
         if (!isNoDaemon(e)) throw e;
       }
+      // A daemon that died while starting says why in its log: show that now, not after the timeout.
+      const died = await exitedAtStart(pid, this.paths.daemonLog, logOffset);
+      if (died) throw died;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new AppError('operation_failed', `bangerd did not start within ${START_TIMEOUT_MS / 1000} s`, {

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { AppError } from '../errors.js';
+import { AppError, badRequest } from '../errors.js';
 import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
@@ -28,6 +28,36 @@ export function splitGuestCommand(argv: readonly string[]): { own: string[]; gue
   const i = argv.indexOf('--');
   if (i < 0) return { own: [...argv], guest: undefined };
   return { own: argv.slice(0, i), guest: argv.slice(i + 1) };
+}
+
+/**
+ * No flag value or argument of any command may be empty: `--name ''` or
+ * `vm show ''` is a mistake (a quoting slip, an unset shell variable), never a
+ * request for the default, and is named here before anything reaches the daemon.
+ */
+export function rejectEmptyValues(cmd: Command): void {
+  const check = (label: string, v: string, hint: string): void => {
+    if (v.trim() === '') throw badRequest(`invalid ${label} ${JSON.stringify(v)}: must not be empty`, hint);
+  };
+  for (const opt of cmd.options) {
+    if (!opt.required && !opt.optional) continue;
+    const parse = opt.parseArg;
+    const label = opt.long ?? opt.short ?? opt.flags;
+    opt.argParser((v: string, acc: unknown) => {
+      check(label, v, `give ${label} a value, or leave ${label} out`);
+      return parse ? parse(v, acc) : v;
+    });
+  }
+  for (const arg of cmd.registeredArguments) {
+    const parse = arg.parseArg;
+    const label = `<${arg.name()}>`;
+    arg.argParser((v: string, acc: unknown) => {
+      check(label, v, `pass a non-empty ${label}`);
+      if (parse) return parse(v, acc);
+      return arg.variadic ? [...((acc as string[] | undefined) ?? []), v] : v;
+    });
+  }
+  for (const sub of cmd.commands) rejectEmptyValues(sub);
 }
 
 export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => void, guest: () => string[] | undefined): Command {
@@ -69,6 +99,7 @@ export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => vo
     });
   for (const cmd of program.commands) cmd.exitOverride();
   for (const cmd of vm.commands) cmd.exitOverride();
+  rejectEmptyValues(program);
   return program;
 }
 
@@ -96,12 +127,13 @@ export async function main(argv: string[]): Promise<never> {
   try {
     await program.parseAsync(own, { from: 'user' });
   } catch (e) {
+    // `vm run ... -- cmd` passes the guest's status through, so banger's own failures are 125 there (SPEC §4).
+    const commandMode = guest !== undefined && guest.length > 0 && own[0] === 'vm' && own[1] === 'run';
     if (e instanceof CommanderError) {
-      const commandMode = guest !== undefined && guest.length > 0 && own[0] === 'vm' && own[1] === 'run';
       code = e.exitCode === 0 ? 0 : commandMode ? 125 : 2;
     } else {
       process.stderr.write(renderError(e, style));
-      code = e instanceof AppError ? 1 : 70;
+      code = commandMode ? 125 : e instanceof AppError ? 1 : 70;
     }
   }
   await new Promise<void>((r) => process.stdout.write('', () => r()));

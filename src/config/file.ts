@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { badRequest } from '../errors.js';
 import type { HostProbe } from '../system/host.js';
 import { parseConfig, type Config } from './load.js';
 
@@ -8,7 +9,8 @@ export async function loadConfigFile(path: string, host: HostProbe): Promise<Con
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw badRequest(`cannot read ${path}: ${code ?? (e as Error).message}`, 'config.toml must be a readable file (or absent for all defaults)');
   }
   return parseConfig(text, path, { cpus: host.cpuCount(), memBytes: host.memBytes() });
 }

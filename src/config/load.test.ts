@@ -28,6 +28,7 @@ test('empty text gives all defaults', () => {
     cidr: 24,
     dnsListen: '127.0.0.1:42069',
     autoStopStaleAfterMs: 0,
+    maxUnpackedBytes: 32 * G,
     vmDefaults: { vcpu: 2, memoryMib: 2048, diskSizeBytes: 8 * G, systemOverlaySizeBytes: 8 * G },
     provenance: { vcpu: 'auto', memoryMib: 'auto', diskSizeBytes: 'builtin', systemOverlaySizeBytes: 'builtin' },
     fileSync: [],
@@ -77,6 +78,8 @@ cidr = 16
 dns_listen = "127.0.0.1:5353"
 auto_stop_stale_after = "1h30m"
 
+max_unpacked_size = "100G"
+
 [vm_defaults]
 vcpu = 6
 memory_mib = "3G"
@@ -112,6 +115,7 @@ mode = "0640"
     cidr: 16,
     dnsListen: '127.0.0.1:5353',
     autoStopStaleAfterMs: 5_400_000,
+    maxUnpackedBytes: 100 * G,
     vmDefaults: { vcpu: 6, memoryMib: 3072, diskSizeBytes: 20 * G, systemOverlaySizeBytes: 4 * G },
     provenance: { vcpu: 'config', memoryMib: 'config', diskSizeBytes: 'config', systemOverlaySizeBytes: 'config' },
     fileSync: [
@@ -175,6 +179,11 @@ const partialCases: { name: string; text: string; check: (c: Config) => void }[]
 for (const c of partialCases) {
   test(`parseConfig: ${c.name}`, () => c.check(parseConfig(c.text, SRC, HOST)));
 }
+
+test('the host limits themselves are accepted: all its memory, all its CPUs, an 8T disk', () => {
+  const c = parseConfig('[vm_defaults]\nmemory_mib = 16384\nvcpu = 8\ndisk_size = "8T"\nsystem_overlay_size = "8T"\n', SRC, HOST);
+  assert.deepEqual(c.vmDefaults, { vcpu: 8, memoryMib: 16384, diskSizeBytes: 8 * 1024 * G, systemOverlaySizeBytes: 8 * 1024 * G });
+});
 
 test('parseConfig does not share state between calls', () => {
   const a = parseConfig('[vm_defaults]\nvcpu = 3\n', SRC, HOST);
@@ -250,6 +259,22 @@ const errorCases: { name: string; text: string; message: RegExp | string; hint?:
   { name: 'file_sync mode not octal', text: '[[file_sync]]\nhost = "a"\nguest = "~/a"\nmode = "0689"\n', message: /file_sync\[0\]\.mode: expected a string of octal digits/ },
   { name: 'file_sync mode as integer', text: '[[file_sync]]\nhost = "a"\nguest = "~/a"\nmode = 600\n', message: /file_sync\[0\]\.mode/ },
   { name: 'file_sync as a table', text: '[file_sync]\nhost = "a"\n', message: /file_sync: expected an array of tables/ },
+  // Limits that depend on the host (HOST: 8 CPUs, 16 GiB) or on what a disk file can be.
+  {
+    name: 'memory above host RAM',
+    text: '[vm_defaults]\nmemory_mib = 1e12\n',
+    message: `${SRC}: vm_defaults.memory_mib 1000000000000 MiB is more than this host's memory: at most 16384 MiB`,
+    hint: /lower vm_defaults\.memory_mib/,
+  },
+  { name: 'memory size string above host RAM', text: '[vm_defaults]\nmemory_mib = "17G"\n', message: /vm_defaults\.memory_mib 17408 MiB is more than this host's memory: at most 16384 MiB/ },
+  {
+    name: 'vcpu above host CPUs',
+    text: '[vm_defaults]\nvcpu = 9\n',
+    message: `${SRC}: vm_defaults.vcpu 9 is more than this host's 8 CPUs: at most 8`,
+    hint: /lower vm_defaults\.vcpu/,
+  },
+  { name: 'disk size above the maximum', text: '[vm_defaults]\ndisk_size = "9T"\n', message: `${SRC}: vm_defaults.disk_size 9T is larger than the maximum disk size, 8T` },
+  { name: 'overlay size above the maximum', text: '[vm_defaults]\nsystem_overlay_size = 1e9\n', message: /vm_defaults\.system_overlay_size .* is larger than the maximum disk size, 8T/ },
 ];
 for (const c of errorCases) {
   test(`parseConfig rejects: ${c.name}`, () => {

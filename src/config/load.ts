@@ -1,5 +1,5 @@
 import { parse as parseToml, TomlError } from 'smol-toml';
-import { AppError } from '../errors.js';
+import { AppError, badRequest } from '../errors.js';
 import { validateConfigFile } from './schema.js';
 
 export interface HostFacts {
@@ -31,6 +31,8 @@ export interface Config {
   dnsListen: string;
   /** 0 disables auto-stopping stale VMs. */
   autoStopStaleAfterMs: number;
+  /** Most bytes of uncompressed tar an image pull or build may read, all layers together (max_unpacked_size). */
+  maxUnpackedBytes: number;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
   provenance: { vcpu: Provenance; memoryMib: Provenance; diskSizeBytes: Provenance; systemOverlaySizeBytes: Provenance };
   fileSync: { host: string; guest: string; mode: number }[];
@@ -38,6 +40,8 @@ export interface Config {
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
+/** An image's tar content beyond this is refused unless max_unpacked_size says otherwise. */
+export const DEFAULT_MAX_UNPACKED_BYTES = 32 * GIB;
 
 /** vcpu default: a quarter of the host's CPUs, between 1 and 4. */
 export function autoVcpu(host: HostFacts): number {
@@ -49,6 +53,16 @@ export function autoVcpu(host: HostFacts): number {
 export function autoMemoryMib(host: HostFacts): number {
   const mib = Math.floor(host.memBytes / 8 / MIB / 128) * 128;
   return Number.isFinite(mib) ? Math.min(8192, Math.max(512, mib)) : 512;
+}
+
+/** The most vCPUs a VM may have: the host's CPUs (more only slows the guest down), and never above 64. */
+export function maxVcpu(host: HostFacts): number {
+  return Math.max(1, Math.min(64, Math.floor(host.cpus)));
+}
+
+/** The most memory a VM may have, in MiB: the host's RAM. */
+export function maxMemoryMib(host: HostFacts): number {
+  return Math.floor(host.memBytes / MIB);
 }
 
 /** The configuration with no config file. */
@@ -72,6 +86,7 @@ export function defaultConfig(host: HostFacts): Config {
     cidr: 24,
     dnsListen: '127.0.0.1:42069',
     autoStopStaleAfterMs: 0,
+    maxUnpackedBytes: DEFAULT_MAX_UNPACKED_BYTES,
     vmDefaults: {
       vcpu: autoVcpu(host),
       memoryMib: autoMemoryMib(host),
@@ -126,8 +141,16 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.cidr !== undefined) cfg.cidr = f.cidr;
   if (f.dns_listen !== undefined) cfg.dnsListen = f.dns_listen;
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
+  if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
 
   const vd = f.vm_defaults;
+  // Limits that depend on this host (the schema checks what holds everywhere).
+  if (vd?.vcpu !== undefined && vd.vcpu > maxVcpu(host)) {
+    throw badRequest(`${source}: vm_defaults.vcpu ${vd.vcpu} is more than this host's ${host.cpus} CPUs: at most ${maxVcpu(host)}`, `lower vm_defaults.vcpu in ${source}, or remove it to use the default`);
+  }
+  if (vd?.memory_mib !== undefined && vd.memory_mib > maxMemoryMib(host)) {
+    throw badRequest(`${source}: vm_defaults.memory_mib ${vd.memory_mib} MiB is more than this host's memory: at most ${maxMemoryMib(host)} MiB`, `lower vm_defaults.memory_mib in ${source}, or remove it to use the default`);
+  }
   if (vd?.vcpu !== undefined) {
     cfg.vmDefaults.vcpu = vd.vcpu;
     cfg.provenance.vcpu = 'config';

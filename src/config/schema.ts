@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { AppError, badRequest } from '../errors.js';
-import { parseDuration, parseSize } from './sizes.js';
+import { checkDiskSize, parseDuration, parseSize } from './sizes.js';
 
 /*
  * The shape of config.toml (SPEC §3). Keys are the file's snake_case names;
@@ -29,6 +29,18 @@ const sizeField = z.union([z.string(), z.number()]).transform((v, ctx) => {
     const p = appErrorParts(e);
     if (p === undefined) throw e;
     pushIssue(ctx, v, p.message, p.hint);
+    return z.NEVER;
+  }
+});
+
+/** A disk size: a size of at most MAX_DISK_BYTES. */
+const diskSizeField = sizeField.transform((bytes, ctx) => {
+  try {
+    return checkDiskSize(bytes, '{path}');
+  } catch (e) {
+    const p = appErrorParts(e);
+    if (p === undefined) throw e;
+    pushIssue(ctx, bytes, p.message, p.hint);
     return z.NEVER;
   }
 });
@@ -104,7 +116,8 @@ export function isIpPort(s: string): boolean {
   return s.startsWith('[') ? isIP(hp.host) === 6 : isIP(hp.host) === 4;
 }
 
-function isHttpUrl(s: string): boolean {
+/** An http:// or https:// URL with a host. */
+export function isHttpUrl(s: string): boolean {
   try {
     const u = new URL(s);
     return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
@@ -125,8 +138,8 @@ const nonEmpty = z.string().min(1);
 export const vmDefaultsSchema = z.strictObject({
   vcpu: z.number().int().min(1).optional(),
   memory_mib: memoryField.optional(),
-  disk_size: sizeField.optional(),
-  system_overlay_size: sizeField.optional(),
+  disk_size: diskSizeField.optional(),
+  system_overlay_size: diskSizeField.optional(),
 });
 
 export const fileSyncEntrySchema = z.strictObject({
@@ -161,6 +174,7 @@ export const configFileSchema = z.strictObject({
   cidr: z.number().int().min(1).max(30).optional(),
   dns_listen: z.string().refine(isIpPort).optional(),
   auto_stop_stale_after: durationField({ allowZero: true }).optional(),
+  max_unpacked_size: sizeField.optional(),
   vm_defaults: vmDefaultsSchema.optional(),
   file_sync: z.array(fileSyncEntrySchema).optional(),
 });
@@ -195,6 +209,7 @@ const EXPECTED: Readonly<Record<string, string>> = {
   cidr: 'an integer prefix length from 1 to 30',
   dns_listen: 'an "ip:port" string such as "127.0.0.1:42069"',
   auto_stop_stale_after: 'a duration string such as "2h" ("0" disables)',
+  max_unpacked_size: 'a size such as "32G"',
   vm_defaults: 'a table ([vm_defaults])',
   'vm_defaults.vcpu': 'an integer of at least 1',
   'vm_defaults.memory_mib': 'a whole number of MiB (at least 128) or a size such as "2G"',

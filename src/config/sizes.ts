@@ -52,6 +52,21 @@ export function parseSize(s: string | number, field: string): number {
   return bytes;
 }
 
+/**
+ * The largest disk (work disk, root overlay, image rootfs) banger makes. Disk
+ * files are sparse, so this is not about free space: an ext4 host file system
+ * cannot hold a file of 16 TiB, and no sandbox needs more than this.
+ */
+export const MAX_DISK_BYTES = 8 * TIB;
+
+/** Rejects a disk size above MAX_DISK_BYTES, naming `field` and the maximum. */
+export function checkDiskSize(bytes: number, field: string): number {
+  if (bytes > MAX_DISK_BYTES) {
+    throw badRequest(`${field} ${formatSize(bytes)} is larger than the maximum disk size, ${formatSize(MAX_DISK_BYTES)}`, `use at most ${formatSize(MAX_DISK_BYTES)}; disks are sparse files, so a smaller size costs nothing until the guest writes`);
+  }
+  return bytes;
+}
+
 const FORMAT_UNITS: readonly [string, number][] = [
   ['T', TIB],
   ['G', GIB],

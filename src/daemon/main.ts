@@ -5,6 +5,7 @@ import { loadConfigFile } from '../config/file.js';
 import { constants as osConstants } from 'node:os';
 import { AppError, badRequest } from '../errors.js';
 import { ImageService, type BuildParams, type PullParams } from '../services/image/service.js';
+import { runChecks } from '../services/doctor/checks.js';
 import { KernelService, type ImportParams } from '../services/kernel/service.js';
 import type { KernelRow } from '../store/kernels.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
@@ -21,7 +22,9 @@ import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
 import { QemuDriver } from '../vmm/qemu/driver.js';
+import { DAEMON_USAGE, parseDaemonArgs, type DaemonMode } from './args.js';
 import { streamLogger } from './logger.js';
+import { logDoctorRows } from './startup-doctor.js';
 import { DaemonServer, type Handlers } from './server.js';
 
 function imageView(i: ImageRow): ImageView {
@@ -58,9 +61,24 @@ async function checkMigrations(paths: Paths): Promise<number> {
 
 /** The composition root: the only place real runner, store, paths and services are built and wired. */
 export async function main(argv: string[]): Promise<number> {
+  let mode: DaemonMode;
+  try {
+    mode = parseDaemonArgs(argv);
+  } catch (e) {
+    reportFatal(e);
+    return 2;
+  }
+  if (mode === 'version') {
+    process.stdout.write(`bangerd ${bangerVersion()}\n`);
+    return 0;
+  }
+  if (mode === 'help') {
+    process.stdout.write(DAEMON_USAGE);
+    return 0;
+  }
   const uid = process.getuid?.() ?? 0;
   const paths = new Paths(process.env, uid);
-  if (argv.includes('--check-migrations')) return checkMigrations(paths);
+  if (mode === 'check-migrations') return checkMigrations(paths);
 
   await prepareDirs(paths, uid);
   const host = new HostProbe();
@@ -92,11 +110,12 @@ export async function main(argv: string[]): Promise<number> {
     usedBy: (id) => vmRepo.namesByImage(id),
     defaultKernel: config.defaultKernelName,
     insecureHosts: config.insecureRegistries,
+    maxUnpackedBytes: config.maxUnpackedBytes,
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts);
   const vms = new VmService({
     paths, vms: vmRepo, images: imageRepo, imageService: images, driver: new QemuDriver(runner, config.qemuBin),
-    runner, keys, config, accel, tscKhz: cpu.tscKhz, log,
+    runner, keys, config, accel, tscKhz: cpu.tscKhz, log, host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
   });
 
   await kernels.cleanStaging();
@@ -174,6 +193,9 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   log.info('bangerd ready', { socket: paths.socket });
+  // SPEC §9: doctor's rows go to the log at start, off the start path: a second later, so the
+  // first request (usually from the CLI that started this daemon) does not share the CPU with it.
+  setTimeout(() => void logDoctorRows(() => runChecks({ paths, host, runner, version, config, configError: undefined, arch: process.arch }), log), 1000).unref();
   return new Promise<number>(() => undefined);
 }
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { ZodError } from 'zod';
+import { z, type ZodError } from 'zod';
 import { isMethod, paramsSchemas, type Method } from '../api/methods.js';
-import { encodeLine, LineDecoder, type ProgressEvent, type Request, type WireError } from '../api/protocol.js';
+import { encodeLine, LineSplitter, parseLine, WIRE_LIMITS, type ProgressEvent, type Request, type WireError } from '../api/protocol.js';
 import { AppError, badRequest } from '../errors.js';
 import type { Logger, OpContext } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
@@ -14,14 +14,41 @@ export type Handlers = { [M in Method]: Handler };
 /** Methods a daemon of another version still answers, so the CLI can decide to restart it. */
 const VERSION_EXEMPT = new Set<string>(['daemon.status', 'daemon.stop']);
 
-export function zodMessage(e: ZodError): string {
+type WireLimits = Record<keyof typeof WIRE_LIMITS, number>;
+
+/** The request envelope (SPEC §2); params are checked per method. Extra fields are ignored. */
+const requestSchema = z.object({
+  method: z.string(),
+  params: z.unknown().optional(),
+  op_id: z.string().optional(),
+  version: z.string().optional(),
+});
+
+const MAX_ECHO = 80;
+
+/** Client-supplied text echoed in messages and logs, cut to a readable length. */
+function shorten(text: string): string {
+  return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}… (${text.length} characters)` : text;
+}
+
+const MAX_ISSUES = 5;
+
+const opIdUsed = (opId: string): AppError => badRequest(`op id "${opId}" is already used`, 'leave op_id out and the daemon picks a fresh one');
+
+export function zodMessage(e: ZodError, root = 'params'): string {
+  const more = e.issues.length > MAX_ISSUES ? `; and ${e.issues.length - MAX_ISSUES} more` : '';
   return e.issues
+    .slice(0, MAX_ISSUES)
     .map((i) => {
-      const where = i.path.length ? i.path.join('.') : 'params';
-      if (i.code === 'unrecognized_keys') return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}`;
-      return `${where}: ${i.message}`;
+      const where = i.path.length ? i.path.join('.') : root;
+      if (i.code === 'unrecognized_keys') {
+        const keys = i.keys.slice(0, MAX_ISSUES).map((k) => `"${shorten(k)}"`);
+        if (i.keys.length > MAX_ISSUES) keys.push(`and ${i.keys.length - MAX_ISSUES} more`);
+        return `unknown field${i.keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
+      }
+      return where ? `${shorten(where)}: ${i.message}` : i.message;
     })
-    .join('; ');
+    .join('; ') + more;
 }
 
 /** Turns anything thrown into the wire error; unknown errors are bugs and say so. */
@@ -57,7 +84,12 @@ export class DaemonServer {
     private readonly handlers: Handlers,
     private readonly ops: OperationRepo,
     private readonly log: Logger,
-  ) {}
+    limits: Partial<WireLimits> = {},
+  ) {
+    this.limits = { ...WIRE_LIMITS, ...limits };
+  }
+
+  private readonly limits: WireLimits;
 
   async listen(): Promise<void> {
     await rm(this.socketPath, { force: true });
@@ -79,37 +111,56 @@ export class DaemonServer {
   }
 
   private onConnection(sock: Socket): void {
-    const decoder = new LineDecoder();
+    const splitter = new LineSplitter(this.limits.maxRequestLineBytes);
     let started = false;
-    sock.setEncoding('utf8');
-    sock.on('data', (chunk: string) => {
+    const timer = setTimeout(() => {
+      refuse(badRequest(`no complete request line within ${this.limits.requestLineTimeoutMs / 1000} s`, 'send one JSON request followed by a newline'));
+    }, this.limits.requestLineTimeoutMs);
+    timer.unref();
+    /** Answers a request that could not be read, then closes the connection without reading more. */
+    const refuse = (e: AppError): void => {
+      started = true;
+      clearTimeout(timer);
+      sock.pause();
+      const opId = newOpId();
+      this.log.warn('bad request line', { op: opId, error: e.message });
+      sock.end(encodeLine({ error: toWireError(e, opId, this.log) }), () => sock.destroy());
+    };
+    sock.on('data', (chunk: Buffer) => {
       if (started) return;
-      let msgs: unknown[];
+      let request: unknown;
       try {
-        msgs = decoder.push(chunk);
-      } catch {
-        started = true;
-        const id = newOpId();
-        sock.end(encodeLine({ error: { code: 'bad_request', message: 'request is not valid JSON', op_id: id } }));
+        for (const line of splitter.push(chunk)) {
+          request = parseLine(line);
+          if (request !== undefined) break;
+        }
+      } catch (e) {
+        refuse(e instanceof AppError ? e : badRequest(String(e)));
         return;
       }
-      const first = msgs[0];
-      if (first === undefined) return;
+      if (request === undefined) return;
       started = true;
-      void this.handle(first, sock);
+      clearTimeout(timer);
+      void this.handle(request, sock).catch((e: unknown) => {
+        // handle() answers every error itself; this is a last resort so nothing a client sends can crash the daemon.
+        this.log.error('unexpected error (bug) while answering a request', { error: String(e) });
+        sock.destroy();
+      });
     });
+    sock.on('close', () => clearTimeout(timer));
     sock.on('error', () => undefined);
   }
 
   private async handle(raw: unknown, sock: Socket): Promise<void> {
-    const req = raw as Partial<Request>;
+    const envelope = requestSchema.safeParse(raw);
+    const req: Partial<Request> = envelope.success ? envelope.data : {};
     const opId = typeof req.op_id === 'string' && /^[A-Za-z0-9-]{4,64}$/.test(req.op_id) ? req.op_id : newOpId();
     const method = typeof req.method === 'string' ? req.method : '';
     const abort = new AbortController();
     let finished = false;
     sock.on('close', () => {
       if (!finished) {
-        this.log.info('client went away; cancelling', { op: opId, method });
+        this.log.info('client went away; cancelling', { op: opId, method: shorten(method) });
         abort.abort();
       }
     });
@@ -124,20 +175,33 @@ export class DaemonServer {
         send({ event });
       },
     };
-    this.log.info('request', { op: opId, method });
-    const record = method !== 'daemon.status' && method !== 'vm.list';
-    if (record) this.ops.start(opId, method || '(none)');
-    this.inflight.set(opId, { method, started: Date.now() });
+    this.log.info('request', { op: opId, method: shorten(method) });
+    // An op id a client reuses gets a fresh one for this reply and is refused below.
+    const reused = this.inflight.has(opId);
+    const replyId = reused ? newOpId() : opId;
+    let record = false;
+    if (!reused) this.inflight.set(opId, { method, started: Date.now() });
     try {
+      if (!envelope.success) throw badRequest(`malformed request: ${zodMessage(envelope.error, '')}`, 'a request is one JSON object {"method", "params", "version", "op_id"?} on one line');
       if (!isMethod(method)) {
-        throw new AppError('unknown_method', `unknown method "${method}"`, { hint: 'the CLI and daemon may be different versions; run `banger daemon stop` and retry' });
+        throw new AppError('unknown_method', `unknown method "${shorten(method)}"`, { hint: 'the CLI and daemon may be different versions; run `banger daemon stop` and retry' });
+      }
+      if (reused) throw opIdUsed(opId);
+      // Only requests for a known method become operations: junk from a client leaves no rows behind.
+      if (method !== 'daemon.status' && method !== 'vm.list') {
+        try {
+          this.ops.start(opId, method);
+        } catch (e) {
+          throw String(e).includes('UNIQUE') ? opIdUsed(opId) : e;
+        }
+        record = true;
       }
       if (req.version !== this.version && !VERSION_EXEMPT.has(method)) {
-        throw new AppError('bad_version', `daemon is version ${this.version}, client is ${String(req.version)}`, {
+        throw new AppError('bad_version', `daemon is version ${this.version}, client is ${shorten(String(req.version))}`, {
           hint: 'run `banger daemon stop`; the next command starts the matching daemon',
         });
       }
-      const parsed = paramsSchemas[method].safeParse(req.params ?? {});
+      const parsed = paramsSchemas[method].safeParse(req.params === undefined ? {} : req.params);
       if (!parsed.success) throw badRequest(`invalid params for ${method}: ${zodMessage(parsed.error)}`);
       const result = await (this.handlers[method] as (p: unknown, c: OpContext) => unknown)(parsed.data, ctx);
       finished = true;
@@ -145,13 +209,13 @@ export class DaemonServer {
       send({ result: result ?? null, op_id: opId });
     } catch (e) {
       finished = true;
-      const wire = toWireError(e, opId, this.log);
+      const wire = toWireError(e, replyId, this.log);
       const status = wire.code === 'cancelled' ? 'cancelled' : 'error';
       if (record) this.ops.finish(opId, status, wire.message);
-      this.log.warn('request failed', { op: opId, method, code: wire.code, error: wire.message });
+      this.log.warn('request failed', { op: replyId, method: shorten(method), code: wire.code, error: wire.message });
       send({ error: wire });
     } finally {
-      this.inflight.delete(opId);
+      if (!reused) this.inflight.delete(opId);
       sock.end();
     }
   }

@@ -1,6 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -36,10 +36,13 @@ test('debugfsQuote', () => {
     ["/semi;colon'$HOME*#", "\"/semi;colon'$HOME*#\""],
     ['/ünïcode', '"/ünïcode"'],
     ['relative/target', '"relative/target"'],
+    // libss (debugfs's command parser) reads "" inside quotes as one literal quote.
+    ['/a"b', '"/a""b"'],
+    ['/state/a b,"c"/f', '"/state/a b,""c""/f"'],
+    ['"', '""""'],
   ];
   for (const [input, want] of ok) assert.equal(debugfsQuote(input), want, input);
   const bad: [string, RegExp][] = [
-    ['/a"b', /double quote/],
     ['/a\nb', /control character/],
     ['/a\rb', /control character/],
     ['/a\tb', /control character/],
@@ -85,7 +88,7 @@ test('ownershipScript', () => {
 
 test('ownershipScript rejects what debugfs cannot carry', () => {
   const cases: [string, OwnershipEntry, RegExp][] = [
-    ['a"b', { uid: 0, gid: 0, mode: 0o644, type: 'file' }, /double quote/],
+    ['a\nb', { uid: 0, gid: 0, mode: 0o644, type: 'file' }, /control character/],
     ['a', { uid: -1, gid: 0, mode: 0o644, type: 'file' }, /invalid uid/],
     ['a', { uid: 0, gid: 2 ** 32, mode: 0o644, type: 'file' }, /invalid gid/],
     ['a', { uid: 0, gid: 0, mode: 0o10644, type: 'file' }, /invalid mode/],
@@ -180,7 +183,7 @@ test('injectScript rejects unusable plans', () => {
     [{ files: [{ ...file, path: '/etc/' }] }, /not normalised/],
     [{ files: [{ ...file, path: '/etc/../x' }] }, /not normalised/],
     [{ files: [{ ...file, path: '/etc//x' }] }, /not normalised/],
-    [{ files: [{ ...file, path: '/etc/"x' }] }, /double quote/],
+    [{ files: [{ ...file, path: '/etc/\tx' }] }, /control character/],
     [{ files: [{ ...file, path: '/x', hostSource: '/a\nb' }] }, /control character/],
     [{ files: [{ ...file, path: '/x', mode: 0o100644 }] }, /invalid mode/],
     [{ files: [{ ...file, path: '/x', mode: 1.5 }] }, /invalid mode/],
@@ -249,6 +252,7 @@ test('existingPaths', () => {
     ['nothing exists', 'debugfs: stat "/a"\ndebugfs: stat "/a/b"\n', []],
     ['empty', '', []],
     ['path with spaces', 'debugfs: stat "/with space"\nInode: 12   Type: directory    Mode:  0755   Flags: 0x80000\n', ['/with space']],
+    ['path with quotes', 'debugfs: stat "/a ""b"",c"\nInode: 12   Type: directory    Mode:  0755   Flags: 0x80000\n', ['/a "b",c']],
   ];
   for (const [name, stdout, want] of cases) assert.deepEqual([...existingPaths(stdout)].sort(), want, name);
 });
@@ -448,6 +452,57 @@ test('round trip: flatten, mkfs.ext4 -d, ownership and inject scripts', async (t
   assert.equal(cat.stdout, 'token = 1\n');
   const link = await runner.check(['debugfs', '-R', 'stat /etc/systemd/system/multi-user.target.wants/banger.service', img]);
   assert.match(link.stdout, /Fast link dest: "\/lib\/systemd\/system\/banger.service"/);
+
+  const fsck = await runner.run(['e2fsck', '-fn', img]);
+  assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
+});
+
+test('real debugfs: names with a space, a double quote and a comma, in the image and on the host', async (t) => {
+  const runner = new NodeRunner();
+  if (!(await haveTools(runner))) return t.skip('mkfs.ext4/debugfs not installed');
+  const odd = 'a b"c,d';
+  const dir = join(workdir(t), odd);
+  const tree = join(dir, 'tree');
+  const img = join(dir, 'root.ext4');
+  mkdirSync(join(tree, odd), { recursive: true });
+  writeFileSync(join(tree, odd, odd), 'from mkfs\n');
+  writeFileSync(img, '');
+  truncateSync(img, 16 * 1024 * 1024);
+  await runner.check(['mkfs.ext4', '-q', '-F', '-d', tree, img]);
+  const debugfs = async (script: string): Promise<string[]> => {
+    const res = await runner.check(['debugfs', '-w', '-f', '-', img], { input: script });
+    return debugfsErrors(res.stdout + res.stderr);
+  };
+  const stat = async (path: string): Promise<Stat> =>
+    parseStat((await runner.check(['debugfs', '-R', `stat ${debugfsQuote(path)}`, img])).stdout);
+
+  assert.deepEqual(await debugfs(ownershipScript(new Map([[`${odd}/${odd}`, { uid: 7, gid: 8, mode: 0o640, type: 'file' as const }]]))), []);
+  assert.deepEqual(await stat(`/${odd}/${odd}`), { type: 'regular', mode: '0640', uid: 7, gid: 8 });
+
+  const source = join(dir, `host ${odd}`);
+  writeFileSync(source, 'injected\n');
+  const plan: InjectPlan = {
+    dirs: [{ path: `/${odd}/new ${odd}`, mode: 0o700 }],
+    files: [{ path: `/${odd}/new ${odd}/${odd}`, hostSource: source, mode: 0o600 }],
+    symlinks: [{ path: `/${odd}/link ${odd}`, target: `../${odd}/${odd}` }],
+  };
+  const probe = await runner.check(['debugfs', '-f', '-', img], { input: probeScript(plan) });
+  const existing = existingPaths(probe.stdout);
+  assert.deepEqual([...existing], [`/${odd}`]);
+  assert.deepEqual(await debugfs(injectScript(plan, existing)), []);
+  assert.deepEqual(await stat(`/${odd}/new ${odd}`), { type: 'directory', mode: '0700', uid: 0, gid: 0 });
+  const cat = await runner.check(['debugfs', '-R', `cat ${debugfsQuote(`/${odd}/new ${odd}/${odd}`)}`, img]);
+  assert.equal(cat.stdout, 'injected\n');
+  const link = await runner.check(['debugfs', '-R', `stat ${debugfsQuote(`/${odd}/link ${odd}`)}`, img]);
+  assert.match(link.stdout, /Fast link dest: "\.\.\/a b"c,d\/a b"c,d"/);
+
+  // rdump into a host directory whose name has the same characters.
+  const out = join(dir, `out ${odd}`);
+  mkdirSync(out);
+  const dump = await runner.check(['debugfs', '-R', `rdump ${debugfsQuote(`/${odd}`)} ${debugfsQuote(out)}`, img]);
+  assert.deepEqual(debugfsErrors(dump.stdout + dump.stderr), []);
+  assert.equal(readFileSync(join(out, odd, odd), 'utf8'), 'from mkfs\n');
+  assert.equal(readFileSync(join(out, odd, `new ${odd}`, odd), 'utf8'), 'injected\n');
 
   const fsck = await runner.run(['e2fsck', '-fn', img]);
   assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);

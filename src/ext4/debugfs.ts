@@ -51,7 +51,7 @@ const TYPE_BITS: Record<Exclude<MetaType, 'hardlink'>, number> = {
   symlink: S_IFLNK,
 };
 
-const HINT = `debugfs only takes paths without '"' or control characters, names up to ${String(MAX_NAME_BYTES)} bytes and arguments up to ${String(MAX_ARG_BYTES)} bytes`;
+const HINT = `debugfs only takes paths without control characters, names up to ${String(MAX_NAME_BYTES)} bytes and arguments up to ${String(MAX_ARG_BYTES)} bytes`;
 
 function hasControlChar(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
@@ -62,19 +62,26 @@ function hasControlChar(text: string): boolean {
 }
 
 /**
- * Quotes one argument of a debugfs script line. debugfs (libss) splits on
- * whitespace and honours double quotes; backslashes are literal. Rejects what
- * cannot be carried safely: '"', control characters, empty or over-long text.
+ * Quotes one argument of a debugfs command line (a -f script line or -R).
+ * debugfs's parser (libss) splits on whitespace, honours double quotes and
+ * reads "" inside quotes as one literal quote; backslashes are literal. So the
+ * argument goes in double quotes with its quotes doubled. Rejects what cannot
+ * be carried: control characters (a newline ends the command), empty or
+ * over-long text.
  */
 export function debugfsQuote(path: string): string {
   const reason = argumentProblem(path);
   if (reason !== undefined) throw badRequest(`cannot pass ${JSON.stringify(path)} to debugfs (${reason})`, HINT);
-  return `"${path}"`;
+  return `"${path.replaceAll('"', '""')}"`;
+}
+
+/** The argument debugfsQuote quoted, from its quoted form (as debugfs echoes it). */
+function debugfsUnquote(quoted: string): string {
+  return quoted.replaceAll('""', '"');
 }
 
 function argumentProblem(text: string): string | undefined {
   if (text === '') return 'empty';
-  if (text.includes('"')) return 'contains a double quote';
   if (hasControlChar(text)) return 'contains a control character';
   if (Buffer.byteLength(text) > MAX_ARG_BYTES) return `longer than ${String(MAX_ARG_BYTES)} bytes`;
   return undefined;
@@ -199,7 +206,7 @@ export function existingPaths(stdout: string): Set<string> {
   const found = new Set<string>();
   lines.forEach((l, i) => {
     const echo = STAT_ECHO.exec(l);
-    if (echo?.[1] !== undefined && STAT_INODE.test(lines[i + 1] ?? '')) found.add(echo[1]);
+    if (echo?.[1] !== undefined && STAT_INODE.test(lines[i + 1] ?? '')) found.add(debugfsUnquote(echo[1]));
   });
   return found;
 }

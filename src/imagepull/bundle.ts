@@ -45,6 +45,11 @@ const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
 const TEXT_MAX = 256;
 const SHA256_RE = /^[0-9a-f]{64}$/i;
 
+/** A sha256 pin as `--sha256` takes it: 64 hexadecimal digits. */
+export function isSha256Hex(s: string): boolean {
+  return SHA256_RE.test(s);
+}
+
 const LAYOUT_HINT = `a bundle holds exactly ${BUNDLE_ROOTFS} and ${BUNDLE_MANIFEST} at the archive root; re-create it with \`banger image export\``;
 const UNSAFE_HINT = 'the bundle contains an entry banger will not extract; re-create it with `banger image export`';
 const MANIFEST_HINT = `${BUNDLE_MANIFEST} must be a JSON object with format (1), name, distro, arch ("x86_64"), kernel_ref, rootfs_bytes, assets_version and created_at`;
@@ -267,13 +272,15 @@ async function writeSparse(fh: FileHandle, buf: Buffer, pos: number): Promise<vo
 class BundleExtractor {
   readonly #dest: string;
   readonly #label: string;
+  readonly #onManifest: ((m: BundleManifest) => void) | undefined;
   readonly #seen = new Set<string>();
   manifestText: string | undefined;
   rootfsBytes: number | undefined;
 
-  constructor(dest: string, label: string) {
+  constructor(dest: string, label: string, onManifest?: (m: BundleManifest) => void) {
     this.#dest = resolve(dest);
     this.#label = label;
+    this.#onManifest = onManifest;
   }
 
   get rootfsPath(): string {
@@ -307,6 +314,17 @@ class BundleExtractor {
       // 'wx' is O_CREAT|O_EXCL: never follows or replaces anything already there.
       await writeFile(join(this.#dest, BUNDLE_MANIFEST), body, { flag: 'wx', mode: FILE_MODE });
       this.manifestText = body.toString('utf8');
+      // Not yet covered by the sha256 (checked at the end), but enough to refuse early, before the
+      // rootfs streams in: a manifest that does not parse is reported after the sha256 check instead.
+      if (this.#onManifest !== undefined) {
+        let manifest: BundleManifest | undefined;
+        try {
+          manifest = parseBundleManifest(this.manifestText);
+        } catch {
+          manifest = undefined;
+        }
+        if (manifest !== undefined) this.#onManifest(manifest);
+      }
       return;
     }
     this.rootfsBytes = await this.#writeRootfs(entry);
@@ -356,13 +374,15 @@ export async function readBundle(
   expectedSha256: string,
   label: string,
   signal?: AbortSignal,
+  /** Called with the manifest as soon as it is read (before the rootfs when it comes first); throwing stops the extraction. */
+  onManifest?: (m: BundleManifest) => void,
 ): Promise<{ manifest: BundleManifest; rootfs: string; bytes: number }> {
   // An abort wins over a malformed pin: extractStrictTarZst rejects it as 'cancelled'.
   if (!signal?.aborted && !SHA256_RE.test(expectedSha256)) {
     input.destroy();
     throw badRequest(`invalid sha256 for ${label}: ${JSON.stringify(expectedSha256)}`, 'a sha256 is 64 hexadecimal digits');
   }
-  const out = new BundleExtractor(dest, label);
+  const out = new BundleExtractor(dest, label, onManifest);
   const { bytes } = await extractStrictTarZst(input, (entry) => out.apply(entry), {
     archive: `bundle ${label}`,
     entryScope: `bundle ${label}`,

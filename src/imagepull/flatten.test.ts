@@ -227,6 +227,22 @@ test('a hardlink whose primary is removed becomes the primary', async (t) => {
   assert.equal(meta.get('c')?.type, 'hardlink');
 });
 
+test('hardlink primaries are re-elected each time the current one is removed', async (t) => {
+  const box = sandbox(t);
+  const f = await flatten(box.root, [
+    [file('a', 'data', { uid: 9 }), ...['b', 'c', 'd'].map((n) => ({ name: n, type: 'link' as const, linkname: 'a' }))],
+    [file('.wh.a', '')],
+    [file('.wh.b', '')],
+    [file('x', 'new'), { name: 'd', type: 'link', linkname: 'x' }],
+  ]);
+  const { meta } = f.result();
+  assert.deepEqual([...meta.keys()].sort(), ['c', 'd', 'x']);
+  assert.deepEqual(meta.get('c'), { uid: 9, gid: 0, mode: 0o644, type: 'file' });
+  assert.equal(meta.get('d')?.type, 'hardlink');
+  assert.equal(statSync(join(box.root, 'd')).ino, statSync(join(box.root, 'x')).ino);
+  assert.equal(readFileSync(join(box.root, 'c'), 'utf8'), 'data');
+});
+
 test('whiteouts remove lower-layer paths from disk and meta', async (t) => {
   const box = sandbox(t);
   const f = await flatten(box.root, [

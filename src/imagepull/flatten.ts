@@ -1,5 +1,5 @@
 import { createWriteStream, readdirSync } from 'node:fs';
-import { chmod, lchown, link, mkdir, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { chmod, lchown, link, mkdir, readdir, rm, symlink, unlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -154,6 +154,8 @@ export class Flattener {
   #bytes = 0;
   /** Hardlink path → the path whose inode it shares (its meta type is 'file'). */
   readonly #linkOf = new Map<string, string>();
+  /** The reverse of #linkOf: primary path → its hardlinks, so removing a file costs only its own links. */
+  readonly #linksTo = new Map<string, Set<string>>();
   /** Paths created by the current layer: its whiteouts only hide lower layers. */
   #layerPaths = new Set<string>();
   /** Directories of the current layer whose mode (and mtime) is applied when it ends. */
@@ -306,12 +308,20 @@ export class Flattener {
     this.#pendingDirs.set(rel, undefined);
   }
 
-  /** Removes whatever exists at `rel` (recursively), from disk and meta. */
+  /**
+   * Removes whatever exists at `rel` (recursively), from disk and meta. A
+   * directory's descendants are found by walking it on disk (the tree mirrors
+   * #meta, and the walk does not follow symlinks), so the cost is the size of
+   * the subtree, not of the whole image.
+   */
   async #remove(rel: string): Promise<void> {
-    await rm(this.#host(rel), { recursive: true, force: true });
-    const prefix = `${rel}/`;
-    if (this.#meta.get(rel)?.type === 'dir') {
-      for (const key of [...this.#meta.keys()]) if (key.startsWith(prefix)) this.#forget(key);
+    const type = this.#meta.get(rel)?.type;
+    if (type === 'dir') {
+      for (const child of await readdir(this.#host(rel), { recursive: true })) this.#forget(`${rel}/${child}`);
+      await rm(this.#host(rel), { recursive: true, force: true });
+    } else if (type !== undefined) {
+      // Never a directory here (#meta mirrors the tree), so one unlink does it.
+      await unlink(this.#host(rel));
     }
     this.#forget(rel);
   }
@@ -321,13 +331,23 @@ export class Flattener {
     const meta = this.#meta.get(rel);
     this.#meta.delete(rel);
     this.#pendingDirs.delete(rel);
-    if (this.#linkOf.delete(rel) || meta?.type !== 'file') return;
-    const [heir, ...rest] = [...this.#linkOf].filter(([, primary]) => primary === rel).map(([l]) => l);
+    const primary = this.#linkOf.get(rel);
+    if (primary !== undefined) {
+      this.#linkOf.delete(rel);
+      this.#linksTo.get(primary)?.delete(rel);
+      return;
+    }
+    if (meta?.type !== 'file') return;
+    const links = this.#linksTo.get(rel);
+    this.#linksTo.delete(rel);
+    if (links === undefined || links.size === 0) return;
+    const [heir, ...rest] = links;
     if (heir === undefined) return;
     this.#linkOf.delete(heir);
     const heirMeta = this.#meta.get(heir);
     if (heirMeta !== undefined) this.#meta.set(heir, { ...heirMeta, type: 'file' });
     for (const l of rest) this.#linkOf.set(l, heir);
+    if (rest.length > 0) this.#linksTo.set(heir, new Set(rest));
   }
 
   #record(rel: string, meta: EntryMeta): void {
@@ -394,7 +414,11 @@ export class Flattener {
     await this.#prepare(rel, reject, false);
     await link(this.#host(target), this.#host(rel));
     this.#record(rel, { uid: source.uid, gid: source.gid, mode: source.mode, type: 'hardlink' });
-    this.#linkOf.set(rel, this.#linkOf.get(target) ?? target);
+    const primary = this.#linkOf.get(target) ?? target;
+    this.#linkOf.set(rel, primary);
+    const links = this.#linksTo.get(primary);
+    if (links === undefined) this.#linksTo.set(primary, new Set([rel]));
+    else links.add(rel);
   }
 
   /** An entry that is not materialised still replaces what lower layers had at its path. */

@@ -252,6 +252,29 @@ test('a blob whose bytes do not match its digest fails the stream naming the dig
   await assert.rejects(client().resolve(ref), isAppError('operation_failed', new RegExp(`blob ${img.configDigest} .* failed verification`)));
 });
 
+test('a blob larger than its descriptor is refused: at once when declared, after the descriptor size when streamed', async (t) => {
+  const r = await registry(t);
+  const img = await r.pushImage('app', 'v1', ONE_LAYER);
+  const layer = img.layers[0];
+  assert.ok(layer !== undefined);
+  const ref = parseReference(`${r.host}/app:v1`);
+  const size = layer.blob.length;
+  r.padded.set(layer.digest, { extra: 4 * 1048576, declared: true });
+  await assert.rejects(client().blob(ref, layer.digest, size), isAppError('operation_failed', new RegExp(`is ${size + 4 * 1048576} bytes but its descriptor says ${size}`)));
+  r.padded.set(layer.digest, { extra: 4 * 1048576, declared: false });
+  const s = await client().blob(ref, layer.digest, size);
+  let got = 0;
+  await assert.rejects(
+    (async () => {
+      for await (const c of s) got += (c as Buffer).length;
+    })(),
+    isAppError('operation_failed', new RegExp(`larger than its descriptor's ${size} bytes`)),
+  );
+  assert.ok(got <= size, `read ${got} bytes past a ${size}-byte descriptor`);
+  r.padded.delete(layer.digest);
+  assert.deepEqual(await readAll(await client().blob(ref, layer.digest, size)), layer.blob);
+});
+
 test('blob: a malformed digest is a badRequest before any request', async (t) => {
   const r = await registry(t);
   await assert.rejects(client().blob(parseReference(`${r.host}/app:v1`), 'sha256:zz'), isAppError('bad_request', /invalid blob digest/));

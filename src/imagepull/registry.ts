@@ -223,7 +223,12 @@ interface IndexEntry {
   platform?: { os?: unknown; architecture?: unknown; variant?: unknown };
 }
 
-/** A pass-through that hashes a blob and fails at the end unless it matches `digest` (and `size` when the server declared one). */
+/**
+ * A pass-through that hashes a blob and fails unless it matches `digest` and
+ * its descriptor's `size`: more bytes than the descriptor declares fail at
+ * once (a registry cannot make banger download or store more than the
+ * manifest promised), fewer fail at the end as a truncated download.
+ */
 class BlobVerifier extends Transform {
   readonly #hash: Hash = createHash('sha256');
   readonly #digest: string;
@@ -239,8 +244,14 @@ class BlobVerifier extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#hash.update(chunk);
     this.#bytes += chunk.length;
+    if (this.#expectedBytes !== undefined && this.#bytes > this.#expectedBytes) {
+      callback(operationFailed(`blob ${this.#digest} from ${this.#where} is larger than its descriptor's ${this.#expectedBytes} bytes; download stopped`, {
+        hint: 'the registry serves different content than the manifest describes; report it to the registry operator',
+      }));
+      return;
+    }
+    this.#hash.update(chunk);
     callback(null, chunk);
   }
 
@@ -296,18 +307,25 @@ export class RegistryClient {
   /**
    * Streams a blob, verifying its sha256 while streaming: the stream fails at
    * its end with an operationFailed naming the digest when the content does
-   * not match. Redirects to blob storage are followed; Authorization is
+   * not match. With `descriptorSize` (the manifest's size for the blob) the
+   * download never reads past that many bytes. Redirects to blob storage are followed; Authorization is
    * dropped once a redirect leaves the registry's origin.
    */
-  async blob(ref: ImageRef, digest: string): Promise<Readable> {
+  async blob(ref: ImageRef, digest: string, descriptorSize?: number): Promise<Readable> {
     if (!isSha256Digest(digest)) {
       throw badRequest(`invalid blob digest ${JSON.stringify(digest)}: expected sha256:<64 lowercase hex digits>`);
     }
     const where = `${ref.registry}/${ref.repository}`;
     const res = await this.#request(ref, `blobs/${digest}`, { accept: '*/*', what: `blob ${digest}`, blob: true });
     const declared = res.headers.get('content-length');
-    const size = declared !== null && /^\d+$/.test(declared.trim()) && res.headers.get('content-encoding') === null ? Number(declared.trim()) : undefined;
-    const verifier = new BlobVerifier(digest, where, size);
+    const served = declared !== null && /^\d+$/.test(declared.trim()) && res.headers.get('content-encoding') === null ? Number(declared.trim()) : undefined;
+    if (descriptorSize !== undefined && served !== undefined && served > descriptorSize) {
+      await res.body?.cancel().catch(() => undefined);
+      throw operationFailed(`blob ${digest} from ${where} is ${served} bytes but its descriptor says ${descriptorSize}; refusing to download it`, {
+        hint: 'the registry serves different content than the manifest describes; report it to the registry operator',
+      });
+    }
+    const verifier = new BlobVerifier(digest, where, descriptorSize ?? served);
     pipeline(this.#bodyStream(res, digest, where), verifier, () => undefined);
     return verifier;
   }

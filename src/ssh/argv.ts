@@ -1,4 +1,14 @@
 import type { SshInfo } from '../api/methods.js';
+import { sshOptionValue } from './config.js';
+
+/** The key and known_hosts options: ssh parses -o values like ssh_config lines and %-expands both paths. */
+function pathOptions(info: SshInfo): string[] {
+  return [
+    '-o', `IdentityFile=${sshOptionValue(info.key, { percent: true })}`,
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${sshOptionValue(info.known_hosts, { percent: true })}`,
+  ];
+}
 
 export interface SshArgvOptions {
   /** Force a TTY (-tt) or none (-T); undefined lets ssh decide. */
@@ -19,10 +29,8 @@ export function sshArgv(ssh: string, info: SshInfo, opts: SshArgvOptions = {}): 
   const argv = [
     ssh,
     '-F', 'none',
-    '-i', info.key,
     '-p', String(info.port),
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `UserKnownHostsFile=${info.known_hosts}`,
+    ...pathOptions(info),
     '-o', 'StrictHostKeyChecking=accept-new',
     '-o', `HostKeyAlias=${info.host_key_alias}`,
     '-o', 'LogLevel=ERROR',
@@ -45,10 +53,8 @@ export function scpArgv(scp: string, info: SshInfo, from: string, to: string): s
     '-r',
     '-p',
     '-q',
-    '-i', info.key,
     '-P', String(info.port),
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `UserKnownHostsFile=${info.known_hosts}`,
+    ...pathOptions(info),
     '-o', 'StrictHostKeyChecking=accept-new',
     '-o', `HostKeyAlias=${info.host_key_alias}`,
     '-o', 'BatchMode=yes',

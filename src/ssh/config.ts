@@ -1,3 +1,15 @@
+/**
+ * One value in ssh_config syntax, which is also how ssh parses `-o Key=value`:
+ * ssh splits a line on whitespace, honours "…" with \" and \\ escapes, and a
+ * '#' starts a comment. Plain values stay as they are. With `percent`, for
+ * the keywords ssh %-expands (IdentityFile, UserKnownHostsFile), '%' is doubled.
+ */
+export function sshOptionValue(value: string, o: { percent?: boolean } = {}): string {
+  const v = o.percent ? value.replaceAll('%', '%%') : value;
+  if (/^[A-Za-z0-9_\-.,:/@%+=]+$/.test(v)) return v;
+  return `"${v.replace(/["\\]/g, '\\$&')}"`;
+}
+
 /** banger's own ssh_config: one block per running VM, so `ssh <name>.vm` works once included (SPEC §7.5). */
 export interface SshConfigHost {
   name: string;
@@ -17,9 +29,9 @@ export function renderSshConfig(hosts: readonly SshConfigHost[]): string {
         `  HostName ${h.host}`,
         `  Port ${h.port}`,
         '  User root',
-        `  IdentityFile ${h.key}`,
+        `  IdentityFile ${sshOptionValue(h.key, { percent: true })}`,
         '  IdentitiesOnly yes',
-        `  UserKnownHostsFile ${h.knownHosts}`,
+        `  UserKnownHostsFile ${sshOptionValue(h.knownHosts, { percent: true })}`,
         `  HostKeyAlias ${h.name}.vm`,
         '  StrictHostKeyChecking accept-new',
         '',
@@ -39,7 +51,7 @@ const CREATED = '# (file created by banger: removed again by `banger ssh-config 
  */
 export function installInclude(text: string | undefined, includePath: string): string {
   if (text !== undefined && text.includes(BEGIN)) return text;
-  const lines = [BEGIN, ...(text === undefined ? [CREATED] : []), `Include ${includePath}`, END, ''];
+  const lines = [BEGIN, ...(text === undefined ? [CREATED] : []), `Include ${sshOptionValue(includePath)}`, END, ''];
   return lines.join('\n') + (text ?? '');
 }
 
@@ -59,3 +71,4 @@ export function uninstallInclude(text: string): string | undefined {
   if (block.includes(CREATED) && rest === '') return undefined;
   return rest;
 }
+

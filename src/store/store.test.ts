@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -8,6 +8,7 @@ import { migrate, openStore, schemaVersion } from './db.js';
 import { ImageRepo } from './images.js';
 import { KernelRepo } from './kernels.js';
 import { MIGRATIONS, migrationStatus, SCHEMA_VERSION } from './migrations.js';
+import { OperationRepo } from './operations.js';
 import { VmRepo, type VmRow } from './vms.js';
 
 test('migrations bring a new store to the current schema, idempotently', () => {
@@ -87,5 +88,29 @@ test('migrating a store that holds rows keeps every row readable, from each olde
     assert.deepEqual(vm?.handles, { pid: 4242, startTime: 77, qmpSocket: '/r/v1.qmp', sshPort: 40022 });
     assert.equal(vm?.diskBytes, 8589934592);
     db.close();
+  }
+});
+
+test('the database and its -wal/-shm files are 0600, also when they existed with looser modes', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'banger-db-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const modes = (file: string): number[] => ['', '-wal', '-shm'].map((s) => statSync(`${file}${s}`).mode & 0o777);
+  const umask = process.umask(0o022);
+  try {
+    const fresh = join(dir, 'banger.db');
+    const db = openStore(fresh);
+    new OperationRepo(db).start('op-perm-1', 'vm.create');
+    assert.deepEqual(modes(fresh), [0o600, 0o600, 0o600]);
+    db.close();
+
+    // Left 0644 by an older banger (the -wal/-shm of a daemon that was killed).
+    const old = join(dir, 'old.db');
+    for (const s of ['', '-wal', '-shm']) writeFileSync(`${old}${s}`, '', { mode: 0o644 });
+    const reopened = openStore(old);
+    new OperationRepo(reopened).start('op-perm-2', 'vm.create');
+    assert.deepEqual(modes(old), [0o600, 0o600, 0o600]);
+    reopened.close();
+  } finally {
+    process.umask(umask);
   }
 });

@@ -13,6 +13,15 @@ export interface PathEnv {
   XDG_RUNTIME_DIR?: string | undefined;
 }
 
+/**
+ * The runtime dir without XDG_RUNTIME_DIR: root's is under /run, which only
+ * root can write, so no local user can plant a link or a directory there first;
+ * other users fall back to /tmp/banger-<uid> (checked before use, system/dirs.ts).
+ */
+function defaultRuntimeDir(uid: number): string {
+  return uid === 0 ? '/run/banger' : `/tmp/banger-${uid}`;
+}
+
 /** Every on-disk name banger uses, derived from the XDG variables (SPEC §2). */
 export class Paths {
   readonly configDir: string;
@@ -27,7 +36,7 @@ export class Paths {
     this.configDir = join(env.XDG_CONFIG_HOME || join(home, '.config'), 'banger');
     this.stateDir = join(env.XDG_STATE_HOME || join(home, '.local', 'state'), 'banger');
     this.cacheDir = join(env.XDG_CACHE_HOME || join(home, '.cache'), 'banger');
-    this.runtimeDir = env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'banger') : `/tmp/banger-${uid}`;
+    this.runtimeDir = env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'banger') : defaultRuntimeDir(uid);
   }
 
   get configFile(): string { return join(this.configDir, 'config.toml'); }

@@ -133,6 +133,8 @@ export class FakeRegistry {
   readonly manifests = new Map<string, Map<string, StoredManifest>>();
   /** Blobs served with their last byte flipped. */
   readonly corrupt = new Set<string>();
+  /** Blobs served with this many extra bytes appended; `declared: false` sends them chunked, without content-length. */
+  readonly padded = new Map<string, { extra: number; declared: boolean }>();
   readonly log: LoggedRequest[] = [];
   readonly issuedTokens = new Set<string>();
   /** Delay (ms) before answering blob requests, so concurrent requests overlap. */
@@ -331,8 +333,11 @@ export class FakeRegistry {
       const last = body.length - 1;
       body[last] = (body[last] ?? 0) ^ 0xff;
     }
+    const pad = this.padded.get(digest);
+    if (pad !== undefined) body = Buffer.concat([body, Buffer.alloc(pad.extra, 0x61)]);
     const send = (): void => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length), 'docker-content-digest': digest });
+      const length = pad?.declared === false ? {} : { 'content-length': String(body.length) };
+      res.writeHead(200, { 'content-type': 'application/octet-stream', ...length, 'docker-content-digest': digest });
       res.end(body);
     };
     if (this.blobDelayMs > 0) setTimeout(send, this.blobDelayMs);

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config } from '../../config/load.js';
 import { formatSize } from '../../config/sizes.js';
 import { findImageEntry, findKernelEntry } from '../../catalog.js';
@@ -7,8 +8,10 @@ import { openStore } from '../../store/db.js';
 import { checkFirecrackerVersion } from '../../vmm/firecracker/version.js';
 import { ImageRepo } from '../../store/images.js';
 import { KernelRepo } from '../../store/kernels.js';
+import { VmRepo, type VmRow } from '../../store/vms.js';
+import { handlesProblem, readHandlesFile } from '../vm/handles.js';
 import { decideAccel, type HostProbe } from '../../system/host.js';
-import type { Paths } from '../../system/paths.js';
+import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 
 export type CheckStatus = 'PASS' | 'WARN' | 'FAIL';
@@ -120,6 +123,7 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
   }
 
   rows.push(...storeChecks(i));
+  rows.push(...(await handlesChecks(i)));
   if (i.config) {
     const d = i.config.vmDefaults;
     const p = i.config.provenance;
@@ -170,6 +174,35 @@ function storeChecks(i: DoctorInput): CheckRow[] {
     rows.push({ name: 'state store', status: 'FAIL', detail: `${i.paths.dbFile}: ${(e as Error).message}`, fix: 'move the state directory aside and retry' });
   }
   return rows;
+}
+
+/** A corrupt handles.json (SPEC §2) makes the daemon fall back to the store, or lose track of a VMM. */
+async function handlesChecks(i: DoctorInput): Promise<CheckRow[]> {
+  if (!existsSync(i.paths.dbFile)) return [];
+  let vms: VmRow[];
+  try {
+    const db = openStore(i.paths.dbFile, { readonly: true });
+    try {
+      vms = new VmRepo(db).list();
+    } finally {
+      db.close();
+    }
+  } catch {
+    return []; // storeChecks reports an unreadable store
+  }
+  if (vms.length === 0) return [];
+  const bad: string[] = [];
+  for (const vm of vms) {
+    const f = await readHandlesFile(join(i.paths.vmDir(vm.id), vmFiles.handles));
+    if (f.state === 'corrupt') bad.push(`${vm.name}: ${handlesProblem(f.problem, vm.handles !== undefined, vm.id)}`);
+  }
+  if (bad.length === 0) return [{ name: 'vm handles', status: 'PASS', detail: `${vms.length} VM${vms.length > 1 ? 's' : ''}; every handles.json is readable or absent` }];
+  return [{
+    name: 'vm handles',
+    status: 'WARN',
+    detail: bad.join('; '),
+    fix: 'restart each VM named (`banger vm restart NAME`) to rewrite its handles.json; where the store has no copy, stop a VMM that still runs by hand first',
+  }];
 }
 
 function pullable(what: string, name: string, inCatalog: boolean): CheckRow {

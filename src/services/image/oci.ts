@@ -45,7 +45,7 @@ export async function fetchOciLayers(
       const cached = await cache.has(l.digest);
       if (!cached) {
         ctx.progress({ stage: 'download', message: `layer ${i + 1}/${manifest.layers.length} ${l.digest.slice(7, 19)} (${Math.round(l.size / 1048576)} MiB)`, current: done, total });
-        await cache.put(l.digest, () => client.blob(ref, l.digest));
+        await cache.put(l.digest, () => client.blob(ref, l.digest, l.size));
       }
       done += l.size;
       ctx.progress({ stage: 'download', message: `${manifest.layers.length} layer(s)`, current: done, total });

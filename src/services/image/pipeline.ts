@@ -1,4 +1,5 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError, badRequest } from '../../errors.js';
@@ -7,10 +8,13 @@ import { injectIntoImage, runDebugfs } from '../../ext4/inject.js';
 import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
 import { firstBootAssets, guestAssets, isBuildTimeSecret } from '../../guest/assets.js';
 import { Flattener, type EntryMeta } from '../../imagepull/flatten.js';
+import { isImageFile, readImageFile } from '../../imagepull/image-path.js';
+import { ByteBudget } from '../../archive/byte-budget.js';
 import { imageFiles } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, removeTree, treeBytes } from '../fsutil.js';
+import { checkCleanExt4, rootSubtreeLayer } from './bundle-seed.js';
 
 /** One tar stream applied in order (an OCI layer, or mmdebstrap's whole tree). */
 export interface LayerInput {
@@ -28,14 +32,31 @@ export interface RootfsResult {
   hasSystemd: boolean;
 }
 
-/** /etc/os-release ID from the staged tree. */
-export async function osReleaseId(tree: string): Promise<string> {
+/** os-release is a few hundred bytes; anything bigger is not read. */
+const MAX_OS_RELEASE_BYTES = 64 * 1024;
+
+/** /etc/os-release ID of a flattened image, read through the image's own links (never the host's). */
+export async function osReleaseId(tree: string, meta: ReadonlyMap<string, EntryMeta>, readlink: (rel: string) => string): Promise<string> {
   for (const p of ['etc/os-release', 'usr/lib/os-release']) {
-    const text = await readFile(join(tree, p), 'utf8').catch(() => undefined);
+    const text = (await readImageFile(tree, p, meta, readlink, MAX_OS_RELEASE_BYTES))?.toString('utf8');
     const id = text && /^ID="?([^"\n]+)"?$/m.exec(text)?.[1];
     if (id) return id;
   }
   return 'unknown';
+}
+
+/** Feeds one layer's tar stream to the Flattener (through `budget` when given); the layer's producer must succeed too. */
+async function applyLayer(flat: Flattener, layer: LayerInput, budget?: ByteBudget): Promise<void> {
+  const { stream, finished } = await layer.open();
+  let input: Readable = stream;
+  if (budget !== undefined) {
+    input = stream.pipe(budget.meter(layer.label));
+    stream.on('error', (e: Error) => input.destroy(e));
+  }
+  await Promise.all([flat.applyLayer(input, layer.label), finished]).catch((e: unknown) => {
+    stream.destroy();
+    throw e;
+  });
 }
 
 /**
@@ -48,6 +69,8 @@ export class RootfsBuilder {
     private readonly runner: CommandRunner,
     private readonly log: Logger,
     private readonly isRoot: boolean,
+    /** Uncompressed tar bytes one build may read, all layers together (config max_unpacked_size). */
+    private readonly maxUnpackedBytes: number,
   ) {}
 
   async build(staging: string, layers: readonly LayerInput[], opts: { sizeBytes?: number | undefined }, ctx: OpContext, signal: AbortSignal): Promise<RootfsResult> {
@@ -55,21 +78,25 @@ export class RootfsBuilder {
     await mkdir(tree, { recursive: true, mode: 0o700 });
     try {
       const flat = new Flattener(tree, { applyOwnership: this.isRoot, skip: isBuildTimeSecret, signal });
+      const budget = new ByteBudget(this.maxUnpackedBytes, 'the image content', 'a bigger image needs a larger max_unpacked_size in config.toml');
       for (const [i, layer] of layers.entries()) {
         ctx.progress({ stage: 'layers', message: `applying ${layer.label}`, current: i, total: layers.length });
-        const { stream, finished } = await layer.open();
-        await Promise.all([flat.applyLayer(stream, layer.label), finished]).catch((e: unknown) => {
-          stream.destroy();
-          throw e;
-        });
+        await applyLayer(flat, layer, budget);
       }
       const { meta, bytes } = flat.result();
-      const hasSshd = (await exists(join(tree, 'usr/sbin/sshd'))) || (await exists(join(tree, 'sbin/sshd')));
-      const hasSystemd = (await exists(join(tree, 'lib/systemd/systemd'))) || (await exists(join(tree, 'usr/lib/systemd/systemd')));
+      const rootMeta = meta.get('root');
+      if (rootMeta !== undefined && rootMeta.type !== 'dir') {
+        throw badRequest(`the image's /root is a ${rootMeta.type}, not a directory`, 'VMs mount their work disk at /root; rebuild the image with /root as a plain directory');
+      }
+      // The tree's symlinks are the image's: resolve them against its root, from the extractor's record.
+      const readlink = (rel: string): string => readlinkSync(join(tree, rel));
+      const has = (...paths: string[]): boolean => paths.some((p) => isImageFile(p, meta, readlink));
+      const hasSshd = has('usr/sbin/sshd', 'sbin/sshd');
+      const hasSystemd = has('lib/systemd/systemd', 'usr/lib/systemd/systemd');
       if (!hasSystemd) {
         throw badRequest('the image has no systemd (/lib/systemd/systemd)', 'banger boots images with systemd as init; use a systemd-based image (e.g. one built with mmdebstrap)');
       }
-      const distro = await osReleaseId(tree);
+      const distro = await osReleaseId(tree, meta, readlink);
       const size = opts.sizeBytes ?? defaultRootfsBytes(bytes);
       if (opts.sizeBytes !== undefined && opts.sizeBytes < bytes * 1.05 + 64 * 1048576) {
         throw badRequest(`--size ${opts.sizeBytes} bytes is too small for ${Math.round(bytes / 1048576)} MiB of files`, `use at least ${Math.ceil((bytes * 1.1) / 1048576) + 64}M`);
@@ -102,25 +129,27 @@ export class RootfsBuilder {
     await removeTree(dir);
   }
 
-  /** The work-seed of an image that arrived as a finished rootfs (bundles): /root copied out with debugfs rdump. */
-  async workSeedFromRootfs(staging: string, rootfs: string, signal: AbortSignal): Promise<boolean> {
+  /**
+   * The work-seed of an image that arrived as a finished, untrusted rootfs
+   * (bundles): the filesystem must be fsck-clean, its /root is read out by
+   * inode (bundle-seed.ts) and flattened like any layer, then written like
+   * the work-seed of a pull. Refusals (unclean fs, /root not a directory,
+   * duplicate names, sizes) fail the pull; other failures only lose the seed.
+   */
+  async workSeedFromRootfs(staging: string, rootfs: string, label: string, signal: AbortSignal): Promise<boolean> {
+    await checkCleanExt4(this.runner, rootfs, `bundle ${label}: rootfs.ext4`, signal);
+    const scratch = join(staging, 'seed-scratch');
     const tree = join(staging, 'seed-tree');
-    await mkdir(tree, { recursive: true, mode: 0o700 });
+    await mkdir(scratch, { mode: 0o700 });
+    await mkdir(tree, { mode: 0o700 });
     try {
-      const res = await this.runner.run(['debugfs', '-R', `rdump /root ${tree}`, rootfs], { signal });
-      if (res.code !== 0 || !(await exists(join(tree, 'root')))) {
-        this.log.warn('work-seed build failed: no /root in the image', { stderr: res.stderr.slice(-500) });
-        return false;
-      }
-      const { bytes, files } = await treeBytes(join(tree, 'root'));
-      const spec = workSeedSpec(bytes + files * 4096);
-      await this.runner.check(mkfsFromTreeArgv({ image: join(staging, imageFiles.workSeed), tree: join(tree, 'root'), sizeBytes: spec.sizeBytes, label: 'work', inodes: spec.inodes }), { signal });
-      return true;
-    } catch (e) {
-      if (e instanceof AppError && e.code === 'cancelled') throw e;
-      this.log.warn('work-seed build failed; VMs of this image start with an empty /root', { error: String(e) });
-      return false;
+      const layer = await rootSubtreeLayer(this.runner, rootfs, scratch, `bundle ${label}`, { maxBytes: this.maxUnpackedBytes }, signal);
+      const flat = new Flattener(tree, { applyOwnership: this.isRoot, signal });
+      if (layer !== undefined) await applyLayer(flat, layer);
+      await removeTree(scratch);
+      return await this.buildWorkSeed(staging, tree, flat.result().meta, signal);
     } finally {
+      await removeTree(scratch);
       await removeTree(tree);
     }
   }

@@ -50,7 +50,7 @@ async function setup(t: TestContext) {
   t.after(() => runner.assertNoUnexpected());
   const repo = new ImageRepo(openStore(':memory:'));
   const svc = new ImageService(paths, repo, kernelService, runner, nullLogger, new AbortController().signal, {
-    mirror: undefined, isRoot: false, defaultImage: 'debian-bookworm', usedBy: () => [], defaultKernel: 'k1', insecureHosts: [],
+    mirror: undefined, isRoot: false, defaultImage: 'debian-bookworm', usedBy: () => [], defaultKernel: 'k1', insecureHosts: [], maxUnpackedBytes: 2 ** 30,
   });
   const reg = await FakeRegistry.start();
   t.after(() => reg.stop());

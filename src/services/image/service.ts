@@ -3,7 +3,8 @@ import { copyFile, link, mkdir, open, readdir, rename, stat, writeFile } from 'n
 import { isAbsolute, join } from 'node:path';
 import { EMBEDDED_IMAGES, findImageEntry, type BuildImageEntry } from '../../catalog.js';
 import { alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
-import { parseSize } from '../../config/sizes.js';
+import { isHttpUrl } from '../../config/schema.js';
+import { checkDiskSize, parseSize } from '../../config/sizes.js';
 import { ASSETS_VERSION } from '../../guest/assets.js';
 import type { ImageRepo, ImageRow } from '../../store/images.js';
 import { imageFiles, type Paths } from '../../system/paths.js';
@@ -11,7 +12,7 @@ import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, raceAbort, removeTree } from '../fsutil.js';
 import { RootfsBuilder, type LayerInput } from './pipeline.js';
-import { BUNDLE_ROOTFS, readBundle, writeBundle } from '../../imagepull/bundle.js';
+import { BUNDLE_ROOTFS, isSha256Hex, readBundle, writeBundle, type BundleManifest } from '../../imagepull/bundle.js';
 import { checkUrl, openUrl } from '../../kernel/fetch.js';
 import { fetchOciLayers } from './oci.js';
 import { BlobCache } from '../../imagepull/blobcache.js';
@@ -61,6 +62,8 @@ export interface ImageServiceOptions {
   defaultKernel: string;
   /** config insecure_registries. */
   insecureHosts: readonly string[];
+  /** config max_unpacked_size, in bytes. */
+  maxUnpackedBytes: number;
 }
 
 export interface PullParams {
@@ -110,7 +113,7 @@ export class ImageService {
     private readonly lifetime: AbortSignal,
     private readonly opts: ImageServiceOptions,
   ) {
-    this.builder = new RootfsBuilder(runner, log, opts.isRoot);
+    this.builder = new RootfsBuilder(runner, log, opts.isRoot, opts.maxUnpackedBytes);
     this.cache = new BlobCache(paths.blobsDir);
   }
 
@@ -190,12 +193,19 @@ export class ImageService {
    * with '/', ':' or '@' is an OCI reference (SPEC §6.1).
    */
   async pull(p: PullParams, ctx: OpContext): Promise<ImageRow> {
-    if (/^(https?|file):\/\//.test(p.ref)) return this.pullBundle(p, ctx);
+    // Anything with a URL scheme is a bundle URL (an OCI reference never holds '://'); pullBundle refuses other schemes.
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.ref)) return this.pullBundle(p, ctx);
     if (isCatalogWord(p.ref)) {
       const bundle = (await this.kernels.catalogImages()).find((e) => e.name === p.ref);
       if (bundle) return this.pullBundle({ ...p, ref: bundle.url, sha256: bundle.sha256, name: p.name ?? bundle.name, kernel_ref: p.kernel_ref ?? bundle.kernelRef }, ctx);
       if (findImageEntry(p.ref)) {
-        if (this.find(p.name ?? p.ref)) throw alreadyExists(`image "${p.name ?? p.ref}" already exists`, `delete it first with \`banger image delete ${p.name ?? p.ref}\``);
+        // A catalog build recipe makes the image it names, with its own kernel: flags that would change that are refused, not ignored.
+        const ignored = (['name', 'size', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter((k) => p[k] !== undefined && !(k === 'name' && p.name === p.ref));
+        if (ignored.length > 0) {
+          const flags = ignored.map((k) => `--${k.replace('_', '-')}`).join(', ');
+          throw badRequest(`${flags} cannot be used when pulling the catalog image "${p.ref}" (it is built from its recipe)`, `to build a variant under another name or size, use \`banger image build NAME --size SIZE\``);
+        }
+        if (this.find(p.ref)) throw alreadyExists(`image "${p.ref}" already exists`, `delete it first with \`banger image delete ${p.ref}\``);
         return this.ensure(p.ref, ctx);
       }
     }
@@ -207,7 +217,7 @@ export class ImageService {
     const name = p.name ?? deriveImageName(ref);
     validateImageName(name);
     if (this.find(name)) throw alreadyExists(`image "${name}" already exists`, 'pass --name to pull it under another name, or delete the existing one');
-    const sizeBytes = p.size === undefined ? undefined : parseSize(p.size, '--size');
+    const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
     // Step 2: the kernel is resolved before anything is downloaded.
     const kernel = await this.resolveKernel(p, name, ctx);
     // Concurrent pulls share one flight only when everything that shapes the image is the same.
@@ -241,8 +251,13 @@ export class ImageService {
 
   /** SPEC §6.2: a bundle (rootfs.ext4 + manifest.json in a sha256-pinned tar.zst) from https:// or file://. */
   private async pullBundle(p: PullParams, ctx: OpContext): Promise<ImageRow> {
-    if (!p.sha256) throw badRequest('pulling a bundle needs --sha256', 'the publisher of the bundle gives its sha256 (banger image export prints it)');
+    // Everything the request alone decides is checked before a connection is made or a file opened.
     const url = checkUrl(p.ref, { insecureHosts: this.opts.insecureHosts });
+    if (!p.sha256) throw badRequest('pulling a bundle needs --sha256', 'the publisher of the bundle gives its sha256 (banger image export prints it)');
+    if (!isSha256Hex(p.sha256)) throw badRequest(`invalid --sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`, 'banger image export prints the sha256 of a bundle');
+    if (p.size !== undefined) throw badRequest(`--size ${p.size} does not apply to a bundle: its rootfs keeps the size it was exported with`, 'leave out --size');
+    if (!p.kernel && (p.initrd || p.modules)) throw badRequest('--initrd and --modules need --kernel', 'pass the kernel image with --kernel, or use --kernel-ref NAME');
+    if (p.name !== undefined) this.checkNewName(p.name);
     const id = randomBytes(8).toString('hex');
     const staging = this.paths.imageStaging(id);
     await mkdir(staging, { recursive: true, mode: 0o700 });
@@ -251,16 +266,20 @@ export class ImageService {
       const { stream } = await openUrl(url, this.lifetime);
       const unpack = join(staging, 'bundle');
       await mkdir(unpack);
-      const { manifest } = await raceAbort(readBundle(stream, unpack, p.sha256, p.ref, this.lifetime), ctx.signal);
+      // The name from the manifest is checked as soon as the manifest arrives (first in an exported bundle),
+      // not after the rootfs downloaded; and again at the end, for a manifest that came last.
+      const checkDerived = (m: BundleManifest): void => {
+        if (p.name === undefined) this.checkNewName(m.name);
+      };
+      const { manifest } = await raceAbort(readBundle(stream, unpack, p.sha256, p.ref, this.lifetime, checkDerived), ctx.signal);
       const name = p.name ?? manifest.name;
-      validateImageName(name);
-      if (this.find(name)) throw alreadyExists(`image "${name}" already exists`, 'pass --name to pull it under another name');
+      this.checkNewName(name);
       const kernel = await this.resolveKernel({ ...p, kernel_ref: p.kernel_ref ?? manifest.kernel_ref }, name, ctx);
       const rootfs = join(staging, imageFiles.rootfs);
       await rename(join(unpack, BUNDLE_ROOTFS), rootfs);
       await removeTree(unpack);
       ctx.progress({ stage: 'image', message: 'building the work-seed' });
-      const workSeed = await this.builder.workSeedFromRootfs(staging, rootfs, this.lifetime);
+      const workSeed = await this.builder.workSeedFromRootfs(staging, rootfs, p.ref, this.lifetime);
       await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
       await writeFile(join(staging, imageFiles.manifest), `${JSON.stringify({ ...manifest, name, source: p.ref, sha256: p.sha256 }, null, 2)}\n`);
       const final = this.paths.imageDir(id);
@@ -281,6 +300,12 @@ export class ImageService {
       await removeTree(staging);
       throw e;
     }
+  }
+
+  /** A name for a new image: valid, and not taken (the hint says how to pick another). */
+  private checkNewName(name: string): void {
+    validateImageName(name);
+    if (this.find(name)) throw alreadyExists(`image "${name}" already exists`, 'pass --name to pull it under another name, or delete the existing one');
   }
 
   /** `image export NAME -o FILE`: the bundle format of SPEC §6.2. */
@@ -362,8 +387,9 @@ export class ImageService {
     const extra = (p.packages ?? []).filter((x) => x.length > 0);
     for (const pkg of extra) if (!/^[a-z0-9][a-z0-9+.-]*$/.test(pkg)) throw badRequest(`invalid package name "${pkg}"`, 'Debian package names use a-z, 0-9, +, - and .');
     if (p.suite !== undefined && !/^[a-z][a-z0-9-]*$/.test(p.suite)) throw badRequest(`invalid --suite "${p.suite}"`, 'e.g. --suite bookworm');
+    if (p.mirror !== undefined && !isHttpUrl(p.mirror)) throw badRequest(`invalid --mirror ${JSON.stringify(p.mirror)}: expected an http(s) URL`, 'e.g. --mirror http://deb.debian.org/debian');
     const entry: BuildImageEntry = { ...base, name: p.name, suite: p.suite ?? base.suite, packages: [...base.packages, ...extra] };
-    const sizeBytes = p.size === undefined ? undefined : parseSize(p.size, '--size');
+    const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
     const kernel = await this.kernels.ensure(entry.kernel, ctx);
     ctx.progress({ stage: 'image', message: `building image ${p.name} with mmdebstrap` });
     return raceAbort(this.flights.run(p.name, () => this.build(entry, kernel.dir, ctx, { mirror: p.mirror ?? this.opts.mirror, sizeBytes })), ctx.signal);

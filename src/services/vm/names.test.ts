@@ -17,6 +17,9 @@ test('invalid VM names say what and where', () => {
     ['dev name', /character " " at position 4/],
     ['dev\n', /character "\\n" at position 4/],
     ['dév', /character "é" at position 2/],
+    // Positions count characters, not UTF-16 units: an emoji is named whole, never half a surrogate pair.
+    ['dev😀', /^character "😀" at position 4 /],
+    ['😀-x', /^character "😀" at position 1 /],
   ];
   for (const [name, re] of cases) {
     assert.match(vmNameProblem(name) ?? '', re, JSON.stringify(name));

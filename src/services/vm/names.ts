@@ -9,8 +9,9 @@ const MAX = 63;
 export function vmNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'the name is empty';
   if (name.length > MAX) return `the name is ${name.length} characters long; the limit is ${MAX}`;
-  for (let i = 0; i < name.length; i++) {
-    const c = name[i] as string;
+  const chars = [...name]; // code points: a character outside the BMP is one character, not two halves
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i] as string;
     if (!/[a-z0-9-]/.test(c)) {
       const shown = /[\x00-\x1f\x7f]/.test(c) ? JSON.stringify(c) : `"${c}"`;
       return `character ${shown} at position ${i + 1} is not allowed (use a-z, 0-9 and -)`;

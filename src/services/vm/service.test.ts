@@ -138,7 +138,7 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => voi
   const config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
   const keys = { keyPath: join(root, 'id'), knownHosts: join(root, 'kh'), ensureKey: async () => 'ssh-ed25519 AAAA test', forget: async () => undefined } as unknown as SshKeys;
   const svc = new VmService({
-    paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000,
+    paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000, host: { cpus: 2, memBytes: 8 * 2 ** 30 },
     accel: { accel: 'tcg', reason: 'test' },
     imageService: {
       ensure: async () => image,
@@ -185,6 +185,12 @@ for (const [params, re] of [
   [{ disk_size: '1Q' }, /invalid size/],
   [{ disk_size: '1M' }, /at least 64M/],
   [{ name: 'Bad_Name' }, /position 1/],
+  // The host of setup(): 2 CPUs, 8 GiB.
+  [{ memory_mib: 1e12 }, /^invalid --memory 1000000000000: more than this host's memory \(at most 8192 MiB\)$/],
+  [{ memory_mib: 8193 }, /invalid --memory 8193: .*at most 8192 MiB/],
+  [{ vcpu: 3 }, /^invalid --vcpu 3: more than this host's 2 CPUs \(at most 2\)$/],
+  [{ disk_size: '9T' }, /^--disk-size 9T is larger than the maximum disk size, 8T$/],
+  [{ name: '' }, /^invalid VM name "": the name is empty$/],
 ] as const) {
   test(`bad input ${JSON.stringify(params)} is rejected before anything is made`, async () => {
     const { svc, vms, paths, runner, driver } = setup();
@@ -195,6 +201,22 @@ for (const [params, re] of [
     assert.equal(driver.specs.length, 0);
   });
 }
+
+test('vm set refuses memory, vcpu and disk above the limits, naming them, and changes nothing', async () => {
+  const { svc, vms } = setup();
+  await svc.create({ name: 'dev', start: false }, ctx());
+  const before = vms.byName('dev');
+  await assert.rejects(svc.set('dev', { memory_mib: 1e12 }, ctx()), /invalid --memory 1000000000000: .*at most 8192 MiB/);
+  await assert.rejects(svc.set('dev', { vcpu: 65 }, ctx()), /invalid --vcpu 65: .*at most 2/);
+  await assert.rejects(svc.set('dev', { disk_size: '100T' }, ctx()), /--disk-size 100T is larger than the maximum disk size, 8T/);
+  assert.deepEqual(vms.byName('dev'), before);
+});
+
+test('an omitted name is generated', async () => {
+  const { svc } = setup();
+  const v = await svc.create({ start: false }, ctx());
+  assert.match(v.name, /^[a-z]+-[a-z]+(-\d+)?$/);
+});
 
 test('a duplicate name is refused', async () => {
   const { svc } = setup();
@@ -278,6 +300,46 @@ test('reconcile: a dead VMM is marked stopped, a live one is adopted, a half-cre
   assert.equal(existsSync(paths.vmDir('half')), false);
 });
 
+test('reconcile: a corrupt handles.json falls back to the store copy, the live VM is adopted, and vm show reports the file', async () => {
+  const { svc, vms, driver, paths } = setup();
+  const live = await svc.create({ name: 'live' }, ctx());
+  const file = join(paths.vmDir(live.id), 'handles.json');
+  writeFileSync(file, '{"pid": 10');
+  await svc.reconcile();
+  assert.equal(vms.byName('live')?.state, 'running');
+  assert.equal(driver.procs.size, 1, 'its VMM was neither killed nor forgotten');
+  const shown = await svc.show('live');
+  assert.match((shown.problems ?? []).join('\n'), /handles\.json is not valid JSON.*using the copy in the store/);
+  await svc.delete('live', ctx());
+  assert.equal(driver.procs.size, 0, 'delete still finds the VMM through the store copy');
+});
+
+test('reconcile: a corrupt handles.json without a store copy never marks the VM stopped (its VMM may still run)', async () => {
+  const { svc, vms, driver, paths } = setup();
+  const live = await svc.create({ name: 'live' }, ctx());
+  vms.update(live.id, { handles: undefined });
+  const file = join(paths.vmDir(live.id), 'handles.json');
+  writeFileSync(file, '{"pid": "soon"}\n');
+  await svc.reconcile();
+  assert.equal(vms.byName('live')?.state, 'error');
+  assert.equal(existsSync(file), true, 'the file is kept for inspection');
+  assert.equal(driver.procs.size, 1, 'nothing was killed blindly');
+  const shown = await svc.show('live');
+  assert.match((shown.problems ?? []).join('\n'), /handles\.json .*pid.*no copy in the store: its VMM may still be running/);
+});
+
+test('reconcile: an unreadable handles.json (not ENOENT) is a problem, not a missing file', async () => {
+  const { svc, vms, paths } = setup();
+  const live = await svc.create({ name: 'live' }, ctx());
+  vms.update(live.id, { handles: undefined });
+  const file = join(paths.vmDir(live.id), 'handles.json');
+  rmSync(file);
+  mkdirSync(file);
+  await svc.reconcile();
+  assert.equal(vms.byName('live')?.state, 'error');
+  assert.match(((await svc.show('live')).problems ?? []).join('\n'), /cannot read .*handles\.json: EISDIR/);
+});
+
 test('firecracker is refused with a hint', async () => {
   const { svc } = setup();
   (svc as unknown as { d: { config: { vmm: string } } }).d.config.vmm = 'firecracker';
@@ -355,7 +417,7 @@ test('reconcile: rows left in starting or stopping are adopted when their VMM li
   s.driver.procs.delete(deadStopping.pid);
   await s.svc.reconcile();
   for (const live of [starting, stopping]) {
-    const v = s.svc.show(live.id);
+    const v = await s.svc.show(live.id);
     assert.equal(v.state, 'running', v.name);
     assert.equal(v.pid, live.pid, v.name);
     assert.equal(v.ssh, live.ssh, v.name);
@@ -375,21 +437,12 @@ test('reconcile: a VM known only through handles.json (its row lost the pid) is 
   const starting = await leftBehind(s, 'lost-starting', { state: 'starting', handles: undefined, sshPort: undefined });
   await s.svc.reconcile();
   for (const vm of [running, starting]) {
-    const v = s.svc.show(vm.id);
+    const v = await s.svc.show(vm.id);
     assert.equal(v.state, 'running', v.name);
     assert.equal(v.pid, vm.pid, `${v.name}: the pid comes back from handles.json`);
     assert.equal(v.ssh, vm.ssh, `${v.name}: so does the ssh port`);
   }
   assert.equal(s.svc.sshInfo('lost-running').port, Number(running.ssh?.split(':')[1]));
-});
-
-test('reconcile: a corrupt handles.json falls back to the store copy', async () => {
-  const s = setup();
-  const vm = await leftBehind(s, 'corrupt', { state: 'starting' });
-  writeFileSync(join(s.paths.vmDir(vm.id), 'handles.json'), '{"pid": 12');
-  await s.svc.reconcile();
-  assert.equal(s.svc.show(vm.id).state, 'running');
-  assert.equal(s.svc.show(vm.id).pid, vm.pid);
 });
 
 test('reconcile: a reused pid with another start time is not adopted, and that process is left alone', async () => {

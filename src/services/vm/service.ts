@@ -4,8 +4,8 @@ import { copyFile, mkdir, readFile, rename, truncate, writeFile } from 'node:fs/
 import { dirname, join } from 'node:path';
 import { renderSshConfig } from '../../ssh/config.js';
 import type { SshInfo, VmView } from '../../api/methods.js';
-import type { Config } from '../../config/load.js';
-import { parseSize } from '../../config/sizes.js';
+import { maxMemoryMib, maxVcpu, type Config, type HostFacts } from '../../config/load.js';
+import { checkDiskSize, parseSize } from '../../config/sizes.js';
 import { AppError, alreadyExists, badRequest, notFound, precondition } from '../../errors.js';
 import { injectIntoImage } from '../../ext4/inject.js';
 import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
@@ -25,6 +25,7 @@ import type { ImageService } from '../image/service.js';
 import { checkCompat } from '../../kernel/compat.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { BootFailure, waitForSsh } from './bootwatch.js';
+import { handlesProblem, readHandlesFile } from './handles.js';
 import { generateName, validateVmName } from './names.js';
 import type { SshKeys } from './sshkeys.js';
 import { assertTransition } from './states.js';
@@ -49,6 +50,8 @@ export interface VmServiceDeps {
   runner: CommandRunner;
   keys: SshKeys;
   config: Config;
+  /** CPUs and RAM of this host: the upper limits of --vcpu and --memory. */
+  host: HostFacts;
   accel: AccelDecision;
   tscKhz: number | undefined;
   log: Logger;
@@ -75,12 +78,20 @@ const SSH_PORT_ATTEMPTS = 3;
 const STALL_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 
-function checkVcpu(vcpu: number): void {
-  if (!Number.isInteger(vcpu) || vcpu < 1 || vcpu > 64) throw badRequest(`invalid --vcpu ${vcpu}: must be a whole number from 1 to 64`, 'e.g. --vcpu 2');
+function checkVcpu(vcpu: number, host: HostFacts): void {
+  const max = maxVcpu(host);
+  if (!Number.isInteger(vcpu) || vcpu < 1) throw badRequest(`invalid --vcpu ${vcpu}: must be a whole number from 1 to ${max}`, 'e.g. --vcpu 1');
+  if (vcpu > max) throw badRequest(`invalid --vcpu ${vcpu}: more than this host's ${host.cpus} CPUs (at most ${max})`, `use --vcpu ${max} or less`);
 }
 
-function checkMemory(mib: number): void {
+function checkMemory(mib: number, host: HostFacts): void {
   if (!Number.isInteger(mib) || mib < 128) throw badRequest(`invalid --memory ${mib}: must be at least 128 MiB`, 'e.g. --memory 2048 (MiB) or --memory 2G');
+  const max = maxMemoryMib(host);
+  if (mib > max) throw badRequest(`invalid --memory ${mib}: more than this host's memory (at most ${max} MiB)`, `use --memory ${max} or less (MiB), e.g. --memory 2G`);
+}
+
+function parseDiskSize(size: string): number {
+  return checkDiskSize(parseSize(size, '--disk-size'), '--disk-size');
 }
 
 /** VM lifecycle: create (+start), list, delete, ssh details, logs, reconcile. */
@@ -105,18 +116,23 @@ export class VmService {
     throw notFound(`no VM named "${ref}"`, 'run `banger vm list` to see your VMs');
   }
 
-  show(ref: string): VmView {
-    return this.view(this.resolve(ref));
+  /** One VM, with any problem found in its runtime files (a corrupt handles.json). */
+  async show(ref: string): Promise<VmView> {
+    const vm = this.resolve(ref);
+    const { problem } = await this.runtimeHandles(vm);
+    const v = this.view(vm);
+    return problem === undefined ? v : { ...v, problems: [problem] };
   }
 
   async create(p: CreateParams, ctx: OpContext): Promise<VmView> {
     const cfg = this.d.config;
-    if (p.name !== undefined && p.name !== '') validateVmName(p.name);
+    // An omitted name is generated; an empty one is a mistake (SPEC §4).
+    if (p.name !== undefined) validateVmName(p.name);
     const vcpu = p.vcpu ?? cfg.vmDefaults.vcpu;
-    checkVcpu(vcpu);
+    checkVcpu(vcpu, this.d.host);
     const memoryMib = p.memory_mib ?? cfg.vmDefaults.memoryMib;
-    checkMemory(memoryMib);
-    const diskBytes = p.disk_size === undefined ? cfg.vmDefaults.diskSizeBytes : parseSize(p.disk_size, '--disk-size');
+    checkMemory(memoryMib, this.d.host);
+    const diskBytes = p.disk_size === undefined ? cfg.vmDefaults.diskSizeBytes : parseDiskSize(p.disk_size);
     if (diskBytes < 64 * 1048576) throw badRequest(`invalid --disk-size ${p.disk_size}: must be at least 64M`, 'e.g. --disk-size 8G');
     this.checkVmmChoice();
     if (cfg.networkMode !== 'user') {
@@ -136,7 +152,7 @@ export class VmService {
     const now = new Date().toISOString();
     const row: VmRow = {
       id,
-      name: p.name || generateName((n) => this.d.vms.byName(n) !== undefined),
+      name: p.name ?? generateName((n) => this.d.vms.byName(n) !== undefined),
       imageId: image.id,
       state: 'creating',
       vcpu,
@@ -250,7 +266,7 @@ export class VmService {
     const vm = this.resolve(ref);
     return this.withLock(vm.id, async () => {
       const cur = this.mustGet(vm.id);
-      const h = cur.handles ?? (await this.readHandlesFile(cur.id));
+      const { handles: h } = await this.runtimeHandles(cur);
       if (h) await this.d.driver.kill(this.vmmHandles(h), signal);
       await this.stopVmm(cur.id, 'stopped');
       return this.view(this.mustGet(cur.id));
@@ -260,9 +276,9 @@ export class VmService {
   /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows. */
   async set(ref: string, p: { vcpu?: number | undefined; memory_mib?: number | undefined; disk_size?: string | undefined }, ctx: OpContext): Promise<VmView> {
     const vm = this.resolve(ref);
-    if (p.vcpu !== undefined) checkVcpu(p.vcpu);
-    if (p.memory_mib !== undefined) checkMemory(p.memory_mib);
-    const disk = p.disk_size === undefined ? undefined : parseSize(p.disk_size, '--disk-size');
+    if (p.vcpu !== undefined) checkVcpu(p.vcpu, this.d.host);
+    if (p.memory_mib !== undefined) checkMemory(p.memory_mib, this.d.host);
+    const disk = p.disk_size === undefined ? undefined : parseDiskSize(p.disk_size);
     if (p.vcpu === undefined && p.memory_mib === undefined && disk === undefined) {
       throw badRequest('nothing to change', 'pass --vcpu, --memory or --disk-size');
     }
@@ -349,7 +365,14 @@ export class VmService {
         continue;
       }
       if (vm.state === 'stopped' || vm.state === 'error') continue;
-      const handles = vm.handles ?? (await this.readHandlesFile(vm.id));
+      const { handles, problem } = await this.runtimeHandles(vm);
+      if (problem !== undefined && handles === undefined) {
+        // Nothing says which process is its VMM: marking it stopped could orphan a live one.
+        this.d.log.error('cannot tell whether the VMM of a VM still runs; marking it error', { name: vm.name, problem });
+        this.d.vms.update(vm.id, { state: 'error' });
+        continue;
+      }
+      if (problem !== undefined) this.d.log.warn('handles.json of a VM is corrupt; using the copy in the store', { name: vm.name, problem });
       const alive = handles ? await this.d.driver.isAlive(this.vmmHandles(handles)) : false;
       if (alive) {
         this.d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
@@ -494,7 +517,7 @@ export class VmService {
   private async stopVmm(id: string, state: 'stopped' | 'error'): Promise<void> {
     const vm = this.d.vms.get(id);
     if (!vm) return;
-    const handles = vm.handles ?? (await this.readHandlesFile(id));
+    const { handles } = await this.runtimeHandles(vm);
     if (handles) await this.d.driver.kill(this.vmmHandles(handles));
     await this.clearRuntime(id);
     this.d.vms.update(id, { state, handles: undefined, sshPort: undefined });
@@ -528,12 +551,15 @@ export class VmService {
     await rename(`${file}.tmp`, file);
   }
 
-  private async readHandlesFile(id: string): Promise<VmHandles | undefined> {
-    try {
-      return JSON.parse(await readFile(join(this.d.paths.vmDir(id), vmFiles.handles), 'utf8')) as VmHandles;
-    } catch {
-      return undefined;
-    }
+  /**
+   * The VMM handles of a VM (SPEC §2): handles.json, else the store's copy
+   * when the file is missing or corrupt. `problem` describes a corrupt file.
+   */
+  private async runtimeHandles(vm: VmRow): Promise<{ handles: VmHandles | undefined; problem: string | undefined }> {
+    const file = await readHandlesFile(join(this.d.paths.vmDir(vm.id), vmFiles.handles));
+    if (file.state === 'ok') return { handles: file.handles, problem: undefined };
+    if (file.state === 'missing') return { handles: vm.handles, problem: undefined };
+    return { handles: vm.handles, problem: handlesProblem(file.problem, vm.handles !== undefined, vm.id) };
   }
 
   private sshInfoOf(vm: Pick<VmRow, 'name' | 'sshPort'>): SshInfo {

@@ -71,3 +71,20 @@ test('qemu argv: kernel, initrd, cmdline, console file and QMP socket', () => {
   assert.deepEqual(values(argv, '-qmp'), ['unix:/r/abc.qmp,server=on,wait=off']);
   assert.deepEqual(values(qemuArgv('q', spec({ initrdPath: undefined })), '-initrd'), []);
 });
+
+test('qemu argv: paths inside option strings have their commas doubled', () => {
+  const dir = '/state/a b,c';
+  const argv = qemuArgv('q', spec({
+    kernelPath: `${dir}/bzImage`,
+    initrdPath: `${dir}/initrd,img`,
+    disks: [{ id: 'root', path: `${dir}/vms/x/root.qcow2`, format: 'qcow2', readonly: false, serial: 'banger-root' }],
+    consoleLog: `${dir}/console,,log`,
+    controlSocket: '/run/a,b/abc.qmp',
+  }));
+  assert.deepEqual(values(argv, '-drive'), ['id=root,file=/state/a b,,c/vms/x/root.qcow2,format=qcow2,if=none,discard=unmap']);
+  assert.deepEqual(values(argv, '-chardev'), ['file,id=console,path=/state/a b,,c/console,,,,log']);
+  assert.deepEqual(values(argv, '-qmp'), ['unix:/run/a,,b/abc.qmp,server=on,wait=off']);
+  // -kernel and -initrd take a plain file name.
+  assert.deepEqual(values(argv, '-kernel'), ['/state/a b,c/bzImage']);
+  assert.deepEqual(values(argv, '-initrd'), ['/state/a b,c/initrd,img']);
+});

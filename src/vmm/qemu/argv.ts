@@ -1,6 +1,15 @@
 import type { VmmSpec } from '../driver.js';
 
 /**
+ * A value inside a qemu option string (`-drive a=b,c=d`): qemu splits those
+ * on commas and reads ',,' as a literal comma, so a path with commas stays one
+ * value. (-kernel, -initrd and -append take their argument whole.)
+ */
+export function qemuOptValue(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+/**
  * qemu-system-x86_64 argv for a microvm guest. Pure: every host-dependent
  * choice (accel, port, paths) is already in the spec.
  */
@@ -20,16 +29,16 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
     '-no-reboot',
     '-kernel', s.kernelPath,
     '-append', s.cmdline,
-    '-chardev', `file,id=console,path=${s.consoleLog}`,
+    '-chardev', `file,id=console,path=${qemuOptValue(s.consoleLog)}`,
     '-serial', 'chardev:console',
-    '-qmp', `unix:${s.controlSocket},server=on,wait=off`,
+    '-qmp', `unix:${qemuOptValue(s.controlSocket)},server=on,wait=off`,
     '-monitor', 'none',
   ];
   if (s.initrdPath) argv.push('-initrd', s.initrdPath);
   for (const d of s.disks) {
     const ro = d.readonly ? ',readonly=on' : '';
     argv.push(
-      '-drive', `id=${d.id},file=${d.path},format=${d.format},if=none,discard=unmap${ro}`,
+      '-drive', `id=${d.id},file=${qemuOptValue(d.path)},format=${d.format},if=none,discard=unmap${ro}`,
       '-device', `virtio-blk-device,drive=${d.id},serial=${d.serial}`,
     );
   }

@@ -1,4 +1,6 @@
+import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
+import { badRequest } from '../../../errors.js';
 import type { VmView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { keyValues } from '../../render/table.js';
@@ -16,6 +18,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .action(async (refs: string[], o: { signal: string }) => {
       const c = ctx();
       const sig = o.signal.toUpperCase().startsWith('SIG') ? o.signal.toUpperCase() : `SIG${o.signal.toUpperCase()}`;
+      if (!(sig in osConstants.signals)) throw badRequest(`unknown signal ${JSON.stringify(o.signal)}`, 'e.g. --signal SIGTERM (see `kill -l`)');
       setCode(await forEachVm(c, refs, 'killed', (id) => c.client.call<'vm.kill', VmView>('vm.kill', { ref: id, signal: sig })));
     });
   vm.command('set')
@@ -49,6 +52,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
           ['name', v.name], ['id', v.id], ['state', v.state], ['image', v.image], ['vcpu', String(v.vcpu)], ['memory', `${v.memory_mib} MiB`],
           ['disk', `${v.disk_bytes} bytes`], ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
           ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`], ['ssh', v.ssh ?? '-'], ['root disk', v.disk_strategy], ['pid', v.pid === null ? '-' : String(v.pid)], ['created', v.created_at],
+          ...(v.problems ?? []).map((p): [string, string] => ['problem', c.style.yellow(p)]),
         ];
         c.out.write(keyValues(rows));
       }
