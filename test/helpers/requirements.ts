@@ -25,13 +25,14 @@ export function missingTools(tools: readonly string[]): string[] {
   return tools.filter((t) => !hasTool(t));
 }
 
-/** `['root (<why>)']` unless this process runs as root. */
+/** `['root privileges (<why>)']` unless this process runs as root. */
 export function missingRoot(why: string): string[] {
   return process.getuid?.() === 0 ? [] : [`root privileges (${why})`];
 }
 
 /**
- * The `skip` option for the tests of a file that need `missing` to be empty.
+ * The `skip` option for the tests that need `missing` to be empty (what this
+ * host lacks: programs, privileges, build outputs, an opt-out that is set).
  * `hint` says how to get what is missing (e.g. the apt packages).
  * Returns false when nothing is missing. Otherwise, locally, the reason (the
  * tests skip and say why); with CI=true it also registers a failing test that
@@ -39,13 +40,14 @@ export function missingRoot(why: string): string[] {
  */
 export function requirements(missing: readonly string[], hint?: string): string | false {
   if (missing.length === 0) return false;
-  const reason = `this host lacks ${missing.join(', ')}${hint === undefined ? '' : ` (${hint})`}`;
+  const what = `${missing.join(', ')}${hint === undefined ? '' : ` (${hint})`}`;
+  const reason = `needs ${what}`;
   if (isCi()) {
     test(`host requirements: ${missing.join(', ')}`, () => {
-      assert.fail(`CI=true, so these tests may not be skipped, but ${reason}`);
+      assert.fail(`CI=true, so these tests may not be skipped; they need ${what}`);
     });
     return `CI=true: ${reason} (see the failing host-requirements test)`;
   }
-  console.log(`# skipping: ${reason}`);
+  console.log(`skipping: ${reason}`);
   return reason;
 }
