@@ -122,6 +122,28 @@ test('bearer flow: anonymous token from the realm, sent on every later request',
   assert.ok(v2.slice(1).every((q) => q.authorization === 'Bearer tok-1'), JSON.stringify(v2));
 });
 
+test('bearer flow: a token that expires mid-pull is renewed once and the pull goes on; one that never works fails clearly', async (t) => {
+  const r = await registry(t, { auth: 'bearer' });
+  const img = await r.pushImage('team/app', 'v1', ONE_LAYER);
+  const ref = parseReference(`${r.host}/team/app:v1`);
+  const c = client();
+  await c.resolve(ref);
+  r.expireTokens();
+  const layer = img.layers[0];
+  assert.ok(layer !== undefined);
+  assert.deepEqual(await readAll(await c.blob(ref, layer.digest)), layer.blob);
+  assert.equal(r.requests((q) => q.path.startsWith('/token')).length, 2, 'a second token after the first expired');
+  const blobReqs = r.requests((q) => q.path.endsWith(`/blobs/${layer.digest}`));
+  assert.deepEqual(blobReqs.map((q) => q.authorization), ['Bearer tok-1', 'Bearer tok-2']);
+
+  // A token service whose tokens never work: one renewal, then a clear error, not a loop.
+  r.tokensExpireAtOnce = true;
+  r.expireTokens();
+  const before = r.requests((q) => q.path.startsWith('/token')).length;
+  await assert.rejects(c.blob(ref, layer.digest), isAppError('precondition', new RegExp(`^registry ${r.host} denied access to team/app \\(401`)));
+  assert.equal(r.requests((q) => q.path.startsWith('/token')).length, before + 1);
+});
+
 test('bearer flow: access_token field and Basic credentials to the token service', async (t) => {
   const r = await registry(t, { auth: 'bearer', tokenField: 'access_token', tokenRequiresLogin: true, username: 'alice', password: 'pw' });
   const img = await r.pushImage('app', 'v1', ONE_LAYER);

@@ -195,7 +195,15 @@ test('openUrl: destroying the stream while the server stalls releases the connec
   const { stream } = await openUrl(new URL(`${base}/stall`));
   await new Promise<void>((resolve) => stream.once('data', () => resolve()));
   stream.destroy();
-  await serverSawClose;
+  // Bounded: a connection that is never released fails here instead of hanging the run.
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    serverSawClose.then(() => 'released' as const),
+    new Promise<'still open'>((resolve) => (timer = setTimeout(() => resolve('still open'), 5000))),
+  ]);
+  clearTimeout(timer);
+  assert.equal(outcome, 'released', 'the server saw the connection close after the stream was destroyed');
+  assert.ok(stream.destroyed);
 });
 
 test('openUrl reads file:// URLs', async (t) => {

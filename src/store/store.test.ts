@@ -3,9 +3,11 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
 import { migrate, openStore, schemaVersion } from './db.js';
 import { ImageRepo } from './images.js';
-import { migrationStatus, SCHEMA_VERSION } from './migrations.js';
+import { KernelRepo } from './kernels.js';
+import { MIGRATIONS, migrationStatus, SCHEMA_VERSION } from './migrations.js';
 import { OperationRepo } from './operations.js';
 import { VmRepo, type VmRow } from './vms.js';
 
@@ -52,6 +54,41 @@ test('VM names are unique and rows round-trip, foreign keys enforced', () => {
   vms.delete('v1');
   assert.deepEqual(vms.list(), []);
   db.close();
+});
+
+test('migrating a store that holds rows keeps every row readable, from each older schema', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-mig-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (let from = 1; from < SCHEMA_VERSION; from++) {
+    const file = join(dir, `v${from}.db`);
+    // A store as banger at schema `from` left it, with a kernel, an image and a running VM (columns of schema 1).
+    const old = new Database(file);
+    for (const sql of MIGRATIONS.slice(0, from)) old.exec(sql);
+    old.pragma(`user_version = ${from}`);
+    old.exec(`
+      INSERT INTO kernels (name, distro, arch, version, format, source, sha256, dir, has_initrd, has_modules, module_count, created_at)
+        VALUES ('debian-bookworm-cloud', 'debian', 'x86_64', '6.1.0-9', 'bzImage', 'apt', '${'a'.repeat(64)}', '/k', 1, 1, 3000, '2025-01-01T00:00:00Z');
+      INSERT INTO images (id, name, source, managed, dir, rootfs_path, work_seed_path, kernel_name, distro, size_bytes, assets_version, created_at)
+        VALUES ('img1', 'debian-bookworm', 'build:bookworm', 1, '/i', '/i/rootfs.ext4', NULL, 'debian-bookworm-cloud', 'debian', 1073741824, 1, '2025-01-01T00:00:00Z');
+      INSERT INTO vms (id, name, image_id, state, vcpu, memory_mib, disk_bytes, overlay_bytes, nat, vmm, accel, network_mode, ssh_port,
+                       disk_strategy, handles, boot_id, created_at, updated_at)
+        VALUES ('v1', 'dev', 'img1', 'running', 2, 1024, 8589934592, 8589934592, 0, 'qemu', 'tcg', 'user', 40022, 'qcow2-overlay',
+                '{"pid":4242,"startTime":77,"qmpSocket":"/r/v1.qmp","sshPort":40022}', 'b1', '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z');
+    `);
+    old.close();
+
+    const db = openStore(file);
+    assert.equal(schemaVersion(db), SCHEMA_VERSION, `from ${from}`);
+    const k = new KernelRepo(db).get('debian-bookworm-cloud');
+    assert.equal(k?.moduleCount, 3000, `from ${from}: kernel row`);
+    assert.deepEqual(k?.traits, {}, `from ${from}: a kernel from before traits has none recorded`);
+    assert.equal(new ImageRepo(db).byName('debian-bookworm')?.kernelName, 'debian-bookworm-cloud', `from ${from}: image row`);
+    const vm = new VmRepo(db).byName('dev');
+    assert.equal(vm?.state, 'running', `from ${from}: VM row`);
+    assert.deepEqual(vm?.handles, { pid: 4242, startTime: 77, qmpSocket: '/r/v1.qmp', sshPort: 40022 });
+    assert.equal(vm?.diskBytes, 8589934592);
+    db.close();
+  }
 });
 
 test('the database and its -wal/-shm files are 0600, also when they existed with looser modes', (t) => {

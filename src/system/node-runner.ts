@@ -18,10 +18,21 @@ export function commandFailed(argv: readonly string[], res: RunResult): AppError
   });
 }
 
-function missingBinary(argv: readonly string[]): AppError {
+/** What the runner raises when argv[0] does not exist (spawn ENOENT). */
+export function missingBinary(argv: readonly string[]): AppError {
   return new AppError('precondition', `${argv[0]} is not installed or not on PATH`, {
     hint: 'run `banger doctor` to see which host tools are missing and how to install them',
   });
+}
+
+/** What the runner raises when the caller's abort signal fires. */
+export function commandCancelled(argv: readonly string[]): AppError {
+  return new AppError('cancelled', `cancelled: ${argv.join(' ')}`);
+}
+
+/** What the runner raises when a command outlives its timeoutMs. */
+export function commandTimedOut(argv: readonly string[], timeoutMs: number | undefined): AppError {
+  return operationFailed(`command timed out after ${timeoutMs} ms: ${argv.join(' ')}`);
 }
 
 /** The real CommandRunner: node:child_process with argv arrays, never a shell. */
@@ -52,13 +63,13 @@ export class NodeRunner implements CommandRunner {
       child.on('error', (e: NodeJS.ErrnoException) => {
         if (timer) clearTimeout(timer);
         if (e.code === 'ENOENT') reject(missingBinary(argv));
-        else if (e.name === 'AbortError') reject(new AppError('cancelled', `cancelled: ${argv.join(' ')}`));
+        else if (e.name === 'AbortError') reject(commandCancelled(argv));
         else reject(e);
       });
       child.on('close', (code, signal) => {
         if (timer) clearTimeout(timer);
         if (timedOut) {
-          reject(operationFailed(`command timed out after ${opts.timeoutMs} ms: ${argv.join(' ')}`));
+          reject(commandTimedOut(argv, opts.timeoutMs));
           return;
         }
         resolve({
@@ -95,7 +106,7 @@ export class NodeRunner implements CommandRunner {
     const done = new Promise<RunResult>((resolve, reject) => {
       child.on('error', (e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT') reject(missingBinary(argv));
-        else if (e.name === 'AbortError') reject(new AppError('cancelled', `cancelled: ${argv.join(' ')}`));
+        else if (e.name === 'AbortError') reject(commandCancelled(argv));
         else reject(e);
       });
       child.on('close', (code, signal) =>

@@ -98,3 +98,18 @@ export async function findProcesses(match: (argv: string[]) => boolean): Promise
   }
   return out;
 }
+
+/** The process primitives the VMM drivers use; tests swap them for a fake process. */
+export interface ProcessOps {
+  startTime(pid: number): Promise<number | undefined>;
+  isAlive(pid: number, startTime: number): Promise<boolean>;
+  signal(pid: number, sig: NodeJS.Signals): boolean;
+  waitForExit(pid: number, startTime: number, timeoutMs: number): Promise<boolean>;
+}
+
+export const realProcessOps: ProcessOps = {
+  startTime: processStartTime,
+  isAlive: isSameProcessAlive,
+  signal: signalProcess,
+  waitForExit,
+};

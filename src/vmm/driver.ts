@@ -1,3 +1,19 @@
+import { AppError } from '../errors.js';
+
+/**
+ * The VMM could not bind the forwarded ssh port: it was free when picked and
+ * taken before the VMM started. The caller may retry with another port.
+ */
+export class PortInUse extends AppError {
+  constructor(
+    readonly port: number,
+    message: string,
+    opts: { hint?: string; detail?: string } = {},
+  ) {
+    super('operation_failed', message, opts);
+  }
+}
+
 /** What a VMM needs to boot one VM; built by the VM service, never by a driver. */
 export interface DiskSpec {
   id: string;

@@ -34,7 +34,6 @@ export class LocalRegistry {
 
   static async start(opts: { user?: string; password?: string; token?: boolean } = {}): Promise<LocalRegistry> {
     const dir = mkdtempSync(join(tmpdir(), 'banger-reg-'));
-    const port = await freePort();
     let auth = '';
     let token: TokenServer | undefined;
     if (opts.token) {
@@ -46,19 +45,30 @@ export class LocalRegistry {
       if (r.status !== 0) throw new Error(`htpasswd failed: ${r.stderr}`);
       auth = `auth:\n  htpasswd:\n    realm: banger-test\n    path: ${join(dir, 'htpasswd')}\n`;
     }
-    writeFileSync(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
-    const log = openSync(join(dir, 'registry.log'), 'a');
-    const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', log, log] });
-    closeSync(log);
-    const reg = new LocalRegistry(port, dir, proc);
-    reg.token = token;
-    for (let i = 0; i < 100; i++) {
-      const ok = await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status === 200 || r.status === 401, () => false);
-      if (ok) return reg;
-      await new Promise((r) => setTimeout(r, 100));
+    // The port was free a moment ago; another process may take it before the registry binds it: then pick another.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      writeFileSync(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
+      writeFileSync(join(dir, 'registry.log'), '');
+      const log = openSync(join(dir, 'registry.log'), 'a');
+      const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', log, log] });
+      closeSync(log);
+      const reg = new LocalRegistry(port, dir, proc);
+      reg.token = token;
+      for (let i = 0; i < 100 && proc.exitCode === null; i++) {
+        const ok = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200 || r.status === 401, () => false);
+        if (ok) return reg;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const text = readFileSync(join(dir, 'registry.log'), 'utf8');
+      const taken = proc.exitCode !== null && /address already in use/i.test(text);
+      if (taken && attempt < 3) {
+        proc.kill('SIGKILL');
+        continue;
+      }
+      reg.stop();
+      throw new Error(`docker-registry did not start: ${text.slice(-2000)}`);
     }
-    reg.stop();
-    throw new Error('docker-registry did not start');
   }
 
   /** How many times the registry answered a GET for this blob (from its access log). */

@@ -139,6 +139,8 @@ export class FakeRegistry {
   readonly issuedTokens = new Set<string>();
   /** Delay (ms) before answering blob requests, so concurrent requests overlap. */
   blobDelayMs = 0;
+  /** bearer: tokens issued from now on are refused at once, as if they expired on issue. */
+  tokensExpireAtOnce = false;
   host = '';
   storageHost = '';
   #server: Server | undefined;
@@ -161,6 +163,11 @@ export class FakeRegistry {
   async stop(): Promise<void> {
     if (this.#server !== undefined) await close(this.#server);
     if (this.#storage !== undefined) await close(this.#storage);
+  }
+
+  /** bearer: every token issued so far expires now (the registry answers 401 to it). */
+  expireTokens(): void {
+    this.issuedTokens.clear();
   }
 
   requests(filter: (r: LoggedRequest) => boolean = () => true): LoggedRequest[] {
@@ -366,7 +373,7 @@ export class FakeRegistry {
       return;
     }
     const token = `tok-${++this.#tokenCount}`;
-    this.issuedTokens.add(token);
+    if (!this.tokensExpireAtOnce) this.issuedTokens.add(token);
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ [this.opts.tokenField ?? 'token']: token, expires_in: 300 }));
   }
@@ -379,16 +386,9 @@ export function dockerConfigFor(host: string, username: string, password: string
 
 /* ---------- the real registry (Debian's docker-registry), umoci and skopeo ---------- */
 
-const TOOLS = ['docker-registry', 'skopeo', 'umoci', 'htpasswd'] as const;
-
-/** Why the real-registry tests cannot run here (a missing program), or undefined. */
-export function realRegistryUnavailable(): string | undefined {
-  const missing = TOOLS.filter((t) => {
-    const r = spawnSync('sh', ['-c', `command -v ${t}`], { stdio: 'ignore' });
-    return r.status !== 0;
-  });
-  return missing.length === 0 ? undefined : `missing ${missing.join(', ')} (apt install docker-registry skopeo umoci apache2-utils)`;
-}
+/** Programs the real-registry tests need, and the Debian packages that have them. */
+export const REAL_REGISTRY_TOOLS = ['docker-registry', 'skopeo', 'umoci', 'htpasswd'] as const;
+export const REAL_REGISTRY_PACKAGES = 'apt install docker-registry skopeo umoci apache2-utils';
 
 function run(argv: string[], env: Record<string, string>): string {
   const [cmd, ...args] = argv;
@@ -427,32 +427,37 @@ export class RealRegistry {
 
   static async start(opts: { username?: string; password?: string } = {}): Promise<RealRegistry> {
     const dir = mkdtempSync(join(tmpdir(), 'banger-realreg-'));
-    const port = await freePort();
     let auth = '';
     if (opts.username !== undefined) {
       run(['htpasswd', '-Bbc', join(dir, 'htpasswd'), opts.username, opts.password ?? ''], {});
       auth = `auth:\n  htpasswd:\n    realm: banger-test\n    path: ${join(dir, 'htpasswd')}\n`;
     }
-    const cfg = join(dir, 'config.yml');
-    writeFileSync(
-      cfg,
-      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: banger-test\n${auth}`,
-    );
-    const proc = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
     const basic = opts.username === undefined ? undefined : `Basic ${Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64')}`;
-    const reg = new RealRegistry(`127.0.0.1:${port}`, dir, proc, basic);
-    for (let i = 0; i < 100; i++) {
-      if (proc.exitCode !== null) break;
-      const up = await fetch(`http://${reg.host}/v2/`).then((r) => r.status === 200 || r.status === 401, () => false);
-      if (up) return reg;
-      await new Promise((r) => setTimeout(r, 100));
+    // The port was free a moment ago; another process may take it before the registry binds it: then pick another.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const cfg = join(dir, 'config.yml');
+      writeFileSync(
+        cfg,
+        `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: banger-test\n${auth}`,
+      );
+      const proc = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const closed = new Promise((r) => proc.once('close', r));
+      const reg = new RealRegistry(`127.0.0.1:${port}`, dir, proc, basic);
+      for (let i = 0; i < 100 && proc.exitCode === null; i++) {
+        const up = await fetch(`http://${reg.host}/v2/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200 || r.status === 401, () => false);
+        if (up) return reg;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      if (proc.exitCode !== null) await closed; // all of its stderr is in
+      const log = reg.#log;
+      const taken = /address already in use/i.test(log);
+      await reg.stop({ keepDir: taken && attempt < 3 });
+      if (!taken || attempt >= 3) throw new Error(`docker-registry did not start: ${log}`);
     }
-    const log = reg.#log;
-    await reg.stop();
-    throw new Error(`docker-registry did not start: ${log}`);
   }
 
-  async stop(): Promise<void> {
+  async stop(o: { keepDir?: boolean } = {}): Promise<void> {
     const p = this.#proc;
     if (p.exitCode === null && p.signalCode === null) {
       const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
@@ -461,7 +466,7 @@ export class RealRegistry {
       await exited;
       clearTimeout(timer);
     }
-    rmSync(this.dir, { recursive: true, force: true });
+    if (!o.keepDir) rmSync(this.dir, { recursive: true, force: true });
   }
 
   #headers(extra: Record<string, string> = {}): Record<string, string> {

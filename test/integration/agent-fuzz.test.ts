@@ -28,9 +28,10 @@ import { duplexPair } from '../../src/agent/duplex-pair.js';
 import * as P from '../../src/agent/payloads.js';
 import { FrameType, HEADER_SIZE, MAX_PAYLOAD, type Frame } from '../../src/agent/protocol.js';
 import { AGENT_HOST, startHostAgent } from '../helpers/agent-host.js';
+import { requirements } from '../helpers/requirements.js';
 
-const skip = process.env.BANGER_SKIP_FUZZ ? 'BANGER_SKIP_FUZZ is set' : false;
-const skipC = skip || (!existsSync(AGENT_HOST) && `${AGENT_HOST} is missing: run npm run build`);
+const skip = requirements(process.env.BANGER_SKIP_FUZZ ? ['BANGER_SKIP_FUZZ unset'] : []);
+const skipC = skip || requirements(existsSync(AGENT_HOST) ? [] : [AGENT_HOST], 'run npm run build');
 const seed = Number(process.env.BANGER_FUZZ_SEED ?? Date.now() % 2 ** 31);
 const asNobody = process.getuid?.() === 0 ? 65534 : undefined;
 /** BANGER_FUZZ_SCALE=10 fuzzes ten times longer (by hand, not in CI). */

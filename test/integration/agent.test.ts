@@ -19,9 +19,9 @@ import * as P from '../../src/agent/payloads.js';
 import { FrameType, MAX_PAYLOAD, WINDOW_INITIAL, type Frame } from '../../src/agent/protocol.js';
 import { AGENT_HOST, processAlive, startHostAgent, type HostAgent } from '../helpers/agent-host.js';
 import { sh } from '../helpers/home.js';
+import { missingRoot, requirements } from '../helpers/requirements.js';
 
-const skip = existsSync(AGENT_HOST) ? false : `${AGENT_HOST} is missing: run npm run build`;
-const isRoot = process.getuid?.() === 0;
+const skip = requirements(existsSync(AGENT_HOST) ? [] : [AGENT_HOST], 'run npm run build');
 const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin' };
 
 let agent: HostAgent;
@@ -95,7 +95,7 @@ test('argv, env and cwd arrive exactly; start failures name the step', { skip },
   await assert.rejects(badCwd.exit, /chdir \/nonexistent: No such file or directory/);
 });
 
-test('exec as another user', { skip: skip || (!isRoot && 'needs root to switch users') }, async () => {
+test('exec as another user', { skip: skip || requirements(missingRoot('to switch users')) }, async () => {
   const run = client.exec({ argv: ['sh', '-c', 'id -u; id -g; id -G'], env: ENV, uid: 65534 });
   assert.equal(await text(run.stdout), '65534\n65534\n65534\n');
 });

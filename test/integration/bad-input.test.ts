@@ -15,15 +15,14 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BANGER, sh, TestHome } from '../helpers/home.js';
+import { missingTools, requirements } from '../helpers/requirements.js';
 import { runBounded } from '../helpers/run.js';
 import { sha256Hex, tarZst } from '../helpers/tar-zst.js';
 
-const needs = [
-  { what: 'unshare -n (root and util-linux)', ok: sh(['unshare', '-n', '--', 'true']).code === 0 },
-  { what: 'mkfs.ext4', ok: sh(['sh', '-c', 'command -v mkfs.ext4 || test -x /usr/sbin/mkfs.ext4']).code === 0 },
-];
-const missing = needs.filter((n) => !n.ok).map((n) => n.what);
-const skip = missing.length ? `needs ${missing.join(', ')}` : false;
+const skip = requirements(
+  [...(sh(['unshare', '-n', '--', 'true']).code === 0 ? [] : ['unshare -n (root and util-linux)']), ...missingTools(['mkfs.ext4'])],
+  'run as root; apt install util-linux e2fsprogs',
+);
 
 const home = new TestHome('banger-bad-');
 const fx = join(home.root, 'fixtures');

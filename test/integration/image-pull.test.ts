@@ -12,11 +12,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pack } from 'tar-stream';
 import { sh, TestHome } from '../helpers/home.js';
+import { missingTools, requirements } from '../helpers/requirements.js';
 import { debianBaseTar, LocalRegistry, manifestSize, pushImage, pushIndex } from '../helpers/oci-push.js';
 
-const tools = ['docker-registry', 'htpasswd', 'mmdebstrap', 'debugfs', 'qemu-system-x86_64'];
-const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b}`]).code !== 0);
-const skip = missing.length ? `missing host tools: ${missing.join(', ')}` : false;
+const skip = requirements(
+  missingTools(['docker-registry', 'htpasswd', 'openssl', 'mmdebstrap', 'mkfs.ext4', 'debugfs', 'qemu-system-x86_64', 'qemu-img', 'ssh', 'apt-get', 'apt-cache', 'dpkg-deb', 'depmod']),
+  'apt install docker-registry apache2-utils openssl mmdebstrap e2fsprogs qemu-system-x86 qemu-utils openssh-client apt dpkg kmod',
+);
 
 let home: TestHome;
 let reg: LocalRegistry;
@@ -60,7 +62,8 @@ after(async () => {
   await home.cleanup();
 });
 
-test('an OCI image with gzip, zstd and plain layers, whiteouts, an opaque dir and a hardlink pulls exactly', { skip }, async () => {
+/** Pushes test/deb:v1: the Debian base, then gzip, zstd and plain layers with whiteouts, an opaque dir and a hardlink. */
+async function pushOciTest(): Promise<void> {
   const l2 = await tarOf([
     { name: 'opt/keep/a', body: 'a' },
     { name: 'opt/gone/b', body: 'b' },
@@ -78,6 +81,23 @@ test('an OCI image with gzip, zstd and plain layers, whiteouts, an opaque dir an
     { tar: l2, compression: 'zstd' },
     { tar: l3, compression: 'none' },
   ]);
+}
+
+/**
+ * The image `ocitest`: the one the first test pulled when it is there (the
+ * usual case), else pulled here, so that one failed test does not fail the
+ * tests after it for want of the image.
+ */
+async function ociTestImage(): Promise<string> {
+  if ((await home.banger(['image', 'show', 'ocitest', '--json'])).code === 0) return 'ocitest';
+  await pushOciTest();
+  const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/deb:v1`, '--name', 'ocitest']);
+  assert.equal(r.code, 0, `pulling the image ocitest for this test: ${r.stderr}`);
+  return 'ocitest';
+}
+
+test('an OCI image with gzip, zstd and plain layers, whiteouts, an opaque dir and a hardlink pulls exactly', { skip }, async () => {
+  await pushOciTest();
   const r = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/deb:v1`, '--name', 'ocitest']);
   assert.equal(r.code, 0, r.stderr);
   const img = await showImage('ocitest');
@@ -99,7 +119,7 @@ test('an OCI image with gzip, zstd and plain layers, whiteouts, an opaque dir an
 });
 
 test('the pulled image boots; setuid root and the whiteouts hold in the guest', { skip }, async () => {
-  const r = await home.banger(['vm', 'run', '--rm', '--image', 'ocitest', '--', 'sh', '-c', 'stat -c "%u %a" /usr/bin/sudo; cat /opt/new; test ! -e /opt/keep && echo opaque-ok']);
+  const r = await home.banger(['vm', 'run', '--rm', '--image', await ociTestImage(), '--', 'sh', '-c', 'stat -c "%u %a" /usr/bin/sudo; cat /opt/new; test ! -e /opt/keep && echo opaque-ok']);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, '0 4755\nnewopaque-ok\n');
 });
@@ -112,8 +132,9 @@ test('a layer with ../escape fails naming the path; no image row, nothing outsid
   assert.match(r.stderr, /\.\.\/escape/);
   assert.match(r.stderr, /layer 2/);
   const list = JSON.parse((await home.banger(['image', 'list', '--json'])).stdout) as { name: string }[];
-  assert.deepEqual(list.map((i) => i.name).sort(), ['ocitest']);
+  assert.ok(!list.some((i) => i.name === 'evil'), 'no image row');
   assert.deepEqual(readdirSync(join(home.stateDir, 'tmp')), [], 'no staging left');
+  assert.deepEqual(readdirSync(join(home.stateDir, 'images')).filter((d) => d.endsWith('.staging')), []);
   assert.equal(sh(['sh', '-c', `ls ${join(home.stateDir, 'images')}/escape ${join(home.stateDir)}/escape 2>/dev/null`]).stdout, '');
 });
 
@@ -141,7 +162,7 @@ test('basic auth: without credentials a clear error; with ~/.docker/config.json 
 
 test('image export then image pull file:// round-trips an image that boots; a wrong sha256 leaves nothing', { skip }, async () => {
   const out = join(home.root, 'ocitest.tar.zst');
-  let r = await home.banger(['image', 'export', 'ocitest', '-o', out]);
+  let r = await home.banger(['image', 'export', await ociTestImage(), '-o', out]);
   assert.equal(r.code, 0, r.stderr);
   const sha = /sha256 ([0-9a-f]{64})/.exec(r.stdout)?.[1];
   assert.ok(sha, r.stdout);
@@ -238,7 +259,7 @@ test('a daemon killed mid-pull leaves no row, its staging is removed at the next
 });
 
 test('deleting an image used by a VM is refused with the VM name', { skip }, async () => {
-  let r = await home.banger(['vm', 'create', '--name', 'holder', '--image', 'ocitest', '--no-start']);
+  let r = await home.banger(['vm', 'create', '--name', 'holder', '--image', await ociTestImage(), '--no-start']);
   assert.equal(r.code, 0, r.stderr);
   r = await home.banger(['image', 'delete', 'ocitest']);
   assert.equal(r.code, 1);

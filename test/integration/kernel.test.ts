@@ -12,8 +12,10 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sh, TestHome } from '../helpers/home.js';
+import { missingTools, requirements } from '../helpers/requirements.js';
 
-const skip = sh(['sh', '-c', 'command -v zstd && command -v tar && command -v mkfs.ext4 || test -x /usr/sbin/mkfs.ext4']).code !== 0 ? 'needs tar, zstd, mkfs.ext4' : false;
+// Each tool is checked on its own (a shell `a && b || c` once let a missing zstd pass when mkfs.ext4 was in /usr/sbin).
+const skip = requirements(missingTools(['tar', 'zstd', 'mkfs.ext4']), 'apt install tar zstd e2fsprogs');
 
 let home: TestHome;
 let server: Server;

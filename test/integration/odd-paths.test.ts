@@ -16,12 +16,12 @@ import { qemuArgv } from '../../src/vmm/qemu/argv.js';
 import { qmpCommand } from '../../src/vmm/qemu/qmp.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { sh, TestHome } from '../helpers/home.js';
+import { missingTools, requirements } from '../helpers/requirements.js';
 
 const ODD = 'a b,c';
-const tools = ['mkfs.ext4', 'debugfs', 'e2fsck', 'resize2fs', 'qemu-img', 'ssh-keygen'];
-const missing = tools.filter((t) => sh(['sh', '-c', `command -v ${t} || test -x /usr/sbin/${t} || test -x /sbin/${t}`]).code !== 0);
-const skip = missing.length > 0 ? `needs ${missing.join(', ')}` : false;
-const hasQemu = sh(['sh', '-c', 'command -v qemu-system-x86_64']).code === 0;
+const skip = requirements(missingTools(['mkfs.ext4', 'debugfs', 'e2fsck', 'resize2fs', 'qemu-img', 'ssh-keygen']), 'apt install e2fsprogs qemu-utils openssh-client');
+/** Only the check that qemu parses the option strings needs qemu itself. */
+const qemuSkip = requirements(missingTools(['qemu-system-x86_64']), 'apt install qemu-system-x86');
 
 let home: TestHome;
 let work: string;
@@ -92,7 +92,7 @@ test(`a banger home with "${ODD}" in every path: kernel import, image register, 
   }
   assert.equal(statSync(home.runtimeDir).mode & 0o777, 0o700);
 
-  if (hasQemu) await qemuParses(vm.id, overlay, workDisk);
+  if (qemuSkip === false) await qemuParses(vm.id, overlay, workDisk);
 
   ok(await home.banger(['vm', 'delete', 'odd-vm']), 'vm delete');
   ok(await home.banger(['image', 'delete', 'odd-img']), 'image delete');

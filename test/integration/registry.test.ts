@@ -3,7 +3,8 @@
  * on 127.0.0.1 with a temp store): RegistryClient, BlobCache and the layer
  * readers against the real distribution server, with images built by umoci
  * and pushed by skopeo, plus raw pushes for an OCI index and a zstd layer.
- * Skips, saying why, when docker-registry, skopeo, umoci or htpasswd is missing.
+ * Skips, saying why, when docker-registry, skopeo, umoci or htpasswd is missing
+ * (fails instead with CI=true).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,12 +16,11 @@ import { BlobCache } from '../../src/imagepull/blobcache.js';
 import { openVerifiedLayer } from '../../src/imagepull/layers.js';
 import { parseReference, type ImageRef } from '../../src/imagepull/reference.js';
 import { RegistryClient } from '../../src/imagepull/registry.js';
-import { OCI_INDEX, OCI_MANIFEST, RealRegistry, realRegistryUnavailable, skopeoCopy, umociImage } from '../helpers/registry.js';
+import { OCI_INDEX, OCI_MANIFEST, REAL_REGISTRY_PACKAGES, REAL_REGISTRY_TOOLS, RealRegistry, skopeoCopy, umociImage } from '../helpers/registry.js';
+import { missingTools, requirements } from '../helpers/requirements.js';
 import { untar } from '../helpers/tar-zst.js';
 
-const unavailable = realRegistryUnavailable();
-if (unavailable !== undefined) console.log(`# skipping real-registry tests: ${unavailable}`);
-const skip = unavailable ?? false;
+const skip = requirements(missingTools(REAL_REGISTRY_TOOLS), REAL_REGISTRY_PACKAGES);
 
 let work = '';
 let anon: RealRegistry | undefined;

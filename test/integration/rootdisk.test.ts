@@ -13,10 +13,9 @@ import { after, before, test } from 'node:test';
 import { makeRootDisk } from '../../src/services/vm/rootdisk.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { sh } from '../helpers/home.js';
+import { missingRoot, missingTools, requirements } from '../helpers/requirements.js';
 
-const isRoot = process.getuid?.() === 0;
-const hasXfs = sh(['sh', '-c', 'command -v mkfs.xfs || test -x /usr/sbin/mkfs.xfs || test -x /sbin/mkfs.xfs']).code === 0;
-const skip = !isRoot ? 'needs root to loop-mount XFS' : !hasXfs ? 'needs xfsprogs (mkfs.xfs)' : false;
+const skip = requirements([...missingRoot('to loop-mount XFS and tmpfs'), ...missingTools(['mkfs.xfs', 'mount', 'umount'])], 'run as root; apt install xfsprogs');
 
 let dir: string;
 let mnt: string;
@@ -54,8 +53,8 @@ test('reflink strategy on a reflink-capable XFS', { skip }, async () => {
   assert.deepEqual(readFileSync(join(mnt, 'root.img')).subarray(0, 1 << 20), readFileSync(base).subarray(0, 1 << 20));
 });
 
-test('without reflink support the strategy falls through to a sparse copy', { skip: isRoot ? false : 'needs root' }, async () => {
-  const d = mkdtempSync(join(dir ?? tmpdir(), 'plain-'));
+test('without reflink support the strategy falls through to a sparse copy', { skip }, async () => {
+  const d = mkdtempSync(join(dir, 'plain-'));
   const base = join(d, 'rootfs.ext4');
   writeFileSync(base, randomBytes(1 << 20));
   const tmpfs = join(d, 'tmpfs');

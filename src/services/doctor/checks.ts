@@ -149,6 +149,8 @@ function storeChecks(i: DoctorInput): CheckRow[] {
   try {
     const db = openStore(i.paths.dbFile, { readonly: true });
     try {
+      // Opening does not read the file; a query does (a file that is not a database fails here, before any PASS row).
+      db.prepare('SELECT count(*) FROM sqlite_master').get();
       rows.push({ name: 'state store', status: 'PASS', detail: i.paths.dbFile });
       const img = new ImageRepo(db).byName(imageName);
       rows.push(img ? { name: 'default image', status: 'PASS', detail: `${imageName} (${img.id.slice(0, 12)})` } : pullable('default image', imageName, findImageEntry(imageName) !== undefined));

@@ -117,6 +117,14 @@ export class ImageService {
     this.cache = new BlobCache(paths.blobsDir);
   }
 
+  /** A private staging dir under state/tmp/, and the images dir it is renamed into when done. */
+  private async newStaging(id: string): Promise<string> {
+    const staging = this.paths.imageStaging(id);
+    await mkdir(this.paths.imagesDir, { recursive: true });
+    await mkdir(staging, { recursive: true, mode: 0o700 });
+    return staging;
+  }
+
   /** `image cache prune`: removes blobs no running pull needs (every finished image is already ext4). */
   async pruneCache(dryRun: boolean): Promise<{ blobs: number; bytes: number; dry_run: boolean }> {
     const res = await this.cache.prune(new Set(this.pinned.keys()), dryRun);
@@ -226,7 +234,8 @@ export class ImageService {
     const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
     // Step 2: the kernel is resolved before anything is downloaded.
     const kernel = await this.resolveKernel(p, name, ctx);
-    const key = `oci:${formatReference(ref)}`;
+    // Concurrent pulls share one flight only when everything that shapes the image is the same.
+    const key = JSON.stringify(['oci', formatReference(ref), name, sizeBytes ?? null, kernel.name]);
     return raceAbort(
       this.flights.run(key, async () => {
         ctx.progress({ stage: 'image', message: `resolving ${formatReference(ref)}` });
@@ -264,8 +273,7 @@ export class ImageService {
     if (!p.kernel && (p.initrd || p.modules)) throw badRequest('--initrd and --modules need --kernel', 'pass the kernel image with --kernel, or use --kernel-ref NAME');
     if (p.name !== undefined) this.checkNewName(p.name);
     const id = randomBytes(8).toString('hex');
-    const staging = this.paths.imageStaging(id);
-    await mkdir(staging, { recursive: true, mode: 0o700 });
+    const staging = await this.newStaging(id);
     try {
       ctx.progress({ stage: 'download', message: `fetching ${p.ref}` });
       const { stream } = await openUrl(url, this.lifetime);
@@ -347,9 +355,8 @@ export class ImageService {
     if (p.work_seed) await assertExt4(p.work_seed, '--work-seed');
     const kernel = await this.kernels.ensure(p.kernel_ref ?? this.opts.defaultKernel, ctx);
     const id = randomBytes(8).toString('hex');
-    const staging = this.paths.imageStaging(id);
+    const staging = await this.newStaging(id);
     const final = this.paths.imageDir(id);
-    await mkdir(staging, { recursive: true });
     try {
       await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
       await rename(staging, final);
@@ -439,9 +446,8 @@ export class ImageService {
     ctx: OpContext,
   ): Promise<ImageRow> {
     const id = randomBytes(8).toString('hex');
-    const staging = this.paths.imageStaging(id);
+    const staging = await this.newStaging(id);
     const final = this.paths.imageDir(id);
-    await mkdir(staging, { recursive: true, mode: 0o700 });
     try {
       const built = await this.builder.build(staging, layers, { sizeBytes }, ctx, this.lifetime);
       await linkTree(what.kernelDir, join(staging, IMAGE_KERNEL_DIR));
@@ -469,6 +475,8 @@ export class ImageService {
         this.repo.insert(row);
       } catch (e) {
         await removeTree(final);
+        // Another pull or build of this name published first (they ran concurrently).
+        if (String(e).includes('UNIQUE')) throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');
         throw e;
       }
       this.log.info('image published', { name: row.name, id, source: row.source });

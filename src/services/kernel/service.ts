@@ -169,6 +169,7 @@ export class KernelService {
     const scratch = join(work, 'scratch');
     await ensureDir(staging);
     await ensureDir(scratch);
+    await ensureDir(this.paths.kernelsDir);
     try {
       const src = await fetch(scratch);
       ctx.progress({ stage: 'kernel', message: 'building initramfs and modules disk' });

@@ -23,6 +23,9 @@ test('plans: argv per strategy', () => {
 
 test('device-mapper plan (fake runner: dm does not exist on these hosts): loop devices substituted, undo in reverse on failure', async () => {
   const runner = new FakeRunner()
+    .on('truncate', {})
+    .on((a) => a[0] === 'losetup' && a[1] === '-d', {})
+    .on((a) => a[0] === 'rm' && a[1] === '-f', {})
     .on((a) => a[0] === 'losetup' && a.includes('--read-only'), { stdout: '/dev/loop7\n' })
     .on((a) => a[0] === 'losetup' && a[1] === '--find' && !a.includes('--read-only'), { stdout: '/dev/loop8\n' })
     .on('dmsetup', { code: 1, stderr: 'device-mapper: reload ioctl failed' })
@@ -32,14 +35,24 @@ test('device-mapper plan (fake runner: dm does not exist on these hosts): loop d
   assert.ok(argvs.includes(`dmsetup create banger-abcdef012345 --table 0 16777216 snapshot /dev/loop7 /dev/loop8 P 8`));
   const undo = argvs.slice(argvs.findIndex((a) => a.startsWith('dmsetup')) + 1);
   assert.deepEqual(undo, ['losetup -d /dev/loop8', 'losetup -d /dev/loop7', 'rm -f /v/root.img.cow']);
+  runner.assertNoUnexpected();
 });
 
 test('fallthrough: reflink unsupported → sparse copy, recorded as the strategy', async () => {
-  const runner = new FakeRunner().on((a) => a[0] === 'cp' && a[1] === '--reflink=always', { code: 1, stderr: 'cp: failed to clone: Operation not supported' });
+  const runner = new FakeRunner()
+    .on((a) => a[0] === 'cp' && a[1] === '--sparse=always', {})
+    .on((a) => a[0] === 'truncate' && a[1] === '-s', {})
+    .on((a) => a[0] === 'cp' && a[1] === '--reflink=always', { code: 1, stderr: 'cp: failed to clone: Operation not supported' });
   const { plan } = await makeRootDisk(runner, input, ['reflink', 'sparse-copy']);
   assert.equal(plan.strategy, 'sparse-copy');
-  assert.ok(runner.calls.some((c) => c.argv.join(' ') === 'cp --sparse=always /i/rootfs.ext4 /v/root.img'));
-  const r2 = new FakeRunner();
+  assert.deepEqual(runner.calls.map((c) => c.argv.join(' ')), [
+    'cp --reflink=always /i/rootfs.ext4 /v/root.img',
+    'cp --sparse=always /i/rootfs.ext4 /v/root.img',
+    'truncate -s >8589934592 /v/root.img',
+  ]);
+  const r2 = new FakeRunner().on((a) => a[0] === 'rm' && a[1] === '-f', {});
   await undoPlan(r2, plan, {});
   assert.deepEqual(r2.calls.map((c) => c.argv.join(' ')), ['rm -f /v/root.img']);
+  runner.assertNoUnexpected();
+  r2.assertNoUnexpected();
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, afterEach, test } from 'node:test';
 import { defaultConfig } from '../../config/load.js';
 
 import { openStore } from '../../store/db.js';
@@ -13,43 +13,120 @@ import { FakeRunner } from '../../system/fake-runner.js';
 import { NodeRunner } from '../../system/node-runner.js';
 import { signalProcess } from '../../system/process.js';
 import { Paths } from '../../system/paths.js';
-import type { VmmDriver, VmmHandles, VmmSpec } from '../../vmm/driver.js';
+import { PortInUse, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
 import { nullLogger, type OpContext } from '../context.js';
 import { BootFailure } from './bootwatch.js';
-import { VmService } from './service.js';
+import { VmService, type Clock } from './service.js';
 import type { SshKeys } from './sshkeys.js';
 
 const roots: string[] = [];
 after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
+/** Every runner made by setup(): strict, and checked after each test even where the service swallows errors. */
+const runners: FakeRunner[] = [];
+afterEach(() => {
+  for (const r of runners.splice(0)) r.assertNoUnexpected();
+});
 
+/** Pretend time for the graceful stop: sleeping advances it at once. */
+class FakeClock implements Clock {
+  t = 0;
+  now(): number {
+    return this.t;
+  }
+  async sleep(ms: number): Promise<void> {
+    this.t += ms;
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+interface FakeVmm {
+  startTime: number;
+  sshPort: number;
+  /** Pretend time at which the process exits by itself (its guest powered off). */
+  exitAt?: number;
+}
+
+/**
+ * VMM processes as pid + start time (a reused pid has another start time),
+ * guests that power off some time after `poweroff`, and every signal sent,
+ * with the pretend time it was sent at.
+ */
 class FakeDriver implements VmmDriver {
   readonly kind = 'qemu' as const;
-  alive = new Set<number>();
+  /** Live processes by pid. */
+  readonly procs = new Map<number, FakeVmm>();
   specs: VmmSpec[] = [];
+  readonly signals: { pid: number; signal: NodeJS.Signals; at: number }[] = [];
   exitOnStart = false;
+  /** How long a guest takes to power off after `poweroff`; undefined: it ignores it. */
+  poweroffMs: number | undefined = 1500;
+  /** How many starts fail because the ssh port was taken meanwhile. */
+  portTaken = 0;
+  private pid = 1000;
+  private nextStartTime = 500;
+
+  constructor(private readonly clock: FakeClock) {}
+
   /** Spawned, then never reports its control socket: the daemon dies in that window. */
   hangAfterSpawn = false;
-  private pid = 1000;
+  /** pids of every kill request, including ones for processes this fake never started (found on /proc). */
+  readonly killed: number[] = [];
+
   async start(spec: VmmSpec, _signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     this.specs.push(spec);
+    if (this.portTaken > 0) {
+      this.portTaken--;
+      throw new PortInUse(spec.net.sshPort, `qemu could not bind the ssh port 127.0.0.1:${spec.net.sshPort}`);
+    }
     const pid = this.pid++;
-    if (!this.exitOnStart) this.alive.add(pid);
-    const h = { pid, startTime: 1, controlSocket: spec.controlSocket };
+    const startTime = this.nextStartTime++;
+    if (!this.exitOnStart) this.procs.set(pid, { startTime, sshPort: spec.net.sshPort });
+    const h = { pid, startTime, controlSocket: spec.controlSocket };
     await onSpawn?.(h);
     if (this.hangAfterSpawn) await new Promise(() => undefined);
     return h;
   }
-  killed: number[] = [];
-  async kill(h: VmmHandles): Promise<void> {
-    this.killed.push(h.pid);
-    this.alive.delete(h.pid);
+
+  private reap(): void {
+    for (const [pid, p] of this.procs) if (p.exitAt !== undefined && p.exitAt <= this.clock.now()) this.procs.delete(pid);
   }
+
+  async kill(h: VmmHandles, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    this.killed.push(h.pid);
+    if (!(await this.isAlive(h))) return;
+    this.signals.push({ pid: h.pid, signal, at: this.clock.now() });
+    this.procs.delete(h.pid);
+  }
+
   async isAlive(h: VmmHandles): Promise<boolean> {
-    return this.alive.has(h.pid);
+    this.reap();
+    return this.procs.get(h.pid)?.startTime === h.startTime;
+  }
+
+  /** The guest forwarded on `sshPort` was asked to power off. */
+  poweroff(sshPort: number): void {
+    for (const p of this.procs.values()) {
+      if (p.sshPort === sshPort && this.poweroffMs !== undefined) p.exitAt = this.clock.now() + this.poweroffMs;
+    }
   }
 }
 
-function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?: number } = {}) {
+/** The host commands create, start and stop run, answered as on a healthy host; `poweroffs` records each ssh poweroff. */
+function hostRunner(driver: FakeDriver, clock: FakeClock, poweroffs: { at: number; command: string; port: number }[]): FakeRunner {
+  const isPoweroff = (a: readonly string[]): boolean => a[0] === 'ssh' && /\bpoweroff\b/.test(a.at(-1) ?? '');
+  return new FakeRunner()
+    .on((a) => a[0] === 'qemu-img' && a[1] === 'create', {})
+    .on('mkfs.ext4', {})
+    .on((a) => a[0] === 'debugfs' && a.includes('-f'), {})
+    .on(isPoweroff, (a) => {
+      const port = Number(a[a.indexOf('-p') + 1]);
+      poweroffs.push({ at: clock.now(), command: a.at(-1) ?? '', port });
+      driver.poweroff(port);
+      return {};
+    });
+}
+
+function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => void; timeoutMs?: number } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'vmsvc-'));
   roots.push(root);
   const paths = new Paths({ HOME: root, XDG_RUNTIME_DIR: join(root, 'run') }, 0);
@@ -63,8 +140,12 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
     workSeedPath: undefined, kernelName: 'k', distro: 'debian', sizeBytes: 1 << 30, assetsVersion: 1, createdAt: 'now',
   };
   images.insert(image);
-  const driver = new FakeDriver();
-  const runner = opts.runner ?? new FakeRunner();
+  const clock = new FakeClock();
+  const driver = new FakeDriver(clock);
+  const poweroffs: { at: number; command: string; port: number }[] = [];
+  const runner = hostRunner(driver, clock, poweroffs);
+  opts.runner?.(runner);
+  runners.push(runner);
   const config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
   const keys = { keyPath: join(root, 'id'), knownHosts: join(root, 'kh'), ensureKey: async () => 'ssh-ed25519 AAAA test', forget: async () => undefined } as unknown as SshKeys;
   const deps: ConstructorParameters<typeof VmService>[0] = {
@@ -79,12 +160,12 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: FakeRunner; timeoutMs?
     },
     sshProbe: async () => opts.probe ?? 'ready',
     stallMs: 60_000,
-    stopGraceMs: 50,
+    clock,
   };
   const svc = new VmService(deps);
   /** A new daemon over the same store, files and processes (as after a kill -9). */
   const restart = (): VmService => new VmService(deps);
-  return { svc, vms, paths, driver, runner, restart };
+  return { svc, vms, paths, driver, runner, clock, poweroffs, restart };
 }
 
 const ctx = (signal = new AbortController().signal): OpContext => ({ opId: 'op-test', signal, progress: () => undefined });
@@ -108,7 +189,7 @@ test('create + delete: row, disks, VMM spec, and nothing left after delete', asy
   await svc.delete('dev', ctx());
   assert.deepEqual(vms.list(), []);
   assert.deepEqual(readdirSync(paths.vmsDir), []);
-  assert.equal(driver.alive.size, 0);
+  assert.equal(driver.procs.size, 0);
 });
 
 for (const [params, re] of [
@@ -158,21 +239,27 @@ test('a duplicate name is refused', async () => {
 });
 
 test('a failing host step removes the row and the VM dir', async () => {
-  const runner = new FakeRunner()
-    .on('qemu-img', { code: 1, stderr: 'qemu-img: No space left on device' })
-    .on('cp', { code: 1, stderr: 'cp: No space left on device' });
-  const { svc, vms, paths } = setup({ runner });
+  const { svc, vms, paths } = setup({
+    runner: (r) => r.on('qemu-img', { code: 1, stderr: 'qemu-img: No space left on device' }).on('cp', { code: 1, stderr: 'cp: No space left on device' }),
+  });
   await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: Error & { hint?: string }) => /could not make the VM root disk/.test(e.message) && /No space left/.test(e.hint ?? ''));
   assert.deepEqual(vms.list(), []);
   assert.deepEqual(readdirSync(paths.vmsDir), []);
 });
 
 test('the root disk falls back from qcow2 to a raw copy and records the strategy', async () => {
-  const runner = new FakeRunner().on('qemu-img', { code: 1, stderr: 'qemu-img: not found' }).on((a) => a[0] === 'cp' && a[1] === '--reflink=always', { code: 1, stderr: 'cp: failed to clone' });
-  const { svc, driver } = setup({ runner });
+  const { svc, driver, runner } = setup({
+    runner: (r) =>
+      r
+        .on('qemu-img', { missing: true })
+        .on((a) => a[0] === 'cp' && a[1] === '--reflink=always', { code: 1, stderr: 'cp: failed to clone' })
+        .on((a) => a[0] === 'cp' && a[1] === '--sparse=always', {})
+        .on((a) => a[0] === 'truncate' && a[1] === '-s', {}),
+  });
   const v = await svc.create({ name: 'dev' }, ctx());
   assert.equal(v.disk_strategy, 'sparse-copy');
   assert.equal(driver.specs[0]?.disks[0]?.format, 'raw');
+  assert.deepEqual(runner.calls.map((c) => c.argv[0]), ['qemu-img', 'cp', 'cp', 'truncate', 'mkfs.ext4', 'debugfs', 'debugfs']);
 });
 
 test('a VMM that exits during boot is cleaned up', async () => {
@@ -186,7 +273,7 @@ test('an ssh timeout keeps the VM for inspection', async () => {
   const { svc, vms, driver } = setup({ probe: 'none', timeoutMs: 300 });
   await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: unknown) => e instanceof BootFailure && e.kind === 'ssh_timeout' && /vm logs dev/.test(e.hint ?? ''));
   assert.equal(vms.byName('dev')?.state, 'running');
-  assert.equal(driver.alive.size, 1);
+  assert.equal(driver.procs.size, 1);
 });
 
 test('cancelling create (client went away) removes everything', async () => {
@@ -196,7 +283,7 @@ test('cancelling create (client went away) removes everything', async () => {
   setTimeout(() => ac.abort(), 100);
   await assert.rejects(p, (e: Error & { code?: string }) => e.code === 'cancelled');
   assert.deepEqual(vms.list(), []);
-  assert.equal(driver.alive.size, 0);
+  assert.equal(driver.procs.size, 0);
   assert.deepEqual(readdirSync(paths.vmsDir), []);
 });
 
@@ -216,7 +303,7 @@ test('reconcile: a dead VMM is marked stopped, a live one is adopted, a half-cre
   await svc.create({ name: 'live' }, ctx());
   const dead = await svc.create({ name: 'dead' }, ctx());
   const deadPid = vms.get(dead.id)?.handles?.pid as number;
-  driver.alive.delete(deadPid);
+  driver.procs.delete(deadPid);
   vms.insert({ ...(vms.byName('live') as NonNullable<ReturnType<typeof vms.byName>>), id: 'half', name: 'half', state: 'creating', handles: undefined });
   mkdirSync(paths.vmDir('half'));
   writeFileSync(join(paths.vmDir('half'), 'root.qcow2'), '');
@@ -234,11 +321,11 @@ test('reconcile: a corrupt handles.json falls back to the store copy, the live V
   writeFileSync(file, '{"pid": 10');
   await svc.reconcile();
   assert.equal(vms.byName('live')?.state, 'running');
-  assert.equal(driver.alive.size, 1, 'its VMM was neither killed nor forgotten');
+  assert.equal(driver.procs.size, 1, 'its VMM was neither killed nor forgotten');
   const shown = await svc.show('live');
   assert.match((shown.problems ?? []).join('\n'), /handles\.json is not valid JSON.*using the copy in the store/);
   await svc.delete('live', ctx());
-  assert.equal(driver.alive.size, 0, 'delete still finds the VMM through the store copy');
+  assert.equal(driver.procs.size, 0, 'delete still finds the VMM through the store copy');
 });
 
 test('reconcile: a corrupt handles.json without a store copy never marks the VM stopped (its VMM may still run)', async () => {
@@ -250,7 +337,7 @@ test('reconcile: a corrupt handles.json without a store copy never marks the VM 
   await svc.reconcile();
   assert.equal(vms.byName('live')?.state, 'error');
   assert.equal(existsSync(file), true, 'the file is kept for inspection');
-  assert.equal(driver.alive.size, 1, 'nothing was killed blindly');
+  assert.equal(driver.procs.size, 1, 'nothing was killed blindly');
   const shown = await svc.show('live');
   assert.match((shown.problems ?? []).join('\n'), /handles\.json .*pid.*no copy in the store: its VMM may still be running/);
 });
@@ -286,26 +373,140 @@ test('auto_stop_stale_after stops only VMs untouched for longer than the limit',
   assert.equal(vms.byName('fresh')?.state, 'running');
 });
 
+test('stop: ssh `sync; poweroff`, then the VMM exits by itself within the 10 s grace; no signal is needed', async () => {
+  for (const poweroffMs of [1500, 9_000]) {
+    const { svc, vms, driver, clock, poweroffs } = setup();
+    driver.poweroffMs = poweroffMs;
+    const v = await svc.create({ name: 'dev' }, ctx());
+    const start = clock.now();
+    const stopped = await svc.stop('dev', ctx());
+    assert.equal(stopped.state, 'stopped');
+    assert.equal(poweroffs.length, 1, 'one poweroff over ssh');
+    assert.match(poweroffs[0]?.command ?? '', /^sync; .*\bpoweroff\b/, 'the guest syncs, then powers off');
+    assert.equal(`127.0.0.1:${poweroffs[0]?.port}`, v.ssh, 'sent to this VM');
+    assert.deepEqual(driver.signals, [], `a guest that powers off in ${poweroffMs} ms gets no signal`);
+    assert.ok(clock.now() - start >= poweroffMs, 'the stop waited for the VMM to exit');
+    assert.equal(driver.procs.size, 0);
+    assert.equal(vms.byName('dev')?.handles, undefined);
+  }
+});
+
+test('stop: a guest that ignores poweroff is killed (SIGKILL) only once the 10 s grace has passed', async () => {
+  const { svc, driver, poweroffs } = setup();
+  driver.poweroffMs = undefined;
+  const v = await svc.create({ name: 'dev' }, ctx());
+  await svc.stop('dev', ctx());
+  const [sig] = driver.signals;
+  assert.equal(driver.signals.length, 1);
+  assert.equal(sig?.pid, v.pid);
+  assert.equal(sig?.signal, 'SIGKILL');
+  const poweroffAt = poweroffs[0]?.at ?? NaN;
+  assert.ok((sig?.at ?? 0) - poweroffAt >= 10_000, `killed ${(sig?.at ?? 0) - poweroffAt} ms after the poweroff request; SPEC §4 gives the guest 10 s`);
+  assert.equal(driver.procs.size, 0);
+});
+
+test('kill --signal: the VMM gets that signal at once, with no guest shutdown', async () => {
+  const { svc, driver, poweroffs } = setup();
+  const v = await svc.create({ name: 'dev' }, ctx());
+  const killed = await svc.kill('dev', 'SIGTERM');
+  assert.equal(killed.state, 'stopped');
+  assert.deepEqual(driver.signals.map((s) => [s.pid, s.signal]), [[v.pid, 'SIGTERM']]);
+  assert.deepEqual(poweroffs, []);
+});
+
+/** Creates a running VM and rewrites its row as a daemon that died at the wrong moment would have left it. */
+async function leftBehind(s: ReturnType<typeof setup>, name: string, patch: Parameters<VmRepo['update']>[1]): Promise<{ id: string; pid: number; ssh: string | null }> {
+  const v = await s.svc.create({ name }, ctx());
+  s.vms.update(v.id, patch);
+  return { id: v.id, pid: v.pid as number, ssh: v.ssh };
+}
+
+test('reconcile: a start left in starting is adopted (promoted to running) when its VMM lives; starting or stopping rows whose VMM died are cleaned up', async () => {
+  const s = setup();
+  const starting = await leftBehind(s, 'starting-live', { state: 'starting' });
+  const deadStarting = await leftBehind(s, 'starting-dead', { state: 'starting' });
+  const deadStopping = await leftBehind(s, 'stopping-dead', { state: 'stopping' });
+  s.driver.procs.delete(deadStarting.pid);
+  s.driver.procs.delete(deadStopping.pid);
+  await s.svc.reconcile();
+  for (const live of [starting]) {
+    const v = await s.svc.show(live.id);
+    assert.equal(v.state, 'running', v.name);
+    assert.equal(v.pid, live.pid, v.name);
+    assert.equal(v.ssh, live.ssh, v.name);
+  }
+  for (const dead of [deadStarting, deadStopping]) {
+    const row = s.vms.get(dead.id);
+    assert.equal(row?.state, 'stopped', row?.name);
+    assert.equal(row?.handles, undefined);
+    assert.equal(existsSync(join(s.paths.vmDir(dead.id), 'handles.json')), false, 'runtime handles removed');
+  }
+  assert.deepEqual(s.driver.signals, [], 'reconcile signals nothing');
+});
+
+test('reconcile: a VM known only through handles.json (its row lost the pid) is adopted with its pid and ssh port', async () => {
+  const s = setup();
+  const running = await leftBehind(s, 'lost-running', { handles: undefined, sshPort: undefined });
+  const starting = await leftBehind(s, 'lost-starting', { state: 'starting', handles: undefined, sshPort: undefined });
+  await s.svc.reconcile();
+  for (const vm of [running, starting]) {
+    const v = await s.svc.show(vm.id);
+    assert.equal(v.state, 'running', v.name);
+    assert.equal(v.pid, vm.pid, `${v.name}: the pid comes back from handles.json`);
+    assert.equal(v.ssh, vm.ssh, `${v.name}: so does the ssh port`);
+  }
+  assert.equal(s.svc.sshInfo('lost-running').port, Number(running.ssh?.split(':')[1]));
+});
+
+test('reconcile: a reused pid with another start time is not adopted, and that process is left alone', async () => {
+  const s = setup();
+  const vm = await leftBehind(s, 'reused', {});
+  const impostor = { startTime: 99_999, sshPort: 1 };
+  s.driver.procs.set(vm.pid, impostor);
+  await s.svc.reconcile();
+  assert.equal(s.vms.get(vm.id)?.state, 'stopped');
+  assert.equal(s.vms.get(vm.id)?.handles, undefined);
+  await s.svc.delete('reused', ctx());
+  assert.deepEqual(s.driver.signals, [], 'nothing was sent to the process that now has the pid');
+  assert.equal(s.driver.procs.get(vm.pid), impostor);
+});
+
+test('start: an ssh port taken before the VMM binds it is replaced by another, up to three tries', async () => {
+  const ok = setup();
+  ok.driver.portTaken = 2;
+  const v = await ok.svc.create({ name: 'dev' }, ctx());
+  assert.equal(v.state, 'running');
+  assert.equal(ok.driver.specs.length, 3);
+  assert.equal(v.ssh, `127.0.0.1:${ok.driver.specs[2]?.net.sshPort}`);
+
+  const bad = setup();
+  bad.driver.portTaken = 3;
+  await assert.rejects(bad.svc.create({ name: 'dev' }, ctx()), (e: unknown) => e instanceof PortInUse);
+  assert.equal(bad.driver.specs.length, 3);
+  assert.deepEqual(bad.vms.list(), [], 'no VM is left behind');
+  assert.deepEqual(readdirSync(bad.paths.vmsDir), []);
+});
+
 test('a daemon killed between VMM spawn and its control socket: the next start kills that VMM and removes the VM', async () => {
   const { svc, vms, driver, paths, restart } = setup();
   driver.hangAfterSpawn = true;
   void svc.create({ name: 'dev' }, ctx());
   const deadline = Date.now() + 5000;
-  while (driver.alive.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  while (driver.procs.size === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   await new Promise((r) => setTimeout(r, 20));
-  assert.equal(driver.alive.size, 1, 'the VMM was spawned');
+  assert.equal(driver.procs.size, 1, 'the VMM was spawned');
   const id = vms.byName('dev')?.id as string;
   driver.hangAfterSpawn = false;
   await restart().reconcile();
-  assert.equal(driver.alive.size, 0, 'no VMM is left running');
+  assert.equal(driver.procs.size, 0, 'no VMM is left running');
   assert.equal(vms.byName('dev'), undefined, 'the half-made VM is gone, so a retry can reuse the name');
   assert.equal(existsSync(paths.vmDir(id)), false);
   await restart().create({ name: 'dev' }, ctx());
   assert.equal(vms.byName('dev')?.state, 'running');
 });
 
-test('reconcile: an unconfirmed start or an asked-for stop ends stopped with its VMM killed and its disks kept', async () => {
-  for (const state of ['starting', 'stopping'] as const) {
+test('reconcile: an asked-for stop ends stopped with its VMM killed and its disks kept', async () => {
+  for (const state of ['stopping'] as const) {
     const { svc, vms, driver, paths, restart } = setup();
     const v = await svc.create({ name: 'dev' }, ctx());
     const pid = vms.get(v.id)?.handles?.pid as number;

@@ -17,7 +17,7 @@ import { freeLoopbackPort, readSshBanner } from '../../system/net.js';
 import { findProcesses, processStartTime, processUsage } from '../../system/process.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
-import type { DiskSpec, VmmDriver } from '../../vmm/driver.js';
+import { PortInUse, type DiskSpec, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
 import { qemuOptValue, USER_NET } from '../../vmm/qemu/argv.js';
 import { quietContext, type Logger, type OpContext } from '../context.js';
 import { exists, removeTree } from '../fsutil.js';
@@ -64,7 +64,20 @@ export interface VmServiceDeps {
   stopGraceMs?: number;
   /** Test-only pause points (BANGER_TEST_PAUSE); none by default. */
   pause?: Pause;
+  /** Time for the graceful-stop wait; tests pass a pretend clock. */
+  clock?: Clock;
 }
+
+/** Wall-clock time and sleeping, as the graceful stop uses them. */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realClock: Clock = { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+
+/** How many ssh ports a start tries when the one it picked was taken before the VMM bound it. */
+const SSH_PORT_ATTEMPTS = 3;
 
 const STALL_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
@@ -242,8 +255,9 @@ export class VmService {
           const argv = sshArgv('ssh', this.sshInfoOf(cur), { batch: true, connectTimeoutS: 3, remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &' });
           await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
           const handles = this.vmmHandles(h);
-          const deadline = Date.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
-          while (Date.now() < deadline && (await this.d.driver.isAlive(handles))) await new Promise((r) => setTimeout(r, 100));
+          const clock = this.d.clock ?? realClock;
+          const deadline = clock.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
+          while (clock.now() < deadline && (await this.d.driver.isAlive(handles))) await clock.sleep(100);
         }
       }
       await this.stopVmm(cur.id, 'stopped');
@@ -388,31 +402,37 @@ export class VmService {
     for (const vm of this.d.vms.list()) {
       if (vm.state === 'stopped' || vm.state === 'error') continue;
       const { handles, problem } = await this.runtimeHandles(vm);
+      if (problem !== undefined && handles === undefined && vm.state === 'running') {
+        // Nothing says which process is its VMM: marking it stopped could orphan a live one.
+        this.d.log.error('cannot tell whether the VMM of a VM still runs; marking it error', { name: vm.name, problem });
+        this.d.vms.update(vm.id, { state: 'error' });
+        continue;
+      }
       if (problem !== undefined) this.d.log.warn('handles.json of a VM is corrupt', { name: vm.name, problem });
-      if (vm.state === 'running') {
-        if (problem !== undefined && handles === undefined) {
-          // Nothing says which process is its VMM: marking it stopped could orphan a live one.
-          this.d.log.error('cannot tell whether the VMM of a VM still runs; marking it error', { name: vm.name, problem });
-          this.d.vms.update(vm.id, { state: 'error' });
-          continue;
+      if (vm.state === 'creating' || vm.state === 'stopping') {
+        // A create nobody watches any more is undone; a stop someone asked for is finished.
+        await this.killUnrecorded(vm, handles);
+        if (vm.state === 'creating') {
+          this.d.log.warn('removing a VM whose creation was interrupted', { name: vm.name });
+          await this.destroy(vm.id);
+        } else {
+          this.d.log.warn('VM was stopping when the daemon stopped; finishing the stop', { name: vm.name });
+          await this.stopVmm(vm.id, 'stopped');
         }
-        if (handles && (await this.d.driver.isAlive(this.vmmHandles(handles)))) {
-          this.d.log.info('adopted running VM', { name: vm.name, pid: handles.pid });
-          continue;
-        }
-        this.d.log.info('VM is no longer running; marking it stopped', { name: vm.name });
-        await this.clearRuntime(vm.id);
-        this.d.vms.update(vm.id, { state: 'stopped', handles: undefined, sshPort: undefined });
+        continue;
+      }
+      // running, or starting (a start interrupted after its VMM was spawned): a live VMM is adopted.
+      const alive = handles ? await this.d.driver.isAlive(this.vmmHandles(handles)) : false;
+      if (alive) {
+        this.d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
+        // A row that lost its handles (known only through handles.json) gets them back.
+        if (vm.state !== 'running' || !vm.handles) this.d.vms.update(vm.id, { state: 'running', handles, sshPort: handles?.sshPort ?? vm.sshPort });
         continue;
       }
       await this.killUnrecorded(vm, handles);
-      if (vm.state === 'creating') {
-        this.d.log.warn('removing a VM whose creation was interrupted', { name: vm.name });
-        await this.destroy(vm.id);
-      } else {
-        this.d.log.warn(`VM was ${vm.state} when the daemon stopped; stopping it`, { name: vm.name });
-        await this.stopVmm(vm.id, 'stopped');
-      }
+      this.d.log.info('VM is no longer running; marking it stopped', { name: vm.name });
+      await this.clearRuntime(vm.id);
+      this.d.vms.update(vm.id, { state: 'stopped', handles: undefined, sshPort: undefined });
     }
   }
 
@@ -460,7 +480,6 @@ export class VmService {
     ];
     if (k.modulesDisk) disks.push({ id: 'modules', path: k.modulesDisk, format: 'raw', readonly: true, serial: DISK_SERIALS.modules });
     const mac = macFromId(id);
-    const sshPort = await freeLoopbackPort();
     const cmdline = bootArgs({
       hostname: vm.name,
       ip: USER_NET.guestIp,
@@ -473,22 +492,34 @@ export class VmService {
     });
     if (vm.state !== 'creating') this.d.vms.update(id, { state: 'starting' });
     ctx.progress({ stage: 'boot', message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})` });
-    const h = await this.d.driver.start(
-      {
+    // The port was free when picked; another process may bind it before the VMM does: pick again.
+    let sshPort = 0;
+    let h: VmmHandles | undefined;
+    for (let attempt = 1; h === undefined; attempt++) {
+      sshPort = await freeLoopbackPort();
+      const spec: VmmSpec = {
         id, name: vm.name, vcpu: vm.vcpu, memoryMib: vm.memoryMib, accel: vm.accel, kernelPath: k.kernel, initrdPath: k.initrd,
         cmdline, disks, net: { mode: 'user', sshPort, allowOutbound: vm.nat, mac }, consoleLog,
         controlSocket: this.d.paths.qmpSocket(id), vmmLog: join(dir, vmFiles.vmmLog),
-      },
-      ctx.signal,
-      // Recorded the moment the process exists, before qemu opens QMP: a daemon killed from
-      // here on leaves a VMM that reconcile can find by pid and start time.
-      async (spawned) => {
-        const handles: VmHandles = { pid: spawned.pid, startTime: spawned.startTime, qmpSocket: spawned.controlSocket, sshPort };
-        await this.writeHandlesFile(id, handles);
-        this.d.vms.update(id, { handles, sshPort, bootId: randomUUID() });
-        await this.pause('after-spawn');
-      },
-    );
+      };
+      try {
+        h = await this.d.driver.start(
+          spec,
+          ctx.signal,
+          // Recorded the moment the process exists, before qemu opens QMP: a daemon killed from
+          // here on leaves a VMM that reconcile can find by pid and start time.
+          async (spawned) => {
+            const handles: VmHandles = { pid: spawned.pid, startTime: spawned.startTime, qmpSocket: spawned.controlSocket, sshPort };
+            await this.writeHandlesFile(id, handles);
+            this.d.vms.update(id, { handles, sshPort, bootId: randomUUID() });
+            await this.pause('after-spawn');
+          },
+        );
+      } catch (e) {
+        if (!(e instanceof PortInUse) || attempt >= SSH_PORT_ATTEMPTS) throw e;
+        this.d.log.warn('the ssh port was taken before the VMM bound it; trying another', { name: vm.name, port: sshPort });
+      }
+    }
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
     const info = this.sshInfoOf({ ...vm, sshPort });
     await waitForSsh({

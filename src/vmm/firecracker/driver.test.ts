@@ -54,7 +54,6 @@ function setup(hostOpts: FakeHostOptions = {}, opts: Partial<FirecrackerDriverOp
     tapFor: () => 'tap-dev',
     spawn: host.spawn,
     process: host.process,
-    gracefulStopMs: 500,
     ...opts,
   });
   return { host, driver };
@@ -90,11 +89,12 @@ test('firecracker driver: start runs the plan through the API and boots', async 
   assert.ok(existsSync(s.vmmLog), 'the log file exists before PUT /logger');
   assert.equal((fake.logger as { log_path: string }).log_path, s.vmmLog);
 
-  // SIGTERM: Ctrl-Alt-Del first; this guest honours it, so no signal is needed.
+  // SIGTERM: Ctrl-Alt-Del first; this guest honours it (it takes 1 s to shut down), so no signal is needed.
   await driver.kill(h, 'SIGTERM');
   assert.deepEqual(fake.requests.at(-1)?.body, { action_type: 'SendCtrlAltDel' });
   assert.equal(fake.ctrlAltDelCount, 1);
   assert.deepEqual(host.signals, []);
+  assert.equal(host.now, 1000, 'the driver waited for the guest to shut down');
   assert.equal(await driver.isAlive(h), false);
   await driver.kill(h, 'SIGTERM');
   assert.equal(fake.ctrlAltDelCount, 1, 'a dead VM is left alone');
@@ -119,16 +119,44 @@ test('firecracker driver: SIGTERM falls back to the signal when the guest ignore
   const h1 = await driver.start(spec());
   await driver.kill(h1, 'SIGTERM');
   assert.equal(host.only.ctrlAltDelCount, 1);
-  assert.deepEqual(host.signals, [{ pid: h1.pid, signal: 'SIGTERM' }]);
+  assert.deepEqual(host.signals, [{ pid: h1.pid, signal: 'SIGTERM', at: 5000 }], 'the signal after the 5 s graceful-stop wait');
   assert.equal(await driver.isAlive(h1), false);
 
   const h2 = await driver.start(spec());
   const fake2 = host.fakes.get(h2.pid);
   const before = fake2?.requests.length;
+  const t = host.now;
   await driver.kill(h2);
-  assert.deepEqual(host.signals.at(-1), { pid: h2.pid, signal: 'SIGKILL' });
+  assert.deepEqual(host.signals.at(-1), { pid: h2.pid, signal: 'SIGKILL', at: t });
   assert.equal(fake2?.requests.length, before, 'no API call on SIGKILL');
   assert.equal(await driver.isAlive(h2), false);
+});
+
+test('firecracker driver: a signal the process ignores is followed by SIGKILL after 5 s; a slow exit is waited for', async () => {
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const { host, driver } = setup({ guestHonoursCtrlAltDel: false, onTerm: 'ignore' });
+    const h = await driver.start(spec());
+    const t0 = host.now;
+    await driver.kill(h, signal);
+    // Only SIGTERM tries Ctrl-Alt-Del (ignored here for 5 s) before the signal.
+    const first = signal === 'SIGTERM' ? 5000 : 0;
+    assert.deepEqual(
+      host.signals.map((x) => [x.signal, x.at - t0]),
+      [
+        [signal, first],
+        ['SIGKILL', first + 5000],
+      ],
+      `${signal}: ignored for 5 s, then SIGKILL`,
+    );
+    assert.equal(await driver.isAlive(h), false, `${signal}: the process is gone when kill() returns`);
+  }
+
+  const slow = setup({ guestHonoursCtrlAltDel: false, onTerm: 4000 });
+  const h = await slow.driver.start(spec());
+  await slow.driver.kill(h, 'SIGTERM');
+  assert.deepEqual(slow.host.signals.map((x) => x.signal), ['SIGTERM'], 'an exit within the 5 s wait needs no SIGKILL');
+  assert.equal(slow.host.now, 9000);
+  assert.equal(await slow.driver.isAlive(h), false);
 });
 
 test('firecracker driver: no KVM or no bridge fails fast, before spawning anything', async () => {
@@ -189,7 +217,7 @@ test('firecracker driver: a stale API socket is removed; default spawn goes thro
   writeFileSync(s.controlSocket, 'left over by a crashed firecracker');
   await driver.start(s);
 
-  const runner = new FakeRunner();
+  const runner = new FakeRunner().on('firecracker', { pid: 900_999 });
   const host = new FakeFirecrackerHost();
   const viaRunner = new FirecrackerDriver(runner, 'firecracker', { kvmUsable: true, tapFor: () => 'tap0', process: host.process });
   const s2 = spec();

@@ -1,26 +1,13 @@
 import { access, open, readFile, rm } from 'node:fs/promises';
 import { AppError, operationFailed, precondition } from '../../errors.js';
 import type { CommandRunner, DetachedOptions } from '../../system/runner.js';
-import { isSameProcessAlive, processStartTime, signalProcess, waitForExit } from '../../system/process.js';
+import { realProcessOps, type ProcessOps } from '../../system/process.js';
 import type { VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
 import { FirecrackerApi } from './api.js';
 import { firecrackerPlan, type FirecrackerExtra, type FirecrackerLogLevel } from './config.js';
 import { checkFirecrackerVersion } from './version.js';
 
-/** The process primitives the driver uses; tests swap them for a fake process. */
-export interface ProcessOps {
-  startTime(pid: number): Promise<number | undefined>;
-  isAlive(pid: number, startTime: number): Promise<boolean>;
-  signal(pid: number, sig: NodeJS.Signals): boolean;
-  waitForExit(pid: number, startTime: number, timeoutMs: number): Promise<boolean>;
-}
-
-export const realProcessOps: ProcessOps = {
-  startTime: processStartTime,
-  isAlive: isSameProcessAlive,
-  signal: signalProcess,
-  waitForExit,
-};
+export { realProcessOps, type ProcessOps };
 
 export interface FirecrackerDriverOptions {
   kvmUsable: boolean;

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { FakeFirecracker } from './fake-api.js';
+import { MIN_FIRECRACKER_VERSION } from './version.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fc-fake-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -207,4 +208,16 @@ test('fake firecracker: metrics ignores unknown fields like firecracker; the API
     assert.equal((await raw(sock, 'PUT', '/metrics', J({ metrics_path: P('metrics'), whatever: 1 }))).status, 204);
     await assert.rejects(FakeFirecracker.start(sock), /EADDRINUSE/);
   });
+});
+
+test('by default the fake reports the version whose API it models (1.5.0, the oldest banger drives)', async () => {
+  const sock = P(`api-${n++}.sock`);
+  const fake = await FakeFirecracker.start(sock);
+  try {
+    assert.equal(MIN_FIRECRACKER_VERSION, '1.5.0');
+    assert.deepEqual((await raw(sock, 'GET', '/version')).json, { firecracker_version: '1.5.0' });
+    assert.equal((await raw(sock, 'GET', '/')).json && ((await raw(sock, 'GET', '/')).json as { vmm_version: string }).vmm_version, '1.5.0');
+  } finally {
+    await fake.close();
+  }
 });

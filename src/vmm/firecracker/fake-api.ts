@@ -3,6 +3,7 @@ import { access, open, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { decodeBody, SCHEMAS, type Schema } from './fake-schema.js';
+import { MIN_FIRECRACKER_VERSION } from './version.js';
 
 /*
  * A faithful in-process stand-in for firecracker's API server, for tests only.
@@ -43,7 +44,7 @@ import { decodeBody, SCHEMAS, type Schema } from './fake-schema.js';
 export interface FakeFirecrackerOptions {
   /** Instance id, as given with --id. */
   id?: string;
-  /** What GET /version and GET / report. */
+  /** What GET /version and GET / report; default the version this fake models (MIN_FIRECRACKER_VERSION, 1.5.0). */
   version?: string;
   /** Whether a tap of that name could be opened (firecracker opens it at PUT time); default yes. */
   openTap?: (name: string) => boolean;
@@ -142,7 +143,7 @@ export class FakeFirecracker {
   }
 
   get version(): string {
-    return this.opts.version ?? '1.7.0';
+    return this.opts.version ?? MIN_FIRECRACKER_VERSION;
   }
 
   /** Stops answering and removes the sockets, like the process exiting. */

@@ -2,8 +2,8 @@ import { access } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
 import { operationFailed } from '../../errors.js';
 import type { CommandRunner } from '../../system/runner.js';
-import { isSameProcessAlive, processStartTime, signalProcess, waitForExit } from '../../system/process.js';
-import type { VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
+import { realProcessOps, type ProcessOps } from '../../system/process.js';
+import { PortInUse, type VmmDriver, type VmmHandles, type VmmSpec } from '../driver.js';
 import { qemuArgv } from './argv.js';
 import { qmpCommand } from './qmp.js';
 
@@ -32,11 +32,13 @@ export class QemuDriver implements VmmDriver {
   constructor(
     private readonly runner: CommandRunner,
     private readonly qemuBin: string,
+    /** Process primitives; tests pass a fake process. */
+    private readonly proc: ProcessOps = realProcessOps,
   ) {}
 
   async start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     const pid = await this.runner.spawnDetached(qemuArgv(this.qemuBin, spec), { logFile: spec.vmmLog });
-    const startTime = await processStartTime(pid);
+    const startTime = await this.proc.startTime(pid);
     const handles: VmmHandles = { pid, startTime: startTime ?? 0, controlSocket: spec.controlSocket };
     if (startTime !== undefined && onSpawn) {
       try {
@@ -49,8 +51,11 @@ export class QemuDriver implements VmmDriver {
     // qemu creates the QMP socket once its command line is accepted; an early exit is a config error.
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
-      if (startTime === undefined || !(await isSameProcessAlive(pid, startTime))) {
+      if (startTime === undefined || !(await this.proc.isAlive(pid, startTime))) {
         const log = await logTail(spec.vmmLog);
+        if (log.includes(`Could not set up host forwarding rule 'tcp:127.0.0.1:${spec.net.sshPort}-`)) {
+          throw new PortInUse(spec.net.sshPort, `qemu could not bind the ssh port 127.0.0.1:${spec.net.sshPort} for VM "${spec.name}" (taken by another process)`, { detail: log });
+        }
         throw operationFailed(`qemu exited while starting VM "${spec.name}"`, {
           detail: log,
           hint: log ? `qemu said:\n${log}` : `see ${spec.vmmLog}`,
@@ -67,20 +72,20 @@ export class QemuDriver implements VmmDriver {
   }
 
   async kill(h: VmmHandles, sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (!(await isSameProcessAlive(h.pid, h.startTime))) return;
+    if (!(await this.proc.isAlive(h.pid, h.startTime))) return;
     if (sig === 'SIGTERM') {
       // Ask nicely through QMP first; fall back to the signal.
       await qmpCommand(h.controlSocket, 'quit', undefined, 2000).catch(() => undefined);
-      if (await waitForExit(h.pid, h.startTime, 3000)) return;
+      if (await this.proc.waitForExit(h.pid, h.startTime, 3000)) return;
     }
-    signalProcess(h.pid, sig);
-    if (!(await waitForExit(h.pid, h.startTime, 5000))) {
-      signalProcess(h.pid, 'SIGKILL');
-      await waitForExit(h.pid, h.startTime, 5000);
+    this.proc.signal(h.pid, sig);
+    if (!(await this.proc.waitForExit(h.pid, h.startTime, 5000))) {
+      this.proc.signal(h.pid, 'SIGKILL');
+      await this.proc.waitForExit(h.pid, h.startTime, 5000);
     }
   }
 
   isAlive(h: VmmHandles): Promise<boolean> {
-    return isSameProcessAlive(h.pid, h.startTime);
+    return this.proc.isAlive(h.pid, h.startTime);
   }
 }

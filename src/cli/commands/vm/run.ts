@@ -4,6 +4,7 @@ import { parseSize } from '../../../config/sizes.js';
 import { AppError, badRequest } from '../../../errors.js';
 import { sshArgv } from '../../../ssh/argv.js';
 import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
+import { sshFailure } from '../../../ssh/failure.js';
 import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
 import type { CliContext, ExitCode } from '../../context.js';
@@ -109,7 +110,7 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
     const argv = sshArgv('ssh', info, commandMode ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty });
     const code = await runAttached(argv);
     if (code === 255) {
-      c.err.write(renderError(new AppError('operation_failed', `the ssh connection to VM "${created.name}" failed`, { hint: `see \`banger vm logs ${created.name}\`` }), c.style));
+      c.err.write(renderError(await sshFailure(c.runner, info), c.style));
       return failCode;
     }
     if (!commandMode && !opts.rm) c.err.write(c.style.dim(`VM ${created.name} is still running; stop it with \`banger vm delete ${created.name}\`\n`));

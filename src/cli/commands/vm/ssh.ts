@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import type { SshInfo } from '../../../api/methods.js';
 import { sshArgv } from '../../../ssh/argv.js';
+import { sshFailure } from '../../../ssh/failure.js';
 import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
 import type { CliContext, ExitCode } from '../../context.js';
+import { renderError } from '../../render/errors.js';
 import { collect, EXIT_BANGER_FAILED } from './run.js';
 import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
 
@@ -21,7 +23,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
       const argv = sshArgv('ssh', info, cmd && cmd.length ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty });
       const code = await runAttached(argv);
       if (code === 255) {
-        c.err.write(`banger: the ssh connection to VM "${info.name}" failed\nhint: see \`banger vm logs ${info.name}\`\n`);
+        c.err.write(renderError(await sshFailure(c.runner, info), c.style));
         setCode(cmd && cmd.length ? EXIT_BANGER_FAILED : 1);
         return;
       }

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { FakeRegistry } from '../../../test/helpers/registry.js';
+import { parseSize } from '../../config/sizes.js';
+import { AppError } from '../../errors.js';
+import { openStore } from '../../store/db.js';
+import { ImageRepo, type ImageRow } from '../../store/images.js';
+import type { KernelRow } from '../../store/kernels.js';
+import { FakeRunner } from '../../system/fake-runner.js';
+import { Paths } from '../../system/paths.js';
+import { nullLogger, quietContext } from '../context.js';
+import type { KernelService } from '../kernel/service.js';
+import { ImageService, type PullParams } from './service.js';
+
+/*
+ * OCI pulls through the image service against the in-process fake registry on
+ * 127.0.0.1, with the ext4 tools faked (mkfs.ext4 and debugfs are exercised
+ * for real by the integration tier).
+ */
+
+function kernelRow(dir: string, name: string): KernelRow {
+  return {
+    name, distro: 'debian', arch: 'x86_64', version: '6.1.0-test', format: 'bzImage', source: 'test', sha256: '0'.repeat(64),
+    dir, hasInitrd: true, hasModules: false, moduleCount: 0, traits: {}, createdAt: 'now',
+  };
+}
+
+async function setup(t: TestContext) {
+  const root = mkdtempSync(join(tmpdir(), 'imgsvc-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const paths = new Paths({ HOME: root, XDG_RUNTIME_DIR: join(root, 'run') }, 0);
+  const kernels = new Map<string, KernelRow>();
+  for (const name of ['k1', 'k2']) {
+    const dir = join(root, 'kernels', name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'bzImage'), name);
+    kernels.set(name, kernelRow(dir, name));
+  }
+  const kernelService = {
+    ensure: async (name: string) => {
+      const k = kernels.get(name);
+      if (k === undefined) throw new AppError('not_found', `no kernel ${name}`);
+      return k;
+    },
+  } as unknown as KernelService;
+  const runner = new FakeRunner().on('mkfs.ext4', {}).on((a) => a[0] === 'debugfs' && a.includes('-f'), {});
+  t.after(() => runner.assertNoUnexpected());
+  const repo = new ImageRepo(openStore(':memory:'));
+  const svc = new ImageService(paths, repo, kernelService, runner, nullLogger, new AbortController().signal, {
+    mirror: undefined, isRoot: false, defaultImage: 'debian-bookworm', usedBy: () => [], defaultKernel: 'k1', insecureHosts: [], maxUnpackedBytes: 2 ** 30,
+  });
+  const reg = await FakeRegistry.start();
+  t.after(() => reg.stop());
+  await reg.pushImage('team/app', 'v1', {
+    layers: [{ compression: 'gzip', files: { 'lib/systemd/systemd': 'init\n', 'etc/os-release': 'ID=debian\n', 'root/.bashrc': '# rc\n' } }],
+  });
+  // Slow blobs, so the pulls of a test overlap for sure.
+  reg.blobDelayMs = 50;
+  const ref = `${reg.host}/team/app:v1`;
+  /** mkfs.ext4 runs that wrote a root filesystem (one per image produced). */
+  const rootfsBuilds = (): number => runner.callsTo('mkfs.ext4').filter((a) => a.includes('rootfs')).length;
+  return { svc, repo, reg, ref, rootfsBuilds };
+}
+
+test('concurrent pulls of one reference under different names make two images, each with its own name', async (t) => {
+  const { svc, repo, ref, rootfsBuilds } = await setup(t);
+  const [a, b] = await Promise.all([svc.pull({ ref, name: 'app-a' }, quietContext()), svc.pull({ ref, name: 'app-b' }, quietContext())]);
+  assert.equal(a.name, 'app-a');
+  assert.equal(b.name, 'app-b', 'the second caller gets the image it asked for, not the first caller\'s');
+  assert.notEqual(a.id, b.id);
+  assert.deepEqual(repo.list().map((i) => i.name).sort(), ['app-a', 'app-b']);
+  assert.equal(rootfsBuilds(), 2);
+});
+
+test('concurrent pulls of one name that differ in --size or --kernel-ref are not merged: one is published, the other refused', async (t) => {
+  const { svc, repo, ref } = await setup(t);
+  const cases: [string, PullParams, PullParams, (row: ImageRow, p: PullParams) => boolean][] = [
+    ['size', { ref, name: 'sized', size: '1G' }, { ref, name: 'sized', size: '2G' }, (row, p) => row.sizeBytes === parseSize(p.size as string, '--size')],
+    ['kernel', { ref, name: 'kernelled', kernel_ref: 'k1' }, { ref, name: 'kernelled', kernel_ref: 'k2' }, (row, p) => row.kernelName === p.kernel_ref],
+  ];
+  for (const [what, p1, p2, matches] of cases) {
+    const results = await Promise.allSettled([svc.pull(p1, quietContext()), svc.pull(p2, quietContext())]);
+    const won = results.findIndex((r) => r.status === 'fulfilled');
+    const lost = results[1 - won];
+    assert.ok(won >= 0 && lost?.status === 'rejected', `${what}: exactly one pull publishes (${results.map((r) => r.status).join(', ')})`);
+    assert.ok(lost.reason instanceof AppError && lost.reason.code === 'already_exists', `${what}: ${String(lost.reason)}`);
+    const row = repo.byName(p1.name as string);
+    assert.ok(row && matches(row, won === 0 ? p1 : p2), `${what}: the published image is the one its caller asked for`);
+  }
+});
+
+test('concurrent pulls of the same reference, name, size and kernel share one pull', async (t) => {
+  const { svc, repo, reg, ref, rootfsBuilds } = await setup(t);
+  const [a, b] = await Promise.all([svc.pull({ ref, name: 'shared' }, quietContext()), svc.pull({ ref, name: 'shared' }, quietContext())]);
+  assert.equal(a.id, b.id);
+  assert.deepEqual(repo.list().map((i) => i.name), ['shared']);
+  assert.equal(rootfsBuilds(), 1, 'one root filesystem built');
+  const layerGets = reg.requests((r) => r.method === 'GET' && r.path.includes('/blobs/')).length;
+  assert.equal(layerGets, 2, 'config and layer blob fetched once each');
+});
