@@ -18,6 +18,7 @@ import { BANGER, sh, TestHome } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
 import { runBounded } from '../helpers/run.js';
 import { sha256Hex, tarZst } from '../helpers/tar-zst.js';
+import { fakeBzImage } from '../helpers/fake-kernel.js';
 
 const skip = requirements(
   [...(sh(['unshare', '-n', '--', 'true']).code === 0 ? [] : ['unshare -n (root and util-linux)']), ...missingTools(['mkfs.ext4'])],
@@ -152,15 +153,6 @@ const CASES: Case[] = [
   { config: 'insecure_registries = ["no-port"]\n', args: ['vm', 'list'], names: /config\.toml: invalid value for insecure_registries\[0\]: .*got "no-port"/ },
   { config: 'vmm =\n', args: ['vm', 'list'], names: /config\.toml: invalid TOML at line 1/ },
 ];
-
-/** A minimal bzImage: boot-protocol magic plus a kernel_version string (never booted). */
-function fakeBzImage(release: string): Buffer {
-  const b = Buffer.alloc(0x1000, 0x90);
-  b.write('HdrS', 0x202, 'latin1');
-  b.writeUInt16LE(0x400 - 0x200, 0x20e);
-  b.write(`${release} (test@banger) #1 SMP\0`, 0x400, 'latin1');
-  return b;
-}
 
 interface Snapshot {
   vms: unknown;

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sh, TestHome } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
+import { fakeBzImage } from '../helpers/fake-kernel.js';
 
 // Each tool is checked on its own (a shell `a && b || c` once let a missing zstd pass when mkfs.ext4 was in /usr/sbin).
 const skip = requirements(missingTools(['tar', 'zstd', 'mkfs.ext4']), 'apt install tar zstd e2fsprogs');
@@ -21,15 +22,6 @@ let home: TestHome;
 let server: Server;
 let port = 0;
 let work: string;
-
-/** A minimal bzImage: boot-protocol magic plus a kernel_version string. */
-function fakeBzImage(release: string): Buffer {
-  const b = Buffer.alloc(0x1000, 0x90);
-  b.write('HdrS', 0x202, 'latin1');
-  b.writeUInt16LE(0x400 - 0x200, 0x20e);
-  b.write(`${release} (test@banger) #1 SMP\0`, 0x400, 'latin1');
-  return b;
-}
 
 function makeTarball(name: string, files: Record<string, Buffer | string>, extraTarArgs: string[] = []): { path: string; sha: string } {
   const dir = join(work, `${name}.src`);

@@ -17,6 +17,7 @@ import { qmpCommand } from '../../src/vmm/qemu/qmp.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { sh, TestHome } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
+import { fakeBzImage } from '../helpers/fake-kernel.js';
 
 const ODD = 'a b,c';
 const skip = requirements(missingTools(['mkfs.ext4', 'debugfs', 'e2fsck', 'resize2fs', 'qemu-img', 'ssh-keygen']), 'apt install e2fsprogs qemu-utils openssh-client');
@@ -25,15 +26,6 @@ const qemuSkip = requirements(missingTools(['qemu-system-x86_64']), 'apt install
 
 let home: TestHome;
 let work: string;
-
-/** A minimal bzImage: boot-protocol magic plus a kernel_version string (never booted). */
-function fakeBzImage(release: string): Buffer {
-  const b = Buffer.alloc(0x1000, 0x90);
-  b.write('HdrS', 0x202, 'latin1');
-  b.writeUInt16LE(0x400 - 0x200, 0x20e);
-  b.write(`${release} (test@banger) #1 SMP\0`, 0x400, 'latin1');
-  return b;
-}
 
 function ok(r: { code: number; stdout: string; stderr: string }, what: string): string {
   assert.equal(r.code, 0, `${what}: ${r.stderr}${r.stdout}`);
