@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { drain, lstatOrNull, normalizeEntryPath, type TarEntry } from '../archive/tar-entry.js';
-import { AppError, badRequest, operationFailed } from '../errors.js';
+import { AppError, badRequest, noSpaceError, operationFailed } from '../errors.js';
 
 // Entry names are checked in archive/tar-entry.ts, shared with the kernel tarball and bundle extractors.
 export { normalizeEntryPath, type NormalizedPath } from '../archive/tar-entry.js';
@@ -133,8 +133,13 @@ function destroyInput(stream: NodeJS.ReadableStream | Readable): void {
   if ('destroy' in stream && typeof stream.destroy === 'function') stream.destroy();
 }
 
-function asAppError(err: unknown, what: string): AppError {
+function asAppError(err: unknown, what: string, root: string): AppError {
   if (err instanceof AppError) return err;
+  // A stream write's ENOSPC carries no path: name the tree being written.
+  const full = noSpaceError(err);
+  if (full !== undefined) {
+    return operationFailed(`cannot extract ${what}: ${full.message}`, { hint: `free space on the filesystem holding ${root} (see \`df -h\`) and retry`, cause: err });
+  }
   const message = err instanceof Error ? err.message : String(err);
   return operationFailed(`cannot extract ${what}: ${message}`, { cause: err });
 }
@@ -204,7 +209,7 @@ export class Flattener {
     } catch (err) {
       destroyInput(stream);
       // The input's own error explains a failure better than the 'stream destroyed' it causes downstream.
-      throw signal?.aborted ? cancelled() : asAppError(inputError ?? err, layerName);
+      throw signal?.aborted ? cancelled() : asAppError(inputError ?? err, layerName, this.#root);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       stream.removeListener('error', onInputError);
@@ -230,7 +235,7 @@ export class Flattener {
       const consumed = await this.#dispatch(entry, header, norm.rel, layerName, reject);
       if (!consumed) await drain(entry);
     } catch (err) {
-      throw asAppError(err, `${JSON.stringify(header.name)} from ${layerName}`);
+      throw asAppError(err, `${JSON.stringify(header.name)} from ${layerName}`, this.#root);
     }
   }
 

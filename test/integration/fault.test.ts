@@ -221,6 +221,7 @@ test('a state dir on a full filesystem: pull and create fail with a clear error,
     t.diagnostic(`pull: ${r.stderr}`);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /no space left on device/i);
+    assert.match(r.stderr, /hint: free space on the filesystem holding .*df -h/);
     assert.doesNotMatch(r.stderr, /internal error|this is a bug/);
     assert.deepEqual(leftovers(), [], 'nothing left of the pull');
     r = await small.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/tiny:v1`, '--name', 'tiny']);
