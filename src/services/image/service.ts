@@ -302,15 +302,22 @@ export class ImageService {
         workSeedPath: workSeed ? join(final, imageFiles.workSeed) : undefined, kernelName: kernel.name, distro: manifest.distro,
         sizeBytes: manifest.rootfs_bytes, assetsVersion: manifest.assets_version, createdAt: new Date().toISOString(),
       };
-      try {
-        this.repo.insert(row);
-      } catch (e) {
-        await removeTree(final);
-        throw e;
-      }
+      await this.insertPublished(row);
       return row;
     } catch (e) {
       await removeTree(staging);
+      throw e;
+    }
+  }
+
+  /** The row of a published image dir; when that fails the dir goes too, and a name another pull took meanwhile is already_exists. */
+  private async insertPublished(row: ImageRow): Promise<void> {
+    try {
+      this.repo.insert(row);
+    } catch (e) {
+      await removeTree(row.dir);
+      // Another pull or build of this name published first (they ran concurrently).
+      if (String(e).includes('UNIQUE')) throw alreadyExists(`image "${row.name}" already exists`, 'pass --name to choose another name');
       throw e;
     }
   }
@@ -471,14 +478,7 @@ export class ImageService {
         assetsVersion: ASSETS_VERSION,
         createdAt: new Date().toISOString(),
       };
-      try {
-        this.repo.insert(row);
-      } catch (e) {
-        await removeTree(final);
-        // Another pull or build of this name published first (they ran concurrently).
-        if (String(e).includes('UNIQUE')) throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');
-        throw e;
-      }
+      await this.insertPublished(row);
       this.log.info('image published', { name: row.name, id, source: row.source });
       return row;
     } catch (e) {
