@@ -96,6 +96,8 @@ const CASES: Case[] = [
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--size', '9T'], names: /--size 9T is larger than the maximum disk size, 8T/ },
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--kernel', '/does/not/exist'], names: /--kernel \/does\/not\/exist does not exist/ },
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--kernel-ref', 'nosuch'], names: /kernel "nosuch" is not in the catalog/ },
+  // The kernel these files make is imported before the download: a failed pull must not leave it.
+  { args: ['image', 'pull', '127.0.0.1:1/x/y', '--name', 'withk', '--kernel', join(fx, 'vmlinuz')], names: /cannot reach registry 127\.0\.0\.1:1/ },
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--kernel-ref', 'Bad/Name'], names: /invalid kernel name "Bad\/Name"/ },
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--initrd', '/does/not/exist'], names: /--initrd and --modules need --kernel/ },
   // image pull: bundle URLs. Refused ones are refused before any connection (and could not connect anyway).

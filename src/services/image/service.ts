@@ -96,6 +96,9 @@ export function validateImageName(name: string): void {
   }
 }
 
+/** True when a pull imports its own kernel from --kernel files (rather than naming one with --kernel-ref). */
+const importsKernel = (p: PullParams): boolean => p.kernel !== undefined && p.kernel_ref === undefined;
+
 /** Images: the embedded build recipe today; OCI pulls and bundles join through the same pipeline. */
 export class ImageService {
   private readonly flights = new SingleFlight<ImageRow>();
@@ -236,7 +239,7 @@ export class ImageService {
     const kernel = await this.resolveKernel(p, name, ctx);
     // Concurrent pulls share one flight only when everything that shapes the image is the same.
     const key = JSON.stringify(['oci', formatReference(ref), name, sizeBytes ?? null, kernel.name]);
-    return raceAbort(
+    const pulled = raceAbort(
       this.flights.run(key, async () => {
         ctx.progress({ stage: 'image', message: `resolving ${formatReference(ref)}` });
         await mkdir(this.paths.blobsDir, { recursive: true });
@@ -261,6 +264,17 @@ export class ImageService {
       }),
       ctx.signal,
     );
+    if (!importsKernel(p)) return pulled;
+    return pulled.catch(async (e: unknown) => {
+      await this.undoKernelImport(kernel.name);
+      throw e;
+    });
+  }
+
+  /** A kernel that `--kernel` files imported for a pull that then failed is removed again (it has no other user yet). */
+  private async undoKernelImport(name: string | undefined): Promise<void> {
+    if (name === undefined) return;
+    await this.kernels.delete(name).catch((err: unknown) => this.log.warn('could not remove the kernel imported for a failed pull', { name, error: String(err) }));
   }
 
   /** SPEC §6.2: a bundle (rootfs.ext4 + manifest.json in a sha256-pinned tar.zst) from https:// or file://. */
@@ -274,6 +288,7 @@ export class ImageService {
     if (p.name !== undefined) this.checkNewName(p.name);
     const id = randomBytes(8).toString('hex');
     const staging = await this.newStaging(id);
+    let imported: string | undefined;
     try {
       ctx.progress({ stage: 'download', message: `fetching ${p.ref}` });
       const { stream } = await openUrl(url, this.lifetime);
@@ -287,7 +302,9 @@ export class ImageService {
       const { manifest } = await raceAbort(readBundle(stream, unpack, p.sha256, p.ref, this.lifetime, checkDerived), ctx.signal);
       const name = p.name ?? manifest.name;
       this.checkNewName(name);
-      const kernel = await this.resolveKernel({ ...p, kernel_ref: p.kernel_ref ?? manifest.kernel_ref }, name, ctx);
+      // Explicit --kernel files beat the manifest's kernel_ref (SPEC §6.1 step 2).
+      const kernel = await this.resolveKernel({ ...p, kernel_ref: p.kernel_ref ?? (p.kernel ? undefined : manifest.kernel_ref) }, name, ctx);
+      if (importsKernel(p)) imported = kernel.name;
       const rootfs = join(staging, imageFiles.rootfs);
       await rename(join(unpack, BUNDLE_ROOTFS), rootfs);
       await removeTree(unpack);
@@ -306,6 +323,7 @@ export class ImageService {
       return row;
     } catch (e) {
       await removeTree(staging);
+      await this.undoKernelImport(imported);
       throw e;
     }
   }
