@@ -51,9 +51,12 @@ export class TestHome {
     return run([BANGER, ...args], { ...this.env, ...env }, timeoutMs);
   }
 
-  /** Starts `banger args` in the background: `stdout()` so far; `stop()` sends SIGINT and resolves when it exits (SIGKILL after 10 s). */
-  bangerBackground(args: readonly string[]): { stdout(): Buffer; stop(): Promise<CliResult> } {
-    const child = spawn(process.execPath, [BANGER, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /**
+   * Starts `banger args` in the background: `stdout()` so far; `stop()` sends SIGINT and resolves when it
+   * exits (SIGKILL after 10 s); `wait()` resolves when it exits by itself. `env` adds to this home's.
+   */
+  bangerBackground(args: readonly string[], env: Record<string, string> = {}): { stdout(): Buffer; stop(): Promise<CliResult>; wait(): Promise<CliResult> } {
+    const child = spawn(process.execPath, [BANGER, ...args], { env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -61,6 +64,7 @@ export class TestHome {
     const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
     return {
       stdout: () => Buffer.concat(out),
+      wait: async () => ({ code: await exited, stdout: Buffer.concat(out).toString(), stderr }),
       stop: async () => {
         child.kill('SIGINT');
         const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

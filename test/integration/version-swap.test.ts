@@ -8,13 +8,12 @@
  * back (half sent) until the test releases it.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BANGER, sh, TestHome, type CliResult } from '../helpers/home.js';
+import { sh, TestHome, type CliResult } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
 import { fakeBzImage } from '../helpers/fake-kernel.js';
 
@@ -103,13 +102,10 @@ test('a busy daemon of another version is not replaced: the CLI names the runnin
   const oldPid = await startOldDaemon();
   const arrived = new Promise<void>((ok) => (requested = ok));
   // The busy operation: an old-version CLI pulling the held kernel.
-  const pull = spawn(process.execPath, [BANGER, 'kernel', 'pull', 'held'], { env: { ...home.env, ...OLD }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let pullErr = '';
-  pull.stderr.on('data', (d: Buffer) => (pullErr += d.toString()));
-  const pullDone = new Promise<number>((ok) => pull.on('close', (code) => ok(code ?? -1)));
-  const killer = setTimeout(() => pull.kill('SIGKILL'), 120_000);
+  const pull = home.bangerBackground(['kernel', 'pull', 'held'], OLD);
   try {
-    await arrived;
+    // Bounded: a pull that never reaches the server fails the test instead of hanging it.
+    await Promise.race([arrived, pull.wait().then((p) => assert.fail(`the pull ended before reaching the server: ${p.stderr}`))]);
 
     const r: CliResult = await home.banger(['kernel', 'list', '--json'], 60_000);
     assert.notEqual(r.code, 0, r.stdout);
@@ -121,9 +117,11 @@ test('a busy daemon of another version is not replaced: the CLI names the runnin
     assert.deepEqual(st, { pid: oldPid, version: OLD.BANGER_TEST_VERSION }, 'the busy daemon was left running');
 
     for (const res of held.splice(0)) res.end(tarball.subarray(Math.floor(tarball.length / 2)));
-    assert.equal(await pullDone, 0, `the held pull was not disturbed: ${pullErr}`);
+    const done = await pull.wait();
+    assert.equal(done.code, 0, `the held pull was not disturbed: ${done.stderr}`);
   } finally {
-    clearTimeout(killer);
+    for (const res of held.splice(0)) res.destroy();
+    await pull.stop();
   }
   const list = await home.banger(['kernel', 'list', '--json'], 60_000);
   assert.equal(list.code, 0, `once idle the daemon is replaced: ${list.stderr}`);
