@@ -117,6 +117,13 @@ export interface SshInfo {
   host_key_alias: string;
 }
 
+/** One entry of `daemon.operations.list`: a request the daemon is serving. */
+export interface OperationView {
+  op_id: string;
+  method: string;
+  running_s: number;
+}
+
 export interface DaemonStatus {
   pid: number;
   version: string;

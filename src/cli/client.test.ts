@@ -10,7 +10,7 @@ import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { StateLock } from '../system/statelock.js';
 import type { DetachedOptions } from '../system/runner.js';
-import { DaemonClient } from './client.js';
+import { DaemonClient, versionSwapRefusal } from './client.js';
 import { startFailure } from './daemon-start.js';
 
 const roots: string[] = [];
@@ -125,4 +125,29 @@ test('the CLI does not talk to a socket in a runtime dir that is a planted symli
   await assert.rejects(client.call('vm.list', {}), /is a symbolic link/);
   assert.equal(contacted, false);
   assert.deepEqual(runner.calls, [], 'no daemon is started');
+});
+
+test('versionSwapRefusal: an idle daemon of another version may be replaced; a busy one is refused, naming its work', () => {
+  const st = { pid: 4242, version: '1.0+old', uptime_s: 9, socket: '/s', state_dir: '/d', operations: 0 };
+  const statusOnly = [{ op_id: 'op-l', method: 'daemon.operations.list', running_s: 0 }, { op_id: 'op-s', method: 'daemon.status', running_s: 0 }];
+  const pull = { op_id: 'op-abc', method: 'kernel.pull', running_s: 12 };
+  const cases: { what: string; operations: number; ops: typeof statusOnly | undefined; refused: RegExp | undefined }[] = [
+    { what: 'idle, no listing', operations: 0, ops: undefined, refused: undefined },
+    { what: 'idle, listing holds only daemon.* requests (ours or another CLI status)', operations: 2, ops: statusOnly, refused: undefined },
+    { what: 'busy, listing unreadable (older daemon)', operations: 3, ops: undefined, refused: /busy with 3 operation\(s\)/ },
+    { what: 'busy, named', operations: 2, ops: [...statusOnly, pull], refused: /busy with kernel\.pull \(op-abc, 12s\)/ },
+  ];
+  for (const c of cases) {
+    const e = versionSwapRefusal({ ...st, operations: c.operations }, c.ops, '2.0+new');
+    if (c.refused === undefined) {
+      assert.equal(e, undefined, c.what);
+      continue;
+    }
+    assert.ok(e instanceof AppError, c.what);
+    assert.equal(e.code, 'bad_version', c.what);
+    assert.match(e.message, c.refused, c.what);
+    assert.match(e.message, /pid 4242 is version 1\.0\+old|pid 4242\) is version 1\.0\+old/, c.what);
+    assert.match(e.message, /this CLI is 2\.0\+new/, c.what);
+    assert.match(e.hint ?? '', /retry when they finish/, c.what);
+  }
 });

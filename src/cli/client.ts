@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import type { DaemonStatus, Method, Params } from '../api/methods.js';
+import type { DaemonStatus, Method, OperationView, Params } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
 import { checkRuntimeDir } from '../system/dirs.js';
@@ -141,15 +141,33 @@ export class DaemonClient {
   /** SPEC §2: restart a daemon of another version only when it has no operation in flight. */
   private async replaceDaemon(): Promise<void> {
     const st = await this.callOnce<DaemonStatus>('daemon.status', {}, {});
+    let ops: OperationView[] | undefined;
     if (st.operations > 0) {
-      throw new AppError('bad_version', `the running daemon is version ${st.version} (this CLI is ${this.version}) and is busy with ${st.operations} operation(s)`, {
-        hint: 'retry when they finish; the CLI then restarts the daemon with the new version',
-      });
+      // Naming them is best effort: a daemon older than this listing's version exemption refuses it.
+      ops = await this.callOnce<OperationView[]>('daemon.operations.list', {}, {}).catch(() => undefined);
     }
+    const refusal = versionSwapRefusal(st, ops, this.version);
+    if (refusal) throw refusal;
     await this.callOnce('daemon.stop', {}, {});
     // Until the old process has exited it still holds the state-dir lock, and a new daemon would refuse to run.
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && processExists(st.pid)) await new Promise((r) => setTimeout(r, 50));
     await this.startDaemon();
   }
+}
+
+/**
+ * SPEC §2, the version swap decision: undefined when the daemon of another version
+ * may be restarted (nothing in flight), else the error that says why not, naming
+ * the running operations (`ops`, from daemon.operations.list, when it could be read).
+ */
+export function versionSwapRefusal(st: DaemonStatus, ops: readonly OperationView[] | undefined, cliVersion: string): AppError | undefined {
+  // The listing includes the client's own daemon.* requests (status, the listing itself): those are not work.
+  const running = (ops ?? []).filter((o) => !o.method.startsWith('daemon.'));
+  const busy = ops === undefined ? st.operations > 0 : running.length > 0;
+  if (!busy) return undefined;
+  const what = running.length > 0 ? running.map((o) => `${o.method} (${o.op_id}, ${o.running_s}s)`).join(', ') : `${st.operations} operation(s)`;
+  return new AppError('bad_version', `the running daemon (pid ${st.pid}) is version ${st.version}, this CLI is ${cliVersion}; not restarting it while it is busy with ${what}`, {
+    hint: 'retry when they finish (`banger daemon status` shows what is in flight): the CLI then restarts the daemon with its own version; `banger daemon stop` restarts it now but cancels them',
+  });
 }

@@ -91,6 +91,7 @@ export async function main(argv: string[]): Promise<number> {
   const config = await loadConfigFile(paths.configFile, host);
   const log = streamLogger(process.stderr, config.logLevel);
   const version = bangerVersion();
+  if (process.env.BANGER_TEST_VERSION) log.warn('BANGER_TEST_VERSION is set: this daemon reports a made-up version (test-only)', { version });
   const db = openStore(paths.dbFile);
   const ops = new OperationRepo(db);
   ops.closeInterrupted();

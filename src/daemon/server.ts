@@ -12,7 +12,8 @@ export type Handler = (params: never, ctx: OpContext) => Promise<unknown> | unkn
 export type Handlers = { [M in Method]: Handler };
 
 /** Methods a daemon of another version still answers, so the CLI can decide to restart it. */
-const VERSION_EXEMPT = new Set<string>(['daemon.status', 'daemon.stop']);
+// Read-only or stopping: a CLI of another version needs these to decide on and perform the swap (SPEC §2).
+const VERSION_EXEMPT = new Set<string>(['daemon.status', 'daemon.stop', 'daemon.operations.list']);
 
 type WireLimits = Record<keyof typeof WIRE_LIMITS, number>;
 

@@ -51,9 +51,14 @@ export class TestHome {
     return run([BANGER, ...args], { ...this.env, ...env }, timeoutMs);
   }
 
-  /** Starts `banger args` in the background: `stdout()` so far; `stop()` sends SIGINT and resolves when it exits (SIGKILL after 10 s). */
-  bangerBackground(args: readonly string[]): { stdout(): Buffer; stop(): Promise<CliResult> } {
-    const child = spawn(process.execPath, [BANGER, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /**
+   * Starts `banger args` in the background: `stdout()` so far; `stop()` sends SIGINT and resolves when it
+   * exits (SIGKILL after 10 s); `wait()` resolves when it exits by itself. `env` adds to this home's.
+   * `ctrlC()` sends SIGINT to the whole process group, as a terminal's Ctrl-C does to its foreground job
+   * (the CLI and the ssh it runs): the CLI runs in a process group of its own for that.
+   */
+  bangerBackground(args: readonly string[], env: Record<string, string> = {}): { stdout(): Buffer; stop(): Promise<CliResult>; wait(): Promise<CliResult>; ctrlC(): void } {
+    const child = spawn(process.execPath, [BANGER, ...args], { env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -61,6 +66,10 @@ export class TestHome {
     const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));
     return {
       stdout: () => Buffer.concat(out),
+      wait: async () => ({ code: await exited, stdout: Buffer.concat(out).toString(), stderr }),
+      ctrlC: () => {
+        if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGINT');
+      },
       stop: async () => {
         child.kill('SIGINT');
         const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

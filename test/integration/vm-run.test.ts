@@ -91,6 +91,49 @@ test('vm run --rm passes output and exit status through and leaves nothing behin
   assertNothingLeft();
 });
 
+/** Polls until `cond()` holds, at most `ms`; false when it never did. */
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return cond();
+}
+
+test('vm run --rm cleanup: Ctrl-C while the guest command runs deletes the VM, says interrupted and exits 130', { skip }, async () => {
+  // The first VM test of a fresh home also pulls the kernel and builds the image: hence the long wait.
+  const run = home.bangerBackground(['vm', 'run', '--rm', '--name', 'rm-ctrlc', '--', 'sh', '-c', 'echo started; sleep 600']);
+  try {
+    const started = await until(() => run.stdout().toString().includes('started'), 14 * 60_000);
+    assert.ok(started, `the guest command did not start; daemon log tail: ${home.daemonLog().slice(-2000)}`);
+    assert.ok(home.qemuPids().length > 0, 'the VM runs while its command does');
+    run.ctrlC();
+    const r = await run.wait();
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /interrupted/);
+    assert.doesNotMatch(r.stderr, /ssh connection .* failed/, 'a Ctrl-C is not reported as an ssh failure');
+  } finally {
+    await run.stop();
+  }
+  const list = await home.banger(['vm', 'list', '--json']);
+  assert.deepEqual(JSON.parse(list.stdout), [], 'no row is left');
+  assertNothingLeft();
+});
+
+test('vm run --rm cleanup: an ssh connection that dies (the guest kills its sshd) exits 125, names the failure and deletes the VM', { skip }, async () => {
+  // Real failure: kill -9 every sshd in the guest (the listener and this session's), so the client
+  // sees the connection drop (255) and the follow-up probe cannot connect.
+  const killSshd = 'for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in sshd*) kill -9 "${p#/proc/}";; esac; done; sleep 60';
+  const r = await home.banger(['vm', 'run', '--rm', '--name', 'rm-sshfail', '--', 'sh', '-c', killSshd]);
+  assert.equal(r.code, 125, `stderr: ${r.stderr}\ndaemon log tail: ${home.daemonLog().slice(-2000)}`);
+  assert.match(r.stderr, /ssh connection to VM "rm-sshfail" failed/);
+  assert.match(r.stderr, /hint:/);
+  const list = await home.banger(['vm', 'list', '--json']);
+  assert.deepEqual(JSON.parse(list.stdout), [], 'no row is left');
+  assertNothingLeft();
+});
+
 test('the guest is Debian 12 with the distribution dotfiles in /root; image and kernel are reused', { skip }, async () => {
   const r = await home.banger(['vm', 'run', '--rm', '--', 'sh', '-c', 'cat /etc/os-release; ls -a /root']);
   assert.equal(r.code, 0, r.stderr);

@@ -72,6 +72,10 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
   let created: VmView | undefined;
   const abort = new AbortController();
   const onSigint = (): void => abort.abort();
+  let interrupted = false;
+  const onSessionSigint = (): void => {
+    interrupted = true;
+  };
   process.on('SIGINT', onSigint);
   try {
     if (path !== undefined) {
@@ -105,10 +109,18 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
       c.err.write(`connect with: banger vm ssh ${created.name}\n`);
       return 0;
     }
-    const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref: created.name });
+    const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
     process.off('SIGINT', onSigint);
     const argv = sshArgv('ssh', info, commandMode ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty });
+    // Ctrl-C during the session: the guest's shell gets it through a TTY; without one it kills ssh,
+    // which then exits 255. That is the user's interrupt, not an ssh failure to diagnose. Noting it
+    // (until the end) also keeps a Ctrl-C during the failure probe below from skipping the --rm cleanup.
+    process.on('SIGINT', onSessionSigint);
     const code = await runAttached(argv);
+    if (code === 255 && interrupted) {
+      c.err.write('banger: interrupted\n');
+      return 130;
+    }
     if (code === 255) {
       c.err.write(renderError(await sshFailure(c.runner, info), c.style));
       return failCode;
@@ -124,6 +136,7 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
     return failCode;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSessionSigint);
     if (opts.rm && created) await removeSurvivingCtrlC(c, created.name);
   }
 }
