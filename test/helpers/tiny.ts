@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compress } from 'zstd-napi';
 import { writeBundle } from '../../src/imagepull/bundle.js';
+import { fakeBzImage } from './fake-kernel.js';
 import { sh } from './home.js';
 import { tarBuffer } from './tar-zst.js';
 
@@ -11,15 +12,6 @@ import { tarBuffer } from './tar-zst.js';
  * Stand-ins for tests that never boot: a kernel that only looks like one and
  * a tiny image bundle, published in a catalog file with file:// URLs.
  */
-
-/** A minimal bzImage: boot-protocol magic plus a kernel_version string (never booted). */
-export function fakeBzImage(release: string): Buffer {
-  const b = Buffer.alloc(0x1000, 0x90);
-  b.write('HdrS', 0x202, 'latin1');
-  b.writeUInt16LE(0x400 - 0x200, 0x20e);
-  b.write(`${release} (test@banger) #1 SMP\0`, 0x400, 'latin1');
-  return b;
-}
 
 /**
  * Writes into `dir` a catalog with a tarball kernel `tiny-k` and an image

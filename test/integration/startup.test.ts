@@ -12,7 +12,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sh, TestHome } from '../helpers/home.js';
-import { fakeBzImage, makeTinyCatalog, useTinyCatalog } from '../helpers/tiny.js';
+import { fakeBzImage } from '../helpers/fake-kernel.js';
+import { makeTinyCatalog, useTinyCatalog } from '../helpers/tiny.js';
 
 const tools = ['mkfs.ext4', 'debugfs', 'qemu-img', 'ssh-keygen', 'resize2fs'];
 const missing = tools.filter((b) => sh(['sh', '-c', `command -v ${b} || test -x /usr/sbin/${b} || test -x /sbin/${b}`]).code !== 0);
