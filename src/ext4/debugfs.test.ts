@@ -413,16 +413,7 @@ test('round trip: flatten, mkfs.ext4 -d, ownership and inject scripts', async (t
   );
   const { meta } = flattener.result();
 
-  writeFileSync(img, '');
-  truncateSync(img, 32 * 1024 * 1024);
-  await runner.check(['mkfs.ext4', '-q', '-F', '-d', tree, img]);
-
-  const debugfs = async (script: string): Promise<string[]> => {
-    const res = await runner.check(['debugfs', '-w', '-f', '-', img], { input: script });
-    return debugfsErrors(res.stdout + res.stderr);
-  };
-  const stat = async (path: string): Promise<Stat> =>
-    parseStat((await runner.check(['debugfs', '-R', `stat ${debugfsQuote(path)}`, img])).stdout);
+  const { debugfs, stat } = await realImage(runner, tree, img, 32);
 
   assert.deepEqual(await debugfs(ownershipScript(meta)), []);
   assert.deepEqual(await stat('/usr/bin/sudo'), { type: 'regular', mode: '04755', uid: 0, gid: 0 });
@@ -466,15 +457,7 @@ test('real debugfs: names with a space, a double quote and a comma, in the image
   const img = join(dir, 'root.ext4');
   mkdirSync(join(tree, odd), { recursive: true });
   writeFileSync(join(tree, odd, odd), 'from mkfs\n');
-  writeFileSync(img, '');
-  truncateSync(img, 16 * 1024 * 1024);
-  await runner.check(['mkfs.ext4', '-q', '-F', '-d', tree, img]);
-  const debugfs = async (script: string): Promise<string[]> => {
-    const res = await runner.check(['debugfs', '-w', '-f', '-', img], { input: script });
-    return debugfsErrors(res.stdout + res.stderr);
-  };
-  const stat = async (path: string): Promise<Stat> =>
-    parseStat((await runner.check(['debugfs', '-R', `stat ${debugfsQuote(path)}`, img])).stdout);
+  const { debugfs, stat } = await realImage(runner, tree, img, 16);
 
   assert.deepEqual(await debugfs(ownershipScript(new Map([[`${odd}/${odd}`, { uid: 7, gid: 8, mode: 0o640, type: 'file' as const }]]))), []);
   assert.deepEqual(await stat(`/${odd}/${odd}`), { type: 'regular', mode: '0640', uid: 7, gid: 8 });
@@ -507,3 +490,17 @@ test('real debugfs: names with a space, a double quote and a comma, in the image
   const fsck = await runner.run(['e2fsck', '-fn', img]);
   assert.equal(fsck.code, 0, fsck.stdout + fsck.stderr);
 });
+
+/** mkfs.ext4 -d of `tree` into a fresh `img` of `mib` MiB, with a debugfs script runner and `stat` on it. */
+async function realImage(runner: NodeRunner, tree: string, img: string, mib: number): Promise<{ debugfs: (script: string) => Promise<string[]>; stat: (path: string) => Promise<Stat> }> {
+  writeFileSync(img, '');
+  truncateSync(img, mib * 1024 * 1024);
+  await runner.check(['mkfs.ext4', '-q', '-F', '-d', tree, img]);
+  return {
+    debugfs: async (script) => {
+      const res = await runner.check(['debugfs', '-w', '-f', '-', img], { input: script });
+      return debugfsErrors(res.stdout + res.stderr);
+    },
+    stat: async (path) => parseStat((await runner.check(['debugfs', '-R', `stat ${debugfsQuote(path)}`, img])).stdout),
+  };
+}
