@@ -11,10 +11,15 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-control-regex': 'off',
       // Host programs run only through the runner seam in src/system/ (ARCHITECTURE.md).
-      'no-restricted-imports': ['error', { paths: [
-        { name: 'node:child_process', message: 'run host programs through the CommandRunner in src/system/' },
-        { name: 'child_process', message: 'run host programs through the CommandRunner in src/system/' },
-      ] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'node:child_process', message: 'run host programs through the CommandRunner in src/system/' },
+            { name: 'child_process', message: 'run host programs through the CommandRunner in src/system/' },
+          ],
+        },
+      ],
     },
   },
   {

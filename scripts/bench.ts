@@ -37,7 +37,13 @@ const want = (id: string): boolean => !ONLY || ONLY.includes(id);
 
 function time(argv: string[], opts: { env?: Record<string, string>; cwd?: string } = {}): number {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(argv[0] as string, argv.slice(1), { env: opts.env ?? env, cwd: opts.cwd, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 15 * 60_000 });
+  const r = spawnSync(argv[0] as string, argv.slice(1), {
+    env: opts.env ?? env,
+    cwd: opts.cwd,
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+    timeout: 15 * 60_000,
+  });
   if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status}): ${r.stderr?.slice(-500)}`);
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
@@ -58,8 +64,23 @@ interface Row {
   note?: string;
 }
 const rows: Row[] = [];
-const add = (id: string, what: string, bangerMs: number, peerMs: number | null, target: string, note?: string): void => {
-  rows.push({ id, what, banger_ms: Math.round(bangerMs), peer_ms: peerMs === null ? null : Math.round(peerMs), ratio: peerMs ? Number((bangerMs / peerMs).toFixed(3)) : null, target, ...(note ? { note } : {}) });
+const add = (
+  id: string,
+  what: string,
+  bangerMs: number,
+  peerMs: number | null,
+  target: string,
+  note?: string,
+): void => {
+  rows.push({
+    id,
+    what,
+    banger_ms: Math.round(bangerMs),
+    peer_ms: peerMs === null ? null : Math.round(peerMs),
+    ratio: peerMs ? Number((bangerMs / peerMs).toFixed(3)) : null,
+    target,
+    ...(note ? { note } : {}),
+  });
 };
 
 function bench4(): void {
@@ -76,7 +97,14 @@ function bench4(): void {
 function bench6(): void {
   const pid = Number(readFileSync(join(home, 'run', 'banger', 'bangerd.pid'), 'utf8'));
   const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
-  rows.push({ id: 'B6', what: 'daemon RSS, idle (MiB)', banger_ms: Math.round(rss / 1048576), peer_ms: null, ratio: null, target: '< 80 MiB' });
+  rows.push({
+    id: 'B6',
+    what: 'daemon RSS, idle (MiB)',
+    banger_ms: Math.round(rss / 1048576),
+    peer_ms: null,
+    ratio: null,
+    target: '< 80 MiB',
+  });
 }
 
 /** B3: vm run --rm -- true vs the same kernel + a copy of the rootfs booted by a bare qemu command line. */
@@ -85,10 +113,20 @@ function bench3(): void {
   for (let i = 0; i < RUNS; i++) ours.push(time(b('vm', 'run', '--rm', '--', 'true')));
   // The peer boots the same artifacts banger would, with the argv banger builds, minus banger.
   const peer: number[] = [];
-  const out = spawnSync(process.execPath, [join(repo, 'dist', 'scripts', 'bare-boot.js'), '--runs', String(RUNS)], { env, encoding: 'utf8' });
+  const out = spawnSync(process.execPath, [join(repo, 'dist', 'scripts', 'bare-boot.js'), '--runs', String(RUNS)], {
+    env,
+    encoding: 'utf8',
+  });
   if (out.status !== 0) throw new Error(`bare boot failed: ${out.stderr}`);
   for (const l of out.stdout.trim().split('\n')) peer.push(Number(l));
-  add('B3', 'vm run --rm -- true vs bare qemu boot to ssh', median(ours), median(peer), '≤ 1.15', `host-side overhead ${Math.round(median(ours) - median(peer))} ms`);
+  add(
+    'B3',
+    'vm run --rm -- true vs bare qemu boot to ssh',
+    median(ours),
+    median(peer),
+    '≤ 1.15',
+    `host-side overhead ${Math.round(median(ours) - median(peer))} ms`,
+  );
 }
 
 /** B2: vm create --no-start from images holding 2 GiB and 8 GiB of data, vs cp --sparse=always of that rootfs. */
@@ -100,12 +138,17 @@ function bench2(): void {
     if (spawnSync(process.execPath, [banger, 'image', 'show', name], { env }).status !== 0) {
       const file = join(work, `${name}.ext4`);
       // Incompressible data inside a filesystem the image pipeline can register.
-      spawnSync('sh', ['-c', `head -c ${gib}G /dev/urandom > ${work}/blob && mkdir -p ${work}/t && mv ${work}/blob ${work}/t/blob`]);
+      spawnSync('sh', [
+        '-c',
+        `head -c ${gib}G /dev/urandom > ${work}/blob && mkdir -p ${work}/t && mv ${work}/blob ${work}/t/blob`,
+      ]);
       time(['mkfs.ext4', '-q', '-F', '-d', join(work, 't'), file, `${gib + 1}G`]);
       rmSync(join(work, 't'), { recursive: true, force: true });
       time(b('image', 'register', name, '--rootfs', file, '--kernel-ref', 'debian-bookworm-cloud'));
     }
-    const img = JSON.parse(spawnSync(process.execPath, [banger, 'image', 'show', name, '--json'], { env, encoding: 'utf8' }).stdout) as { rootfs: string };
+    const img = JSON.parse(
+      spawnSync(process.execPath, [banger, 'image', 'show', name, '--json'], { env, encoding: 'utf8' }).stdout,
+    ) as { rootfs: string };
     const ours: number[] = [];
     const peer: number[] = [];
     for (let i = 0; i < RUNS; i++) {
@@ -114,7 +157,13 @@ function bench2(): void {
       peer.push(time(['cp', '--sparse=always', img.rootfs, join(work, 'copy.ext4')]));
       rmSync(join(work, 'copy.ext4'), { force: true });
     }
-    add(`B2-${gib}G`, `vm create --no-start, ${gib} GiB image vs cp --sparse=always`, median(ours), median(peer), '≤ 0.2, flat');
+    add(
+      `B2-${gib}G`,
+      `vm create --no-start, ${gib} GiB image vs cp --sparse=always`,
+      median(ours),
+      median(peer),
+      '≤ 0.2, flat',
+    );
   }
 }
 
@@ -122,7 +171,9 @@ function bench2(): void {
 async function bench1(): Promise<void> {
   const reg = await LocalRegistry.start();
   try {
-    const base = readFileSync(debianBaseTar(['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo']));
+    const base = readFileSync(
+      debianBaseTar(['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo']),
+    );
     await pushImage(reg.port, 'bench/deb', 'v1', [{ tar: base, compression: 'gzip' }]);
     const ref = `127.0.0.1:${reg.port}/bench/deb:v1`;
     const work = join(home, 'b1');
@@ -175,9 +226,21 @@ async function main(): Promise<void> {
   console.log(line(['id', 'what', 'banger', 'peer', 'ratio', 'target']));
   for (const r of rows) {
     const unit = r.id === 'B6' ? ' MiB' : ' ms';
-    console.log(line([r.id, r.what, `${r.banger_ms}${unit}`, r.peer_ms === null ? '-' : `${r.peer_ms} ms`, r.ratio === null ? '-' : String(r.ratio), r.target]) + (r.note ? `  (${r.note})` : ''));
+    console.log(
+      line([
+        r.id,
+        r.what,
+        `${r.banger_ms}${unit}`,
+        r.peer_ms === null ? '-' : `${r.peer_ms} ms`,
+        r.ratio === null ? '-' : String(r.ratio),
+        r.target,
+      ]) + (r.note ? `  (${r.note})` : ''),
+    );
   }
-  writeFileSync(join(repo, 'bench-results.json'), `${JSON.stringify({ date: new Date().toISOString(), runs: RUNS, rows }, null, 2)}\n`);
+  writeFileSync(
+    join(repo, 'bench-results.json'),
+    `${JSON.stringify({ date: new Date().toISOString(), runs: RUNS, rows }, null, 2)}\n`,
+  );
   void copyFileSync;
   void spawn;
 }

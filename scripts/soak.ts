@@ -51,7 +51,13 @@ async function main(): Promise<void> {
       times.push(r.ms);
       console.log(`boot ${i}/${boots}: ok in ${(r.ms / 1000).toFixed(1)}s (ready in ${ready})`);
     } else {
-      const why = r.stderr.trim().split('\n').filter((l) => l.startsWith('banger:'))[0] ?? r.stderr.trim().split('\n').pop() ?? '';
+      const why =
+        r.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('banger:'))[0] ??
+        r.stderr.trim().split('\n').pop() ??
+        '';
       failures.push(`boot ${i}: exit ${r.code}: ${why}`);
       console.log(`boot ${i}/${boots}: FAILED (exit ${r.code}) ${why}`);
     }

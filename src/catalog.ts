@@ -23,9 +23,32 @@ export interface BuildImageEntry {
 /** SPEC §6.3 package set, plus the base pieces a bootable systemd guest needs. */
 export const DEFAULT_IMAGE_PACKAGES = [
   // e2fsprogs: resize2fs grows the root filesystem into the overlay at first boot (not in variant=apt).
-  'systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'e2fsprogs', 'openssh-server', 'iproute2', 'ca-certificates', 'git',
-  'curl', 'jq', 'sudo', 'procps', 'less', 'vim-tiny', 'make', 'gcc', 'python3', 'rsync', 'unzip', 'xz-utils',
-  'zstd', 'dnsutils', 'netcat-openbsd', 'tmux',
+  'systemd',
+  'systemd-sysv',
+  'udev',
+  'dbus',
+  'kmod',
+  'e2fsprogs',
+  'openssh-server',
+  'iproute2',
+  'ca-certificates',
+  'git',
+  'curl',
+  'jq',
+  'sudo',
+  'procps',
+  'less',
+  'vim-tiny',
+  'make',
+  'gcc',
+  'python3',
+  'rsync',
+  'unzip',
+  'xz-utils',
+  'zstd',
+  'dnsutils',
+  'netcat-openbsd',
+  'tmux',
 ] as const;
 
 export const EMBEDDED_KERNELS: readonly DistroKernelEntry[] = [
@@ -43,5 +66,7 @@ export const EMBEDDED_IMAGES: readonly BuildImageEntry[] = [
   },
 ];
 
-export const findKernelEntry = (name: string): DistroKernelEntry | undefined => EMBEDDED_KERNELS.find((k) => k.name === name);
-export const findImageEntry = (name: string): BuildImageEntry | undefined => EMBEDDED_IMAGES.find((i) => i.name === name);
+export const findKernelEntry = (name: string): DistroKernelEntry | undefined =>
+  EMBEDDED_KERNELS.find((k) => k.name === name);
+export const findImageEntry = (name: string): BuildImageEntry | undefined =>
+  EMBEDDED_IMAGES.find((i) => i.name === name);

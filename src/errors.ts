@@ -38,8 +38,10 @@ export const alreadyExists = (message: string, hint?: string): AppError =>
   new AppError('already_exists', message, hint === undefined ? {} : { hint });
 export const precondition = (message: string, hint?: string): AppError =>
   new AppError('precondition', message, hint === undefined ? {} : { hint });
-export const operationFailed = (message: string, opts: { hint?: string; detail?: string; cause?: unknown } = {}): AppError =>
-  new AppError('operation_failed', message, opts);
+export const operationFailed = (
+  message: string,
+  opts: { hint?: string; detail?: string; cause?: unknown } = {},
+): AppError => new AppError('operation_failed', message, opts);
 
 export function isAppError(e: unknown): e is AppError {
   return e instanceof AppError;

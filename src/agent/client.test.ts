@@ -8,7 +8,10 @@ import { duplexPair } from './duplex-pair.js';
 import { FakeAgent, type FakeAgentOptions } from './fake-agent.js';
 import { FrameType, WINDOW_INITIAL } from './protocol.js';
 
-async function setup(opts: FakeAgentOptions = {}, clientOpts: AgentClientOptions = {}): Promise<{ client: AgentClient; fake: FakeAgent }> {
+async function setup(
+  opts: FakeAgentOptions = {},
+  clientOpts: AgentClientOptions = {},
+): Promise<{ client: AgentClient; fake: FakeAgent }> {
   const [host, guest] = duplexPair();
   const fake = new FakeAgent(guest, opts);
   const client = await AgentClient.connect(host, clientOpts);
@@ -29,7 +32,10 @@ test('connect performs the handshake; health answers', async () => {
 test('an agent speaking another version is refused by name and version', async () => {
   const [host, guest] = duplexPair();
   new FakeAgent(guest, { version: 2, name: 'banger-agent 2' });
-  await assert.rejects(AgentClient.connect(host), /\(banger-agent 2\) answered protocol version 2 .* banger speaks version 1/);
+  await assert.rejects(
+    AgentClient.connect(host),
+    /\(banger-agent 2\) answered protocol version 2 .* banger speaks version 1/,
+  );
 });
 
 test('a guest that never answers times out with what was awaited', async (t) => {
@@ -65,7 +71,12 @@ test('exec: output, exit status, stdin passthrough', async () => {
       io.exit({ kind: 'exited', code: 7 });
     },
   });
-  const run = client.exec({ argv: ['sh', '-c', 'echo hi; echo warn >&2; exit 7'], env: { PATH: '/bin' }, cwd: '/tmp', uid: 0 });
+  const run = client.exec({
+    argv: ['sh', '-c', 'echo hi; echo warn >&2; exit 7'],
+    env: { PATH: '/bin' },
+    cwd: '/tmp',
+    uid: 0,
+  });
   const [out, err, status] = await Promise.all([text(run.stdout), text(run.stderr), run.exit]);
   assert.deepEqual([out, err, status], ['hi\n', 'warn\n', { kind: 'exited', code: 7 }]);
   assert.equal(await run.started, 4242);
@@ -204,13 +215,21 @@ test('putFile and getFile move bytes both ways, bounded', async () => {
   assert.ok(got.data.equals(data));
   assert.equal(got.info.mode, 0o600);
 
-  await assert.rejects(client.getFile('/nope'), { message: 'get /nope failed in the guest: open /nope: No such file or directory' });
+  await assert.rejects(client.getFile('/nope'), {
+    message: 'get /nope failed in the guest: open /nope: No such file or directory',
+  });
   await assert.rejects(client.getFile('/root/blob', { maxBytes: 1000 }), {
     code: 'bad_request',
     message: 'guest file /root/blob is 300000 bytes, more than the 1000 allowed',
   });
-  await assert.rejects(client.putFile('/root/x', Readable.from([Buffer.from('abcd')]), { size: 3 }), /has more than the 3 bytes announced/);
-  await assert.rejects(client.putFile('/root/x', Readable.from([Buffer.from('ab')]), { size: 3 }), /ended after 2 of the 3 bytes/);
+  await assert.rejects(
+    client.putFile('/root/x', Readable.from([Buffer.from('abcd')]), { size: 3 }),
+    /has more than the 3 bytes announced/,
+  );
+  await assert.rejects(
+    client.putFile('/root/x', Readable.from([Buffer.from('ab')]), { size: 3 }),
+    /ended after 2 of the 3 bytes/,
+  );
   assert.equal(fake.files.has('/root/x'), false);
   assert.ok(client.isOpen, 'refusals end sessions, not the connection');
   assert.equal((await client.health()).name, 'fake-agent');
@@ -220,11 +239,23 @@ test('putFile and getFile move bytes both ways, bounded', async () => {
 
 test('a malformed or hostile agent fails the connection and every waiting call', async () => {
   const cases: [string, (fake: FakeAgent) => void, RegExp][] = [
-    ['oversized frame', (f) => f.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0x11])), /malformed frame: the guest agent sent a malformed frame: payload length 4294967295 exceeds/],
+    [
+      'oversized frame',
+      (f) => f.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 0x11])),
+      /malformed frame: the guest agent sent a malformed frame: payload length 4294967295 exceeds/,
+    ],
     ['frame type agents never send', (f) => f.send(FrameType.EXEC, 1), /sent frame type EXEC, which agents never send/],
     ['unknown type', (f) => f.send(0x99, 1), /sent frame type 0x99/],
-    ['malformed reply', (f) => f.send(FrameType.HEALTH_REPLY, 1, Buffer.from([1])), /malformed HEALTH_REPLY frame: malformed HEALTH_REPLY payload: truncated in uptime_ms/],
-    ['fatal error', (f) => f.send(FrameType.ERROR, 0, Buffer.from([0, 1, 0, 0, 0, 0, ...Buffer.from('bad frame')])), /ended the connection: bad frame \(protocol\)/],
+    [
+      'malformed reply',
+      (f) => f.send(FrameType.HEALTH_REPLY, 1, Buffer.from([1])),
+      /malformed HEALTH_REPLY frame: malformed HEALTH_REPLY payload: truncated in uptime_ms/,
+    ],
+    [
+      'fatal error',
+      (f) => f.send(FrameType.ERROR, 0, Buffer.from([0, 1, 0, 0, 0, 0, ...Buffer.from('bad frame')])),
+      /ended the connection: bad frame \(protocol\)/,
+    ],
     ['closed', (f) => f.sendRaw(Buffer.alloc(0)), /closed the connection/],
   ];
   for (const [name, act, re] of cases) {
@@ -247,17 +278,33 @@ test('a malformed ERROR answering a request fails that request too, not only the
   for (const call of ['health', 'ports', 'get', 'shutdown', 'identity', 'put', 'exec'] as const) {
     const { client, fake } = await setup({ silent: ['health', 'ports', 'get', 'shutdown', 'identity', 'put', 'exec'] });
     const pending =
-      call === 'health' ? client.health()
-      : call === 'ports' ? client.ports()
-      : call === 'get' ? client.getFile('/x')
-      : call === 'shutdown' ? client.shutdown()
-      : call === 'identity' ? client.setIdentity({ hostname: 'x' })
-      : call === 'put' ? client.putFile('/x', Buffer.from('x'))
-      : client.exec({ argv: ['x'] }).exit;
+      call === 'health'
+        ? client.health()
+        : call === 'ports'
+          ? client.ports()
+          : call === 'get'
+            ? client.getFile('/x')
+            : call === 'shutdown'
+              ? client.shutdown()
+              : call === 'identity'
+                ? client.setIdentity({ hostname: 'x' })
+                : call === 'put'
+                  ? client.putFile('/x', Buffer.from('x'))
+                  : client.exec({ argv: ['x'] }).exit;
     await tick();
     fake.send(FrameType.ERROR, 1); // an ERROR without even its code
-    const settled = await Promise.race([pending.then(() => 'resolved', (e: Error) => e.message), new Promise((r) => setTimeout(() => r('still pending'), 2000))]);
-    assert.match(String(settled), /malformed ERROR frame: malformed ERROR payload: truncated in code \(while waiting for /, call);
+    const settled = await Promise.race([
+      pending.then(
+        () => 'resolved',
+        (e: Error) => e.message,
+      ),
+      new Promise((r) => setTimeout(() => r('still pending'), 2000)),
+    ]);
+    assert.match(
+      String(settled),
+      /malformed ERROR frame: malformed ERROR payload: truncated in code \(while waiting for /,
+      call,
+    );
   }
 });
 

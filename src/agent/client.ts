@@ -100,7 +100,9 @@ export class AgentClient {
           return;
         }
         if (hello.version !== PROTOCOL_VERSION || hello.maxPayload < MIN_AGENT_PAYLOAD) {
-          conn.destroy(`${conn.label} (${hello.name}) answered protocol version ${hello.version} with frames up to ${hello.maxPayload} bytes; banger speaks version ${PROTOCOL_VERSION}`);
+          conn.destroy(
+            `${conn.label} (${hello.name}) answered protocol version ${hello.version} with frames up to ${hello.maxPayload} bytes; banger speaks version ${PROTOCOL_VERSION}`,
+          );
           return;
         }
         resolve(new AgentClient(conn, hello, timeoutMs));
@@ -189,11 +191,14 @@ export class AgentClient {
         arm();
         await this.conn.send(FrameType.FILE_PUT, id, header);
         let sent = 0;
-        const chunks: AsyncIterable<Buffer> | Buffer[] = Buffer.isBuffer(data) ? [data] : (data as AsyncIterable<Buffer>);
+        const chunks: AsyncIterable<Buffer> | Buffer[] = Buffer.isBuffer(data)
+          ? [data]
+          : (data as AsyncIterable<Buffer>);
         for await (const raw of chunks) {
           if (finished) return;
           const chunk = Buffer.from(raw);
-          if (sent + chunk.length > size) return abort(badRequest(`${what}: the source has more than the ${size} bytes announced`));
+          if (sent + chunk.length > size)
+            return abort(badRequest(`${what}: the source has more than the ${size} bytes announced`));
           for (let off = 0; off < chunk.length && !finished; off += DATA_CHUNK) {
             await this.conn.send(FrameType.FILE_DATA, id, chunk.subarray(off, off + DATA_CHUNK));
             arm();
@@ -201,7 +206,8 @@ export class AgentClient {
           sent += chunk.length;
         }
         if (finished) return;
-        if (sent !== size) return abort(badRequest(`${what}: the source ended after ${sent} of the ${size} bytes announced`));
+        if (sent !== size)
+          return abort(badRequest(`${what}: the source ended after ${sent} of the ${size} bytes announced`));
         await this.conn.send(FrameType.FILE_DATA, id);
         arm();
       };
@@ -229,13 +235,16 @@ export class AgentClient {
           }
           return MORE;
         }
-        if (f.type !== FrameType.FILE_DATA || !info) throw operationFailed(`frame type ${frameTypeName(f.type)} on a get session`);
+        if (f.type !== FrameType.FILE_DATA || !info)
+          throw operationFailed(`frame type ${frameTypeName(f.type)} on a get session`);
         if (f.payload.length === 0) {
-          if (got !== info.size) throw operationFailed(`guest file ${path} changed while it was read (${got} of ${info.size} bytes)`);
+          if (got !== info.size)
+            throw operationFailed(`guest file ${path} changed while it was read (${got} of ${info.size} bytes)`);
           return { data: Buffer.concat(parts, got), info };
         }
         got += f.payload.length;
-        if (got > info.size) throw operationFailed(`guest file ${path} sent more than the ${info.size} bytes it announced`);
+        if (got > info.size)
+          throw operationFailed(`guest file ${path} sent more than the ${info.size} bytes it announced`);
         parts.push(Buffer.from(f.payload));
         this.conn.post(FrameType.WINDOW, id, encodeU32(f.payload.length));
         return MORE;

@@ -8,12 +8,15 @@ const frames: Frame[] = [
   { type: FrameType.STDOUT, session: 7, payload: Buffer.alloc(0) },
   { type: FrameType.STDERR, session: 0xffffffff, payload: Buffer.from([0, 0xff, 0x0a, 0]) },
   { type: FrameType.FILE_DATA, session: 3, payload: Buffer.alloc(MAX_PAYLOAD, 0xab) },
-  { type: 0xee, session: 1, payload: Buffer.from('unknown types are the reader\'s business') },
+  { type: 0xee, session: 1, payload: Buffer.from("unknown types are the reader's business") },
 ];
 const wire = Buffer.concat(frames.map((f) => encodeFrame(f.type, f.session, f.payload)));
 
 test('encodeFrame lays out length, session and type big-endian before the payload', () => {
-  assert.deepEqual(encodeFrame(0x23, 0x01020304, Buffer.from('hi')), Buffer.from([0, 0, 0, 2, 1, 2, 3, 4, 0x23, 0x68, 0x69]));
+  assert.deepEqual(
+    encodeFrame(0x23, 0x01020304, Buffer.from('hi')),
+    Buffer.from([0, 0, 0, 2, 1, 2, 3, 4, 0x23, 0x68, 0x69]),
+  );
   assert.deepEqual(encodeFrame(0x10, 9), Buffer.from([0, 0, 0, 0, 0, 0, 0, 9, 0x10]));
 });
 
@@ -32,7 +35,11 @@ test('FrameDecoder returns the same frames however the stream is cut', () => {
     const d = new FrameDecoder();
     const got: Frame[] = [];
     for (let off = 0; off < wire.length; off += step) got.push(...d.push(wire.subarray(off, off + step)));
-    assert.deepEqual(got.map((f) => ({ ...f, payload: Buffer.from(f.payload) })), frames, `chunks of ${step}`);
+    assert.deepEqual(
+      got.map((f) => ({ ...f, payload: Buffer.from(f.payload) })),
+      frames,
+      `chunks of ${step}`,
+    );
     assert.equal(d.pending, 0);
   }
 });
@@ -59,7 +66,11 @@ test('FrameDecoder rejects an oversized length from the header alone and stays f
     const header = Buffer.alloc(HEADER_SIZE);
     header.writeUInt32BE(length, 0);
     assert.deepEqual(d.push(header.subarray(0, 8)), [], `${name}: 8 bytes are not a header yet`);
-    assert.throws(() => d.push(header.subarray(8)), new RegExp(`payload length ${length} exceeds the maximum ${MAX_PAYLOAD}`), name);
+    assert.throws(
+      () => d.push(header.subarray(8)),
+      new RegExp(`payload length ${length} exceeds the maximum ${MAX_PAYLOAD}`),
+      name,
+    );
     assert.throws(() => d.push(encodeFrame(1, 0)), /exceeds/, `${name}: later input is refused too`);
     assert.equal(d.pending, 0, `${name}: nothing held`);
   }

@@ -3,8 +3,10 @@ import { HEADER_SIZE, MAX_PAYLOAD, type Frame } from './protocol.js';
 
 /** One frame on the wire: 9-byte header (u32 length, u32 session, u8 type) + payload. */
 export function encodeFrame(type: number, session: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  if (payload.length > MAX_PAYLOAD) throw new RangeError(`frame payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
-  if (!Number.isInteger(session) || session < 0 || session > 0xffffffff) throw new RangeError(`bad session id ${session}`);
+  if (payload.length > MAX_PAYLOAD)
+    throw new RangeError(`frame payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  if (!Number.isInteger(session) || session < 0 || session > 0xffffffff)
+    throw new RangeError(`bad session id ${session}`);
   if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new RangeError(`bad frame type ${type}`);
   const header = Buffer.alloc(HEADER_SIZE);
   header.writeUInt32BE(payload.length, 0);

@@ -63,7 +63,8 @@ export class AgentConnection {
 
   open(handler: SessionHandler): number {
     if (this.failure) throw this.failure;
-    if (this.nextId > 0xffffffff) throw operationFailed(`${this.label} connection ran out of session ids`, { hint: 'reconnect' });
+    if (this.nextId > 0xffffffff)
+      throw operationFailed(`${this.label} connection ran out of session ids`, { hint: 'reconnect' });
     const id = this.nextId++;
     this.sessions.set(id, handler);
     return id;

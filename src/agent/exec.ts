@@ -2,7 +2,15 @@ import { constants } from 'node:os';
 import { Readable, Writable } from 'node:stream';
 import { badRequest, operationFailed, type AppError } from '../errors.js';
 import { agentError, formatMs, type AgentConnection, type SessionHandler } from './connection.js';
-import { decodeExit, decodeU32, encodeExec, encodeResize, encodeU32, type ExecSpec, type ExitStatus } from './payloads.js';
+import {
+  decodeExit,
+  decodeU32,
+  encodeExec,
+  encodeResize,
+  encodeU32,
+  type ExecSpec,
+  type ExitStatus,
+} from './payloads.js';
 import { DATA_CHUNK, FrameType, WINDOW_INITIAL, frameTypeName, type Frame } from './protocol.js';
 
 export interface ExecOptions extends ExecSpec {
@@ -35,7 +43,8 @@ export interface AgentExec {
 
 export function signalNumber(signal: NodeJS.Signals | number): number {
   const n = typeof signal === 'number' ? signal : (constants.signals as Record<string, number | undefined>)[signal];
-  if (n === undefined || !Number.isInteger(n) || n < 1 || n > 64) throw badRequest(`signal ${String(signal)} is not a signal`);
+  if (n === undefined || !Number.isInteger(n) || n < 1 || n > 64)
+    throw badRequest(`signal ${String(signal)} is not a signal`);
   return n;
 }
 
@@ -176,7 +185,8 @@ class ExecSession implements AgentExec, SessionHandler {
 
   private output(stream: Readable, data: Buffer): void {
     if (!this.running) throw operationFailed('output before EXEC_STARTED');
-    if (this.received + data.length - this.granted > WINDOW_INITIAL) throw operationFailed('output beyond the flow-control window');
+    if (this.received + data.length - this.granted > WINDOW_INITIAL)
+      throw operationFailed('output beyond the flow-control window');
     this.received += data.length;
     if (stream.destroyed) return this.grant(); // nobody reads it any more
     stream.push(data);
@@ -198,7 +208,8 @@ class ExecSession implements AgentExec, SessionHandler {
         return this.output(this.stderr, f.payload);
       case FrameType.WINDOW: {
         const inc = decodeU32(f.payload, 'WINDOW');
-        if (inc === 0 || this.stdinCredit + inc > WINDOW_INITIAL) throw operationFailed(`WINDOW of ${inc} is more than was sent`);
+        if (inc === 0 || this.stdinCredit + inc > WINDOW_INITIAL)
+          throw operationFailed(`WINDOW of ${inc} is more than was sent`);
         this.stdinCredit += inc;
         this.wakeWriters();
         return;

@@ -22,7 +22,15 @@ import {
   type ListeningPort,
   type ShutdownAction,
 } from './payloads.js';
-import { AgentErrorCode, DATA_CHUNK, FrameType, MAX_PAYLOAD, PROTOCOL_VERSION, WINDOW_INITIAL, type Frame } from './protocol.js';
+import {
+  AgentErrorCode,
+  DATA_CHUNK,
+  FrameType,
+  MAX_PAYLOAD,
+  PROTOCOL_VERSION,
+  WINDOW_INITIAL,
+  type Frame,
+} from './protocol.js';
 
 /** What a fake command can do; output waits for the host's flow-control credit like the real agent's. */
 export interface FakeExecIO {
@@ -152,7 +160,11 @@ export class FakeAgent {
       decodeHostHello(f.payload);
       if (this.silent('hello')) return;
       this.hello = true;
-      const hello = { version: this.opts.version ?? PROTOCOL_VERSION, maxPayload: MAX_PAYLOAD, name: this.opts.name ?? 'fake-agent' };
+      const hello = {
+        version: this.opts.version ?? PROTOCOL_VERSION,
+        maxPayload: MAX_PAYLOAD,
+        name: this.opts.name ?? 'fake-agent',
+      };
       this.send(FrameType.HELLO, 0, encodeAgentHello(hello));
       return;
     }
@@ -160,11 +172,20 @@ export class FakeAgent {
     switch (f.type) {
       case FrameType.HEALTH:
         if (!this.silent('health')) {
-          this.send(FrameType.HEALTH_REPLY, f.session, encodeHealthReply({ uptimeMs: 1234, sessions: this.sessions.size, name: 'fake-agent' }));
+          this.send(
+            FrameType.HEALTH_REPLY,
+            f.session,
+            encodeHealthReply({ uptimeMs: 1234, sessions: this.sessions.size, name: 'fake-agent' }),
+          );
         }
         return;
       case FrameType.PORTS:
-        if (!this.silent('ports')) this.send(FrameType.PORTS_REPLY, f.session, encodePortsReply({ truncated: false, ports: this.opts.ports ?? [] }));
+        if (!this.silent('ports'))
+          this.send(
+            FrameType.PORTS_REPLY,
+            f.session,
+            encodePortsReply({ truncated: false, ports: this.opts.ports ?? [] }),
+          );
         return;
       case FrameType.SHUTDOWN:
         this.shutdowns.push(decodeShutdown(f.payload));
@@ -187,7 +208,11 @@ export class FakeAgent {
         if (this.silent('get')) return;
         const file = this.files.get(path);
         if (!file) return this.error(f.session, 'system', `open ${path}: No such file or directory`, 2);
-        this.send(FrameType.FILE_INFO, f.session, encodeFileInfo({ mode: file.mode, uid: 0, gid: 0, size: file.data.length, mtimeS: 1 }));
+        this.send(
+          FrameType.FILE_INFO,
+          f.session,
+          encodeFileInfo({ mode: file.mode, uid: 0, gid: 0, size: file.data.length, mtimeS: 1 }),
+        );
         this.gets.set(f.session, { data: file.data, sent: 0, credit: WINDOW_INITIAL });
         this.pumpGet(f.session);
         return;
@@ -196,7 +221,8 @@ export class FakeAgent {
         if (s?.kind !== 'put') return;
         if (f.payload.length === 0) {
           this.sessions.delete(f.session);
-          if (s.got !== s.size) return this.error(f.session, 'bad_request', `got ${s.got} of the ${s.size} bytes announced for ${s.path}`);
+          if (s.got !== s.size)
+            return this.error(f.session, 'bad_request', `got ${s.got} of the ${s.size} bytes announced for ${s.path}`);
           this.files.set(s.path, { data: Buffer.concat(s.parts), mode: s.mode });
           this.send(FrameType.OK, f.session);
           return;
@@ -280,7 +306,8 @@ export class FakeAgent {
     };
     const queue = (type: number, d: string | Buffer): void => {
       const data = Buffer.from(d);
-      for (let off = 0; off < data.length; off += DATA_CHUNK) session.queue.push({ type, data: data.subarray(off, off + DATA_CHUNK) });
+      for (let off = 0; off < data.length; off += DATA_CHUNK)
+        session.queue.push({ type, data: data.subarray(off, off + DATA_CHUNK) });
       this.pump(id, session);
     };
     const refused = this.opts.command?.(session.io);

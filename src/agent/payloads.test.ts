@@ -6,7 +6,12 @@ import { MAX_PAYLOAD, NONE } from './protocol.js';
 test('payloads round-trip through their encoder and decoder', () => {
   const cases: [string, unknown, (v: never) => Buffer, (b: Buffer) => unknown][] = [
     ['host hello', { minVersion: 1, maxVersion: 3 }, P.encodeHostHello, P.decodeHostHello],
-    ['agent hello', { version: 1, maxPayload: MAX_PAYLOAD, name: 'banger-agent 1' }, P.encodeAgentHello, P.decodeAgentHello],
+    [
+      'agent hello',
+      { version: 1, maxPayload: MAX_PAYLOAD, name: 'banger-agent 1' },
+      P.encodeAgentHello,
+      P.decodeAgentHello,
+    ],
     ['error', { code: 6, errno: 2, message: 'open /x: No such file or directory' }, P.encodeError, P.decodeError],
     ['health', { uptimeMs: 2 ** 40, sessions: 3, name: 'a' }, P.encodeHealthReply, P.decodeHealthReply],
     ['exit', { kind: 'exited', code: 7 }, P.encodeExit, P.decodeExit],
@@ -53,7 +58,14 @@ test('EXEC carries argv, env, cwd, ids and the terminal exactly', () => {
     env: ['PATH=/bin', 'X=a=b c\n'],
   });
   assert.deepEqual(P.decodeExec(P.encodeExec({ argv: ['true'] })), {
-    pty: false, uid: NONE, gid: NONE, rows: 0, cols: 0, cwd: '', argv: ['true'], env: [],
+    pty: false,
+    uid: NONE,
+    gid: NONE,
+    rows: 0,
+    cols: 0,
+    cwd: '',
+    argv: ['true'],
+    env: [],
   });
 });
 
@@ -65,17 +77,33 @@ test('encoders refuse bad values and name them', () => {
     ['NUL in cwd', () => P.encodeExec({ argv: ['x'], cwd: '/a\0' }), /cwd .* contains a NUL byte/],
     ['= in env name', () => P.encodeExec({ argv: ['x'], env: { 'A=B': '1' } }), /environment variable name "A=B"/],
     ['empty env name', () => P.encodeExec({ argv: ['x'], env: { '': '1' } }), /environment variable name ""/],
-    ['huge argv', () => P.encodeExec({ argv: ['x', 'y'.repeat(MAX_PAYLOAD)] }), /take \d+ bytes, more than the agent's 131072/],
+    [
+      'huge argv',
+      () => P.encodeExec({ argv: ['x', 'y'.repeat(MAX_PAYLOAD)] }),
+      /take \d+ bytes, more than the agent's 131072/,
+    ],
     ['uid', () => P.encodeExec({ argv: ['x'], uid: -1 }), /uid -1 is not a valid id/],
     ['uid none', () => P.encodeExec({ argv: ['x'], uid: NONE }), /uid 4294967295 is not a valid id/],
-    ['rows', () => P.encodeExec({ argv: ['x'], pty: { rows: 70000, cols: 80 } }), /rows 70000 is not within 0\.\.65535/],
+    [
+      'rows',
+      () => P.encodeExec({ argv: ['x'], pty: { rows: 70000, cols: 80 } }),
+      /rows 70000 is not within 0\.\.65535/,
+    ],
     ['relative path', () => P.encodeFileGet('etc/x'), /guest path "etc\/x" is not absolute/],
     ['long path', () => P.encodeFileGet(`/${'a'.repeat(5000)}`), /longer than 4095/],
     ['mode', () => P.encodeFilePut({ mode: 0o10000, size: 1, path: '/x' }), /file mode 4096 is not within 0\.\.07777/],
     ['size', () => P.encodeFilePut({ mode: 0o644, size: -1, path: '/x' }), /file size -1/],
     ['hostname', () => P.encodeIdentity({ hostname: 'a b' }), /hostname "a b" must be 1\.\.64 characters/],
     ['entropy', () => P.encodeIdentity({ entropy: Buffer.alloc(513) }), /entropy of 513 bytes/],
-    ['address', () => P.encodePortsReply({ truncated: false, ports: [{ protocol: 'tcp', family: 4, address: '::1', port: 1, uid: 0 }] }), /address ::1 is not IPv4/],
+    [
+      'address',
+      () =>
+        P.encodePortsReply({
+          truncated: false,
+          ports: [{ protocol: 'tcp', family: 4, address: '::1', port: 1, uid: 0 }],
+        }),
+      /address ::1 is not IPv4/,
+    ],
   ];
   for (const [name, fn, re] of cases) {
     assert.throws(fn, (e: Error & { code?: string }) => e.code === 'bad_request' && re.test(e.message), name);
@@ -91,33 +119,82 @@ const u32 = (v: number): Buffer => {
 
 test('decoders refuse malformed payloads and say what is wrong', () => {
   const cases: [string, () => unknown, RegExp][] = [
-    ['hello magic', () => P.decodeHostHello(Buffer.from('BANGERAX\0\x01\0\x01', 'latin1')), /does not start with "BANGERAG"/],
-    ['hello short', () => P.decodeHostHello(Buffer.from('BANGERAG\0', 'latin1')), /HELLO payload: truncated in min_version/],
+    [
+      'hello magic',
+      () => P.decodeHostHello(Buffer.from('BANGERAX\0\x01\0\x01', 'latin1')),
+      /does not start with "BANGERAG"/,
+    ],
+    [
+      'hello short',
+      () => P.decodeHostHello(Buffer.from('BANGERAG\0', 'latin1')),
+      /HELLO payload: truncated in min_version/,
+    ],
     ['hello long', () => P.decodeHostHello(Buffer.from('BANGERAG\0\x01\0\x01\0', 'latin1')), /1 trailing bytes/],
-    ['exec truncated at every byte', () => {
-      for (let n = 0; n < exec.length; n++) assert.throws(() => P.decodeExec(exec.subarray(0, n)), /malformed EXEC payload/, `${n} bytes`);
-      throw new Error('all truncations refused');
-    }, /all truncations refused/],
+    [
+      'exec truncated at every byte',
+      () => {
+        for (let n = 0; n < exec.length; n++)
+          assert.throws(() => P.decodeExec(exec.subarray(0, n)), /malformed EXEC payload/, `${n} bytes`);
+        throw new Error('all truncations refused');
+      },
+      /all truncations refused/,
+    ],
     ['exec flags', () => P.decodeExec(Buffer.concat([u32(2), exec.subarray(4)])), /flags 0x2 has unknown bits/],
     ['exec argc huge', () => P.decodeExec(Buffer.concat([exec.subarray(0, 20), u32(0xffffffff)])), /argc 4294967295/],
     ['exec argc 0', () => P.decodeExec(Buffer.concat([exec.subarray(0, 20), u32(0), u32(0)])), /argc 0/],
-    ['exec string past the end', () => P.decodeExec(Buffer.concat([exec.subarray(0, 20), u32(1), u32(1000), Buffer.from('a')])), /truncated in argv\[0\]/],
+    [
+      'exec string past the end',
+      () => P.decodeExec(Buffer.concat([exec.subarray(0, 20), u32(1), u32(1000), Buffer.from('a')])),
+      /truncated in argv\[0\]/,
+    ],
     ['exec trailing', () => P.decodeExec(Buffer.concat([exec, Buffer.from([0])])), /1 trailing bytes/],
     ['exit kind', () => P.decodeExit(Buffer.from([2, 0, 0, 0, 1])), /exit kind 2/],
     ['exit status', () => P.decodeExit(Buffer.from([0, 0, 0, 1, 0])), /exit status 256/],
     ['exit signal', () => P.decodeExit(Buffer.from([1, 0, 0, 0, 65])), /signal 65/],
-    ['ports count', () => P.decodePortsReply(Buffer.from([0, 0, 0, 0, 2, ...Buffer.alloc(24)])), /2 entries do not fill 24 bytes/],
-    ['ports family', () => P.decodePortsReply(Buffer.from([0, 0, 0, 0, 1, 6, 5, ...Buffer.alloc(22)])), /family 5 of entry 0/],
-    ['ports protocol', () => P.decodePortsReply(Buffer.from([0, 0, 0, 0, 1, 1, 4, ...Buffer.alloc(22)])), /protocol 1 of entry 0/],
-    ['file info mode', () => P.decodeFileInfo(P.encodeFileInfo({ mode: 0o7777, uid: 0, gid: 0, size: 0, mtimeS: 0 }).fill(0xff, 0, 4)), /mode 037777777777/],
-    ['file size beyond 2^53', () => P.decodeFileInfo(Buffer.concat([Buffer.alloc(12), Buffer.alloc(8, 0xff), Buffer.alloc(8)])), /size 18446744073709551615 is too large/],
-    ['put relative', () => P.decodeFilePut(Buffer.concat([Buffer.alloc(20), u32(1), Buffer.from('x')])), /path is not an absolute path/],
+    [
+      'ports count',
+      () => P.decodePortsReply(Buffer.from([0, 0, 0, 0, 2, ...Buffer.alloc(24)])),
+      /2 entries do not fill 24 bytes/,
+    ],
+    [
+      'ports family',
+      () => P.decodePortsReply(Buffer.from([0, 0, 0, 0, 1, 6, 5, ...Buffer.alloc(22)])),
+      /family 5 of entry 0/,
+    ],
+    [
+      'ports protocol',
+      () => P.decodePortsReply(Buffer.from([0, 0, 0, 0, 1, 1, 4, ...Buffer.alloc(22)])),
+      /protocol 1 of entry 0/,
+    ],
+    [
+      'file info mode',
+      () => P.decodeFileInfo(P.encodeFileInfo({ mode: 0o7777, uid: 0, gid: 0, size: 0, mtimeS: 0 }).fill(0xff, 0, 4)),
+      /mode 037777777777/,
+    ],
+    [
+      'file size beyond 2^53',
+      () => P.decodeFileInfo(Buffer.concat([Buffer.alloc(12), Buffer.alloc(8, 0xff), Buffer.alloc(8)])),
+      /size 18446744073709551615 is too large/,
+    ],
+    [
+      'put relative',
+      () => P.decodeFilePut(Buffer.concat([Buffer.alloc(20), u32(1), Buffer.from('x')])),
+      /path is not an absolute path/,
+    ],
     ['identity tag', () => P.decodeIdentity(Buffer.from([9, 0, 1, 0])), /record tag 9 is unknown/],
     ['identity truncated', () => P.decodeIdentity(Buffer.from([1, 0, 5, 0x61])), /truncated in value/],
-    ['agent name too long', () => P.decodeHealthReply(Buffer.concat([Buffer.alloc(12), Buffer.alloc(65, 0x61)])), /agent name of 65 bytes/],
+    [
+      'agent name too long',
+      () => P.decodeHealthReply(Buffer.concat([Buffer.alloc(12), Buffer.alloc(65, 0x61)])),
+      /agent name of 65 bytes/,
+    ],
   ];
   for (const [name, fn, re] of cases) {
-    assert.throws(fn, (e: Error & { code?: string }) => re.test(e.message) || assert.fail(`${name}: ${e.message}`), name);
+    assert.throws(
+      fn,
+      (e: Error & { code?: string }) => re.test(e.message) || assert.fail(`${name}: ${e.message}`),
+      name,
+    );
   }
 });
 

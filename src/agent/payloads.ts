@@ -166,7 +166,8 @@ function u16(v: number, what: string): number {
 
 export function encodeExec(spec: ExecSpec): Buffer {
   const { argv } = spec;
-  if (argv.length < 1 || argv.length > MAX_ARGS) throw badRequest(`argv must have 1..${MAX_ARGS} entries, got ${argv.length}`);
+  if (argv.length < 1 || argv.length > MAX_ARGS)
+    throw badRequest(`argv must have 1..${MAX_ARGS} entries, got ${argv.length}`);
   if (!argv[0]) throw badRequest('argv[0] is empty', 'name the program to run');
   const env = Object.entries(spec.env ?? {});
   if (env.length > MAX_ARGS) throw badRequest(`env has ${env.length} entries, more than ${MAX_ARGS}`);
@@ -181,7 +182,8 @@ export function encodeExec(spec: ExecSpec): Buffer {
   argv.forEach((a, i) => w.str(noNul(a, `argv[${i}]`)));
   w.u32(env.length);
   for (const [name, value] of env) {
-    if (!name || name.includes('=')) throw badRequest(`environment variable name ${JSON.stringify(name)} is empty or contains "="`);
+    if (!name || name.includes('='))
+      throw badRequest(`environment variable name ${JSON.stringify(name)} is empty or contains "="`);
     w.str(noNul(`${name}=${value}`, `environment variable ${name}`));
   }
   if (w.length > MAX_PAYLOAD) {
@@ -206,7 +208,13 @@ export function decodeExec(p: Buffer): ExecRequest {
   const r = new PayloadReader(p, 'EXEC');
   const flags = r.u32('flags');
   if (flags & ~EXEC_PTY) r.fail(`flags 0x${flags.toString(16)} has unknown bits`);
-  const req = { pty: (flags & EXEC_PTY) !== 0, uid: r.u32('uid'), gid: r.u32('gid'), rows: r.u16('rows'), cols: r.u16('cols') };
+  const req = {
+    pty: (flags & EXEC_PTY) !== 0,
+    uid: r.u32('uid'),
+    gid: r.u32('gid'),
+    rows: r.u16('rows'),
+    cols: r.u16('cols'),
+  };
   const text = (b: Buffer, what: string): string => {
     if (b.includes(0)) r.fail(`${what} contains a NUL byte`);
     return b.toString('utf8');
@@ -269,7 +277,7 @@ function formatIPv6(b: Buffer): string {
   // The longest run of two or more zero groups becomes "::" (RFC 5952).
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;
@@ -304,7 +312,11 @@ export function encodePortsReply(reply: PortsReply): Buffer {
     if (p.family === 4 && isIPv4(p.address)) Buffer.from(p.address.split('.').map(Number)).copy(addr);
     else if (p.family === 6 && isIPv6(p.address)) parseIPv6(p.address).copy(addr);
     else throw badRequest(`address ${p.address} is not IPv${p.family}`);
-    w.u8(p.protocol === 'tcp' ? 6 : 17).u8(p.family).u16(p.port).bytes(addr).u32(p.uid);
+    w.u8(p.protocol === 'tcp' ? 6 : 17)
+      .u8(p.family)
+      .u16(p.port)
+      .bytes(addr)
+      .u32(p.uid);
   }
   return w.finish();
 }
@@ -348,7 +360,8 @@ function guestPath(path: string): Buffer {
 }
 
 export function encodeFilePut(h: FilePutHeader): Buffer {
-  if (!Number.isInteger(h.mode) || h.mode < 0 || h.mode > 0o7777) throw badRequest(`file mode ${h.mode} is not within 0..07777`);
+  if (!Number.isInteger(h.mode) || h.mode < 0 || h.mode > 0o7777)
+    throw badRequest(`file mode ${h.mode} is not within 0..07777`);
   if (!Number.isSafeInteger(h.size) || h.size < 0) throw badRequest(`file size ${h.size} is not a byte count`);
   return new PayloadWriter()
     .u32(h.mode)
@@ -364,7 +377,8 @@ export function decodeFilePut(p: Buffer): Required<FilePutHeader> {
   const h = { mode: r.u32('mode'), uid: r.u32('uid'), gid: r.u32('gid'), size: r.u64('size'), path: r.str('path') };
   r.end();
   if (h.mode > 0o7777) r.fail(`mode 0${h.mode.toString(8)} is more than permission bits`);
-  if (!h.path.length || h.path.length > MAX_PATH || h.path.includes(0) || h.path[0] !== 0x2f) r.fail('path is not an absolute path');
+  if (!h.path.length || h.path.length > MAX_PATH || h.path.includes(0) || h.path[0] !== 0x2f)
+    r.fail('path is not an absolute path');
   return { ...h, path: h.path.toString('utf8') };
 }
 
@@ -376,7 +390,8 @@ export function decodeFileGet(p: Buffer): string {
   const r = new PayloadReader(p, 'FILE_GET');
   const path = r.str('path');
   r.end();
-  if (!path.length || path.length > MAX_PATH || path.includes(0) || path[0] !== 0x2f) r.fail('path is not an absolute path');
+  if (!path.length || path.length > MAX_PATH || path.includes(0) || path[0] !== 0x2f)
+    r.fail('path is not an absolute path');
   return path.toString('utf8');
 }
 
@@ -428,7 +443,9 @@ export function encodeIdentity(id: Identity): Buffer {
   const w = new PayloadWriter();
   if (id.hostname !== undefined) {
     if (!HOSTNAME.test(id.hostname)) {
-      throw badRequest(`hostname ${JSON.stringify(id.hostname)} must be 1..${MAX_HOSTNAME} characters of A-Z a-z 0-9 . -`);
+      throw badRequest(
+        `hostname ${JSON.stringify(id.hostname)} must be 1..${MAX_HOSTNAME} characters of A-Z a-z 0-9 . -`,
+      );
     }
     w.u8(1).u16(id.hostname.length).bytes(Buffer.from(id.hostname, 'latin1'));
   }

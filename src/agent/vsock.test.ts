@@ -10,7 +10,11 @@ import { connectFirecrackerVsock, parseVsockReply } from './vsock.js';
 
 test('parseVsockReply: OK <port> then the guest bytes; anything else is refused', () => {
   assert.deepEqual(parseVsockReply(Buffer.from('OK 10')), { done: false });
-  assert.deepEqual(parseVsockReply(Buffer.from('OK 1073741824\nHELLO')), { done: true, hostPort: 1073741824, rest: Buffer.from('HELLO') });
+  assert.deepEqual(parseVsockReply(Buffer.from('OK 1073741824\nHELLO')), {
+    done: true,
+    hostPort: 1073741824,
+    rest: Buffer.from('HELLO'),
+  });
   const bad: [string, RegExp][] = [
     ['ERR no listener\n', /answered "ERR no listener" instead of OK <port>/],
     ['OK\n', /answered "OK"/],
@@ -51,7 +55,10 @@ test('connectFirecrackerVsock performs the CONNECT handshake, then speaks the ag
     assert.equal((await client.health()).name, 'fake-agent');
     client.close();
     await assert.rejects(connectFirecrackerVsock(path, 52), /closed: nothing listens on guest port 52/);
-    await assert.rejects(connectFirecrackerVsock(join(dir, 'absent.sock'), 1024), /cannot connect to the vsock socket .*absent\.sock/);
+    await assert.rejects(
+      connectFirecrackerVsock(join(dir, 'absent.sock'), 1024),
+      /cannot connect to the vsock socket .*absent\.sock/,
+    );
   } finally {
     server.close();
     rmSync(dir, { recursive: true, force: true });

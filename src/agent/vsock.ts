@@ -15,12 +15,14 @@ export type VsockReply = { done: false } | { done: true; hostPort: number; rest:
 export function parseVsockReply(buf: Buffer): VsockReply {
   const nl = buf.indexOf(0x0a);
   if (nl < 0) {
-    if (buf.length >= MAX_REPLY) throw operationFailed(`the vsock socket answered ${buf.length} bytes without a line end`);
+    if (buf.length >= MAX_REPLY)
+      throw operationFailed(`the vsock socket answered ${buf.length} bytes without a line end`);
     return { done: false };
   }
   const line = buf.subarray(0, nl).toString('latin1');
   const m = /^OK (\d{1,10})$/.exec(line);
-  if (!m || nl >= MAX_REPLY) throw operationFailed(`the vsock socket answered ${JSON.stringify(line.slice(0, MAX_REPLY))} instead of OK <port>`);
+  if (!m || nl >= MAX_REPLY)
+    throw operationFailed(`the vsock socket answered ${JSON.stringify(line.slice(0, MAX_REPLY))} instead of OK <port>`);
   return { done: true, hostPort: Number(m[1]), rest: buf.subarray(nl + 1) };
 }
 
@@ -36,7 +38,9 @@ export function connectFirecrackerVsock(udsPath: string, port = AGENT_VSOCK_PORT
     const fail = (msg: string): void => {
       clearTimeout(timer);
       sock.destroy();
-      reject(operationFailed(msg, { hint: 'the guest agent may not be running yet (banger vm logs shows the console)' }));
+      reject(
+        operationFailed(msg, { hint: 'the guest agent may not be running yet (banger vm logs shows the console)' }),
+      );
     };
     const timer = setTimeout(
       () => fail(`the vsock socket ${udsPath} did not connect to guest port ${port} within ${formatMs(timeoutMs)}`),

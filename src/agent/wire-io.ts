@@ -45,7 +45,8 @@ export class PayloadReader {
 
   i64(field: string): number {
     const v = this.buf.readBigInt64BE(this.need(8, field));
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) this.fail(`${field} ${v} is out of range`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER))
+      this.fail(`${field} ${v} is out of range`);
     return Number(v);
   }
 

@@ -24,8 +24,19 @@ export const paramsSchemas = {
   'vm.start': vmRef,
   'vm.stop': vmRef,
   'vm.restart': vmRef,
-  'vm.kill': z.strictObject({ ref: z.string().min(1), signal: z.string().regex(/^SIG[A-Z0-9]+$/).optional() }),
-  'vm.set': z.strictObject({ ref: z.string().min(1), vcpu: z.number().optional(), memory_mib: z.number().optional(), disk_size: z.string().optional() }),
+  'vm.kill': z.strictObject({
+    ref: z.string().min(1),
+    signal: z
+      .string()
+      .regex(/^SIG[A-Z0-9]+$/)
+      .optional(),
+  }),
+  'vm.set': z.strictObject({
+    ref: z.string().min(1),
+    vcpu: z.number().optional(),
+    memory_mib: z.number().optional(),
+    disk_size: z.string().optional(),
+  }),
   'vm.prune': z.strictObject({}),
   'vm.show': vmRef,
   'vm.delete': vmRef,
@@ -45,7 +56,12 @@ export const paramsSchemas = {
     size: z.string().optional(),
     sha256: z.string().optional(),
   }),
-  'image.register': z.strictObject({ name: z.string().min(1), rootfs: z.string().min(1), kernel_ref: z.string().optional(), work_seed: z.string().optional() }),
+  'image.register': z.strictObject({
+    name: z.string().min(1),
+    rootfs: z.string().min(1),
+    kernel_ref: z.string().optional(),
+    work_seed: z.string().optional(),
+  }),
   'image.promote': z.strictObject({ name: z.string().min(1) }),
   'image.cache.prune': z.strictObject({ dry_run: z.boolean().optional() }),
   'image.export': z.strictObject({ name: z.string().min(1), out: z.string().min(1) }),

@@ -27,7 +27,11 @@ test('LineDecoder splits lines across and within chunks', () => {
     { name: 'no newline yet', chunks: ['{"a":1}'], want: [] },
     { name: 'buffers', chunks: [Buffer.from('[1]\n[2'), Buffer.from(']\n')], want: [[1], [2]] },
     // "é" is two bytes; each lands in its own chunk.
-    { name: 'a UTF-8 character split across buffers', chunks: [Buffer.from([0x22, 0xc3]), Buffer.from([0xa9, 0x22, 0x0a])], want: ['é'] },
+    {
+      name: 'a UTF-8 character split across buffers',
+      chunks: [Buffer.from([0x22, 0xc3]), Buffer.from([0xa9, 0x22, 0x0a])],
+      want: ['é'],
+    },
   ];
   for (const c of cases) {
     const d = new LineDecoder();
@@ -76,19 +80,23 @@ test('LineDecoder scans only new bytes (1 MiB in 1-byte chunks)', { timeout: 60_
 // Socket reads arrive as separate buffers. Keeping each piece of an incomplete
 // line costs a Buffer object per read: ~140 MB of RSS for a 1 MiB line read one
 // byte at a time. One doubling buffer holds at most twice the line.
-test('LineSplitter holds an incomplete line in at most twice its size (1 MiB in 1-byte reads)', { timeout: 60_000 }, async (t) => {
-  const s = new LineSplitter(WIRE_LIMITS.maxRequestLineBytes);
-  const n = WIRE_LIMITS.maxRequestLineBytes;
-  const rssBefore = process.memoryUsage().rss;
-  for (let i = 0; i < n; i++) {
-    assert.equal(s.push(new Uint8Array([0x78])).length, 0);
-    if (i % 4096 === 0) await setImmediate();
-    if (t.signal.aborted) return;
-  }
-  const grown = process.memoryUsage().rss - rssBefore;
-  assert.ok(s.retainedBytes <= 2 * n, `${s.retainedBytes} bytes retained for ${n}`);
-  assert.ok(grown < 64 * 1024 * 1024, `RSS grew by ${Math.round(grown / 1048576)} MiB for a ${n}-byte line`);
-  const [line] = s.push('\n');
-  assert.equal(line?.length, n);
-  assert.equal(s.retainedBytes, 0, 'released once the line is complete');
-});
+test(
+  'LineSplitter holds an incomplete line in at most twice its size (1 MiB in 1-byte reads)',
+  { timeout: 60_000 },
+  async (t) => {
+    const s = new LineSplitter(WIRE_LIMITS.maxRequestLineBytes);
+    const n = WIRE_LIMITS.maxRequestLineBytes;
+    const rssBefore = process.memoryUsage().rss;
+    for (let i = 0; i < n; i++) {
+      assert.equal(s.push(new Uint8Array([0x78])).length, 0);
+      if (i % 4096 === 0) await setImmediate();
+      if (t.signal.aborted) return;
+    }
+    const grown = process.memoryUsage().rss - rssBefore;
+    assert.ok(s.retainedBytes <= 2 * n, `${s.retainedBytes} bytes retained for ${n}`);
+    assert.ok(grown < 64 * 1024 * 1024, `RSS grew by ${Math.round(grown / 1048576)} MiB for a ${n}-byte line`);
+    const [line] = s.push('\n');
+    assert.equal(line?.length, n);
+    assert.equal(s.retainedBytes, 0, 'released once the line is complete');
+  },
+);

@@ -60,7 +60,10 @@ export class LineSplitter {
   constructor(private readonly maxLineBytes = Number.POSITIVE_INFINITY) {}
 
   push(chunk: string | Uint8Array): Buffer[] {
-    let rest = typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let rest =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk, 'utf8')
+        : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     const lines: Buffer[] = [];
     for (let i = rest.indexOf(NEWLINE); i >= 0; i = rest.indexOf(NEWLINE)) {
       this.check(this.len + i);
@@ -101,7 +104,10 @@ export class LineSplitter {
     if (bytes > this.maxLineBytes) {
       this.buf = Buffer.alloc(0);
       this.len = 0;
-      throw badRequest(`request line is longer than ${this.maxLineBytes} bytes`, 'requests are small JSON objects on one line');
+      throw badRequest(
+        `request line is longer than ${this.maxLineBytes} bytes`,
+        'requests are small JSON objects on one line',
+      );
     }
   }
 }

@@ -7,9 +7,13 @@ import { ByteBudget } from './byte-budget.js';
 
 async function through(budget: ByteBudget, label: string, chunks: number[]): Promise<number> {
   let got = 0;
-  await pipeline(Readable.from(chunks.map((n) => Buffer.alloc(n))), budget.meter(label), async (src: AsyncIterable<Buffer>) => {
-    for await (const c of src) got += c.length;
-  });
+  await pipeline(
+    Readable.from(chunks.map((n) => Buffer.alloc(n))),
+    budget.meter(label),
+    async (src: AsyncIterable<Buffer>) => {
+      for await (const c of src) got += c.length;
+    },
+  );
   return got;
 }
 

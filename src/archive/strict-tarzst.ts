@@ -80,9 +80,13 @@ export function refusedEntryType(type: string | null): string | undefined {
 
 function strictEntry(entry: TarEntry, opts: StrictTarZstOptions): StrictEntry {
   const name = entry.header.name;
-  const unsafe = (reason: string): AppError => badRequest(`unsafe entry in ${opts.entryScope}: ${JSON.stringify(name)} (${reason})`, opts.unsafeHint);
+  const unsafe = (reason: string): AppError =>
+    badRequest(`unsafe entry in ${opts.entryScope}: ${JSON.stringify(name)} (${reason})`, opts.unsafeHint);
   const unexpected = (detail?: string): AppError =>
-    badRequest(`unexpected entry in ${opts.entryScope}: ${JSON.stringify(name)}${detail === undefined ? '' : ` (${detail})`}`, opts.layoutHint);
+    badRequest(
+      `unexpected entry in ${opts.entryScope}: ${JSON.stringify(name)}${detail === undefined ? '' : ` (${detail})`}`,
+      opts.layoutHint,
+    );
   const norm = normalizeEntryPath(name);
   if ('reason' in norm) throw unsafe(norm.reason);
   return { entry, rel: norm.rel, type: entry.header.type as string | null, unsafe, unexpected };
@@ -130,9 +134,12 @@ export async function extractStrictTarZst(
     teardown();
     ex.destroy(failure);
   };
-  const corrupt = (err: unknown): AppError => operationFailed(`${archive} is truncated or corrupt: ${errorMessage(err)}`, { cause: err });
+  const corrupt = (err: unknown): AppError =>
+    operationFailed(`${archive} is truncated or corrupt: ${errorMessage(err)}`, { cause: err });
   const onInputError = (err: unknown): void => {
-    fail(err instanceof AppError ? err : operationFailed(`cannot read ${archive}: ${errorMessage(err)}`, { cause: err }));
+    fail(
+      err instanceof AppError ? err : operationFailed(`cannot read ${archive}: ${errorMessage(err)}`, { cause: err }),
+    );
   };
   const onDecompressError = (err: unknown): void => fail(corrupt(err));
   const onAbort = (): void => fail(cancelled());

@@ -33,7 +33,10 @@ class DyingDaemon extends NodeRunner {
   }
   override spawnDetached(_argv: readonly string[], opts: DetachedOptions): Promise<number> {
     this.spawned++;
-    return super.spawnDetached([process.execPath, '-e', `process.stderr.write(${JSON.stringify(this.text)}); process.exit(1)`], opts);
+    return super.spawnDetached(
+      [process.execPath, '-e', `process.stderr.write(${JSON.stringify(this.text)}); process.exit(1)`],
+      opts,
+    );
   }
 }
 
@@ -55,11 +58,16 @@ test('a bad config.toml is named by the CLI before any daemon is started', async
 
 test('a daemon that dies while starting is reported with its own error at once', async () => {
   const paths = home();
-  const runner = new DyingDaemon('2024-01-01T00:00:00.000Z INFO bangerd starting\nbangerd: the state directory is in use by another bangerd (pid 4242)\nhint: stop it with `banger daemon stop`\n');
+  const runner = new DyingDaemon(
+    '2024-01-01T00:00:00.000Z INFO bangerd starting\nbangerd: the state directory is in use by another bangerd (pid 4242)\nhint: stop it with `banger daemon stop`\n',
+  );
   await assert.rejects(new DaemonClient(paths, runner, 'test').call('vm.list', {}), (e: unknown) => {
     assert.ok(e instanceof AppError);
     assert.equal(e.code, 'operation_failed');
-    assert.match(e.message, /^bangerd exited while starting: the state directory is in use by another bangerd \(pid 4242\)$/);
+    assert.match(
+      e.message,
+      /^bangerd exited while starting: the state directory is in use by another bangerd \(pid 4242\)$/,
+    );
     assert.match(e.hint ?? '', /stop it with `banger daemon stop`/);
     assert.match(e.hint ?? '', /bangerd\.log/);
     return true;
@@ -72,7 +80,9 @@ test('a daemon that lost a start race to another one (which holds the state dir)
   mkdirSync(paths.stateDir, { recursive: true });
   // The winner: holds the state-dir lock now and answers on the socket a moment later.
   const lock = await StateLock.acquire(paths.stateLock, paths.stateDir);
-  const winner = createServer((sock) => sock.once('data', () => sock.end(`${JSON.stringify({ result: ['from-the-winner'], op_id: 'op-x' })}\n`)));
+  const winner = createServer((sock) =>
+    sock.once('data', () => sock.end(`${JSON.stringify({ result: ['from-the-winner'], op_id: 'op-x' })}\n`)),
+  );
   const listening = new Promise<void>((r) => setTimeout(() => winner.listen(paths.socket, r), 500));
   try {
     const runner = new DyingDaemon(`bangerd: bangerd is already running on state dir ${paths.stateDir} (pid 4242)\n`);
@@ -87,7 +97,10 @@ test('a daemon that lost a start race to another one (which holds the state dir)
 
 test('startFailure: the last bangerd line and its hint, a fatal stack, or the last log line', () => {
   const log = '/s/bangerd.log';
-  const fatal = startFailure('x INFO starting\nbangerd: fatal: SqliteError: file is not a database\n    at Database (/x.js:1:1)\n', log);
+  const fatal = startFailure(
+    'x INFO starting\nbangerd: fatal: SqliteError: file is not a database\n    at Database (/x.js:1:1)\n',
+    log,
+  );
   assert.equal(fatal.message, 'bangerd exited while starting: SqliteError: file is not a database');
   assert.equal(fatal.hint, `the daemon log is ${log}`);
   const older = startFailure('bangerd: old failure\nhint: old\nx INFO bangerd starting\nbangerd: new failure\n', log);
@@ -101,7 +114,10 @@ test('the CLI does not talk to a socket in a runtime dir that is a planted symli
   const root = mkdtempSync(join(tmpdir(), 'banger-client-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   mkdirSync(join(root, 'run'), { mode: 0o700 });
-  const paths = new Paths({ HOME: root, XDG_STATE_HOME: join(root, 'state'), XDG_RUNTIME_DIR: join(root, 'run') }, process.getuid?.() ?? 0);
+  const paths = new Paths(
+    { HOME: root, XDG_STATE_HOME: join(root, 'state'), XDG_RUNTIME_DIR: join(root, 'run') },
+    process.getuid?.() ?? 0,
+  );
   // Someone else's directory, with a socket that answers like a daemon.
   const planted = join(root, 'planted');
   mkdirSync(planted);
@@ -129,14 +145,33 @@ test('the CLI does not talk to a socket in a runtime dir that is a planted symli
 
 test('versionSwapRefusal: an idle daemon of another version may be replaced; a busy one is refused, naming its work', () => {
   const st = { pid: 4242, version: '1.0+old', uptime_s: 9, socket: '/s', state_dir: '/d', operations: 0 };
-  const statusOnly = [{ op_id: 'op-l', method: 'daemon.operations.list', running_s: 0 }, { op_id: 'op-s', method: 'daemon.status', running_s: 0 }];
-  const pull = { op_id: 'op-abc', method: 'kernel.pull', running_s: 12 };
-  const cases: { what: string; operations: number; ops: typeof statusOnly | undefined; refused: RegExp | undefined }[] = [
-    { what: 'idle, no listing', operations: 0, ops: undefined, refused: undefined },
-    { what: 'idle, listing holds only daemon.* requests (ours or another CLI status)', operations: 2, ops: statusOnly, refused: undefined },
-    { what: 'busy, listing unreadable (older daemon)', operations: 3, ops: undefined, refused: /busy with 3 operation\(s\)/ },
-    { what: 'busy, named', operations: 2, ops: [...statusOnly, pull], refused: /busy with kernel\.pull \(op-abc, 12s\)/ },
+  const statusOnly = [
+    { op_id: 'op-l', method: 'daemon.operations.list', running_s: 0 },
+    { op_id: 'op-s', method: 'daemon.status', running_s: 0 },
   ];
+  const pull = { op_id: 'op-abc', method: 'kernel.pull', running_s: 12 };
+  const cases: { what: string; operations: number; ops: typeof statusOnly | undefined; refused: RegExp | undefined }[] =
+    [
+      { what: 'idle, no listing', operations: 0, ops: undefined, refused: undefined },
+      {
+        what: 'idle, listing holds only daemon.* requests (ours or another CLI status)',
+        operations: 2,
+        ops: statusOnly,
+        refused: undefined,
+      },
+      {
+        what: 'busy, listing unreadable (older daemon)',
+        operations: 3,
+        ops: undefined,
+        refused: /busy with 3 operation\(s\)/,
+      },
+      {
+        what: 'busy, named',
+        operations: 2,
+        ops: [...statusOnly, pull],
+        refused: /busy with kernel\.pull \(op-abc, 12s\)/,
+      },
+    ];
   for (const c of cases) {
     const e = versionSwapRefusal({ ...st, operations: c.operations }, c.ops, '2.0+new');
     if (c.refused === undefined) {

@@ -15,7 +15,10 @@ import type { CommandRunner } from '../system/runner.js';
 export class RemoteError extends AppError {
   readonly opId: string;
   constructor(w: WireError) {
-    super(w.code, w.message, { ...(w.hint === undefined ? {} : { hint: w.hint }), ...(w.detail === undefined ? {} : { detail: w.detail }) });
+    super(w.code, w.message, {
+      ...(w.hint === undefined ? {} : { hint: w.hint }),
+      ...(w.detail === undefined ? {} : { detail: w.detail }),
+    });
     this.opId = w.op_id;
   }
 }
@@ -101,7 +104,13 @@ export class DaemonClient {
       });
       sock.on('error', (e) => settle(() => reject(e)));
       sock.on('close', () =>
-        settle(() => reject(new AppError('operation_failed', `the daemon closed the connection during ${method}`, { hint: 'see `banger daemon logs`' }))),
+        settle(() =>
+          reject(
+            new AppError('operation_failed', `the daemon closed the connection during ${method}`, {
+              hint: 'see `banger daemon logs`',
+            }),
+          ),
+        ),
       );
     });
   }
@@ -113,7 +122,9 @@ export class DaemonClient {
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
     const logOffset = await logSize(this.paths.daemonLog);
     // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.
-    const pid = await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], { logFile: this.paths.daemonLog });
+    const pid = await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], {
+      logFile: this.paths.daemonLog,
+    });
     const deadline = Date.now() + START_TIMEOUT_MS;
     let raceLost = false;
     while (Date.now() < deadline) {
@@ -161,13 +172,24 @@ export class DaemonClient {
  * may be restarted (nothing in flight), else the error that says why not, naming
  * the running operations (`ops`, from daemon.operations.list, when it could be read).
  */
-export function versionSwapRefusal(st: DaemonStatus, ops: readonly OperationView[] | undefined, cliVersion: string): AppError | undefined {
+export function versionSwapRefusal(
+  st: DaemonStatus,
+  ops: readonly OperationView[] | undefined,
+  cliVersion: string,
+): AppError | undefined {
   // The listing includes the client's own daemon.* requests (status, the listing itself): those are not work.
   const running = (ops ?? []).filter((o) => !o.method.startsWith('daemon.'));
   const busy = ops === undefined ? st.operations > 0 : running.length > 0;
   if (!busy) return undefined;
-  const what = running.length > 0 ? running.map((o) => `${o.method} (${o.op_id}, ${o.running_s}s)`).join(', ') : `${st.operations} operation(s)`;
-  return new AppError('bad_version', `the running daemon (pid ${st.pid}) is version ${st.version}, this CLI is ${cliVersion}; not restarting it while it is busy with ${what}`, {
-    hint: 'retry when they finish (`banger daemon status` shows what is in flight): the CLI then restarts the daemon with its own version; `banger daemon stop` restarts it now but cancels them',
-  });
+  const what =
+    running.length > 0
+      ? running.map((o) => `${o.method} (${o.op_id}, ${o.running_s}s)`).join(', ')
+      : `${st.operations} operation(s)`;
+  return new AppError(
+    'bad_version',
+    `the running daemon (pid ${st.pid}) is version ${st.version}, this CLI is ${cliVersion}; not restarting it while it is busy with ${what}`,
+    {
+      hint: 'retry when they finish (`banger daemon status` shows what is in flight): the CLI then restarts the daemon with its own version; `banger daemon stop` restarts it now but cancels them',
+    },
+  );
 }

@@ -12,7 +12,10 @@ const MAX_LOG_TAIL = 64 * 1024;
  * command's start.
  */
 export async function checkConfigBeforeStart(configFile: string): Promise<void> {
-  const [{ loadConfigFile }, { HostProbe }] = await Promise.all([import('../config/file.js'), import('../system/host.js')]);
+  const [{ loadConfigFile }, { HostProbe }] = await Promise.all([
+    import('../config/file.js'),
+    import('../system/host.js'),
+  ]);
   await loadConfigFile(configFile, new HostProbe());
 }
 
@@ -31,7 +34,10 @@ export async function logSize(path: string): Promise<number> {
  * Without such a line the last log line is shown.
  */
 export function startFailure(logText: string, logPath: string): AppError {
-  const lines = logText.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '');
+  const lines = logText
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l !== '');
   let at = -1;
   for (let i = lines.length - 1; i >= 0; i--) {
     if (lines[i]?.startsWith('bangerd: ')) {
@@ -42,11 +48,19 @@ export function startFailure(logText: string, logPath: string): AppError {
   const seeLog = `the daemon log is ${logPath}`;
   if (at < 0) {
     const last = lines.at(-1);
-    return new AppError('operation_failed', last ? `bangerd exited while starting; its log ends with: ${last}` : 'bangerd exited while starting without saying why', { hint: seeLog });
+    return new AppError(
+      'operation_failed',
+      last
+        ? `bangerd exited while starting; its log ends with: ${last}`
+        : 'bangerd exited while starting without saying why',
+      { hint: seeLog },
+    );
   }
   const message = (lines[at] as string).slice('bangerd: '.length).replace(/^fatal: /, '');
   const hint = lines.slice(at + 1).find((l) => l.startsWith('hint: '));
-  return new AppError('operation_failed', `bangerd exited while starting: ${message}`, { hint: hint ? `${hint.slice('hint: '.length)} (${seeLog})` : seeLog });
+  return new AppError('operation_failed', `bangerd exited while starting: ${message}`, {
+    hint: hint ? `${hint.slice('hint: '.length)} (${seeLog})` : seeLog,
+  });
 }
 
 /**

@@ -23,7 +23,11 @@ function program(): { parse: (argv: string[]) => Promise<unknown>; calls: [strin
     version: 'test',
     env: {},
   } as unknown as CliContext;
-  const p = buildProgram(() => ctx, () => undefined, () => undefined);
+  const p = buildProgram(
+    () => ctx,
+    () => undefined,
+    () => undefined,
+  );
   return { parse: (argv) => p.parseAsync(argv, { from: 'user' }), calls };
 }
 
@@ -39,7 +43,13 @@ for (const argv of [
 ]) {
   test(`an empty value is refused before the daemon is asked: banger ${argv.map((a) => JSON.stringify(a)).join(' ')}`, async () => {
     const { parse, calls } = program();
-    await assert.rejects(parse(argv), (e: unknown) => e instanceof AppError && e.code === 'bad_request' && /^invalid (--[a-z-]+|<[a-z]+>) "\s*": must not be empty$/.test(e.message));
+    await assert.rejects(
+      parse(argv),
+      (e: unknown) =>
+        e instanceof AppError &&
+        e.code === 'bad_request' &&
+        /^invalid (--[a-z-]+|<[a-z]+>) "\s*": must not be empty$/.test(e.message),
+    );
     assert.deepEqual(calls, []);
   });
 }

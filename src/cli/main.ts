@@ -60,7 +60,11 @@ export function rejectEmptyValues(cmd: Command): void {
   for (const sub of cmd.commands) rejectEmptyValues(sub);
 }
 
-export function buildProgram(ctx: () => CliContext, setCode: (c: ExitCode) => void, guest: () => string[] | undefined): Command {
+export function buildProgram(
+  ctx: () => CliContext,
+  setCode: (c: ExitCode) => void,
+  guest: () => string[] | undefined,
+): Command {
   const version = ctx().version;
   const program = new Command('banger')
     .description('one-command development sandboxes on microVMs')
@@ -123,7 +127,11 @@ export async function main(argv: string[]): Promise<never> {
   };
   const { own, guest } = splitGuestCommand(argv);
   let code: ExitCode = 0;
-  const program = buildProgram(() => c, (n) => (code = n), () => guest);
+  const program = buildProgram(
+    () => c,
+    (n) => (code = n),
+    () => guest,
+  );
   try {
     await program.parseAsync(own, { from: 'user' });
   } catch (e) {

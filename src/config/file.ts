@@ -10,7 +10,11 @@ export async function loadConfigFile(path: string, host: HostProbe): Promise<Con
     text = await readFile(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw badRequest(`cannot read ${path}: ${code ?? (e as Error).message}`, 'config.toml must be a readable file (or absent for all defaults)');
+    if (code !== 'ENOENT')
+      throw badRequest(
+        `cannot read ${path}: ${code ?? (e as Error).message}`,
+        'config.toml must be a readable file (or absent for all defaults)',
+      );
   }
   return parseConfig(text, path, { cpus: host.cpuCount(), memBytes: host.memBytes() });
 }

@@ -181,8 +181,17 @@ for (const c of partialCases) {
 }
 
 test('the host limits themselves are accepted: all its memory, all its CPUs, an 8T disk', () => {
-  const c = parseConfig('[vm_defaults]\nmemory_mib = 16384\nvcpu = 8\ndisk_size = "8T"\nsystem_overlay_size = "8T"\n', SRC, HOST);
-  assert.deepEqual(c.vmDefaults, { vcpu: 8, memoryMib: 16384, diskSizeBytes: 8 * 1024 * G, systemOverlaySizeBytes: 8 * 1024 * G });
+  const c = parseConfig(
+    '[vm_defaults]\nmemory_mib = 16384\nvcpu = 8\ndisk_size = "8T"\nsystem_overlay_size = "8T"\n',
+    SRC,
+    HOST,
+  );
+  assert.deepEqual(c.vmDefaults, {
+    vcpu: 8,
+    memoryMib: 16384,
+    diskSizeBytes: 8 * 1024 * G,
+    systemOverlaySizeBytes: 8 * 1024 * G,
+  });
 });
 
 test('parseConfig does not share state between calls', () => {
@@ -212,37 +221,93 @@ const errorCases: { name: string; text: string; message: RegExp | string; hint?:
     message: `${SRC}: unknown key "file_sync[0].hots"`,
     hint: /file_sync\[\]\.host/,
   },
-  { name: 'bad enum', text: 'vmm = "kvmtool"\n', message: `${SRC}: invalid value for vmm: expected one of "auto", "firecracker", "qemu", got "kvmtool"` },
+  {
+    name: 'bad enum',
+    text: 'vmm = "kvmtool"\n',
+    message: `${SRC}: invalid value for vmm: expected one of "auto", "firecracker", "qemu", got "kvmtool"`,
+  },
   { name: 'wrong type', text: 'log_level = 3\n', message: /invalid value for log_level: expected one of .*, got 3$/ },
-  { name: 'vcpu zero', text: '[vm_defaults]\nvcpu = 0\n', message: /invalid value for vm_defaults\.vcpu: expected an integer of at least 1, got 0/ },
+  {
+    name: 'vcpu zero',
+    text: '[vm_defaults]\nvcpu = 0\n',
+    message: /invalid value for vm_defaults\.vcpu: expected an integer of at least 1, got 0/,
+  },
   { name: 'vcpu fraction', text: '[vm_defaults]\nvcpu = 1.5\n', message: /vm_defaults\.vcpu/ },
   { name: 'memory too small', text: '[vm_defaults]\nmemory_mib = 64\n', message: /vm_defaults\.memory_mib/ },
   { name: 'memory not whole MiB', text: '[vm_defaults]\nmemory_mib = "1000K"\n', message: /vm_defaults\.memory_mib/ },
-  { name: 'memory garbage', text: '[vm_defaults]\nmemory_mib = "lots"\n', message: /invalid size for vm_defaults\.memory_mib: "lots"/ },
+  {
+    name: 'memory garbage',
+    text: '[vm_defaults]\nmemory_mib = "lots"\n',
+    message: /invalid size for vm_defaults\.memory_mib: "lots"/,
+  },
   {
     name: 'bad size',
     text: '[vm_defaults]\ndisk_size = "1Q"\n',
     message: `${SRC}: invalid size for vm_defaults.disk_size: "1Q"`,
     hint: /^use a number with K, M or G/,
   },
-  { name: 'size as boolean', text: '[vm_defaults]\nsystem_overlay_size = true\n', message: /invalid value for vm_defaults\.system_overlay_size: expected a size such as "8G", got true/ },
-  { name: 'bad duration', text: 'ssh_wait_timeout = "soon"\n', message: `${SRC}: invalid duration for ssh_wait_timeout: "soon"` },
-  { name: 'duration as number', text: 'ssh_wait_timeout = 90\n', message: /ssh_wait_timeout: expected a duration string/ },
+  {
+    name: 'size as boolean',
+    text: '[vm_defaults]\nsystem_overlay_size = true\n',
+    message: /invalid value for vm_defaults\.system_overlay_size: expected a size such as "8G", got true/,
+  },
+  {
+    name: 'bad duration',
+    text: 'ssh_wait_timeout = "soon"\n',
+    message: `${SRC}: invalid duration for ssh_wait_timeout: "soon"`,
+  },
+  {
+    name: 'duration as number',
+    text: 'ssh_wait_timeout = 90\n',
+    message: /ssh_wait_timeout: expected a duration string/,
+  },
   { name: 'zero ssh wait', text: 'ssh_wait_timeout = "0"\n', message: /ssh_wait_timeout must be longer than 0/ },
-  { name: 'bad auto stop', text: 'auto_stop_stale_after = "-1h"\n', message: /invalid duration for auto_stop_stale_after/ },
-  { name: 'bad bridge name', text: 'bridge_name = "virbr0"\n', message: /invalid value for bridge_name: expected "br-fc" or "br-fc-<suffix>"/ },
+  {
+    name: 'bad auto stop',
+    text: 'auto_stop_stale_after = "-1h"\n',
+    message: /invalid duration for auto_stop_stale_after/,
+  },
+  {
+    name: 'bad bridge name',
+    text: 'bridge_name = "virbr0"\n',
+    message: /invalid value for bridge_name: expected "br-fc" or "br-fc-<suffix>"/,
+  },
   { name: 'bridge name prefix only', text: 'bridge_name = "br-fc-"\n', message: /bridge_name/ },
   { name: 'bridge name too long', text: 'bridge_name = "br-fc-0123456789"\n', message: /bridge_name/ },
   { name: 'bridge name lookalike', text: 'bridge_name = "br-fcx"\n', message: /bridge_name/ },
-  { name: 'bad bridge ip', text: 'bridge_ip = "172.16.0.256"\n', message: /invalid value for bridge_ip: expected an IPv4 address/ },
-  { name: 'cidr too big', text: 'cidr = 31\n', message: /invalid value for cidr: expected an integer prefix length from 1 to 30, got 31/ },
+  {
+    name: 'bad bridge ip',
+    text: 'bridge_ip = "172.16.0.256"\n',
+    message: /invalid value for bridge_ip: expected an IPv4 address/,
+  },
+  {
+    name: 'cidr too big',
+    text: 'cidr = 31\n',
+    message: /invalid value for cidr: expected an integer prefix length from 1 to 30, got 31/,
+  },
   { name: 'cidr zero', text: 'cidr = 0\n', message: /cidr/ },
   { name: 'dns_listen without port', text: 'dns_listen = "127.0.0.1"\n', message: /invalid value for dns_listen/ },
   { name: 'dns_listen hostname', text: 'dns_listen = "localhost:53"\n', message: /invalid value for dns_listen/ },
-  { name: 'dns_listen port out of range', text: 'dns_listen = "127.0.0.1:70000"\n', message: /invalid value for dns_listen/ },
-  { name: 'registry without port', text: 'insecure_registries = ["10.0.0.5"]\n', message: /invalid value for insecure_registries\[0\]: expected a "host:port" string/ },
-  { name: 'registries not an array', text: 'insecure_registries = "10.0.0.5:5000"\n', message: /insecure_registries: expected an array/ },
-  { name: 'mirror not a URL', text: 'mirror = "deb.debian.org"\n', message: /invalid value for mirror: expected an http\(s\) URL/ },
+  {
+    name: 'dns_listen port out of range',
+    text: 'dns_listen = "127.0.0.1:70000"\n',
+    message: /invalid value for dns_listen/,
+  },
+  {
+    name: 'registry without port',
+    text: 'insecure_registries = ["10.0.0.5"]\n',
+    message: /invalid value for insecure_registries\[0\]: expected a "host:port" string/,
+  },
+  {
+    name: 'registries not an array',
+    text: 'insecure_registries = "10.0.0.5:5000"\n',
+    message: /insecure_registries: expected an array/,
+  },
+  {
+    name: 'mirror not a URL',
+    text: 'mirror = "deb.debian.org"\n',
+    message: /invalid value for mirror: expected an http\(s\) URL/,
+  },
   { name: 'mirror ftp', text: 'mirror = "ftp://deb.debian.org/debian"\n', message: /mirror/ },
   { name: 'empty string', text: 'firecracker_bin = ""\n', message: /firecracker_bin/ },
   { name: 'network mode', text: 'network_mode = "tap"\n', message: /network_mode: expected one of "user", "bridge"/ },
@@ -252,13 +317,41 @@ const errorCases: { name: string; text: string; message: RegExp | string; hint?:
     text: '[[file_sync]]\nhost = "a"\nguest = "~/a"\n\n[[file_sync]]\nhost = "b"\nguest = "/etc/b"\n',
     message: `${SRC}: file_sync[1].guest must be a path under ~/ or /root/: "/etc/b"`,
   },
-  { name: 'file_sync guest is home itself', text: '[[file_sync]]\nhost = "a"\nguest = "~/"\n', message: /file_sync\[0\]\.guest must be a path under/ },
-  { name: 'file_sync guest relative', text: '[[file_sync]]\nhost = "a"\nguest = "a"\n', message: /file_sync\[0\]\.guest/ },
-  { name: 'file_sync guest escapes', text: '[[file_sync]]\nhost = "a"\nguest = "/root/../etc/passwd"\n', message: /file_sync\[0\]\.guest must not contain "\.\."/ },
-  { name: 'file_sync missing host', text: '[[file_sync]]\nguest = "~/a"\n', message: `${SRC}: missing required key "file_sync[0].host" (expected a non-empty string (path on the host))` },
-  { name: 'file_sync mode not octal', text: '[[file_sync]]\nhost = "a"\nguest = "~/a"\nmode = "0689"\n', message: /file_sync\[0\]\.mode: expected a string of octal digits/ },
-  { name: 'file_sync mode as integer', text: '[[file_sync]]\nhost = "a"\nguest = "~/a"\nmode = 600\n', message: /file_sync\[0\]\.mode/ },
-  { name: 'file_sync as a table', text: '[file_sync]\nhost = "a"\n', message: /file_sync: expected an array of tables/ },
+  {
+    name: 'file_sync guest is home itself',
+    text: '[[file_sync]]\nhost = "a"\nguest = "~/"\n',
+    message: /file_sync\[0\]\.guest must be a path under/,
+  },
+  {
+    name: 'file_sync guest relative',
+    text: '[[file_sync]]\nhost = "a"\nguest = "a"\n',
+    message: /file_sync\[0\]\.guest/,
+  },
+  {
+    name: 'file_sync guest escapes',
+    text: '[[file_sync]]\nhost = "a"\nguest = "/root/../etc/passwd"\n',
+    message: /file_sync\[0\]\.guest must not contain "\.\."/,
+  },
+  {
+    name: 'file_sync missing host',
+    text: '[[file_sync]]\nguest = "~/a"\n',
+    message: `${SRC}: missing required key "file_sync[0].host" (expected a non-empty string (path on the host))`,
+  },
+  {
+    name: 'file_sync mode not octal',
+    text: '[[file_sync]]\nhost = "a"\nguest = "~/a"\nmode = "0689"\n',
+    message: /file_sync\[0\]\.mode: expected a string of octal digits/,
+  },
+  {
+    name: 'file_sync mode as integer',
+    text: '[[file_sync]]\nhost = "a"\nguest = "~/a"\nmode = 600\n',
+    message: /file_sync\[0\]\.mode/,
+  },
+  {
+    name: 'file_sync as a table',
+    text: '[file_sync]\nhost = "a"\n',
+    message: /file_sync: expected an array of tables/,
+  },
   // Limits that depend on the host (HOST: 8 CPUs, 16 GiB) or on what a disk file can be.
   {
     name: 'memory above host RAM',
@@ -266,15 +359,27 @@ const errorCases: { name: string; text: string; message: RegExp | string; hint?:
     message: `${SRC}: vm_defaults.memory_mib 1000000000000 MiB is more than this host's memory: at most 16384 MiB`,
     hint: /lower vm_defaults\.memory_mib/,
   },
-  { name: 'memory size string above host RAM', text: '[vm_defaults]\nmemory_mib = "17G"\n', message: /vm_defaults\.memory_mib 17408 MiB is more than this host's memory: at most 16384 MiB/ },
+  {
+    name: 'memory size string above host RAM',
+    text: '[vm_defaults]\nmemory_mib = "17G"\n',
+    message: /vm_defaults\.memory_mib 17408 MiB is more than this host's memory: at most 16384 MiB/,
+  },
   {
     name: 'vcpu above host CPUs',
     text: '[vm_defaults]\nvcpu = 9\n',
     message: `${SRC}: vm_defaults.vcpu 9 is more than this host's 8 CPUs: at most 8`,
     hint: /lower vm_defaults\.vcpu/,
   },
-  { name: 'disk size above the maximum', text: '[vm_defaults]\ndisk_size = "9T"\n', message: `${SRC}: vm_defaults.disk_size 9T is larger than the maximum disk size, 8T` },
-  { name: 'overlay size above the maximum', text: '[vm_defaults]\nsystem_overlay_size = 1e9\n', message: /vm_defaults\.system_overlay_size .* is larger than the maximum disk size, 8T/ },
+  {
+    name: 'disk size above the maximum',
+    text: '[vm_defaults]\ndisk_size = "9T"\n',
+    message: `${SRC}: vm_defaults.disk_size 9T is larger than the maximum disk size, 8T`,
+  },
+  {
+    name: 'overlay size above the maximum',
+    text: '[vm_defaults]\nsystem_overlay_size = 1e9\n',
+    message: /vm_defaults\.system_overlay_size .* is larger than the maximum disk size, 8T/,
+  },
 ];
 for (const c of errorCases) {
   test(`parseConfig rejects: ${c.name}`, () => {

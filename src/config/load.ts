@@ -34,7 +34,12 @@ export interface Config {
   /** Most bytes of uncompressed tar an image pull or build may read, all layers together (max_unpacked_size). */
   maxUnpackedBytes: number;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
-  provenance: { vcpu: Provenance; memoryMib: Provenance; diskSizeBytes: Provenance; systemOverlaySizeBytes: Provenance };
+  provenance: {
+    vcpu: Provenance;
+    memoryMib: Provenance;
+    diskSizeBytes: Provenance;
+    systemOverlaySizeBytes: Provenance;
+  };
   fileSync: { host: string; guest: string; mode: number }[];
 }
 
@@ -146,10 +151,16 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   const vd = f.vm_defaults;
   // Limits that depend on this host (the schema checks what holds everywhere).
   if (vd?.vcpu !== undefined && vd.vcpu > maxVcpu(host)) {
-    throw badRequest(`${source}: vm_defaults.vcpu ${vd.vcpu} is more than this host's ${host.cpus} CPUs: at most ${maxVcpu(host)}`, `lower vm_defaults.vcpu in ${source}, or remove it to use the default`);
+    throw badRequest(
+      `${source}: vm_defaults.vcpu ${vd.vcpu} is more than this host's ${host.cpus} CPUs: at most ${maxVcpu(host)}`,
+      `lower vm_defaults.vcpu in ${source}, or remove it to use the default`,
+    );
   }
   if (vd?.memory_mib !== undefined && vd.memory_mib > maxMemoryMib(host)) {
-    throw badRequest(`${source}: vm_defaults.memory_mib ${vd.memory_mib} MiB is more than this host's memory: at most ${maxMemoryMib(host)} MiB`, `lower vm_defaults.memory_mib in ${source}, or remove it to use the default`);
+    throw badRequest(
+      `${source}: vm_defaults.memory_mib ${vd.memory_mib} MiB is more than this host's memory: at most ${maxMemoryMib(host)} MiB`,
+      `lower vm_defaults.memory_mib in ${source}, or remove it to use the default`,
+    );
   }
   if (vd?.vcpu !== undefined) {
     cfg.vmDefaults.vcpu = vd.vcpu;
@@ -169,7 +180,11 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   }
 
   if (f.file_sync !== undefined) {
-    cfg.fileSync = f.file_sync.map((e) => ({ host: e.host, guest: e.guest, mode: e.mode === undefined ? 0o600 : parseInt(e.mode, 8) }));
+    cfg.fileSync = f.file_sync.map((e) => ({
+      host: e.host,
+      guest: e.guest,
+      mode: e.mode === undefined ? 0o600 : parseInt(e.mode, 8),
+    }));
   }
   return cfg;
 }

@@ -82,13 +82,19 @@ const memoryField = z.union([z.number(), z.string()]).transform((v, ctx) => {
     mib = bytes / MIB;
   }
   if (!Number.isInteger(mib) || mib < 128) {
-    pushIssue(ctx, v, `invalid memory size for {path}: ${JSON.stringify(String(v))} (need a whole number of MiB, at least 128)`, hint);
+    pushIssue(
+      ctx,
+      v,
+      `invalid memory size for {path}: ${JSON.stringify(String(v))} (need a whole number of MiB, at least 128)`,
+      hint,
+    );
     return z.NEVER;
   }
   return mib;
 });
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 function splitHostPort(s: string): { host: string; port: string } | undefined {
   const m = /^\[([^\]]+)\]:(\d+)$/.exec(s) ?? /^([^:[\]]+):(\d+)$/.exec(s);
@@ -147,12 +153,25 @@ export const fileSyncEntrySchema = z.strictObject({
   guest: z.string().superRefine((v, ctx) => {
     const under = GUEST_PREFIXES.find((p) => v.startsWith(p));
     if (under === undefined || v.length === under.length) {
-      pushIssue(ctx, v, `{path} must be a path under ~/ or /root/: ${JSON.stringify(v)}`, 'file_sync copies into the home directory of the guest\'s root user, e.g. guest = "~/.gitconfig"');
+      pushIssue(
+        ctx,
+        v,
+        `{path} must be a path under ~/ or /root/: ${JSON.stringify(v)}`,
+        'file_sync copies into the home directory of the guest\'s root user, e.g. guest = "~/.gitconfig"',
+      );
     } else if (v.split('/').includes('..')) {
-      pushIssue(ctx, v, `{path} must not contain "..": ${JSON.stringify(v)}`, 'write the guest path without ".." components');
+      pushIssue(
+        ctx,
+        v,
+        `{path} must not contain "..": ${JSON.stringify(v)}`,
+        'write the guest path without ".." components',
+      );
     }
   }),
-  mode: z.string().regex(/^[0-7]{3,4}$/).optional(),
+  mode: z
+    .string()
+    .regex(/^[0-7]{3,4}$/)
+    .optional(),
 });
 
 export const configFileSchema = z.strictObject({

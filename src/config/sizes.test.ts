@@ -34,10 +34,32 @@ for (const c of sizeOk) {
   test(`parseSize(${JSON.stringify(c.input)})`, () => assert.equal(parseSize(c.input, 'disk_size'), c.want));
 }
 
-const sizeBad: (string | number)[] = ['1Q', '', 'G', '-1G', '0', '0G', 0, -5, NaN, Infinity, '8GB', '8 MB', '1e3', '8  G', 'eight', '0.1B', '1.1G', '9999999999T'];
+const sizeBad: (string | number)[] = [
+  '1Q',
+  '',
+  'G',
+  '-1G',
+  '0',
+  '0G',
+  0,
+  -5,
+  NaN,
+  Infinity,
+  '8GB',
+  '8 MB',
+  '1e3',
+  '8  G',
+  'eight',
+  '0.1B',
+  '1.1G',
+  '9999999999T',
+];
 for (const input of sizeBad) {
   test(`parseSize rejects ${JSON.stringify(String(input))}`, () => {
-    assert.throws(() => parseSize(input, 'vm_defaults.disk_size'), (e: unknown) => isBadRequest(e) && (e as AppError).message.includes('vm_defaults.disk_size'));
+    assert.throws(
+      () => parseSize(input, 'vm_defaults.disk_size'),
+      (e: unknown) => isBadRequest(e) && (e as AppError).message.includes('vm_defaults.disk_size'),
+    );
   });
 }
 
@@ -84,7 +106,8 @@ const durationOk: { input: string; want: number }[] = [
   { input: ' 90s ', want: 90_000 },
 ];
 for (const c of durationOk) {
-  test(`parseDuration(${JSON.stringify(c.input)})`, () => assert.equal(parseDuration(c.input, 'ssh_wait_timeout'), c.want));
+  test(`parseDuration(${JSON.stringify(c.input)})`, () =>
+    assert.equal(parseDuration(c.input, 'ssh_wait_timeout'), c.want));
 }
 
 const durationBad = ['', '90', 'abc', '5x', '-5s', '1d', '30m1h', '1h1h', '1 h', '1.5ms5', '0.5ms', 's', '1h 30m'];

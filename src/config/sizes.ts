@@ -62,7 +62,10 @@ export const MAX_DISK_BYTES = 8 * TIB;
 /** Rejects a disk size above MAX_DISK_BYTES, naming `field` and the maximum. */
 export function checkDiskSize(bytes: number, field: string): number {
   if (bytes > MAX_DISK_BYTES) {
-    throw badRequest(`${field} ${formatSize(bytes)} is larger than the maximum disk size, ${formatSize(MAX_DISK_BYTES)}`, `use at most ${formatSize(MAX_DISK_BYTES)}; disks are sparse files, so a smaller size costs nothing until the guest writes`);
+    throw badRequest(
+      `${field} ${formatSize(bytes)} is larger than the maximum disk size, ${formatSize(MAX_DISK_BYTES)}`,
+      `use at most ${formatSize(MAX_DISK_BYTES)}; disks are sparse files, so a smaller size costs nothing until the guest writes`,
+    );
   }
   return bytes;
 }
@@ -102,7 +105,10 @@ const DURATION_UNITS: readonly [string, number][] = [
  */
 export function parseDuration(s: string, field: string): number {
   const fail = (): Error =>
-    badRequest(`invalid duration for ${field}: ${JSON.stringify(s)}`, 'use a number with a unit h, m, s or ms, e.g. 90s, 5m or 1h30m; 0 disables');
+    badRequest(
+      `invalid duration for ${field}: ${JSON.stringify(s)}`,
+      'use a number with a unit h, m, s or ms, e.g. 90s, 5m or 1h30m; 0 disables',
+    );
   const text = s.trim();
   if (text === '0') return 0;
   const re = /(\d+(?:\.\d+)?)(ms|h|m|s)/y;

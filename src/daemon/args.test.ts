@@ -18,6 +18,9 @@ for (const [argv, re] of [
   [['--version', '--help'], /one flag at most/],
 ] as const) {
   test(`bangerd ${argv.join(' ')} is refused`, () => {
-    assert.throws(() => parseDaemonArgs(argv), (e: Error & { code?: string }) => e.code === 'bad_request' && re.test(e.message));
+    assert.throws(
+      () => parseDaemonArgs(argv),
+      (e: Error & { code?: string }) => e.code === 'bad_request' && re.test(e.message),
+    );
   });
 }

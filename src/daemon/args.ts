@@ -27,8 +27,13 @@ const FLAGS: Readonly<Record<string, DaemonMode>> = {
 export function parseDaemonArgs(argv: readonly string[]): DaemonMode {
   const hint = 'run `bangerd --help` for the flags it takes';
   for (const a of argv) {
-    if (!(a in FLAGS)) throw badRequest(a.startsWith('-') ? `unknown option ${JSON.stringify(a)}` : `unexpected argument ${JSON.stringify(a)}`, hint);
+    if (!(a in FLAGS))
+      throw badRequest(
+        a.startsWith('-') ? `unknown option ${JSON.stringify(a)}` : `unexpected argument ${JSON.stringify(a)}`,
+        hint,
+      );
   }
-  if (argv.length > 1) throw badRequest(`bangerd takes one flag at most, got ${argv.map((a) => JSON.stringify(a)).join(' ')}`, hint);
+  if (argv.length > 1)
+    throw badRequest(`bangerd takes one flag at most, got ${argv.map((a) => JSON.stringify(a)).join(' ')}`, hint);
   return argv[0] === undefined ? 'run' : (FLAGS[argv[0]] as DaemonMode);
 }

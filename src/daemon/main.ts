@@ -33,15 +33,29 @@ import { DaemonServer, type Handlers } from './server.js';
 
 function imageView(i: ImageRow): ImageView {
   return {
-    id: i.id, name: i.name, source: i.source, kernel: i.kernelName, distro: i.distro, size_bytes: i.sizeBytes,
-    work_seed: i.workSeedPath !== undefined, created_at: i.createdAt,
+    id: i.id,
+    name: i.name,
+    source: i.source,
+    kernel: i.kernelName,
+    distro: i.distro,
+    size_bytes: i.sizeBytes,
+    work_seed: i.workSeedPath !== undefined,
+    created_at: i.createdAt,
   };
 }
 
 function kernelView(k: KernelRow): KernelView {
   return {
-    name: k.name, distro: k.distro, version: k.version, format: k.format, source: k.source, sha256: k.sha256,
-    initrd: k.hasInitrd, modules: k.moduleCount, traits: k.traits, created_at: k.createdAt,
+    name: k.name,
+    distro: k.distro,
+    version: k.version,
+    format: k.format,
+    source: k.source,
+    sha256: k.sha256,
+    initrd: k.hasInitrd,
+    modules: k.moduleCount,
+    traits: k.traits,
+    created_at: k.createdAt,
   };
 }
 
@@ -91,7 +105,8 @@ export async function main(argv: string[]): Promise<number> {
   const config = await loadConfigFile(paths.configFile, host);
   const log = streamLogger(process.stderr, config.logLevel);
   const version = bangerVersion();
-  if (process.env.BANGER_TEST_VERSION) log.warn('BANGER_TEST_VERSION is set: this daemon reports a made-up version (test-only)', { version });
+  if (process.env.BANGER_TEST_VERSION)
+    log.warn('BANGER_TEST_VERSION is set: this daemon reports a made-up version (test-only)', { version });
   const db = openStore(paths.dbFile);
   const ops = new OperationRepo(db);
   ops.closeInterrupted();
@@ -121,13 +136,31 @@ export async function main(argv: string[]): Promise<number> {
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
   const vms = new VmService({
-    paths, vms: vmRepo, images: imageRepo, imageService: images, driver: new QemuDriver(runner, config.qemuBin),
-    runner, keys, config, accel, tscKhz: cpu.tscKhz, log, host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
+    paths,
+    vms: vmRepo,
+    images: imageRepo,
+    imageService: images,
+    driver: new QemuDriver(runner, config.qemuBin),
+    runner,
+    keys,
+    config,
+    accel,
+    tscKhz: cpu.tscKhz,
+    log,
+    host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
     pause: testPauses(process.env.BANGER_TEST_PAUSE, log),
   });
 
   await vms.reconcile();
-  await sweepOrphans(paths, { imageIds: imageRepo.list().map((i) => i.id), kernelNames: kernelRepo.list().map((k) => k.name), vmIds: vmRepo.list().map((v) => v.id) }, log);
+  await sweepOrphans(
+    paths,
+    {
+      imageIds: imageRepo.list().map((i) => i.id),
+      kernelNames: kernelRepo.list().map((k) => k.name),
+      vmIds: vmRepo.list().map((v) => v.id),
+    },
+    log,
+  );
 
   const started = Date.now();
   const handlers = {} as Handlers;
@@ -157,7 +190,11 @@ export async function main(argv: string[]): Promise<number> {
       return { stopping: true };
     },
     'daemon.operations.list': () =>
-      [...server.inflight.entries()].map(([id, o]) => ({ op_id: id, method: o.method, running_s: Math.round((Date.now() - o.started) / 1000) })),
+      [...server.inflight.entries()].map(([id, o]) => ({
+        op_id: id,
+        method: o.method,
+        running_s: Math.round((Date.now() - o.started) / 1000),
+      })),
     'vm.create': (p: Parameters<VmService['create']>[0], ctx) => vms.create(p, ctx),
     'vm.list': () => vms.list(),
     'vm.resolve': (p: { refs: string[] }) => vms.resolveMany(p.refs),
@@ -165,7 +202,8 @@ export async function main(argv: string[]): Promise<number> {
     'vm.stop': (p: { ref: string }, ctx) => vms.stop(p.ref, ctx),
     'vm.restart': (p: { ref: string }, ctx) => vms.restart(p.ref, ctx),
     'vm.kill': (p: { ref: string; signal?: string }) => vms.kill(p.ref, checkSignal(p.signal)),
-    'vm.set': (p: { ref: string; vcpu?: number; memory_mib?: number; disk_size?: string }, ctx) => vms.set(p.ref, p, ctx),
+    'vm.set': (p: { ref: string; vcpu?: number; memory_mib?: number; disk_size?: string }, ctx) =>
+      vms.set(p.ref, p, ctx),
     'vm.prune': (_p: unknown, ctx) => vms.prune(ctx),
     'vm.stats': (p: { ref: string }) => vms.stats(p.ref),
     'vm.show': (p: { ref: string }) => vms.show(p.ref),
@@ -173,11 +211,19 @@ export async function main(argv: string[]): Promise<number> {
     'vm.ssh_info': (p: { ref: string }) => vms.sshInfo(p.ref),
     'vm.logs': (p: { ref: string; tail_bytes?: number }) => vms.logs(p.ref, p.tail_bytes),
     'image.list': () => images.list().map(imageView),
-    'image.show': (p: { name: string }) => ({ ...imageView(images.get(p.name)), dir: images.get(p.name).dir, rootfs: images.get(p.name).rootfsPath, managed: images.get(p.name).managed, assets_version: images.get(p.name).assetsVersion, vms: vmRepo.namesByImage(images.get(p.name).id) }),
+    'image.show': (p: { name: string }) => ({
+      ...imageView(images.get(p.name)),
+      dir: images.get(p.name).dir,
+      rootfs: images.get(p.name).rootfsPath,
+      managed: images.get(p.name).managed,
+      assets_version: images.get(p.name).assetsVersion,
+      vms: vmRepo.namesByImage(images.get(p.name).id),
+    }),
     'image.delete': (p: { name: string }) => images.delete(p.name),
     'image.build': async (p: BuildParams, ctx) => imageView(await images.buildCustom(p, ctx)),
     'image.pull': async (p: PullParams, ctx) => imageView(await images.pull(p, ctx)),
-    'image.register': async (p: { name: string; rootfs: string; kernel_ref?: string; work_seed?: string }, ctx) => imageView(await images.register(p, ctx)),
+    'image.register': async (p: { name: string; rootfs: string; kernel_ref?: string; work_seed?: string }, ctx) =>
+      imageView(await images.register(p, ctx)),
     'image.promote': async (p: { name: string }) => imageView(await images.promote(p.name)),
     'image.cache.prune': (p: { dry_run?: boolean }) => images.pruneCache(p.dry_run ?? false),
     'image.export': (p: { name: string; out: string }, ctx) => images.export(p.name, p.out, ctx),
@@ -185,11 +231,20 @@ export async function main(argv: string[]): Promise<number> {
     'kernel.catalog': () => kernels.catalog(),
     'kernel.show': async (p: { name: string }) => {
       const files = await kernels.files(p.name);
-      return { ...kernelView(kernels.get(p.name)), dir: files.dir, kernel: files.kernel, initrd_path: files.initrd ?? null, modules_disk: files.modulesDisk ?? null, initrd_kind: files.manifest.initrd, initramfs_modules: files.manifest.initramfs_modules ?? [] };
+      return {
+        ...kernelView(kernels.get(p.name)),
+        dir: files.dir,
+        kernel: files.kernel,
+        initrd_path: files.initrd ?? null,
+        modules_disk: files.modulesDisk ?? null,
+        initrd_kind: files.manifest.initrd,
+        initramfs_modules: files.manifest.initramfs_modules ?? [],
+      };
     },
     'kernel.delete': (p: { name: string }) => kernels.delete(p.name),
     'kernel.import': async (p: ImportParams, ctx) => kernelView(await kernels.import(p, ctx)),
-    'kernel.pull': async (p: { name: string; force?: boolean }, ctx) => kernelView(await kernels.pull(p.name, p.force ?? false, ctx)),
+    'kernel.pull': async (p: { name: string; force?: boolean }, ctx) =>
+      kernelView(await kernels.pull(p.name, p.force ?? false, ctx)),
   } satisfies Handlers);
 
   await server.listen();
@@ -204,7 +259,14 @@ export async function main(argv: string[]): Promise<number> {
   log.info('bangerd ready', { socket: paths.socket });
   // SPEC §9: doctor's rows go to the log at start, off the start path: a second later, so the
   // first request (usually from the CLI that started this daemon) does not share the CPU with it.
-  setTimeout(() => void logDoctorRows(() => runChecks({ paths, host, runner, version, config, configError: undefined, arch: process.arch }), log), 1000).unref();
+  setTimeout(
+    () =>
+      void logDoctorRows(
+        () => runChecks({ paths, host, runner, version, config, configError: undefined, arch: process.arch }),
+        log,
+      ),
+    1000,
+  ).unref();
   return new Promise<number>(() => undefined);
 }
 

@@ -46,7 +46,9 @@ const handlers = {
 const server = new DaemonServer(socket, '1.0+test', handlers, new OperationRepo(db), nullLogger);
 /** The same handlers with a short wait for the request line. */
 const impatientSocket = join(dir, 'i.sock');
-const impatient = new DaemonServer(impatientSocket, '1.0+test', handlers, new OperationRepo(db), nullLogger, { requestLineTimeoutMs: 300 });
+const impatient = new DaemonServer(impatientSocket, '1.0+test', handlers, new OperationRepo(db), nullLogger, {
+  requestLineTimeoutMs: 300,
+});
 
 before(async () => {
   cancelled = new Promise((r) => (markCancelled = r));
@@ -83,21 +85,30 @@ test('the socket is 0600', () => {
 });
 
 test('a result line carries the op id', async () => {
-  const [line] = (await request({ method: 'vm.list', params: {}, version: '1.0+test', op_id: 'op-client-1' })) as { result: unknown; op_id: string }[];
+  const [line] = (await request({ method: 'vm.list', params: {}, version: '1.0+test', op_id: 'op-client-1' })) as {
+    result: unknown;
+    op_id: string;
+  }[];
   assert.deepEqual(line, { result: [], op_id: 'op-client-1' });
 });
 
 test('errors: codes, hints, op ids', async () => {
   const cases: { req: Record<string, unknown>; code: string; msg: RegExp }[] = [
     { req: { method: 'nope', params: {} }, code: 'unknown_method', msg: /unknown method "nope"/ },
-    { req: { method: 'vm.list', params: {}, version: 'other' }, code: 'bad_version', msg: /daemon is version 1.0\+test/ },
+    {
+      req: { method: 'vm.list', params: {}, version: 'other' },
+      code: 'bad_version',
+      msg: /daemon is version 1.0\+test/,
+    },
     { req: { method: 'vm.list', params: { extra: 1 } }, code: 'bad_request', msg: /unknown field "extra"/ },
     { req: { method: 'vm.show', params: {} }, code: 'bad_request', msg: /ref/ },
     { req: { method: 'vm.show', params: { ref: 'x' } }, code: 'bad_request', msg: /no x/ },
     { req: { method: 'vm.logs', params: { ref: 'x' } }, code: 'operation_failed', msg: /internal error: boom/ },
   ];
   for (const c of cases) {
-    const lines = (await request({ version: '1.0+test', ...c.req })) as { error: { code: string; message: string; op_id: string; hint?: string } }[];
+    const lines = (await request({ version: '1.0+test', ...c.req })) as {
+      error: { code: string; message: string; op_id: string; hint?: string };
+    }[];
     const err = lines.at(-1)?.error;
     assert.ok(err, JSON.stringify(lines));
     assert.equal(err.code, c.code);
@@ -112,7 +123,9 @@ test('daemon.status answers a client of another version', async () => {
 });
 
 test('progress events stream, and a disconnect cancels the operation', async () => {
-  const lines = (await request({ method: 'vm.create', params: {}, version: '1.0+test' }, 1)) as { event: { stage: string } }[];
+  const lines = (await request({ method: 'vm.create', params: {}, version: '1.0+test' }, 1)) as {
+    event: { stage: string };
+  }[];
   assert.equal(lines[0]?.event.stage, 'boot');
   await cancelled;
 });
@@ -130,16 +143,29 @@ test('invalid JSON is answered with bad_request', async () => {
 });
 
 test('a full disk is an error the user can act on, naming the path, never a bug', () => {
-  const err = Object.assign(new Error("ENOSPC: no space left on device, copyfile '/s/images/x/seed' -> '/s/vms/y/work.ext4'"), {
-    code: 'ENOSPC', syscall: 'copyfile', path: '/s/images/x/seed', dest: '/s/vms/y/work.ext4',
-  });
+  const err = Object.assign(
+    new Error("ENOSPC: no space left on device, copyfile '/s/images/x/seed' -> '/s/vms/y/work.ext4'"),
+    {
+      code: 'ENOSPC',
+      syscall: 'copyfile',
+      path: '/s/images/x/seed',
+      dest: '/s/vms/y/work.ext4',
+    },
+  );
   const w = toWireError(err, 'op-1', nullLogger);
   assert.equal(w.code, 'operation_failed');
   assert.equal(w.message, 'no space left on device writing /s/vms/y/work.ext4');
   assert.match(w.hint ?? '', /free space on the filesystem holding \/s\/vms\/y\/work\.ext4/);
-  const quota = toWireError(Object.assign(new Error('EDQUOT'), { code: 'EDQUOT', path: '/s/tmp/f' }), 'op-2', nullLogger);
+  const quota = toWireError(
+    Object.assign(new Error('EDQUOT'), { code: 'EDQUOT', path: '/s/tmp/f' }),
+    'op-2',
+    nullLogger,
+  );
   assert.equal(quota.message, 'disk quota exceeded writing /s/tmp/f');
-  assert.match(toWireError(Object.assign(new Error('EACCES'), { code: 'EACCES' }), 'op-3', nullLogger).message, /^internal error/);
+  assert.match(
+    toWireError(Object.assign(new Error('EACCES'), { code: 'EACCES' }), 'op-3', nullLogger).message,
+    /^internal error/,
+  );
 });
 
 interface Exchange {
@@ -165,47 +191,64 @@ function exchange(bytes: Buffer | string, path = socket): Promise<Exchange> {
   });
 }
 
-const errorCode = (x: Exchange): string | undefined => (x.lines.at(-1) as { error?: { code: string } } | undefined)?.error?.code;
-const errorMessage = (x: Exchange): string => (x.lines.at(-1) as { error?: { message: string } } | undefined)?.error?.message ?? '';
+const errorCode = (x: Exchange): string | undefined =>
+  (x.lines.at(-1) as { error?: { code: string } } | undefined)?.error?.code;
+const errorMessage = (x: Exchange): string =>
+  (x.lines.at(-1) as { error?: { message: string } } | undefined)?.error?.message ?? '';
 
 async function stillServes(path = socket): Promise<void> {
   const x = await exchange(`${JSON.stringify({ method: 'vm.list', params: {}, version: '1.0+test' })}\n`, path);
   assert.deepEqual((x.lines[0] as { result: unknown }).result, []);
 }
 
-test('a request line that is not a well-formed request object gets bad_request; the daemon keeps serving', { timeout: 30_000 }, async () => {
-  const ok = { method: 'vm.list', params: {}, version: '1.0+test' };
-  const cases: [string, Buffer | string][] = [
-    ['null', 'null\n'],
-    ['a number', '42\n'],
-    ['a string', '"vm.list"\n'],
-    ['true', 'true\n'],
-    ['an empty array', '[]\n'],
-    ['an array of requests', `[${JSON.stringify(ok)}]\n`],
-    ['method is a number', `${JSON.stringify({ ...ok, method: 5 })}\n`],
-    ['method is missing', `${JSON.stringify({ params: {}, version: '1.0+test' })}\n`],
-    ['version is a number', `${JSON.stringify({ ...ok, version: 7 })}\n`],
-    ['op_id is an object', `${JSON.stringify({ ...ok, op_id: {} })}\n`],
-    ['params is an array', `${JSON.stringify({ ...ok, params: [] })}\n`],
-    ['params is null', `${JSON.stringify({ ...ok, params: null })}\n`],
-    ['invalid UTF-8 in a string', Buffer.concat([Buffer.from('{"method":"vm.list","params":{},"version":"1.0+test","op_id":"op-'), Buffer.from([0xff, 0xfe]), Buffer.from('"}\n')])],
-    ['binary garbage', Buffer.from([0x00, 0x01, 0xff, 0x7b, 0x0a])],
-  ];
-  for (const [name, bytes] of cases) {
-    const x = await exchange(bytes);
-    assert.equal(errorCode(x), 'bad_request', `${name}: ${JSON.stringify(x.lines)}`);
-    assert.ok(x.closed, name);
-  }
-  await stillServes();
-});
+test(
+  'a request line that is not a well-formed request object gets bad_request; the daemon keeps serving',
+  { timeout: 30_000 },
+  async () => {
+    const ok = { method: 'vm.list', params: {}, version: '1.0+test' };
+    const cases: [string, Buffer | string][] = [
+      ['null', 'null\n'],
+      ['a number', '42\n'],
+      ['a string', '"vm.list"\n'],
+      ['true', 'true\n'],
+      ['an empty array', '[]\n'],
+      ['an array of requests', `[${JSON.stringify(ok)}]\n`],
+      ['method is a number', `${JSON.stringify({ ...ok, method: 5 })}\n`],
+      ['method is missing', `${JSON.stringify({ params: {}, version: '1.0+test' })}\n`],
+      ['version is a number', `${JSON.stringify({ ...ok, version: 7 })}\n`],
+      ['op_id is an object', `${JSON.stringify({ ...ok, op_id: {} })}\n`],
+      ['params is an array', `${JSON.stringify({ ...ok, params: [] })}\n`],
+      ['params is null', `${JSON.stringify({ ...ok, params: null })}\n`],
+      [
+        'invalid UTF-8 in a string',
+        Buffer.concat([
+          Buffer.from('{"method":"vm.list","params":{},"version":"1.0+test","op_id":"op-'),
+          Buffer.from([0xff, 0xfe]),
+          Buffer.from('"}\n'),
+        ]),
+      ],
+      ['binary garbage', Buffer.from([0x00, 0x01, 0xff, 0x7b, 0x0a])],
+    ];
+    for (const [name, bytes] of cases) {
+      const x = await exchange(bytes);
+      assert.equal(errorCode(x), 'bad_request', `${name}: ${JSON.stringify(x.lines)}`);
+      assert.ok(x.closed, name);
+    }
+    await stillServes();
+  },
+);
 
-test('a request line over 1 MiB gets bad_request and the connection is closed without waiting for a newline', { timeout: 30_000 }, async () => {
-  const x = await exchange(`{"method":"vm.list","params":{"x":"${'a'.repeat(WIRE_LIMITS.maxRequestLineBytes)}`);
-  assert.equal(errorCode(x), 'bad_request', JSON.stringify(x.lines).slice(0, 300));
-  assert.match(errorMessage(x), /longer than 1048576 bytes/);
-  assert.ok(x.closed);
-  await stillServes();
-});
+test(
+  'a request line over 1 MiB gets bad_request and the connection is closed without waiting for a newline',
+  { timeout: 30_000 },
+  async () => {
+    const x = await exchange(`{"method":"vm.list","params":{"x":"${'a'.repeat(WIRE_LIMITS.maxRequestLineBytes)}`);
+    assert.equal(errorCode(x), 'bad_request', JSON.stringify(x.lines).slice(0, 300));
+    assert.match(errorMessage(x), /longer than 1048576 bytes/);
+    assert.ok(x.closed);
+    await stillServes();
+  },
+);
 
 test('a request line of exactly 1 MiB is accepted', async () => {
   const req = JSON.stringify({ method: 'vm.list', params: {}, version: '1.0+test' });
@@ -222,7 +265,10 @@ test('a client that never completes its request line is answered and closed', { 
 });
 
 test('the request-line timeout does not cut an operation in progress', { timeout: 30_000 }, async () => {
-  const pending = exchange(`${JSON.stringify({ method: 'vm.stats', params: { ref: 'x' }, version: '1.0+test' })}\n`, impatientSocket);
+  const pending = exchange(
+    `${JSON.stringify({ method: 'vm.stats', params: { ref: 'x' }, version: '1.0+test' })}\n`,
+    impatientSocket,
+  );
   // Several request-line timeouts pass while the operation runs.
   await sleep(1200);
   release({ cpu: 1 });

@@ -3,7 +3,15 @@ import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { z, type ZodError } from 'zod';
 import { isMethod, paramsSchemas, type Method } from '../api/methods.js';
-import { encodeLine, LineSplitter, parseLine, WIRE_LIMITS, type ProgressEvent, type Request, type WireError } from '../api/protocol.js';
+import {
+  encodeLine,
+  LineSplitter,
+  parseLine,
+  WIRE_LIMITS,
+  type ProgressEvent,
+  type Request,
+  type WireError,
+} from '../api/protocol.js';
 import { AppError, badRequest, noSpaceError } from '../errors.js';
 import type { Logger, OpContext } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
@@ -34,22 +42,25 @@ function shorten(text: string): string {
 
 const MAX_ISSUES = 5;
 
-const opIdUsed = (opId: string): AppError => badRequest(`op id "${opId}" is already used`, 'leave op_id out and the daemon picks a fresh one');
+const opIdUsed = (opId: string): AppError =>
+  badRequest(`op id "${opId}" is already used`, 'leave op_id out and the daemon picks a fresh one');
 
 export function zodMessage(e: ZodError, root = 'params'): string {
   const more = e.issues.length > MAX_ISSUES ? `; and ${e.issues.length - MAX_ISSUES} more` : '';
-  return e.issues
-    .slice(0, MAX_ISSUES)
-    .map((i) => {
-      const where = i.path.length ? i.path.join('.') : root;
-      if (i.code === 'unrecognized_keys') {
-        const keys = i.keys.slice(0, MAX_ISSUES).map((k) => `"${shorten(k)}"`);
-        if (i.keys.length > MAX_ISSUES) keys.push(`and ${i.keys.length - MAX_ISSUES} more`);
-        return `unknown field${i.keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
-      }
-      return where ? `${shorten(where)}: ${i.message}` : i.message;
-    })
-    .join('; ') + more;
+  return (
+    e.issues
+      .slice(0, MAX_ISSUES)
+      .map((i) => {
+        const where = i.path.length ? i.path.join('.') : root;
+        if (i.code === 'unrecognized_keys') {
+          const keys = i.keys.slice(0, MAX_ISSUES).map((k) => `"${shorten(k)}"`);
+          if (i.keys.length > MAX_ISSUES) keys.push(`and ${i.keys.length - MAX_ISSUES} more`);
+          return `unknown field${i.keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
+        }
+        return where ? `${shorten(where)}: ${i.message}` : i.message;
+      })
+      .join('; ') + more
+  );
 }
 
 /** Turns anything thrown into the wire error; unknown errors are bugs and say so. */
@@ -116,7 +127,12 @@ export class DaemonServer {
     const splitter = new LineSplitter(this.limits.maxRequestLineBytes);
     let started = false;
     const timer = setTimeout(() => {
-      refuse(badRequest(`no complete request line within ${this.limits.requestLineTimeoutMs / 1000} s`, 'send one JSON request followed by a newline'));
+      refuse(
+        badRequest(
+          `no complete request line within ${this.limits.requestLineTimeoutMs / 1000} s`,
+          'send one JSON request followed by a newline',
+        ),
+      );
     }, this.limits.requestLineTimeoutMs);
     timer.unref();
     /** Answers a request that could not be read, then closes the connection without reading more. */
@@ -184,9 +200,15 @@ export class DaemonServer {
     let record = false;
     if (!reused) this.inflight.set(opId, { method, started: Date.now() });
     try {
-      if (!envelope.success) throw badRequest(`malformed request: ${zodMessage(envelope.error, '')}`, 'a request is one JSON object {"method", "params", "version", "op_id"?} on one line');
+      if (!envelope.success)
+        throw badRequest(
+          `malformed request: ${zodMessage(envelope.error, '')}`,
+          'a request is one JSON object {"method", "params", "version", "op_id"?} on one line',
+        );
       if (!isMethod(method)) {
-        throw new AppError('unknown_method', `unknown method "${shorten(method)}"`, { hint: 'the CLI and daemon may be different versions; run `banger daemon stop` and retry' });
+        throw new AppError('unknown_method', `unknown method "${shorten(method)}"`, {
+          hint: 'the CLI and daemon may be different versions; run `banger daemon stop` and retry',
+        });
       }
       if (reused) throw opIdUsed(opId);
       // Only requests for a known method become operations: junk from a client leaves no rows behind.
@@ -199,9 +221,13 @@ export class DaemonServer {
         record = true;
       }
       if (req.version !== this.version && !VERSION_EXEMPT.has(method)) {
-        throw new AppError('bad_version', `daemon is version ${this.version}, client is ${shorten(String(req.version))}`, {
-          hint: 'run `banger daemon stop`; the next command starts the matching daemon',
-        });
+        throw new AppError(
+          'bad_version',
+          `daemon is version ${this.version}, client is ${shorten(String(req.version))}`,
+          {
+            hint: 'run `banger daemon stop`; the next command starts the matching daemon',
+          },
+        );
       }
       const parsed = paramsSchemas[method].safeParse(req.params === undefined ? {} : req.params);
       if (!parsed.success) throw badRequest(`invalid params for ${method}: ${zodMessage(parsed.error)}`);

@@ -5,7 +5,8 @@ import { logDoctorRows } from './startup-doctor.js';
 
 function recorder(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
-  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) => void lines.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
+  const at = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+    void lines.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
   return { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
 }
 
@@ -33,5 +34,8 @@ test('a doctor that throws or rejects is logged as a warning and never rejects',
     throw new Error('boom');
   }, log);
   await logDoctorRows(() => Promise.reject(new Error('later boom')), log);
-  assert.deepEqual(lines, ['warn doctor could not run at start {"error":"boom"}', 'warn doctor could not run at start {"error":"later boom"}']);
+  assert.deepEqual(lines, [
+    'warn doctor could not run at start {"error":"boom"}',
+    'warn doctor could not run at start {"error":"later boom"}',
+  ]);
 });

@@ -11,7 +11,12 @@ export async function logDoctorRows(run: () => Promise<readonly CheckRow[]>, log
     const rows = await run();
     const count = { pass: 0, warn: 0, fail: 0 };
     for (const r of rows) {
-      const fields = { check: r.name, status: r.status, detail: r.detail, ...(r.fix && r.status !== 'PASS' ? { fix: r.fix } : {}) };
+      const fields = {
+        check: r.name,
+        status: r.status,
+        detail: r.detail,
+        ...(r.fix && r.status !== 'PASS' ? { fix: r.fix } : {}),
+      };
       if (r.status === 'FAIL') {
         count.fail++;
         log.error('doctor', fields);

@@ -33,7 +33,7 @@ test('debugfsQuote', () => {
     ['/usr/bin/sudo', '"/usr/bin/sudo"'],
     ['/with space/f 2', '"/with space/f 2"'],
     ['/back\\slash', '"/back\\slash"'],
-    ["/semi;colon'$HOME*#", "\"/semi;colon'$HOME*#\""],
+    ["/semi;colon'$HOME*#", '"/semi;colon\'$HOME*#"'],
     ['/ünïcode', '"/ünïcode"'],
     ['relative/target', '"relative/target"'],
     // libss (debugfs's command parser) reads "" inside quotes as one literal quote.
@@ -129,7 +129,12 @@ test('injectScript', () => {
       plan: {
         dirs: [{ path: '/var/lib/banger' }, { path: '/root/.ssh', mode: 0o700 }],
         files: [{ path: '/usr/local/bin/banger-agent', hostSource: '/opt/agent', mode: 0o755 }],
-        symlinks: [{ path: '/etc/systemd/system/multi-user.target.wants/banger.service', target: '/etc/systemd/system/banger.service' }],
+        symlinks: [
+          {
+            path: '/etc/systemd/system/multi-user.target.wants/banger.service',
+            target: '/etc/systemd/system/banger.service',
+          },
+        ],
       },
       want: [
         'mkdir "/etc"',
@@ -251,8 +256,16 @@ test('existingPaths', () => {
     ['real probe output', REAL_PROBE_STDOUT, ['/etc', '/etc/f']],
     ['nothing exists', 'debugfs: stat "/a"\ndebugfs: stat "/a/b"\n', []],
     ['empty', '', []],
-    ['path with spaces', 'debugfs: stat "/with space"\nInode: 12   Type: directory    Mode:  0755   Flags: 0x80000\n', ['/with space']],
-    ['path with quotes', 'debugfs: stat "/a ""b"",c"\nInode: 12   Type: directory    Mode:  0755   Flags: 0x80000\n', ['/a "b",c']],
+    [
+      'path with spaces',
+      'debugfs: stat "/with space"\nInode: 12   Type: directory    Mode:  0755   Flags: 0x80000\n',
+      ['/with space'],
+    ],
+    [
+      'path with quotes',
+      'debugfs: stat "/a ""b"",c"\nInode: 12   Type: directory    Mode:  0755   Flags: 0x80000\n',
+      ['/a "b",c'],
+    ],
   ];
   for (const [name, stdout, want] of cases) assert.deepEqual([...existingPaths(stdout)].sort(), want, name);
 });
@@ -332,8 +345,12 @@ test('debugfsErrors', () => {
     },
     {
       name: 'image that is not ext4',
-      output: 'debugfs: mkdir /zz\ndebugfs 1.47.0 (5-Feb-2023)\ndebugfs: Bad magic number in super-block while trying to open /tmp/zero.img\nmkdir: Filesystem not open\n',
-      want: ['debugfs: Bad magic number in super-block while trying to open /tmp/zero.img', 'mkdir: Filesystem not open'],
+      output:
+        'debugfs: mkdir /zz\ndebugfs 1.47.0 (5-Feb-2023)\ndebugfs: Bad magic number in super-block while trying to open /tmp/zero.img\nmkdir: Filesystem not open\n',
+      want: [
+        'debugfs: Bad magic number in super-block while trying to open /tmp/zero.img',
+        'mkdir: Filesystem not open',
+      ],
     },
     {
       name: 'opened without -w',
@@ -342,7 +359,8 @@ test('debugfsErrors', () => {
     },
     {
       name: 'filesystem full',
-      output: 'debugfs: write /tmp/big4m /big\nAllocated inode: 12\ndebugfs: sif /big mode 0100644\ndebugfs 1.47.0 (5-Feb-2023)\nwrite: Could not allocate block in ext2 filesystem \n',
+      output:
+        'debugfs: write /tmp/big4m /big\nAllocated inode: 12\ndebugfs: sif /big mode 0100644\ndebugfs 1.47.0 (5-Feb-2023)\nwrite: Could not allocate block in ext2 filesystem \n',
       want: ['write: Could not allocate block in ext2 filesystem'],
     },
     { name: 'empty', output: '', want: [] },
@@ -350,7 +368,17 @@ test('debugfsErrors', () => {
   for (const c of cases) assert.deepEqual(debugfsErrors(c.output), c.want, c.name);
 });
 
-async function tarOf(entries: { name: string; type: 'file' | 'directory' | 'symlink' | 'link'; mode?: number; uid?: number; gid?: number; linkname?: string; body?: string }[]): Promise<Readable> {
+async function tarOf(
+  entries: {
+    name: string;
+    type: 'file' | 'directory' | 'symlink' | 'link';
+    mode?: number;
+    uid?: number;
+    gid?: number;
+    linkname?: string;
+    body?: string;
+  }[],
+): Promise<Readable> {
   const p = pack();
   for (const { body, ...header } of entries) p.entry(header, body ?? '');
   p.finalize();
@@ -428,20 +456,35 @@ test('round trip: flatten, mkfs.ext4 -d, ownership and inject scripts', async (t
   const plan: InjectPlan = {
     dirs: [{ path: '/etc/banger', mode: 0o750 }],
     files: [{ path: '/etc/banger/agent.toml', hostSource: source, mode: 0o640, gid: 50 }],
-    symlinks: [{ path: '/etc/systemd/system/multi-user.target.wants/banger.service', target: '/lib/systemd/system/banger.service' }],
+    symlinks: [
+      {
+        path: '/etc/systemd/system/multi-user.target.wants/banger.service',
+        target: '/lib/systemd/system/banger.service',
+      },
+    ],
   };
   // The second run replaces what the first one wrote.
   for (const run of [1, 2]) {
     const probe = await runner.check(['debugfs', '-f', '-', img], { input: probeScript(plan) });
     const existing = existingPaths(probe.stdout);
-    assert.deepEqual([...existing].sort(), run === 1 ? ['/etc'] : ['/etc', '/etc/banger', '/etc/systemd', '/etc/systemd/system', '/etc/systemd/system/multi-user.target.wants']);
+    assert.deepEqual(
+      [...existing].sort(),
+      run === 1
+        ? ['/etc']
+        : ['/etc', '/etc/banger', '/etc/systemd', '/etc/systemd/system', '/etc/systemd/system/multi-user.target.wants'],
+    );
     assert.deepEqual(await debugfs(injectScript(plan, existing)), [], `inject run ${run}`);
   }
   assert.deepEqual(await stat('/etc/banger'), { type: 'directory', mode: '0750', uid: 0, gid: 0 });
   assert.deepEqual(await stat('/etc/banger/agent.toml'), { type: 'regular', mode: '0640', uid: 0, gid: 50 });
   const cat = await runner.check(['debugfs', '-R', 'cat /etc/banger/agent.toml', img]);
   assert.equal(cat.stdout, 'token = 1\n');
-  const link = await runner.check(['debugfs', '-R', 'stat /etc/systemd/system/multi-user.target.wants/banger.service', img]);
+  const link = await runner.check([
+    'debugfs',
+    '-R',
+    'stat /etc/systemd/system/multi-user.target.wants/banger.service',
+    img,
+  ]);
   assert.match(link.stdout, /Fast link dest: "\/lib\/systemd\/system\/banger.service"/);
 
   const fsck = await runner.run(['e2fsck', '-fn', img]);
@@ -459,7 +502,12 @@ test('real debugfs: names with a space, a double quote and a comma, in the image
   writeFileSync(join(tree, odd, odd), 'from mkfs\n');
   const { debugfs, stat } = await realImage(runner, tree, img, 16);
 
-  assert.deepEqual(await debugfs(ownershipScript(new Map([[`${odd}/${odd}`, { uid: 7, gid: 8, mode: 0o640, type: 'file' as const }]]))), []);
+  assert.deepEqual(
+    await debugfs(
+      ownershipScript(new Map([[`${odd}/${odd}`, { uid: 7, gid: 8, mode: 0o640, type: 'file' as const }]])),
+    ),
+    [],
+  );
   assert.deepEqual(await stat(`/${odd}/${odd}`), { type: 'regular', mode: '0640', uid: 7, gid: 8 });
 
   const source = join(dir, `host ${odd}`);
@@ -492,7 +540,12 @@ test('real debugfs: names with a space, a double quote and a comma, in the image
 });
 
 /** mkfs.ext4 -d of `tree` into a fresh `img` of `mib` MiB, with a debugfs script runner and `stat` on it. */
-async function realImage(runner: NodeRunner, tree: string, img: string, mib: number): Promise<{ debugfs: (script: string) => Promise<string[]>; stat: (path: string) => Promise<Stat> }> {
+async function realImage(
+  runner: NodeRunner,
+  tree: string,
+  img: string,
+  mib: number,
+): Promise<{ debugfs: (script: string) => Promise<string[]>; stat: (path: string) => Promise<Stat> }> {
   writeFileSync(img, '');
   truncateSync(img, mib * 1024 * 1024);
   await runner.check(['mkfs.ext4', '-q', '-F', '-d', tree, img]);

@@ -91,7 +91,8 @@ function fsPathProblem(path: string): string | undefined {
   const parts = path.split('/').slice(1);
   if (!path.startsWith('/')) return 'not absolute';
   if (parts.some((p) => p === '' || p === '.' || p === '..')) return 'not normalised';
-  if (parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES)) return `a component is longer than ${String(MAX_NAME_BYTES)} bytes`;
+  if (parts.some((p) => Buffer.byteLength(p) > MAX_NAME_BYTES))
+    return `a component is longer than ${String(MAX_NAME_BYTES)} bytes`;
   return undefined;
 }
 
@@ -104,7 +105,10 @@ function checkFsPath(path: string): string {
 
 function checkPerm(mode: number, path: string): number {
   if (!Number.isInteger(mode) || mode < 0 || mode > PERM_MASK) {
-    throw badRequest(`invalid mode ${String(mode)} for ${JSON.stringify(path)}`, 'modes are permission bits between 0 and 0o7777');
+    throw badRequest(
+      `invalid mode ${String(mode)} for ${JSON.stringify(path)}`,
+      'modes are permission bits between 0 and 0o7777',
+    );
   }
   return mode;
 }

@@ -19,10 +19,13 @@ debugfs: ls -p <17>
 
 test('splitByCommand and parseLsP read captured debugfs output', () => {
   const [root, sub] = splitByCommand(CAPTURED, ['ls -p <2>', 'ls -p <17>']);
-  assert.deepEqual(parseLsP(root as string).map((e) => [e.ino, e.name, e.type, e.mode]), [
-    [11, 'lost+found', 'dir', 0o700],
-    [12, 'root', 'dir', 0o755],
-  ]);
+  assert.deepEqual(
+    parseLsP(root as string).map((e) => [e.ino, e.name, e.type, e.mode]),
+    [
+      [11, 'lost+found', 'dir', 0o700],
+      [12, 'root', 'dir', 0o755],
+    ],
+  );
   assert.deepEqual(parseLsP(sub as string), [
     { ino: 13, mode: 0o644, type: 'file', uid: 1000, gid: 1000, name: 'hl', size: 3 },
     { ino: 14, mode: 0o777, type: 'symlink', uid: 0, gid: 0, name: 'fast', size: 5 },
@@ -47,7 +50,10 @@ test('splitByCommand refuses output that does not echo every command in order', 
   assert.throws(() => splitByCommand('debugfs: ls -p <2>\n', ['ls -p <2>', 'ls -p <3>']), /ended after 1 of 2/);
   assert.throws(() => splitByCommand('junk\ndebugfs: ls -p <2>\n', ['ls -p <2>']), /before the first command/);
   // A forged echo for a later command is just a line of the current section; the real one still has to come.
-  assert.throws(() => splitByCommand('debugfs: ls -p <3>\ndebugfs: ls -p <2>\n', ['ls -p <2>', 'ls -p <3>']), /before the first command/);
+  assert.throws(
+    () => splitByCommand('debugfs: ls -p <3>\ndebugfs: ls -p <2>\n', ['ls -p <2>', 'ls -p <3>']),
+    /before the first command/,
+  );
 });
 
 test('fastLinkTarget takes exactly size bytes, so quotes and newlines in a target cannot confuse it', () => {

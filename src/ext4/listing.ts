@@ -66,12 +66,28 @@ export function parseLsP(output: string): ListedEntry[] {
     if (line === '') continue;
     const m = LS_P_LINE.exec(line);
     if (m === null) throw new Error(`unparseable directory entry line ${JSON.stringify(line.slice(0, 120))}`);
-    const [, ino, mode, uid, gid, name, size] = m as unknown as [string, string, string, string, string, string, string];
+    const [, ino, mode, uid, gid, name, size] = m as unknown as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
     if (name === '.' || name === '..') continue;
     const bits = parseInt(mode, 8);
     const type = TYPES[bits & S_IFMT] ?? 'other';
     if (type !== 'dir' && size === '') throw new Error(`directory entry ${JSON.stringify(name)} has no size`);
-    entries.push({ ino: Number(ino), mode: bits & 0o7777, type, uid: Number(uid), gid: Number(gid), name, size: size === '' ? 0 : Number(size) });
+    entries.push({
+      ino: Number(ino),
+      mode: bits & 0o7777,
+      type,
+      uid: Number(uid),
+      gid: Number(gid),
+      name,
+      size: size === '' ? 0 : Number(size),
+    });
   }
   return entries;
 }
@@ -88,6 +104,7 @@ export function fastLinkTarget(statOutput: Buffer, size: number): Buffer | undef
   const at = statOutput.indexOf(FAST_LINK);
   if (at < 0) return undefined;
   const start = at + FAST_LINK.length;
-  if (start + size + 1 > statOutput.length || statOutput[start + size] !== 0x22) throw new Error('fast symlink target does not match its size');
+  if (start + size + 1 > statOutput.length || statOutput[start + size] !== 0x22)
+    throw new Error('fast symlink target does not match its size');
   return statOutput.subarray(start, start + size);
 }

@@ -3,8 +3,28 @@
  * without mounting anything; `root_owner=0:0` because the tree may belong to
  * an unprivileged user. Sizes are bytes, passed as KiB (mkfs's k suffix).
  */
-export function mkfsFromTreeArgv(opts: { image: string; tree: string; sizeBytes: number; label: string; inodes?: number }): string[] {
-  const argv = ['mkfs.ext4', '-q', '-F', '-T', 'default', '-b', '4096', '-L', opts.label, '-d', opts.tree, '-E', 'root_owner=0:0'];
+export function mkfsFromTreeArgv(opts: {
+  image: string;
+  tree: string;
+  sizeBytes: number;
+  label: string;
+  inodes?: number;
+}): string[] {
+  const argv = [
+    'mkfs.ext4',
+    '-q',
+    '-F',
+    '-T',
+    'default',
+    '-b',
+    '4096',
+    '-L',
+    opts.label,
+    '-d',
+    opts.tree,
+    '-E',
+    'root_owner=0:0',
+  ];
   if (opts.inodes !== undefined) argv.push('-N', String(opts.inodes));
   argv.push(opts.image, `${Math.ceil(opts.sizeBytes / 1024)}k`);
   return argv;

@@ -141,7 +141,10 @@ export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] }
       { path: '/etc/ssh/sshd_config.d/banger.conf', content: SSHD_DROPIN, mode: 0o644 },
     ],
     symlinks: [
-      { path: `/etc/systemd/system/sysinit.target.wants/${BOOTSTRAP_UNIT}`, target: `/etc/systemd/system/${BOOTSTRAP_UNIT}` },
+      {
+        path: `/etc/systemd/system/sysinit.target.wants/${BOOTSTRAP_UNIT}`,
+        target: `/etc/systemd/system/${BOOTSTRAP_UNIT}`,
+      },
     ],
   };
 }
@@ -207,6 +210,11 @@ export function firstBootAssets(): { files: GuestAsset[]; symlinks: GuestSymlink
       { path: '/etc/systemd/system/banger-firstboot.service', content: FIRSTBOOT_UNIT, mode: 0o644 },
       { path: FIRSTBOOT_MARKER, content: '', mode: 0o644 },
     ],
-    symlinks: [{ path: '/etc/systemd/system/multi-user.target.wants/banger-firstboot.service', target: '/etc/systemd/system/banger-firstboot.service' }],
+    symlinks: [
+      {
+        path: '/etc/systemd/system/multi-user.target.wants/banger-firstboot.service',
+        target: '/etc/systemd/system/banger-firstboot.service',
+      },
+    ],
   };
 }

@@ -2,11 +2,29 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { bootArgs, macFromId } from './bootargs.js';
 
-const base = { hostname: 'dev', ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', mac: '52:54:00:01:02:03', hasModulesDisk: true };
+const base = {
+  hostname: 'dev',
+  ip: '10.0.2.15/24',
+  gateway: '10.0.2.2',
+  dns: '10.0.2.3',
+  mac: '52:54:00:01:02:03',
+  hasModulesDisk: true,
+};
 
 test('boot args carry identity as banger.* parameters', () => {
   const args = bootArgs({ ...base, tscKhz: undefined }).split(' ');
-  for (const want of ['console=ttyS0', 'panic=-1', 'banger.root=banger-root', 'banger.work=banger-work', 'banger.modules=banger-modules', 'banger.hostname=dev', 'banger.ip=10.0.2.15/24', 'banger.gw=10.0.2.2', 'banger.dns=10.0.2.3', 'banger.mac=52:54:00:01:02:03']) {
+  for (const want of [
+    'console=ttyS0',
+    'panic=-1',
+    'banger.root=banger-root',
+    'banger.work=banger-work',
+    'banger.modules=banger-modules',
+    'banger.hostname=dev',
+    'banger.ip=10.0.2.15/24',
+    'banger.gw=10.0.2.2',
+    'banger.dns=10.0.2.3',
+    'banger.mac=52:54:00:01:02:03',
+  ]) {
     assert.ok(args.includes(want), want);
   }
   assert.ok(!args.some((a) => a.startsWith('tsc_early_khz')), 'no TSC hint without TCG');

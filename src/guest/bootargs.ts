@@ -46,6 +46,9 @@ export function bootArgs(i: BootArgsInput): string {
 
 /** A locally administered MAC derived from the VM id (stable across restarts). */
 export function macFromId(id: string): string {
-  const hex = id.replace(/[^0-9a-f]/g, '').padEnd(6, '0').slice(0, 6);
+  const hex = id
+    .replace(/[^0-9a-f]/g, '')
+    .padEnd(6, '0')
+    .slice(0, 6);
   return `52:54:00:${hex.slice(0, 2)}:${hex.slice(2, 4)}:${hex.slice(4, 6)}`;
 }

@@ -8,8 +8,7 @@ import { DOCKER_HUB } from './reference.js';
  */
 
 export type Challenge =
-  | { scheme: 'bearer'; realm: string; service?: string; scope?: string }
-  | { scheme: 'basic'; realm?: string };
+  { scheme: 'bearer'; realm: string; service?: string; scope?: string } | { scheme: 'basic'; realm?: string };
 
 export interface Credentials {
   username: string;
@@ -131,7 +130,12 @@ export function tokenUrl(challenge: Extract<Challenge, { scheme: 'bearer' }>, re
 export function parseTokenResponse(body: unknown): { token: string; expiresIn?: number } | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const o = body as Record<string, unknown>;
-  const token = typeof o.token === 'string' && o.token !== '' ? o.token : typeof o.access_token === 'string' && o.access_token !== '' ? o.access_token : undefined;
+  const token =
+    typeof o.token === 'string' && o.token !== ''
+      ? o.token
+      : typeof o.access_token === 'string' && o.access_token !== ''
+        ? o.access_token
+        : undefined;
   if (token === undefined) return undefined;
   return typeof o.expires_in === 'number' && o.expires_in > 0 ? { token, expiresIn: o.expires_in } : { token };
 }

@@ -57,7 +57,10 @@ test('a failing source leaves nothing behind', async (t) => {
   });
   await assert.rejects(cache.put(d, failing), /connection cut/);
   assert.deepEqual(readdirSync(dir), []);
-  await assert.rejects(cache.put(d, () => Promise.reject(new AppError('not_found', 'no such blob'))), /no such blob/);
+  await assert.rejects(
+    cache.put(d, () => Promise.reject(new AppError('not_found', 'no such blob'))),
+    /no such blob/,
+  );
 });
 
 test('an already cached blob is not fetched again', async (t) => {
@@ -77,14 +80,18 @@ test('an already cached blob is not fetched again', async (t) => {
 test('concurrent puts of one digest share one download from the registry', async (t) => {
   const r = await FakeRegistry.start();
   t.after(() => r.stop());
-  const img = await r.pushImage('app', 'v1', { layers: [{ files: { big: 'x'.repeat(100_000) }, compression: 'gzip' }] });
+  const img = await r.pushImage('app', 'v1', {
+    layers: [{ files: { big: 'x'.repeat(100_000) }, compression: 'gzip' }],
+  });
   const layer = img.layers[0];
   assert.ok(layer !== undefined);
   r.blobDelayMs = 100;
   const ref = parseReference(`${r.host}/app:v1`);
   const client = new RegistryClient({ insecureHosts: [] });
   const cache = new BlobCache(tempDir(t));
-  const paths = await Promise.all(Array.from({ length: 5 }, () => cache.put(layer.digest, () => client.blob(ref, layer.digest))));
+  const paths = await Promise.all(
+    Array.from({ length: 5 }, () => cache.put(layer.digest, () => client.blob(ref, layer.digest))),
+  );
   assert.ok(paths.every((p) => p === cache.path(layer.digest)));
   assert.equal(r.requests((q) => q.path.endsWith(`/blobs/${layer.digest}`)).length, 1);
   assert.deepEqual(readFileSync(cache.path(layer.digest)), layer.blob);
@@ -101,7 +108,10 @@ test('a corrupt download through the registry client is not cached', async (t) =
   const client = new RegistryClient({ insecureHosts: [] });
   const dir = tempDir(t);
   const cache = new BlobCache(dir);
-  await assert.rejects(cache.put(layer.digest, () => client.blob(ref, layer.digest)), new RegExp(`blob ${layer.digest}.*failed verification`));
+  await assert.rejects(
+    cache.put(layer.digest, () => client.blob(ref, layer.digest)),
+    new RegExp(`blob ${layer.digest}.*failed verification`),
+  );
   assert.deepEqual(readdirSync(dir), []);
 });
 
@@ -133,6 +143,9 @@ test('prune removes blobs not kept and stale temp files; dryRun only counts', as
 test('malformed digests are refused', (t) => {
   const cache = new BlobCache(tempDir(t));
   for (const d of ['sha256:abc', 'md5:' + 'a'.repeat(32), '../etc/passwd', `sha256:${'A'.repeat(64)}`]) {
-    assert.throws(() => cache.path(d), (e: unknown) => e instanceof AppError && e.code === 'bad_request');
+    assert.throws(
+      () => cache.path(d),
+      (e: unknown) => e instanceof AppError && e.code === 'bad_request',
+    );
   }
 });

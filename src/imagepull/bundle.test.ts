@@ -1,12 +1,34 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
 import { decompress } from 'zstd-napi';
-import { appError, failingInput, sandbox as tempSandbox, sha256Hex as sha256, stallingInput, streamOf, tarBuffer, tarZst, type Sandbox, type TarSpec } from '../../test/helpers/tar-zst.js';
+import {
+  appError,
+  failingInput,
+  sandbox as tempSandbox,
+  sha256Hex as sha256,
+  stallingInput,
+  streamOf,
+  tarBuffer,
+  tarZst,
+  type Sandbox,
+  type TarSpec,
+} from '../../test/helpers/tar-zst.js';
 import type { AppError } from '../errors.js';
 import { openUrl } from '../kernel/fetch.js';
 import { parseBundleManifest, readBundle, writeBundle, type BundleManifest } from './bundle.js';
@@ -168,26 +190,38 @@ test('a truncated bundle (cut in half) is reported as truncated or corrupt', asy
   const { sha256: pin } = await writeBundle(rootfsPath, manifestFor(rootfs.length), out);
   const archive = readFileSync(out);
   const half = archive.subarray(0, Math.floor(archive.length / 2));
-  await assert.rejects(readBundle(streamOf(half), dest, pin, LABEL), appError('operation_failed', new RegExp(`^bundle ${LABEL} is truncated or corrupt: `)));
+  await assert.rejects(
+    readBundle(streamOf(half), dest, pin, LABEL),
+    appError('operation_failed', new RegExp(`^bundle ${LABEL} is truncated or corrupt: `)),
+  );
 });
 
 test('bytes that are not zstd are reported as corrupt', async (t) => {
   const { dest } = sandbox(t);
   const plainTar = await tarBuffer(validEntries);
-  await assert.rejects(readBundle(streamOf(plainTar), dest, sha256(plainTar), LABEL), appError('operation_failed', /is truncated or corrupt/));
+  await assert.rejects(
+    readBundle(streamOf(plainTar), dest, sha256(plainTar), LABEL),
+    appError('operation_failed', /is truncated or corrupt/),
+  );
 });
 
 test('an input stream error is passed on', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst(validEntries);
-  await assert.rejects(readBundle(failingInput(archive), dest, sha256(archive), LABEL), appError('operation_failed', /^download truncated/));
+  await assert.rejects(
+    readBundle(failingInput(archive), dest, sha256(archive), LABEL),
+    appError('operation_failed', /^download truncated/),
+  );
 });
 
 test('readBundle: an abort while the input stalls rejects as cancelled and destroys the input', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst(validEntries);
   const stalled = stallingInput(archive);
-  await assert.rejects(readBundle(stalled.input, dest, sha256(archive), LABEL, stalled.signal), appError('cancelled', /cancelled/));
+  await assert.rejects(
+    readBundle(stalled.input, dest, sha256(archive), LABEL, stalled.signal),
+    appError('cancelled', /cancelled/),
+  );
   assert.ok(stalled.destroyed(), 'input destroyed');
 });
 
@@ -196,10 +230,16 @@ test('an already aborted signal rejects both directions as cancelled', async (t)
   const ac = new AbortController();
   ac.abort();
   const archive = await tarZst(validEntries);
-  await assert.rejects(readBundle(streamOf(archive), dest, sha256(archive), LABEL, ac.signal), appError('cancelled', /cancelled/));
+  await assert.rejects(
+    readBundle(streamOf(archive), dest, sha256(archive), LABEL, ac.signal),
+    appError('cancelled', /cancelled/),
+  );
   writeFileSync(join(base, 'rootfs.ext4'), ROOTFS);
   const out = join(base, 'x.tar.zst');
-  await assert.rejects(writeBundle(join(base, 'rootfs.ext4'), manifestFor(ROOTFS.length), out, ac.signal), appError('cancelled', /cancelled/));
+  await assert.rejects(
+    writeBundle(join(base, 'rootfs.ext4'), manifestFor(ROOTFS.length), out, ac.signal),
+    appError('cancelled', /cancelled/),
+  );
   assert.ok(!existsSync(out) && !existsSync(`${out}.partial`));
 });
 
@@ -209,34 +249,109 @@ test('an already aborted signal rejects both directions as cancelled', async (t)
 const m = (over: Record<string, unknown>): string => JSON.stringify({ ...manifestFor(ROOTFS.length), ...over });
 
 const rejectCases: { name: string; entries: TarSpec[]; code?: AppError['code']; re: RegExp }[] = [
-  { name: 'an extra file', entries: [...validEntries, { name: 'extra.txt', body: 'hi' }], re: new RegExp(`^unexpected entry in bundle ${LABEL}: "extra.txt"$`) },
-  { name: 'a file in a subdirectory', entries: [{ name: 'img/rootfs.ext4', body: ROOTFS }, validEntries[0]!], re: /unexpected entry .*"img\/rootfs.ext4"/ },
-  { name: 'a directory', entries: [{ name: 'dir/', type: 'directory' }, ...validEntries], re: /unexpected entry .*"dir\/" \(directory\)/ },
-  { name: 'rootfs.ext4 as a symlink', entries: [validEntries[0]!, { name: 'rootfs.ext4', type: 'symlink', linkname: '/dev/sda' }], re: /unsafe entry .*"rootfs.ext4" \(symlink to "\/dev\/sda"\)/ },
-  { name: 'a symlink', entries: [...validEntries, { name: 'link', type: 'symlink', linkname: 'rootfs.ext4' }], re: /"link" \(symlink/ },
-  { name: 'a hardlink', entries: [validEntries[0]!, { name: 'rootfs.ext4', type: 'link', linkname: 'manifest.json' }], re: /"rootfs.ext4" \(hardlink\)/ },
-  { name: 'a character device', entries: [{ name: 'rootfs.ext4', type: 'character-device' }], re: /"rootfs.ext4" \(character-device\)/ },
+  {
+    name: 'an extra file',
+    entries: [...validEntries, { name: 'extra.txt', body: 'hi' }],
+    re: new RegExp(`^unexpected entry in bundle ${LABEL}: "extra.txt"$`),
+  },
+  {
+    name: 'a file in a subdirectory',
+    entries: [{ name: 'img/rootfs.ext4', body: ROOTFS }, validEntries[0]!],
+    re: /unexpected entry .*"img\/rootfs.ext4"/,
+  },
+  {
+    name: 'a directory',
+    entries: [{ name: 'dir/', type: 'directory' }, ...validEntries],
+    re: /unexpected entry .*"dir\/" \(directory\)/,
+  },
+  {
+    name: 'rootfs.ext4 as a symlink',
+    entries: [validEntries[0]!, { name: 'rootfs.ext4', type: 'symlink', linkname: '/dev/sda' }],
+    re: /unsafe entry .*"rootfs.ext4" \(symlink to "\/dev\/sda"\)/,
+  },
+  {
+    name: 'a symlink',
+    entries: [...validEntries, { name: 'link', type: 'symlink', linkname: 'rootfs.ext4' }],
+    re: /"link" \(symlink/,
+  },
+  {
+    name: 'a hardlink',
+    entries: [validEntries[0]!, { name: 'rootfs.ext4', type: 'link', linkname: 'manifest.json' }],
+    re: /"rootfs.ext4" \(hardlink\)/,
+  },
+  {
+    name: 'a character device',
+    entries: [{ name: 'rootfs.ext4', type: 'character-device' }],
+    re: /"rootfs.ext4" \(character-device\)/,
+  },
   { name: 'a fifo', entries: [{ name: 'manifest.json', type: 'fifo' }], re: /"manifest.json" \(fifo\)/ },
-  { name: "'../x'", entries: [{ name: '../x', body: 'evil' }, ...validEntries], re: /unsafe entry .*"\.\.\/x" \('\.\.' component\)/ },
-  { name: "'../rootfs.ext4'", entries: [validEntries[0]!, { name: '../rootfs.ext4', body: ROOTFS }], re: /'\.\.' component/ },
-  { name: 'an absolute path', entries: [{ name: '/rootfs.ext4', body: ROOTFS }, validEntries[0]!], re: /"\/rootfs.ext4" \(absolute path\)/ },
-  { name: 'a duplicate rootfs', entries: [...validEntries, { name: './rootfs.ext4', body: ROOTFS }], re: /"\.\/rootfs.ext4" \(duplicate entry\)/ },
-  { name: 'a duplicate manifest', entries: [validEntries[0]!, ...validEntries], re: /"manifest.json" \(duplicate entry\)/ },
-  { name: 'a missing manifest', entries: [validEntries[1]!], re: new RegExp(`^bundle ${LABEL} holds no manifest.json$`) },
+  {
+    name: "'../x'",
+    entries: [{ name: '../x', body: 'evil' }, ...validEntries],
+    re: /unsafe entry .*"\.\.\/x" \('\.\.' component\)/,
+  },
+  {
+    name: "'../rootfs.ext4'",
+    entries: [validEntries[0]!, { name: '../rootfs.ext4', body: ROOTFS }],
+    re: /'\.\.' component/,
+  },
+  {
+    name: 'an absolute path',
+    entries: [{ name: '/rootfs.ext4', body: ROOTFS }, validEntries[0]!],
+    re: /"\/rootfs.ext4" \(absolute path\)/,
+  },
+  {
+    name: 'a duplicate rootfs',
+    entries: [...validEntries, { name: './rootfs.ext4', body: ROOTFS }],
+    re: /"\.\/rootfs.ext4" \(duplicate entry\)/,
+  },
+  {
+    name: 'a duplicate manifest',
+    entries: [validEntries[0]!, ...validEntries],
+    re: /"manifest.json" \(duplicate entry\)/,
+  },
+  {
+    name: 'a missing manifest',
+    entries: [validEntries[1]!],
+    re: new RegExp(`^bundle ${LABEL} holds no manifest.json$`),
+  },
   { name: 'a missing rootfs', entries: [validEntries[0]!], re: new RegExp(`^bundle ${LABEL} holds no rootfs.ext4$`) },
   { name: 'an empty archive', entries: [], re: /holds no manifest.json/ },
-  { name: 'bad manifest JSON', entries: [{ name: 'manifest.json', body: '{"format": 1,' }, validEntries[1]!], re: /^bundle manifest: not valid JSON/ },
-  { name: 'an unknown manifest key', entries: [{ name: 'manifest.json', body: m({ extra: true }) }, validEntries[1]!], re: /^bundle manifest: unknown key "extra"$/ },
-  { name: 'a manifest for another arch', entries: [{ name: 'manifest.json', body: m({ arch: 'aarch64' }) }, validEntries[1]!], re: /^bundle manifest: arch: / },
-  { name: 'rootfs_bytes not matching the rootfs', entries: [{ name: 'manifest.json', body: m({ rootfs_bytes: 4096 }) }, validEntries[1]!], re: /says rootfs_bytes 4096, but rootfs.ext4 has 10009 bytes/ },
-  { name: 'an oversized manifest', entries: [{ name: 'manifest.json', body: Buffer.alloc(70000, 0x20) }, validEntries[1]!], re: /manifest.json in bundle .* is too large: 70000 bytes/ },
+  {
+    name: 'bad manifest JSON',
+    entries: [{ name: 'manifest.json', body: '{"format": 1,' }, validEntries[1]!],
+    re: /^bundle manifest: not valid JSON/,
+  },
+  {
+    name: 'an unknown manifest key',
+    entries: [{ name: 'manifest.json', body: m({ extra: true }) }, validEntries[1]!],
+    re: /^bundle manifest: unknown key "extra"$/,
+  },
+  {
+    name: 'a manifest for another arch',
+    entries: [{ name: 'manifest.json', body: m({ arch: 'aarch64' }) }, validEntries[1]!],
+    re: /^bundle manifest: arch: /,
+  },
+  {
+    name: 'rootfs_bytes not matching the rootfs',
+    entries: [{ name: 'manifest.json', body: m({ rootfs_bytes: 4096 }) }, validEntries[1]!],
+    re: /says rootfs_bytes 4096, but rootfs.ext4 has 10009 bytes/,
+  },
+  {
+    name: 'an oversized manifest',
+    entries: [{ name: 'manifest.json', body: Buffer.alloc(70000, 0x20) }, validEntries[1]!],
+    re: /manifest.json in bundle .* is too large: 70000 bytes/,
+  },
 ];
 
 for (const c of rejectCases) {
   test(`readBundle refuses ${c.name}`, async (t) => {
     const { base, dest } = sandbox(t);
     const archive = await tarZst(c.entries);
-    await assert.rejects(readBundle(streamOf(archive), dest, sha256(archive), LABEL), appError(c.code ?? 'bad_request', c.re));
+    await assert.rejects(
+      readBundle(streamOf(archive), dest, sha256(archive), LABEL),
+      appError(c.code ?? 'bad_request', c.re),
+    );
     // Nothing escaped dest.
     assert.deepEqual(readdirSync(base).sort(), ['dest']);
   });
@@ -245,7 +360,10 @@ for (const c of rejectCases) {
 test('readBundle refuses an unsafe entry before writing anything for it', async (t) => {
   const { dest } = sandbox(t);
   const archive = await tarZst([{ name: 'extra', body: 'x' }, ...validEntries]);
-  await assert.rejects(readBundle(streamOf(archive), dest, sha256(archive), LABEL), appError('bad_request', /unexpected entry/));
+  await assert.rejects(
+    readBundle(streamOf(archive), dest, sha256(archive), LABEL),
+    appError('bad_request', /unexpected entry/),
+  );
   assert.deepEqual(readdirSync(dest), []);
 });
 
@@ -259,9 +377,17 @@ const parseCases: { name: string; text: string; re?: RegExp }[] = [
   { name: 'an array', text: '[]', re: /^bundle manifest: must be a JSON object$/ },
   { name: 'unknown keys', text: m({ foo: 1, bar: 2 }), re: /^bundle manifest: unknown keys "foo", "bar"$/ },
   { name: 'a newer format', text: m({ format: 2, new_key: 1 }), re: /^bundle manifest: unsupported format 2/ },
-  { name: 'a missing key', text: JSON.stringify({ ...manifestFor(1), kernel_ref: undefined }), re: /^bundle manifest: kernel_ref is required$/ },
+  {
+    name: 'a missing key',
+    text: JSON.stringify({ ...manifestFor(1), kernel_ref: undefined }),
+    re: /^bundle manifest: kernel_ref is required$/,
+  },
   { name: 'an empty name', text: m({ name: '' }), re: /^bundle manifest: name: must be a non-empty string$/ },
-  { name: 'a control character', text: m({ distro: 'a\nb' }), re: /^bundle manifest: distro: must not contain control characters$/ },
+  {
+    name: 'a control character',
+    text: m({ distro: 'a\nb' }),
+    re: /^bundle manifest: distro: must not contain control characters$/,
+  },
   { name: 'a fractional size', text: m({ rootfs_bytes: 1.5 }), re: /^bundle manifest: rootfs_bytes: / },
   { name: 'a negative assets_version', text: m({ assets_version: -1 }), re: /^bundle manifest: assets_version: / },
   { name: 'a bad timestamp', text: m({ created_at: 'yesterday' }), re: /^bundle manifest: created_at: / },
@@ -280,7 +406,12 @@ for (const c of parseCases) {
 // ---------------------------------------------------------------------------
 // writeBundle failures
 
-const writeFailCases: { name: string; setup: (base: string) => { rootfs: string; manifest: BundleManifest; out: string }; code: AppError['code']; re: RegExp }[] = [
+const writeFailCases: {
+  name: string;
+  setup: (base: string) => { rootfs: string; manifest: BundleManifest; out: string };
+  code: AppError['code'];
+  re: RegExp;
+}[] = [
   {
     name: 'a missing rootfs',
     setup: (base) => ({ rootfs: join(base, 'nope.ext4'), manifest: manifestFor(1), out: join(base, 'x.tar.zst') }),
@@ -309,7 +440,11 @@ const writeFailCases: { name: string; setup: (base: string) => { rootfs: string;
     name: 'an invalid manifest',
     setup: (base) => {
       writeFileSync(join(base, 'r.ext4'), ROOTFS);
-      return { rootfs: join(base, 'r.ext4'), manifest: { ...manifestFor(ROOTFS.length), extra: 1 } as BundleManifest, out: join(base, 'x.tar.zst') };
+      return {
+        rootfs: join(base, 'r.ext4'),
+        manifest: { ...manifestFor(ROOTFS.length), extra: 1 } as BundleManifest,
+        out: join(base, 'x.tar.zst'),
+      };
     },
     code: 'bad_request',
     re: /^bundle manifest: unknown key "extra"$/,
@@ -318,7 +453,11 @@ const writeFailCases: { name: string; setup: (base: string) => { rootfs: string;
     name: 'an output directory that does not exist',
     setup: (base) => {
       writeFileSync(join(base, 'r.ext4'), ROOTFS);
-      return { rootfs: join(base, 'r.ext4'), manifest: manifestFor(ROOTFS.length), out: join(base, 'missing', 'x.tar.zst') };
+      return {
+        rootfs: join(base, 'r.ext4'),
+        manifest: manifestFor(ROOTFS.length),
+        out: join(base, 'missing', 'x.tar.zst'),
+      };
     },
     code: 'operation_failed',
     re: /^cannot write bundle .*x.tar.zst: .*ENOENT/,
@@ -352,7 +491,10 @@ test('writeBundle removes the .partial file when aborted mid-stream', async (t) 
     }
   }, 1);
   t.after(() => clearInterval(poll));
-  await assert.rejects(writeBundle(rootfsPath, manifestFor(2048 * MIB), out, ac.signal), appError('cancelled', /cancelled/));
+  await assert.rejects(
+    writeBundle(rootfsPath, manifestFor(2048 * MIB), out, ac.signal),
+    appError('cancelled', /cancelled/),
+  );
   assert.ok(sawPartial, 'the partial file existed while writing');
   assert.ok(!existsSync(`${out}.partial`), 'partial removed');
   assert.ok(!existsSync(out), 'no bundle');
@@ -387,6 +529,9 @@ test('writeBundle reports a rootfs that shrinks while it is read, and removes th
   }
   const { base } = sandbox(t);
   const out = join(base, 'img.tar.zst');
-  await assert.rejects(writeBundle(shrinking, manifestFor(st.size), out), appError('operation_failed', /changed size while it was being exported/));
+  await assert.rejects(
+    writeBundle(shrinking, manifestFor(st.size), out),
+    appError('operation_failed', /changed size while it was being exported/),
+  );
   assert.deepEqual(readdirSync(base), ['dest'], 'no bundle and no .partial left behind');
 });

@@ -57,7 +57,8 @@ const MANIFEST_HINT = `${BUNDLE_MANIFEST} must be a JSON object with format (1),
 const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-const isAbortError = (err: unknown): boolean => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
+const isAbortError = (err: unknown): boolean =>
+  err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
 const hasControlChar = (text: string): boolean => /[\u0000-\u001f\u007f]/.test(text);
 
 // ---------------------------------------------------------------------------
@@ -100,7 +101,10 @@ export function parseBundleManifest(text: string): BundleManifest {
   // A newer format may add keys: say the format is the problem rather than the keys.
   const format = (data as Record<string, unknown>).format;
   if (format !== undefined && format !== 1) {
-    return fail(`unsupported format ${JSON.stringify(format)} (this banger reads format 1)`, 'the bundle was made by a newer banger; upgrade banger to pull it');
+    return fail(
+      `unsupported format ${JSON.stringify(format)} (this banger reads format 1)`,
+      'the bundle was made by a newer banger; upgrade banger to pull it',
+    );
   }
   const r = manifestSchema.safeParse(data);
   if (r.success) return r.data;
@@ -113,7 +117,8 @@ export function parseBundleManifest(text: string): BundleManifest {
   const first = issues[0];
   if (first === undefined) return fail('invalid manifest');
   const where = first.path.length > 0 ? first.path.map(String).join('.') : 'manifest';
-  const missing = first.code === 'invalid_type' && first.path.length === 1 && !(String(first.path[0]) in (data as object));
+  const missing =
+    first.code === 'invalid_type' && first.path.length === 1 && !(String(first.path[0]) in (data as object));
   return fail(missing ? `${where} is required` : `${where}: ${first.message}`);
 }
 
@@ -174,7 +179,9 @@ export async function writeBundle(
     src = await open(rootfs, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw operationFailed(`cannot open rootfs ${rootfs}: ${code === 'ENOENT' ? 'no such file' : errorMessage(err)}`, { cause: err });
+    throw operationFailed(`cannot open rootfs ${rootfs}: ${code === 'ENOENT' ? 'no such file' : errorMessage(err)}`, {
+      cause: err,
+    });
   }
   const partial = `${out}.partial`;
   let started = false;
@@ -182,7 +189,10 @@ export async function writeBundle(
     const st = await src.stat();
     if (!st.isFile()) throw badRequest(`rootfs ${rootfs} is not a regular file`);
     if (st.size !== checked.rootfs_bytes) {
-      throw badRequest(`bundle manifest says rootfs_bytes ${checked.rootfs_bytes}, but ${rootfs} has ${st.size} bytes`, 'set rootfs_bytes to the size of the rootfs file');
+      throw badRequest(
+        `bundle manifest says rootfs_bytes ${checked.rootfs_bytes}, but ${rootfs} has ${st.size} bytes`,
+        'set rootfs_bytes to the size of the rootfs file',
+      );
     }
     if (signal?.aborted) throw cancelled();
 
@@ -190,7 +200,11 @@ export async function writeBundle(
     const compressor = newCompressor();
     const hasher = new HashingStream();
     const feed = async (): Promise<void> => {
-      await entryDone(tar, { name: BUNDLE_MANIFEST, type: 'file', mode: FILE_MODE, mtime, size: manifestBody.length }, manifestBody);
+      await entryDone(
+        tar,
+        { name: BUNDLE_MANIFEST, type: 'file', mode: FILE_MODE, mtime, size: manifestBody.length },
+        manifestBody,
+      );
       const entry = tar.entry({ name: BUNDLE_ROOTFS, type: 'file', mode: FILE_MODE, mtime, size: st.size });
       // Exactly st.size bytes, so a file that grows meanwhile cannot overrun the tar header; one that shrinks
       // fails the entry with 'Size mismatch'. The read stream closes `src` when it is done or destroyed.
@@ -198,9 +212,12 @@ export async function writeBundle(
         await pipeline(src.createReadStream({ start: 0, end: st.size - 1, highWaterMark: READ_CHUNK }), entry);
       } catch (err) {
         if (err instanceof Error && err.message === 'Size mismatch') {
-          throw operationFailed(`rootfs ${rootfs} changed size while it was being exported (expected ${st.size} bytes)`, {
-            hint: 'stop whatever is writing to the image file and retry',
-          });
+          throw operationFailed(
+            `rootfs ${rootfs} changed size while it was being exported (expected ${st.size} bytes)`,
+            {
+              hint: 'stop whatever is writing to the image file and retry',
+            },
+          );
         }
         throw err;
       }
@@ -211,7 +228,13 @@ export async function writeBundle(
       throw err;
     });
     started = true;
-    const piping = pipeline(tar, compressor, hasher, createWriteStream(partial, { flags: 'w', mode: FILE_MODE }), signal === undefined ? {} : { signal });
+    const piping = pipeline(
+      tar,
+      compressor,
+      hasher,
+      createWriteStream(partial, { flags: 'w', mode: FILE_MODE }),
+      signal === undefined ? {} : { signal },
+    );
     const [piped, fed] = await Promise.allSettled([piping, feeding]);
     // An AppError from the feeder (the rootfs changed) explains the failure; otherwise the pipeline's error
     // is the cause and the feeder only saw its streams torn down.
@@ -306,7 +329,10 @@ class BundleExtractor {
     if (rel === BUNDLE_MANIFEST) {
       const size = entry.header.size ?? 0;
       if (size > MAX_MANIFEST_BYTES) {
-        throw badRequest(`${BUNDLE_MANIFEST} in bundle ${label} is too large: ${size} bytes, at most ${MAX_MANIFEST_BYTES} allowed`, LAYOUT_HINT);
+        throw badRequest(
+          `${BUNDLE_MANIFEST} in bundle ${label} is too large: ${size} bytes, at most ${MAX_MANIFEST_BYTES} allowed`,
+          LAYOUT_HINT,
+        );
       }
       const chunks: Buffer[] = [];
       for await (const chunk of entry) chunks.push(chunk as Buffer);
@@ -380,7 +406,10 @@ export async function readBundle(
   // An abort wins over a malformed pin: extractStrictTarZst rejects it as 'cancelled'.
   if (!signal?.aborted && !SHA256_RE.test(expectedSha256)) {
     input.destroy();
-    throw badRequest(`invalid sha256 for ${label}: ${JSON.stringify(expectedSha256)}`, 'a sha256 is 64 hexadecimal digits');
+    throw badRequest(
+      `invalid sha256 for ${label}: ${JSON.stringify(expectedSha256)}`,
+      'a sha256 is 64 hexadecimal digits',
+    );
   }
   const out = new BundleExtractor(dest, label, onManifest);
   const { bytes } = await extractStrictTarZst(input, (entry) => out.apply(entry), {

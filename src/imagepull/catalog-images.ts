@@ -25,10 +25,22 @@ export function parseCatalogImages(raw: readonly unknown[], source: string): Cat
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const where = issue ? [`images[${i}]`, ...issue.path.map(String)].join('.') : `images[${i}]`;
-      const what = issue?.code === 'unrecognized_keys' ? `unknown key "${issue.keys.join('", "')}"` : (issue?.message ?? 'invalid');
-      throw badRequest(`${source}: ${where}: ${what}`, 'an image entry has name, tarball_url, tarball_sha256 and optionally distro and kernel_ref');
+      const what =
+        issue?.code === 'unrecognized_keys'
+          ? `unknown key "${issue.keys.join('", "')}"`
+          : (issue?.message ?? 'invalid');
+      throw badRequest(
+        `${source}: ${where}: ${what}`,
+        'an image entry has name, tarball_url, tarball_sha256 and optionally distro and kernel_ref',
+      );
     }
     const d = parsed.data;
-    return { name: d.name, distro: d.distro ?? 'unknown', url: d.tarball_url, sha256: d.tarball_sha256.toLowerCase(), kernelRef: d.kernel_ref };
+    return {
+      name: d.name,
+      distro: d.distro ?? 'unknown',
+      url: d.tarball_url,
+      sha256: d.tarball_sha256.toLowerCase(),
+      kernelRef: d.kernel_ref,
+    };
   });
 }

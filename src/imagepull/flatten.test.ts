@@ -1,6 +1,17 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
@@ -150,7 +161,9 @@ test('extracts files, dirs and symlinks with metadata', async (t) => {
 
 test('PAX uid/gid records win over the ustar fields', async (t) => {
   const box = sandbox(t);
-  const f = await flatten(box.root, [[file('home/u/f', 'x', { uid: 7, gid: 8, pax: { uid: '100000', gid: '100001' } })]]);
+  const f = await flatten(box.root, [
+    [file('home/u/f', 'x', { uid: 7, gid: 8, pax: { uid: '100000', gid: '100001' } })],
+  ]);
   assert.deepEqual(f.result().meta.get('home/u/f'), { uid: 100000, gid: 100001, mode: 0o644, type: 'file' });
 });
 
@@ -218,7 +231,11 @@ test('hardlinks share the inode and the target metadata', async (t) => {
 test('a hardlink whose primary is removed becomes the primary', async (t) => {
   const box = sandbox(t);
   const f = await flatten(box.root, [
-    [file('a', 'data', { uid: 9 }), { name: 'b', type: 'link', linkname: 'a' }, { name: 'c', type: 'link', linkname: 'b' }],
+    [
+      file('a', 'data', { uid: 9 }),
+      { name: 'b', type: 'link', linkname: 'a' },
+      { name: 'c', type: 'link', linkname: 'b' },
+    ],
     [file('.wh.a', '')],
   ]);
   const { meta } = f.result();
@@ -272,18 +289,26 @@ test('an opaque whiteout clears lower children but keeps the dir and same-layer 
   ]);
   assert.deepEqual(readdirSync(join(box.root, 'opt')).sort(), ['new2', 'sub']);
   assert.deepEqual(readdirSync(join(box.root, 'opt/sub')), ['new']);
-  assert.deepEqual(
-    [...f.result().meta.keys()].sort(),
-    ['opt', 'opt/new2', 'opt/sub', 'opt/sub/new', 'other'],
-  );
+  assert.deepEqual([...f.result().meta.keys()].sort(), ['opt', 'opt/new2', 'opt/sub', 'opt/sub/new', 'other']);
   assert.equal(f.result().meta.get('opt')?.mode, 0o755);
 });
 
 test('later layers replace earlier entries', async (t) => {
   const box = sandbox(t);
   const f = await flatten(box.root, [
-    [file('etc/hostname', 'old'), { name: 'etc/hostname.bak', type: 'link', linkname: 'etc/hostname' }, dir('x'), file('x/child'), file('y')],
-    [file('etc/hostname', 'new', { mode: 0o600 }), file('x', 'now a file'), dir('y'), { name: 'z', type: 'symlink', linkname: 'y' }],
+    [
+      file('etc/hostname', 'old'),
+      { name: 'etc/hostname.bak', type: 'link', linkname: 'etc/hostname' },
+      dir('x'),
+      file('x/child'),
+      file('y'),
+    ],
+    [
+      file('etc/hostname', 'new', { mode: 0o600 }),
+      file('x', 'now a file'),
+      dir('y'),
+      { name: 'z', type: 'symlink', linkname: 'y' },
+    ],
     [file('z', 'file replaces symlink')],
   ]);
   const { meta } = f.result();
@@ -324,7 +349,13 @@ test('the skip predicate drops paths entirely', async (t) => {
   const box = sandbox(t);
   const f = await flatten(
     box.root,
-    [[file('etc/ssh/ssh_host_rsa_key', 'secret'), file('etc/ssh/sshd_config'), { name: 'etc/ssh/k2', type: 'link', linkname: 'etc/ssh/ssh_host_rsa_key' }]],
+    [
+      [
+        file('etc/ssh/ssh_host_rsa_key', 'secret'),
+        file('etc/ssh/sshd_config'),
+        { name: 'etc/ssh/k2', type: 'link', linkname: 'etc/ssh/ssh_host_rsa_key' },
+      ],
+    ],
     { skip: (p) => p.startsWith('etc/ssh/ssh_host_') },
   );
   assert.deepEqual(readdirSync(join(box.root, 'etc/ssh')), ['sshd_config']);
@@ -356,23 +387,63 @@ test('unsafe entries are rejected and nothing escapes the root', async (t) => {
       path: 'link/sub/',
       reason: /path goes through a symlink/,
     },
-    { name: 'hardlink dotdot', layer: () => [link('h', '../outside/secret')], path: 'h', reason: /hardlink target "\.\.\/outside\/secret": '\.\.' component/ },
-    { name: 'hardlink absolute', layer: () => [link('h', '/etc/passwd')], path: 'h', reason: /hardlink target "\/etc\/passwd": absolute path/ },
+    {
+      name: 'hardlink dotdot',
+      layer: () => [link('h', '../outside/secret')],
+      path: 'h',
+      reason: /hardlink target "\.\.\/outside\/secret": '\.\.' component/,
+    },
+    {
+      name: 'hardlink absolute',
+      layer: () => [link('h', '/etc/passwd')],
+      path: 'h',
+      reason: /hardlink target "\/etc\/passwd": absolute path/,
+    },
     {
       name: 'hardlink through symlink',
       layer: (o) => [sym('link', o), link('h', 'link/secret')],
       path: 'h',
       reason: /hardlink target "link\/secret": path goes through a symlink/,
     },
-    { name: 'hardlink to missing', layer: () => [link('h', 'nope')], path: 'h', reason: /not an existing regular file/ },
-    { name: 'hardlink to dir', layer: () => [dir('d'), link('h', 'd')], path: 'h', reason: /not an existing regular file/ },
-    { name: 'hardlink to symlink', layer: (o) => [sym('s', `${o}/secret`), link('h', 's')], path: 'h', reason: /not an existing regular file/ },
+    {
+      name: 'hardlink to missing',
+      layer: () => [link('h', 'nope')],
+      path: 'h',
+      reason: /not an existing regular file/,
+    },
+    {
+      name: 'hardlink to dir',
+      layer: () => [dir('d'), link('h', 'd')],
+      path: 'h',
+      reason: /not an existing regular file/,
+    },
+    {
+      name: 'hardlink to symlink',
+      layer: (o) => [sym('s', `${o}/secret`), link('h', 's')],
+      path: 'h',
+      reason: /not an existing regular file/,
+    },
     { name: 'newline', layer: () => [file('a\nb')], path: 'a\nb', reason: /control character/ },
-    { name: 'whiteout through symlink', layer: (o) => [sym('link', o), file('link/.wh.secret', '')], path: 'link/.wh.secret', reason: /path goes through a symlink/ },
-    { name: 'opaque through symlink', layer: (o) => [sym('link', o), file('link/.wh..wh..opq', '')], path: 'link/.wh..wh..opq', reason: /path goes through a symlink/ },
+    {
+      name: 'whiteout through symlink',
+      layer: (o) => [sym('link', o), file('link/.wh.secret', '')],
+      path: 'link/.wh.secret',
+      reason: /path goes through a symlink/,
+    },
+    {
+      name: 'opaque through symlink',
+      layer: (o) => [sym('link', o), file('link/.wh..wh..opq', '')],
+      path: 'link/.wh..wh..opq',
+      reason: /path goes through a symlink/,
+    },
     { name: 'bad whiteout', layer: () => [file('a/.wh...', '')], path: 'a/.wh...', reason: /invalid whiteout/ },
     { name: 'root replaced', layer: () => [sym('./', '/')], path: './', reason: /replaces the root/ },
-    { name: 'parent is a file', layer: () => [file('f'), file('f/x')], path: 'f/x', reason: /parent is not a directory/ },
+    {
+      name: 'parent is a file',
+      layer: () => [file('f'), file('f/x')],
+      path: 'f/x',
+      reason: /parent is not a directory/,
+    },
   ];
   for (const c of cases) {
     await t.test(c.name, async (sub) => {
@@ -428,7 +499,10 @@ test('abort cancels a running layer and destroys the input', async (t) => {
   setTimeout(() => ac.abort(), 20);
   await assert.rejects(done, (err: unknown) => err instanceof AppError && err.code === 'cancelled');
   assert.ok(input.destroyed);
-  await assert.rejects(f.applyLayer(await tarStream([]), 'layer 2'), (err: unknown) => err instanceof AppError && err.code === 'cancelled');
+  await assert.rejects(
+    f.applyLayer(await tarStream([]), 'layer 2'),
+    (err: unknown) => err instanceof AppError && err.code === 'cancelled',
+  );
 });
 
 test('large files stream through with bounded memory', async (t) => {

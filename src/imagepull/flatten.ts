@@ -58,10 +58,7 @@ const UNSAFE_HINT = 'the image contains a path banger will not extract; rebuild 
 const IMPLICIT_DIR: EntryMeta = { uid: 0, gid: 0, mode: 0o755, type: 'dir' };
 
 export type Whiteout =
-  | { kind: 'opaque'; dir: string }
-  | { kind: 'remove'; target: string }
-  | { kind: 'ignored' }
-  | { kind: 'invalid' };
+  { kind: 'opaque'; dir: string } | { kind: 'remove'; target: string } | { kind: 'ignored' } | { kind: 'invalid' };
 
 const dirnameOf = (rel: string): string => rel.slice(0, Math.max(0, rel.lastIndexOf('/')));
 const basenameOf = (rel: string): string => rel.slice(rel.lastIndexOf('/') + 1);
@@ -138,7 +135,10 @@ function asAppError(err: unknown, what: string, root: string): AppError {
   // A stream write's ENOSPC carries no path: name the tree being written.
   const full = noSpaceError(err);
   if (full !== undefined) {
-    return operationFailed(`cannot extract ${what}: ${full.message}`, { hint: `free space on the filesystem holding ${root} (see \`df -h\`) and retry`, cause: err });
+    return operationFailed(`cannot extract ${what}: ${full.message}`, {
+      hint: `free space on the filesystem holding ${root} (see \`df -h\`) and retry`,
+      cause: err,
+    });
   }
   const message = err instanceof Error ? err.message : String(err);
   return operationFailed(`cannot extract ${what}: ${message}`, { cause: err });
@@ -240,7 +240,13 @@ export class Flattener {
   }
 
   /** Handles one entry; true when it consumed the entry's data itself. */
-  async #dispatch(entry: TarEntry, header: RawHeader, rel: string, layerName: string, reject: Reject): Promise<boolean> {
+  async #dispatch(
+    entry: TarEntry,
+    header: RawHeader,
+    rel: string,
+    layerName: string,
+    reject: Reject,
+  ): Promise<boolean> {
     if (rel === '') {
       if (header.type !== 'directory') throw reject('entry replaces the root');
       return false;
@@ -374,7 +380,13 @@ export class Flattener {
     if (this.#opts.applyOwnership) await lchown(this.#host(rel), meta.uid, meta.gid);
   }
 
-  async #writeFile(entry: TarEntry, rel: string, meta: EntryMeta, mtime: Date | undefined, reject: Reject): Promise<void> {
+  async #writeFile(
+    entry: TarEntry,
+    rel: string,
+    meta: EntryMeta,
+    mtime: Date | undefined,
+    reject: Reject,
+  ): Promise<void> {
     await this.#prepare(rel, reject, false);
     const host = this.#host(rel);
     // 'wx' is O_CREAT|O_EXCL: it never follows a link planted at the final component.
@@ -413,7 +425,9 @@ export class Flattener {
     if (target === '' || target === rel) throw reject(`hardlink target ${quoted} is the root or the entry itself`);
     if (this.#opts.skip?.(target) === true) return;
     const targetReject: Reject = (reason) => reject(`hardlink target ${quoted}: ${reason}`);
-    const st = (await this.#resolveDir(dirnameOf(target), targetReject, false)) ? await lstatOrNull(this.#host(target)) : null;
+    const st = (await this.#resolveDir(dirnameOf(target), targetReject, false))
+      ? await lstatOrNull(this.#host(target))
+      : null;
     if (st === null || !st.isFile()) throw targetReject('not an existing regular file');
     const source = this.#meta.get(target) ?? { uid: st.uid, gid: st.gid, mode: st.mode & PERM_MASK, type: 'file' };
     await this.#prepare(rel, reject, false);
@@ -439,7 +453,10 @@ export class Flattener {
       case 'ignored':
         return;
       case 'remove':
-        if (!this.#layerPaths.has(whiteout.target) && (await this.#resolveDir(dirnameOf(whiteout.target), reject, false))) {
+        if (
+          !this.#layerPaths.has(whiteout.target) &&
+          (await this.#resolveDir(dirnameOf(whiteout.target), reject, false))
+        ) {
           await this.#remove(whiteout.target);
         }
         return;

@@ -21,8 +21,15 @@ const links: Record<string, string> = {
   'etc/hostdir': '/var/../..',
 };
 const meta = new Map<string, EntryMeta>([
-  ['usr', D], ['usr/lib', D], ['usr/lib/os-release', F], ['usr/sbin', D], ['usr/sbin/sshd', F],
-  ['usr/lib/systemd', D], ['usr/lib/systemd/systemd', F], ['etc', D], ['var', D],
+  ['usr', D],
+  ['usr/lib', D],
+  ['usr/lib/os-release', F],
+  ['usr/sbin', D],
+  ['usr/sbin/sshd', F],
+  ['usr/lib/systemd', D],
+  ['usr/lib/systemd/systemd', F],
+  ['etc', D],
+  ['var', D],
   ...Object.keys(links).map((k): [string, EntryMeta] => [k, L]),
 ]);
 const readlink = (rel: string): string => {

@@ -25,7 +25,10 @@ export function resolveImagePath(
   meta: ReadonlyMap<string, EntryMeta>,
   readlink: (rel: string) => string,
 ): { rel: string; meta: EntryMeta } | undefined {
-  const todo = path.split('/').filter((c) => c !== '' && c !== '.').reverse();
+  const todo = path
+    .split('/')
+    .filter((c) => c !== '' && c !== '.')
+    .reverse();
   const cur: string[] = [];
   let hops = 0;
   for (let comp = todo.pop(); comp !== undefined; comp = todo.pop()) {
@@ -40,7 +43,12 @@ export function resolveImagePath(
       if (++hops > MAX_SYMLINK_HOPS) return undefined;
       const target = readlink(rel);
       if (target.startsWith('/')) cur.length = 0;
-      todo.push(...target.split('/').filter((c) => c !== '' && c !== '.').reverse());
+      todo.push(
+        ...target
+          .split('/')
+          .filter((c) => c !== '' && c !== '.')
+          .reverse(),
+      );
       continue;
     }
     if (todo.length === 0) return { rel, meta: m };
@@ -51,7 +59,11 @@ export function resolveImagePath(
 }
 
 /** True when `path` resolves inside the image to a regular file. */
-export function isImageFile(path: string, meta: ReadonlyMap<string, EntryMeta>, readlink: (rel: string) => string): boolean {
+export function isImageFile(
+  path: string,
+  meta: ReadonlyMap<string, EntryMeta>,
+  readlink: (rel: string) => string,
+): boolean {
   const r = resolveImagePath(path, meta, readlink);
   return r !== undefined && (r.meta.type === 'file' || r.meta.type === 'hardlink');
 }

@@ -4,7 +4,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppError } from '../errors.js';
-import { FakeRegistry, compress, layerMediaType, sha256, tarOf, type Compression } from '../../test/helpers/registry.js';
+import {
+  FakeRegistry,
+  compress,
+  layerMediaType,
+  sha256,
+  tarOf,
+  type Compression,
+} from '../../test/helpers/registry.js';
 import { BlobCache } from './blobcache.js';
 import { DiffIdVerifier, layerCompression, openLayer, openVerifiedLayer, sniffCompression } from './layers.js';
 import { parseReference } from './reference.js';
@@ -26,7 +33,12 @@ for (const how of ['gzip', 'zstd', 'none'] as Compression[]) {
     const blob = compress(tar, how);
     const path = join(dir, 'blob');
     writeFileSync(path, blob);
-    const stream = await openVerifiedLayer(path, { mediaType: layerMediaType(how, 'oci'), digest: sha256(blob) }, 0, sha256(tar));
+    const stream = await openVerifiedLayer(
+      path,
+      { mediaType: layerMediaType(how, 'oci'), digest: sha256(blob) },
+      0,
+      sha256(tar),
+    );
     assert.deepEqual(await untar(stream), { 'etc/motd': 'welcome\n', 'usr/bin/tool': '#!/bin/sh\necho hi\n' });
   });
 }
@@ -38,7 +50,12 @@ test('a diff_id mismatch fails the stream naming the layer index and digests', a
   const path = join(dir, 'blob');
   writeFileSync(path, blob);
   const wrong = sha256('other');
-  const stream = await openVerifiedLayer(path, { mediaType: layerMediaType('gzip', 'docker'), digest: sha256(blob) }, 3, wrong);
+  const stream = await openVerifiedLayer(
+    path,
+    { mediaType: layerMediaType('gzip', 'docker'), digest: sha256(blob) },
+    3,
+    wrong,
+  );
   await assert.rejects(untar(stream), (e: unknown) => {
     assert.ok(e instanceof AppError);
     assert.equal(e.code, 'operation_failed');
@@ -79,13 +96,20 @@ test('a corrupt gzip layer fails with an operationFailed naming the layer', asyn
   const path = join(dir, 'blob');
   writeFileSync(path, blob.subarray(0, blob.length - 20));
   const stream = await openLayer(path, layerMediaType('gzip', 'oci'), { label: 'layer 1 (sha256:x)' });
-  await assert.rejects(untar(stream), (e: unknown) => e instanceof AppError && /^layer 1 \(sha256:x\) is corrupt: gzip decompression failed/.test(e.message));
+  await assert.rejects(
+    untar(stream),
+    (e: unknown) =>
+      e instanceof AppError && /^layer 1 \(sha256:x\) is corrupt: gzip decompression failed/.test(e.message),
+  );
 });
 
 test('unsupported layer media types are a badRequest', async (t) => {
   const path = join(tempDir(t), 'blob');
   writeFileSync(path, 'x');
-  await assert.rejects(openLayer(path, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip'), (e: unknown) => e instanceof AppError && e.code === 'bad_request');
+  await assert.rejects(
+    openLayer(path, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip'),
+    (e: unknown) => e instanceof AppError && e.code === 'bad_request',
+  );
 });
 
 test('layerCompression and sniffCompression', () => {

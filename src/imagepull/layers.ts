@@ -59,7 +59,10 @@ export async function openLayer(path: string, mediaType: string, opts: OpenLayer
   const label = opts.label ?? path;
   const declared = layerCompression(mediaType);
   if (declared === undefined) {
-    throw badRequest(`${label} has unsupported media type ${JSON.stringify(mediaType)}`, 'banger can unpack tar layers that are uncompressed, gzip or zstd');
+    throw badRequest(
+      `${label} has unsupported media type ${JSON.stringify(mediaType)}`,
+      'banger can unpack tar layers that are uncompressed, gzip or zstd',
+    );
   }
   let head: Buffer;
   try {
@@ -80,10 +83,12 @@ export async function openLayer(path: string, mediaType: string, opts: OpenLayer
     if (err instanceof AppError) out.destroy(err);
     else if (opts.signal?.aborted) out.destroy(new AppError('cancelled', 'operation cancelled'));
     else {
-      out.destroy(operationFailed(`${label} is corrupt: ${actual} decompression failed: ${err.message}`, {
-        cause: err,
-        hint: 'delete the cached blob (banger image prune) and pull again',
-      }));
+      out.destroy(
+        operationFailed(`${label} is corrupt: ${actual} decompression failed: ${err.message}`, {
+          cause: err,
+          hint: 'delete the cached blob (banger image prune) and pull again',
+        }),
+      );
     }
   };
   source.on('error', fail);
@@ -133,10 +138,14 @@ export class DiffIdVerifier extends Transform {
       return;
     }
     const { index, diffId, layerDigest } = this.#opts;
-    callback(operationFailed(
-      `layer ${index}${layerDigest === undefined ? '' : ` (${layerDigest})`} does not match the image config: its uncompressed content (${this.#bytes} bytes) hashes to ${got} but rootfs.diff_ids[${index}] is ${diffId}`,
-      { hint: 'the image is corrupt or was tampered with; delete the cached blob (banger image prune) and pull again, or rebuild the image' },
-    ));
+    callback(
+      operationFailed(
+        `layer ${index}${layerDigest === undefined ? '' : ` (${layerDigest})`} does not match the image config: its uncompressed content (${this.#bytes} bytes) hashes to ${got} but rootfs.diff_ids[${index}] is ${diffId}`,
+        {
+          hint: 'the image is corrupt or was tampered with; delete the cached blob (banger image prune) and pull again, or rebuild the image',
+        },
+      ),
+    );
   }
 }
 

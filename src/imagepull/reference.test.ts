@@ -9,7 +9,10 @@ const good: [string, ImageRef][] = [
   ['alpine', { registry: 'registry-1.docker.io', repository: 'library/alpine', tag: 'latest' }],
   ['alpine:3.20', { registry: 'registry-1.docker.io', repository: 'library/alpine', tag: '3.20' }],
   ['library/alpine:3.20', { registry: 'registry-1.docker.io', repository: 'library/alpine', tag: '3.20' }],
-  ['docker.io/library/debian:bookworm', { registry: 'registry-1.docker.io', repository: 'library/debian', tag: 'bookworm' }],
+  [
+    'docker.io/library/debian:bookworm',
+    { registry: 'registry-1.docker.io', repository: 'library/debian', tag: 'bookworm' },
+  ],
   ['docker.io/debian', { registry: 'registry-1.docker.io', repository: 'library/debian', tag: 'latest' }],
   ['index.docker.io/user/app:v1', { registry: 'registry-1.docker.io', repository: 'user/app', tag: 'v1' }],
   ['user/app', { registry: 'registry-1.docker.io', repository: 'user/app', tag: 'latest' }],
@@ -55,14 +58,17 @@ const bad: [string, RegExp][] = [
 
 for (const [input, message] of bad) {
   test(`parseReference(${JSON.stringify(input)}) is a badRequest`, () => {
-    assert.throws(() => parseReference(input), (e: unknown) => {
-      assert.ok(e instanceof AppError);
-      assert.equal(e.code, 'bad_request');
-      assert.match(e.message, message);
-      assert.match(e.message, /invalid image reference/);
-      assert.ok(e.hint !== undefined);
-      return true;
-    });
+    assert.throws(
+      () => parseReference(input),
+      (e: unknown) => {
+        assert.ok(e instanceof AppError);
+        assert.equal(e.code, 'bad_request');
+        assert.match(e.message, message);
+        assert.match(e.message, /invalid image reference/);
+        assert.ok(e.hint !== undefined);
+        return true;
+      },
+    );
   });
 }
 

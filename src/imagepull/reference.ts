@@ -23,7 +23,8 @@ export const DOCKER_HUB = 'registry-1.docker.io';
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 const DEFAULT_TAG = 'latest';
 
-const REF_HINT = 'an OCI image reference looks like [registry/]repository[:tag][@sha256:digest], e.g. docker.io/library/debian:bookworm or 127.0.0.1:5000/team/app:v1';
+const REF_HINT =
+  'an OCI image reference looks like [registry/]repository[:tag][@sha256:digest], e.g. docker.io/library/debian:bookworm or 127.0.0.1:5000/team/app:v1';
 
 const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
@@ -89,10 +90,12 @@ export function parseReference(ref: string): ImageRef {
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (digest.includes('@')) bad("more than one '@'");
-    if (!digest.includes(':')) bad(`digest ${JSON.stringify(digest)} has no algorithm; expected sha256:<64 hex digits>`);
+    if (!digest.includes(':'))
+      bad(`digest ${JSON.stringify(digest)} has no algorithm; expected sha256:<64 hex digits>`);
     const algo = digest.slice(0, digest.indexOf(':'));
     if (algo !== 'sha256') bad(`unsupported digest algorithm ${JSON.stringify(algo)}; only sha256 is supported`);
-    if (!SHA256_DIGEST.test(digest)) bad(`digest ${JSON.stringify(digest)} is not sha256: followed by 64 lowercase hex digits`);
+    if (!SHA256_DIGEST.test(digest))
+      bad(`digest ${JSON.stringify(digest)} is not sha256: followed by 64 lowercase hex digits`);
   }
 
   let tag: string | undefined;
@@ -102,7 +105,8 @@ export function parseReference(ref: string): ImageRef {
     tag = rest.slice(lastColon + 1);
     rest = rest.slice(0, lastColon);
     if (tag === '') bad("empty tag after ':'");
-    if (!TAG.test(tag)) bad(`tag ${JSON.stringify(tag)} is invalid (1-128 characters of A-Z a-z 0-9 _ . -, not starting with . or -)`);
+    if (!TAG.test(tag))
+      bad(`tag ${JSON.stringify(tag)} is invalid (1-128 characters of A-Z a-z 0-9 _ . -, not starting with . or -)`);
   }
 
   if (rest === '') bad('no repository name');
@@ -119,7 +123,9 @@ export function parseReference(ref: string): ImageRef {
     if (p === '') bad("empty path component (a leading, trailing or doubled '/')");
     if (p !== p.toLowerCase()) bad(`repository name ${JSON.stringify(parts.join('/'))} must be lowercase`);
     if (!PATH_COMPONENT.test(p)) {
-      bad(`repository component ${JSON.stringify(p)} is invalid (lowercase letters and digits, separated by '.', '_', '__' or '-')`);
+      bad(
+        `repository component ${JSON.stringify(p)} is invalid (lowercase letters and digits, separated by '.', '_', '__' or '-')`,
+      );
     }
   }
   if (registry === DOCKER_HUB && parts.length === 1) parts.unshift('library');
@@ -160,7 +166,8 @@ const trimEdges = (s: string): string => s.replace(/^[^a-z0-9]+/, '').replace(/[
  */
 export function deriveImageName(ref: ImageRef): string {
   const base = trimEdges(sanitize(ref.repository.split('/').pop() ?? '')) || 'image';
-  const rawSuffix = ref.tag ?? (ref.digest === undefined ? DEFAULT_TAG : (ref.digest.split(':')[1] ?? '').slice(0, DIGEST_PREFIX_HEX));
+  const rawSuffix =
+    ref.tag ?? (ref.digest === undefined ? DEFAULT_TAG : (ref.digest.split(':')[1] ?? '').slice(0, DIGEST_PREFIX_HEX));
   const suffix = trimEdges(sanitize(rawSuffix).slice(0, MAX_SUFFIX));
   if (suffix === '') return trimEdges(base.slice(0, MAX_IMAGE_NAME)) || 'image';
   const room = MAX_IMAGE_NAME - 1 - suffix.length;

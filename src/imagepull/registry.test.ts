@@ -4,7 +4,14 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
-import { DOCKER_MANIFEST, FakeRegistry, OCI_MANIFEST, dockerConfigFor, sha256, type FakeRegistryOptions } from '../../test/helpers/registry.js';
+import {
+  DOCKER_MANIFEST,
+  FakeRegistry,
+  OCI_MANIFEST,
+  dockerConfigFor,
+  sha256,
+  type FakeRegistryOptions,
+} from '../../test/helpers/registry.js';
 import { parseReference } from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry.js';
 
@@ -63,15 +70,26 @@ test('anonymous pull: resolve an OCI image by tag and stream its blobs', async (
   assert.equal(got.manifestDigest, img.manifestDigest);
   assert.equal(got.configDigest, img.configDigest);
   assert.equal(got.manifest.mediaType, OCI_MANIFEST);
-  assert.deepEqual(got.manifest.layers.map((l) => l.digest), img.layers.map((l) => l.digest));
-  assert.deepEqual(got.config.rootfs.diff_ids, img.layers.map((l) => l.diffId));
+  assert.deepEqual(
+    got.manifest.layers.map((l) => l.digest),
+    img.layers.map((l) => l.digest),
+  );
+  assert.deepEqual(
+    got.config.rootfs.diff_ids,
+    img.layers.map((l) => l.diffId),
+  );
   assert.deepEqual(got.config.config?.Env, ['A=1']);
   for (const l of img.layers) {
     assert.deepEqual(await readAll(await c.blob(ref, l.digest)), l.blob);
   }
   assert.ok(r.requests().every((q) => q.authorization === undefined));
   const manifestReq = r.requests((q) => q.path.includes('/manifests/'))[0];
-  for (const type of ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json', OCI_MANIFEST, DOCKER_MANIFEST]) {
+  for (const type of [
+    'application/vnd.oci.image.index.v1+json',
+    'application/vnd.docker.distribution.manifest.list.v2+json',
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+  ]) {
     assert.ok(manifestReq?.accept?.includes(type), `Accept lacks ${type}`);
   }
 });
@@ -97,7 +115,10 @@ test('resolve by digest verifies the manifest digest', async (t) => {
   const fake = sha256('not this');
   assert.ok(stored !== undefined);
   r.manifests.get('app')?.set(fake, stored);
-  await assert.rejects(client().resolve(parseReference(`${r.host}/app@${fake}`)), isAppError('operation_failed', new RegExp(`hashes to ${other.manifestDigest}, not ${fake}`)));
+  await assert.rejects(
+    client().resolve(parseReference(`${r.host}/app@${fake}`)),
+    isAppError('operation_failed', new RegExp(`hashes to ${other.manifestDigest}, not ${fake}`)),
+  );
 });
 
 test('bearer flow: anonymous token from the realm, sent on every later request', async (t) => {
@@ -119,7 +140,10 @@ test('bearer flow: anonymous token from the realm, sent on every later request',
   assert.equal(tokenReqs[0]?.authorization, undefined);
   const v2 = r.requests((q) => q.path.startsWith('/v2/'));
   assert.equal(v2[0]?.authorization, undefined, 'first try is anonymous');
-  assert.ok(v2.slice(1).every((q) => q.authorization === 'Bearer tok-1'), JSON.stringify(v2));
+  assert.ok(
+    v2.slice(1).every((q) => q.authorization === 'Bearer tok-1'),
+    JSON.stringify(v2),
+  );
 });
 
 test('bearer flow: a token that expires mid-pull is renewed once and the pull goes on; one that never works fails clearly', async (t) => {
@@ -134,18 +158,30 @@ test('bearer flow: a token that expires mid-pull is renewed once and the pull go
   assert.deepEqual(await readAll(await c.blob(ref, layer.digest)), layer.blob);
   assert.equal(r.requests((q) => q.path.startsWith('/token')).length, 2, 'a second token after the first expired');
   const blobReqs = r.requests((q) => q.path.endsWith(`/blobs/${layer.digest}`));
-  assert.deepEqual(blobReqs.map((q) => q.authorization), ['Bearer tok-1', 'Bearer tok-2']);
+  assert.deepEqual(
+    blobReqs.map((q) => q.authorization),
+    ['Bearer tok-1', 'Bearer tok-2'],
+  );
 
   // A token service whose tokens never work: one renewal, then a clear error, not a loop.
   r.tokensExpireAtOnce = true;
   r.expireTokens();
   const before = r.requests((q) => q.path.startsWith('/token')).length;
-  await assert.rejects(c.blob(ref, layer.digest), isAppError('precondition', new RegExp(`^registry ${r.host} denied access to team/app \\(401`)));
+  await assert.rejects(
+    c.blob(ref, layer.digest),
+    isAppError('precondition', new RegExp(`^registry ${r.host} denied access to team/app \\(401`)),
+  );
   assert.equal(r.requests((q) => q.path.startsWith('/token')).length, before + 1);
 });
 
 test('bearer flow: access_token field and Basic credentials to the token service', async (t) => {
-  const r = await registry(t, { auth: 'bearer', tokenField: 'access_token', tokenRequiresLogin: true, username: 'alice', password: 'pw' });
+  const r = await registry(t, {
+    auth: 'bearer',
+    tokenField: 'access_token',
+    tokenRequiresLogin: true,
+    username: 'alice',
+    password: 'pw',
+  });
   const img = await r.pushImage('app', 'v1', ONE_LAYER);
   const ref = parseReference(`${r.host}/app:v1`);
   const got = await client({ dockerConfig: dockerConfigFor(r.host, 'alice', 'pw') }).resolve(ref);
@@ -172,7 +208,12 @@ test('basic auth: credentials from docker config, or a clear error without them'
   const got = await client({ dockerConfig: dockerConfigFor(r.host, 'bob', 'hunter2') }).resolve(ref);
   assert.equal(got.manifestDigest, img.manifestDigest);
   const basic = `Basic ${Buffer.from('bob:hunter2').toString('base64')}`;
-  assert.ok(r.requests().slice(1).every((q) => q.authorization === basic));
+  assert.ok(
+    r
+      .requests()
+      .slice(1)
+      .every((q) => q.authorization === basic),
+  );
 
   await assert.rejects(client().resolve(ref), (e: unknown) => {
     isAppError('precondition', new RegExp(`^registry ${r.host.replace(/\./g, '\\.')} requires authentication$`))(e);
@@ -189,16 +230,25 @@ test('index: selects linux/amd64 among platforms (OCI index and docker manifest 
   const r = await registry(t);
   const arm = await r.pushImage('app', undefined, { ...ONE_LAYER, architecture: 'arm64' });
   const amd = await r.pushImage('app', undefined, { layers: [{ files: { amd: '64' }, compression: 'gzip' }] });
-  const attestation = await r.pushImage('app', undefined, { layers: [{ files: { att: 'x' }, compression: 'none' }], architecture: 'unknown', os: 'unknown' });
+  const attestation = await r.pushImage('app', undefined, {
+    layers: [{ files: { att: 'x' }, compression: 'none' }],
+    architecture: 'unknown',
+    os: 'unknown',
+  });
   const indexDigest = r.pushIndex('app', 'multi', [
     { digest: arm.manifestDigest, os: 'linux', architecture: 'arm64', variant: 'v8' },
     { digest: amd.manifestDigest, os: 'linux', architecture: 'amd64' },
     { digest: attestation.manifestDigest, os: 'unknown', architecture: 'unknown' },
   ]);
-  r.pushIndex('app', 'list', [
-    { digest: arm.manifestDigest, os: 'linux', architecture: 'arm64' },
-    { digest: amd.manifestDigest, os: 'linux', architecture: 'amd64' },
-  ], 'docker');
+  r.pushIndex(
+    'app',
+    'list',
+    [
+      { digest: arm.manifestDigest, os: 'linux', architecture: 'arm64' },
+      { digest: amd.manifestDigest, os: 'linux', architecture: 'amd64' },
+    ],
+    'docker',
+  );
   const c = client();
   for (const ref of [`${r.host}/app:multi`, `${r.host}/app:list`, `${r.host}/app@${indexDigest}`]) {
     const got = await c.resolve(parseReference(ref));
@@ -210,13 +260,19 @@ test('index: selects linux/amd64 among platforms (OCI index and docker manifest 
     { digest: arm.manifestDigest, os: 'linux', architecture: 'arm64', variant: 'v8' },
     { digest: attestation.manifestDigest, os: 'unknown', architecture: 'unknown' },
   ]);
-  await assert.rejects(c.resolve(parseReference(`${r.host}/app:armonly`)), isAppError('not_found', /has no linux\/amd64 image; it offers linux\/arm64\/v8$/));
+  await assert.rejects(
+    c.resolve(parseReference(`${r.host}/app:armonly`)),
+    isAppError('not_found', /has no linux\/amd64 image; it offers linux\/arm64\/v8$/),
+  );
 });
 
 test('a single-platform image for another architecture is refused', async (t) => {
   const r = await registry(t);
   await r.pushImage('app', 'arm', { ...ONE_LAYER, architecture: 'arm64' });
-  await assert.rejects(client().resolve(parseReference(`${r.host}/app:arm`)), isAppError('bad_request', /is a linux\/arm64 image; banger needs linux\/amd64/));
+  await assert.rejects(
+    client().resolve(parseReference(`${r.host}/app:arm`)),
+    isAppError('bad_request', /is a linux\/arm64 image; banger needs linux\/amd64/),
+  );
 });
 
 test('missing tag and missing repository are notFound naming registry, repository and status', async (t) => {
@@ -224,7 +280,10 @@ test('missing tag and missing repository are notFound naming registry, repositor
   await r.pushImage('app', 'v1', ONE_LAYER);
   await assert.rejects(
     client().resolve(parseReference(`${r.host}/app:v2`)),
-    isAppError('not_found', new RegExp(`registry ${r.host} has no manifest v2 in app \\(404 Not Found\\): MANIFEST_UNKNOWN`)),
+    isAppError(
+      'not_found',
+      new RegExp(`registry ${r.host} has no manifest v2 in app \\(404 Not Found\\): MANIFEST_UNKNOWN`),
+    ),
   );
   await assert.rejects(client().resolve(parseReference(`${r.host}/nope:v1`)), isAppError('not_found', /in nope \(404/));
 });
@@ -232,10 +291,26 @@ test('missing tag and missing repository are notFound naming registry, repositor
 test('schema 1 manifests and non-image artifacts are refused', async (t) => {
   const r = await registry(t);
   r.addManifest('old', 'v1', { schemaVersion: 1, name: 'old', tag: 'v1', fsLayers: [] }, OCI_MANIFEST);
-  await assert.rejects(client().resolve(parseReference(`${r.host}/old:v1`)), isAppError('bad_request', /obsolete Docker schema 1/));
+  await assert.rejects(
+    client().resolve(parseReference(`${r.host}/old:v1`)),
+    isAppError('bad_request', /obsolete Docker schema 1/),
+  );
   const cfg = r.addBlob(Buffer.from('{}'));
-  r.addManifest('chart', 'v1', { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.cncf.helm.config.v1+json', digest: cfg, size: 2 }, layers: [] }, OCI_MANIFEST);
-  await assert.rejects(client().resolve(parseReference(`${r.host}/chart:v1`)), isAppError('bad_request', /is not a container image: its config has media type/));
+  r.addManifest(
+    'chart',
+    'v1',
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.cncf.helm.config.v1+json', digest: cfg, size: 2 },
+      layers: [],
+    },
+    OCI_MANIFEST,
+  );
+  await assert.rejects(
+    client().resolve(parseReference(`${r.host}/chart:v1`)),
+    isAppError('bad_request', /is not a container image: its config has media type/),
+  );
 });
 
 test('a blob whose bytes do not match its digest fails the stream naming the digest', async (t) => {
@@ -246,10 +321,16 @@ test('a blob whose bytes do not match its digest fails the stream naming the dig
   r.corrupt.add(layer.digest);
   const ref = parseReference(`${r.host}/app:v1`);
   const s = await client().blob(ref, layer.digest);
-  await assert.rejects(readAll(s), isAppError('operation_failed', new RegExp(`blob ${layer.digest} from ${r.host}/app failed verification`)));
+  await assert.rejects(
+    readAll(s),
+    isAppError('operation_failed', new RegExp(`blob ${layer.digest} from ${r.host}/app failed verification`)),
+  );
 
   r.corrupt.add(img.configDigest);
-  await assert.rejects(client().resolve(ref), isAppError('operation_failed', new RegExp(`blob ${img.configDigest} .* failed verification`)));
+  await assert.rejects(
+    client().resolve(ref),
+    isAppError('operation_failed', new RegExp(`blob ${img.configDigest} .* failed verification`)),
+  );
 });
 
 test('a blob larger than its descriptor is refused: at once when declared, after the descriptor size when streamed', async (t) => {
@@ -260,7 +341,10 @@ test('a blob larger than its descriptor is refused: at once when declared, after
   const ref = parseReference(`${r.host}/app:v1`);
   const size = layer.blob.length;
   r.padded.set(layer.digest, { extra: 4 * 1048576, declared: true });
-  await assert.rejects(client().blob(ref, layer.digest, size), isAppError('operation_failed', new RegExp(`is ${size + 4 * 1048576} bytes but its descriptor says ${size}`)));
+  await assert.rejects(
+    client().blob(ref, layer.digest, size),
+    isAppError('operation_failed', new RegExp(`is ${size + 4 * 1048576} bytes but its descriptor says ${size}`)),
+  );
   r.padded.set(layer.digest, { extra: 4 * 1048576, declared: false });
   const s = await client().blob(ref, layer.digest, size);
   let got = 0;
@@ -277,7 +361,10 @@ test('a blob larger than its descriptor is refused: at once when declared, after
 
 test('blob: a malformed digest is a badRequest before any request', async (t) => {
   const r = await registry(t);
-  await assert.rejects(client().blob(parseReference(`${r.host}/app:v1`), 'sha256:zz'), isAppError('bad_request', /invalid blob digest/));
+  await assert.rejects(
+    client().blob(parseReference(`${r.host}/app:v1`), 'sha256:zz'),
+    isAppError('bad_request', /invalid blob digest/),
+  );
   assert.equal(r.requests().length, 0);
 });
 
@@ -292,7 +379,10 @@ test('blob redirects are followed and Authorization is not sent to the other hos
   assert.deepEqual(await readAll(await c.blob(ref, layer.digest)), layer.blob);
   const storage = r.requests((q) => q.server === 'storage');
   assert.equal(storage.length, 2, 'config and layer came from storage');
-  assert.ok(storage.every((q) => q.authorization === undefined), JSON.stringify(storage));
+  assert.ok(
+    storage.every((q) => q.authorization === undefined),
+    JSON.stringify(storage),
+  );
   const blobReqs = r.requests((q) => q.server === 'registry' && q.path.includes('/blobs/'));
   assert.ok(blobReqs.every((q) => q.authorization?.startsWith('Bearer ') === true));
 });
@@ -302,23 +392,29 @@ test('plain http to a non-loopback host is refused before it is contacted (token
   const realm = await registry(t, { auth: 'bearer', realm: 'http://203.0.113.7/token' });
   await realm.pushImage('app', 'v1', ONE_LAYER);
   const rec = recordingFetch();
-  await assert.rejects(
-    client({ fetch: rec.fetch }).resolve(parseReference(`${realm.host}/app:v1`)),
-    (e: unknown) => {
-      isAppError('bad_request', /refusing plain http to 203\.0\.113\.7:80 \(token service for registry/)(e);
-      assert.match((e as AppError).hint ?? '', /insecure_registries/);
-      return true;
-    },
+  await assert.rejects(client({ fetch: rec.fetch }).resolve(parseReference(`${realm.host}/app:v1`)), (e: unknown) => {
+    isAppError('bad_request', /refusing plain http to 203\.0\.113\.7:80 \(token service for registry/)(e);
+    assert.match((e as AppError).hint ?? '', /insecure_registries/);
+    return true;
+  });
+  assert.ok(
+    rec.urls.every((u) => !u.includes('203.0.113.7')),
+    rec.urls.join(' '),
   );
-  assert.ok(rec.urls.every((u) => !u.includes('203.0.113.7')), rec.urls.join(' '));
 
   const redir = await registry(t, { redirectBlobs: 'http://203.0.113.7:8080' });
   const img = await redir.pushImage('app', 'v1', ONE_LAYER);
   const rec2 = recordingFetch();
   const layer = img.layers[0];
   assert.ok(layer !== undefined);
-  await assert.rejects(client({ fetch: rec2.fetch }).blob(parseReference(`${redir.host}/app:v1`), layer.digest), isAppError('bad_request', /refusing plain http to 203\.0\.113\.7:8080/));
-  assert.ok(rec2.urls.every((u) => !u.includes('203.0.113.7')), rec2.urls.join(' '));
+  await assert.rejects(
+    client({ fetch: rec2.fetch }).blob(parseReference(`${redir.host}/app:v1`), layer.digest),
+    isAppError('bad_request', /refusing plain http to 203\.0\.113\.7:8080/),
+  );
+  assert.ok(
+    rec2.urls.every((u) => !u.includes('203.0.113.7')),
+    rec2.urls.join(' '),
+  );
   assert.equal(rec2.urls.length, 1);
 });
 
@@ -332,7 +428,12 @@ test('scheme: https for other hosts, http only for loopback and insecureHosts', 
   const seen: string[] = [];
   const stub: typeof globalThis.fetch = (input) => {
     seen.push(input instanceof URL ? input.href : String(input));
-    return Promise.resolve(new Response(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'x' }] }), { status: 404, statusText: 'Not Found' }));
+    return Promise.resolve(
+      new Response(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'x' }] }), {
+        status: 404,
+        statusText: 'Not Found',
+      }),
+    );
   };
   const c = client({ fetch: stub, insecureHosts: ['registry.lan:5000'] });
   const cases: [string, string][] = [
@@ -367,11 +468,17 @@ test('an aborted signal cancels', async (t) => {
   await r.pushImage('app', 'v1', ONE_LAYER);
   const ac = new AbortController();
   ac.abort();
-  await assert.rejects(client({ signal: ac.signal }).resolve(parseReference(`${r.host}/app:v1`)), isAppError('cancelled', /cancelled/));
+  await assert.rejects(
+    client({ signal: ac.signal }).resolve(parseReference(`${r.host}/app:v1`)),
+    isAppError('cancelled', /cancelled/),
+  );
 });
 
 test('config with a diff_ids count that does not match the layers is refused', async (t) => {
   const r = await registry(t);
   await r.pushImage('app', 'v1', { ...ONE_LAYER, diffIds: [] });
-  await assert.rejects(client().resolve(parseReference(`${r.host}/app:v1`)), isAppError('operation_failed', /lists 0 diff_ids for 1 layers/));
+  await assert.rejects(
+    client().resolve(parseReference(`${r.host}/app:v1`)),
+    isAppError('operation_failed', /lists 0 diff_ids for 1 layers/),
+  );
 });

@@ -84,7 +84,12 @@ const SCHEMA1_TYPES: ReadonlySet<string> = new Set([
 ]);
 
 /** Manifest media types this client understands, most specific first. */
-const MANIFEST_ACCEPT = [MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList, MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest].join(', ');
+const MANIFEST_ACCEPT = [
+  MEDIA_TYPES.ociIndex,
+  MEDIA_TYPES.dockerList,
+  MEDIA_TYPES.ociManifest,
+  MEDIA_TYPES.dockerManifest,
+].join(', ');
 
 const WANT_OS = 'linux';
 const WANT_ARCH = 'amd64';
@@ -97,7 +102,8 @@ const MAX_INDEX_DEPTH = 3;
 const LOGIN_HINT = 'log in with docker login or add credentials to ~/.docker/config.json';
 
 const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
-const isAbortError = (err: unknown): boolean => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
+const isAbortError = (err: unknown): boolean =>
+  err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
 
 /* ---------- helpers ---------- */
 
@@ -126,7 +132,8 @@ function errorMessage(err: unknown): string {
   return cause !== undefined && cause !== '' && cause !== err.message ? `${err.message}: ${cause}` : err.message;
 }
 
-const TLS_CODE = /^(?:ERR_SSL_|ERR_TLS_|CERT_|EPROTO$|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|ERR_CERT|HOSTNAME_MISMATCH$)/;
+const TLS_CODE =
+  /^(?:ERR_SSL_|ERR_TLS_|CERT_|EPROTO$|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|ERR_CERT|HOSTNAME_MISMATCH$)/;
 
 function describeNetworkError(code: string | undefined): string | undefined {
   switch (code) {
@@ -182,7 +189,9 @@ async function errorSummary(res: Response): Promise<string> {
 /** The whole body, refusing more than `max` bytes. `what` names the document in the error (undefined: plain Error, for internal use). */
 async function readLimited(res: Response, max: number, what: string | undefined): Promise<Buffer> {
   const tooBig = (): Error =>
-    what === undefined ? new Error('body too large') : operationFailed(`${what} is larger than ${max} bytes; refusing to read it`);
+    what === undefined
+      ? new Error('body too large')
+      : operationFailed(`${what} is larger than ${max} bytes; refusing to read it`);
   const declared = Number(res.headers.get('content-length') ?? 'NaN');
   if (Number.isFinite(declared) && declared > max) {
     await res.body?.cancel().catch(() => undefined);
@@ -246,9 +255,14 @@ class BlobVerifier extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.#bytes += chunk.length;
     if (this.#expectedBytes !== undefined && this.#bytes > this.#expectedBytes) {
-      callback(operationFailed(`blob ${this.#digest} from ${this.#where} is larger than its descriptor's ${this.#expectedBytes} bytes; download stopped`, {
-        hint: 'the registry serves different content than the manifest describes; report it to the registry operator',
-      }));
+      callback(
+        operationFailed(
+          `blob ${this.#digest} from ${this.#where} is larger than its descriptor's ${this.#expectedBytes} bytes; download stopped`,
+          {
+            hint: 'the registry serves different content than the manifest describes; report it to the registry operator',
+          },
+        ),
+      );
       return;
     }
     this.#hash.update(chunk);
@@ -257,16 +271,26 @@ class BlobVerifier extends Transform {
 
   override _flush(callback: TransformCallback): void {
     if (this.#expectedBytes !== undefined && this.#bytes < this.#expectedBytes) {
-      callback(operationFailed(`download of blob ${this.#digest} from ${this.#where} was truncated: got ${this.#bytes} of ${this.#expectedBytes} bytes`, {
-        hint: 'the connection was cut; retry the pull',
-      }));
+      callback(
+        operationFailed(
+          `download of blob ${this.#digest} from ${this.#where} was truncated: got ${this.#bytes} of ${this.#expectedBytes} bytes`,
+          {
+            hint: 'the connection was cut; retry the pull',
+          },
+        ),
+      );
       return;
     }
     const got = `sha256:${this.#hash.digest('hex')}`;
     if (got !== this.#digest) {
-      callback(operationFailed(`blob ${this.#digest} from ${this.#where} failed verification: the ${this.#bytes} bytes received hash to ${got}`, {
-        hint: 'the registry or a proxy served corrupt data; retry, and report it to the registry operator if it persists',
-      }));
+      callback(
+        operationFailed(
+          `blob ${this.#digest} from ${this.#where} failed verification: the ${this.#bytes} bytes received hash to ${got}`,
+          {
+            hint: 'the registry or a proxy served corrupt data; retry, and report it to the registry operator if it persists',
+          },
+        ),
+      );
       return;
     }
     callback();
@@ -295,7 +319,8 @@ export class RegistryClient {
     const name = formatReference(ref);
     let fetched = await this.#getManifest(ref, ref.digest ?? ref.tag ?? 'latest', ref.digest);
     for (let depth = 0; INDEX_TYPES.has(fetched.mediaType); depth++) {
-      if (depth >= MAX_INDEX_DEPTH) throw operationFailed(`${name}: image indexes nest deeper than ${MAX_INDEX_DEPTH} levels`);
+      if (depth >= MAX_INDEX_DEPTH)
+        throw operationFailed(`${name}: image indexes nest deeper than ${MAX_INDEX_DEPTH} levels`);
       const entry = this.#selectPlatform(ref, fetched.body);
       fetched = await this.#getManifest(ref, entry.digest, entry.digest);
     }
@@ -318,12 +343,18 @@ export class RegistryClient {
     const where = `${ref.registry}/${ref.repository}`;
     const res = await this.#request(ref, `blobs/${digest}`, { accept: '*/*', what: `blob ${digest}`, blob: true });
     const declared = res.headers.get('content-length');
-    const served = declared !== null && /^\d+$/.test(declared.trim()) && res.headers.get('content-encoding') === null ? Number(declared.trim()) : undefined;
+    const served =
+      declared !== null && /^\d+$/.test(declared.trim()) && res.headers.get('content-encoding') === null
+        ? Number(declared.trim())
+        : undefined;
     if (descriptorSize !== undefined && served !== undefined && served > descriptorSize) {
       await res.body?.cancel().catch(() => undefined);
-      throw operationFailed(`blob ${digest} from ${where} is ${served} bytes but its descriptor says ${descriptorSize}; refusing to download it`, {
-        hint: 'the registry serves different content than the manifest describes; report it to the registry operator',
-      });
+      throw operationFailed(
+        `blob ${digest} from ${where} is ${served} bytes but its descriptor says ${descriptorSize}; refusing to download it`,
+        {
+          hint: 'the registry serves different content than the manifest describes; report it to the registry operator',
+        },
+      );
     }
     const verifier = new BlobVerifier(digest, where, descriptorSize ?? served);
     pipeline(this.#bodyStream(res, digest, where), verifier, () => undefined);
@@ -335,7 +366,11 @@ export class RegistryClient {
   async #getManifest(ref: ImageRef, reference: string, expectDigest: string | undefined): Promise<FetchedManifest> {
     const name = formatReference(ref);
     const what = `manifest ${reference} of ${ref.registry}/${ref.repository}`;
-    const res = await this.#request(ref, `manifests/${reference}`, { accept: MANIFEST_ACCEPT, what: `manifest ${reference}`, blob: false });
+    const res = await this.#request(ref, `manifests/${reference}`, {
+      accept: MANIFEST_ACCEPT,
+      what: `manifest ${reference}`,
+      blob: false,
+    });
     const bytes = await this.#read(res, MAX_MANIFEST_BYTES, what);
     const digest = sha256(bytes);
     if (expectDigest !== undefined && digest !== expectDigest) {
@@ -359,10 +394,15 @@ export class RegistryClient {
       else if (isObject(body.config) && Array.isArray(body.layers)) mediaType = MEDIA_TYPES.ociManifest;
     }
     if (SCHEMA1_TYPES.has(mediaType) || body.schemaVersion === 1) {
-      throw badRequest(`${name} uses the obsolete Docker schema 1 manifest format, which banger does not support`, 'push the image again with a current docker, buildah or skopeo');
+      throw badRequest(
+        `${name} uses the obsolete Docker schema 1 manifest format, which banger does not support`,
+        'push the image again with a current docker, buildah or skopeo',
+      );
     }
     if (!INDEX_TYPES.has(mediaType) && !MANIFEST_TYPES.has(mediaType)) {
-      throw badRequest(`${name} is not a container image: its manifest has media type ${JSON.stringify(mediaType || contentType)}`);
+      throw badRequest(
+        `${name} is not a container image: its manifest has media type ${JSON.stringify(mediaType || contentType)}`,
+      );
     }
     return { body, mediaType, digest };
   }
@@ -374,12 +414,19 @@ export class RegistryClient {
     const entries: IndexEntry[] = [];
     for (const m of raw) {
       if (!isObject(m) || typeof m.digest !== 'string' || !isSha256Digest(m.digest)) continue;
-      const e: IndexEntry = { mediaType: typeof m.mediaType === 'string' ? m.mediaType : '', digest: m.digest, size: typeof m.size === 'number' ? m.size : -1 };
+      const e: IndexEntry = {
+        mediaType: typeof m.mediaType === 'string' ? m.mediaType : '',
+        digest: m.digest,
+        size: typeof m.size === 'number' ? m.size : -1,
+      };
       if (isObject(m.platform)) e.platform = m.platform;
       entries.push(e);
     }
     const matching = entries.filter(
-      (e) => e.platform?.os === WANT_OS && e.platform.architecture === WANT_ARCH && (e.mediaType === '' || MANIFEST_TYPES.has(e.mediaType) || INDEX_TYPES.has(e.mediaType)),
+      (e) =>
+        e.platform?.os === WANT_OS &&
+        e.platform.architecture === WANT_ARCH &&
+        (e.mediaType === '' || MANIFEST_TYPES.has(e.mediaType) || INDEX_TYPES.has(e.mediaType)),
     );
     const pick = matching.find((e) => e.platform?.variant === undefined) ?? matching[0];
     if (pick !== undefined) return pick;
@@ -387,8 +434,14 @@ export class RegistryClient {
       ...new Set(
         entries
           .map((e) => e.platform)
-          .filter((p) => p !== undefined && typeof p.os === 'string' && typeof p.architecture === 'string' && p.os !== 'unknown')
-          .map((p) => `${String(p?.os)}/${String(p?.architecture)}${typeof p?.variant === 'string' ? `/${p.variant}` : ''}`),
+          .filter(
+            (p) =>
+              p !== undefined && typeof p.os === 'string' && typeof p.architecture === 'string' && p.os !== 'unknown',
+          )
+          .map(
+            (p) =>
+              `${String(p?.os)}/${String(p?.architecture)}${typeof p?.variant === 'string' ? `/${p.variant}` : ''}`,
+          ),
       ),
     ];
     throw notFound(
@@ -407,21 +460,29 @@ export class RegistryClient {
       if (typeof x.mediaType !== 'string') return bad(`${where} has no mediaType`);
       if (typeof x.digest !== 'string') return bad(`${where} has no digest`);
       if (!isSha256Digest(x.digest)) {
-        throw badRequest(`${name}: ${where} has digest ${JSON.stringify(x.digest)}; banger supports only sha256 digests`);
+        throw badRequest(
+          `${name}: ${where} has digest ${JSON.stringify(x.digest)}; banger supports only sha256 digests`,
+        );
       }
-      if (typeof x.size !== 'number' || !Number.isSafeInteger(x.size) || x.size < 0) return bad(`${where} has no valid size`);
+      if (typeof x.size !== 'number' || !Number.isSafeInteger(x.size) || x.size < 0)
+        return bad(`${where} has no valid size`);
       return { mediaType: x.mediaType, digest: x.digest, size: x.size };
     };
     const body = fetched.body;
     const config = descriptor(body.config, 'config');
     if (!CONFIG_TYPES.has(config.mediaType)) {
-      throw badRequest(`${name} is not a container image: its config has media type ${JSON.stringify(config.mediaType)}`);
+      throw badRequest(
+        `${name} is not a container image: its config has media type ${JSON.stringify(config.mediaType)}`,
+      );
     }
     if (!Array.isArray(body.layers)) return bad('layers is not a list');
     const layers = body.layers.map((l: unknown, i: number) => descriptor(l, `layers[${i}]`));
     layers.forEach((l, i) => {
       if (layerCompression(l.mediaType) === undefined) {
-        throw badRequest(`${name}: layer ${i} (${l.digest}) has unsupported media type ${JSON.stringify(l.mediaType)}`, 'banger can unpack tar layers that are uncompressed, gzip or zstd');
+        throw badRequest(
+          `${name}: layer ${i} (${l.digest}) has unsupported media type ${JSON.stringify(l.mediaType)}`,
+          'banger can unpack tar layers that are uncompressed, gzip or zstd',
+        );
       }
     });
     return { mediaType: fetched.mediaType, config, layers };
@@ -431,12 +492,19 @@ export class RegistryClient {
     const name = formatReference(ref);
     const { digest, size } = manifest.config;
     const what = `config blob ${digest} of ${ref.registry}/${ref.repository}`;
-    if (size > MAX_CONFIG_BYTES) throw operationFailed(`${what} is larger than ${MAX_CONFIG_BYTES} bytes; refusing to read it`);
-    const res = await this.#request(ref, `blobs/${digest}`, { accept: `${manifest.config.mediaType}, */*`, what: `config blob ${digest}`, blob: true });
+    if (size > MAX_CONFIG_BYTES)
+      throw operationFailed(`${what} is larger than ${MAX_CONFIG_BYTES} bytes; refusing to read it`);
+    const res = await this.#request(ref, `blobs/${digest}`, {
+      accept: `${manifest.config.mediaType}, */*`,
+      what: `config blob ${digest}`,
+      blob: true,
+    });
     const bytes = await this.#read(res, MAX_CONFIG_BYTES, what);
     const got = sha256(bytes);
     if (got !== digest) {
-      throw operationFailed(`blob ${digest} (${what}) failed verification: it hashes to ${got}`, { hint: 'the registry or a proxy served corrupt data; retry the pull' });
+      throw operationFailed(`blob ${digest} (${what}) failed verification: it hashes to ${got}`, {
+        hint: 'the registry or a proxy served corrupt data; retry the pull',
+      });
     }
     let body: unknown;
     try {
@@ -458,7 +526,10 @@ export class RegistryClient {
     if (diffIds.length !== manifest.layers.length) {
       return bad(`it lists ${diffIds.length} diff_ids for ${manifest.layers.length} layers`);
     }
-    if ((typeof body.os === 'string' && body.os !== WANT_OS) || (typeof body.architecture === 'string' && body.architecture !== WANT_ARCH)) {
+    if (
+      (typeof body.os === 'string' && body.os !== WANT_OS) ||
+      (typeof body.architecture === 'string' && body.architecture !== WANT_ARCH)
+    ) {
       throw badRequest(
         `${name} is a ${String(body.os ?? '?')}/${String(body.architecture ?? '?')} image; banger needs ${WANT_OS}/${WANT_ARCH}`,
         `banger runs ${WANT_OS}/${WANT_ARCH} guests; pick an image built for that platform`,
@@ -484,16 +555,26 @@ export class RegistryClient {
     if (u.protocol === 'https:') return;
     if (u.protocol === 'http:') {
       if (this.#httpAllowed(u)) return;
-      throw plainHttpRefused(`refusing plain http to ${hostPort(u)} (${purpose} for registry ${registry}): ${u.origin}${u.pathname}`, u);
+      throw plainHttpRefused(
+        `refusing plain http to ${hostPort(u)} (${purpose} for registry ${registry}): ${u.origin}${u.pathname}`,
+        u,
+      );
     }
-    throw badRequest(`refusing ${u.protocol} URL ${u.href} (${purpose} for registry ${registry}); only http and https are used`);
+    throw badRequest(
+      `refusing ${u.protocol} URL ${u.href} (${purpose} for registry ${registry}); only http and https are used`,
+    );
   }
 
   /**
    * One GET with redirects followed by hand: every hop passes #checkUrl
    * first; the Authorization header goes only to the starting origin.
    */
-  async #fetchFollowing(start: URL, headers: Record<string, string>, registry: string, purpose: string): Promise<Response> {
+  async #fetchFollowing(
+    start: URL,
+    headers: Record<string, string>,
+    registry: string,
+    purpose: string,
+  ): Promise<Response> {
     const signal = this.#opts.signal;
     let current = start;
     let sameOrigin = true;
@@ -505,12 +586,18 @@ export class RegistryClient {
       if (!sameOrigin) delete h.authorization;
       let res: Response;
       try {
-        res = await this.#fetch(current, { method: 'GET', headers: h, redirect: 'manual', ...(signal === undefined ? {} : { signal }) });
+        res = await this.#fetch(current, {
+          method: 'GET',
+          headers: h,
+          redirect: 'manual',
+          ...(signal === undefined ? {} : { signal }),
+        });
       } catch (err) {
         if (signal?.aborted || isAbortError(err)) throw cancelled();
         const code = networkCode(err);
         const why = describeNetworkError(code) ?? errorMessage(err);
-        const target = current.host === registry ? `registry ${registry}` : `${current.host} (${purpose} for registry ${registry})`;
+        const target =
+          current.host === registry ? `registry ${registry}` : `${current.host} (${purpose} for registry ${registry})`;
         const tls = code !== undefined && TLS_CODE.test(code);
         throw operationFailed(`cannot reach ${target}: ${why}`, {
           cause: err,
@@ -522,11 +609,14 @@ export class RegistryClient {
       const location = res.headers.get('location');
       if (res.status < 300 || res.status > 399 || location === null) return res;
       await res.body?.cancel().catch(() => undefined);
-      if (hop >= MAX_REDIRECTS) throw operationFailed(`registry ${registry}: more than ${MAX_REDIRECTS} redirects for ${purpose}`);
+      if (hop >= MAX_REDIRECTS)
+        throw operationFailed(`registry ${registry}: more than ${MAX_REDIRECTS} redirects for ${purpose}`);
       try {
         current = new URL(location, current);
       } catch {
-        throw operationFailed(`registry ${registry} redirected ${purpose} to an invalid URL ${JSON.stringify(location)}`);
+        throw operationFailed(
+          `registry ${registry} redirected ${purpose} to an invalid URL ${JSON.stringify(location)}`,
+        );
       }
     }
   }
@@ -536,7 +626,8 @@ export class RegistryClient {
   }
 
   #loginHint(registry: string): string {
-    const helper = this.#opts.dockerConfig === undefined ? undefined : credentialHelperFor(this.#opts.dockerConfig, registry);
+    const helper =
+      this.#opts.dockerConfig === undefined ? undefined : credentialHelperFor(this.#opts.dockerConfig, registry);
     return helper === undefined
       ? LOGIN_HINT
       : `${LOGIN_HINT}; your config.json keeps credentials in docker-credential-${helper}, which banger does not read, so add an "auths" entry for ${registry}`;
@@ -547,11 +638,14 @@ export class RegistryClient {
     const { registry, repository } = ref;
     const challenge = pickChallenge(header === null ? [] : parseWwwAuthenticate(header));
     if (challenge === undefined) {
-      throw operationFailed(`registry ${registry} refused ${what} of ${repository} (401 Unauthorized) without a usable WWW-Authenticate challenge${header === null ? '' : `: ${header}`}`);
+      throw operationFailed(
+        `registry ${registry} refused ${what} of ${repository} (401 Unauthorized) without a usable WWW-Authenticate challenge${header === null ? '' : `: ${header}`}`,
+      );
     }
     const creds = this.#credentials(registry);
     if (challenge.scheme === 'basic') {
-      if (creds === undefined) throw precondition(`registry ${registry} requires authentication`, this.#loginHint(registry));
+      if (creds === undefined)
+        throw precondition(`registry ${registry} requires authentication`, this.#loginHint(registry));
       this.#auth.set(`${registry}/${repository}`, basicAuthorization(creds));
       return;
     }
@@ -559,7 +653,11 @@ export class RegistryClient {
     this.#auth.set(`${registry}/${repository}`, bearerAuthorization(token));
   }
 
-  async #fetchToken(ref: ImageRef, challenge: Extract<Challenge, { scheme: 'bearer' }>, creds: Credentials | undefined): Promise<string> {
+  async #fetchToken(
+    ref: ImageRef,
+    challenge: Extract<Challenge, { scheme: 'bearer' }>,
+    creds: Credentials | undefined,
+  ): Promise<string> {
     const { registry, repository } = ref;
     const url = tokenUrl(challenge, repository);
     const headers: Record<string, string> = { accept: 'application/json', 'user-agent': this.#userAgent() };
@@ -569,15 +667,24 @@ export class RegistryClient {
       const summary = await errorSummary(res);
       const detail = summary === '' ? '' : `: ${summary}`;
       if (creds !== undefined) {
-        throw precondition(`registry ${registry} rejected the credentials of ${creds.username} for ${repository} (token service ${url.host}: ${statusText(res)}${detail})`, `check the username and password for ${registry} in ~/.docker/config.json, or log in again with docker login`);
+        throw precondition(
+          `registry ${registry} rejected the credentials of ${creds.username} for ${repository} (token service ${url.host}: ${statusText(res)}${detail})`,
+          `check the username and password for ${registry} in ~/.docker/config.json, or log in again with docker login`,
+        );
       }
-      throw precondition(`registry ${registry} requires authentication for ${repository} (token service ${url.host}: ${statusText(res)}${detail})`, this.#loginHint(registry));
+      throw precondition(
+        `registry ${registry} requires authentication for ${repository} (token service ${url.host}: ${statusText(res)}${detail})`,
+        this.#loginHint(registry),
+      );
     }
     if (!res.ok) {
       const summary = await errorSummary(res);
-      throw operationFailed(`token service ${url.host} for registry ${registry} answered ${statusText(res)} for ${repository}${summary === '' ? '' : `: ${summary}`}`, {
-        hint: 'retry later; check the registry status if it persists',
-      });
+      throw operationFailed(
+        `token service ${url.host} for registry ${registry} answered ${statusText(res)} for ${repository}${summary === '' ? '' : `: ${summary}`}`,
+        {
+          hint: 'retry later; check the registry status if it persists',
+        },
+      );
     }
     const bytes = await this.#read(res, MAX_ERROR_BODY, `token response from ${url.host}`);
     let parsed: unknown;
@@ -587,7 +694,8 @@ export class RegistryClient {
       parsed = undefined;
     }
     const token = parseTokenResponse(parsed);
-    if (token === undefined) throw operationFailed(`token service ${url.host} for registry ${registry} returned no token for ${repository}`);
+    if (token === undefined)
+      throw operationFailed(`token service ${url.host} for registry ${registry} returned no token for ${repository}`);
     return token.token;
   }
 
@@ -631,7 +739,11 @@ export class RegistryClient {
       case 401:
       case 403: {
         const creds = this.#credentials(registry);
-        if (res.status === 401 && creds !== undefined && this.#auth.get(`${registry}/${repository}`)?.startsWith('Basic ') === true) {
+        if (
+          res.status === 401 &&
+          creds !== undefined &&
+          this.#auth.get(`${registry}/${repository}`)?.startsWith('Basic ') === true
+        ) {
           return precondition(
             `registry ${registry} rejected the credentials of ${creds.username} for ${repository} (${status})${detail}`,
             `check the username and password for ${registry} in ~/.docker/config.json, or log in again with docker login`,
@@ -646,12 +758,21 @@ export class RegistryClient {
       }
       case 404:
         return blob
-          ? notFound(`registry ${registry} has no ${what} in ${repository} (${status})${detail}`, 'the image is incomplete on the registry; push it again')
-          : notFound(`registry ${registry} has no ${what} in ${repository} (${status})${detail}`, 'check the repository name and tag');
+          ? notFound(
+              `registry ${registry} has no ${what} in ${repository} (${status})${detail}`,
+              'the image is incomplete on the registry; push it again',
+            )
+          : notFound(
+              `registry ${registry} has no ${what} in ${repository} (${status})${detail}`,
+              'check the repository name and tag',
+            );
       case 429:
-        return operationFailed(`registry ${registry} is rate-limiting requests for ${repository} (${status})${detail}`, {
-          hint: 'wait and retry; logging in (docker login) raises the limit on Docker Hub',
-        });
+        return operationFailed(
+          `registry ${registry} is rate-limiting requests for ${repository} (${status})${detail}`,
+          {
+            hint: 'wait and retry; logging in (docker login) raises the limit on Docker Hub',
+          },
+        );
       default:
         return operationFailed(`registry ${registry} answered ${status} for ${what} of ${repository}${detail}`, {
           hint: res.status >= 500 ? 'the registry has a problem; retry later' : 'check the image reference',
@@ -684,10 +805,13 @@ export class RegistryClient {
             step = await reader.read();
           } catch (err) {
             if (signal?.aborted || isAbortError(err)) throw cancelled();
-            throw operationFailed(`download of blob ${digest} from ${where} failed after ${got} bytes: ${errorMessage(err)}`, {
-              cause: err,
-              hint: 'the connection was cut; retry the pull',
-            });
+            throw operationFailed(
+              `download of blob ${digest} from ${where} failed after ${got} bytes: ${errorMessage(err)}`,
+              {
+                cause: err,
+                hint: 'the connection was cut; retry the pull',
+              },
+            );
           }
           if (step.done) return;
           got += step.value.byteLength;

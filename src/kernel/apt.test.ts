@@ -28,13 +28,21 @@ const DEPENDS_VIRTUAL_FIRST = `bsd-mailx
 `;
 
 const dependsCases: { name: string; text: string; want: string | undefined }[] = [
-  { name: 'metapackage (--no-recommends --no-suggests)', text: DEPENDS_NO_RECOMMENDS, want: 'linux-image-6.1.0-56-cloud-amd64' },
+  {
+    name: 'metapackage (--no-recommends --no-suggests)',
+    text: DEPENDS_NO_RECOMMENDS,
+    want: 'linux-image-6.1.0-56-cloud-amd64',
+  },
   { name: 'full output', text: DEPENDS_VERSIONED_IMAGE, want: 'kmod' },
   { name: 'virtual marker stripped', text: DEPENDS_VIRTUAL_FIRST, want: 'default-mta' },
   { name: 'PreDepends is not Depends', text: 'p\n  PreDepends: dpkg\n  Depends: libc6:any\n', want: 'libc6' },
   { name: 'no Depends line', text: 'linux-image-cloud-amd64\n  Recommends: foo\n', want: undefined },
   { name: 'empty', text: '', want: undefined },
-  { name: 'CRLF', text: 'p\r\n  Depends: linux-image-6.1.0-56-cloud-amd64\r\n', want: 'linux-image-6.1.0-56-cloud-amd64' },
+  {
+    name: 'CRLF',
+    text: 'p\r\n  Depends: linux-image-6.1.0-56-cloud-amd64\r\n',
+    want: 'linux-image-6.1.0-56-cloud-amd64',
+  },
 ];
 for (const c of dependsCases) {
   test(`parseAptDepends: ${c.name}`, () => assert.equal(parseAptDepends(c.text), c.want));
@@ -46,7 +54,8 @@ const releaseCases: { name: string; input: string; want: string | undefined }[] 
   { name: 'bare file name', input: 'vmlinuz-6.12.9+bpo-cloud-amd64', want: '6.12.9+bpo-cloud-amd64' },
   {
     name: 'dpkg -L listing',
-    input: '/.\n/boot\n/boot/System.map-6.1.0-56-cloud-amd64\n/boot/config-6.1.0-56-cloud-amd64\n/boot/vmlinuz-6.1.0-56-cloud-amd64\n/lib/modules/6.1.0-56-cloud-amd64\n',
+    input:
+      '/.\n/boot\n/boot/System.map-6.1.0-56-cloud-amd64\n/boot/config-6.1.0-56-cloud-amd64\n/boot/vmlinuz-6.1.0-56-cloud-amd64\n/lib/modules/6.1.0-56-cloud-amd64\n',
     want: '6.1.0-56-cloud-amd64',
   },
   {

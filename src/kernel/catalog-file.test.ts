@@ -43,11 +43,25 @@ const validCases: { name: string; doc: unknown; kernels: TarballKernelEntry[]; i
   { name: 'size kept', doc: { kernels: [kernel({ size: 12345 })] }, kernels: [entry({ size: 12345 })] },
   {
     name: 'tarball_url and tarball_sha256 aliases',
-    doc: { kernels: [{ name: 'k', distro: 'd', version: '1', tarball_url: 'http://127.0.0.1:8080/k.tar.zst', tarball_sha256: SHA }] },
-    kernels: [{ kind: 'tarball', name: 'k', distro: 'd', version: '1', url: 'http://127.0.0.1:8080/k.tar.zst', sha256: SHA }],
+    doc: {
+      kernels: [
+        { name: 'k', distro: 'd', version: '1', tarball_url: 'http://127.0.0.1:8080/k.tar.zst', tarball_sha256: SHA },
+      ],
+    },
+    kernels: [
+      { kind: 'tarball', name: 'k', distro: 'd', version: '1', url: 'http://127.0.0.1:8080/k.tar.zst', sha256: SHA },
+    ],
   },
-  { name: 'uppercase sha lowercased', doc: { kernels: [kernel({ sha256: 'AB'.repeat(32) })] }, kernels: [entry({ sha256: 'ab'.repeat(32) })] },
-  { name: 'file url', doc: { kernels: [kernel({ url: 'file:///srv/k.tar.zst' })] }, kernels: [entry({ url: 'file:///srv/k.tar.zst' })] },
+  {
+    name: 'uppercase sha lowercased',
+    doc: { kernels: [kernel({ sha256: 'AB'.repeat(32) })] },
+    kernels: [entry({ sha256: 'ab'.repeat(32) })],
+  },
+  {
+    name: 'file url',
+    doc: { kernels: [kernel({ url: 'file:///srv/k.tar.zst' })] },
+    kernels: [entry({ url: 'file:///srv/k.tar.zst' })],
+  },
   { name: 'images kept raw', doc: { images: [{ anything: 1 }, 'x'] }, kernels: [], images: [{ anything: 1 }, 'x'] },
 ];
 
@@ -63,26 +77,94 @@ const invalidCases: { name: string; text: string; re: RegExp }[] = [
   { name: 'not JSON', text: '{"kernels": [', re: /not valid JSON/ },
   { name: 'array at top', text: '[]', re: /must be a JSON object/ },
   { name: 'unknown top-level key', text: JSON.stringify({ kernel: [] }), re: /unknown key kernel$/ },
-  { name: 'unknown kernel key names its path', text: JSON.stringify({ kernels: [kernel(), kernel({ name: 'b', sha: 'x' })] }), re: /unknown key kernels\[1\]\.sha$/ },
+  {
+    name: 'unknown kernel key names its path',
+    text: JSON.stringify({ kernels: [kernel(), kernel({ name: 'b', sha: 'x' })] }),
+    re: /unknown key kernels\[1\]\.sha$/,
+  },
   { name: 'kernels not an array', text: JSON.stringify({ kernels: {} }), re: /kernels must be an array/ },
   { name: 'images not an array', text: JSON.stringify({ images: 3 }), re: /images must be an array/ },
   { name: 'entry not an object', text: JSON.stringify({ kernels: ['x'] }), re: /kernels\[0\] must be an object/ },
-  { name: 'missing sha', text: JSON.stringify({ kernels: [kernel({ sha256: undefined })] }), re: /kernels\[0\]\.sha256 is required/ },
-  { name: 'missing url', text: JSON.stringify({ kernels: [kernel({ url: undefined })] }), re: /kernels\[0\]\.url is required/ },
-  { name: 'missing version', text: JSON.stringify({ kernels: [kernel({ version: undefined })] }), re: /kernels\[0\]\.version is required/ },
-  { name: 'short sha', text: JSON.stringify({ kernels: [kernel({ sha256: 'abc' })] }), re: /kernels\[0\]\.sha256 must be 64 hex digits/ },
-  { name: 'non-hex sha', text: JSON.stringify({ kernels: [kernel({ sha256: 'g'.repeat(64) })] }), re: /sha256 must be 64 hex digits/ },
-  { name: 'bad sha via alias', text: JSON.stringify({ kernels: [kernel({ sha256: undefined, tarball_sha256: 'z' })] }), re: /kernels\[0\]\.tarball_sha256 must be 64 hex/ },
-  { name: 'both url and tarball_url', text: JSON.stringify({ kernels: [kernel({ tarball_url: 'https://x/y' })] }), re: /both url and tarball_url/ },
-  { name: 'bad name character', text: JSON.stringify({ kernels: [kernel({ name: 'my kernel' })] }), re: /kernels\[0\]\.name: .*" " at position 3/ },
-  { name: 'name ..', text: JSON.stringify({ kernels: [kernel({ name: '..' })] }), re: /kernels\[0\]\.name: invalid kernel name/ },
-  { name: 'name not a string', text: JSON.stringify({ kernels: [kernel({ name: 7 })] }), re: /kernels\[0\]\.name must be a non-empty string/ },
-  { name: 'relative url', text: JSON.stringify({ kernels: [kernel({ url: 'k.tar.zst' })] }), re: /kernels\[0\]\.url must be an absolute/ },
-  { name: 'ftp url', text: JSON.stringify({ kernels: [kernel({ url: 'ftp://x/k.tar.zst' })] }), re: /kernels\[0\]\.url must be an absolute/ },
-  { name: 'negative size', text: JSON.stringify({ kernels: [kernel({ size: -1 })] }), re: /kernels\[0\]\.size must be a whole number/ },
-  { name: 'string size', text: JSON.stringify({ kernels: [kernel({ size: '10' })] }), re: /kernels\[0\]\.size must be a whole number/ },
-  { name: 'duplicate names', text: JSON.stringify({ kernels: [kernel(), kernel()] }), re: /kernels\[1\]\.name: kernel "fc-6\.1" is listed twice/ },
-  { name: 'control char in distro', text: JSON.stringify({ kernels: [kernel({ distro: 'a\nb' })] }), re: /kernels\[0\]\.distro must not contain control/ },
+  {
+    name: 'missing sha',
+    text: JSON.stringify({ kernels: [kernel({ sha256: undefined })] }),
+    re: /kernels\[0\]\.sha256 is required/,
+  },
+  {
+    name: 'missing url',
+    text: JSON.stringify({ kernels: [kernel({ url: undefined })] }),
+    re: /kernels\[0\]\.url is required/,
+  },
+  {
+    name: 'missing version',
+    text: JSON.stringify({ kernels: [kernel({ version: undefined })] }),
+    re: /kernels\[0\]\.version is required/,
+  },
+  {
+    name: 'short sha',
+    text: JSON.stringify({ kernels: [kernel({ sha256: 'abc' })] }),
+    re: /kernels\[0\]\.sha256 must be 64 hex digits/,
+  },
+  {
+    name: 'non-hex sha',
+    text: JSON.stringify({ kernels: [kernel({ sha256: 'g'.repeat(64) })] }),
+    re: /sha256 must be 64 hex digits/,
+  },
+  {
+    name: 'bad sha via alias',
+    text: JSON.stringify({ kernels: [kernel({ sha256: undefined, tarball_sha256: 'z' })] }),
+    re: /kernels\[0\]\.tarball_sha256 must be 64 hex/,
+  },
+  {
+    name: 'both url and tarball_url',
+    text: JSON.stringify({ kernels: [kernel({ tarball_url: 'https://x/y' })] }),
+    re: /both url and tarball_url/,
+  },
+  {
+    name: 'bad name character',
+    text: JSON.stringify({ kernels: [kernel({ name: 'my kernel' })] }),
+    re: /kernels\[0\]\.name: .*" " at position 3/,
+  },
+  {
+    name: 'name ..',
+    text: JSON.stringify({ kernels: [kernel({ name: '..' })] }),
+    re: /kernels\[0\]\.name: invalid kernel name/,
+  },
+  {
+    name: 'name not a string',
+    text: JSON.stringify({ kernels: [kernel({ name: 7 })] }),
+    re: /kernels\[0\]\.name must be a non-empty string/,
+  },
+  {
+    name: 'relative url',
+    text: JSON.stringify({ kernels: [kernel({ url: 'k.tar.zst' })] }),
+    re: /kernels\[0\]\.url must be an absolute/,
+  },
+  {
+    name: 'ftp url',
+    text: JSON.stringify({ kernels: [kernel({ url: 'ftp://x/k.tar.zst' })] }),
+    re: /kernels\[0\]\.url must be an absolute/,
+  },
+  {
+    name: 'negative size',
+    text: JSON.stringify({ kernels: [kernel({ size: -1 })] }),
+    re: /kernels\[0\]\.size must be a whole number/,
+  },
+  {
+    name: 'string size',
+    text: JSON.stringify({ kernels: [kernel({ size: '10' })] }),
+    re: /kernels\[0\]\.size must be a whole number/,
+  },
+  {
+    name: 'duplicate names',
+    text: JSON.stringify({ kernels: [kernel(), kernel()] }),
+    re: /kernels\[1\]\.name: kernel "fc-6\.1" is listed twice/,
+  },
+  {
+    name: 'control char in distro',
+    text: JSON.stringify({ kernels: [kernel({ distro: 'a\nb' })] }),
+    re: /kernels\[0\]\.distro must not contain control/,
+  },
 ];
 
 for (const c of invalidCases) {
@@ -113,7 +195,8 @@ for (const c of nameCases) {
     }
     assert.throws(
       () => validateKernelName(c.name),
-      (e: unknown) => e instanceof AppError && e.code === 'bad_request' && (c.re?.test(e.message) ?? false) && e.hint !== undefined,
+      (e: unknown) =>
+        e instanceof AppError && e.code === 'bad_request' && (c.re?.test(e.message) ?? false) && e.hint !== undefined,
     );
   });
 }
@@ -138,6 +221,12 @@ test('mergeKernelCatalog: file entries win on name clashes, result sorted by nam
 });
 
 test('mergeKernelCatalog with an empty file keeps the embedded catalog', () => {
-  const embedded: DistroKernelEntry[] = [{ kind: 'distro', name: 'b', distro: 'debian', package: 'p' }, { kind: 'distro', name: 'a', distro: 'debian', package: 'q' }];
-  assert.deepEqual(mergeKernelCatalog(embedded, []).map((e) => e.name), ['a', 'b']);
+  const embedded: DistroKernelEntry[] = [
+    { kind: 'distro', name: 'b', distro: 'debian', package: 'p' },
+    { kind: 'distro', name: 'a', distro: 'debian', package: 'q' },
+  ];
+  assert.deepEqual(
+    mergeKernelCatalog(embedded, []).map((e) => e.name),
+    ['a', 'b'],
+  );
 });

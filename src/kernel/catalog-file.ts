@@ -38,7 +38,8 @@ function kernelNameProblem(name: string): string | undefined {
       return `invalid kernel name ${JSON.stringify(name)}: character ${JSON.stringify(ch)} at position ${pos} is not allowed`;
     }
   }
-  if (name.length > NAME_MAX) return `invalid kernel name ${JSON.stringify(name)}: ${name.length} characters, at most ${NAME_MAX} allowed`;
+  if (name.length > NAME_MAX)
+    return `invalid kernel name ${JSON.stringify(name)}: ${name.length} characters, at most ${NAME_MAX} allowed`;
   return undefined;
 }
 
@@ -59,7 +60,10 @@ function checkKeys(obj: Record<string, unknown>, known: readonly string[], prefi
   for (const key of Object.keys(obj)) {
     if (!known.includes(key)) {
       const path = prefix === '' ? key : `${prefix}.${key}`;
-      throw badRequest(`${source}: unknown key ${path}`, `known keys${prefix === '' ? '' : ` of ${prefix}`}: ${known.join(', ')}`);
+      throw badRequest(
+        `${source}: unknown key ${path}`,
+        `known keys${prefix === '' ? '' : ` of ${prefix}`}: ${known.join(', ')}`,
+      );
     }
   }
 }
@@ -103,7 +107,10 @@ function parseKernel(raw: unknown, path: string, source: string): TarballKernelE
   const [shaKey, shaValue] = alias('sha256', 'tarball_sha256');
   const sha = text(shaKey, shaValue);
   if (!/^[0-9a-fA-F]{64}$/.test(sha)) {
-    fail(`${path}.${shaKey} must be 64 hex digits, got ${JSON.stringify(sha)}`, 'compute it with `sha256sum kernel.tar.zst`');
+    fail(
+      `${path}.${shaKey} must be 64 hex digits, got ${JSON.stringify(sha)}`,
+      'compute it with `sha256sum kernel.tar.zst`',
+    );
   }
 
   const entry: TarballKernelEntry = { kind: 'tarball', name, distro, version, url, sha256: sha.toLowerCase() };
@@ -145,7 +152,10 @@ export function parseCatalogFile(text: string, source: string): { kernels: Tarba
   for (const [i, raw] of list('kernels').entries()) {
     const entry = parseKernel(raw, `kernels[${i}]`, source);
     if (seen.has(entry.name)) {
-      throw badRequest(`${source}: kernels[${i}].name: kernel ${JSON.stringify(entry.name)} is listed twice`, 'give every kernel a unique name');
+      throw badRequest(
+        `${source}: kernels[${i}].name: kernel ${JSON.stringify(entry.name)} is listed twice`,
+        'give every kernel a unique name',
+      );
     }
     seen.add(entry.name);
     kernels.push(entry);
@@ -154,7 +164,10 @@ export function parseCatalogFile(text: string, source: string): { kernels: Tarba
 }
 
 /** Embedded entries overlaid by file entries with the same name (file wins), sorted by name. */
-export function mergeKernelCatalog(embedded: readonly DistroKernelEntry[], file: readonly TarballKernelEntry[]): KernelCatalogEntry[] {
+export function mergeKernelCatalog(
+  embedded: readonly DistroKernelEntry[],
+  file: readonly TarballKernelEntry[],
+): KernelCatalogEntry[] {
   const byName = new Map<string, KernelCatalogEntry>();
   for (const e of embedded) byName.set(e.name, e);
   for (const e of file) byName.set(e.name, e);

@@ -22,7 +22,13 @@ function noteBytes(notes: Note[]): Buffer {
     head.writeUInt32LE(name.length, 0);
     head.writeUInt32LE(n.desc.length, 4);
     head.writeUInt32LE(n.type, 8);
-    parts.push(head, name, Buffer.alloc(align4(name.length) - name.length), n.desc, Buffer.alloc(align4(n.desc.length) - n.desc.length));
+    parts.push(
+      head,
+      name,
+      Buffer.alloc(align4(name.length) - name.length),
+      n.desc,
+      Buffer.alloc(align4(n.desc.length) - n.desc.length),
+    );
   }
   return Buffer.concat(parts);
 }
@@ -78,7 +84,10 @@ test('hasPvhNote: no Xen type-18 note', () => {
 
 test('hasPvhNote: garbage and truncated input', () => {
   assert.equal(hasPvhNote(Buffer.alloc(0)), false);
-  assert.equal(hasPvhNote(Buffer.from('definitely not an ELF file, just some text that is long enough to have a header')), false);
+  assert.equal(
+    hasPvhNote(Buffer.from('definitely not an ELF file, just some text that is long enough to have a header')),
+    false,
+  );
   const good = elf64([pvhNote]);
   assert.equal(hasPvhNote(good.subarray(0, 100)), false, 'program headers cut off');
   assert.equal(hasPvhNote(good.subarray(0, 0x100 + 8)), false, 'note segment cut off');
@@ -111,15 +120,26 @@ test('hasPvhNoteInFile reads a note segment far beyond the head of the file', as
 
 const BUILTIN_WITH = 'kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_mmio.ko\n';
 const BUILTIN_WITHOUT = 'kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\n';
-const DEP_WITH = 'kernel/drivers/virtio/virtio_mmio.ko.xz: kernel/drivers/virtio/virtio_ring.ko.xz\nkernel/drivers/block/virtio_blk.ko.xz:\n';
+const DEP_WITH =
+  'kernel/drivers/virtio/virtio_mmio.ko.xz: kernel/drivers/virtio/virtio_ring.ko.xz\nkernel/drivers/block/virtio_blk.ko.xz:\n';
 const DEP_WITHOUT = 'kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_mmio_helper.ko\n';
 
-const mmioCases: { name: string; builtin: string | undefined; dep: string | undefined; want: KernelTraits['virtioMmio'] }[] = [
+const mmioCases: {
+  name: string;
+  builtin: string | undefined;
+  dep: string | undefined;
+  want: KernelTraits['virtioMmio'];
+}[] = [
   { name: 'builtin', builtin: BUILTIN_WITH, dep: DEP_WITHOUT, want: 'builtin' },
   { name: 'builtin, no modules.dep', builtin: BUILTIN_WITH, dep: undefined, want: 'builtin' },
   { name: 'module', builtin: BUILTIN_WITHOUT, dep: DEP_WITH, want: 'module' },
   { name: 'module, no modules.builtin', builtin: undefined, dep: DEP_WITH, want: 'module' },
-  { name: 'absent (a dependency named like it does not count)', builtin: BUILTIN_WITHOUT, dep: DEP_WITHOUT, want: 'absent' },
+  {
+    name: 'absent (a dependency named like it does not count)',
+    builtin: BUILTIN_WITHOUT,
+    dep: DEP_WITHOUT,
+    want: 'absent',
+  },
   { name: 'absent with empty texts', builtin: '', dep: '', want: 'absent' },
   { name: 'unknown without modules.builtin', builtin: undefined, dep: DEP_WITHOUT, want: 'unknown' },
   { name: 'unknown without modules.dep', builtin: BUILTIN_WITHOUT, dep: undefined, want: 'unknown' },
@@ -130,20 +150,71 @@ for (const c of mmioCases) {
   test(`virtioMmioSupport: ${c.name}`, () => assert.equal(virtioMmioSupport(c.builtin, c.dep), c.want));
 }
 
-const traits = (extra: Partial<KernelTraits>): KernelTraits => ({ format: 'elf', pvhNote: false, virtioMmio: 'builtin', ...extra });
+const traits = (extra: Partial<KernelTraits>): KernelTraits => ({
+  format: 'elf',
+  pvhNote: false,
+  virtioMmio: 'builtin',
+  ...extra,
+});
 
-const compatCases: { name: string; traits: KernelTraits; initrd: boolean; vmm: 'qemu' | 'firecracker'; hint?: RegExp }[] = [
+const compatCases: {
+  name: string;
+  traits: KernelTraits;
+  initrd: boolean;
+  vmm: 'qemu' | 'firecracker';
+  hint?: RegExp;
+}[] = [
   { name: 'firecracker + ELF builtin', traits: traits({}), initrd: false, vmm: 'firecracker' },
   { name: 'firecracker + ELF unknown', traits: traits({ virtioMmio: 'unknown' }), initrd: false, vmm: 'firecracker' },
-  { name: 'firecracker + ELF module with initrd', traits: traits({ virtioMmio: 'module' }), initrd: true, vmm: 'firecracker' },
-  { name: 'firecracker + ELF module without initrd', traits: traits({ virtioMmio: 'module' }), initrd: false, vmm: 'firecracker', hint: /CONFIG_VIRTIO_MMIO=y/ },
-  { name: 'firecracker + bzImage', traits: traits({ format: 'bzImage' }), initrd: true, vmm: 'firecracker', hint: /^use vmm = "qemu" or a vmlinux \(ELF\) kernel$/ },
-  { name: 'firecracker + ELF absent', traits: traits({ virtioMmio: 'absent' }), initrd: true, vmm: 'firecracker', hint: /"k1" lacks virtio-mmio drivers/ },
+  {
+    name: 'firecracker + ELF module with initrd',
+    traits: traits({ virtioMmio: 'module' }),
+    initrd: true,
+    vmm: 'firecracker',
+  },
+  {
+    name: 'firecracker + ELF module without initrd',
+    traits: traits({ virtioMmio: 'module' }),
+    initrd: false,
+    vmm: 'firecracker',
+    hint: /CONFIG_VIRTIO_MMIO=y/,
+  },
+  {
+    name: 'firecracker + bzImage',
+    traits: traits({ format: 'bzImage' }),
+    initrd: true,
+    vmm: 'firecracker',
+    hint: /^use vmm = "qemu" or a vmlinux \(ELF\) kernel$/,
+  },
+  {
+    name: 'firecracker + ELF absent',
+    traits: traits({ virtioMmio: 'absent' }),
+    initrd: true,
+    vmm: 'firecracker',
+    hint: /"k1" lacks virtio-mmio drivers/,
+  },
   { name: 'qemu + bzImage', traits: traits({ format: 'bzImage', virtioMmio: 'module' }), initrd: false, vmm: 'qemu' },
-  { name: 'qemu + bzImage unknown', traits: traits({ format: 'bzImage', virtioMmio: 'unknown' }), initrd: false, vmm: 'qemu' },
+  {
+    name: 'qemu + bzImage unknown',
+    traits: traits({ format: 'bzImage', virtioMmio: 'unknown' }),
+    initrd: false,
+    vmm: 'qemu',
+  },
   { name: 'qemu + ELF with PVH', traits: traits({ pvhNote: true }), initrd: false, vmm: 'qemu' },
-  { name: 'qemu + ELF without PVH', traits: traits({}), initrd: true, vmm: 'qemu', hint: /^use the bzImage of this kernel or one built with CONFIG_PVH$/ },
-  { name: 'qemu + bzImage absent', traits: traits({ format: 'bzImage', virtioMmio: 'absent' }), initrd: true, vmm: 'qemu', hint: /"k1" lacks virtio-mmio drivers/ },
+  {
+    name: 'qemu + ELF without PVH',
+    traits: traits({}),
+    initrd: true,
+    vmm: 'qemu',
+    hint: /^use the bzImage of this kernel or one built with CONFIG_PVH$/,
+  },
+  {
+    name: 'qemu + bzImage absent',
+    traits: traits({ format: 'bzImage', virtioMmio: 'absent' }),
+    initrd: true,
+    vmm: 'qemu',
+    hint: /"k1" lacks virtio-mmio drivers/,
+  },
 ];
 
 for (const c of compatCases) {

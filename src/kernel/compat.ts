@@ -76,7 +76,12 @@ function segmentHasPvh(seg: Buffer, le: boolean): boolean {
     const nameStart = off + 12;
     const next = nameStart + align4(namesz) + align4(descsz);
     if (nameStart + namesz > seg.length) return false;
-    if (type === XEN_ELFNOTE_PHYS32_ENTRY && namesz === 4 && seg.toString('latin1', nameStart, nameStart + 4) === 'Xen\0') return true;
+    if (
+      type === XEN_ELFNOTE_PHYS32_ENTRY &&
+      namesz === 4 &&
+      seg.toString('latin1', nameStart, nameStart + 4) === 'Xen\0'
+    )
+      return true;
     if (next <= off) return false;
     off = next;
   }
@@ -93,7 +98,11 @@ function segmentHasPvh(seg: Buffer, le: boolean): boolean {
 export function hasPvhNote(elf: Buffer): boolean {
   const parsed = parseElf64(elf);
   if (parsed === undefined) return false;
-  return parsed.notes.some((n) => n.offset < elf.length && segmentHasPvh(elf.subarray(n.offset, Math.min(elf.length, n.offset + n.size)), parsed.le));
+  return parsed.notes.some(
+    (n) =>
+      n.offset < elf.length &&
+      segmentHasPvh(elf.subarray(n.offset, Math.min(elf.length, n.offset + n.size)), parsed.le),
+  );
 }
 
 /**
@@ -142,7 +151,10 @@ function listsVirtioMmio(text: string, depFormat: boolean): boolean {
  * if modules.dep does, 'absent' if both texts are known and neither lists it,
  * else 'unknown'.
  */
-export function virtioMmioSupport(builtinText: string | undefined, depText: string | undefined): KernelTraits['virtioMmio'] {
+export function virtioMmioSupport(
+  builtinText: string | undefined,
+  depText: string | undefined,
+): KernelTraits['virtioMmio'] {
   if (builtinText !== undefined && listsVirtioMmio(builtinText, false)) return 'builtin';
   if (depText !== undefined && listsVirtioMmio(depText, true)) return 'module';
   if (builtinText !== undefined && depText !== undefined) return 'absent';
@@ -156,10 +168,18 @@ export function virtioMmioSupport(builtinText: string | undefined, depText: stri
  * bzImage, and an ELF only with a PVH note. virtio-mmio 'absent' is refused
  * for both; 'unknown' is allowed.
  */
-export function checkCompat(kernelName: string, traits: KernelTraits, hasInitrd: boolean, vmm: 'qemu' | 'firecracker'): AppError | undefined {
+export function checkCompat(
+  kernelName: string,
+  traits: KernelTraits,
+  hasInitrd: boolean,
+  vmm: 'qemu' | 'firecracker',
+): AppError | undefined {
   const k = JSON.stringify(kernelName);
   if (vmm === 'firecracker' && traits.format !== 'elf') {
-    return precondition(`firecracker cannot boot kernel ${k}: it is a bzImage`, 'use vmm = "qemu" or a vmlinux (ELF) kernel');
+    return precondition(
+      `firecracker cannot boot kernel ${k}: it is a bzImage`,
+      'use vmm = "qemu" or a vmlinux (ELF) kernel',
+    );
   }
   if (vmm === 'qemu' && traits.format === 'elf' && !traits.pvhNote) {
     return precondition(

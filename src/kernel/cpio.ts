@@ -34,7 +34,10 @@ const pad4 = (n: number): number => (4 - (n % 4)) % 4;
 
 function checkPath(path: string): void {
   if (path === '' || path.includes('\0')) {
-    throw badRequest(`invalid cpio entry path ${JSON.stringify(path)}`, 'paths must be non-empty and contain no NUL bytes');
+    throw badRequest(
+      `invalid cpio entry path ${JSON.stringify(path)}`,
+      'paths must be non-empty and contain no NUL bytes',
+    );
   }
   if (path.startsWith('/')) {
     throw badRequest(`cpio entry path must be relative: ${JSON.stringify(path)}`, 'drop the leading "/"');
@@ -148,7 +151,10 @@ export function cpioNewc(entries: readonly CpioEntry[]): Buffer {
 }
 
 function corrupt(offset: number, why: string): Error {
-  return badRequest(`invalid cpio archive at offset ${offset}: ${why}`, 'expected an uncompressed newc ("070701") cpio archive');
+  return badRequest(
+    `invalid cpio archive at offset ${offset}: ${why}`,
+    'expected an uncompressed newc ("070701") cpio archive',
+  );
 }
 
 /**

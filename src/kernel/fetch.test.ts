@@ -48,7 +48,8 @@ for (const c of urlCases) {
     }
     assert.throws(
       () => checkUrl(c.url, c.policy ?? NO_POLICY),
-      (e: unknown) => e instanceof AppError && e.code === 'bad_request' && (c.re?.test(e.message) ?? false) && (e.hint ?? '') !== '',
+      (e: unknown) =>
+        e instanceof AppError && e.code === 'bad_request' && (c.re?.test(e.message) ?? false) && (e.hint ?? '') !== '',
     );
   });
 }
@@ -104,7 +105,10 @@ test('openUrl streams a 200 body and reports Content-Length', async (t) => {
 
 test('openUrl: 404 is an operationFailed naming the URL and status', async (t) => {
   const base = await serve(t, {});
-  await assert.rejects(openUrl(new URL(`${base}/missing`)), isOperationFailed(new RegExp(`${base}/missing failed: HTTP 404`)));
+  await assert.rejects(
+    openUrl(new URL(`${base}/missing`)),
+    isOperationFailed(new RegExp(`${base}/missing failed: HTTP 404`)),
+  );
 });
 
 test('openUrl: 500 is an operationFailed', async (t) => {
@@ -125,7 +129,11 @@ test('openUrl follows a 302 to another path on the same server', async (t) => {
 test('openUrl refuses a redirect to a plain-http host that is not allowed', async (t) => {
   // Only checkUrl runs on the target; nothing connects to 10.0.0.1.
   const base = await serve(t, { '/old': (_req, res) => res.writeHead(301, { location: 'http://10.0.0.1/k' }).end() });
-  await assert.rejects(openUrl(new URL(`${base}/old`)), (e: unknown) => e instanceof AppError && e.code === 'bad_request' && /redirected to http:\/\/10\.0\.0\.1\/k/.test(e.message));
+  await assert.rejects(
+    openUrl(new URL(`${base}/old`)),
+    (e: unknown) =>
+      e instanceof AppError && e.code === 'bad_request' && /redirected to http:\/\/10\.0\.0\.1\/k/.test(e.message),
+  );
 });
 
 test('openUrl gives up on a redirect loop', async (t) => {
@@ -144,7 +152,10 @@ test('openUrl: a body cut short of its Content-Length is a truncated download', 
   const url = `${base}/short`;
   const { stream, size } = await openUrl(new URL(url));
   assert.equal(size, 1000);
-  await assert.rejects(readAll(stream), isOperationFailed(new RegExp(`^download truncated: got 10 of 1000 bytes from ${url}$`)));
+  await assert.rejects(
+    readAll(stream),
+    isOperationFailed(new RegExp(`^download truncated: got 10 of 1000 bytes from ${url}$`)),
+  );
 });
 
 test('openUrl: a chunked body whose connection dies is a truncated download', async (t) => {
@@ -166,7 +177,10 @@ test('openUrl: connection refused is an operationFailed', async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const freePort = (server.address() as AddressInfo).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  await assert.rejects(openUrl(new URL(`http://127.0.0.1:${freePort}/k`)), isOperationFailed(/cannot download .*ECONNREFUSED/));
+  await assert.rejects(
+    openUrl(new URL(`http://127.0.0.1:${freePort}/k`)),
+    isOperationFailed(/cannot download .*ECONNREFUSED/),
+  );
 });
 
 test('openUrl: an aborted signal cancels the download', async (t) => {
@@ -215,15 +229,22 @@ test('openUrl reads file:// URLs', async (t) => {
   assert.equal(size, BODY.length);
   assert.deepEqual(await readAll(stream), BODY);
   await assert.rejects(openUrl(pathToFileURL(join(dir, 'missing'))), isOperationFailed(/no such file/));
-  await assert.rejects(openUrl(pathToFileURL(dir)), (e: unknown) => e instanceof AppError && /not a regular file/.test(e.message));
+  await assert.rejects(
+    openUrl(pathToFileURL(dir)),
+    (e: unknown) => e instanceof AppError && /not a regular file/.test(e.message),
+  );
 });
 
 test('HashingStream passes bytes through and hashes them', async () => {
   const h = new HashingStream();
   const out: Buffer[] = [];
-  await pipeline(Readable.from([Buffer.from('hello '), Buffer.from('world')]), h, async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) out.push(chunk);
-  });
+  await pipeline(
+    Readable.from([Buffer.from('hello '), Buffer.from('world')]),
+    h,
+    async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) out.push(chunk);
+    },
+  );
   assert.equal(Buffer.concat(out).toString(), 'hello world');
   assert.equal(h.bytes(), 11);
   assert.equal(h.digest(), 'b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9');

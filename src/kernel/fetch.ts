@@ -35,7 +35,10 @@ export function checkUrl(url: string, policy: FetchPolicy): URL {
     throw badRequest(`not a valid URL: ${JSON.stringify(url)}`, URL_HINT);
   }
   if (u.username !== '' || u.password !== '') {
-    throw badRequest(`refusing a URL with embedded credentials: ${u.protocol}//${u.host}${u.pathname}`, 'put the file somewhere reachable without credentials in the URL');
+    throw badRequest(
+      `refusing a URL with embedded credentials: ${u.protocol}//${u.host}${u.pathname}`,
+      'put the file somewhere reachable without credentials in the URL',
+    );
   }
   switch (u.protocol) {
     case 'https:':
@@ -43,10 +46,17 @@ export function checkUrl(url: string, policy: FetchPolicy): URL {
       return u;
     case 'http:':
       if (plainHttpAllowed(u, insecureHostSet(policy.insecureHosts))) return u;
-      throw plainHttpRefused(`refusing to download over plain http from ${hostPort(u)}: ${url}`, u, 'use an https:// URL; ');
+      throw plainHttpRefused(
+        `refusing to download over plain http from ${hostPort(u)}: ${url}`,
+        u,
+        'use an https:// URL; ',
+      );
     case 'file:':
       if (u.hostname !== '' && u.hostname !== 'localhost') {
-        throw badRequest(`file:// URLs must name a local path, not host ${JSON.stringify(u.hostname)}: ${url}`, 'write it as file:///absolute/path');
+        throw badRequest(
+          `file:// URLs must name a local path, not host ${JSON.stringify(u.hostname)}: ${url}`,
+          'write it as file:///absolute/path',
+        );
       }
       return u;
     default:
@@ -97,16 +107,22 @@ function errorMessage(err: unknown): string {
   return cause !== undefined && cause !== err.message ? `${err.message}: ${cause}` : err.message;
 }
 
-const isAbortError = (err: unknown): boolean => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
+const isAbortError = (err: unknown): boolean =>
+  err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
 
-async function openFile(url: URL, signal: AbortSignal | undefined): Promise<{ stream: Readable; size: number | undefined }> {
+async function openFile(
+  url: URL,
+  signal: AbortSignal | undefined,
+): Promise<{ stream: Readable; size: number | undefined }> {
   const path = fileURLToPath(url);
   let fh;
   try {
     fh = await open(path, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw operationFailed(`cannot open ${path}: ${code === 'ENOENT' ? 'no such file' : errorMessage(err)}`, { cause: err });
+    throw operationFailed(`cannot open ${path}: ${code === 'ENOENT' ? 'no such file' : errorMessage(err)}`, {
+      cause: err,
+    });
   }
   let size: number;
   try {
@@ -137,7 +153,11 @@ function contentLength(res: Response): number | undefined {
  * over http is allowed for loopback, the original URL's own host:port, and
  * policy.insecureHosts.
  */
-async function fetchFollowing(start: URL, signal: AbortSignal | undefined, policy: FetchPolicy | undefined): Promise<Response> {
+async function fetchFollowing(
+  start: URL,
+  signal: AbortSignal | undefined,
+  policy: FetchPolicy | undefined,
+): Promise<Response> {
   const hopPolicy: FetchPolicy = { insecureHosts: [...(policy?.insecureHosts ?? []), hostPort(start)] };
   let current = start;
   for (let hop = 0; ; hop++) {
@@ -151,7 +171,8 @@ async function fetchFollowing(start: URL, signal: AbortSignal | undefined, polic
     const location = res.headers.get('location');
     if (res.status < 300 || res.status > 399 || location === null) return res;
     await res.body?.cancel().catch(() => undefined);
-    if (hop >= MAX_REDIRECTS) throw operationFailed(`cannot download ${start.href}: more than ${MAX_REDIRECTS} redirects`);
+    if (hop >= MAX_REDIRECTS)
+      throw operationFailed(`cannot download ${start.href}: more than ${MAX_REDIRECTS} redirects`);
     let next: URL;
     try {
       next = new URL(location, current);
@@ -165,7 +186,11 @@ async function fetchFollowing(start: URL, signal: AbortSignal | undefined, polic
       checkUrl(next.href, hopPolicy);
     } catch (err) {
       if (!(err instanceof AppError)) throw err;
-      throw new AppError('bad_request', `cannot download ${start.href}: redirected to ${next.href}, which is refused: ${err.message}`, err.hint === undefined ? {} : { hint: err.hint });
+      throw new AppError(
+        'bad_request',
+        `cannot download ${start.href}: redirected to ${next.href}, which is refused: ${err.message}`,
+        err.hint === undefined ? {} : { hint: err.hint },
+      );
     }
     current = next;
   }
@@ -183,7 +208,12 @@ class BodyStream extends Readable {
   readonly #signal: AbortSignal | undefined;
   #got = 0;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, size: number | undefined, url: string, signal: AbortSignal | undefined) {
+  constructor(
+    reader: ReadableStreamDefaultReader<Uint8Array>,
+    size: number | undefined,
+    url: string,
+    signal: AbortSignal | undefined,
+  ) {
     super();
     this.#reader = reader;
     this.#size = size;
@@ -195,7 +225,8 @@ class BodyStream extends Readable {
     this.#reader.read().then(
       (step) => {
         if (step.done) {
-          if (this.#size !== undefined && this.#got < this.#size) this.destroy(truncated(this.#got, this.#size, this.#url));
+          if (this.#size !== undefined && this.#got < this.#size)
+            this.destroy(truncated(this.#got, this.#size, this.#url));
           else this.push(null);
           return;
         }
@@ -214,10 +245,15 @@ class BodyStream extends Readable {
   #readError(err: unknown): AppError {
     if (this.#signal?.aborted || isAbortError(err)) return cancelled();
     // undici reports a connection closed mid-body as TypeError('terminated').
-    if (err instanceof Error && (err.message === 'terminated' || (err as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET')) {
+    if (
+      err instanceof Error &&
+      (err.message === 'terminated' || (err as NodeJS.ErrnoException).code === 'UND_ERR_SOCKET')
+    ) {
       return truncated(this.#got, this.#size, this.#url);
     }
-    return operationFailed(`download of ${this.#url} failed after ${this.#got} bytes: ${errorMessage(err)}`, { cause: err });
+    return operationFailed(`download of ${this.#url} failed after ${this.#got} bytes: ${errorMessage(err)}`, {
+      cause: err,
+    });
   }
 }
 
@@ -229,7 +265,11 @@ class BodyStream extends Readable {
  * `size` is the Content-Length (or file size) when known; a body shorter
  * than the declared length fails the stream with a "download truncated" error.
  */
-export async function openUrl(url: URL, signal?: AbortSignal, policy?: FetchPolicy): Promise<{ stream: Readable; size: number | undefined }> {
+export async function openUrl(
+  url: URL,
+  signal?: AbortSignal,
+  policy?: FetchPolicy,
+): Promise<{ stream: Readable; size: number | undefined }> {
   if (signal?.aborted) throw cancelled();
   if (url.protocol === 'file:') return openFile(url, signal);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
@@ -239,11 +279,20 @@ export async function openUrl(url: URL, signal?: AbortSignal, policy?: FetchPoli
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);
     const where = res.url !== '' && res.url !== url.href ? ` (redirected to ${res.url})` : '';
-    throw operationFailed(`download of ${url.href} failed: HTTP ${res.status}${res.statusText === '' ? '' : ` ${res.statusText}`}${where}`, {
-      hint: res.status === 404 ? 'check the URL; the file may have moved' : 'check the URL and that the server is reachable, then retry',
-    });
+    throw operationFailed(
+      `download of ${url.href} failed: HTTP ${res.status}${res.statusText === '' ? '' : ` ${res.statusText}`}${where}`,
+      {
+        hint:
+          res.status === 404
+            ? 'check the URL; the file may have moved'
+            : 'check the URL and that the server is reachable, then retry',
+      },
+    );
   }
   const size = contentLength(res);
-  const stream = res.body === null ? Readable.from([], { objectMode: false }) : new BodyStream(res.body.getReader(), size, url.href, signal);
+  const stream =
+    res.body === null
+      ? Readable.from([], { objectMode: false })
+      : new BodyStream(res.body.getReader(), size, url.href, signal);
   return { stream, size };
 }

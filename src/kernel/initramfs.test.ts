@@ -30,7 +30,11 @@ test('the initramfs lists init, the module list, the modules and /dev/console in
   assert.ok(list);
   const start = archive.indexOf('/lib/modules/6.1.0-56-cloud-amd64/kernel/drivers/virtio/virtio_ring.ko\n');
   assert.ok(start > 0, 'module list holds absolute paths in load order');
-  const order = archive.subarray(start, start + list.size).toString().trim().split('\n');
+  const order = archive
+    .subarray(start, start + list.size)
+    .toString()
+    .trim()
+    .split('\n');
   assert.deepEqual(order, [
     '/lib/modules/6.1.0-56-cloud-amd64/kernel/drivers/virtio/virtio_ring.ko',
     '/lib/modules/6.1.0-56-cloud-amd64/kernel/drivers/block/virtio_blk.ko',

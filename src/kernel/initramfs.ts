@@ -2,7 +2,13 @@ import { gzipSync } from 'node:zlib';
 import { cpioNewc, type CpioEntry } from './cpio.js';
 
 /** Modules the generated initramfs loads: virtio-mmio transport, block, net, vsock (SPEC §5). */
-export const INITRAMFS_MODULES = ['virtio_mmio', 'virtio_blk', 'virtio_net', 'vsock', 'vmw_vsock_virtio_transport'] as const;
+export const INITRAMFS_MODULES = [
+  'virtio_mmio',
+  'virtio_blk',
+  'virtio_net',
+  'vsock',
+  'vmw_vsock_virtio_transport',
+] as const;
 
 export interface InitramfsInput {
   /** Kernel release, e.g. 6.1.0-56-cloud-amd64. */

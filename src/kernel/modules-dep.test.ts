@@ -34,7 +34,10 @@ test('parseModulesDep keeps dependencies in file order and accepts compressed mo
   assert.deepEqual(
     [...dep],
     [
-      ['kernel/drivers/net/virtio_net.ko.xz', ['kernel/drivers/net/net_failover.ko.xz', 'kernel/net/core/failover.ko.xz']],
+      [
+        'kernel/drivers/net/virtio_net.ko.xz',
+        ['kernel/drivers/net/net_failover.ko.xz', 'kernel/net/core/failover.ko.xz'],
+      ],
       ['kernel/net/core/failover.ko.zst', []],
       ['kernel/a.ko.gz', ['kernel/b.ko.gz', 'kernel/c.ko.gz']],
     ],
@@ -52,7 +55,10 @@ test('parseModulesDep on real data', () => {
 });
 
 test('parseModulesDep rejects a line without a colon', () => {
-  assert.throws(() => parseModulesDep('kernel/a.ko kernel/b.ko\n'), (e: unknown) => e instanceof AppError && e.code === 'bad_request');
+  assert.throws(
+    () => parseModulesDep('kernel/a.ko kernel/b.ko\n'),
+    (e: unknown) => e instanceof AppError && e.code === 'bad_request',
+  );
 });
 
 test('parseModulesBuiltin yields normalised names', () => {
@@ -60,7 +66,10 @@ test('parseModulesBuiltin yields normalised names', () => {
   assert.ok(realBuiltin.has('jbd2'));
   assert.ok(realBuiltin.has('crc_t10dif'));
   assert.ok(!realBuiltin.has('virtio_blk'));
-  assert.deepEqual(parseModulesBuiltin('kernel/fs/ext4/ext4.ko\n\nkernel/lib/crc-ccitt.ko\n'), new Set(['ext4', 'crc_ccitt']));
+  assert.deepEqual(
+    parseModulesBuiltin('kernel/fs/ext4/ext4.ko\n\nkernel/lib/crc-ccitt.ko\n'),
+    new Set(['ext4', 'crc_ccitt']),
+  );
 });
 
 const orderCases: { name: string; wanted: string[]; want: string[] }[] = [
@@ -83,12 +92,20 @@ const orderCases: { name: string; wanted: string[]; want: string[] }[] = [
   {
     name: 'builtin modules are omitted',
     wanted: ['ext4', 'virtio_blk', 'jbd2'],
-    want: ['kernel/drivers/virtio/virtio_ring.ko', 'kernel/drivers/virtio/virtio.ko', 'kernel/drivers/block/virtio_blk.ko'],
+    want: [
+      'kernel/drivers/virtio/virtio_ring.ko',
+      'kernel/drivers/virtio/virtio.ko',
+      'kernel/drivers/block/virtio_blk.ko',
+    ],
   },
   {
     name: 'dash and duplicate names',
     wanted: ['virtio-rng', 'virtio_rng', 'virtio'],
-    want: ['kernel/drivers/virtio/virtio_ring.ko', 'kernel/drivers/virtio/virtio.ko', 'kernel/drivers/char/hw_random/virtio-rng.ko'],
+    want: [
+      'kernel/drivers/virtio/virtio_ring.ko',
+      'kernel/drivers/virtio/virtio.ko',
+      'kernel/drivers/char/hw_random/virtio-rng.ko',
+    ],
   },
   {
     name: 'module wanted after it was pulled in as a dependency',
@@ -114,7 +131,8 @@ for (const c of orderCases) {
 test('loadOrder names a missing module', () => {
   assert.throws(
     () => loadOrder(realDep, realBuiltin, ['virtio_blk', 'nvme']),
-    (e: unknown) => e instanceof AppError && e.code === 'bad_request' && e.message.includes('"nvme"') && /lacks/.test(e.message),
+    (e: unknown) =>
+      e instanceof AppError && e.code === 'bad_request' && e.message.includes('"nvme"') && /lacks/.test(e.message),
   );
 });
 

@@ -15,7 +15,10 @@ export function parseModulesDep(text: string): Map<string, string[]> {
     if (line === '' || line.startsWith('#')) continue;
     const colon = line.indexOf(':');
     if (colon <= 0) {
-      throw badRequest(`modules.dep line ${i + 1} is malformed: ${JSON.stringify(line)}`, 'expected "path.ko: dep.ko ..."; regenerate it with depmod');
+      throw badRequest(
+        `modules.dep line ${i + 1} is malformed: ${JSON.stringify(line)}`,
+        'expected "path.ko: dep.ko ..."; regenerate it with depmod',
+      );
     }
     const path = line.slice(0, colon).trim();
     const deps = line

@@ -28,7 +28,8 @@ const HEAD_BYTES = 4096;
 const FILE_MODE = 0o644;
 const DIR_MODE = 0o755;
 
-const LAYOUT_HINT = 'a kernel tarball holds vmlinux or bzImage, optionally initrd.img and a modules/ directory, at the archive root';
+const LAYOUT_HINT =
+  'a kernel tarball holds vmlinux or bzImage, optionally initrd.img and a modules/ directory, at the archive root';
 const UNSAFE_HINT = 'rebuild the tarball without that entry';
 
 const isKernelFile = (rel: string): rel is KernelFile => (KERNEL_FILES as readonly string[]).includes(rel);
@@ -66,7 +67,10 @@ class TarballExtractor {
     if (isKernelFile(rel)) {
       if (type !== 'file' && type !== 'contiguous-file') throw unsafe(`${rel} must be a regular file`);
       if (this.kernelFile !== undefined) {
-        throw badRequest(`kernel tarball holds both ${this.kernelFile} and ${rel}`, `keep exactly one of vmlinux and bzImage; ${LAYOUT_HINT}`);
+        throw badRequest(
+          `kernel tarball holds both ${this.kernelFile} and ${rel}`,
+          `keep exactly one of vmlinux and bzImage; ${LAYOUT_HINT}`,
+        );
       }
       this.kernelFile = rel;
       await this.#writeFile(entry, rel, unsafe, true);
@@ -127,15 +131,22 @@ class TarballExtractor {
     // check below matches the real resolution. 'l/..' through another link could land elsewhere.
     const parts = target.split('/').filter((p) => p !== '' && p !== '.');
     const firstName = parts.findIndex((p) => p !== '..');
-    if (firstName >= 0 && parts.slice(firstName).includes('..')) throw unsafe(`symlink target ${JSON.stringify(target)} has '..' after a name`);
+    if (firstName >= 0 && parts.slice(firstName).includes('..'))
+      throw unsafe(`symlink target ${JSON.stringify(target)} has '..' after a name`);
     const host = join(this.#dest, rel);
-    if (!within(this.#modulesRoot, resolve(dirname(host), target))) throw unsafe(`symlink target ${JSON.stringify(target)} leaves modules/`);
+    if (!within(this.#modulesRoot, resolve(dirname(host), target)))
+      throw unsafe(`symlink target ${JSON.stringify(target)} leaves modules/`);
     await this.#parents(rel, unsafe);
     // symlink() fails with EEXIST rather than replacing or following anything already there.
     await symlink(target, host);
   }
 
-  async #writeFile(entry: TarEntry, rel: string, unsafe: (reason: string) => AppError, keepHead: boolean): Promise<void> {
+  async #writeFile(
+    entry: TarEntry,
+    rel: string,
+    unsafe: (reason: string) => AppError,
+    keepHead: boolean,
+  ): Promise<void> {
     await this.#parents(rel, unsafe);
     const head: Buffer[] = [];
     let headBytes = 0;
@@ -191,7 +202,8 @@ export async function extractKernelTarball(
     mismatchHint: 'the file changed or the catalog pin is wrong',
     signal,
   });
-  if (out.kernelFile === undefined) throw badRequest(`kernel tarball from ${label} holds no vmlinux or bzImage`, LAYOUT_HINT);
+  if (out.kernelFile === undefined)
+    throw badRequest(`kernel tarball from ${label} holds no vmlinux or bzImage`, LAYOUT_HINT);
   const format = kernelFormat(out.kernelHead);
   const wantFormat = out.kernelFile === 'vmlinux' ? 'elf' : 'bzImage';
   if (format !== wantFormat) {

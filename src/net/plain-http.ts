@@ -48,5 +48,8 @@ export function plainHttpAllowed(u: URL, insecureHosts: ReadonlySet<string>): bo
  * the insecure_registries entry that would allow it.
  */
 export function plainHttpRefused(message: string, u: URL, hintPrefix = ''): AppError {
-  return badRequest(message, `${hintPrefix}plain http is allowed only for loopback and for hosts listed in insecure_registries (e.g. "${hostPort(u)}")`);
+  return badRequest(
+    message,
+    `${hintPrefix}plain http is allowed only for loopback and for hosts listed in insecure_registries (e.g. "${hostPort(u)}")`,
+  );
 }

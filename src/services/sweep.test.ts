@@ -49,12 +49,20 @@ test('everything in tmp/ and every dir without a row goes; dirs with rows stay, 
   ];
   for (const f of [...keep, ...gone]) put(f);
   const { log, lines } = recordingLog();
-  const removed = await sweepOrphans(p, { imageIds: ['0123456789abcdef'], kernelNames: ['my.staging', '.odd.staging-scratch'], vmIds: ['a'.repeat(32)] }, log);
+  const removed = await sweepOrphans(
+    p,
+    { imageIds: ['0123456789abcdef'], kernelNames: ['my.staging', '.odd.staging-scratch'], vmIds: ['a'.repeat(32)] },
+    log,
+  );
   for (const f of keep) assert.ok(existsSync(f), `kept ${f}`);
   for (const f of gone) assert.ok(!existsSync(f), `removed ${f}`);
   assert.deepEqual(readdirSync(p.tmpDir), []);
   assert.equal(removed.length, 8);
-  for (const r of removed) assert.ok(lines.some((l) => l.includes(JSON.stringify(r))), `logged ${r}`);
+  for (const r of removed)
+    assert.ok(
+      lines.some((l) => l.includes(JSON.stringify(r))),
+      `logged ${r}`,
+    );
 });
 
 test('a symlink among the leftovers is removed, never followed', async () => {
@@ -72,5 +80,8 @@ test('a symlink among the leftovers is removed, never followed', async () => {
 test('missing directories are not an error', async () => {
   const root = mkdtempSync(join(tmpdir(), 'sweep-'));
   roots.push(root);
-  assert.deepEqual(await sweepOrphans(new Paths({ HOME: root }, 0), { imageIds: [], kernelNames: [], vmIds: [] }, recordingLog().log), []);
+  assert.deepEqual(
+    await sweepOrphans(new Paths({ HOME: root }, 0), { imageIds: [], kernelNames: [], vmIds: [] }, recordingLog().log),
+    [],
+  );
 });

@@ -20,7 +20,12 @@ const PAUSE_MS = 10 * 60_000;
 export const noPause: Pause = async () => undefined;
 
 export function testPauses(value: string | undefined, log: Logger, pauseMs = PAUSE_MS): Pause {
-  const points = new Set((value ?? '').split(',').map((p) => p.trim()).filter(Boolean));
+  const points = new Set(
+    (value ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
+  );
   if (points.size === 0) return noPause;
   log.warn('BANGER_TEST_PAUSE is set: this daemon stops at test pause points (test-only)', { points: [...points] });
   return async (point) => {

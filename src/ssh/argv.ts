@@ -4,9 +4,12 @@ import { sshOptionValue } from './config.js';
 /** The key and known_hosts options: ssh parses -o values like ssh_config lines and %-expands both paths. */
 function pathOptions(info: SshInfo): string[] {
   return [
-    '-o', `IdentityFile=${sshOptionValue(info.key, { percent: true })}`,
-    '-o', 'IdentitiesOnly=yes',
-    '-o', `UserKnownHostsFile=${sshOptionValue(info.known_hosts, { percent: true })}`,
+    '-o',
+    `IdentityFile=${sshOptionValue(info.key, { percent: true })}`,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${sshOptionValue(info.known_hosts, { percent: true })}`,
   ];
 }
 
@@ -28,14 +31,21 @@ export interface SshArgvOptions {
 export function sshArgv(ssh: string, info: SshInfo, opts: SshArgvOptions = {}): string[] {
   const argv = [
     ssh,
-    '-F', 'none',
-    '-p', String(info.port),
+    '-F',
+    'none',
+    '-p',
+    String(info.port),
     ...pathOptions(info),
-    '-o', 'StrictHostKeyChecking=accept-new',
-    '-o', `HostKeyAlias=${info.host_key_alias}`,
-    '-o', 'LogLevel=ERROR',
-    '-o', `ConnectTimeout=${opts.connectTimeoutS ?? 10}`,
-    '-o', 'ServerAliveInterval=15',
+    '-o',
+    'StrictHostKeyChecking=accept-new',
+    '-o',
+    `HostKeyAlias=${info.host_key_alias}`,
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    `ConnectTimeout=${opts.connectTimeoutS ?? 10}`,
+    '-o',
+    'ServerAliveInterval=15',
   ];
   if (opts.batch) argv.push('-o', 'BatchMode=yes');
   if (opts.tty === true) argv.push('-tt');
@@ -49,15 +59,20 @@ export function sshArgv(ssh: string, info: SshInfo, opts: SshArgvOptions = {}): 
 export function scpArgv(scp: string, info: SshInfo, from: string, to: string): string[] {
   return [
     scp,
-    '-F', 'none',
+    '-F',
+    'none',
     '-r',
     '-p',
     '-q',
-    '-P', String(info.port),
+    '-P',
+    String(info.port),
     ...pathOptions(info),
-    '-o', 'StrictHostKeyChecking=accept-new',
-    '-o', `HostKeyAlias=${info.host_key_alias}`,
-    '-o', 'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=accept-new',
+    '-o',
+    `HostKeyAlias=${info.host_key_alias}`,
+    '-o',
+    'BatchMode=yes',
     '--',
     from,
     to,

@@ -15,11 +15,22 @@ test('ssh_config has one block per VM keyed by <name>.vm', () => {
   assert.ok(text.indexOf('Host a.vm') < text.indexOf('Host b.vm'));
   assert.match(text, /Host a\.vm\n {2}HostName 127\.0\.0\.1\n {2}Port 1\n/);
   assert.match(text, /HostKeyAlias b\.vm/);
-  assert.equal(renderSshConfig([]).split('\n').filter((l) => l.startsWith('Host ')).length, 0);
+  assert.equal(
+    renderSshConfig([])
+      .split('\n')
+      .filter((l) => l.startsWith('Host ')).length,
+    0,
+  );
 });
 
 test('install is idempotent and uninstall restores the file byte for byte', () => {
-  const originals: (string | undefined)[] = [undefined, '', 'Host x\n  User y\n', 'no trailing newline', '\n\n# comment\r\nHost *\n'];
+  const originals: (string | undefined)[] = [
+    undefined,
+    '',
+    'Host x\n  User y\n',
+    'no trailing newline',
+    '\n\n# comment\r\nHost *\n',
+  ];
   for (const original of originals) {
     const once = installInclude(original, '/s/ssh_config');
     const twice = installInclude(once, '/s/ssh_config');
@@ -48,7 +59,8 @@ async function sshG(argv: string[]): Promise<Map<string, string[]>> {
   return out;
 }
 
-const haveSsh = async (): Promise<boolean> => (await new NodeRunner().run(['ssh', '-V']).catch(() => ({ code: 1 }))).code === 0;
+const haveSsh = async (): Promise<boolean> =>
+  (await new NodeRunner().run(['ssh', '-V']).catch(() => ({ code: 1 }))).code === 0;
 
 // Two spaces: a path split on whitespace would come back with one.
 const ODD_DIR = '/state/a  b,"c"%d';
@@ -58,7 +70,18 @@ test('ssh_config values with spaces, quotes and % are quoted as ssh reads them (
   const dir = mkdtempSync(join(tmpdir(), 'banger-sshcfg-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'ssh_config');
-  writeFileSync(file, renderSshConfig([{ name: 'dev', host: '127.0.0.1', port: 40022, key: `${ODD_DIR}/id_ed25519`, knownHosts: `${ODD_DIR}/known_hosts` }]));
+  writeFileSync(
+    file,
+    renderSshConfig([
+      {
+        name: 'dev',
+        host: '127.0.0.1',
+        port: 40022,
+        key: `${ODD_DIR}/id_ed25519`,
+        knownHosts: `${ODD_DIR}/known_hosts`,
+      },
+    ]),
+  );
   const cfg = await sshG(['ssh', '-G', '-F', file, 'dev.vm']);
   // ssh -G shows IdentityFile before its %-expansion, which turns '%%' into '%' when the key is loaded (ssh -v: "identity file /state/a  b,"c"%d/id_ed25519").
   assert.deepEqual(cfg.get('identityfile'), [`${ODD_DIR.replaceAll('%', '%%')}/id_ed25519`]);
@@ -76,7 +99,15 @@ test('ssh_config values with spaces, quotes and % are quoted as ssh reads them (
 
 test('ssh argv: -o values with spaces, quotes and % reach ssh whole (real ssh -G)', async (t) => {
   if (!(await haveSsh())) return t.skip('ssh not installed');
-  const info = { name: 'dev', host: '127.0.0.1', port: 40022, user: 'root', key: `${ODD_DIR}/id`, known_hosts: `${ODD_DIR}/known_hosts`, host_key_alias: 'dev.vm' };
+  const info = {
+    name: 'dev',
+    host: '127.0.0.1',
+    port: 40022,
+    user: 'root',
+    key: `${ODD_DIR}/id`,
+    known_hosts: `${ODD_DIR}/known_hosts`,
+    host_key_alias: 'dev.vm',
+  };
   const argv = sshArgv('ssh', info, { batch: true });
   const cfg = await sshG([argv[0] as string, '-G', ...argv.slice(1)]);
   assert.deepEqual(cfg.get('userknownhostsfile'), [`${ODD_DIR}/known_hosts`]);

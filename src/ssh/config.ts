@@ -71,4 +71,3 @@ export function uninstallInclude(text: string): string | undefined {
   if (block.includes(CREATED) && rest === '') return undefined;
   return rest;
 }
-

@@ -7,7 +7,10 @@ export function parseEnvFlags(flags: readonly string[]): [string, string][] {
     const i = f.indexOf('=');
     const key = i < 0 ? f : f.slice(0, i);
     if (i < 0 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
-      throw badRequest(`invalid -e ${JSON.stringify(f)}: expected KEY=VALUE with KEY made of letters, digits and _`, 'e.g. -e DEBUG=1');
+      throw badRequest(
+        `invalid -e ${JSON.stringify(f)}: expected KEY=VALUE with KEY made of letters, digits and _`,
+        'e.g. -e DEBUG=1',
+      );
     }
     return [key, f.slice(i + 1)];
   });

@@ -4,7 +4,15 @@ import type { SshInfo } from '../api/methods.js';
 import { FakeRunner } from '../system/fake-runner.js';
 import { sshFailure } from './failure.js';
 
-const info: SshInfo = { name: 'dev', host: '127.0.0.1', port: 40022, user: 'root', key: '/s/id_ed25519', known_hosts: '/s/known_hosts', host_key_alias: 'dev.vm' };
+const info: SshInfo = {
+  name: 'dev',
+  host: '127.0.0.1',
+  port: 40022,
+  user: 'root',
+  key: '/s/id_ed25519',
+  known_hosts: '/s/known_hosts',
+  host_key_alias: 'dev.vm',
+};
 
 /** What OpenSSH 9.2 prints (on stderr, exit 255) when the key of a known host changed and checking is strict. */
 const CHANGED_KEY_STDERR = `@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
@@ -28,11 +36,17 @@ test('ssh exit 255 with a changed host key: a clear refusal naming the VM, the a
   const runner = ssh(255, CHANGED_KEY_STDERR);
   const e = await sshFailure(runner, info);
   assert.equal(e.code, 'precondition');
-  assert.equal(e.message, 'the ssh host key of VM "dev" (dev.vm) is not the one banger recorded on first connect; refusing to connect');
+  assert.equal(
+    e.message,
+    'the ssh host key of VM "dev" (dev.vm) is not the one banger recorded on first connect; refusing to connect',
+  );
   assert.match(e.hint ?? '', /ssh-keygen -R dev\.vm -f \/s\/known_hosts/);
   assert.match(e.hint ?? '', /127\.0\.0\.1:40022/);
   const [argv] = runner.callsTo('ssh');
-  assert.ok(argv?.includes('BatchMode=yes') && argv.includes('HostKeyAlias=dev.vm') && argv.at(-1) === 'true', JSON.stringify(argv));
+  assert.ok(
+    argv?.includes('BatchMode=yes') && argv.includes('HostKeyAlias=dev.vm') && argv.at(-1) === 'true',
+    JSON.stringify(argv),
+  );
 });
 
 test('any other ssh failure (refused, timed out, probe failing to run) stays "the connection failed"', async () => {

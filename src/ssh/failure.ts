@@ -24,5 +24,7 @@ export async function sshFailure(runner: CommandRunner, info: SshInfo): Promise<
     .run(sshArgv('ssh', info, { batch: true, connectTimeoutS: 5, remoteCommand: 'true' }), { timeoutMs: 15_000 })
     .catch(() => undefined);
   if (probe !== undefined && probe.code === 255 && CHANGED.test(probe.stderr)) return hostKeyChanged(info);
-  return operationFailed(`the ssh connection to VM "${info.name}" failed`, { hint: `see \`banger vm logs ${info.name}\`` });
+  return operationFailed(`the ssh connection to VM "${info.name}" failed`, {
+    hint: `see \`banger vm logs ${info.name}\``,
+  });
 }

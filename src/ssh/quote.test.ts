@@ -20,12 +20,28 @@ test('shell quoting', () => {
   assert.equal(shellJoin(['sh', '-c', 'echo hi; exit 42']), "sh -c 'echo hi; exit 42'");
 });
 
-const info: SshInfo = { name: 'dev', host: '127.0.0.1', port: 40022, user: 'root', key: '/s/id', known_hosts: '/s/kh', host_key_alias: 'dev.vm' };
+const info: SshInfo = {
+  name: 'dev',
+  host: '127.0.0.1',
+  port: 40022,
+  user: 'root',
+  key: '/s/id',
+  known_hosts: '/s/kh',
+  host_key_alias: 'dev.vm',
+};
 
 test('ssh argv: own key, known_hosts keyed by alias, no user config', () => {
   const argv = sshArgv('ssh', info, { batch: true, remoteCommand: 'true' });
   const joined = argv.join(' ');
-  for (const want of ['-F none', 'IdentityFile=/s/id', '-p 40022', 'HostKeyAlias=dev.vm', 'UserKnownHostsFile=/s/kh', 'StrictHostKeyChecking=accept-new', 'BatchMode=yes']) {
+  for (const want of [
+    '-F none',
+    'IdentityFile=/s/id',
+    '-p 40022',
+    'HostKeyAlias=dev.vm',
+    'UserKnownHostsFile=/s/kh',
+    'StrictHostKeyChecking=accept-new',
+    'BatchMode=yes',
+  ]) {
     assert.ok(joined.includes(want), want);
   }
   assert.deepEqual(argv.slice(-3), ['root@127.0.0.1', '--', 'true']);

@@ -42,9 +42,13 @@ export function schemaVersion(db: Db): number {
 export function migrate(db: Db): void {
   const current = schemaVersion(db);
   if (current > SCHEMA_VERSION) {
-    throw new AppError('bad_version', `the state database is at schema ${current}, newer than this banger (${SCHEMA_VERSION})`, {
-      hint: 'install the newer banger that wrote it, or move the state directory aside',
-    });
+    throw new AppError(
+      'bad_version',
+      `the state database is at schema ${current}, newer than this banger (${SCHEMA_VERSION})`,
+      {
+        hint: 'install the newer banger that wrote it, or move the state directory aside',
+      },
+    );
   }
   for (let v = current; v < SCHEMA_VERSION; v++) {
     const sql = MIGRATIONS[v];

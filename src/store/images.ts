@@ -16,15 +16,33 @@ export interface ImageRow {
 }
 
 type Raw = {
-  id: string; name: string; source: string; managed: number; dir: string; rootfs_path: string;
-  work_seed_path: string | null; kernel_name: string; distro: string; size_bytes: number;
-  assets_version: number; created_at: string;
+  id: string;
+  name: string;
+  source: string;
+  managed: number;
+  dir: string;
+  rootfs_path: string;
+  work_seed_path: string | null;
+  kernel_name: string;
+  distro: string;
+  size_bytes: number;
+  assets_version: number;
+  created_at: string;
 };
 
 const fromRaw = (r: Raw): ImageRow => ({
-  id: r.id, name: r.name, source: r.source, managed: r.managed === 1, dir: r.dir, rootfsPath: r.rootfs_path,
-  workSeedPath: r.work_seed_path ?? undefined, kernelName: r.kernel_name, distro: r.distro,
-  sizeBytes: r.size_bytes, assetsVersion: r.assets_version, createdAt: r.created_at,
+  id: r.id,
+  name: r.name,
+  source: r.source,
+  managed: r.managed === 1,
+  dir: r.dir,
+  rootfsPath: r.rootfs_path,
+  workSeedPath: r.work_seed_path ?? undefined,
+  kernelName: r.kernel_name,
+  distro: r.distro,
+  sizeBytes: r.size_bytes,
+  assetsVersion: r.assets_version,
+  createdAt: r.created_at,
 });
 
 export class ImageRepo {
@@ -51,13 +69,25 @@ export class ImageRepo {
          VALUES (@id, @name, @source, @managed, @dir, @rootfs_path, @work_seed_path, @kernel_name, @distro, @size_bytes, @assets_version, @created_at)`,
       )
       .run({
-        id: i.id, name: i.name, source: i.source, managed: i.managed ? 1 : 0, dir: i.dir, rootfs_path: i.rootfsPath,
-        work_seed_path: i.workSeedPath ?? null, kernel_name: i.kernelName, distro: i.distro, size_bytes: i.sizeBytes,
-        assets_version: i.assetsVersion, created_at: i.createdAt,
+        id: i.id,
+        name: i.name,
+        source: i.source,
+        managed: i.managed ? 1 : 0,
+        dir: i.dir,
+        rootfs_path: i.rootfsPath,
+        work_seed_path: i.workSeedPath ?? null,
+        kernel_name: i.kernelName,
+        distro: i.distro,
+        size_bytes: i.sizeBytes,
+        assets_version: i.assetsVersion,
+        created_at: i.createdAt,
       });
   }
 
-  setFiles(id: string, f: { managed: boolean; rootfsPath: string; workSeedPath: string | undefined; source: string }): void {
+  setFiles(
+    id: string,
+    f: { managed: boolean; rootfsPath: string; workSeedPath: string | undefined; source: string },
+  ): void {
     this.db
       .prepare('UPDATE images SET managed = ?, rootfs_path = ?, work_seed_path = ?, source = ? WHERE id = ?')
       .run(f.managed ? 1 : 0, f.rootfsPath, f.workSeedPath ?? null, f.source, id);

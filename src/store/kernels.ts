@@ -18,8 +18,19 @@ export interface KernelRow {
 }
 
 type Raw = {
-  name: string; distro: string; arch: string; version: string; format: string; source: string; sha256: string;
-  dir: string; has_initrd: number; has_modules: number; module_count: number; created_at: string; traits: string;
+  name: string;
+  distro: string;
+  arch: string;
+  version: string;
+  format: string;
+  source: string;
+  sha256: string;
+  dir: string;
+  has_initrd: number;
+  has_modules: number;
+  module_count: number;
+  created_at: string;
+  traits: string;
 };
 
 function parseTraits(text: string): KernelRow['traits'] {
@@ -31,9 +42,19 @@ function parseTraits(text: string): KernelRow['traits'] {
 }
 
 const fromRaw = (r: Raw): KernelRow => ({
-  name: r.name, distro: r.distro, arch: r.arch, version: r.version, format: r.format as KernelRow['format'],
-  source: r.source, sha256: r.sha256, dir: r.dir, hasInitrd: r.has_initrd === 1, hasModules: r.has_modules === 1,
-  moduleCount: r.module_count, traits: parseTraits(r.traits), createdAt: r.created_at,
+  name: r.name,
+  distro: r.distro,
+  arch: r.arch,
+  version: r.version,
+  format: r.format as KernelRow['format'],
+  source: r.source,
+  sha256: r.sha256,
+  dir: r.dir,
+  hasInitrd: r.has_initrd === 1,
+  hasModules: r.has_modules === 1,
+  moduleCount: r.module_count,
+  traits: parseTraits(r.traits),
+  createdAt: r.created_at,
 });
 
 export class KernelRepo {
@@ -55,9 +76,19 @@ export class KernelRepo {
          VALUES (@name, @distro, @arch, @version, @format, @source, @sha256, @dir, @has_initrd, @has_modules, @module_count, @traits, @created_at)`,
       )
       .run({
-        name: k.name, distro: k.distro, arch: k.arch, version: k.version, format: k.format, source: k.source,
-        sha256: k.sha256, dir: k.dir, has_initrd: k.hasInitrd ? 1 : 0, has_modules: k.hasModules ? 1 : 0,
-        module_count: k.moduleCount, traits: JSON.stringify(k.traits), created_at: k.createdAt,
+        name: k.name,
+        distro: k.distro,
+        arch: k.arch,
+        version: k.version,
+        format: k.format,
+        source: k.source,
+        sha256: k.sha256,
+        dir: k.dir,
+        has_initrd: k.hasInitrd ? 1 : 0,
+        has_modules: k.hasModules ? 1 : 0,
+        module_count: k.moduleCount,
+        traits: JSON.stringify(k.traits),
+        created_at: k.createdAt,
       });
   }
 

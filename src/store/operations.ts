@@ -28,7 +28,9 @@ export class OperationRepo {
   /** Operations a previous daemon left marked running are closed as interrupted. */
   closeInterrupted(): number {
     return this.db
-      .prepare(`UPDATE operations SET ended_at = ?, status = 'error', error = 'daemon stopped' WHERE status = 'running'`)
+      .prepare(
+        `UPDATE operations SET ended_at = ?, status = 'error', error = 'daemon stopped' WHERE status = 'running'`,
+      )
       .run(new Date().toISOString()).changes;
   }
 

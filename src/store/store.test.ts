@@ -34,19 +34,48 @@ test('VM names are unique and rows round-trip, foreign keys enforced', () => {
   const db = openStore(':memory:');
   const images = new ImageRepo(db);
   images.insert({
-    id: 'img1', name: 'debian', source: 'build', managed: true, dir: '/i', rootfsPath: '/i/r', workSeedPath: undefined,
-    kernelName: 'k', distro: 'debian', sizeBytes: 1, assetsVersion: 1, createdAt: 'now',
+    id: 'img1',
+    name: 'debian',
+    source: 'build',
+    managed: true,
+    dir: '/i',
+    rootfsPath: '/i/r',
+    workSeedPath: undefined,
+    kernelName: 'k',
+    distro: 'debian',
+    sizeBytes: 1,
+    assetsVersion: 1,
+    createdAt: 'now',
   });
   const vms = new VmRepo(db);
   const row: VmRow = {
-    id: 'v1', name: 'dev', imageId: 'img1', state: 'creating', vcpu: 1, memoryMib: 512, diskBytes: 1, overlayBytes: 1,
-    nat: false, vmm: 'qemu', accel: 'tcg', networkMode: 'user', sshPort: undefined, diskStrategy: 'qcow2-overlay',
-    handles: undefined, bootId: undefined, createdAt: 'now', updatedAt: 'now',
+    id: 'v1',
+    name: 'dev',
+    imageId: 'img1',
+    state: 'creating',
+    vcpu: 1,
+    memoryMib: 512,
+    diskBytes: 1,
+    overlayBytes: 1,
+    nat: false,
+    vmm: 'qemu',
+    accel: 'tcg',
+    networkMode: 'user',
+    sshPort: undefined,
+    diskStrategy: 'qcow2-overlay',
+    handles: undefined,
+    bootId: undefined,
+    createdAt: 'now',
+    updatedAt: 'now',
   };
   vms.insert(row);
   assert.throws(() => vms.insert({ ...row, id: 'v2' }), /UNIQUE/);
   assert.throws(() => vms.insert({ ...row, id: 'v3', name: 'other', imageId: 'nope' }), /FOREIGN KEY/);
-  vms.update('v1', { state: 'running', sshPort: 40022, handles: { pid: 1, startTime: 2, qmpSocket: '/q', sshPort: 40022 } });
+  vms.update('v1', {
+    state: 'running',
+    sshPort: 40022,
+    handles: { pid: 1, startTime: 2, qmpSocket: '/q', sshPort: 40022 },
+  });
   const got = vms.byName('dev');
   assert.equal(got?.state, 'running');
   assert.deepEqual(got?.handles, { pid: 1, startTime: 2, qmpSocket: '/q', sshPort: 40022 });
@@ -82,7 +111,11 @@ test('migrating a store that holds rows keeps every row readable, from each olde
     const k = new KernelRepo(db).get('debian-bookworm-cloud');
     assert.equal(k?.moduleCount, 3000, `from ${from}: kernel row`);
     assert.deepEqual(k?.traits, {}, `from ${from}: a kernel from before traits has none recorded`);
-    assert.equal(new ImageRepo(db).byName('debian-bookworm')?.kernelName, 'debian-bookworm-cloud', `from ${from}: image row`);
+    assert.equal(
+      new ImageRepo(db).byName('debian-bookworm')?.kernelName,
+      'debian-bookworm-cloud',
+      `from ${from}: image row`,
+    );
     const vm = new VmRepo(db).byName('dev');
     assert.equal(vm?.state, 'running', `from ${from}: VM row`);
     assert.deepEqual(vm?.handles, { pid: 4242, startTime: 77, qmpSocket: '/r/v1.qmp', sshPort: 40022 });

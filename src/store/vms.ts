@@ -32,9 +32,24 @@ export interface VmRow {
 }
 
 type Raw = {
-  id: string; name: string; image_id: string; state: string; vcpu: number; memory_mib: number; disk_bytes: number;
-  overlay_bytes: number; nat: number; vmm: string; accel: string; network_mode: string; ssh_port: number | null;
-  disk_strategy: string; handles: string | null; boot_id: string | null; created_at: string; updated_at: string;
+  id: string;
+  name: string;
+  image_id: string;
+  state: string;
+  vcpu: number;
+  memory_mib: number;
+  disk_bytes: number;
+  overlay_bytes: number;
+  nat: number;
+  vmm: string;
+  accel: string;
+  network_mode: string;
+  ssh_port: number | null;
+  disk_strategy: string;
+  handles: string | null;
+  boot_id: string | null;
+  created_at: string;
+  updated_at: string;
 };
 
 function parseHandles(text: string | null): VmHandles | undefined {
@@ -47,11 +62,24 @@ function parseHandles(text: string | null): VmHandles | undefined {
 }
 
 const fromRaw = (r: Raw): VmRow => ({
-  id: r.id, name: r.name, imageId: r.image_id, state: r.state as VmState, vcpu: r.vcpu, memoryMib: r.memory_mib,
-  diskBytes: r.disk_bytes, overlayBytes: r.overlay_bytes, nat: r.nat === 1, vmm: r.vmm as VmRow['vmm'],
-  accel: r.accel as VmRow['accel'], networkMode: r.network_mode as VmRow['networkMode'],
-  sshPort: r.ssh_port ?? undefined, diskStrategy: r.disk_strategy, handles: parseHandles(r.handles),
-  bootId: r.boot_id ?? undefined, createdAt: r.created_at, updatedAt: r.updated_at,
+  id: r.id,
+  name: r.name,
+  imageId: r.image_id,
+  state: r.state as VmState,
+  vcpu: r.vcpu,
+  memoryMib: r.memory_mib,
+  diskBytes: r.disk_bytes,
+  overlayBytes: r.overlay_bytes,
+  nat: r.nat === 1,
+  vmm: r.vmm as VmRow['vmm'],
+  accel: r.accel as VmRow['accel'],
+  networkMode: r.network_mode as VmRow['networkMode'],
+  sshPort: r.ssh_port ?? undefined,
+  diskStrategy: r.disk_strategy,
+  handles: parseHandles(r.handles),
+  bootId: r.boot_id ?? undefined,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
 });
 
 export class VmRepo {
@@ -72,7 +100,9 @@ export class VmRepo {
   }
 
   namesByImage(imageId: string): string[] {
-    return (this.db.prepare('SELECT name FROM vms WHERE image_id = ? ORDER BY name').all(imageId) as { name: string }[]).map((r) => r.name);
+    return (
+      this.db.prepare('SELECT name FROM vms WHERE image_id = ? ORDER BY name').all(imageId) as { name: string }[]
+    ).map((r) => r.name);
   }
 
   countByImage(imageId: string): number {
@@ -89,11 +119,24 @@ export class VmRepo {
            @network_mode, @ssh_port, @disk_strategy, @handles, @boot_id, @created_at, @updated_at)`,
       )
       .run({
-        id: v.id, name: v.name, image_id: v.imageId, state: v.state, vcpu: v.vcpu, memory_mib: v.memoryMib,
-        disk_bytes: v.diskBytes, overlay_bytes: v.overlayBytes, nat: v.nat ? 1 : 0, vmm: v.vmm, accel: v.accel,
-        network_mode: v.networkMode, ssh_port: v.sshPort ?? null, disk_strategy: v.diskStrategy,
-        handles: v.handles ? JSON.stringify(v.handles) : null, boot_id: v.bootId ?? null,
-        created_at: v.createdAt, updated_at: v.updatedAt,
+        id: v.id,
+        name: v.name,
+        image_id: v.imageId,
+        state: v.state,
+        vcpu: v.vcpu,
+        memory_mib: v.memoryMib,
+        disk_bytes: v.diskBytes,
+        overlay_bytes: v.overlayBytes,
+        nat: v.nat ? 1 : 0,
+        vmm: v.vmm,
+        accel: v.accel,
+        network_mode: v.networkMode,
+        ssh_port: v.sshPort ?? null,
+        disk_strategy: v.diskStrategy,
+        handles: v.handles ? JSON.stringify(v.handles) : null,
+        boot_id: v.bootId ?? null,
+        created_at: v.createdAt,
+        updated_at: v.updatedAt,
       });
   }
 
@@ -106,8 +149,13 @@ export class VmRepo {
         `UPDATE vms SET state = ?, ssh_port = ?, handles = ?, boot_id = ?, disk_strategy = ?, updated_at = ? WHERE id = ?`,
       )
       .run(
-        next.state, next.sshPort ?? null, next.handles ? JSON.stringify(next.handles) : null, next.bootId ?? null,
-        next.diskStrategy, new Date().toISOString(), id,
+        next.state,
+        next.sshPort ?? null,
+        next.handles ? JSON.stringify(next.handles) : null,
+        next.bootId ?? null,
+        next.diskStrategy,
+        new Date().toISOString(),
+        id,
       );
   }
 

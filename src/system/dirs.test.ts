@@ -1,5 +1,17 @@
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -16,7 +28,16 @@ function home(t: TestContext): { root: string; paths: Paths } {
   const root = mkdtempSync(join(tmpdir(), 'banger-dirs-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   mkdirSync(join(root, 'run'), { mode: 0o700 });
-  const paths = new Paths({ HOME: join(root, 'home'), XDG_STATE_HOME: join(root, 'state'), XDG_CACHE_HOME: join(root, 'cache'), XDG_CONFIG_HOME: join(root, 'config'), XDG_RUNTIME_DIR: join(root, 'run') }, UID);
+  const paths = new Paths(
+    {
+      HOME: join(root, 'home'),
+      XDG_STATE_HOME: join(root, 'state'),
+      XDG_CACHE_HOME: join(root, 'cache'),
+      XDG_CONFIG_HOME: join(root, 'config'),
+      XDG_RUNTIME_DIR: join(root, 'run'),
+    },
+    UID,
+  );
   return { root, paths };
 }
 
@@ -65,7 +86,10 @@ test('a planted symlink as the runtime dir is refused and its target left alone'
   mkdirSync(target, { mode: 0o755 });
   chmodSync(target, 0o755);
   symlinkSync(target, paths.runtimeDir);
-  await assertPrecondition(prepareDirs(paths, UID), new RegExp(`runtime directory ${paths.runtimeDir} is a symbolic link`));
+  await assertPrecondition(
+    prepareDirs(paths, UID),
+    new RegExp(`runtime directory ${paths.runtimeDir} is a symbolic link`),
+  );
   assert.equal(mode(target), 0o755, 'the link target keeps its mode');
   assert.deepEqual(readdirSync(target), []);
   assert.throws(() => checkRuntimeDir(paths.runtimeDir, UID), /is a symbolic link/);
@@ -80,7 +104,10 @@ test('a runtime dir owned by another uid is refused', { skip: isRoot ? false : '
   const { paths } = home(t);
   mkdirSync(paths.runtimeDir, { mode: 0o700 });
   chownSync(paths.runtimeDir, OTHER_UID, OTHER_UID);
-  await assertPrecondition(prepareDirs(paths, UID), new RegExp(`belongs to uid ${OTHER_UID}, not to you \\(uid ${UID}\\)`));
+  await assertPrecondition(
+    prepareDirs(paths, UID),
+    new RegExp(`belongs to uid ${OTHER_UID}, not to you \\(uid ${UID}\\)`),
+  );
   assert.equal(statSync(paths.runtimeDir).uid, OTHER_UID);
   assert.equal(mode(paths.runtimeDir), 0o700);
   assert.throws(() => checkRuntimeDir(paths.runtimeDir, UID), /belongs to uid 65534/);

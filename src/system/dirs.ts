@@ -19,7 +19,8 @@ function problem(st: Stats, uid: number): string | undefined {
   if (st.isSymbolicLink()) return 'is a symbolic link';
   if (!st.isDirectory()) return 'is not a directory';
   if (st.uid !== uid) return `belongs to uid ${st.uid}, not to you (uid ${uid})`;
-  if ((st.mode & GROUP_OTHER_WRITE) !== 0) return `is writable by other users (mode 0${(st.mode & 0o7777).toString(8)})`;
+  if ((st.mode & GROUP_OTHER_WRITE) !== 0)
+    return `is writable by other users (mode 0${(st.mode & 0o7777).toString(8)})`;
   return undefined;
 }
 

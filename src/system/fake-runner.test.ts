@@ -10,12 +10,16 @@ async function readAll(s: NodeJS.ReadableStream): Promise<string> {
   return text;
 }
 
-const isCode = (code: string, re: RegExp) => (e: unknown) => e instanceof AppError && e.code === code && re.test(e.message);
+const isCode = (code: string, re: RegExp) => (e: unknown) =>
+  e instanceof AppError && e.code === code && re.test(e.message);
 
 test('strict by default: an unmatched command fails the call and stays listed even when swallowed', async () => {
   const r = new FakeRunner().on('true', {});
   assert.deepEqual(await r.run(['true']), { code: 0, stdout: '', stderr: '' });
-  await assert.rejects(r.run(['rm', '-rf', '/x']), (e: unknown) => e instanceof UnexpectedCommand && /"rm","-rf","\/x"/.test(e.message));
+  await assert.rejects(
+    r.run(['rm', '-rf', '/x']),
+    (e: unknown) => e instanceof UnexpectedCommand && /"rm","-rf","\/x"/.test(e.message),
+  );
   await r.check(['cp', 'a', 'b']).catch(() => undefined);
   assert.throws(() => r.stream(['mmdebstrap']), UnexpectedCommand);
   await assert.rejects(r.spawnDetached(['qemu-system-x86_64'], { logFile: '/dev/null' }), UnexpectedCommand);
@@ -31,22 +35,40 @@ test('permissive mode answers unmatched commands with exit 0', async () => {
 });
 
 test('a missing program fails as NodeRunner fails for a spawn ENOENT', async () => {
-  const real = await new NodeRunner().run(['banger-no-such-program-xyz']).then(() => undefined, (e: unknown) => e);
+  const real = await new NodeRunner().run(['banger-no-such-program-xyz']).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   const r = new FakeRunner().on('banger-no-such-program-xyz', { missing: true });
-  const fake = await r.run(['banger-no-such-program-xyz']).then(() => undefined, (e: unknown) => e);
+  const fake = await r.run(['banger-no-such-program-xyz']).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   assert.ok(real instanceof AppError && fake instanceof AppError);
   assert.deepEqual([fake.code, fake.message, fake.hint], [real.code, real.message, real.hint]);
-  await assert.rejects(r.stream(['banger-no-such-program-xyz']).done, (e: unknown) => e instanceof AppError && e.message === real.message);
-  await assert.rejects(r.spawnDetached(['banger-no-such-program-xyz'], { logFile: '/dev/null' }), (e: unknown) => e instanceof AppError && e.message === real.message);
+  await assert.rejects(
+    r.stream(['banger-no-such-program-xyz']).done,
+    (e: unknown) => e instanceof AppError && e.message === real.message,
+  );
+  await assert.rejects(
+    r.spawnDetached(['banger-no-such-program-xyz'], { logFile: '/dev/null' }),
+    (e: unknown) => e instanceof AppError && e.message === real.message,
+  );
 });
 
-test('timeouts: a command longer than timeoutMs fails with the runner\'s timeout error; a hang without any bound fails the test', async () => {
+test("timeouts: a command longer than timeoutMs fails with the runner's timeout error; a hang without any bound fails the test", async () => {
   const r = new FakeRunner().on('ssh', { durationMs: 10_000, stdout: 'late' }).on('sleep', { durationMs: Infinity });
-  await assert.rejects(r.run(['ssh', 'vm'], { timeoutMs: 5000 }), isCode('operation_failed', /^command timed out after 5000 ms: ssh vm$/));
+  await assert.rejects(
+    r.run(['ssh', 'vm'], { timeoutMs: 5000 }),
+    isCode('operation_failed', /^command timed out after 5000 ms: ssh vm$/),
+  );
   assert.equal((await r.run(['ssh', 'vm'], { timeoutMs: 20_000 })).stdout, 'late');
   await assert.rejects(r.run(['sleep'], { timeoutMs: 1 }), /timed out after 1 ms/);
   await assert.rejects(r.run(['sleep']), /never ends and the caller set no timeoutMs or signal/);
-  assert.throws(() => r.assertNoUnexpected(), /1 command\(s\) that never end were run without timeoutMs or signal:\n {2}\["sleep"\]/);
+  assert.throws(
+    () => r.assertNoUnexpected(),
+    /1 command\(s\) that never end were run without timeoutMs or signal:\n {2}\["sleep"\]/,
+  );
 });
 
 test('abort signals: aborted before the call, or while the command runs', async () => {
@@ -88,7 +110,7 @@ test('stream: stdout carries the output, done gives a non-zero exit, kill ends a
   await assert.rejects(aborted.done, isCode('cancelled', /cancelled: cat/));
 });
 
-test('spawnDetached returns the rule\'s pid or the next pretend pid', async () => {
+test("spawnDetached returns the rule's pid or the next pretend pid", async () => {
   const r = new FakeRunner().on('qemu', {}).on('fc', { pid: 77 });
   assert.equal(await r.spawnDetached(['qemu'], { logFile: '/dev/null' }), 4242);
   assert.equal(await r.spawnDetached(['qemu'], { logFile: '/dev/null' }), 4243);

@@ -84,8 +84,12 @@ export class FakeRunner implements CommandRunner {
    */
   assertNoUnexpected(): void {
     const list = (argvs: string[][]): string => argvs.map((a) => `  ${JSON.stringify(a)}`).join('\n');
-    if (this.unexpected.length > 0) throw new Error(`FakeRunner: ${this.unexpected.length} unexpected command(s):\n${list(this.unexpected)}`);
-    if (this.unbounded.length > 0) throw new Error(`FakeRunner: ${this.unbounded.length} command(s) that never end were run without timeoutMs or signal:\n${list(this.unbounded)}`);
+    if (this.unexpected.length > 0)
+      throw new Error(`FakeRunner: ${this.unexpected.length} unexpected command(s):\n${list(this.unexpected)}`);
+    if (this.unbounded.length > 0)
+      throw new Error(
+        `FakeRunner: ${this.unbounded.length} command(s) that never end were run without timeoutMs or signal:\n${list(this.unbounded)}`,
+      );
   }
 
   /** The matched outcome (not yet applied), or UnexpectedCommand in strict mode. */
@@ -109,7 +113,9 @@ export class FakeRunner implements CommandRunner {
     if (duration === Infinity) {
       if (signal) return untilAborted(argv, signal);
       this.unbounded.push([...argv]);
-      throw new Error(`FakeRunner: ${JSON.stringify(argv)} never ends and the caller set no timeoutMs or signal: the real command would hang forever`);
+      throw new Error(
+        `FakeRunner: ${JSON.stringify(argv)} never ends and the caller set no timeoutMs or signal: the real command would hang forever`,
+      );
     }
     return { code: o.code ?? 0, stdout: o.stdout ?? '', stderr: o.stderr ?? '' };
   }

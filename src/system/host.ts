@@ -70,7 +70,9 @@ export class HostProbe {
 
   /** Absolute path of an executable on PATH (or the path itself if absolute), else undefined. */
   async which(bin: string, pathEnv = process.env.PATH ?? ''): Promise<string | undefined> {
-    const candidates = bin.includes('/') ? [bin] : [...pathEnv.split(delimiter), '/usr/sbin', '/sbin'].map((d) => join(d, bin));
+    const candidates = bin.includes('/')
+      ? [bin]
+      : [...pathEnv.split(delimiter), '/usr/sbin', '/sbin'].map((d) => join(d, bin));
     for (const c of candidates) {
       try {
         await access(c, constants.X_OK);

@@ -39,42 +39,90 @@ export class Paths {
     this.runtimeDir = env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'banger') : defaultRuntimeDir(uid);
   }
 
-  get configFile(): string { return join(this.configDir, 'config.toml'); }
-  get sshConfigFile(): string { return join(this.configDir, 'ssh_config'); }
-  get dbFile(): string { return join(this.stateDir, 'banger.db'); }
+  get configFile(): string {
+    return join(this.configDir, 'config.toml');
+  }
+  get sshConfigFile(): string {
+    return join(this.configDir, 'ssh_config');
+  }
+  get dbFile(): string {
+    return join(this.stateDir, 'banger.db');
+  }
   /** Held (fcntl lock) by the one daemon using this state dir (system/statelock.ts). */
-  get stateLock(): string { return join(this.stateDir, 'bangerd.lock'); }
-  get daemonLog(): string { return join(this.stateDir, 'bangerd.log'); }
-  get imagesDir(): string { return join(this.stateDir, 'images'); }
-  get kernelsDir(): string { return join(this.stateDir, 'kernels'); }
-  get vmsDir(): string { return join(this.stateDir, 'vms'); }
-  get sshDir(): string { return join(this.stateDir, 'ssh'); }
-  get sshKey(): string { return join(this.sshDir, 'id_ed25519'); }
-  get knownHosts(): string { return join(this.sshDir, 'known_hosts'); }
-  get blobsDir(): string { return join(this.cacheDir, 'oci', 'blobs', 'sha256'); }
-  get tmpDir(): string { return join(this.stateDir, 'tmp'); }
+  get stateLock(): string {
+    return join(this.stateDir, 'bangerd.lock');
+  }
+  get daemonLog(): string {
+    return join(this.stateDir, 'bangerd.log');
+  }
+  get imagesDir(): string {
+    return join(this.stateDir, 'images');
+  }
+  get kernelsDir(): string {
+    return join(this.stateDir, 'kernels');
+  }
+  get vmsDir(): string {
+    return join(this.stateDir, 'vms');
+  }
+  get sshDir(): string {
+    return join(this.stateDir, 'ssh');
+  }
+  get sshKey(): string {
+    return join(this.sshDir, 'id_ed25519');
+  }
+  get knownHosts(): string {
+    return join(this.sshDir, 'known_hosts');
+  }
+  get blobsDir(): string {
+    return join(this.cacheDir, 'oci', 'blobs', 'sha256');
+  }
+  get tmpDir(): string {
+    return join(this.stateDir, 'tmp');
+  }
   /** Registry credentials (docker login), read when present. */
-  get dockerConfig(): string { return join(this.home, '.docker', 'config.json'); }
-  get socket(): string { return this.checkedSocket(join(this.runtimeDir, 'bangerd.sock')); }
-  get pidFile(): string { return join(this.runtimeDir, 'bangerd.pid'); }
+  get dockerConfig(): string {
+    return join(this.home, '.docker', 'config.json');
+  }
+  get socket(): string {
+    return this.checkedSocket(join(this.runtimeDir, 'bangerd.sock'));
+  }
+  get pidFile(): string {
+    return join(this.runtimeDir, 'bangerd.pid');
+  }
 
-  imageDir(id: string): string { return join(this.imagesDir, id); }
+  imageDir(id: string): string {
+    return join(this.imagesDir, id);
+  }
   /** Staging of an image being made; under tmp/, so it never shares a directory with finished images. */
-  imageStaging(id: string): string { return join(this.tmpDir, `image-${id}`); }
-  kernelDir(name: string): string { return join(this.kernelsDir, name); }
+  imageStaging(id: string): string {
+    return join(this.tmpDir, `image-${id}`);
+  }
+  kernelDir(name: string): string {
+    return join(this.kernelsDir, name);
+  }
   /**
    * Work dir of one kernel install (`out/` becomes kernels/<name>, `scratch/` is thrown away).
    * Under tmp/ with a random id: no kernel name can collide with it, and startup empties tmp/.
    */
-  kernelWork(name: string, id: string): string { return join(this.tmpDir, `kernel-${name}-${id}`); }
-  vmDir(id: string): string { return join(this.vmsDir, id); }
-  qmpSocket(vmId: string): string { return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.qmp`)); }
+  kernelWork(name: string, id: string): string {
+    return join(this.tmpDir, `kernel-${name}-${id}`);
+  }
+  vmDir(id: string): string {
+    return join(this.vmsDir, id);
+  }
+  qmpSocket(vmId: string): string {
+    return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.qmp`));
+  }
 
   private checkedSocket(path: string): string {
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-      throw new AppError('precondition', `socket path is too long (${Buffer.byteLength(path)} > ${MAX_SOCKET_PATH} bytes): ${path}`, {
-        hint: 'set XDG_RUNTIME_DIR to a shorter directory',
-      });
+      throw new AppError(
+        'precondition',
+        `socket path is too long (${Buffer.byteLength(path)} > ${MAX_SOCKET_PATH} bytes): ${path}`,
+        {
+          hint: 'set XDG_RUNTIME_DIR to a shorter directory',
+        },
+      );
     }
     return path;
   }

@@ -21,7 +21,13 @@ test('a second lock on the same state dir is refused and names the holder; relea
   const first = await StateLock.acquire(lock, state);
   assert.equal(statSync(lock).mode & 0o777, 0o600);
   assert.deepEqual(await StateLock.holder(lock), { pid: process.pid });
-  await assert.rejects(StateLock.acquire(lock, state), (e: unknown) => e instanceof AppError && e.code === 'precondition' && e.message === `bangerd is already running on state dir ${state} (pid ${process.pid})`);
+  await assert.rejects(
+    StateLock.acquire(lock, state),
+    (e: unknown) =>
+      e instanceof AppError &&
+      e.code === 'precondition' &&
+      e.message === `bangerd is already running on state dir ${state} (pid ${process.pid})`,
+  );
   first.release();
   assert.equal(await StateLock.holder(lock), undefined);
   (await StateLock.acquire(lock, state)).release();
@@ -33,7 +39,10 @@ test('another path to the same file (a symlinked state dir) is the same lock; an
   const other = dir('c');
   const held = await StateLock.acquire(lock, state);
   try {
-    await assert.rejects(StateLock.acquire(join(root, 'b-link', 'bangerd.lock'), join(root, 'b-link')), /already running/);
+    await assert.rejects(
+      StateLock.acquire(join(root, 'b-link', 'bangerd.lock'), join(root, 'b-link')),
+      /already running/,
+    );
     (await StateLock.acquire(other.lock, other.state)).release();
   } finally {
     held.release();
@@ -82,5 +91,8 @@ test('findWriteLock: matches device and inode, skips readers and waiters', () =>
   assert.equal(findWriteLock(text, dev, 44), undefined);
   assert.deepEqual(findWriteLock('1: POSIX  ADVISORY  WRITE 0 fe:00:42 0 EOF', dev, 42), { pid: undefined });
   // A device number with a large minor: its bits above the low 8 live from bit 20 up (glibc makedev).
-  assert.deepEqual(findWriteLock('1: POSIX  ADVISORY  WRITE 7 103:1ff:9 0 EOF', (0x103 << 8) | (0x100 << 12) | 0xff, 9), { pid: 7 });
+  assert.deepEqual(
+    findWriteLock('1: POSIX  ADVISORY  WRITE 7 103:1ff:9 0 EOF', (0x103 << 8) | (0x100 << 12) | 0xff, 9),
+    { pid: 7 },
+  );
 });

@@ -54,9 +54,13 @@ export class StateLock {
       db.close();
       if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
       const holder = await StateLock.holder(lockFile);
-      throw new AppError('precondition', `bangerd is already running on state dir ${stateDir}${holder?.pid ? ` (pid ${holder.pid})` : ''}`, {
-        hint: 'only one daemon may use a state dir; `banger daemon status` shows the running one, `banger daemon stop` stops it',
-      });
+      throw new AppError(
+        'precondition',
+        `bangerd is already running on state dir ${stateDir}${holder?.pid ? ` (pid ${holder.pid})` : ''}`,
+        {
+          hint: 'only one daemon may use a state dir; `banger daemon status` shows the running one, `banger daemon stop` stops it',
+        },
+      );
     }
     return new StateLock(db);
   }

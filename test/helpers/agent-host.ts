@@ -47,7 +47,8 @@ export async function startHostAgent(opts: HostAgentOptions): Promise<HostAgent>
     chownSync(dir, opts.uid, opts.uid);
   }
   const socketPath = opts.mode === 'socket' ? join(dir, 'agent.sock') : undefined;
-  const args = opts.mode === 'socket' ? ['--socket', socketPath as string] : ['--stdio', ...(opts.serial ? ['--serial'] : [])];
+  const args =
+    opts.mode === 'socket' ? ['--socket', socketPath as string] : ['--stdio', ...(opts.serial ? ['--serial'] : [])];
   const proc = spawn(binary, [...args, '--test-dir', dir], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...SANITIZER_ENV },

@@ -57,8 +57,15 @@ export class TestHome {
    * `ctrlC()` sends SIGINT to the whole process group, as a terminal's Ctrl-C does to its foreground job
    * (the CLI and the ssh it runs): the CLI runs in a process group of its own for that.
    */
-  bangerBackground(args: readonly string[], env: Record<string, string> = {}): { stdout(): Buffer; stop(): Promise<CliResult>; wait(): Promise<CliResult>; ctrlC(): void } {
-    const child = spawn(process.execPath, [BANGER, ...args], { env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  bangerBackground(
+    args: readonly string[],
+    env: Record<string, string> = {},
+  ): { stdout(): Buffer; stop(): Promise<CliResult>; wait(): Promise<CliResult>; ctrlC(): void } {
+    const child = spawn(process.execPath, [BANGER, ...args], {
+      env: { ...this.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -89,7 +96,6 @@ export class TestHome {
   daemonPid(): number {
     return Number(readFileSync(join(this.runtimeDir, 'bangerd.pid'), 'utf8'));
   }
-
 
   /** pids of qemu processes whose command line mentions this home. */
   qemuPids(): number[] {

@@ -1,7 +1,17 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, sign as cryptoSign } from 'node:crypto';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +58,10 @@ export class LocalRegistry {
     // The port was free a moment ago; another process may take it before the registry binds it: then pick another.
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
-      writeFileSync(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`);
+      writeFileSync(
+        join(dir, 'config.yml'),
+        `version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`,
+      );
       writeFileSync(join(dir, 'registry.log'), '');
       const log = openSync(join(dir, 'registry.log'), 'a');
       const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', log, log] });
@@ -56,7 +69,10 @@ export class LocalRegistry {
       const reg = new LocalRegistry(port, dir, proc);
       reg.token = token;
       for (let i = 0; i < 100 && proc.exitCode === null; i++) {
-        const ok = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200 || r.status === 401, () => false);
+        const ok = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(2000) }).then(
+          (r) => r.status === 200 || r.status === 401,
+          () => false,
+        );
         if (ok) return reg;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -109,7 +125,25 @@ export class TokenServer {
   ) {}
 
   static async start(dir: string): Promise<TokenServer> {
-    const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=banger-test-token'], { encoding: 'utf8' });
+    const r = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=banger-test-token',
+      ],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
     const pem = readFileSync(join(dir, 'cert.pem'), 'utf8');
     const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
@@ -135,7 +169,18 @@ export class TokenServer {
       return { type, name, actions: (actions ?? '').split(',').filter(Boolean) };
     });
     const header = b64url(JSON.stringify({ typ: 'JWT', alg: 'RS256', x5c: [this.certDer.toString('base64')] }));
-    const claims = b64url(JSON.stringify({ iss: TOKEN_ISSUER, sub: 'banger-test', aud: TOKEN_SERVICE, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString('hex'), access }));
+    const claims = b64url(
+      JSON.stringify({
+        iss: TOKEN_ISSUER,
+        sub: 'banger-test',
+        aud: TOKEN_SERVICE,
+        exp: now + 300,
+        nbf: now - 10,
+        iat: now,
+        jti: randomBytes(8).toString('hex'),
+        access,
+      }),
+    );
     const sig = cryptoSign('RSA-SHA256', Buffer.from(`${header}.${claims}`), this.key);
     return `${header}.${claims}.${b64url(sig)}`;
   }
@@ -150,54 +195,105 @@ export interface Layer {
   compression: 'gzip' | 'zstd' | 'none';
 }
 
-const MEDIA = { gzip: 'application/vnd.oci.image.layer.v1.tar+gzip', zstd: 'application/vnd.oci.image.layer.v1.tar+zstd', none: 'application/vnd.oci.image.layer.v1.tar' };
+const MEDIA = {
+  gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  none: 'application/vnd.oci.image.layer.v1.tar',
+};
 
 /** Pushes an OCI image with the distribution API's monolithic upload; returns the manifest digest. */
-export async function pushImage(port: number, repo: string, tag: string, layers: Layer[], auth?: string | TokenServer): Promise<string> {
+export async function pushImage(
+  port: number,
+  repo: string,
+  tag: string,
+  layers: Layer[],
+  auth?: string | TokenServer,
+): Promise<string> {
   const base = `http://127.0.0.1:${port}/v2/${repo}`;
   const headers: Record<string, string> =
-    auth === undefined ? {} : typeof auth === 'string' ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` } : { authorization: `Bearer ${auth.issue([`repository:${repo}:pull,push`])}` };
+    auth === undefined
+      ? {}
+      : typeof auth === 'string'
+        ? { authorization: `Basic ${Buffer.from(auth).toString('base64')}` }
+        : { authorization: `Bearer ${auth.issue([`repository:${repo}:pull,push`])}` };
   const putBlob = async (data: Buffer): Promise<string> => {
     const digest = sha256(data);
     const start = await fetch(`${base}/blobs/uploads/`, { method: 'POST', headers });
     if (start.status !== 202) throw new Error(`upload start: ${start.status}`);
     const loc = new URL(start.headers.get('location') as string, `http://127.0.0.1:${port}`);
     loc.searchParams.set('digest', digest);
-    const put = await fetch(loc, { method: 'PUT', headers: { ...headers, 'content-type': 'application/octet-stream' }, body: new Uint8Array(data) });
+    const put = await fetch(loc, {
+      method: 'PUT',
+      headers: { ...headers, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(data),
+    });
     if (put.status !== 201) throw new Error(`upload: ${put.status} ${await put.text()}`);
     return digest;
   };
   const descs = [];
   for (const l of layers) {
-    const blob = l.compression === 'gzip' ? gzipSync(l.tar) : l.compression === 'zstd' ? Buffer.from(zstdCompress(l.tar)) : l.tar;
+    const blob =
+      l.compression === 'gzip' ? gzipSync(l.tar) : l.compression === 'zstd' ? Buffer.from(zstdCompress(l.tar)) : l.tar;
     descs.push({ mediaType: MEDIA[l.compression], digest: await putBlob(blob), size: blob.length });
   }
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l.tar)) } }));
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l.tar)) },
+    }),
+  );
   const configDigest = await putBlob(config);
   const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length }, layers: descs }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+      layers: descs,
+    }),
   );
-  const res = await fetch(`${base}/manifests/${tag}`, { method: 'PUT', headers: { ...headers, 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: new Uint8Array(manifest) });
+  const res = await fetch(`${base}/manifests/${tag}`, {
+    method: 'PUT',
+    headers: { ...headers, 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+    body: new Uint8Array(manifest),
+  });
   if (res.status !== 201) throw new Error(`manifest: ${res.status} ${await res.text()}`);
   return sha256(manifest);
 }
 
 /** Pushes an OCI index over already-pushed manifests (by digest), one per platform. */
-export async function pushIndex(port: number, repo: string, tag: string, entries: { digest: string; size: number; arch: string }[]): Promise<void> {
+export async function pushIndex(
+  port: number,
+  repo: string,
+  tag: string,
+  entries: { digest: string; size: number; arch: string }[],
+): Promise<void> {
   const index = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: entries.map((e) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: e.digest, size: e.size, platform: { architecture: e.arch, os: 'linux' } })),
+      manifests: entries.map((e) => ({
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: e.digest,
+        size: e.size,
+        platform: { architecture: e.arch, os: 'linux' },
+      })),
     }),
   );
-  const res = await fetch(`http://127.0.0.1:${port}/v2/${repo}/manifests/${tag}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body: new Uint8Array(index) });
+  const res = await fetch(`http://127.0.0.1:${port}/v2/${repo}/manifests/${tag}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' },
+    body: new Uint8Array(index),
+  });
   if (res.status !== 201) throw new Error(`index: ${res.status} ${await res.text()}`);
 }
 
 /** Size of a manifest already in the registry. */
 export async function manifestSize(port: number, repo: string, ref: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/v2/${repo}/manifests/${ref}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+  const res = await fetch(`http://127.0.0.1:${port}/v2/${repo}/manifests/${ref}`, {
+    headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+  });
   return (await res.arrayBuffer()).byteLength;
 }
 
@@ -208,7 +304,11 @@ export function debianBaseTar(packages: string[]): string {
   const out = join(dir, `debian-base-${key}.tar`);
   if (existsSync(out)) return out;
   mkdirSync(dir, { recursive: true });
-  const r = spawnSync('mmdebstrap', ['--mode=auto', '--variant=apt', `--include=${packages.join(',')}`, '--format=tar', 'bookworm', `${out}.partial`], { encoding: 'utf8' });
+  const r = spawnSync(
+    'mmdebstrap',
+    ['--mode=auto', '--variant=apt', `--include=${packages.join(',')}`, '--format=tar', 'bookworm', `${out}.partial`],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`mmdebstrap failed: ${r.stderr.slice(-2000)}`);
   renameSync(`${out}.partial`, out);
   return out;

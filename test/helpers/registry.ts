@@ -199,7 +199,14 @@ export class FakeRegistry {
     for (const l of spec.layers) {
       const tar = await tarOf(l.files);
       const blob = compress(tar, l.compression);
-      layers.push({ digest: this.addBlob(blob), diffId: sha256(tar), mediaType: layerMediaType(l.compression, flavor), size: blob.length, tar, blob });
+      layers.push({
+        digest: this.addBlob(blob),
+        diffId: sha256(tar),
+        mediaType: layerMediaType(l.compression, flavor),
+        size: blob.length,
+        tar,
+        blob,
+      });
     }
     const config: Record<string, unknown> = {
       architecture: spec.architecture ?? 'amd64',
@@ -213,7 +220,11 @@ export class FakeRegistry {
     const manifest: Record<string, unknown> = {
       schemaVersion: 2,
       mediaType: manifestType,
-      config: { mediaType: flavor === 'oci' ? OCI_CONFIG : DOCKER_CONFIG, digest: configDigest, size: configBlob.length },
+      config: {
+        mediaType: flavor === 'oci' ? OCI_CONFIG : DOCKER_CONFIG,
+        digest: configDigest,
+        size: configBlob.length,
+      },
       layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
     };
     const manifestDigest = this.addManifest(repo, tag, manifest, manifestType);
@@ -221,7 +232,12 @@ export class FakeRegistry {
   }
 
   /** An index (OCI) or manifest list (docker) under `tag` pointing at manifests already in `repo`. */
-  pushIndex(repo: string, tag: string, entries: { digest: string; os: string; architecture: string; variant?: string }[], flavor: 'oci' | 'docker' = 'oci'): string {
+  pushIndex(
+    repo: string,
+    tag: string,
+    entries: { digest: string; os: string; architecture: string; variant?: string }[],
+    flavor: 'oci' | 'docker' = 'oci',
+  ): string {
     const m = this.manifests.get(repo);
     const mediaType = flavor === 'oci' ? OCI_INDEX : DOCKER_LIST;
     const index = {
@@ -233,7 +249,11 @@ export class FakeRegistry {
           mediaType: stored?.mediaType ?? OCI_MANIFEST,
           digest: e.digest,
           size: stored?.body.length ?? 0,
-          platform: { os: e.os, architecture: e.architecture, ...(e.variant === undefined ? {} : { variant: e.variant }) },
+          platform: {
+            os: e.os,
+            architecture: e.architecture,
+            ...(e.variant === undefined ? {} : { variant: e.variant }),
+          },
         };
       }),
     };
@@ -265,21 +285,35 @@ export class FakeRegistry {
     }
   }
 
-  #error(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  #error(
+    res: ServerResponse,
+    status: number,
+    code: string,
+    message: string,
+    headers: Record<string, string> = {},
+  ): void {
     res.writeHead(status, { 'content-type': 'application/json', ...headers });
     res.end(JSON.stringify({ errors: [{ code, message }] }));
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', `http://${this.host}`);
-    this.log.push({ server: 'registry', method: req.method ?? '', path: url.pathname + url.search, authorization: req.headers.authorization, accept: req.headers.accept });
+    this.log.push({
+      server: 'registry',
+      method: req.method ?? '',
+      path: url.pathname + url.search,
+      authorization: req.headers.authorization,
+      accept: req.headers.accept,
+    });
     if (url.pathname === '/token') {
       this.#token(url, req, res);
       return;
     }
     if (url.pathname === '/v2/' || url.pathname === '/v2') {
       if (!this.#authorized(req)) {
-        this.#error(res, 401, 'UNAUTHORIZED', 'authentication required', { 'www-authenticate': this.#challenge(undefined) });
+        this.#error(res, 401, 'UNAUTHORIZED', 'authentication required', {
+          'www-authenticate': this.#challenge(undefined),
+        });
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -307,7 +341,11 @@ export class FakeRegistry {
         this.#error(res, 404, 'MANIFEST_UNKNOWN', `manifest stored as ${stored.mediaType}, not acceptable`);
         return;
       }
-      res.writeHead(200, { 'content-type': stored.mediaType, 'docker-content-digest': sha256(stored.body), 'content-length': String(stored.body.length) });
+      res.writeHead(200, {
+        'content-type': stored.mediaType,
+        'docker-content-digest': sha256(stored.body),
+        'content-length': String(stored.body.length),
+      });
       res.end(stored.body);
       return;
     }
@@ -346,7 +384,13 @@ export class FakeRegistry {
 
   #handleStorage(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', `http://${this.storageHost}`);
-    this.log.push({ server: 'storage', method: req.method ?? '', path: url.pathname + url.search, authorization: req.headers.authorization, accept: req.headers.accept });
+    this.log.push({
+      server: 'storage',
+      method: req.method ?? '',
+      path: url.pathname + url.search,
+      authorization: req.headers.authorization,
+      accept: req.headers.accept,
+    });
     const m = /^\/storage\/(sha256:[a-f0-9]{64})$/.exec(url.pathname);
     const blob = m?.[1] === undefined ? undefined : this.blobs.get(m[1]);
     if (m?.[1] === undefined || blob === undefined || url.searchParams.get('sig') !== 'x') {
@@ -393,7 +437,8 @@ export const REAL_REGISTRY_PACKAGES = 'apt install docker-registry skopeo umoci 
 function run(argv: string[], env: Record<string, string>): string {
   const [cmd, ...args] = argv;
   const r = spawnSync(cmd as string, args, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || String(r.error ?? '')}`);
+  if (r.status !== 0)
+    throw new Error(`${argv.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr || String(r.error ?? '')}`);
   return r.stdout;
 }
 
@@ -432,7 +477,10 @@ export class RealRegistry {
       run(['htpasswd', '-Bbc', join(dir, 'htpasswd'), opts.username, opts.password ?? ''], {});
       auth = `auth:\n  htpasswd:\n    realm: banger-test\n    path: ${join(dir, 'htpasswd')}\n`;
     }
-    const basic = opts.username === undefined ? undefined : `Basic ${Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64')}`;
+    const basic =
+      opts.username === undefined
+        ? undefined
+        : `Basic ${Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64')}`;
     // The port was free a moment ago; another process may take it before the registry binds it: then pick another.
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
@@ -445,7 +493,10 @@ export class RealRegistry {
       const closed = new Promise((r) => proc.once('close', r));
       const reg = new RealRegistry(`127.0.0.1:${port}`, dir, proc, basic);
       for (let i = 0; i < 100 && proc.exitCode === null; i++) {
-        const up = await fetch(`http://${reg.host}/v2/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status === 200 || r.status === 401, () => false);
+        const up = await fetch(`http://${reg.host}/v2/`, { signal: AbortSignal.timeout(2000) }).then(
+          (r) => r.status === 200 || r.status === 401,
+          () => false,
+        );
         if (up) return reg;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -476,17 +527,29 @@ export class RealRegistry {
   /** Uploads a blob (POST then PUT ?digest=), returns its digest. */
   async putBlob(repo: string, data: Buffer): Promise<string> {
     const digest = sha256(data);
-    const start = await fetch(`http://${this.host}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: this.#headers() });
+    const start = await fetch(`http://${this.host}/v2/${repo}/blobs/uploads/`, {
+      method: 'POST',
+      headers: this.#headers(),
+    });
     if (start.status !== 202) throw new Error(`blob upload start: ${start.status} ${await start.text()}`);
     const loc = new URL(start.headers.get('location') ?? '', `http://${this.host}`);
     loc.searchParams.set('digest', digest);
-    const put = await fetch(loc, { method: 'PUT', headers: this.#headers({ 'content-type': 'application/octet-stream' }), body: new Uint8Array(data) });
+    const put = await fetch(loc, {
+      method: 'PUT',
+      headers: this.#headers({ 'content-type': 'application/octet-stream' }),
+      body: new Uint8Array(data),
+    });
     if (put.status !== 201) throw new Error(`blob upload: ${put.status} ${await put.text()}`);
     return digest;
   }
 
   /** PUTs a manifest or index under a tag (or its digest), returns its digest. */
-  async putManifest(repo: string, reference: string | undefined, manifest: unknown, mediaType: string): Promise<string> {
+  async putManifest(
+    repo: string,
+    reference: string | undefined,
+    manifest: unknown,
+    mediaType: string,
+  ): Promise<string> {
     const body = Buffer.from(JSON.stringify(manifest));
     const digest = sha256(body);
     const res = await fetch(`http://${this.host}/v2/${repo}/manifests/${reference ?? digest}`, {
@@ -499,19 +562,32 @@ export class RealRegistry {
   }
 
   /** Pushes an OCI image (layers compressed as asked) with the given platform; returns manifest digest and size. */
-  async pushImage(repo: string, tag: string | undefined, spec: ImageSpec): Promise<{ digest: string; size: number; layers: PushedLayer[] }> {
+  async pushImage(
+    repo: string,
+    tag: string | undefined,
+    spec: ImageSpec,
+  ): Promise<{ digest: string; size: number; layers: PushedLayer[] }> {
     const layers: PushedLayer[] = [];
     for (const l of spec.layers) {
       const tar = await tarOf(l.files);
       const blob = compress(tar, l.compression);
-      layers.push({ digest: await this.putBlob(repo, blob), diffId: sha256(tar), mediaType: layerMediaType(l.compression, 'oci'), size: blob.length, tar, blob });
+      layers.push({
+        digest: await this.putBlob(repo, blob),
+        diffId: sha256(tar),
+        mediaType: layerMediaType(l.compression, 'oci'),
+        size: blob.length,
+        tar,
+        blob,
+      });
     }
-    const config = Buffer.from(JSON.stringify({
-      architecture: spec.architecture ?? 'amd64',
-      os: spec.os ?? 'linux',
-      config: { Env: spec.env ?? [] },
-      rootfs: { type: 'layers', diff_ids: spec.diffIds ?? layers.map((l) => l.diffId) },
-    }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: spec.architecture ?? 'amd64',
+        os: spec.os ?? 'linux',
+        config: { Env: spec.env ?? [] },
+        rootfs: { type: 'layers', diff_ids: spec.diffIds ?? layers.map((l) => l.diffId) },
+      }),
+    );
     const configDigest = await this.putBlob(repo, config);
     const manifest = {
       schemaVersion: 2,
@@ -541,12 +617,21 @@ export function umociImage(dir: string, tag: string, files: Record<string, strin
     writeFileSync(full, body);
   }
   run(['umoci', 'repack', '--image', `${layout}:${tag}`, bundle], env);
-  run(['umoci', 'config', '--image', `${layout}:${tag}`, '--config.env', 'FROM_UMOCI=1', '--config.cmd', '/bin/sh'], env);
+  run(
+    ['umoci', 'config', '--image', `${layout}:${tag}`, '--config.env', 'FROM_UMOCI=1', '--config.cmd', '/bin/sh'],
+    env,
+  );
   return layout;
 }
 
 /** skopeo copy oci:<layout>:<tag> → docker://<dest> over plain http. `format` v2s2 converts to a docker schema2 manifest. */
-export function skopeoCopy(dir: string, layout: string, tag: string, dest: string, opts: { creds?: string; format?: 'oci' | 'v2s2' } = {}): void {
+export function skopeoCopy(
+  dir: string,
+  layout: string,
+  tag: string,
+  dest: string,
+  opts: { creds?: string; format?: 'oci' | 'v2s2' } = {},
+): void {
   const argv = ['skopeo', 'copy', '--insecure-policy', '--dest-tls-verify=false'];
   if (opts.creds !== undefined) argv.push('--dest-creds', opts.creds);
   if (opts.format !== undefined) argv.push('--format', opts.format);

@@ -17,7 +17,11 @@ export function isCi(env: NodeJS.ProcessEnv = process.env): boolean {
 /** Whether `tool` is on PATH or in /usr/sbin or /sbin (not always on a user's PATH). */
 export function hasTool(tool: string): boolean {
   if (!/^[A-Za-z0-9._+-]+$/.test(tool)) throw new Error(`not a program name: ${JSON.stringify(tool)}`);
-  return spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool} || test -x /sbin/${tool}`], { stdio: 'ignore' }).status === 0;
+  return (
+    spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool} || test -x /sbin/${tool}`], {
+      stdio: 'ignore',
+    }).status === 0
+  );
 }
 
 /** The tools of `tools` this host lacks, each checked on its own. */

@@ -6,7 +6,11 @@ import type { CliResult } from './home.js';
  * the result says so (timedOut), so a command that hangs fails its test
  * instead of hanging it.
  */
-export function runBounded(argv: readonly string[], env: Record<string, string>, timeoutMs: number): Promise<CliResult & { timedOut: boolean }> {
+export function runBounded(
+  argv: readonly string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<CliResult & { timedOut: boolean }> {
   return new Promise((resolve) => {
     const child = spawn(argv[0] as string, argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

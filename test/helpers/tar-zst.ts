@@ -119,7 +119,8 @@ export async function untar(stream: Readable): Promise<Record<string, string>> {
     for await (const entry of ex) {
       const chunks: Buffer[] = [];
       for await (const c of entry) chunks.push(c as Buffer);
-      if (entry.header.type === 'file') out[entry.header.name.replace(/^\.\//, '')] = Buffer.concat(chunks).toString('utf8');
+      if (entry.header.type === 'file')
+        out[entry.header.name.replace(/^\.\//, '')] = Buffer.concat(chunks).toString('utf8');
     }
   })();
   stream.on('error', (e) => ex.destroy(e));

@@ -32,21 +32,44 @@ export async function makeTinyCatalog(dir: string): Promise<string> {
   const bundle = join(dir, 'tiny.tar.zst');
   const res = await writeBundle(
     rootfs,
-    { format: 1, name: 'tiny', distro: 'debian', arch: 'x86_64', kernel_ref: 'tiny-k', rootfs_bytes: 16 << 20, assets_version: 1, created_at: new Date().toISOString() },
+    {
+      format: 1,
+      name: 'tiny',
+      distro: 'debian',
+      arch: 'x86_64',
+      kernel_ref: 'tiny-k',
+      rootfs_bytes: 16 << 20,
+      assets_version: 1,
+      created_at: new Date().toISOString(),
+    },
     bundle,
     new AbortController().signal,
   );
   const file = join(dir, 'catalog.json');
   const sha = createHash('sha256').update(readFileSync(kernelTar)).digest('hex');
-  writeFileSync(file, JSON.stringify({
-    kernels: [{ name: 'tiny-k', distro: 'test', version: '9.9.9', url: `file://${kernelTar}`, sha256: sha }],
-    images: [{ name: 'tiny', distro: 'debian', tarball_url: `file://${bundle}`, tarball_sha256: res.sha256, kernel_ref: 'tiny-k' }],
-  }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      kernels: [{ name: 'tiny-k', distro: 'test', version: '9.9.9', url: `file://${kernelTar}`, sha256: sha }],
+      images: [
+        {
+          name: 'tiny',
+          distro: 'debian',
+          tarball_url: `file://${bundle}`,
+          tarball_sha256: res.sha256,
+          kernel_ref: 'tiny-k',
+        },
+      ],
+    }),
+  );
   return file;
 }
 
 /** Points a home's config at a tiny catalog: `tiny` is the default image, `tiny-k` the default kernel. */
 export function useTinyCatalog(root: string, catalog: string): void {
   mkdirSync(join(root, 'config', 'banger'), { recursive: true });
-  writeFileSync(join(root, 'config', 'banger', 'config.toml'), `catalog = "${catalog}"\ndefault_image_name = "tiny"\ndefault_kernel_name = "tiny-k"\n`);
+  writeFileSync(
+    join(root, 'config', 'banger', 'config.toml'),
+    `catalog = "${catalog}"\ndefault_image_name = "tiny"\ndefault_kernel_name = "tiny-k"\n`,
+  );
 }

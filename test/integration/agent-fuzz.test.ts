@@ -155,147 +155,189 @@ async function forAbout(ms: number, max: number, fn: (round: number) => Promise<
   return round;
 }
 
-test('fuzz: the TypeScript decoder and client turn hostile agent output into errors', { skip, timeout: 30_000 * scale }, async (t) => {
-  const z = new Fuzz(seed);
-  const agentCorpus = [
-    f(FrameType.HEALTH_REPLY, 1, P.encodeHealthReply({ uptimeMs: 5, sessions: 1, name: 'x' })),
-    f(FrameType.EXEC_STARTED, 2, u32(42)),
-    f(FrameType.STDOUT, 2, 'out'),
-    f(FrameType.STDERR, 2, 'err'),
-    f(FrameType.WINDOW, 2, u32(10)),
-    f(FrameType.EXIT, 2, P.encodeExit({ kind: 'exited', code: 3 })),
-    f(FrameType.PORTS_REPLY, 3, P.encodePortsReply({ truncated: false, ports: [{ protocol: 'tcp', family: 6, address: '::1', port: 1, uid: 0 }] })),
-    f(FrameType.FILE_INFO, 4, P.encodeFileInfo({ mode: 0o644, uid: 0, gid: 0, size: 3, mtimeS: 0 })),
-    f(FrameType.FILE_DATA, 4, 'abc'),
-    f(FrameType.FILE_DATA, 4),
-    f(FrameType.ERROR, 5, P.encodeError({ code: 6, errno: 2, message: 'nope' })),
-    f(FrameType.OK, 6),
-  ];
-  const rounds = await forAbout(3_000, 400, async () => {
-    // The decoder alone, in random cuts: frames or an AppError, nothing else.
-    const input = Buffer.concat(Array.from({ length: 1 + z.int(6) }, () => z.mutate(z.pick(agentCorpus))));
-    const d = new FrameDecoder();
-    try {
-      let off = 0;
-      let out = 0;
-      while (off < input.length) {
-        const n = 1 + z.int(64);
-        for (const fr of d.push(input.subarray(off, off + n))) out += HEADER_SIZE + fr.payload.length;
-        off += n;
-      }
-      assert.equal(out + d.pending, input.length, `seed ${seed}: every byte is a frame or held`);
-    } catch (e) {
-      if (!(e instanceof AppError)) assert.fail(`seed ${seed}: ${String(e)} (input ${saveFailure('ts-decoder.bin', input)})`);
-    }
-
-    // The client: calls in flight, hostile frames, then the guest hangs up. Every call settles.
-    const [host, guest] = duplexPair();
-    guest.on('data', () => undefined);
-    const connecting = AgentClient.connect(host, { timeoutMs: 5_000 });
-    guest.write(f(FrameType.HELLO, 0, P.encodeAgentHello({ version: 1, maxPayload: MAX_PAYLOAD, name: 'fuzz' })));
-    const client = await connecting;
-    const calls: Promise<unknown>[] = [client.health(), client.exec({ argv: ['x'] }).exit, client.ports(), client.getFile('/x'), client.putFile('/y', Buffer.from('abc')), client.shutdown()];
-    const states = calls.map(() => 'pending');
-    calls.forEach((c, i) => c.then(() => (states[i] = 'resolved'), () => (states[i] = 'rejected')));
-    guest.write(input);
-    guest.end();
-    let timer: NodeJS.Timeout | undefined;
-    const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), 10_000)));
-    const settled = await Promise.race([Promise.allSettled(calls), hung]);
-    clearTimeout(timer);
-    if (settled === 'hung') {
-      const names = ['health', 'exec', 'ports', 'getFile', 'putFile', 'shutdown'];
-      const left = names.filter((_, i) => states[i] === 'pending').join(', ');
-      assert.fail(`seed ${seed}: ${left} still pending after the guest hung up (input ${saveFailure('ts-client.bin', input)})`);
-    }
-    const results = settled;
-    for (const r of results) {
-      if (r.status === 'rejected') assert.ok(r.reason instanceof AppError, `seed ${seed}: ${String(r.reason)}`);
-    }
-    assert.equal(client.isOpen, false);
-  });
-  t.diagnostic(`${rounds} rounds, seed ${seed}`);
-  assert.ok(rounds > 0);
-});
-
-test('fuzz: the C agent over a stream ends every input with an error or a clean exit', { skip: skipC, timeout: 60_000 * scale }, async (t) => {
-  const z = new Fuzz(seed + 1);
-  const rounds = await forAbout(7_000, 300, async (round) => {
-    const agent = await startHostAgent({ mode: 'stdio', uid: asNobody });
-    try {
-      writeFileSync(join(agent.dir, 'readable'), 'fuzz\n');
-      const input = Buffer.concat([HELLO, hostInput(z, hostCorpus(agent.dir)), f(FrameType.HEALTH, 0x7fff0000)]);
-      const out: Buffer[] = [];
-      agent.proc.stdout?.on('data', (d: Buffer) => out.push(d));
-      agent.proc.stdin?.end(input);
-      const timer = setTimeout(() => agent.proc.kill('SIGKILL'), 10_000);
-      const exit = await agent.exited;
-      clearTimeout(timer);
+test(
+  'fuzz: the TypeScript decoder and client turn hostile agent output into errors',
+  { skip, timeout: 30_000 * scale },
+  async (t) => {
+    const z = new Fuzz(seed);
+    const agentCorpus = [
+      f(FrameType.HEALTH_REPLY, 1, P.encodeHealthReply({ uptimeMs: 5, sessions: 1, name: 'x' })),
+      f(FrameType.EXEC_STARTED, 2, u32(42)),
+      f(FrameType.STDOUT, 2, 'out'),
+      f(FrameType.STDERR, 2, 'err'),
+      f(FrameType.WINDOW, 2, u32(10)),
+      f(FrameType.EXIT, 2, P.encodeExit({ kind: 'exited', code: 3 })),
+      f(
+        FrameType.PORTS_REPLY,
+        3,
+        P.encodePortsReply({
+          truncated: false,
+          ports: [{ protocol: 'tcp', family: 6, address: '::1', port: 1, uid: 0 }],
+        }),
+      ),
+      f(FrameType.FILE_INFO, 4, P.encodeFileInfo({ mode: 0o644, uid: 0, gid: 0, size: 3, mtimeS: 0 })),
+      f(FrameType.FILE_DATA, 4, 'abc'),
+      f(FrameType.FILE_DATA, 4),
+      f(FrameType.ERROR, 5, P.encodeError({ code: 6, errno: 2, message: 'nope' })),
+      f(FrameType.OK, 6),
+    ];
+    const rounds = await forAbout(3_000, 400, async () => {
+      // The decoder alone, in random cuts: frames or an AppError, nothing else.
+      const input = Buffer.concat(Array.from({ length: 1 + z.int(6) }, () => z.mutate(z.pick(agentCorpus))));
       const d = new FrameDecoder();
-      let frames: Frame[] = [];
-      let problem: string | undefined;
       try {
-        frames = d.push(Buffer.concat(out));
-      } catch (e) {
-        problem = `the agent wrote a malformed frame: ${(e as Error).message}`;
-      }
-      if (/Sanitizer|runtime error/.test(agent.stderr())) problem = 'a sanitizer report';
-      else if (exit.signal !== null || (exit.code !== 0 && exit.code !== 2)) problem = `exit ${JSON.stringify(exit)}`;
-      else if (d.pending !== 0) problem = `the agent left ${d.pending} bytes of an unfinished frame`;
-      else if (frames[0]?.type !== FrameType.HELLO) problem = 'the first frame is not HELLO';
-      else if (exit.code === 2 && !frames.some((fr) => fr.type === FrameType.ERROR && fr.session === 0)) problem = 'exit 2 without a session-0 ERROR';
-      // Only a failing round leaves its input behind.
-      if (problem) {
-        assert.fail(`${problem}: seed ${seed} round ${round}, input ${saveFailure(`agent-${round}.bin`, input)}, stderr:\n${agent.stderr().slice(-2000)}`);
-      }
-      for (const fr of frames) if (fr.type === FrameType.ERROR) P.decodeError(fr.payload);
-    } finally {
-      await agent.stop();
-    }
-  });
-  t.diagnostic(`${rounds} rounds, seed ${seed}`);
-  assert.ok(rounds > 0);
-});
-
-test('fuzz: the C agent with virtio-serial semantics survives anything and answers a new HELLO', { skip: skipC, timeout: 60_000 * scale }, async (t) => {
-  const z = new Fuzz(seed + 2);
-  let agent = await startHostAgent({ mode: 'stdio', serial: true, uid: asNobody });
-  const frames: Frame[] = [];
-  let decoder = new FrameDecoder();
-  const attach = (a: typeof agent): void => {
-    decoder = new FrameDecoder();
-    a.proc.stdout?.on('data', (d: Buffer) => frames.push(...decoder.push(d)));
-  };
-  attach(agent);
-  const pad = Buffer.alloc(HEADER_SIZE + MAX_PAYLOAD + HEADER_SIZE); // ends any frame the noise began
-  let health = 0x10000000;
-  try {
-    const rounds = await forAbout(4_000, 200, async (round) => {
-      writeFileSync(join(agent.dir, 'readable'), 'fuzz\n');
-      const noise = hostInput(z, hostCorpus(agent.dir).filter((fr) => fr[8] !== FrameType.SHUTDOWN));
-      const id = ++health;
-      const input = Buffer.concat([noise, pad, HELLO, f(FrameType.HEALTH, id)]);
-      agent.proc.stdin?.write(input);
-      const deadline = Date.now() + 10_000;
-      while (!frames.some((fr) => fr.type === FrameType.HEALTH_REPLY && fr.session === id)) {
-        const where = (): string => `seed ${seed} round ${round}, input ${saveFailure(`serial-${round}.bin`, input)}, stderr:\n${agent.stderr().slice(-2000)}`;
-        if (agent.proc.exitCode !== null || agent.proc.signalCode !== null) {
-          // Noise can spell a valid SHUTDOWN: the host build then exits 0 after writing its marker.
-          if (agent.proc.exitCode !== 0 || /Sanitizer|runtime error/.test(agent.stderr())) assert.fail(`the agent died: ${where()}`);
-          await agent.stop();
-          agent = await startHostAgent({ mode: 'stdio', serial: true, uid: asNobody });
-          attach(agent);
-          return;
+        let off = 0;
+        let out = 0;
+        while (off < input.length) {
+          const n = 1 + z.int(64);
+          for (const fr of d.push(input.subarray(off, off + n))) out += HEADER_SIZE + fr.payload.length;
+          off += n;
         }
-        if (Date.now() > deadline) assert.fail(`no HEALTH_REPLY after a fresh HELLO: ${where()}`);
-        await new Promise((r) => setTimeout(r, 5));
+        assert.equal(out + d.pending, input.length, `seed ${seed}: every byte is a frame or held`);
+      } catch (e) {
+        if (!(e instanceof AppError))
+          assert.fail(`seed ${seed}: ${String(e)} (input ${saveFailure('ts-decoder.bin', input)})`);
       }
-      frames.length = 0;
+
+      // The client: calls in flight, hostile frames, then the guest hangs up. Every call settles.
+      const [host, guest] = duplexPair();
+      guest.on('data', () => undefined);
+      const connecting = AgentClient.connect(host, { timeoutMs: 5_000 });
+      guest.write(f(FrameType.HELLO, 0, P.encodeAgentHello({ version: 1, maxPayload: MAX_PAYLOAD, name: 'fuzz' })));
+      const client = await connecting;
+      const calls: Promise<unknown>[] = [
+        client.health(),
+        client.exec({ argv: ['x'] }).exit,
+        client.ports(),
+        client.getFile('/x'),
+        client.putFile('/y', Buffer.from('abc')),
+        client.shutdown(),
+      ];
+      const states = calls.map(() => 'pending');
+      calls.forEach((c, i) =>
+        c.then(
+          () => (states[i] = 'resolved'),
+          () => (states[i] = 'rejected'),
+        ),
+      );
+      guest.write(input);
+      guest.end();
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), 10_000)));
+      const settled = await Promise.race([Promise.allSettled(calls), hung]);
+      clearTimeout(timer);
+      if (settled === 'hung') {
+        const names = ['health', 'exec', 'ports', 'getFile', 'putFile', 'shutdown'];
+        const left = names.filter((_, i) => states[i] === 'pending').join(', ');
+        assert.fail(
+          `seed ${seed}: ${left} still pending after the guest hung up (input ${saveFailure('ts-client.bin', input)})`,
+        );
+      }
+      const results = settled;
+      for (const r of results) {
+        if (r.status === 'rejected') assert.ok(r.reason instanceof AppError, `seed ${seed}: ${String(r.reason)}`);
+      }
+      assert.equal(client.isOpen, false);
     });
     t.diagnostic(`${rounds} rounds, seed ${seed}`);
     assert.ok(rounds > 0);
-    assert.doesNotMatch(agent.stderr(), /Sanitizer|runtime error/);
-  } finally {
-    await agent.stop();
-  }
-});
+  },
+);
+
+test(
+  'fuzz: the C agent over a stream ends every input with an error or a clean exit',
+  { skip: skipC, timeout: 60_000 * scale },
+  async (t) => {
+    const z = new Fuzz(seed + 1);
+    const rounds = await forAbout(7_000, 300, async (round) => {
+      const agent = await startHostAgent({ mode: 'stdio', uid: asNobody });
+      try {
+        writeFileSync(join(agent.dir, 'readable'), 'fuzz\n');
+        const input = Buffer.concat([HELLO, hostInput(z, hostCorpus(agent.dir)), f(FrameType.HEALTH, 0x7fff0000)]);
+        const out: Buffer[] = [];
+        agent.proc.stdout?.on('data', (d: Buffer) => out.push(d));
+        agent.proc.stdin?.end(input);
+        const timer = setTimeout(() => agent.proc.kill('SIGKILL'), 10_000);
+        const exit = await agent.exited;
+        clearTimeout(timer);
+        const d = new FrameDecoder();
+        let frames: Frame[] = [];
+        let problem: string | undefined;
+        try {
+          frames = d.push(Buffer.concat(out));
+        } catch (e) {
+          problem = `the agent wrote a malformed frame: ${(e as Error).message}`;
+        }
+        if (/Sanitizer|runtime error/.test(agent.stderr())) problem = 'a sanitizer report';
+        else if (exit.signal !== null || (exit.code !== 0 && exit.code !== 2)) problem = `exit ${JSON.stringify(exit)}`;
+        else if (d.pending !== 0) problem = `the agent left ${d.pending} bytes of an unfinished frame`;
+        else if (frames[0]?.type !== FrameType.HELLO) problem = 'the first frame is not HELLO';
+        else if (exit.code === 2 && !frames.some((fr) => fr.type === FrameType.ERROR && fr.session === 0))
+          problem = 'exit 2 without a session-0 ERROR';
+        // Only a failing round leaves its input behind.
+        if (problem) {
+          assert.fail(
+            `${problem}: seed ${seed} round ${round}, input ${saveFailure(`agent-${round}.bin`, input)}, stderr:\n${agent.stderr().slice(-2000)}`,
+          );
+        }
+        for (const fr of frames) if (fr.type === FrameType.ERROR) P.decodeError(fr.payload);
+      } finally {
+        await agent.stop();
+      }
+    });
+    t.diagnostic(`${rounds} rounds, seed ${seed}`);
+    assert.ok(rounds > 0);
+  },
+);
+
+test(
+  'fuzz: the C agent with virtio-serial semantics survives anything and answers a new HELLO',
+  { skip: skipC, timeout: 60_000 * scale },
+  async (t) => {
+    const z = new Fuzz(seed + 2);
+    let agent = await startHostAgent({ mode: 'stdio', serial: true, uid: asNobody });
+    const frames: Frame[] = [];
+    let decoder = new FrameDecoder();
+    const attach = (a: typeof agent): void => {
+      decoder = new FrameDecoder();
+      a.proc.stdout?.on('data', (d: Buffer) => frames.push(...decoder.push(d)));
+    };
+    attach(agent);
+    const pad = Buffer.alloc(HEADER_SIZE + MAX_PAYLOAD + HEADER_SIZE); // ends any frame the noise began
+    let health = 0x10000000;
+    try {
+      const rounds = await forAbout(4_000, 200, async (round) => {
+        writeFileSync(join(agent.dir, 'readable'), 'fuzz\n');
+        const noise = hostInput(
+          z,
+          hostCorpus(agent.dir).filter((fr) => fr[8] !== FrameType.SHUTDOWN),
+        );
+        const id = ++health;
+        const input = Buffer.concat([noise, pad, HELLO, f(FrameType.HEALTH, id)]);
+        agent.proc.stdin?.write(input);
+        const deadline = Date.now() + 10_000;
+        while (!frames.some((fr) => fr.type === FrameType.HEALTH_REPLY && fr.session === id)) {
+          const where = (): string =>
+            `seed ${seed} round ${round}, input ${saveFailure(`serial-${round}.bin`, input)}, stderr:\n${agent.stderr().slice(-2000)}`;
+          if (agent.proc.exitCode !== null || agent.proc.signalCode !== null) {
+            // Noise can spell a valid SHUTDOWN: the host build then exits 0 after writing its marker.
+            if (agent.proc.exitCode !== 0 || /Sanitizer|runtime error/.test(agent.stderr()))
+              assert.fail(`the agent died: ${where()}`);
+            await agent.stop();
+            agent = await startHostAgent({ mode: 'stdio', serial: true, uid: asNobody });
+            attach(agent);
+            return;
+          }
+          if (Date.now() > deadline) assert.fail(`no HEALTH_REPLY after a fresh HELLO: ${where()}`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        frames.length = 0;
+      });
+      t.diagnostic(`${rounds} rounds, seed ${seed}`);
+      assert.ok(rounds > 0);
+      assert.doesNotMatch(agent.stderr(), /Sanitizer|runtime error/);
+    } finally {
+      await agent.stop();
+    }
+  },
+);

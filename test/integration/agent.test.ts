@@ -90,7 +90,9 @@ test('argv, env and cwd arrive exactly; start failures name the step', { skip },
   assert.equal(out, "/tmp\na b|'; rm -rf /'|x\ny|3\n", 'only the given environment (PATH, FOO, PWD)');
 
   const missing = client.exec({ argv: ['/nonexistent/prog'], env: ENV });
-  await assert.rejects(missing.exit, { message: 'exec /nonexistent/prog failed in the guest: exec /nonexistent/prog: No such file or directory' });
+  await assert.rejects(missing.exit, {
+    message: 'exec /nonexistent/prog failed in the guest: exec /nonexistent/prog: No such file or directory',
+  });
   const badCwd = client.exec({ argv: ['true'], env: ENV, cwd: '/nonexistent' });
   await assert.rejects(badCwd.exit, /chdir \/nonexistent: No such file or directory/);
 });
@@ -170,7 +172,11 @@ test('an exited command whose output waits for credit does not make the agent sp
 });
 
 test('PTY: window size, resize, Ctrl-C reaches the command', { skip }, async () => {
-  const size = client.exec({ argv: ['sh', '-c', 'stty size; test -t 0 && echo tty'], env: ENV, pty: { rows: 33, cols: 77 } });
+  const size = client.exec({
+    argv: ['sh', '-c', 'stty size; test -t 0 && echo tty'],
+    env: ENV,
+    pty: { rows: 33, cols: 77 },
+  });
   const out = await text(size.stdout);
   assert.equal(out, '33 77\r\ntty\r\n');
   assert.deepEqual(await size.exit, { kind: 'exited', code: 0 });
@@ -205,14 +211,23 @@ test('ports lists a TCP listener and a bound UDP socket of this host', { skip },
     const udpPort = udp.address().port;
     const { ports } = await client.ports();
     const uid = process.getuid?.() ?? 0;
-    assert.deepEqual(ports.find((p) => p.protocol === 'tcp' && p.port === tcpPort), { protocol: 'tcp', family: 4, address: '127.0.0.1', port: tcpPort, uid });
-    assert.deepEqual(ports.find((p) => p.protocol === 'udp' && p.port === udpPort), { protocol: 'udp', family: 4, address: '127.0.0.1', port: udpPort, uid });
+    assert.deepEqual(
+      ports.find((p) => p.protocol === 'tcp' && p.port === tcpPort),
+      { protocol: 'tcp', family: 4, address: '127.0.0.1', port: tcpPort, uid },
+    );
+    assert.deepEqual(
+      ports.find((p) => p.protocol === 'udp' && p.port === udpPort),
+      { protocol: 'udp', family: 4, address: '127.0.0.1', port: udpPort, uid },
+    );
   } finally {
     server.close();
     udp.close();
   }
   const { ports } = await client.ports();
-  assert.equal(ports.some((p) => p.address === '127.0.0.1' && p.port === (server.address() as { port: number } | null)?.port), false);
+  assert.equal(
+    ports.some((p) => p.address === '127.0.0.1' && p.port === (server.address() as { port: number } | null)?.port),
+    false,
+  );
 });
 
 test('file put and get: bytes, mode, atomic replace, refusals', { skip }, async () => {
@@ -236,12 +251,24 @@ test('file put and get: bytes, mode, atomic replace, refusals', { skip }, async 
   assert.equal(readFileSync(join(dir, 'target'), 'utf8'), 'keep');
   assert.equal(readFileSync(join(dir, 'link'), 'utf8'), 'new');
 
-  await assert.rejects(client.putFile(join(dir, 'nodir', 'x'), Buffer.from('x')), new RegExp(`create a file in ${dir}/nodir: No such file or directory`));
+  await assert.rejects(
+    client.putFile(join(dir, 'nodir', 'x'), Buffer.from('x')),
+    new RegExp(`create a file in ${dir}/nodir: No such file or directory`),
+  );
   await assert.rejects(client.getFile(join(dir, 'absent')), /open .*absent: No such file or directory/);
   assert.equal(sh(['mkfifo', join(dir, 'fifo')]).code, 0);
   await assert.rejects(client.getFile(join(dir, 'fifo')), /fifo is not a regular file/);
-  await assert.rejects(client.getFile(join(dir, 'blob'), { maxBytes: 1000 }), /is 200000 bytes, more than the 1000 allowed/);
-  assert.deepEqual(sh(['sh', '-c', `ls -A ${dir}`]).stdout.split('\n').filter(Boolean).sort(), ['blob', 'fifo', 'link', 'target']);
+  await assert.rejects(
+    client.getFile(join(dir, 'blob'), { maxBytes: 1000 }),
+    /is 200000 bytes, more than the 1000 allowed/,
+  );
+  assert.deepEqual(
+    sh(['sh', '-c', `ls -A ${dir}`])
+      .stdout.split('\n')
+      .filter(Boolean)
+      .sort(),
+    ['blob', 'fifo', 'link', 'target'],
+  );
   assert.equal((await client.health()).sessions, open, 'refused sessions are closed in the agent');
 });
 
@@ -298,7 +325,9 @@ test('no sanitizer reports from the shared agent', { skip }, () => {
 });
 
 /** Feeds raw bytes to a fresh agent on stdio, ends its input, returns what it wrote and how it exited. */
-async function talk(input: Buffer): Promise<{ frames: Frame[]; exit: { code: number | null; signal: string | null }; stderr: string }> {
+async function talk(
+  input: Buffer,
+): Promise<{ frames: Frame[]; exit: { code: number | null; signal: string | null }; stderr: string }> {
   const a = await startHostAgent({ mode: 'stdio' });
   try {
     const out: Buffer[] = [];
@@ -328,19 +357,97 @@ test('malformed input: fatal errors close the stream, session errors keep it', {
   nulArgv.writeUInt8(0, nulArgv.length - 5); // argv[0] "true" becomes "tru\0" (envc follows it)
   const cases: [string, Buffer, 'fatal' | 'session', RegExp][] = [
     ['oversized length', Buffer.concat([HELLO, oversized]), 'fatal', /^0: payload length exceeds the maximum 131072$/],
-    ['no HELLO first', HEALTH, 'fatal', /^0: the first frame must be HELLO on session 0 \(got type 0x10 on session 99\)$/],
-    ['bad magic', fr(FrameType.HELLO, 0, 'BANGERAX\0\x01\0\x01'), 'fatal', /HELLO must be 12 bytes starting with "BANGERAG"/],
-    ['no common version', fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 2, maxVersion: 3 })), 'fatal', /the host speaks versions 2\.\.3, this agent speaks 1/],
+    [
+      'no HELLO first',
+      HEALTH,
+      'fatal',
+      /^0: the first frame must be HELLO on session 0 \(got type 0x10 on session 99\)$/,
+    ],
+    [
+      'bad magic',
+      fr(FrameType.HELLO, 0, 'BANGERAX\0\x01\0\x01'),
+      'fatal',
+      /HELLO must be 12 bytes starting with "BANGERAG"/,
+    ],
+    [
+      'no common version',
+      fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 2, maxVersion: 3 })),
+      'fatal',
+      /the host speaks versions 2\.\.3, this agent speaks 1/,
+    ],
     ['second HELLO', Buffer.concat([HELLO, HELLO]), 'fatal', /HELLO after the handshake/],
-    ['agent-only type', Buffer.concat([HELLO, fr(FrameType.STDOUT, 5, 'x')]), 'fatal', /type 0x23 is sent by the agent/],
-    ['opening frame on session 0', Buffer.concat([HELLO, fr(FrameType.HEALTH, 0)]), 'fatal', /frame type 0x10 on session 0/],
-    ['STDIN beyond the window', Buffer.concat([HELLO, fr(FrameType.EXEC, 5, P.encodeExec({ argv: ['sleep', '5'] })), ...Array.from({ length: 5 }, () => fr(FrameType.STDIN, 5, Buffer.alloc(WINDOW_INITIAL / 4 + 1)))]), 'fatal', /STDIN on session 5 exceeds its window/],
-    ['truncated EXEC payload', Buffer.concat([HELLO, fr(FrameType.EXEC, 5, execBytes.subarray(0, 23)), HEALTH]), 'session', /^5: EXEC payload is truncated/],
-    ['NUL in argv', Buffer.concat([HELLO, fr(FrameType.EXEC, 5, nulArgv), HEALTH]), 'session', /^5: argv\[0\] contains a NUL byte$/],
-    ['unknown type', Buffer.concat([HELLO, fr(0x77, 5, 'x'), HEALTH]), 'session', /^5: frame type 0x77 is unknown to this agent/],
-    ['bad PUT mode', Buffer.concat([HELLO, fr(FrameType.FILE_PUT, 5, Buffer.concat([Buffer.from([0, 0, 0x10, 0]), Buffer.alloc(16), P.encodeFileGet('/x')])), HEALTH]), 'session', /^5: FILE_PUT mode 010000 is more than permission bits$/],
-    ['frames for closed sessions', Buffer.concat([HELLO, fr(FrameType.STDIN, 5, 'x'), fr(FrameType.WINDOW, 6, P.encodeU32(5)), fr(FrameType.ABORT, 7), HEALTH]), 'session', /^$/],
-    ['a frame cut short by the end of input', Buffer.concat([HELLO, HEALTH, fr(FrameType.HEALTH, 100).subarray(0, 5)]), 'session', /^$/],
+    [
+      'agent-only type',
+      Buffer.concat([HELLO, fr(FrameType.STDOUT, 5, 'x')]),
+      'fatal',
+      /type 0x23 is sent by the agent/,
+    ],
+    [
+      'opening frame on session 0',
+      Buffer.concat([HELLO, fr(FrameType.HEALTH, 0)]),
+      'fatal',
+      /frame type 0x10 on session 0/,
+    ],
+    [
+      'STDIN beyond the window',
+      Buffer.concat([
+        HELLO,
+        fr(FrameType.EXEC, 5, P.encodeExec({ argv: ['sleep', '5'] })),
+        ...Array.from({ length: 5 }, () => fr(FrameType.STDIN, 5, Buffer.alloc(WINDOW_INITIAL / 4 + 1))),
+      ]),
+      'fatal',
+      /STDIN on session 5 exceeds its window/,
+    ],
+    [
+      'truncated EXEC payload',
+      Buffer.concat([HELLO, fr(FrameType.EXEC, 5, execBytes.subarray(0, 23)), HEALTH]),
+      'session',
+      /^5: EXEC payload is truncated/,
+    ],
+    [
+      'NUL in argv',
+      Buffer.concat([HELLO, fr(FrameType.EXEC, 5, nulArgv), HEALTH]),
+      'session',
+      /^5: argv\[0\] contains a NUL byte$/,
+    ],
+    [
+      'unknown type',
+      Buffer.concat([HELLO, fr(0x77, 5, 'x'), HEALTH]),
+      'session',
+      /^5: frame type 0x77 is unknown to this agent/,
+    ],
+    [
+      'bad PUT mode',
+      Buffer.concat([
+        HELLO,
+        fr(
+          FrameType.FILE_PUT,
+          5,
+          Buffer.concat([Buffer.from([0, 0, 0x10, 0]), Buffer.alloc(16), P.encodeFileGet('/x')]),
+        ),
+        HEALTH,
+      ]),
+      'session',
+      /^5: FILE_PUT mode 010000 is more than permission bits$/,
+    ],
+    [
+      'frames for closed sessions',
+      Buffer.concat([
+        HELLO,
+        fr(FrameType.STDIN, 5, 'x'),
+        fr(FrameType.WINDOW, 6, P.encodeU32(5)),
+        fr(FrameType.ABORT, 7),
+        HEALTH,
+      ]),
+      'session',
+      /^$/,
+    ],
+    [
+      'a frame cut short by the end of input',
+      Buffer.concat([HELLO, HEALTH, fr(FrameType.HEALTH, 100).subarray(0, 5)]),
+      'session',
+      /^$/,
+    ],
   ];
   for (const [name, input, kind, re] of cases) {
     const { frames, exit, stderr } = await talk(input);
@@ -353,7 +460,10 @@ test('malformed input: fatal errors close the stream, session errors keep it', {
     } else {
       assert.deepEqual(exit, { code: 0, signal: null }, `${name}: clean exit at end of input`);
       assert.match(errors.join('; '), re, name);
-      assert.ok(frames.some((f) => f.type === FrameType.HEALTH_REPLY && f.session === 99), `${name}: the stream still answers`);
+      assert.ok(
+        frames.some((f) => f.type === FrameType.HEALTH_REPLY && f.session === 99),
+        `${name}: the stream still answers`,
+      );
     }
   }
 });
@@ -361,15 +471,28 @@ test('malformed input: fatal errors close the stream, session errors keep it', {
 test('virtio-serial semantics: after a fatal error the agent resyncs on the next HELLO', { skip }, async () => {
   const oversized = Buffer.alloc(9);
   oversized.writeUInt32BE(0xffffffff, 0);
-  const input = Buffer.concat([Buffer.from('stale bytes from an old connection'), HELLO, oversized, Buffer.from('junk'), HELLO, HEALTH]);
+  const input = Buffer.concat([
+    Buffer.from('stale bytes from an old connection'),
+    HELLO,
+    oversized,
+    Buffer.from('junk'),
+    HELLO,
+    HEALTH,
+  ]);
   const a = await startHostAgent({ mode: 'stdio', serial: true });
   try {
     const frames: Frame[] = [];
     const d = new FrameDecoder();
     a.proc.stdout?.on('data', (b: Buffer) => frames.push(...d.push(b)));
     a.proc.stdin?.write(input);
-    await waitUntil(() => frames.some((f) => f.type === FrameType.HEALTH_REPLY), 'no HEALTH_REPLY after the second HELLO');
-    assert.deepEqual(frames.map((f) => f.type), [FrameType.HELLO, FrameType.ERROR, FrameType.HELLO, FrameType.HEALTH_REPLY]);
+    await waitUntil(
+      () => frames.some((f) => f.type === FrameType.HEALTH_REPLY),
+      'no HEALTH_REPLY after the second HELLO',
+    );
+    assert.deepEqual(
+      frames.map((f) => f.type),
+      [FrameType.HELLO, FrameType.ERROR, FrameType.HELLO, FrameType.HEALTH_REPLY],
+    );
     assert.equal(a.proc.exitCode, null, 'still running');
   } finally {
     await a.stop();

@@ -56,7 +56,11 @@ test('bangerd --version and --help print and exit 0; an unknown flag is an error
 for (const c of [
   { what: 'an unknown key', text: 'log_levle = "debug"\n', names: /unknown key "log_levle"/ },
   { what: 'a value of the wrong type', text: '[vm_defaults]\nvcpu = "two"\n', names: /vm_defaults\.vcpu.*"two"/ },
-  { what: 'memory above host RAM', text: '[vm_defaults]\nmemory_mib = 1e12\n', names: /vm_defaults\.memory_mib.*1000000000000.*at most \d+ MiB/ },
+  {
+    what: 'memory above host RAM',
+    text: '[vm_defaults]\nmemory_mib = 1e12\n',
+    names: /vm_defaults\.memory_mib.*1000000000000.*at most \d+ MiB/,
+  },
 ]) {
   test(`a config.toml with ${c.what} is named at once by the CLI, and no daemon starts`, async () => {
     const home = newHome();
@@ -77,7 +81,10 @@ test('a daemon that dies while starting is reported with its own error at once',
   const home = newHome();
   // A state database that is not SQLite: the daemon fails to open its store.
   mkdirSync(home.stateDir, { recursive: true });
-  writeFileSync(join(home.stateDir, 'banger.db'), 'this is not a database, just text that is long enough to have a header........\n'.repeat(20));
+  writeFileSync(
+    join(home.stateDir, 'banger.db'),
+    'this is not a database, just text that is long enough to have a header........\n'.repeat(20),
+  );
   const r = await runBounded([process.execPath, join(REPO, 'bin', 'banger.js'), 'vm', 'list'], home.env, FAST_MS);
   assert.equal(r.timedOut, false, `the CLI waited for a daemon that had died: ${r.stderr}`);
   assert.equal(r.code, 1, r.stderr);
@@ -101,5 +108,9 @@ test('the daemon runs doctor after it starts and logs its rows', async () => {
   assert.match(log, /INFO doctor finished \{"pass":\d+,"warn":\d+,"fail":\d+\}/);
   const st = await home.banger(['daemon', 'status', '--json'], 30_000);
   assert.equal(st.code, 0, st.stderr);
-  assert.equal(typeof (JSON.parse(st.stdout) as { pid?: unknown }).pid, 'number', 'the daemon is still up after doctor');
+  assert.equal(
+    typeof (JSON.parse(st.stdout) as { pid?: unknown }).pid,
+    'number',
+    'the daemon is still up after doctor',
+  );
 });

@@ -23,7 +23,11 @@ let server: Server;
 let port = 0;
 let work: string;
 
-function makeTarball(name: string, files: Record<string, Buffer | string>, extraTarArgs: string[] = []): { path: string; sha: string } {
+function makeTarball(
+  name: string,
+  files: Record<string, Buffer | string>,
+  extraTarArgs: string[] = [],
+): { path: string; sha: string } {
   const dir = join(work, `${name}.src`);
   mkdirSync(dir, { recursive: true });
   for (const [rel, data] of Object.entries(files)) {
@@ -97,32 +101,36 @@ test('the catalog lists the distribution kernel as available and file entries by
   assert.equal(entries.find((e) => e.name === 'tiny-file')?.state, 'available');
 });
 
-test('tarball kernels pull and verify from file:// and http://127.0.0.1; a second pull needs --force', { skip }, async () => {
-  const good = makeTarball('good2', { bzImage: fakeBzImage('9.9.9-test'), 'initrd.img': 'initrd' });
-  writeCatalog([
-    { name: 'tiny-file', url: `file://${good.path}`, sha256: good.sha },
-    { name: 'tiny-http', url: `http://127.0.0.1:${port}/good2.tar.zst`, sha256: good.sha },
-  ]);
-  await home.banger(['daemon', 'stop']);
-  for (const name of ['tiny-file', 'tiny-http']) {
-    const r = await home.banger(['kernel', 'pull', name]);
-    assert.equal(r.code, 0, r.stderr);
-    const show = await home.banger(['kernel', 'show', name, '--json']);
-    const k = JSON.parse(show.stdout) as { version: string; format: string; sha256: string; initrd_kind: string };
-    assert.equal(k.version, '9.9.9-test');
-    assert.equal(k.format, 'bzImage');
-    assert.equal(k.sha256, createHash('sha256').update(fakeBzImage('9.9.9-test')).digest('hex'));
-    assert.equal(k.initrd_kind, 'external');
-  }
-  const again = await home.banger(['kernel', 'pull', 'tiny-http']);
-  assert.equal(again.code, 1);
-  assert.match(again.stderr, /already pulled/);
-  assert.match(again.stderr, /--force/);
-  const forced = await home.banger(['kernel', 'pull', 'tiny-http', '--force']);
-  assert.equal(forced.code, 0, forced.stderr);
-  for (const name of ['tiny-file', 'tiny-http']) assert.equal((await home.banger(['kernel', 'rm', name])).code, 0);
-  assert.deepEqual(await kernelNames(), []);
-});
+test(
+  'tarball kernels pull and verify from file:// and http://127.0.0.1; a second pull needs --force',
+  { skip },
+  async () => {
+    const good = makeTarball('good2', { bzImage: fakeBzImage('9.9.9-test'), 'initrd.img': 'initrd' });
+    writeCatalog([
+      { name: 'tiny-file', url: `file://${good.path}`, sha256: good.sha },
+      { name: 'tiny-http', url: `http://127.0.0.1:${port}/good2.tar.zst`, sha256: good.sha },
+    ]);
+    await home.banger(['daemon', 'stop']);
+    for (const name of ['tiny-file', 'tiny-http']) {
+      const r = await home.banger(['kernel', 'pull', name]);
+      assert.equal(r.code, 0, r.stderr);
+      const show = await home.banger(['kernel', 'show', name, '--json']);
+      const k = JSON.parse(show.stdout) as { version: string; format: string; sha256: string; initrd_kind: string };
+      assert.equal(k.version, '9.9.9-test');
+      assert.equal(k.format, 'bzImage');
+      assert.equal(k.sha256, createHash('sha256').update(fakeBzImage('9.9.9-test')).digest('hex'));
+      assert.equal(k.initrd_kind, 'external');
+    }
+    const again = await home.banger(['kernel', 'pull', 'tiny-http']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already pulled/);
+    assert.match(again.stderr, /--force/);
+    const forced = await home.banger(['kernel', 'pull', 'tiny-http', '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    for (const name of ['tiny-file', 'tiny-http']) assert.equal((await home.banger(['kernel', 'rm', name])).code, 0);
+    assert.deepEqual(await kernelNames(), []);
+  },
+);
 
 test('a wrong sha256, a truncated download and a ../evil entry fail clearly and leave nothing', { skip }, async () => {
   const good = makeTarball('good3', { bzImage: fakeBzImage('9.9.9-test') });
@@ -162,7 +170,15 @@ test('kernel import from explicit paths and from a directory; bad paths fail cle
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'vmlinuz'), fakeBzImage('9.9.8-imp'));
   writeFileSync(join(dir, 'initrd.img'), 'initrd');
-  let r = await home.banger(['kernel', 'import', 'imp-paths', '--kernel', join(dir, 'vmlinuz'), '--initrd', join(dir, 'initrd.img')]);
+  let r = await home.banger([
+    'kernel',
+    'import',
+    'imp-paths',
+    '--kernel',
+    join(dir, 'vmlinuz'),
+    '--initrd',
+    join(dir, 'initrd.img'),
+  ]);
   assert.equal(r.code, 0, r.stderr);
   r = await home.banger(['kernel', 'import', 'imp-dir', '--from', dir]);
   assert.equal(r.code, 0, r.stderr);

@@ -15,7 +15,10 @@ import { NodeRunner } from '../../src/system/node-runner.js';
 import { sh } from '../helpers/home.js';
 import { missingRoot, missingTools, requirements } from '../helpers/requirements.js';
 
-const skip = requirements([...missingRoot('to loop-mount XFS and tmpfs'), ...missingTools(['mkfs.xfs', 'mount', 'umount'])], 'run as root; apt install xfsprogs');
+const skip = requirements(
+  [...missingRoot('to loop-mount XFS and tmpfs'), ...missingTools(['mkfs.xfs', 'mount', 'umount'])],
+  'run as root; apt install xfsprogs',
+);
 
 let dir: string;
 let mnt: string;
@@ -39,13 +42,16 @@ after(() => {
 
 const used = (path: string): number => Number(sh(['df', '--output=used', '-B1', path]).stdout.split('\n')[1]);
 
-
 test('reflink strategy on a reflink-capable XFS', { skip }, async () => {
   const base = join(mnt, 'rootfs.ext4');
   writeFileSync(base, randomBytes(64 << 20));
   sh(['sync']);
   const before = used(mnt);
-  const { plan } = await makeRootDisk(new NodeRunner(), { base, target: join(mnt, 'root.img'), sizeBytes: 256 << 20, vmId: 'x1' }, ['reflink', 'sparse-copy']);
+  const { plan } = await makeRootDisk(
+    new NodeRunner(),
+    { base, target: join(mnt, 'root.img'), sizeBytes: 256 << 20, vmId: 'x1' },
+    ['reflink', 'sparse-copy'],
+  );
   sh(['sync']);
   assert.equal(plan.strategy, 'reflink');
   assert.equal(statSync(join(mnt, 'root.img')).size, 256 << 20);
@@ -61,7 +67,11 @@ test('without reflink support the strategy falls through to a sparse copy', { sk
   mkdirSync(tmpfs);
   assert.equal(sh(['mount', '-t', 'tmpfs', '-o', 'size=64M', 'tmpfs', tmpfs]).code, 0);
   try {
-    const { plan } = await makeRootDisk(new NodeRunner(), { base, target: join(tmpfs, 'root.img'), sizeBytes: 8 << 20, vmId: 'x2' }, ['reflink', 'sparse-copy']);
+    const { plan } = await makeRootDisk(
+      new NodeRunner(),
+      { base, target: join(tmpfs, 'root.img'), sizeBytes: 8 << 20, vmId: 'x2' },
+      ['reflink', 'sparse-copy'],
+    );
     assert.equal(plan.strategy, 'sparse-copy');
     assert.equal(statSync(join(tmpfs, 'root.img')).size, 8 << 20);
   } finally {

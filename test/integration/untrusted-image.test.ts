@@ -41,7 +41,10 @@ async function layer(entries: Entry[]): Promise<LayerInput> {
 }
 
 /** The minimum the pipeline accepts: an init. */
-const BASE: Entry[] = [{ name: 'usr/lib/systemd/systemd', body: '#!/bin/true\n', mode: 0o755 }, { name: 'lib', type: 'symlink', linkname: 'usr/lib' }];
+const BASE: Entry[] = [
+  { name: 'usr/lib/systemd/systemd', body: '#!/bin/true\n', mode: 0o755 },
+  { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+];
 
 function builder(maxUnpackedBytes = 1 << 30): RootfsBuilder {
   return new RootfsBuilder(new NodeRunner(), nullLogger, isRoot, maxUnpackedBytes);
@@ -51,46 +54,72 @@ function staging(): string {
   return mkdtempSync(join(work, `s${seq++}-`));
 }
 
-test('image files named through symlinks to host paths are never read: a FIFO does not hang the pull, a host file does not leak', { timeout: 60_000 }, async () => {
-  const fifo = join(work, 'host-fifo');
-  assert.equal(sh(['mkfifo', fifo]).code, 0);
-  const hostFile = join(work, 'host-os-release');
-  writeFileSync(hostFile, 'ID=leaked-from-host\n');
-  for (const target of [fifo, hostFile, '/dev/zero']) {
-    const res = await builder().build(staging(), [await layer([...BASE, { name: 'etc/os-release', type: 'symlink', linkname: target }])], {}, quietContext(), new AbortController().signal);
-    assert.equal(res.distro, 'unknown', `os-release -> ${target}`);
-  }
-  // A link inside the image is followed the way the guest would.
-  const res = await builder().build(
-    staging(),
-    [await layer([...BASE, { name: 'usr/lib/os-release', body: 'NAME=x\nID=inside\n' }, { name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' }])],
-    {},
-    quietContext(),
-    new AbortController().signal,
-  );
-  assert.equal(res.distro, 'inside');
-  assert.equal(readFileSync(hostFile, 'utf8'), 'ID=leaked-from-host\n');
-});
+test(
+  'image files named through symlinks to host paths are never read: a FIFO does not hang the pull, a host file does not leak',
+  { timeout: 60_000 },
+  async () => {
+    const fifo = join(work, 'host-fifo');
+    assert.equal(sh(['mkfifo', fifo]).code, 0);
+    const hostFile = join(work, 'host-os-release');
+    writeFileSync(hostFile, 'ID=leaked-from-host\n');
+    for (const target of [fifo, hostFile, '/dev/zero']) {
+      const res = await builder().build(
+        staging(),
+        [await layer([...BASE, { name: 'etc/os-release', type: 'symlink', linkname: target }])],
+        {},
+        quietContext(),
+        new AbortController().signal,
+      );
+      assert.equal(res.distro, 'unknown', `os-release -> ${target}`);
+    }
+    // A link inside the image is followed the way the guest would.
+    const res = await builder().build(
+      staging(),
+      [
+        await layer([
+          ...BASE,
+          { name: 'usr/lib/os-release', body: 'NAME=x\nID=inside\n' },
+          { name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' },
+        ]),
+      ],
+      {},
+      quietContext(),
+      new AbortController().signal,
+    );
+    assert.equal(res.distro, 'inside');
+    assert.equal(readFileSync(hostFile, 'utf8'), 'ID=leaked-from-host\n');
+  },
+);
 
 test('an init or sshd that exists only through a link out of the image does not count', async () => {
   // lib -> / would make lib/systemd/systemd the host's systemd.
-  const entries: Entry[] = [{ name: 'lib', type: 'symlink', linkname: '/lib' }, { name: 'usr/sbin', type: 'directory' }, { name: 'sbin', type: 'symlink', linkname: '/usr/sbin' }];
-  await assert.rejects(builder().build(staging(), [await layer(entries)], {}, quietContext(), new AbortController().signal), (e: unknown) => {
-    assert.ok(e instanceof AppError);
-    assert.match(e.message, /no systemd/);
-    return true;
-  });
+  const entries: Entry[] = [
+    { name: 'lib', type: 'symlink', linkname: '/lib' },
+    { name: 'usr/sbin', type: 'directory' },
+    { name: 'sbin', type: 'symlink', linkname: '/usr/sbin' },
+  ];
+  await assert.rejects(
+    builder().build(staging(), [await layer(entries)], {}, quietContext(), new AbortController().signal),
+    (e: unknown) => {
+      assert.ok(e instanceof AppError);
+      assert.match(e.message, /no systemd/);
+      return true;
+    },
+  );
 });
 
 test('max_unpacked_size stops a layer that unpacks to more, naming the layer', async () => {
   const big: Entry[] = [...BASE, { name: 'big', body: 'x'.repeat(2 * 1048576) }];
   const dir = staging();
-  await assert.rejects(builder(1048576).build(dir, [await layer(big)], {}, quietContext(), new AbortController().signal), (e: unknown) => {
-    assert.ok(e instanceof AppError, String(e));
-    assert.equal(e.code, 'bad_request');
-    assert.match(e.message, /the image content is larger than 1048576 bytes \(reading layer 1\/1\)/);
-    return true;
-  });
+  await assert.rejects(
+    builder(1048576).build(dir, [await layer(big)], {}, quietContext(), new AbortController().signal),
+    (e: unknown) => {
+      assert.ok(e instanceof AppError, String(e));
+      assert.equal(e.code, 'bad_request');
+      assert.match(e.message, /the image content is larger than 1048576 bytes \(reading layer 1\/1\)/);
+      return true;
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -111,10 +140,14 @@ function ext4Of(tree: string): string {
 
 /** Byte offset (within /dir's first block) of the name of entry `name`, found by walking the block's linear dirents. */
 function nameOffset(img: string, dir: string, name: string): number {
-  const blk = Number(run(['debugfs', '-R', `blocks ${dir}`, img]).trim().split(/\s+/)[0]);
+  const blk = Number(
+    run(['debugfs', '-R', `blocks ${dir}`, img])
+      .trim()
+      .split(/\s+/)[0],
+  );
   const bs = Number(/Block size:\s+(\d+)/.exec(run(['dumpe2fs', '-h', img]))?.[1]);
   const block = readFileSync(img).subarray(blk * bs, blk * bs + bs);
-  for (let off = 0; off < bs; ) {
+  for (let off = 0; off < bs;) {
     const recLen = block.readUInt16LE(off + 4);
     const len = block[off + 6] as number;
     if (block.subarray(off + 8, off + 8 + len).toString() === name) return off + 8;
@@ -141,17 +174,26 @@ test('a bundle whose /root holds the same name twice (a symlink to a host file, 
   assert.match(run(['debugfs', '-R', 'ls /root', img]), /x.*x/s);
 
   const { b, dir } = seedBuilder();
-  await assert.rejects(b.workSeedFromRootfs(dir, img, 'file:///evil.tar.zst', new AbortController().signal), (e: unknown) => {
-    assert.ok(e instanceof AppError, String(e));
-    assert.equal(e.code, 'bad_request');
-    assert.match(e.message, /bundle file:\/\/\/evil\.tar\.zst: rootfs\.ext4 is not a clean ext4 filesystem .*Duplicate entry 'x'/);
-    return true;
-  });
+  await assert.rejects(
+    b.workSeedFromRootfs(dir, img, 'file:///evil.tar.zst', new AbortController().signal),
+    (e: unknown) => {
+      assert.ok(e instanceof AppError, String(e));
+      assert.equal(e.code, 'bad_request');
+      assert.match(
+        e.message,
+        /bundle file:\/\/\/evil\.tar\.zst: rootfs\.ext4 is not a clean ext4 filesystem .*Duplicate entry 'x'/,
+      );
+      return true;
+    },
+  );
   assert.equal(readFileSync(victim, 'utf8'), 'original\n');
 
   // Even past fsck, the reader refuses a directory that names one entry twice.
   const { listRootSubtree } = await import('../../src/services/image/bundle-seed.js');
-  await assert.rejects(listRootSubtree(new NodeRunner(), img, 'bundle b', { maxBytes: 1 << 30 }, new AbortController().signal), /\/root holds two entries named "x"/);
+  await assert.rejects(
+    listRootSubtree(new NodeRunner(), img, 'bundle b', { maxBytes: 1 << 30 }, new AbortController().signal),
+    /\/root holds two entries named "x"/,
+  );
   assert.equal(readFileSync(victim, 'utf8'), 'original\n');
 });
 
@@ -162,11 +204,14 @@ test('a bundle whose /root is a symlink is refused naming /root; nothing it poin
   run(['ln', '-s', secretDir, join(tree, 'root')]);
   const img = ext4Of(tree);
   const { b, dir } = seedBuilder();
-  await assert.rejects(b.workSeedFromRootfs(dir, img, 'file:///evil.tar.zst', new AbortController().signal), (e: unknown) => {
-    assert.ok(e instanceof AppError, String(e));
-    assert.match(e.message, /\/root is a symlink, not a directory/);
-    return true;
-  });
+  await assert.rejects(
+    b.workSeedFromRootfs(dir, img, 'file:///evil.tar.zst', new AbortController().signal),
+    (e: unknown) => {
+      assert.ok(e instanceof AppError, String(e));
+      assert.match(e.message, /\/root is a symlink, not a directory/);
+      return true;
+    },
+  );
   assert.equal(sh(['test', '-e', join(dir, 'work-seed.ext4')]).code, 1, 'no work-seed was written');
 });
 

@@ -49,7 +49,14 @@ before(async () => {
   port = (server.address() as { port: number }).port;
   const catalog = join(work, 'catalog.json');
   const sha256 = createHash('sha256').update(tarball).digest('hex');
-  writeFileSync(catalog, JSON.stringify({ kernels: [{ name: 'held', url: `http://127.0.0.1:${port}/held.tar.zst`, sha256, distro: 'test', version: '9.9.9' }] }));
+  writeFileSync(
+    catalog,
+    JSON.stringify({
+      kernels: [
+        { name: 'held', url: `http://127.0.0.1:${port}/held.tar.zst`, sha256, distro: 'test', version: '9.9.9' },
+      ],
+    }),
+  );
   mkdirSync(join(home.root, 'config', 'banger'), { recursive: true });
   writeFileSync(join(home.root, 'config', 'banger', 'config.toml'), `catalog = "${catalog}"\n`);
 });
@@ -91,40 +98,53 @@ test('an idle daemon of another version is replaced and the command runs against
   const oldPid = await startOldDaemon();
   const r = await home.banger(['kernel', 'list', '--available', '--json'], 60_000);
   assert.equal(r.code, 0, `${r.stderr}\ndaemon log tail: ${home.daemonLog().slice(-2000)}`);
-  assert.ok((JSON.parse(r.stdout) as { name: string }[]).some((k) => k.name === 'held'), 'the new daemon answered the command');
+  assert.ok(
+    (JSON.parse(r.stdout) as { name: string }[]).some((k) => k.name === 'held'),
+    'the new daemon answered the command',
+  );
   const st = await status();
   assert.notEqual(st.version, OLD.BANGER_TEST_VERSION);
   assert.notEqual(st.pid, oldPid);
   assert.equal(alive(oldPid), false, 'the old daemon exited');
 });
 
-test('a busy daemon of another version is not replaced: the CLI names the running operation and fails; the operation finishes', { skip }, async () => {
-  const oldPid = await startOldDaemon();
-  const arrived = new Promise<void>((ok) => (requested = ok));
-  // The busy operation: an old-version CLI pulling the held kernel.
-  const pull = home.bangerBackground(['kernel', 'pull', 'held'], OLD);
-  try {
-    // Bounded: a pull that never reaches the server fails the test instead of hanging it.
-    await Promise.race([arrived, pull.wait().then((p) => assert.fail(`the pull ended before reaching the server: ${p.stderr}`))]);
+test(
+  'a busy daemon of another version is not replaced: the CLI names the running operation and fails; the operation finishes',
+  { skip },
+  async () => {
+    const oldPid = await startOldDaemon();
+    const arrived = new Promise<void>((ok) => (requested = ok));
+    // The busy operation: an old-version CLI pulling the held kernel.
+    const pull = home.bangerBackground(['kernel', 'pull', 'held'], OLD);
+    try {
+      // Bounded: a pull that never reaches the server fails the test instead of hanging it.
+      await Promise.race([
+        arrived,
+        pull.wait().then((p) => assert.fail(`the pull ended before reaching the server: ${p.stderr}`)),
+      ]);
 
-    const r: CliResult = await home.banger(['kernel', 'list', '--json'], 60_000);
-    assert.notEqual(r.code, 0, r.stdout);
-    assert.match(r.stderr, new RegExp(`version ${OLD.BANGER_TEST_VERSION.replace(/[.+]/g, '\\$&')}`));
-    assert.match(r.stderr, /busy with kernel\.pull \(op-[0-9a-f]+, \d+s\)/);
-    assert.match(r.stderr, /retry when they finish/);
-    assert.equal(r.stdout, '');
-    const st = await status();
-    assert.deepEqual(st, { pid: oldPid, version: OLD.BANGER_TEST_VERSION }, 'the busy daemon was left running');
+      const r: CliResult = await home.banger(['kernel', 'list', '--json'], 60_000);
+      assert.notEqual(r.code, 0, r.stdout);
+      assert.match(r.stderr, new RegExp(`version ${OLD.BANGER_TEST_VERSION.replace(/[.+]/g, '\\$&')}`));
+      assert.match(r.stderr, /busy with kernel\.pull \(op-[0-9a-f]+, \d+s\)/);
+      assert.match(r.stderr, /retry when they finish/);
+      assert.equal(r.stdout, '');
+      const st = await status();
+      assert.deepEqual(st, { pid: oldPid, version: OLD.BANGER_TEST_VERSION }, 'the busy daemon was left running');
 
-    for (const res of held.splice(0)) res.end(tarball.subarray(Math.floor(tarball.length / 2)));
-    const done = await pull.wait();
-    assert.equal(done.code, 0, `the held pull was not disturbed: ${done.stderr}`);
-  } finally {
-    for (const res of held.splice(0)) res.destroy();
-    await pull.stop();
-  }
-  const list = await home.banger(['kernel', 'list', '--json'], 60_000);
-  assert.equal(list.code, 0, `once idle the daemon is replaced: ${list.stderr}`);
-  assert.ok((JSON.parse(list.stdout) as { name: string }[]).some((k) => k.name === 'held'), 'the pulled kernel is there');
-  assert.notEqual((await status()).pid, oldPid);
-});
+      for (const res of held.splice(0)) res.end(tarball.subarray(Math.floor(tarball.length / 2)));
+      const done = await pull.wait();
+      assert.equal(done.code, 0, `the held pull was not disturbed: ${done.stderr}`);
+    } finally {
+      for (const res of held.splice(0)) res.destroy();
+      await pull.stop();
+    }
+    const list = await home.banger(['kernel', 'list', '--json'], 60_000);
+    assert.equal(list.code, 0, `once idle the daemon is replaced: ${list.stderr}`);
+    assert.ok(
+      (JSON.parse(list.stdout) as { name: string }[]).some((k) => k.name === 'held'),
+      'the pulled kernel is there',
+    );
+    assert.notEqual((await status()).pid, oldPid);
+  },
+);

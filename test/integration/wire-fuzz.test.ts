@@ -36,8 +36,12 @@ before(async () => {
   assert.equal(r.code, 0, r.stderr);
   socket = join(home.runtimeDir, 'bangerd.sock');
   pid = Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8').trim());
-  const status = await talk({ bytes: [`${JSON.stringify({ method: 'daemon.status', params: {}, version: 'any' })}\n`], expect: 'answer', end: false });
-  version = ((status.lines[0] as { result: { version: string } }).result).version;
+  const status = await talk({
+    bytes: [`${JSON.stringify({ method: 'daemon.status', params: {}, version: 'any' })}\n`],
+    expect: 'answer',
+    end: false,
+  });
+  version = (status.lines[0] as { result: { version: string } }).result.version;
 });
 
 after(async () => {
@@ -81,9 +85,24 @@ function generator(rand: () => number): () => Case {
   const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => int(256)));
   const text = (n: number): string => Array.from({ length: n }, () => String.fromCharCode(32 + int(95))).join('');
   // Read-only methods only: nothing here may change state (never daemon.stop).
-  const methods = ['vm.list', 'kernel.list', 'image.list', 'vm.show', 'kernel.show', 'daemon.status', 'no.such', '', 'vm.list\u0000'];
-  const valid = (): Record<string, unknown> => ({ method: pick(['vm.list', 'kernel.list', 'image.list']), params: {}, version });
-  const junkValue = (): unknown => pick<unknown>([null, 0, -1, 1e308, true, 'x', '', [], [1, [2]], {}, { a: { b: null } }, text(20)]);
+  const methods = [
+    'vm.list',
+    'kernel.list',
+    'image.list',
+    'vm.show',
+    'kernel.show',
+    'daemon.status',
+    'no.such',
+    '',
+    'vm.list\u0000',
+  ];
+  const valid = (): Record<string, unknown> => ({
+    method: pick(['vm.list', 'kernel.list', 'image.list']),
+    params: {},
+    version,
+  });
+  const junkValue = (): unknown =>
+    pick<unknown>([null, 0, -1, 1e308, true, 'x', '', [], [1, [2]], {}, { a: { b: null } }, text(20)]);
   const kinds: (() => Case)[] = [
     () => ({ bytes: [Buffer.concat([bytes(int(4096)), Buffer.from('\n')])], expect: 'either', end: rand() < 0.5 }),
     () => ({ bytes: [bytes(1 + int(2048))], expect: 'either', end: true }),
@@ -97,16 +116,45 @@ function generator(rand: () => number): () => Case {
       req[pick(['method', 'params', 'version', 'op_id'])] = junkValue();
       return { bytes: [`${JSON.stringify(req)}\n`], expect: 'answer', end: false };
     },
-    () => ({ bytes: [`${JSON.stringify({ method: pick(methods), params: { ref: text(int(50)), [text(5)]: junkValue() }, version: pick([version, 'old', '']) })}\n`], expect: 'answer', end: false, known: true }),
+    () => ({
+      bytes: [
+        `${JSON.stringify({ method: pick(methods), params: { ref: text(int(50)), [text(5)]: junkValue() }, version: pick([version, 'old', '']) })}\n`,
+      ],
+      expect: 'answer',
+      end: false,
+      known: true,
+    }),
     () => ({ bytes: [`${'['.repeat(1 + int(200_000))}\n`], expect: 'answer', end: false }),
-    () => ({ bytes: [`{"method":"vm.list","params":{"x":"${'a'.repeat(MiB + int(64 * 1024))}`], expect: 'answer', end: false }),
+    () => ({
+      bytes: [`{"method":"vm.list","params":{"x":"${'a'.repeat(MiB + int(64 * 1024))}`],
+      expect: 'answer',
+      end: false,
+    }),
     () => {
       // A valid request in small pieces.
       const line = `${JSON.stringify(valid())}\n`;
       const cuts = [0, ...Array.from({ length: 4 }, () => int(line.length)).sort((a, b) => a - b), line.length];
-      return { bytes: cuts.slice(1).map((c, i) => line.slice(cuts[i], c)).filter((s) => s.length > 0), expect: 'answer', end: false, known: true };
+      return {
+        bytes: cuts
+          .slice(1)
+          .map((c, i) => line.slice(cuts[i], c))
+          .filter((s) => s.length > 0),
+        expect: 'answer',
+        end: false,
+        known: true,
+      };
     },
-    () => ({ bytes: [Buffer.concat([Buffer.from('{"method":"vm.list","params":{},"version":"'), bytes(1 + int(8)), Buffer.from('"}\n')])], expect: 'answer', end: false }),
+    () => ({
+      bytes: [
+        Buffer.concat([
+          Buffer.from('{"method":"vm.list","params":{},"version":"'),
+          bytes(1 + int(8)),
+          Buffer.from('"}\n'),
+        ]),
+      ],
+      expect: 'answer',
+      end: false,
+    }),
     () => ({ bytes: ['\n\n   \n'], expect: 'either', end: true }),
   ];
   let n = 0;
@@ -189,58 +237,77 @@ function rss(): number {
   return kb === undefined ? 0 : Number(kb) * 1024;
 }
 
-test('random, truncated, oversized and binary request lines: every connection ends, the daemon stays up with bounded memory', { timeout: 120_000 }, async (t) => {
-  const seed = Number(process.env.BANGER_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  t.diagnostic(`BANGER_FUZZ_SEED=${seed}`);
-  const next = generator(prng(seed));
-  const rssBefore = rss();
-  let peak = rssBefore;
-  const failures: string[] = [];
-  let sent = 0;
-  let known = 0;
-  const started = Date.now();
-  const worker = async (): Promise<void> => {
-    while (sent < MAX_CASES && Date.now() - started < MAX_RUN_MS && failures.length < 5) {
-      const c = next();
-      sent++;
-      if (c.known) known++;
-      const out = await talk(c);
-      peak = Math.max(peak, rss());
-      const what = `${JSON.stringify(c.bytes.map((b) => b.toString().slice(0, 60)))}${c.flood ? ` + ${c.flood} bytes` : ''} → ${out.raw}`;
-      if (!out.closed) failures.push(`not closed within ${CONNECTION_DEADLINE_MS} ms: ${what}`);
-      if (out.lines.length > 1) failures.push(`more than one reply line: ${what}`);
-      const last = out.lines.at(-1) as { result?: unknown; error?: { code?: string; message?: string; op_id?: string } } | undefined;
-      if (c.expect === 'answer' && last === undefined) failures.push(`no answer: ${what}`);
-      if (last !== undefined) {
-        const wellFormed = 'result' in last || (last.error !== undefined && (ERROR_CODES as readonly string[]).includes(last.error.code ?? '') && typeof last.error.message === 'string' && typeof last.error.op_id === 'string');
-        if (!wellFormed) failures.push(`malformed answer: ${what}`);
+test(
+  'random, truncated, oversized and binary request lines: every connection ends, the daemon stays up with bounded memory',
+  { timeout: 120_000 },
+  async (t) => {
+    const seed = Number(process.env.BANGER_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    t.diagnostic(`BANGER_FUZZ_SEED=${seed}`);
+    const next = generator(prng(seed));
+    const rssBefore = rss();
+    let peak = rssBefore;
+    const failures: string[] = [];
+    let sent = 0;
+    let known = 0;
+    const started = Date.now();
+    const worker = async (): Promise<void> => {
+      while (sent < MAX_CASES && Date.now() - started < MAX_RUN_MS && failures.length < 5) {
+        const c = next();
+        sent++;
+        if (c.known) known++;
+        const out = await talk(c);
+        peak = Math.max(peak, rss());
+        const what = `${JSON.stringify(c.bytes.map((b) => b.toString().slice(0, 60)))}${c.flood ? ` + ${c.flood} bytes` : ''} → ${out.raw}`;
+        if (!out.closed) failures.push(`not closed within ${CONNECTION_DEADLINE_MS} ms: ${what}`);
+        if (out.lines.length > 1) failures.push(`more than one reply line: ${what}`);
+        const last = out.lines.at(-1) as
+          { result?: unknown; error?: { code?: string; message?: string; op_id?: string } } | undefined;
+        if (c.expect === 'answer' && last === undefined) failures.push(`no answer: ${what}`);
+        if (last !== undefined) {
+          const wellFormed =
+            'result' in last ||
+            (last.error !== undefined &&
+              (ERROR_CODES as readonly string[]).includes(last.error.code ?? '') &&
+              typeof last.error.message === 'string' &&
+              typeof last.error.op_id === 'string');
+          if (!wellFormed) failures.push(`malformed answer: ${what}`);
+        }
+        if (!alive()) failures.push(`daemon died after: ${what}`);
+        if (!alive()) break;
       }
-      if (!alive()) failures.push(`daemon died after: ${what}`);
-      if (!alive()) break;
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    t.diagnostic(
+      `${sent} connections in ${Date.now() - started} ms; RSS ${Math.round(rssBefore / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB`,
+    );
+
+    assert.deepEqual(failures, []);
+    assert.ok(sent >= 50, `only ${sent} connections were made`);
+    assert.ok(alive(), 'the daemon is still running');
+    assert.equal(Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8').trim()), pid, 'the same daemon');
+    assert.ok(peak < MAX_RSS_BYTES, `daemon RSS peaked at ${Math.round(peak / MiB)} MiB`);
+
+    // Normal requests still work, through the CLI.
+    for (const args of [
+      ['kernel', 'list'],
+      ['vm', 'list'],
+    ]) {
+      const r = await home.banger(args, 30_000);
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
     }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  t.diagnostic(`${sent} connections in ${Date.now() - started} ms; RSS ${Math.round(rssBefore / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB`);
+    assert.equal(
+      Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8').trim()),
+      pid,
+      'the CLI did not have to start a new daemon',
+    );
 
-  assert.deepEqual(failures, []);
-  assert.ok(sent >= 50, `only ${sent} connections were made`);
-  assert.ok(alive(), 'the daemon is still running');
-  assert.equal(Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8').trim()), pid, 'the same daemon');
-  assert.ok(peak < MAX_RSS_BYTES, `daemon RSS peaked at ${Math.round(peak / MiB)} MiB`);
-
-  // Normal requests still work, through the CLI.
-  for (const args of [['kernel', 'list'], ['vm', 'list']]) {
-    const r = await home.banger(args, 30_000);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-  }
-  assert.equal(Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8').trim()), pid, 'the CLI did not have to start a new daemon');
-
-  // Junk never became an operation: only requests for a real method can be recorded.
-  const db = new Database(join(home.stateDir, 'banger.db'), { readonly: true, fileMustExist: true });
-  try {
-    const rows = (db.prepare('SELECT count(*) AS n FROM operations').get() as { n: number }).n;
-    assert.ok(rows <= known + 3, `${rows} operations recorded for ${known} requests naming a method (of ${sent})`);
-  } finally {
-    db.close();
-  }
-});
+    // Junk never became an operation: only requests for a real method can be recorded.
+    const db = new Database(join(home.stateDir, 'banger.db'), { readonly: true, fileMustExist: true });
+    try {
+      const rows = (db.prepare('SELECT count(*) AS n FROM operations').get() as { n: number }).n;
+      assert.ok(rows <= known + 3, `${rows} operations recorded for ${known} requests naming a method (of ${sent})`);
+    } finally {
+      db.close();
+    }
+  },
+);

@@ -9,7 +9,10 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
     .command('completion')
     .description('print a shell completion script (bash or zsh)')
     .argument('<shell>', 'bash or zsh')
-    .addHelpText('after', '\nExamples:\n  source <(banger completion bash)\n  banger completion zsh > ~/.zsh/banger.zsh')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  source <(banger completion bash)\n  banger completion zsh > ~/.zsh/banger.zsh',
+    )
     .action((shell: string) => {
       const tree = completionTree(program);
       if (shell === 'bash') ctx().out.write(bashCompletion(tree));

@@ -7,8 +7,12 @@ import { table } from '../render/table.js';
 import type { Style } from '../render/style.js';
 
 export function renderChecks(rows: readonly CheckRow[], style: Style): string {
-  const colour = (s: CheckRow['status']): string => (s === 'PASS' ? style.green(s) : s === 'WARN' ? style.yellow(s) : style.red(s));
-  const body = table(['CHECK', 'STATUS', 'DETAIL'], rows.map((r) => [r.name, r.status, r.detail]));
+  const colour = (s: CheckRow['status']): string =>
+    s === 'PASS' ? style.green(s) : s === 'WARN' ? style.yellow(s) : style.red(s);
+  const body = table(
+    ['CHECK', 'STATUS', 'DETAIL'],
+    rows.map((r) => [r.name, r.status, r.detail]),
+  );
   const coloured = body.replace(/ (PASS|WARN|FAIL) /g, (_m, s: CheckRow['status']) => ` ${colour(s)} `);
   const fixes = rows.filter((r) => r.fix && r.status !== 'PASS').map((r) => `  ${r.name}: ${r.fix}`);
   return fixes.length ? `${coloured}\nfixes:\n${fixes.join('\n')}\n` : coloured;
@@ -22,7 +26,10 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
     .action(async (opts: { json?: boolean }) => {
       const c = ctx();
       // Loaded on demand: the config parser (zod) and the store (native sqlite) would slow every other command's start.
-      const [{ loadConfigFile }, { runChecks }] = await Promise.all([import('../../config/file.js'), import('../../services/doctor/checks.js')]);
+      const [{ loadConfigFile }, { runChecks }] = await Promise.all([
+        import('../../config/file.js'),
+        import('../../services/doctor/checks.js'),
+      ]);
       const host = new HostProbe();
       let config: Config | undefined;
       let configError: string | undefined;
@@ -31,7 +38,15 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
       } catch (e) {
         configError = (e as Error).message;
       }
-      const rows = await runChecks({ paths: c.paths, host, runner: c.runner, version: c.version, config, configError, arch: process.arch });
+      const rows = await runChecks({
+        paths: c.paths,
+        host,
+        runner: c.runner,
+        version: c.version,
+        config,
+        configError,
+        arch: process.arch,
+      });
       const ok = !rows.some((r) => r.status === 'FAIL');
       c.out.write(opts.json ? `${JSON.stringify({ ok, checks: rows }, null, 2)}\n` : renderChecks(rows, c.style));
       setCode(ok ? 0 : 1);

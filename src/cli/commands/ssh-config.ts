@@ -37,7 +37,11 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
         const before = await readOptional(userConfig);
         const after = installInclude(before, c.paths.sshConfigFile);
         if (after !== before) await writeAtomic(userConfig, after);
-        c.out.write(after === before ? `already included in ${userConfig}\n` : `added an Include of ${c.paths.sshConfigFile} to ${userConfig}\n`);
+        c.out.write(
+          after === before
+            ? `already included in ${userConfig}\n`
+            : `added an Include of ${c.paths.sshConfigFile} to ${userConfig}\n`,
+        );
       } else if (o.uninstall) {
         const before = await readOptional(userConfig);
         if (before === undefined) c.out.write(`${userConfig} does not exist; nothing to do\n`);
@@ -45,7 +49,9 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
           const after = uninstallInclude(before);
           if (after === undefined) await rm(userConfig);
           else if (after !== before) await writeAtomic(userConfig, after);
-          c.out.write(after === before ? `no banger block in ${userConfig}\n` : `removed the banger block from ${userConfig}\n`);
+          c.out.write(
+            after === before ? `no banger block in ${userConfig}\n` : `removed the banger block from ${userConfig}\n`,
+          );
         }
       } else {
         c.out.write(`${c.paths.sshConfigFile}\n`);

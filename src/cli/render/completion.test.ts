@@ -14,9 +14,16 @@ const cmd = (name: string, flags: string[], children: FakeCmd[] = []): FakeCmd =
 });
 
 test('completion tree and scripts name verbs, flags and dynamic names', () => {
-  const root = cmd('banger', ['--version'], [cmd('vm', [], [cmd('run', ['--name', '--rm']), cmd('stop', [])]), cmd('__names', [])]);
+  const root = cmd(
+    'banger',
+    ['--version'],
+    [cmd('vm', [], [cmd('run', ['--name', '--rm']), cmd('stop', [])]), cmd('__names', [])],
+  );
   const tree = completionTree(root);
-  assert.deepEqual(tree.children.map((c) => c.name), ['vm']);
+  assert.deepEqual(
+    tree.children.map((c) => c.name),
+    ['vm'],
+  );
   const stop = tree.children[0]?.children.find((c) => c.name === 'stop');
   assert.equal(stop?.args, 'vms');
   const bash = bashCompletion(tree);

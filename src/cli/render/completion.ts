@@ -15,13 +15,18 @@ const argKind = (path: string): CompletionNode['args'] => {
 };
 
 /** Builds the tree from commander-like objects (name(), options[].flags, commands[]). */
-export function completionTree(cmd: { name(): string; options: readonly { long?: string; short?: string }[]; commands: readonly unknown[] }, path?: string): CompletionNode {
+export function completionTree(
+  cmd: { name(): string; options: readonly { long?: string; short?: string }[]; commands: readonly unknown[] },
+  path?: string,
+): CompletionNode {
   const here = path === undefined ? '' : `${path} ${cmd.name()}`.trim();
   return {
     name: cmd.name(),
     flags: cmd.options.flatMap((o) => [o.long, o.short].filter((f): f is string => Boolean(f))),
     args: argKind(here),
-    children: (cmd.commands as (typeof cmd)[]).filter((c) => !c.name().startsWith('__')).map((c) => completionTree(c, here)),
+    children: (cmd.commands as (typeof cmd)[])
+      .filter((c) => !c.name().startsWith('__'))
+      .map((c) => completionTree(c, here)),
   };
 }
 

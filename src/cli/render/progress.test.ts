@@ -4,7 +4,14 @@ import { makeStyle } from './style.js';
 import { bar, progressPrinter } from './progress.js';
 
 function sink(isTTY: boolean): NodeJS.WritableStream & { isTTY: boolean; text: string } {
-  const s = { isTTY, text: '', write(c: string) { s.text += c; return true; } };
+  const s = {
+    isTTY,
+    text: '',
+    write(c: string) {
+      s.text += c;
+      return true;
+    },
+  };
   return s as unknown as NodeJS.WritableStream & { isTTY: boolean; text: string };
 }
 
@@ -27,5 +34,8 @@ test('plain lines when not a TTY, each once; a redrawn bar on a TTY', () => {
   t({ stage: 'download', message: 'layers', current: 5, total: 10 });
   t({ stage: 'download', message: 'layers', current: 10, total: 10 });
   t({ stage: 'image', message: 'writing ext4' });
-  assert.match(tty.text, /^\r\x1b\[2K\[download\] layers \[#{12}\.{12}\] 50%\r\x1b\[2K\[download\] layers \[#{24}\] 100%\n\[image\] writing ext4\n$/);
+  assert.match(
+    tty.text,
+    /^\r\x1b\[2K\[download\] layers \[#{12}\.{12}\] 50%\r\x1b\[2K\[download\] layers \[#{24}\] 100%\n\[image\] writing ext4\n$/,
+  );
 });

@@ -15,7 +15,10 @@ export function bar(current: number, total: number): string {
  * events with a total redraw one bar line in place; otherwise (or for stage
  * events) plain lines, each printed once.
  */
-export function progressPrinter(out: NodeJS.WritableStream & { isTTY?: boolean }, style: Style): (e: ProgressEvent) => void {
+export function progressPrinter(
+  out: NodeJS.WritableStream & { isTTY?: boolean },
+  style: Style,
+): (e: ProgressEvent) => void {
   let last = '';
   let barOpen = false;
   return (e) => {

@@ -33,13 +33,38 @@ function home(): Paths {
   mkdirSync(paths.stateDir, { recursive: true });
   const db = openStore(paths.dbFile);
   new ImageRepo(db).insert({
-    id: 'img1', name: 'debian', source: 'build', managed: true, dir: '/i', rootfsPath: '/i/r', workSeedPath: undefined,
-    kernelName: 'k', distro: 'debian', sizeBytes: 1, assetsVersion: 1, createdAt: 'now',
+    id: 'img1',
+    name: 'debian',
+    source: 'build',
+    managed: true,
+    dir: '/i',
+    rootfsPath: '/i/r',
+    workSeedPath: undefined,
+    kernelName: 'k',
+    distro: 'debian',
+    sizeBytes: 1,
+    assetsVersion: 1,
+    createdAt: 'now',
   });
   const vm = (id: string, name: string, withHandles: boolean): VmRow => ({
-    id, name, imageId: 'img1', state: 'running', vcpu: 1, memoryMib: 512, diskBytes: 1, overlayBytes: 1, nat: false, vmm: 'qemu', accel: 'tcg',
-    networkMode: 'user', sshPort: 2222, diskStrategy: 'qcow2-overlay', handles: withHandles ? { pid: 7, startTime: 1, qmpSocket: '/q', sshPort: 2222 } : undefined,
-    bootId: undefined, createdAt: 'now', updatedAt: 'now',
+    id,
+    name,
+    imageId: 'img1',
+    state: 'running',
+    vcpu: 1,
+    memoryMib: 512,
+    diskBytes: 1,
+    overlayBytes: 1,
+    nat: false,
+    vmm: 'qemu',
+    accel: 'tcg',
+    networkMode: 'user',
+    sshPort: 2222,
+    diskStrategy: 'qcow2-overlay',
+    handles: withHandles ? { pid: 7, startTime: 1, qmpSocket: '/q', sshPort: 2222 } : undefined,
+    bootId: undefined,
+    createdAt: 'now',
+    updatedAt: 'now',
   });
   new VmRepo(db).insert(vm('aaaa', 'dev', true));
   new VmRepo(db).insert(vm('bbbb', 'bare', false));
@@ -49,7 +74,15 @@ function home(): Paths {
 }
 
 const check = (paths: Paths) =>
-  runChecks({ paths, host, runner: new FakeRunner(), version: 'test', config: defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), configError: undefined, arch: 'x64' });
+  runChecks({
+    paths,
+    host,
+    runner: new FakeRunner(),
+    version: 'test',
+    config: defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }),
+    configError: undefined,
+    arch: 'x64',
+  });
 
 test('doctor warns about a corrupt handles.json, naming the VM, the file and whether the store has a copy', async () => {
   const paths = home();
@@ -65,9 +98,16 @@ test('doctor warns about a corrupt handles.json, naming the VM, the file and whe
 
 test('doctor passes handles.json files that are fine or absent', async () => {
   const paths = home();
-  writeFileSync(join(paths.vmDir('aaaa'), 'handles.json'), JSON.stringify({ pid: 7, startTime: 1, qmpSocket: '/q', sshPort: 2222 }));
+  writeFileSync(
+    join(paths.vmDir('aaaa'), 'handles.json'),
+    JSON.stringify({ pid: 7, startTime: 1, qmpSocket: '/q', sshPort: 2222 }),
+  );
   const row = (await check(paths)).find((r) => r.name === 'vm handles');
-  assert.deepEqual(row, { name: 'vm handles', status: 'PASS', detail: '2 VMs; every handles.json is readable or absent' });
+  assert.deepEqual(row, {
+    name: 'vm handles',
+    status: 'PASS',
+    detail: '2 VMs; every handles.json is readable or absent',
+  });
 });
 
 /*
@@ -97,11 +137,18 @@ function fakeHost(h: HostSpec): HostProbe {
 /** The version answers of a healthy host: qemu 7.2, mke2fs 1.47. */
 function healthyRunner(): FakeRunner {
   return new FakeRunner()
-    .on((a) => a[0] === '/usr/bin/qemu-system-x86_64' && a[1] === '--version', { stdout: 'QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)\nCopyright (c) 2003-2022\n' })
-    .on((a) => a[0] === '/usr/bin/mkfs.ext4' && a[1] === '-V', { stderr: 'mke2fs 1.47.0 (5-Feb-2023)\n\tUsing EXT2FS Library version 1.47.0\n' });
+    .on((a) => a[0] === '/usr/bin/qemu-system-x86_64' && a[1] === '--version', {
+      stdout: 'QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)\nCopyright (c) 2003-2022\n',
+    })
+    .on((a) => a[0] === '/usr/bin/mkfs.ext4' && a[1] === '-V', {
+      stderr: 'mke2fs 1.47.0 (5-Feb-2023)\n\tUsing EXT2FS Library version 1.47.0\n',
+    });
 }
 
-function input(t: TestContext, over: Partial<DoctorInput> & { hostSpec?: HostSpec } = {}): DoctorInput & { root: string } {
+function input(
+  t: TestContext,
+  over: Partial<DoctorInput> & { hostSpec?: HostSpec } = {},
+): DoctorInput & { root: string } {
   const root = mkdtempSync(join(tmpdir(), 'doctor-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const runner = over.runner ?? healthyRunner();
@@ -127,18 +174,35 @@ const row = (rows: CheckRow[], name: string): CheckRow => {
 
 test('doctor: a healthy host without KVM passes everything but warns about software emulation', async (t) => {
   const rows = await runChecks(input(t));
-  assert.deepEqual(rows.filter((r) => r.status === 'FAIL'), []);
+  assert.deepEqual(
+    rows.filter((r) => r.status === 'FAIL'),
+    [],
+  );
   const hv = row(rows, 'hardware virtualization');
   assert.equal(hv.status, 'WARN');
-  assert.match(hv.detail, /\/dev\/kvm is missing or not read-write: software emulation \(TCG\); VMs will be many times slower/);
+  assert.match(
+    hv.detail,
+    /\/dev\/kvm is missing or not read-write: software emulation \(TCG\); VMs will be many times slower/,
+  );
   assert.match(hv.fix ?? '', /VT-x\/AMD-V/);
-  assert.deepEqual(row(rows, 'qemu'), { name: 'qemu', status: 'PASS', detail: 'QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)' });
+  assert.deepEqual(row(rows, 'qemu'), {
+    name: 'qemu',
+    status: 'PASS',
+    detail: 'QEMU emulator version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u18)',
+  });
   assert.equal(row(rows, 'mkfs.ext4').detail, 'e2fsprogs 1.47 (supports -d)');
   for (const tool of HOST_TOOLS) assert.equal(row(rows, tool.bin).status, 'PASS', tool.bin);
   assert.match(row(rows, 'state store').detail, /created on first use/);
-  assert.match(row(rows, 'default image').detail, /debian-bookworm: not present yet; made on first use from the catalog/);
+  assert.match(
+    row(rows, 'default image').detail,
+    /debian-bookworm: not present yet; made on first use from the catalog/,
+  );
   assert.match(row(rows, 'vm defaults').detail, /^vcpu \d+ \(\w+\), memory \d+ MiB/);
-  assert.equal(rows.some((r) => r.name === 'firecracker'), false, 'no firecracker row without its binary');
+  assert.equal(
+    rows.some((r) => r.name === 'firecracker'),
+    false,
+    'no firecracker row without its binary',
+  );
 });
 
 test('doctor: with KVM usable the virtualization check passes', async (t) => {
@@ -148,10 +212,30 @@ test('doctor: with KVM usable the virtualization check passes', async (t) => {
 
 test('doctor: missing programs fail (required) or warn (optional), each with the package to install', async (t) => {
   const present = ALL_BINS.filter((b) => !['qemu-system-x86_64', 'ssh', 'mmdebstrap'].includes(b));
-  const rows = await runChecks(input(t, { hostSpec: { bins: present }, runner: new FakeRunner().on((a) => a[1] === '-V', { stderr: 'mke2fs 1.47.0 (5-Feb-2023)\n' }) }));
-  assert.deepEqual(row(rows, 'qemu'), { name: 'qemu', status: 'FAIL', detail: 'qemu-system-x86_64 not found', fix: 'apt-get install qemu-system-x86' });
-  assert.deepEqual(row(rows, 'ssh'), { name: 'ssh', status: 'FAIL', detail: 'not found (needed for vm run / vm ssh)', fix: 'apt-get install openssh-client' });
-  assert.deepEqual(row(rows, 'mmdebstrap'), { name: 'mmdebstrap', status: 'WARN', detail: 'not found (needed for building the default image)', fix: 'apt-get install mmdebstrap' });
+  const rows = await runChecks(
+    input(t, {
+      hostSpec: { bins: present },
+      runner: new FakeRunner().on((a) => a[1] === '-V', { stderr: 'mke2fs 1.47.0 (5-Feb-2023)\n' }),
+    }),
+  );
+  assert.deepEqual(row(rows, 'qemu'), {
+    name: 'qemu',
+    status: 'FAIL',
+    detail: 'qemu-system-x86_64 not found',
+    fix: 'apt-get install qemu-system-x86',
+  });
+  assert.deepEqual(row(rows, 'ssh'), {
+    name: 'ssh',
+    status: 'FAIL',
+    detail: 'not found (needed for vm run / vm ssh)',
+    fix: 'apt-get install openssh-client',
+  });
+  assert.deepEqual(row(rows, 'mmdebstrap'), {
+    name: 'mmdebstrap',
+    status: 'WARN',
+    detail: 'not found (needed for building the default image)',
+    fix: 'apt-get install mmdebstrap',
+  });
 });
 
 test('doctor: an mke2fs too old for -d fails; a qemu that hangs on --version fails instead of hanging doctor', async (t) => {
@@ -159,13 +243,29 @@ test('doctor: an mke2fs too old for -d fails; a qemu that hangs on --version fai
     .on((a) => a[1] === '--version', { durationMs: Infinity })
     .on((a) => a[1] === '-V', { stderr: 'mke2fs 1.42.9 (28-Dec-2013)\n' });
   const rows = await runChecks(input(t, { runner }));
-  assert.deepEqual(row(rows, 'mkfs.ext4'), { name: 'mkfs.ext4', status: 'FAIL', detail: 'e2fsprogs 1.42 (too old for -d)', fix: 'install e2fsprogs 1.43 or newer' });
-  assert.deepEqual(row(rows, 'qemu'), { name: 'qemu', status: 'FAIL', detail: '/usr/bin/qemu-system-x86_64 does not answer --version' });
+  assert.deepEqual(row(rows, 'mkfs.ext4'), {
+    name: 'mkfs.ext4',
+    status: 'FAIL',
+    detail: 'e2fsprogs 1.42 (too old for -d)',
+    fix: 'install e2fsprogs 1.43 or newer',
+  });
+  assert.deepEqual(row(rows, 'qemu'), {
+    name: 'qemu',
+    status: 'FAIL',
+    detail: '/usr/bin/qemu-system-x86_64 does not answer --version',
+  });
 });
 
 test('doctor: another architecture and an unreadable config fail with what to do', async (t) => {
-  const rows = await runChecks(input(t, { arch: 'arm64', config: undefined, configError: 'config.toml line 3: unknown key "vcpus"' }));
-  assert.deepEqual(row(rows, 'architecture'), { name: 'architecture', status: 'FAIL', detail: 'arm64', fix: 'banger runs on x86_64 Linux hosts only' });
+  const rows = await runChecks(
+    input(t, { arch: 'arm64', config: undefined, configError: 'config.toml line 3: unknown key "vcpus"' }),
+  );
+  assert.deepEqual(row(rows, 'architecture'), {
+    name: 'architecture',
+    status: 'FAIL',
+    detail: 'arm64',
+    fix: 'banger runs on x86_64 Linux hosts only',
+  });
   const cfg = row(rows, 'config');
   assert.equal(cfg.status, 'FAIL');
   assert.equal(cfg.detail, 'config.toml line 3: unknown key "vcpus"');
@@ -173,10 +273,16 @@ test('doctor: another architecture and an unreadable config fail with what to do
 });
 
 test('doctor: firecracker is reported with its version; too old warns; vmm = "firecracker" without KVM fails', async (t) => {
-  const runner = healthyRunner().on((a) => a[0] === '/usr/bin/firecracker' && a[1] === '--version', { stdout: 'Firecracker v1.4.1\n' });
+  const runner = healthyRunner().on((a) => a[0] === '/usr/bin/firecracker' && a[1] === '--version', {
+    stdout: 'Firecracker v1.4.1\n',
+  });
   const config: Config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), vmm: 'firecracker' };
   const rows = await runChecks(input(t, { runner, config, hostSpec: { bins: [...ALL_BINS, 'firecracker'] } }));
-  assert.deepEqual(row(rows, 'firecracker'), { name: 'firecracker', status: 'WARN', detail: 'firecracker 1.4.1 is too old; banger needs 1.5.0 or later' });
+  assert.deepEqual(row(rows, 'firecracker'), {
+    name: 'firecracker',
+    status: 'WARN',
+    detail: 'firecracker 1.4.1 is too old; banger needs 1.5.0 or later',
+  });
   const vmm = row(rows, 'vmm');
   assert.equal(vmm.status, 'FAIL');
   assert.match(vmm.detail, /needs hardware virtualization \(KVM\)/);
@@ -187,18 +293,44 @@ test('doctor: the state store: default image without work-seed warns, a kernel q
   mkdirSync(i.paths.stateDir, { recursive: true });
   const db = openStore(i.paths.dbFile);
   new ImageRepo(db).insert({
-    id: 'img0123456789abcdef', name: 'debian-bookworm', source: 'build', managed: true, dir: '/i', rootfsPath: '/i/r', workSeedPath: undefined,
-    kernelName: 'debian-bookworm-cloud', distro: 'debian', sizeBytes: 1, assetsVersion: 1, createdAt: 'now',
+    id: 'img0123456789abcdef',
+    name: 'debian-bookworm',
+    source: 'build',
+    managed: true,
+    dir: '/i',
+    rootfsPath: '/i/r',
+    workSeedPath: undefined,
+    kernelName: 'debian-bookworm-cloud',
+    distro: 'debian',
+    sizeBytes: 1,
+    assetsVersion: 1,
+    createdAt: 'now',
   });
   new KernelRepo(db).insert({
-    name: 'debian-bookworm-cloud', distro: 'debian', arch: 'x86_64', version: '6.1.0-9', format: 'elf', source: 'test', sha256: '0'.repeat(64), dir: '/k',
-    hasInitrd: false, hasModules: true, moduleCount: 10, traits: { virtioMmio: 'absent' }, createdAt: 'now',
+    name: 'debian-bookworm-cloud',
+    distro: 'debian',
+    arch: 'x86_64',
+    version: '6.1.0-9',
+    format: 'elf',
+    source: 'test',
+    sha256: '0'.repeat(64),
+    dir: '/k',
+    hasInitrd: false,
+    hasModules: true,
+    moduleCount: 10,
+    traits: { virtioMmio: 'absent' },
+    createdAt: 'now',
   });
   db.close();
   const rows = await runChecks(i);
   assert.deepEqual(row(rows, 'state store'), { name: 'state store', status: 'PASS', detail: i.paths.dbFile });
   assert.equal(row(rows, 'default image').detail, 'debian-bookworm (img012345678)');
-  assert.deepEqual(row(rows, 'work-seed'), { name: 'work-seed', status: 'WARN', detail: 'debian-bookworm has no work-seed: /root starts empty', fix: 'rebuild the image' });
+  assert.deepEqual(row(rows, 'work-seed'), {
+    name: 'work-seed',
+    status: 'WARN',
+    detail: 'debian-bookworm has no work-seed: /root starts empty',
+    fix: 'rebuild the image',
+  });
   assert.equal(row(rows, 'default kernel').detail, 'debian-bookworm-cloud 6.1.0-9 (elf)');
   assert.equal(row(rows, 'default kernel boots').status, 'FAIL', JSON.stringify(row(rows, 'default kernel boots')));
 

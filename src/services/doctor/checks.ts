@@ -65,7 +65,11 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
   rows.push({ name: 'banger version', status: 'PASS', detail: i.version });
   rows.push(
     i.config
-      ? { name: 'config', status: 'PASS', detail: existsSync(i.paths.configFile) ? i.paths.configFile : 'no config.toml (all defaults)' }
+      ? {
+          name: 'config',
+          status: 'PASS',
+          detail: existsSync(i.paths.configFile) ? i.paths.configFile : 'no config.toml (all defaults)',
+        }
       : { name: 'config', status: 'FAIL', detail: i.configError ?? 'invalid', fix: `fix ${i.paths.configFile}` },
   );
 
@@ -85,10 +89,15 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
 
   const qemuBin = i.config?.qemuBin ?? 'qemu-system-x86_64';
   const qemuPath = await i.host.which(qemuBin);
-  if (!qemuPath) rows.push({ name: 'qemu', status: 'FAIL', detail: `${qemuBin} not found`, fix: 'apt-get install qemu-system-x86' });
+  if (!qemuPath)
+    rows.push({ name: 'qemu', status: 'FAIL', detail: `${qemuBin} not found`, fix: 'apt-get install qemu-system-x86' });
   else {
     const res = await i.runner.run([qemuPath, '--version'], { timeoutMs: 5000 }).catch(() => undefined);
-    rows.push({ name: 'qemu', status: res?.code === 0 ? 'PASS' : 'FAIL', detail: res?.stdout.split('\n')[0] ?? `${qemuPath} does not answer --version` });
+    rows.push({
+      name: 'qemu',
+      status: res?.code === 0 ? 'PASS' : 'FAIL',
+      detail: res?.stdout.split('\n')[0] ?? `${qemuPath} does not answer --version`,
+    });
   }
   const fcBin = await i.host.which(i.config?.firecrackerBin ?? 'firecracker');
   if (fcBin) {
@@ -99,24 +108,48 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
   if (i.config?.vmm === 'firecracker') {
     rows.push(
       accel.accel === 'kvm' && fcBin
-        ? { name: 'vmm', status: 'FAIL', detail: 'vmm = "firecracker" needs bridge networking, which this banger does not set up yet', fix: 'set vmm = "auto" in config.toml' }
-        : { name: 'vmm', status: 'FAIL', detail: `vmm = "firecracker" needs ${fcBin ? 'hardware virtualization (KVM)' : 'the firecracker binary and KVM'}`, fix: 'set vmm = "auto" or "qemu" in config.toml' },
+        ? {
+            name: 'vmm',
+            status: 'FAIL',
+            detail: 'vmm = "firecracker" needs bridge networking, which this banger does not set up yet',
+            fix: 'set vmm = "auto" in config.toml',
+          }
+        : {
+            name: 'vmm',
+            status: 'FAIL',
+            detail: `vmm = "firecracker" needs ${fcBin ? 'hardware virtualization (KVM)' : 'the firecracker binary and KVM'}`,
+            fix: 'set vmm = "auto" or "qemu" in config.toml',
+          },
     );
   } else {
-    rows.push({ name: 'vmm', status: 'PASS', detail: `qemu (${fcBin && accel.accel === 'kvm' ? 'firecracker needs bridge networking' : 'firecracker needs its binary and KVM'})` });
+    rows.push({
+      name: 'vmm',
+      status: 'PASS',
+      detail: `qemu (${fcBin && accel.accel === 'kvm' ? 'firecracker needs bridge networking' : 'firecracker needs its binary and KVM'})`,
+    });
   }
 
   for (const t of HOST_TOOLS) {
     const path = await i.host.which(t.bin);
     if (!path) {
-      rows.push({ name: t.bin, status: t.required ? 'FAIL' : 'WARN', detail: `not found (needed for ${t.for})`, fix: `apt-get install ${t.pkg}` });
+      rows.push({
+        name: t.bin,
+        status: t.required ? 'FAIL' : 'WARN',
+        detail: `not found (needed for ${t.for})`,
+        fix: `apt-get install ${t.pkg}`,
+      });
       continue;
     }
     if (t.bin === 'mkfs.ext4') {
       const res = await i.runner.run([path, '-V'], { timeoutMs: 5000 }).catch(() => undefined);
       const v = parseMke2fsVersion(`${res?.stdout ?? ''}${res?.stderr ?? ''}`);
       const ok = v !== undefined && (v[0] > 1 || (v[0] === 1 && v[1] >= 43));
-      rows.push({ name: t.bin, status: ok ? 'PASS' : 'FAIL', detail: v ? `e2fsprogs ${v.join('.')}${ok ? ' (supports -d)' : ' (too old for -d)'}` : 'unknown version', ...(ok ? {} : { fix: 'install e2fsprogs 1.43 or newer' }) });
+      rows.push({
+        name: t.bin,
+        status: ok ? 'PASS' : 'FAIL',
+        detail: v ? `e2fsprogs ${v.join('.')}${ok ? ' (supports -d)' : ' (too old for -d)'}` : 'unknown version',
+        ...(ok ? {} : { fix: 'install e2fsprogs 1.43 or newer' }),
+      });
       continue;
     }
     rows.push({ name: t.bin, status: 'PASS', detail: path });
@@ -153,25 +186,56 @@ function storeChecks(i: DoctorInput): CheckRow[] {
       db.prepare('SELECT count(*) FROM sqlite_master').get();
       rows.push({ name: 'state store', status: 'PASS', detail: i.paths.dbFile });
       const img = new ImageRepo(db).byName(imageName);
-      rows.push(img ? { name: 'default image', status: 'PASS', detail: `${imageName} (${img.id.slice(0, 12)})` } : pullable('default image', imageName, findImageEntry(imageName) !== undefined));
+      rows.push(
+        img
+          ? { name: 'default image', status: 'PASS', detail: `${imageName} (${img.id.slice(0, 12)})` }
+          : pullable('default image', imageName, findImageEntry(imageName) !== undefined),
+      );
       if (img) {
         rows.push(
           img.workSeedPath
             ? { name: 'work-seed', status: 'PASS', detail: img.workSeedPath }
-            : { name: 'work-seed', status: 'WARN', detail: `${imageName} has no work-seed: /root starts empty`, fix: 'rebuild the image' },
+            : {
+                name: 'work-seed',
+                status: 'WARN',
+                detail: `${imageName} has no work-seed: /root starts empty`,
+                fix: 'rebuild the image',
+              },
         );
       }
       const k = new KernelRepo(db).get(kernelName);
-      rows.push(k ? { name: 'default kernel', status: 'PASS', detail: `${kernelName} ${k.version} (${k.format})` } : pullable('default kernel', kernelName, findKernelEntry(kernelName) !== undefined));
+      rows.push(
+        k
+          ? { name: 'default kernel', status: 'PASS', detail: `${kernelName} ${k.version} (${k.format})` }
+          : pullable('default kernel', kernelName, findKernelEntry(kernelName) !== undefined),
+      );
       if (k) {
-        const problem = checkCompat(k.name, { format: k.format, pvhNote: k.traits.pvhNote ?? false, virtioMmio: k.traits.virtioMmio ?? 'unknown' }, k.hasInitrd, 'qemu');
-        rows.push(problem ? { name: 'default kernel boots', status: 'FAIL', detail: problem.message, fix: problem.hint ?? '' } : { name: 'default kernel boots', status: 'PASS', detail: `qemu can boot ${k.name} (virtio-mmio: ${k.traits.virtioMmio ?? 'unknown'})` });
+        const problem = checkCompat(
+          k.name,
+          { format: k.format, pvhNote: k.traits.pvhNote ?? false, virtioMmio: k.traits.virtioMmio ?? 'unknown' },
+          k.hasInitrd,
+          'qemu',
+        );
+        rows.push(
+          problem
+            ? { name: 'default kernel boots', status: 'FAIL', detail: problem.message, fix: problem.hint ?? '' }
+            : {
+                name: 'default kernel boots',
+                status: 'PASS',
+                detail: `qemu can boot ${k.name} (virtio-mmio: ${k.traits.virtioMmio ?? 'unknown'})`,
+              },
+        );
       }
     } finally {
       db.close();
     }
   } catch (e) {
-    rows.push({ name: 'state store', status: 'FAIL', detail: `${i.paths.dbFile}: ${(e as Error).message}`, fix: 'move the state directory aside and retry' });
+    rows.push({
+      name: 'state store',
+      status: 'FAIL',
+      detail: `${i.paths.dbFile}: ${(e as Error).message}`,
+      fix: 'move the state directory aside and retry',
+    });
   }
   return rows;
 }
@@ -196,17 +260,31 @@ async function handlesChecks(i: DoctorInput): Promise<CheckRow[]> {
     const f = await readHandlesFile(join(i.paths.vmDir(vm.id), vmFiles.handles));
     if (f.state === 'corrupt') bad.push(`${vm.name}: ${handlesProblem(f.problem, vm.handles !== undefined, vm.id)}`);
   }
-  if (bad.length === 0) return [{ name: 'vm handles', status: 'PASS', detail: `${vms.length} VM${vms.length > 1 ? 's' : ''}; every handles.json is readable or absent` }];
-  return [{
-    name: 'vm handles',
-    status: 'WARN',
-    detail: bad.join('; '),
-    fix: 'restart each VM named (`banger vm restart NAME`) to rewrite its handles.json; where the store has no copy, stop a VMM that still runs by hand first',
-  }];
+  if (bad.length === 0)
+    return [
+      {
+        name: 'vm handles',
+        status: 'PASS',
+        detail: `${vms.length} VM${vms.length > 1 ? 's' : ''}; every handles.json is readable or absent`,
+      },
+    ];
+  return [
+    {
+      name: 'vm handles',
+      status: 'WARN',
+      detail: bad.join('; '),
+      fix: 'restart each VM named (`banger vm restart NAME`) to rewrite its handles.json; where the store has no copy, stop a VMM that still runs by hand first',
+    },
+  ];
 }
 
 function pullable(what: string, name: string, inCatalog: boolean): CheckRow {
   return inCatalog
     ? { name: what, status: 'PASS', detail: `${name}: not present yet; made on first use from the catalog` }
-    : { name: what, status: 'FAIL', detail: `${name}: not present and not in the catalog`, fix: `set default_${what.split(' ')[1]}_name in config.toml to an existing one` };
+    : {
+        name: what,
+        status: 'FAIL',
+        detail: `${name}: not present and not in the catalog`,
+        fix: `set default_${what.split(' ')[1]}_name in config.toml to an existing one`,
+      };
 }

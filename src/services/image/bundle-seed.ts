@@ -41,18 +41,41 @@ interface Node {
 }
 
 /** `e2fsck -fn`: a bundle's filesystem must be clean before banger reads anything out of it. */
-export async function checkCleanExt4(runner: CommandRunner, image: string, label: string, signal: AbortSignal): Promise<void> {
+export async function checkCleanExt4(
+  runner: CommandRunner,
+  image: string,
+  label: string,
+  signal: AbortSignal,
+): Promise<void> {
   const res = await runner.run(['e2fsck', '-fn', image], { signal });
   if (res.code === 0) return;
   // The first problems e2fsck names, without its pass headers, prompts and summary.
   const noise = /^(Pass \d|e2fsck \d)|\*{5}|non-contiguous\)|\? no$|^\s/;
-  const problems = `${res.stdout}\n${res.stderr}`.split('\n').filter((l) => l.trim() !== '' && !noise.test(l)).slice(0, 3).join('; ');
-  throw badRequest(`${label} is not a clean ext4 filesystem (e2fsck -fn exited ${res.code}): ${problems || 'see e2fsck -fn'}`, BUNDLE_HINT);
+  const problems = `${res.stdout}\n${res.stderr}`
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !noise.test(l))
+    .slice(0, 3)
+    .join('; ');
+  throw badRequest(
+    `${label} is not a clean ext4 filesystem (e2fsck -fn exited ${res.code}): ${problems || 'see e2fsck -fn'}`,
+    BUNDLE_HINT,
+  );
 }
 
-async function debugfsScript(runner: CommandRunner, image: string, commands: string[], signal: AbortSignal, cwd?: string): Promise<string[]> {
-  const res = await runner.run(['debugfs', '-f', '-', image], { input: `${commands.join('\n')}\n`, signal, ...(cwd === undefined ? {} : { cwd }) });
-  if (res.code !== 0) throw operationFailed(`debugfs could not read ${image} (exit ${res.code}): ${res.stderr.slice(-300)}`);
+async function debugfsScript(
+  runner: CommandRunner,
+  image: string,
+  commands: string[],
+  signal: AbortSignal,
+  cwd?: string,
+): Promise<string[]> {
+  const res = await runner.run(['debugfs', '-f', '-', image], {
+    input: `${commands.join('\n')}\n`,
+    signal,
+    ...(cwd === undefined ? {} : { cwd }),
+  });
+  if (res.code !== 0)
+    throw operationFailed(`debugfs could not read ${image} (exit ${res.code}): ${res.stderr.slice(-300)}`);
   return splitByCommand(res.stdout, commands);
 }
 
@@ -62,7 +85,13 @@ async function debugfsScript(runner: CommandRunner, image: string, commands: str
  * appears twice in one directory, a directory reached twice, and more than
  * the limits allow are refused naming the path.
  */
-export async function listRootSubtree(runner: CommandRunner, image: string, label: string, limits: SubtreeLimits, signal: AbortSignal): Promise<Node[] | undefined> {
+export async function listRootSubtree(
+  runner: CommandRunner,
+  image: string,
+  label: string,
+  limits: SubtreeLimits,
+  signal: AbortSignal,
+): Promise<Node[] | undefined> {
   const refuse = (what: string): never => {
     throw badRequest(`${label}: ${what}`, BUNDLE_HINT);
   };
@@ -78,7 +107,10 @@ export async function listRootSubtree(runner: CommandRunner, image: string, labe
   if (roots.length > 1) refuse('/ holds two entries named root');
   const root = roots[0];
   if (root === undefined) return undefined;
-  if (root.type !== 'dir') refuse(`/root is a ${root.type === 'symlink' ? 'symlink' : 'non-directory'}, not a directory; banger will not copy anything it points at`);
+  if (root.type !== 'dir')
+    refuse(
+      `/root is a ${root.type === 'symlink' ? 'symlink' : 'non-directory'}, not a directory; banger will not copy anything it points at`,
+    );
 
   const nodes: Node[] = [];
   const seenDirs = new Set<number>([ROOT_INO, root.ino]);
@@ -108,7 +140,8 @@ export async function listRootSubtree(runner: CommandRunner, image: string, labe
         }
         if (entry.type === 'file') bytes += entry.size;
         if (bytes > limits.maxBytes) refuse(`/root holds more than ${limits.maxBytes} bytes (max_unpacked_size)`);
-        if (entry.type === 'symlink' && entry.size > MAX_SYMLINK_BYTES) refuse(`symlink /${rel} is ${entry.size} bytes long`);
+        if (entry.type === 'symlink' && entry.size > MAX_SYMLINK_BYTES)
+          refuse(`symlink /${rel} is ${entry.size} bytes long`);
         nodes.push({ rel, entry });
       }
     }
@@ -118,10 +151,22 @@ export async function listRootSubtree(runner: CommandRunner, image: string, labe
 }
 
 /** Symlink targets: fast ones from `stat`, slow ones dumped like files. */
-async function symlinkTargets(runner: CommandRunner, image: string, links: Node[], scratch: string, label: string, signal: AbortSignal): Promise<Map<number, Buffer>> {
+async function symlinkTargets(
+  runner: CommandRunner,
+  image: string,
+  links: Node[],
+  scratch: string,
+  label: string,
+  signal: AbortSignal,
+): Promise<Map<number, Buffer>> {
   const targets = new Map<number, Buffer>();
   if (links.length === 0) return targets;
-  const stats = await debugfsScript(runner, image, links.map((l) => `stat <${l.entry.ino}>`), signal);
+  const stats = await debugfsScript(
+    runner,
+    image,
+    links.map((l) => `stat <${l.entry.ino}>`),
+    signal,
+  );
   const slow: Node[] = [];
   for (const [i, l] of links.entries()) {
     let t: Buffer | undefined;
@@ -139,14 +184,30 @@ async function symlinkTargets(runner: CommandRunner, image: string, links: Node[
 }
 
 /** `dump <ino> <ino>` into `scratch` (a private dir banger made; the names are banger's). Each result must be a regular file of the listed size. */
-async function dumpInodes(runner: CommandRunner, image: string, nodes: Node[], scratch: string, label: string, signal: AbortSignal): Promise<void> {
+async function dumpInodes(
+  runner: CommandRunner,
+  image: string,
+  nodes: Node[],
+  scratch: string,
+  label: string,
+  signal: AbortSignal,
+): Promise<void> {
   const unique = [...new Map(nodes.map((n) => [n.entry.ino, n])).values()];
   if (unique.length === 0) return;
-  await debugfsScript(runner, image, unique.map((n) => `dump <${n.entry.ino}> ${n.entry.ino}`), signal, scratch);
+  await debugfsScript(
+    runner,
+    image,
+    unique.map((n) => `dump <${n.entry.ino}> ${n.entry.ino}`),
+    signal,
+    scratch,
+  );
   for (const n of unique) {
     const st = await lstat(join(scratch, String(n.entry.ino))).catch(() => undefined);
     if (st?.isFile() !== true || st.size !== n.entry.size) {
-      throw badRequest(`${label}: /${n.rel} could not be read out of the image (${st === undefined ? 'nothing dumped' : `${st.size} of ${n.entry.size} bytes`})`, BUNDLE_HINT);
+      throw badRequest(
+        `${label}: /${n.rel} could not be read out of the image (${st === undefined ? 'nothing dumped' : `${st.size} of ${n.entry.size} bytes`})`,
+        BUNDLE_HINT,
+      );
     }
   }
 }
@@ -179,8 +240,22 @@ export async function rootSubtreeLayer(
 ): Promise<LayerInput | undefined> {
   const nodes = await listRootSubtree(runner, image, label, limits, signal);
   if (nodes === undefined) return undefined;
-  const targets = await symlinkTargets(runner, image, nodes.filter((n) => n.entry.type === 'symlink'), scratch, label, signal);
-  await dumpInodes(runner, image, nodes.filter((n) => n.entry.type === 'file'), scratch, label, signal);
+  const targets = await symlinkTargets(
+    runner,
+    image,
+    nodes.filter((n) => n.entry.type === 'symlink'),
+    scratch,
+    label,
+    signal,
+  );
+  await dumpInodes(
+    runner,
+    image,
+    nodes.filter((n) => n.entry.type === 'file'),
+    scratch,
+    label,
+    signal,
+  );
   return {
     label: `${label} /root`,
     open: async () => {
@@ -190,7 +265,12 @@ export async function rootSubtreeLayer(
         for (const { rel, entry: e } of nodes) {
           const base = { name: rel, mode: e.mode, ...ids(e) };
           if (e.type === 'dir') await entryDone(tar, { ...base, type: 'directory' });
-          else if (e.type === 'symlink') await entryDone(tar, { ...base, type: 'symlink', linkname: (targets.get(e.ino) ?? Buffer.alloc(0)).toString('utf8') });
+          else if (e.type === 'symlink')
+            await entryDone(tar, {
+              ...base,
+              type: 'symlink',
+              linkname: (targets.get(e.ino) ?? Buffer.alloc(0)).toString('utf8'),
+            });
           else if (e.type === 'file') {
             const first = primary.get(e.ino);
             if (first !== undefined) {

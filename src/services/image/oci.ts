@@ -29,12 +29,18 @@ export async function fetchOciLayers(
   ctx: OpContext,
 ): Promise<{ resolved: ResolvedImage; layers: LayerInput[] }> {
   const dockerConfig = await readFile(opts.dockerConfigPath, 'utf8').catch(() => undefined);
-  const client = new RegistryClient({ insecureHosts: opts.insecureHosts, signal: opts.signal, ...(dockerConfig ? { dockerConfig } : {}) });
+  const client = new RegistryClient({
+    insecureHosts: opts.insecureHosts,
+    signal: opts.signal,
+    ...(dockerConfig ? { dockerConfig } : {}),
+  });
   const resolved = await client.resolve(ref);
   const { manifest, config } = resolved;
   opts.onManifest?.(manifest.layers.map((l) => l.digest));
   if (config.rootfs.diff_ids.length !== manifest.layers.length) {
-    throw new Error(`image config lists ${config.rootfs.diff_ids.length} diff_ids for ${manifest.layers.length} layers`);
+    throw new Error(
+      `image config lists ${config.rootfs.diff_ids.length} diff_ids for ${manifest.layers.length} layers`,
+    );
   }
   const total = manifest.layers.reduce((n, l) => n + l.size, 0);
   let done = 0;
@@ -44,7 +50,12 @@ export async function fetchOciLayers(
       const { l, i } = next;
       const cached = await cache.has(l.digest);
       if (!cached) {
-        ctx.progress({ stage: 'download', message: `layer ${i + 1}/${manifest.layers.length} ${l.digest.slice(7, 19)} (${Math.round(l.size / 1048576)} MiB)`, current: done, total });
+        ctx.progress({
+          stage: 'download',
+          message: `layer ${i + 1}/${manifest.layers.length} ${l.digest.slice(7, 19)} (${Math.round(l.size / 1048576)} MiB)`,
+          current: done,
+          total,
+        });
         await cache.put(l.digest, () => client.blob(ref, l.digest, l.size));
       }
       done += l.size;
@@ -54,7 +65,9 @@ export async function fetchOciLayers(
   await Promise.all(Array.from({ length: Math.min(DOWNLOAD_PARALLELISM, queue.length) }, worker));
   const layers: LayerInput[] = manifest.layers.map((l, i) => ({
     label: `layer ${i + 1}/${manifest.layers.length} (${l.digest})`,
-    open: async () => ({ stream: await openVerifiedLayer(cache.path(l.digest), l, i, config.rootfs.diff_ids[i] as string, opts.signal) }),
+    open: async () => ({
+      stream: await openVerifiedLayer(cache.path(l.digest), l, i, config.rootfs.diff_ids[i] as string, opts.signal),
+    }),
   }));
   return { resolved, layers };
 }

@@ -36,7 +36,11 @@ export interface RootfsResult {
 const MAX_OS_RELEASE_BYTES = 64 * 1024;
 
 /** /etc/os-release ID of a flattened image, read through the image's own links (never the host's). */
-export async function osReleaseId(tree: string, meta: ReadonlyMap<string, EntryMeta>, readlink: (rel: string) => string): Promise<string> {
+export async function osReleaseId(
+  tree: string,
+  meta: ReadonlyMap<string, EntryMeta>,
+  readlink: (rel: string) => string,
+): Promise<string> {
   for (const p of ['etc/os-release', 'usr/lib/os-release']) {
     const text = (await readImageFile(tree, p, meta, readlink, MAX_OS_RELEASE_BYTES))?.toString('utf8');
     const id = text && /^ID="?([^"\n]+)"?$/m.exec(text)?.[1];
@@ -73,12 +77,22 @@ export class RootfsBuilder {
     private readonly maxUnpackedBytes: number,
   ) {}
 
-  async build(staging: string, layers: readonly LayerInput[], opts: { sizeBytes?: number | undefined }, ctx: OpContext, signal: AbortSignal): Promise<RootfsResult> {
+  async build(
+    staging: string,
+    layers: readonly LayerInput[],
+    opts: { sizeBytes?: number | undefined },
+    ctx: OpContext,
+    signal: AbortSignal,
+  ): Promise<RootfsResult> {
     const tree = join(staging, 'tree');
     await mkdir(tree, { recursive: true, mode: 0o700 });
     try {
       const flat = new Flattener(tree, { applyOwnership: this.isRoot, skip: isBuildTimeSecret, signal });
-      const budget = new ByteBudget(this.maxUnpackedBytes, 'the image content', 'a bigger image needs a larger max_unpacked_size in config.toml');
+      const budget = new ByteBudget(
+        this.maxUnpackedBytes,
+        'the image content',
+        'a bigger image needs a larger max_unpacked_size in config.toml',
+      );
       for (const [i, layer] of layers.entries()) {
         ctx.progress({ stage: 'layers', message: `applying ${layer.label}`, current: i, total: layers.length });
         await applyLayer(flat, layer, budget);
@@ -86,7 +100,10 @@ export class RootfsBuilder {
       const { meta, bytes } = flat.result();
       const rootMeta = meta.get('root');
       if (rootMeta !== undefined && rootMeta.type !== 'dir') {
-        throw badRequest(`the image's /root is a ${rootMeta.type}, not a directory`, 'VMs mount their work disk at /root; rebuild the image with /root as a plain directory');
+        throw badRequest(
+          `the image's /root is a ${rootMeta.type}, not a directory`,
+          'VMs mount their work disk at /root; rebuild the image with /root as a plain directory',
+        );
       }
       // The tree's symlinks are the image's: resolve them against its root, from the extractor's record.
       const readlink = (rel: string): string => readlinkSync(join(tree, rel));
@@ -94,12 +111,18 @@ export class RootfsBuilder {
       const hasSshd = has('usr/sbin/sshd', 'sbin/sshd');
       const hasSystemd = has('lib/systemd/systemd', 'usr/lib/systemd/systemd');
       if (!hasSystemd) {
-        throw badRequest('the image has no systemd (/lib/systemd/systemd)', 'banger boots images with systemd as init; use a systemd-based image (e.g. one built with mmdebstrap)');
+        throw badRequest(
+          'the image has no systemd (/lib/systemd/systemd)',
+          'banger boots images with systemd as init; use a systemd-based image (e.g. one built with mmdebstrap)',
+        );
       }
       const distro = await osReleaseId(tree, meta, readlink);
       const size = opts.sizeBytes ?? defaultRootfsBytes(bytes);
       if (opts.sizeBytes !== undefined && opts.sizeBytes < bytes * 1.05 + 64 * 1048576) {
-        throw badRequest(`--size ${opts.sizeBytes} bytes is too small for ${Math.round(bytes / 1048576)} MiB of files`, `use at least ${Math.ceil((bytes * 1.1) / 1048576) + 64}M`);
+        throw badRequest(
+          `--size ${opts.sizeBytes} bytes is too small for ${Math.round(bytes / 1048576)} MiB of files`,
+          `use at least ${Math.ceil((bytes * 1.1) / 1048576) + 64}M`,
+        );
       }
       ctx.progress({ stage: 'image', message: `writing ext4 (${Math.round(bytes / 1048576)} MiB of files)` });
       const rootfs = join(staging, imageFiles.rootfs);
@@ -143,7 +166,14 @@ export class RootfsBuilder {
     await mkdir(scratch, { mode: 0o700 });
     await mkdir(tree, { mode: 0o700 });
     try {
-      const layer = await rootSubtreeLayer(this.runner, rootfs, scratch, `bundle ${label}`, { maxBytes: this.maxUnpackedBytes }, signal);
+      const layer = await rootSubtreeLayer(
+        this.runner,
+        rootfs,
+        scratch,
+        `bundle ${label}`,
+        { maxBytes: this.maxUnpackedBytes },
+        signal,
+      );
       const flat = new Flattener(tree, { applyOwnership: this.isRoot, signal });
       if (layer !== undefined) await applyLayer(flat, layer);
       await removeTree(scratch);
@@ -155,7 +185,12 @@ export class RootfsBuilder {
   }
 
   /** The image's /root as a small ext4 each VM's work disk grows from (non-fatal, SPEC §6.1 step 8). */
-  private async buildWorkSeed(staging: string, tree: string, meta: Map<string, EntryMeta>, signal: AbortSignal): Promise<boolean> {
+  private async buildWorkSeed(
+    staging: string,
+    tree: string,
+    meta: Map<string, EntryMeta>,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const out = join(staging, imageFiles.workSeed);
     try {
       const rootDir = join(tree, 'root');
@@ -166,7 +201,10 @@ export class RootfsBuilder {
       }
       const { bytes, files } = await treeBytes(rootDir);
       const spec = workSeedSpec(bytes + files * 4096);
-      await this.runner.check(mkfsFromTreeArgv({ image: out, tree: rootDir, sizeBytes: spec.sizeBytes, label: 'work', inodes: spec.inodes }), { signal });
+      await this.runner.check(
+        mkfsFromTreeArgv({ image: out, tree: rootDir, sizeBytes: spec.sizeBytes, label: 'work', inodes: spec.inodes }),
+        { signal },
+      );
       if (!this.isRoot) await runDebugfs(this.runner, out, ownershipScript(sub), signal);
       return true;
     } catch (e) {

@@ -23,8 +23,19 @@ import { ImageService, type PullParams } from './service.js';
 
 function kernelRow(dir: string, name: string): KernelRow {
   return {
-    name, distro: 'debian', arch: 'x86_64', version: '6.1.0-test', format: 'bzImage', source: 'test', sha256: '0'.repeat(64),
-    dir, hasInitrd: true, hasModules: false, moduleCount: 0, traits: {}, createdAt: 'now',
+    name,
+    distro: 'debian',
+    arch: 'x86_64',
+    version: '6.1.0-test',
+    format: 'bzImage',
+    source: 'test',
+    sha256: '0'.repeat(64),
+    dir,
+    hasInitrd: true,
+    hasModules: false,
+    moduleCount: 0,
+    traits: {},
+    createdAt: 'now',
   };
 }
 
@@ -50,12 +61,23 @@ async function setup(t: TestContext) {
   t.after(() => runner.assertNoUnexpected());
   const repo = new ImageRepo(openStore(':memory:'));
   const svc = new ImageService(paths, repo, kernelService, runner, nullLogger, new AbortController().signal, {
-    mirror: undefined, isRoot: false, defaultImage: 'debian-bookworm', usedBy: () => [], defaultKernel: 'k1', insecureHosts: [], maxUnpackedBytes: 2 ** 30,
+    mirror: undefined,
+    isRoot: false,
+    defaultImage: 'debian-bookworm',
+    usedBy: () => [],
+    defaultKernel: 'k1',
+    insecureHosts: [],
+    maxUnpackedBytes: 2 ** 30,
   });
   const reg = await FakeRegistry.start();
   t.after(() => reg.stop());
   await reg.pushImage('team/app', 'v1', {
-    layers: [{ compression: 'gzip', files: { 'lib/systemd/systemd': 'init\n', 'etc/os-release': 'ID=debian\n', 'root/.bashrc': '# rc\n' } }],
+    layers: [
+      {
+        compression: 'gzip',
+        files: { 'lib/systemd/systemd': 'init\n', 'etc/os-release': 'ID=debian\n', 'root/.bashrc': '# rc\n' },
+      },
+    ],
   });
   // Slow blobs, so the pulls of a test overlap for sure.
   reg.blobDelayMs = 50;
@@ -67,26 +89,51 @@ async function setup(t: TestContext) {
 
 test('concurrent pulls of one reference under different names make two images, each with its own name', async (t) => {
   const { svc, repo, ref, rootfsBuilds } = await setup(t);
-  const [a, b] = await Promise.all([svc.pull({ ref, name: 'app-a' }, quietContext()), svc.pull({ ref, name: 'app-b' }, quietContext())]);
+  const [a, b] = await Promise.all([
+    svc.pull({ ref, name: 'app-a' }, quietContext()),
+    svc.pull({ ref, name: 'app-b' }, quietContext()),
+  ]);
   assert.equal(a.name, 'app-a');
-  assert.equal(b.name, 'app-b', 'the second caller gets the image it asked for, not the first caller\'s');
+  assert.equal(b.name, 'app-b', "the second caller gets the image it asked for, not the first caller's");
   assert.notEqual(a.id, b.id);
-  assert.deepEqual(repo.list().map((i) => i.name).sort(), ['app-a', 'app-b']);
+  assert.deepEqual(
+    repo
+      .list()
+      .map((i) => i.name)
+      .sort(),
+    ['app-a', 'app-b'],
+  );
   assert.equal(rootfsBuilds(), 2);
 });
 
 test('concurrent pulls of one name that differ in --size or --kernel-ref are not merged: one is published, the other refused', async (t) => {
   const { svc, repo, ref } = await setup(t);
   const cases: [string, PullParams, PullParams, (row: ImageRow, p: PullParams) => boolean][] = [
-    ['size', { ref, name: 'sized', size: '1G' }, { ref, name: 'sized', size: '2G' }, (row, p) => row.sizeBytes === parseSize(p.size as string, '--size')],
-    ['kernel', { ref, name: 'kernelled', kernel_ref: 'k1' }, { ref, name: 'kernelled', kernel_ref: 'k2' }, (row, p) => row.kernelName === p.kernel_ref],
+    [
+      'size',
+      { ref, name: 'sized', size: '1G' },
+      { ref, name: 'sized', size: '2G' },
+      (row, p) => row.sizeBytes === parseSize(p.size as string, '--size'),
+    ],
+    [
+      'kernel',
+      { ref, name: 'kernelled', kernel_ref: 'k1' },
+      { ref, name: 'kernelled', kernel_ref: 'k2' },
+      (row, p) => row.kernelName === p.kernel_ref,
+    ],
   ];
   for (const [what, p1, p2, matches] of cases) {
     const results = await Promise.allSettled([svc.pull(p1, quietContext()), svc.pull(p2, quietContext())]);
     const won = results.findIndex((r) => r.status === 'fulfilled');
     const lost = results[1 - won];
-    assert.ok(won >= 0 && lost?.status === 'rejected', `${what}: exactly one pull publishes (${results.map((r) => r.status).join(', ')})`);
-    assert.ok(lost.reason instanceof AppError && lost.reason.code === 'already_exists', `${what}: ${String(lost.reason)}`);
+    assert.ok(
+      won >= 0 && lost?.status === 'rejected',
+      `${what}: exactly one pull publishes (${results.map((r) => r.status).join(', ')})`,
+    );
+    assert.ok(
+      lost.reason instanceof AppError && lost.reason.code === 'already_exists',
+      `${what}: ${String(lost.reason)}`,
+    );
     const row = repo.byName(p1.name as string);
     assert.ok(row && matches(row, won === 0 ? p1 : p2), `${what}: the published image is the one its caller asked for`);
   }
@@ -94,9 +141,15 @@ test('concurrent pulls of one name that differ in --size or --kernel-ref are not
 
 test('concurrent pulls of the same reference, name, size and kernel share one pull', async (t) => {
   const { svc, repo, reg, ref, rootfsBuilds } = await setup(t);
-  const [a, b] = await Promise.all([svc.pull({ ref, name: 'shared' }, quietContext()), svc.pull({ ref, name: 'shared' }, quietContext())]);
+  const [a, b] = await Promise.all([
+    svc.pull({ ref, name: 'shared' }, quietContext()),
+    svc.pull({ ref, name: 'shared' }, quietContext()),
+  ]);
   assert.equal(a.id, b.id);
-  assert.deepEqual(repo.list().map((i) => i.name), ['shared']);
+  assert.deepEqual(
+    repo.list().map((i) => i.name),
+    ['shared'],
+  );
   assert.equal(rootfsBuilds(), 1, 'one root filesystem built');
   const layerGets = reg.requests((r) => r.method === 'GET' && r.path.includes('/blobs/')).length;
   assert.equal(layerGets, 2, 'config and layer blob fetched once each');

@@ -33,7 +33,11 @@ async function assertExt4(path: string, flag: string): Promise<void> {
   try {
     const b = Buffer.alloc(2);
     await fh.read(b, 0, 2, 1080);
-    if (b.readUInt16LE(0) !== 0xef53) throw badRequest(`${flag} ${path} is not an ext4 filesystem image`, 'pass a raw ext4 image file (e.g. made with mkfs.ext4 -d)');
+    if (b.readUInt16LE(0) !== 0xef53)
+      throw badRequest(
+        `${flag} ${path} is not an ext4 filesystem image`,
+        'pass a raw ext4 image file (e.g. made with mkfs.ext4 -d)',
+      );
   } finally {
     await fh.close();
   }
@@ -157,7 +161,10 @@ export class ImageService {
     const row = this.get(nameOrId);
     const users = this.opts.usedBy(row.id);
     if (users.length > 0) {
-      throw precondition(`image "${row.name}" is used by VM${users.length > 1 ? 's' : ''} ${users.join(', ')}`, `delete ${users.length > 1 ? 'them' : 'it'} first with \`banger vm delete ${users.join(' ')}\``);
+      throw precondition(
+        `image "${row.name}" is used by VM${users.length > 1 ? 's' : ''} ${users.join(', ')}`,
+        `delete ${users.length > 1 ? 'them' : 'it'} first with \`banger vm delete ${users.join(' ')}\``,
+      );
     }
     this.repo.delete(row.id);
     if (row.managed) await removeTree(row.dir);
@@ -176,7 +183,10 @@ export class ImageService {
     const row = this.find(name);
     if (row) return row;
     const shared: OpContext = { ...ctx, signal: this.lifetime };
-    return raceAbort(this.flights.run(`ensure:${name}`, () => this.ensureNow(name, shared)), ctx.signal);
+    return raceAbort(
+      this.flights.run(`ensure:${name}`, () => this.ensureNow(name, shared)),
+      ctx.signal,
+    );
   }
 
   private async ensureNow(name: string, ctx: OpContext): Promise<ImageRow> {
@@ -185,12 +195,22 @@ export class ImageService {
     const entry = findImageEntry(name);
     if (!entry) {
       const bundle = (await this.kernels.catalogImages()).find((e) => e.name === name);
-      if (bundle) return this.pullBundle({ ref: bundle.url, sha256: bundle.sha256, name: bundle.name, kernel_ref: bundle.kernelRef }, ctx);
-      throw notFound(`image "${name}" does not exist and is not in the catalog`, 'run `banger image list` to see local images');
+      if (bundle)
+        return this.pullBundle(
+          { ref: bundle.url, sha256: bundle.sha256, name: bundle.name, kernel_ref: bundle.kernelRef },
+          ctx,
+        );
+      throw notFound(
+        `image "${name}" does not exist and is not in the catalog`,
+        'run `banger image list` to see local images',
+      );
     }
     // Resolve the kernel before the long build, so a missing kernel fails fast.
     const kernel = await this.kernels.ensure(entry.kernel, ctx);
-    ctx.progress({ stage: 'image', message: `building image ${name} with mmdebstrap (first use; takes a few minutes)` });
+    ctx.progress({
+      stage: 'image',
+      message: `building image ${name} with mmdebstrap (first use; takes a few minutes)`,
+    });
     return this.flights.run(name, () => this.build(entry, kernel.dir, ctx));
   }
 
@@ -214,15 +234,34 @@ export class ImageService {
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.ref)) return this.pullBundle(p, ctx);
     if (isCatalogWord(p.ref)) {
       const bundle = (await this.kernels.catalogImages()).find((e) => e.name === p.ref);
-      if (bundle) return this.pullBundle({ ...p, ref: bundle.url, sha256: bundle.sha256, name: p.name ?? bundle.name, kernel_ref: p.kernel_ref ?? bundle.kernelRef }, ctx);
+      if (bundle)
+        return this.pullBundle(
+          {
+            ...p,
+            ref: bundle.url,
+            sha256: bundle.sha256,
+            name: p.name ?? bundle.name,
+            kernel_ref: p.kernel_ref ?? bundle.kernelRef,
+          },
+          ctx,
+        );
       if (findImageEntry(p.ref)) {
         // A catalog build recipe makes the image it names, with its own kernel: flags that would change that are refused, not ignored.
-        const ignored = (['name', 'size', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter((k) => p[k] !== undefined && !(k === 'name' && p.name === p.ref));
+        const ignored = (['name', 'size', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter(
+          (k) => p[k] !== undefined && !(k === 'name' && p.name === p.ref),
+        );
         if (ignored.length > 0) {
           const flags = ignored.map((k) => `--${k.replace('_', '-')}`).join(', ');
-          throw badRequest(`${flags} cannot be used when pulling the catalog image "${p.ref}" (it is built from its recipe)`, `to build a variant under another name or size, use \`banger image build NAME --size SIZE\``);
+          throw badRequest(
+            `${flags} cannot be used when pulling the catalog image "${p.ref}" (it is built from its recipe)`,
+            `to build a variant under another name or size, use \`banger image build NAME --size SIZE\``,
+          );
         }
-        if (this.find(p.ref)) throw alreadyExists(`image "${p.ref}" already exists`, `delete it first with \`banger image delete ${p.ref}\``);
+        if (this.find(p.ref))
+          throw alreadyExists(
+            `image "${p.ref}" already exists`,
+            `delete it first with \`banger image delete ${p.ref}\``,
+          );
         return this.ensure(p.ref, ctx);
       }
     }
@@ -233,7 +272,11 @@ export class ImageService {
     const ref = parseReference(p.ref);
     const name = p.name ?? deriveImageName(ref);
     validateImageName(name);
-    if (this.find(name)) throw alreadyExists(`image "${name}" already exists`, 'pass --name to pull it under another name, or delete the existing one');
+    if (this.find(name))
+      throw alreadyExists(
+        `image "${name}" already exists`,
+        'pass --name to pull it under another name, or delete the existing one',
+      );
     const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
     // Step 2: the kernel is resolved before anything is downloaded.
     const kernel = await this.resolveKernel(p, name, ctx);
@@ -250,16 +293,39 @@ export class ImageService {
             else this.pinned.delete(d);
           }
         };
-        const { resolved, layers } = await fetchOciLayers(ref, this.cache, { insecureHosts: this.opts.insecureHosts, dockerConfigPath: this.paths.dockerConfig, signal: this.lifetime, onManifest: (d) => pin(d, 1) }, ctx);
+        const { resolved, layers } = await fetchOciLayers(
+          ref,
+          this.cache,
+          {
+            insecureHosts: this.opts.insecureHosts,
+            dockerConfigPath: this.paths.dockerConfig,
+            signal: this.lifetime,
+            onManifest: (d) => pin(d, 1),
+          },
+          ctx,
+        );
         try {
           return await this.produce(
-            { name, source: `oci:${formatReference(ref)}`, kernelName: kernel.name, kernelDir: kernel.dir, manifest: { ref: formatReference(ref), manifest_digest: resolved.manifestDigest, config_digest: resolved.configDigest } },
+            {
+              name,
+              source: `oci:${formatReference(ref)}`,
+              kernelName: kernel.name,
+              kernelDir: kernel.dir,
+              manifest: {
+                ref: formatReference(ref),
+                manifest_digest: resolved.manifestDigest,
+                config_digest: resolved.configDigest,
+              },
+            },
             layers,
             sizeBytes,
             ctx,
           );
         } finally {
-          pin(resolved.manifest.layers.map((l) => l.digest), -1);
+          pin(
+            resolved.manifest.layers.map((l) => l.digest),
+            -1,
+          );
         }
       }),
       ctx.signal,
@@ -274,17 +340,37 @@ export class ImageService {
   /** A kernel that `--kernel` files imported for a pull that then failed is removed again (it has no other user yet). */
   private async undoKernelImport(name: string | undefined): Promise<void> {
     if (name === undefined) return;
-    await this.kernels.delete(name).catch((err: unknown) => this.log.warn('could not remove the kernel imported for a failed pull', { name, error: String(err) }));
+    await this.kernels
+      .delete(name)
+      .catch((err: unknown) =>
+        this.log.warn('could not remove the kernel imported for a failed pull', { name, error: String(err) }),
+      );
   }
 
   /** SPEC §6.2: a bundle (rootfs.ext4 + manifest.json in a sha256-pinned tar.zst) from https:// or file://. */
   private async pullBundle(p: PullParams, ctx: OpContext): Promise<ImageRow> {
     // Everything the request alone decides is checked before a connection is made or a file opened.
     const url = checkUrl(p.ref, { insecureHosts: this.opts.insecureHosts });
-    if (!p.sha256) throw badRequest('pulling a bundle needs --sha256', 'the publisher of the bundle gives its sha256 (banger image export prints it)');
-    if (!isSha256Hex(p.sha256)) throw badRequest(`invalid --sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`, 'banger image export prints the sha256 of a bundle');
-    if (p.size !== undefined) throw badRequest(`--size ${p.size} does not apply to a bundle: its rootfs keeps the size it was exported with`, 'leave out --size');
-    if (!p.kernel && (p.initrd || p.modules)) throw badRequest('--initrd and --modules need --kernel', 'pass the kernel image with --kernel, or use --kernel-ref NAME');
+    if (!p.sha256)
+      throw badRequest(
+        'pulling a bundle needs --sha256',
+        'the publisher of the bundle gives its sha256 (banger image export prints it)',
+      );
+    if (!isSha256Hex(p.sha256))
+      throw badRequest(
+        `invalid --sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`,
+        'banger image export prints the sha256 of a bundle',
+      );
+    if (p.size !== undefined)
+      throw badRequest(
+        `--size ${p.size} does not apply to a bundle: its rootfs keeps the size it was exported with`,
+        'leave out --size',
+      );
+    if (!p.kernel && (p.initrd || p.modules))
+      throw badRequest(
+        '--initrd and --modules need --kernel',
+        'pass the kernel image with --kernel, or use --kernel-ref NAME',
+      );
     if (p.name !== undefined) this.checkNewName(p.name);
     const id = randomBytes(8).toString('hex');
     const staging = await this.newStaging(id);
@@ -299,11 +385,18 @@ export class ImageService {
       const checkDerived = (m: BundleManifest): void => {
         if (p.name === undefined) this.checkNewName(m.name);
       };
-      const { manifest } = await raceAbort(readBundle(stream, unpack, p.sha256, p.ref, this.lifetime, checkDerived), ctx.signal);
+      const { manifest } = await raceAbort(
+        readBundle(stream, unpack, p.sha256, p.ref, this.lifetime, checkDerived),
+        ctx.signal,
+      );
       const name = p.name ?? manifest.name;
       this.checkNewName(name);
       // Explicit --kernel files beat the manifest's kernel_ref (SPEC §6.1 step 2).
-      const kernel = await this.resolveKernel({ ...p, kernel_ref: p.kernel_ref ?? (p.kernel ? undefined : manifest.kernel_ref) }, name, ctx);
+      const kernel = await this.resolveKernel(
+        { ...p, kernel_ref: p.kernel_ref ?? (p.kernel ? undefined : manifest.kernel_ref) },
+        name,
+        ctx,
+      );
       if (importsKernel(p)) imported = kernel.name;
       const rootfs = join(staging, imageFiles.rootfs);
       await rename(join(unpack, BUNDLE_ROOTFS), rootfs);
@@ -311,13 +404,25 @@ export class ImageService {
       ctx.progress({ stage: 'image', message: 'building the work-seed' });
       const workSeed = await this.builder.workSeedFromRootfs(staging, rootfs, p.ref, this.lifetime);
       await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
-      await writeFile(join(staging, imageFiles.manifest), `${JSON.stringify({ ...manifest, name, source: p.ref, sha256: p.sha256 }, null, 2)}\n`);
+      await writeFile(
+        join(staging, imageFiles.manifest),
+        `${JSON.stringify({ ...manifest, name, source: p.ref, sha256: p.sha256 }, null, 2)}\n`,
+      );
       const final = this.paths.imageDir(id);
       await rename(staging, final);
       const row: ImageRow = {
-        id, name, source: `bundle:${p.ref}`, managed: true, dir: final, rootfsPath: join(final, imageFiles.rootfs),
-        workSeedPath: workSeed ? join(final, imageFiles.workSeed) : undefined, kernelName: kernel.name, distro: manifest.distro,
-        sizeBytes: manifest.rootfs_bytes, assetsVersion: manifest.assets_version, createdAt: new Date().toISOString(),
+        id,
+        name,
+        source: `bundle:${p.ref}`,
+        managed: true,
+        dir: final,
+        rootfsPath: join(final, imageFiles.rootfs),
+        workSeedPath: workSeed ? join(final, imageFiles.workSeed) : undefined,
+        kernelName: kernel.name,
+        distro: manifest.distro,
+        sizeBytes: manifest.rootfs_bytes,
+        assetsVersion: manifest.assets_version,
+        createdAt: new Date().toISOString(),
       };
       await this.insertPublished(row);
       return row;
@@ -335,7 +440,8 @@ export class ImageService {
     } catch (e) {
       await removeTree(row.dir);
       // Another pull or build of this name published first (they ran concurrently).
-      if (String(e).includes('UNIQUE')) throw alreadyExists(`image "${row.name}" already exists`, 'pass --name to choose another name');
+      if (String(e).includes('UNIQUE'))
+        throw alreadyExists(`image "${row.name}" already exists`, 'pass --name to choose another name');
       throw e;
     }
   }
@@ -343,17 +449,34 @@ export class ImageService {
   /** A name for a new image: valid, and not taken (the hint says how to pick another). */
   private checkNewName(name: string): void {
     validateImageName(name);
-    if (this.find(name)) throw alreadyExists(`image "${name}" already exists`, 'pass --name to pull it under another name, or delete the existing one');
+    if (this.find(name))
+      throw alreadyExists(
+        `image "${name}" already exists`,
+        'pass --name to pull it under another name, or delete the existing one',
+      );
   }
 
   /** `image export NAME -o FILE`: the bundle format of SPEC §6.2. */
-  async export(nameOrId: string, out: string, _ctx: OpContext): Promise<{ name: string; path: string; sha256: string; bytes: number }> {
+  async export(
+    nameOrId: string,
+    out: string,
+    _ctx: OpContext,
+  ): Promise<{ name: string; path: string; sha256: string; bytes: number }> {
     const row = this.get(nameOrId);
     if (!isAbsolute(out)) throw badRequest(`-o must be an absolute path: ${out}`);
     const rootfsBytes = (await stat(row.rootfsPath)).size;
     const res = await writeBundle(
       row.rootfsPath,
-      { format: 1, name: row.name, distro: row.distro, arch: 'x86_64', kernel_ref: row.kernelName, rootfs_bytes: rootfsBytes, assets_version: row.assetsVersion, created_at: row.createdAt },
+      {
+        format: 1,
+        name: row.name,
+        distro: row.distro,
+        arch: 'x86_64',
+        kernel_ref: row.kernelName,
+        rootfs_bytes: rootfsBytes,
+        assets_version: row.assetsVersion,
+        created_at: row.createdAt,
+      },
       out,
       this.lifetime,
     );
@@ -367,12 +490,19 @@ export class ImageService {
       const name = `${imageName}-kernel`;
       return this.kernels.import({ name, kernel: p.kernel, initrd: p.initrd, modules: p.modules }, ctx);
     }
-    if (p.initrd || p.modules) throw badRequest('--initrd and --modules need --kernel', 'pass the kernel image with --kernel, or use --kernel-ref NAME');
+    if (p.initrd || p.modules)
+      throw badRequest(
+        '--initrd and --modules need --kernel',
+        'pass the kernel image with --kernel, or use --kernel-ref NAME',
+      );
     return this.kernels.ensure(this.opts.defaultKernel, ctx);
   }
 
   /** `image register`: an unmanaged image whose rootfs stays where it is on the host. */
-  async register(p: { name: string; rootfs: string; kernel_ref?: string | undefined; work_seed?: string | undefined }, ctx: OpContext): Promise<ImageRow> {
+  async register(
+    p: { name: string; rootfs: string; kernel_ref?: string | undefined; work_seed?: string | undefined },
+    ctx: OpContext,
+  ): Promise<ImageRow> {
     validateImageName(p.name);
     if (this.find(p.name)) throw alreadyExists(`image "${p.name}" already exists`, 'pick another name');
     if (!isAbsolute(p.rootfs)) throw badRequest(`--rootfs must be an absolute path: ${p.rootfs}`);
@@ -391,8 +521,17 @@ export class ImageService {
     }
     const size = (await stat(p.rootfs)).size;
     const row: ImageRow = {
-      id, name: p.name, source: `register:${p.rootfs}`, managed: false, dir: final, rootfsPath: p.rootfs,
-      workSeedPath: p.work_seed, kernelName: kernel.name, distro: 'unknown', sizeBytes: size, assetsVersion: 0,
+      id,
+      name: p.name,
+      source: `register:${p.rootfs}`,
+      managed: false,
+      dir: final,
+      rootfsPath: p.rootfs,
+      workSeedPath: p.work_seed,
+      kernelName: kernel.name,
+      distro: 'unknown',
+      sizeBytes: size,
+      assetsVersion: 0,
       createdAt: new Date().toISOString(),
     };
     this.repo.insert(row);
@@ -411,33 +550,69 @@ export class ImageService {
       workSeed = join(row.dir, imageFiles.workSeed);
       await copyFile(row.workSeedPath, workSeed);
     }
-    this.repo.setFiles(row.id, { managed: true, rootfsPath: rootfs, workSeedPath: workSeed, source: `promoted:${row.source}` });
+    this.repo.setFiles(row.id, {
+      managed: true,
+      rootfsPath: rootfs,
+      workSeedPath: workSeed,
+      source: `promoted:${row.source}`,
+    });
     return this.get(row.id);
   }
 
   /** `image build NAME --suite --mirror --packages --size`: a local mmdebstrap build through the shared pipeline. */
   async buildCustom(p: BuildParams, ctx: OpContext): Promise<ImageRow> {
     validateImageName(p.name);
-    if (this.find(p.name)) throw alreadyExists(`image "${p.name}" already exists`, `delete it first with \`banger image delete ${p.name}\``);
+    if (this.find(p.name))
+      throw alreadyExists(`image "${p.name}" already exists`, `delete it first with \`banger image delete ${p.name}\``);
     const base = findImageEntry(this.defaultImage) ?? EMBEDDED_IMAGES[0];
     if (!base) throw notFound('no build recipe in the catalog');
     const extra = (p.packages ?? []).filter((x) => x.length > 0);
-    for (const pkg of extra) if (!/^[a-z0-9][a-z0-9+.-]*$/.test(pkg)) throw badRequest(`invalid package name "${pkg}"`, 'Debian package names use a-z, 0-9, +, - and .');
-    if (p.suite !== undefined && !/^[a-z][a-z0-9-]*$/.test(p.suite)) throw badRequest(`invalid --suite "${p.suite}"`, 'e.g. --suite bookworm');
-    if (p.mirror !== undefined && !isHttpUrl(p.mirror)) throw badRequest(`invalid --mirror ${JSON.stringify(p.mirror)}: expected an http(s) URL`, 'e.g. --mirror http://deb.debian.org/debian');
-    const entry: BuildImageEntry = { ...base, name: p.name, suite: p.suite ?? base.suite, packages: [...base.packages, ...extra] };
+    for (const pkg of extra)
+      if (!/^[a-z0-9][a-z0-9+.-]*$/.test(pkg))
+        throw badRequest(`invalid package name "${pkg}"`, 'Debian package names use a-z, 0-9, +, - and .');
+    if (p.suite !== undefined && !/^[a-z][a-z0-9-]*$/.test(p.suite))
+      throw badRequest(`invalid --suite "${p.suite}"`, 'e.g. --suite bookworm');
+    if (p.mirror !== undefined && !isHttpUrl(p.mirror))
+      throw badRequest(
+        `invalid --mirror ${JSON.stringify(p.mirror)}: expected an http(s) URL`,
+        'e.g. --mirror http://deb.debian.org/debian',
+      );
+    const entry: BuildImageEntry = {
+      ...base,
+      name: p.name,
+      suite: p.suite ?? base.suite,
+      packages: [...base.packages, ...extra],
+    };
     const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
     const kernel = await this.kernels.ensure(entry.kernel, ctx);
     ctx.progress({ stage: 'image', message: `building image ${p.name} with mmdebstrap` });
-    return raceAbort(this.flights.run(p.name, () => this.build(entry, kernel.dir, ctx, { mirror: p.mirror ?? this.opts.mirror, sizeBytes })), ctx.signal);
+    return raceAbort(
+      this.flights.run(p.name, () =>
+        this.build(entry, kernel.dir, ctx, { mirror: p.mirror ?? this.opts.mirror, sizeBytes }),
+      ),
+      ctx.signal,
+    );
   }
 
-  private build(entry: BuildImageEntry, kernelDir: string, ctx: OpContext, o: { mirror?: string | undefined; sizeBytes?: number | undefined } = {}): Promise<ImageRow> {
+  private build(
+    entry: BuildImageEntry,
+    kernelDir: string,
+    ctx: OpContext,
+    o: { mirror?: string | undefined; sizeBytes?: number | undefined } = {},
+  ): Promise<ImageRow> {
     const mirror = o.mirror ?? this.opts.mirror;
     const layer: LayerInput = {
       label: 'mmdebstrap',
       open: async () => {
-        const argv = ['mmdebstrap', '--mode=auto', '--variant=apt', `--include=${entry.packages.join(',')}`, '--format=tar', entry.suite, '-'];
+        const argv = [
+          'mmdebstrap',
+          '--mode=auto',
+          '--variant=apt',
+          `--include=${entry.packages.join(',')}`,
+          '--format=tar',
+          entry.suite,
+          '-',
+        ];
         if (mirror) argv.push(mirror);
         const proc = this.runner.stream(argv, { signal: this.lifetime });
         const finished = proc.done.then((res) => {
@@ -452,7 +627,13 @@ export class ImageService {
       },
     };
     return this.produce(
-      { name: entry.name, source: `build:${entry.suite}`, kernelName: entry.kernel, kernelDir, manifest: { suite: entry.suite, packages: entry.packages } },
+      {
+        name: entry.name,
+        source: `build:${entry.suite}`,
+        kernelName: entry.kernel,
+        kernelDir,
+        manifest: { suite: entry.suite, packages: entry.packages },
+      },
       [layer],
       o.sizeBytes,
       ctx,
@@ -480,7 +661,8 @@ export class ImageService {
         join(staging, imageFiles.manifest),
         `${JSON.stringify({ name: what.name, distro: built.distro, arch: 'x86_64', kernel_ref: what.kernelName, source: what.source, assets_version: ASSETS_VERSION, rootfs_bytes: built.sizeBytes, has_sshd: built.hasSshd, ...what.manifest }, null, 2)}\n`,
       );
-      if (this.find(what.name)) throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');
+      if (this.find(what.name))
+        throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');
       await rename(staging, final);
       const row: ImageRow = {
         id,

@@ -34,11 +34,19 @@ const HEAD_BYTES = 4 << 20;
  * initramfs when the virtio drivers are modules), the read-only modules disk,
  * and manifest.json. Used by distribution pulls, tarball pulls and imports.
  */
-export async function assembleKernel(src: KernelSource, staging: string, runner: CommandRunner, signal?: AbortSignal): Promise<KernelManifest> {
+export async function assembleKernel(
+  src: KernelSource,
+  staging: string,
+  runner: CommandRunner,
+  signal?: AbortSignal,
+): Promise<KernelManifest> {
   const head = await readHead(src.kernelPath, HEAD_BYTES);
   const format = kernelFormat(head);
   if (format === 'unknown') {
-    throw badRequest(`${src.kernelPath} is neither a bzImage nor an ELF vmlinux`, 'pass the kernel image itself (vmlinuz/bzImage or vmlinux)');
+    throw badRequest(
+      `${src.kernelPath} is neither a bzImage nor an ELF vmlinux`,
+      'pass the kernel image itself (vmlinuz/bzImage or vmlinux)',
+    );
   }
   const out = join(staging, format === 'elf' ? kernelFiles.vmlinux : kernelFiles.bzImage);
   await copyFile(src.kernelPath, out);
@@ -68,7 +76,12 @@ export async function assembleKernel(src: KernelSource, staging: string, runner:
     const builtin = parseModulesBuiltin(builtinText ?? '');
     const { bytes } = await treeBytes(modDir);
     await runner.check(
-      mkfsFromTreeArgv({ image: join(staging, kernelFiles.modulesDisk), tree: modDir, sizeBytes: roundUpMiB(bytes * 1.3 + 32 * 1048576), label: 'modules' }),
+      mkfsFromTreeArgv({
+        image: join(staging, kernelFiles.modulesDisk),
+        tree: modDir,
+        sizeBytes: roundUpMiB(bytes * 1.3 + 32 * 1048576),
+        label: 'modules',
+      }),
       { signal },
     );
     hasModulesDisk = true;
@@ -76,7 +89,10 @@ export async function assembleKernel(src: KernelSource, staging: string, runner:
     if (!src.initrdPath && needed.length > 0) {
       const order = loadOrder(dep, builtin, needed);
       const init = await readFile(guestBinary('banger-init')).catch(() => {
-        throw precondition(`the guest init program is missing: ${guestBinary('banger-init')}`, 'run `npm run build` in the banger checkout');
+        throw precondition(
+          `the guest init program is missing: ${guestBinary('banger-init')}`,
+          'run `npm run build` in the banger checkout',
+        );
       });
       const modules = await Promise.all(order.map(async (p) => ({ path: p, data: await readFile(join(modDir, p)) })));
       await writeFile(join(staging, kernelFiles.initrd), buildInitramfs({ release, init, modules }));

@@ -46,8 +46,18 @@ export async function readKernelDir(dir: string): Promise<KernelFiles> {
 
 export function rowFromManifest(m: KernelManifest, dir: string): KernelRow {
   return {
-    name: m.name, distro: m.distro, arch: m.arch, version: m.version, format: m.format, source: m.source, sha256: m.sha256,
-    dir, hasInitrd: m.initrd !== 'none', hasModules: m.has_modules_disk, moduleCount: m.modules,
-    traits: { ...m.traits }, createdAt: m.imported_at,
+    name: m.name,
+    distro: m.distro,
+    arch: m.arch,
+    version: m.version,
+    format: m.format,
+    source: m.source,
+    sha256: m.sha256,
+    dir,
+    hasInitrd: m.initrd !== 'none',
+    hasModules: m.has_modules_disk,
+    moduleCount: m.modules,
+    traits: { ...m.traits },
+    createdAt: m.imported_at,
   };
 }

@@ -5,7 +5,13 @@ import type { KernelCatalogView } from '../../api/methods.js';
 import { EMBEDDED_KERNELS, type DistroKernelEntry } from '../../catalog.js';
 import { AppError, alreadyExists, badRequest, notFound, operationFailed } from '../../errors.js';
 import { kernelReleaseFromVmlinuz, parseAptDepends } from '../../kernel/apt.js';
-import { mergeKernelCatalog, parseCatalogFile, validateKernelName, type KernelCatalogEntry, type TarballKernelEntry } from '../../kernel/catalog-file.js';
+import {
+  mergeKernelCatalog,
+  parseCatalogFile,
+  validateKernelName,
+  type KernelCatalogEntry,
+  type TarballKernelEntry,
+} from '../../kernel/catalog-file.js';
 import { checkUrl, openUrl, type FetchPolicy } from '../../kernel/fetch.js';
 import { extractKernelTarball } from '../../kernel/tarball.js';
 import { parseCatalogImages, type CatalogImageEntry } from '../../imagepull/catalog-images.js';
@@ -56,7 +62,11 @@ export class KernelService {
 
   get(name: string): KernelRow {
     const row = this.repo.get(name);
-    if (!row) throw notFound(`kernel "${name}" is not installed`, 'run `banger kernel list --available` to see what can be pulled');
+    if (!row)
+      throw notFound(
+        `kernel "${name}" is not installed`,
+        'run `banger kernel list --available` to see what can be pulled',
+      );
     return row;
   }
 
@@ -104,7 +114,10 @@ export class KernelService {
   async pull(name: string, force: boolean, ctx: OpContext): Promise<KernelRow> {
     validateKernelName(name);
     if (!force && this.repo.get(name)) {
-      throw alreadyExists(`kernel "${name}" is already pulled`, `pass --force to pull it again, or \`banger kernel rm ${name}\` first`);
+      throw alreadyExists(
+        `kernel "${name}" is already pulled`,
+        `pass --force to pull it again, or \`banger kernel rm ${name}\` first`,
+      );
     }
     return this.fetchOnce(name, force, ctx);
   }
@@ -117,14 +130,20 @@ export class KernelService {
    */
   private async fetchOnce(name: string, force: boolean, ctx: OpContext): Promise<KernelRow> {
     const entry = (await this.catalogEntries()).find((e) => e.name === name);
-    if (!entry) throw notFound(`kernel "${name}" is not in the catalog`, 'run `banger kernel list --available`; tarball kernels come from the `catalog` file in config.toml');
+    if (!entry)
+      throw notFound(
+        `kernel "${name}" is not in the catalog`,
+        'run `banger kernel list --available`; tarball kernels come from the `catalog` file in config.toml',
+      );
     const shared: OpContext = { ...ctx, signal: this.lifetime };
     return raceAbort(
       this.flights.run(name, async () => {
         const row = force ? undefined : this.repo.get(name);
         if (row) return row;
         return this.install(name, shared, (scratch) =>
-          entry.kind === 'distro' ? this.fetchDistro(entry, scratch, shared) : this.fetchTarball(entry, scratch, shared),
+          entry.kind === 'distro'
+            ? this.fetchDistro(entry, scratch, shared)
+            : this.fetchTarball(entry, scratch, shared),
         );
       }),
       ctx.signal,
@@ -133,19 +152,34 @@ export class KernelService {
 
   async import(p: ImportParams, ctx: OpContext): Promise<KernelRow> {
     validateKernelName(p.name);
-    if (this.repo.get(p.name)) throw alreadyExists(`kernel "${p.name}" already exists`, `remove it first with \`banger kernel rm ${p.name}\``);
+    if (this.repo.get(p.name))
+      throw alreadyExists(`kernel "${p.name}" already exists`, `remove it first with \`banger kernel rm ${p.name}\``);
     const src = p.from ? await this.sourceFromDir(p.from) : { kernel: p.kernel, initrd: p.initrd, modules: p.modules };
-    if (!src.kernel) throw badRequest('kernel import needs --kernel FILE or --from DIR', 'e.g. banger kernel import mine --kernel ./vmlinux --initrd ./initrd.img');
-    for (const [flag, path] of [['--kernel', src.kernel], ['--initrd', src.initrd], ['--modules', src.modules]] as const) {
+    if (!src.kernel)
+      throw badRequest(
+        'kernel import needs --kernel FILE or --from DIR',
+        'e.g. banger kernel import mine --kernel ./vmlinux --initrd ./initrd.img',
+      );
+    for (const [flag, path] of [
+      ['--kernel', src.kernel],
+      ['--initrd', src.initrd],
+      ['--modules', src.modules],
+    ] as const) {
       if (path === undefined) continue;
       if (!isAbsolute(path)) throw badRequest(`${flag} must be an absolute path: ${path}`);
       const st = await stat(path).catch(() => undefined);
       if (!st) throw notFound(`${flag} ${path} does not exist`);
-      if (flag === '--modules' ? !st.isDirectory() : !st.isFile()) throw badRequest(`${flag} ${path} is not a ${flag === '--modules' ? 'directory' : 'file'}`);
+      if (flag === '--modules' ? !st.isDirectory() : !st.isFile())
+        throw badRequest(`${flag} ${path} is not a ${flag === '--modules' ? 'directory' : 'file'}`);
     }
     return this.install(p.name, ctx, async (scratch) => ({
-      name: p.name, distro: 'custom', source: `import:${src.kernel}`, kernelPath: src.kernel as string,
-      initrdPath: src.initrd, modulesDir: src.modules, scratch,
+      name: p.name,
+      distro: 'custom',
+      source: `import:${src.kernel}`,
+      kernelPath: src.kernel as string,
+      initrdPath: src.initrd,
+      modulesDir: src.modules,
+      scratch,
     }));
   }
 
@@ -163,7 +197,11 @@ export class KernelService {
    * staging → assemble → atomic publish → row. Everything is made in one work
    * dir under tmp/ (removed on any failure, and emptied by startup after a crash).
    */
-  private async install(name: string, ctx: OpContext, fetch: (scratch: string) => Promise<KernelSource>): Promise<KernelRow> {
+  private async install(
+    name: string,
+    ctx: OpContext,
+    fetch: (scratch: string) => Promise<KernelSource>,
+  ): Promise<KernelRow> {
     const work = this.paths.kernelWork(name, randomBytes(6).toString('hex'));
     const staging = join(work, 'out');
     const scratch = join(work, 'scratch');
@@ -208,8 +246,12 @@ export class KernelService {
     // The package ships no modules.dep (its postinst runs depmod); generate it in our copy.
     await this.runner.check(['depmod', '-b', modRoot, release], { signal });
     return {
-      name: entry.name, distro: entry.distro, source: `apt:${pkg}`, kernelPath: join(tree, 'boot', vmlinuz),
-      modulesDir: join(modRoot, 'lib', 'modules', release), scratch,
+      name: entry.name,
+      distro: entry.distro,
+      source: `apt:${pkg}`,
+      kernelPath: join(tree, 'boot', vmlinuz),
+      modulesDir: join(modRoot, 'lib', 'modules', release),
+      scratch,
     };
   }
 
@@ -222,12 +264,19 @@ export class KernelService {
     const res = await extractKernelTarball(stream, tree, entry.sha256, entry.url, this.lifetime);
     let modulesDir: string | undefined;
     if (await exists(join(tree, 'modules'))) {
-      const subs = (await readdir(join(tree, 'modules'), { withFileTypes: true })).filter((d) => d.isDirectory() && /^\d/.test(d.name));
+      const subs = (await readdir(join(tree, 'modules'), { withFileTypes: true })).filter(
+        (d) => d.isDirectory() && /^\d/.test(d.name),
+      );
       modulesDir = subs.length === 1 && subs[0] ? join(tree, 'modules', subs[0].name) : join(tree, 'modules');
     }
     return {
-      name: entry.name, distro: entry.distro, source: entry.url, kernelPath: join(tree, res.kernelFile),
-      initrdPath: res.hasInitrd ? join(tree, 'initrd.img') : undefined, modulesDir, scratch,
+      name: entry.name,
+      distro: entry.distro,
+      source: entry.url,
+      kernelPath: join(tree, res.kernelFile),
+      initrdPath: res.hasInitrd ? join(tree, 'initrd.img') : undefined,
+      modulesDir,
+      scratch,
     };
   }
 
@@ -236,15 +285,27 @@ export class KernelService {
     const names = await readdir(dir).catch(() => {
       throw notFound(`--from ${dir} does not exist or is not a directory`);
     });
-    const kernel = ['vmlinux', 'bzImage', 'vmlinuz'].find((n) => names.includes(n)) ?? names.find((n) => n.startsWith('vmlinuz-'));
-    if (!kernel) throw badRequest(`no kernel in ${dir}`, 'the directory needs vmlinux, bzImage or vmlinuz[-VERSION], optionally initrd.img and modules/');
-    const initrd = ['initrd.img', 'initrd'].find((n) => names.includes(n)) ?? names.find((n) => n.startsWith('initrd.img-'));
+    const kernel =
+      ['vmlinux', 'bzImage', 'vmlinuz'].find((n) => names.includes(n)) ?? names.find((n) => n.startsWith('vmlinuz-'));
+    if (!kernel)
+      throw badRequest(
+        `no kernel in ${dir}`,
+        'the directory needs vmlinux, bzImage or vmlinuz[-VERSION], optionally initrd.img and modules/',
+      );
+    const initrd =
+      ['initrd.img', 'initrd'].find((n) => names.includes(n)) ?? names.find((n) => n.startsWith('initrd.img-'));
     let modules: string | undefined;
     if (names.includes('modules')) {
-      const subs = (await readdir(join(dir, 'modules'), { withFileTypes: true })).filter((d) => d.isDirectory() && /^\d/.test(d.name));
+      const subs = (await readdir(join(dir, 'modules'), { withFileTypes: true })).filter(
+        (d) => d.isDirectory() && /^\d/.test(d.name),
+      );
       modules = subs.length === 1 && subs[0] ? join(dir, 'modules', subs[0].name) : join(dir, 'modules');
     }
-    return { kernel: join(dir, kernel), ...(initrd ? { initrd: join(dir, initrd) } : {}), ...(modules ? { modules } : {}) };
+    return {
+      kernel: join(dir, kernel),
+      ...(initrd ? { initrd: join(dir, initrd) } : {}),
+      ...(modules ? { modules } : {}),
+    };
   }
 
   private async loadCatalogFile(source: string): Promise<{ kernels: TarballKernelEntry[]; images: unknown[] }> {
@@ -256,7 +317,9 @@ export class KernelService {
       text = Buffer.concat(chunks).toString('utf8');
     } else {
       text = await readFile(source, 'utf8').catch((e: NodeJS.ErrnoException) => {
-        throw new AppError('precondition', `cannot read the catalog file ${source}: ${e.code ?? e.message}`, { hint: 'fix or remove `catalog` in config.toml' });
+        throw new AppError('precondition', `cannot read the catalog file ${source}: ${e.code ?? e.message}`, {
+          hint: 'fix or remove `catalog` in config.toml',
+        });
       });
     }
     return parseCatalogFile(text, source);

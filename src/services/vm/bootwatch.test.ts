@@ -43,7 +43,12 @@ test('returns once the probe reports ready', async () => {
 const failures: { name: string; over: Parameters<typeof harness>[0]; kind: string; msg: RegExp }[] = [
   { name: 'VMM exit', over: { isAlive: async () => false }, kind: 'exited', msg: /stopped during boot/ },
   { name: 'silent console', over: { grows: (tick) => tick < 5 }, kind: 'stuck', msg: /no boot progress for 30 s/ },
-  { name: 'ssh never answers', over: { timeoutMs: 10_000 }, kind: 'ssh_timeout', msg: /did not accept ssh within 10 s; sshd/ },
+  {
+    name: 'ssh never answers',
+    over: { timeoutMs: 10_000 },
+    kind: 'ssh_timeout',
+    msg: /did not accept ssh within 10 s; sshd/,
+  },
 ];
 for (const f of failures) {
   test(`boot watch: ${f.name}`, async () => {

@@ -78,7 +78,12 @@ export async function waitForSsh(i: BootWatchInput): Promise<void> {
     if (i.signal.aborted) throw new AppError('cancelled', 'operation cancelled');
     if (!(await i.isAlive())) {
       const tail = await consoleTail(i.consoleLog);
-      throw new BootFailure('exited', `VM "${i.vmName}" stopped during boot`, `${logsHint}; the console ended with:\n${tail}`, tail);
+      throw new BootFailure(
+        'exited',
+        `VM "${i.vmName}" stopped during boot`,
+        `${logsHint}; the console ended with:\n${tail}`,
+        tail,
+      );
     }
     const size = await sizeOf(i.consoleLog);
     if (size !== lastSize) {
@@ -88,7 +93,12 @@ export async function waitForSsh(i: BootWatchInput): Promise<void> {
     if (size !== lastReported && (await consoleTail(i.consoleLog, 40)).includes(FIRSTBOOT_FAILED)) {
       const tail = await consoleTail(i.consoleLog);
       const line = tail.split('\n').find((l) => l.includes(FIRSTBOOT_FAILED)) ?? FIRSTBOOT_FAILED;
-      throw new BootFailure('guest_setup', `VM "${i.vmName}" could not set up sshd on first boot: ${line.slice(line.indexOf('FAILED') + 7)}`, `the VM is kept for inspection: ${logsHint}`, tail);
+      throw new BootFailure(
+        'guest_setup',
+        `VM "${i.vmName}" could not set up sshd on first boot: ${line.slice(line.indexOf('FAILED') + 7)}`,
+        `the VM is kept for inspection: ${logsHint}`,
+        tail,
+      );
     }
     lastReported = size;
     const state = await i.probe();
@@ -116,4 +126,3 @@ export async function waitForSsh(i: BootWatchInput): Promise<void> {
     await new Promise((r) => setTimeout(r, i.pollMs ?? 500));
   }
 }
-

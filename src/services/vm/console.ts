@@ -45,7 +45,11 @@ async function readAt(fh: FileHandle, pos: number, max: number): Promise<Buffer>
  * before the truncation; what the guest prints between that read and the
  * truncation (microseconds) is lost. Returns whether it cut.
  */
-export async function cutConsole(path: string, maxBytes = CONSOLE_MAX_BYTES, keepBytes = CONSOLE_KEEP_BYTES): Promise<boolean> {
+export async function cutConsole(
+  path: string,
+  maxBytes = CONSOLE_MAX_BYTES,
+  keepBytes = CONSOLE_KEEP_BYTES,
+): Promise<boolean> {
   const fh = await openIfExists(path, 'r+');
   if (!fh) return false;
   let tail: Buffer;

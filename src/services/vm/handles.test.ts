@@ -37,5 +37,8 @@ for (const [what, text, re] of [
 }
 
 test('parseHandlesFile keeps keys it does not know (written by a newer banger)', () => {
-  assert.deepEqual(parseHandlesFile(JSON.stringify({ ...good, extra: 1 }), 'F'), { state: 'ok', handles: { ...good, extra: 1 } });
+  assert.deepEqual(parseHandlesFile(JSON.stringify({ ...good, extra: 1 }), 'F'), {
+    state: 'ok',
+    handles: { ...good, extra: 1 },
+  });
 });

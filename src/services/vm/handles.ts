@@ -17,7 +17,8 @@ const handlesSchema = z.looseObject({
   sshPort: z.number().int().min(1).max(65535),
 });
 
-export type HandlesFile = { state: 'missing' } | { state: 'ok'; handles: VmHandles } | { state: 'corrupt'; problem: string };
+export type HandlesFile =
+  { state: 'missing' } | { state: 'ok'; handles: VmHandles } | { state: 'corrupt'; problem: string };
 
 /** Parses handles.json text; `path` names the file in the problem. */
 export function parseHandlesFile(text: string, path: string): HandlesFile {

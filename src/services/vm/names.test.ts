@@ -23,7 +23,10 @@ test('invalid VM names say what and where', () => {
   ];
   for (const [name, re] of cases) {
     assert.match(vmNameProblem(name) ?? '', re, JSON.stringify(name));
-    assert.throws(() => validateVmName(name), (e: Error & { code?: string }) => e.code === 'bad_request');
+    assert.throws(
+      () => validateVmName(name),
+      (e: Error & { code?: string }) => e.code === 'bad_request',
+    );
   }
 });
 
@@ -38,6 +41,9 @@ test('generated names avoid taken ones and are valid', () => {
   assert.notEqual(first, second);
   for (const n of [first, second]) assert.equal(vmNameProblem(n), undefined);
   // Everything taken in the word list: a numeric suffix follows.
-  const suffixed = generateName((n) => !/-\d+$/.test(n), () => 0);
+  const suffixed = generateName(
+    (n) => !/-\d+$/.test(n),
+    () => 0,
+  );
   assert.match(suffixed, /-2$/);
 });

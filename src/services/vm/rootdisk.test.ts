@@ -6,18 +6,40 @@ import { makeRootDisk, rootDiskPlans, strategyOrder, undoPlan } from './rootdisk
 const input = { base: '/i/rootfs.ext4', target: '/v/root.img', sizeBytes: 8 * 2 ** 30, vmId: 'abcdef0123456789' };
 
 test('strategy order: qcow2 only for a VMM that reads it, dm only when usable', () => {
-  assert.deepEqual(strategyOrder({ vmmReadsQcow2: true, dmUsable: false }), ['qcow2-overlay', 'reflink', 'sparse-copy']);
+  assert.deepEqual(strategyOrder({ vmmReadsQcow2: true, dmUsable: false }), [
+    'qcow2-overlay',
+    'reflink',
+    'sparse-copy',
+  ]);
   assert.deepEqual(strategyOrder({ vmmReadsQcow2: false, dmUsable: true }), ['reflink', 'dm-snapshot', 'sparse-copy']);
 });
 
 test('plans: argv per strategy', () => {
-  assert.deepEqual(rootDiskPlans['qcow2-overlay'](input).steps[0]?.argv, ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', '/i/rootfs.ext4', '/v/root.img', '8589934592']);
-  assert.deepEqual(rootDiskPlans.reflink(input).steps.map((s) => s.argv[0]), ['cp', 'truncate']);
+  assert.deepEqual(rootDiskPlans['qcow2-overlay'](input).steps[0]?.argv, [
+    'qemu-img',
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-F',
+    'raw',
+    '-b',
+    '/i/rootfs.ext4',
+    '/v/root.img',
+    '8589934592',
+  ]);
+  assert.deepEqual(
+    rootDiskPlans.reflink(input).steps.map((s) => s.argv[0]),
+    ['cp', 'truncate'],
+  );
   assert.equal(rootDiskPlans.reflink(input).steps[0]?.argv[1], '--reflink=always');
   assert.equal(rootDiskPlans['sparse-copy'](input).steps[0]?.argv[1], '--sparse=always');
   const dm = rootDiskPlans['dm-snapshot'](input);
   assert.equal(dm.path, '/dev/mapper/banger-abcdef012345');
-  assert.deepEqual(dm.steps.map((s) => s.argv[0]), ['truncate', 'losetup', 'losetup', 'dmsetup']);
+  assert.deepEqual(
+    dm.steps.map((s) => s.argv[0]),
+    ['truncate', 'losetup', 'losetup', 'dmsetup'],
+  );
   assert.match(dm.steps[3]?.argv.join(' ') ?? '', /snapshot \{base_loop\} \{cow_loop\} P 8/);
 });
 
@@ -42,17 +64,26 @@ test('fallthrough: reflink unsupported → sparse copy, recorded as the strategy
   const runner = new FakeRunner()
     .on((a) => a[0] === 'cp' && a[1] === '--sparse=always', {})
     .on((a) => a[0] === 'truncate' && a[1] === '-s', {})
-    .on((a) => a[0] === 'cp' && a[1] === '--reflink=always', { code: 1, stderr: 'cp: failed to clone: Operation not supported' });
+    .on((a) => a[0] === 'cp' && a[1] === '--reflink=always', {
+      code: 1,
+      stderr: 'cp: failed to clone: Operation not supported',
+    });
   const { plan } = await makeRootDisk(runner, input, ['reflink', 'sparse-copy']);
   assert.equal(plan.strategy, 'sparse-copy');
-  assert.deepEqual(runner.calls.map((c) => c.argv.join(' ')), [
-    'cp --reflink=always /i/rootfs.ext4 /v/root.img',
-    'cp --sparse=always /i/rootfs.ext4 /v/root.img',
-    'truncate -s >8589934592 /v/root.img',
-  ]);
+  assert.deepEqual(
+    runner.calls.map((c) => c.argv.join(' ')),
+    [
+      'cp --reflink=always /i/rootfs.ext4 /v/root.img',
+      'cp --sparse=always /i/rootfs.ext4 /v/root.img',
+      'truncate -s >8589934592 /v/root.img',
+    ],
+  );
   const r2 = new FakeRunner().on((a) => a[0] === 'rm' && a[1] === '-f', {});
   await undoPlan(r2, plan, {});
-  assert.deepEqual(r2.calls.map((c) => c.argv.join(' ')), ['rm -f /v/root.img']);
+  assert.deepEqual(
+    r2.calls.map((c) => c.argv.join(' ')),
+    ['rm -f /v/root.img'],
+  );
   runner.assertNoUnexpected();
   r2.assertNoUnexpected();
 });

@@ -33,7 +33,13 @@ export const rootDiskPlans = {
     strategy: 'qcow2-overlay',
     path: i.target,
     format: 'qcow2',
-    steps: [{ what: 'qcow2 overlay', argv: ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', i.base, i.target, String(i.sizeBytes)], undo: ['rm', '-f', i.target] }],
+    steps: [
+      {
+        what: 'qcow2 overlay',
+        argv: ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', i.base, i.target, String(i.sizeBytes)],
+        undo: ['rm', '-f', i.target],
+      },
+    ],
   }),
   reflink: (i: RootDiskInput): RootDiskPlan => ({
     strategy: 'reflink',
@@ -59,7 +65,11 @@ export const rootDiskPlans = {
       format: 'raw',
       steps: [
         { what: 'COW file', argv: ['truncate', '-s', String(i.sizeBytes), cow], undo: ['rm', '-f', cow] },
-        { what: 'base loop device', argv: ['losetup', '--find', '--show', '--read-only', i.base], undo: ['losetup', '-d', '{base_loop}'] },
+        {
+          what: 'base loop device',
+          argv: ['losetup', '--find', '--show', '--read-only', i.base],
+          undo: ['losetup', '-d', '{base_loop}'],
+        },
         { what: 'COW loop device', argv: ['losetup', '--find', '--show', cow], undo: ['losetup', '-d', '{cow_loop}'] },
         {
           what: 'snapshot target',
@@ -90,14 +100,19 @@ export function strategyOrder(o: { vmmReadsQcow2: boolean; dmUsable: boolean }):
   return order;
 }
 
-const fill = (argv: readonly string[], vars: Record<string, string>): string[] => argv.map((a) => a.replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m));
+const fill = (argv: readonly string[], vars: Record<string, string>): string[] =>
+  argv.map((a) => a.replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m));
 
 /**
  * Runs a plan: each step's stdout may define a variable (`losetup --show`
  * prints the device); a failure runs the undos of the completed steps in
  * reverse and rethrows.
  */
-export async function executePlan(runner: CommandRunner, plan: RootDiskPlan, signal?: AbortSignal): Promise<{ path: string; vars: Record<string, string> }> {
+export async function executePlan(
+  runner: CommandRunner,
+  plan: RootDiskPlan,
+  signal?: AbortSignal,
+): Promise<{ path: string; vars: Record<string, string> }> {
   const vars: Record<string, string> = {};
   const done: PlanStep[] = [];
   try {
@@ -142,5 +157,8 @@ export async function makeRootDisk(
       errors.push(`${s}: ${e instanceof Error ? e.message : String(e)}${detail}`);
     }
   }
-  throw new AppError('operation_failed', 'could not make the VM root disk with any strategy', { detail: errors.join('\n'), hint: errors.join('\n') });
+  throw new AppError('operation_failed', 'could not make the VM root disk with any strategy', {
+    detail: errors.join('\n'),
+    hint: errors.join('\n'),
+  });
 }

@@ -88,7 +88,8 @@ class FakeDriver implements VmmDriver {
   }
 
   private reap(): void {
-    for (const [pid, p] of this.procs) if (p.exitAt !== undefined && p.exitAt <= this.clock.now()) this.procs.delete(pid);
+    for (const [pid, p] of this.procs)
+      if (p.exitAt !== undefined && p.exitAt <= this.clock.now()) this.procs.delete(pid);
   }
 
   async kill(h: VmmHandles, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -112,7 +113,11 @@ class FakeDriver implements VmmDriver {
 }
 
 /** The host commands create, start and stop run, answered as on a healthy host; `poweroffs` records each ssh poweroff. */
-function hostRunner(driver: FakeDriver, clock: FakeClock, poweroffs: { at: number; command: string; port: number }[]): FakeRunner {
+function hostRunner(
+  driver: FakeDriver,
+  clock: FakeClock,
+  poweroffs: { at: number; command: string; port: number }[],
+): FakeRunner {
   const isPoweroff = (a: readonly string[]): boolean => a[0] === 'ssh' && /\bpoweroff\b/.test(a.at(-1) ?? '');
   return new FakeRunner()
     .on((a) => a[0] === 'qemu-img' && a[1] === 'create', {})
@@ -136,8 +141,18 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => voi
   const images = new ImageRepo(db);
   const vms = new VmRepo(db);
   const image: ImageRow = {
-    id: 'img1', name: 'debian-bookworm', source: 'build', managed: true, dir: root, rootfsPath: join(root, 'rootfs.ext4'),
-    workSeedPath: undefined, kernelName: 'k', distro: 'debian', sizeBytes: 1 << 30, assetsVersion: 1, createdAt: 'now',
+    id: 'img1',
+    name: 'debian-bookworm',
+    source: 'build',
+    managed: true,
+    dir: root,
+    rootfsPath: join(root, 'rootfs.ext4'),
+    workSeedPath: undefined,
+    kernelName: 'k',
+    distro: 'debian',
+    sizeBytes: 1 << 30,
+    assetsVersion: 1,
+    createdAt: 'now',
   };
   images.insert(image);
   const clock = new FakeClock();
@@ -147,15 +162,37 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => voi
   opts.runner?.(runner);
   runners.push(runner);
   const config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
-  const keys = { keyPath: join(root, 'id'), knownHosts: join(root, 'kh'), ensureKey: async () => 'ssh-ed25519 AAAA test', forget: async () => undefined } as unknown as SshKeys;
+  const keys = {
+    keyPath: join(root, 'id'),
+    knownHosts: join(root, 'kh'),
+    ensureKey: async () => 'ssh-ed25519 AAAA test',
+    forget: async () => undefined,
+  } as unknown as SshKeys;
   const deps: ConstructorParameters<typeof VmService>[0] = {
-    paths, vms, images, driver, runner, keys, config, log: nullLogger, tscKhz: 2000000, host: { cpus: 2, memBytes: 8 * 2 ** 30 },
+    paths,
+    vms,
+    images,
+    driver,
+    runner,
+    keys,
+    config,
+    log: nullLogger,
+    tscKhz: 2000000,
+    host: { cpus: 2, memBytes: 8 * 2 ** 30 },
     accel: { accel: 'tcg', reason: 'test' },
     imageService: {
       ensure: async () => image,
       kernelFilesFor: async () => ({
-        dir: '/k', kernel: '/k/bzImage', initrd: '/k/initrd.img', modulesDisk: '/k/modules.ext4',
-        manifest: { name: 'k', format: 'bzImage', initrd: 'banger', traits: { virtioMmio: 'module' } } as KernelManifest,
+        dir: '/k',
+        kernel: '/k/bzImage',
+        initrd: '/k/initrd.img',
+        modulesDisk: '/k/modules.ext4',
+        manifest: {
+          name: 'k',
+          format: 'bzImage',
+          initrd: 'banger',
+          traits: { virtioMmio: 'module' },
+        } as KernelManifest,
       }),
     },
     sshProbe: async () => opts.probe ?? 'ready',
@@ -168,7 +205,11 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => voi
   return { svc, vms, paths, driver, runner, clock, poweroffs, restart };
 }
 
-const ctx = (signal = new AbortController().signal): OpContext => ({ opId: 'op-test', signal, progress: () => undefined });
+const ctx = (signal = new AbortController().signal): OpContext => ({
+  opId: 'op-test',
+  signal,
+  progress: () => undefined,
+});
 
 test('create + delete: row, disks, VMM spec, and nothing left after delete', async () => {
   const { svc, vms, paths, driver, runner } = setup();
@@ -181,11 +222,17 @@ test('create + delete: row, disks, VMM spec, and nothing left after delete', asy
   assert.equal(spec.accel, 'tcg');
   assert.match(spec.cmdline, /banger\.hostname=dev/);
   assert.match(spec.cmdline, /tsc_early_khz=2000000/);
-  assert.deepEqual(spec.disks.map((d) => d.serial), ['banger-root', 'banger-work', 'banger-modules']);
+  assert.deepEqual(
+    spec.disks.map((d) => d.serial),
+    ['banger-root', 'banger-work', 'banger-modules'],
+  );
   const qemuImg = runner.callsTo('qemu-img')[0] ?? [];
   assert.deepEqual(qemuImg.slice(0, 7), ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw']);
   assert.ok(qemuImg.includes('-b'), 'overlay over the shared base');
-  assert.ok(runner.calls.some((c) => c.argv[0] === 'debugfs' && String(c.input).includes('authorized_keys')), 'ssh key injected');
+  assert.ok(
+    runner.calls.some((c) => c.argv[0] === 'debugfs' && String(c.input).includes('authorized_keys')),
+    'ssh key injected',
+  );
   await svc.delete('dev', ctx());
   assert.deepEqual(vms.list(), []);
   assert.deepEqual(readdirSync(paths.vmsDir), []);
@@ -208,7 +255,10 @@ for (const [params, re] of [
 ] as const) {
   test(`bad input ${JSON.stringify(params)} is rejected before anything is made`, async () => {
     const { svc, vms, paths, runner, driver } = setup();
-    await assert.rejects(svc.create(params, ctx()), (e: Error & { code?: string }) => e.code === 'bad_request' && re.test(e.message));
+    await assert.rejects(
+      svc.create(params, ctx()),
+      (e: Error & { code?: string }) => e.code === 'bad_request' && re.test(e.message),
+    );
     assert.deepEqual(vms.list(), []);
     assert.deepEqual(readdirSync(paths.vmsDir), []);
     assert.equal(runner.calls.length, 0);
@@ -220,9 +270,15 @@ test('vm set refuses memory, vcpu and disk above the limits, naming them, and ch
   const { svc, vms } = setup();
   await svc.create({ name: 'dev', start: false }, ctx());
   const before = vms.byName('dev');
-  await assert.rejects(svc.set('dev', { memory_mib: 1e12 }, ctx()), /invalid --memory 1000000000000: .*at most 8192 MiB/);
+  await assert.rejects(
+    svc.set('dev', { memory_mib: 1e12 }, ctx()),
+    /invalid --memory 1000000000000: .*at most 8192 MiB/,
+  );
   await assert.rejects(svc.set('dev', { vcpu: 65 }, ctx()), /invalid --vcpu 65: .*at most 2/);
-  await assert.rejects(svc.set('dev', { disk_size: '100T' }, ctx()), /--disk-size 100T is larger than the maximum disk size, 8T/);
+  await assert.rejects(
+    svc.set('dev', { disk_size: '100T' }, ctx()),
+    /--disk-size 100T is larger than the maximum disk size, 8T/,
+  );
   assert.deepEqual(vms.byName('dev'), before);
 });
 
@@ -235,14 +291,24 @@ test('an omitted name is generated', async () => {
 test('a duplicate name is refused', async () => {
   const { svc } = setup();
   await svc.create({ name: 'dev' }, ctx());
-  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: Error & { code?: string }) => e.code === 'already_exists');
+  await assert.rejects(
+    svc.create({ name: 'dev' }, ctx()),
+    (e: Error & { code?: string }) => e.code === 'already_exists',
+  );
 });
 
 test('a failing host step removes the row and the VM dir', async () => {
   const { svc, vms, paths } = setup({
-    runner: (r) => r.on('qemu-img', { code: 1, stderr: 'qemu-img: No space left on device' }).on('cp', { code: 1, stderr: 'cp: No space left on device' }),
+    runner: (r) =>
+      r
+        .on('qemu-img', { code: 1, stderr: 'qemu-img: No space left on device' })
+        .on('cp', { code: 1, stderr: 'cp: No space left on device' }),
   });
-  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: Error & { hint?: string }) => /could not make the VM root disk/.test(e.message) && /No space left/.test(e.hint ?? ''));
+  await assert.rejects(
+    svc.create({ name: 'dev' }, ctx()),
+    (e: Error & { hint?: string }) =>
+      /could not make the VM root disk/.test(e.message) && /No space left/.test(e.hint ?? ''),
+  );
   assert.deepEqual(vms.list(), []);
   assert.deepEqual(readdirSync(paths.vmsDir), []);
 });
@@ -259,19 +325,28 @@ test('the root disk falls back from qcow2 to a raw copy and records the strategy
   const v = await svc.create({ name: 'dev' }, ctx());
   assert.equal(v.disk_strategy, 'sparse-copy');
   assert.equal(driver.specs[0]?.disks[0]?.format, 'raw');
-  assert.deepEqual(runner.calls.map((c) => c.argv[0]), ['qemu-img', 'cp', 'cp', 'truncate', 'mkfs.ext4', 'debugfs', 'debugfs']);
+  assert.deepEqual(
+    runner.calls.map((c) => c.argv[0]),
+    ['qemu-img', 'cp', 'cp', 'truncate', 'mkfs.ext4', 'debugfs', 'debugfs'],
+  );
 });
 
 test('a VMM that exits during boot is cleaned up', async () => {
   const { svc, vms, driver } = setup({ probe: 'none' });
   driver.exitOnStart = true;
-  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: unknown) => e instanceof BootFailure && e.kind === 'exited');
+  await assert.rejects(
+    svc.create({ name: 'dev' }, ctx()),
+    (e: unknown) => e instanceof BootFailure && e.kind === 'exited',
+  );
   assert.deepEqual(vms.list(), []);
 });
 
 test('an ssh timeout keeps the VM for inspection', async () => {
   const { svc, vms, driver } = setup({ probe: 'none', timeoutMs: 300 });
-  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: unknown) => e instanceof BootFailure && e.kind === 'ssh_timeout' && /vm logs dev/.test(e.hint ?? ''));
+  await assert.rejects(
+    svc.create({ name: 'dev' }, ctx()),
+    (e: unknown) => e instanceof BootFailure && e.kind === 'ssh_timeout' && /vm logs dev/.test(e.hint ?? ''),
+  );
   assert.equal(vms.byName('dev')?.state, 'running');
   assert.equal(driver.procs.size, 1);
 });
@@ -294,8 +369,14 @@ test('refs: name, id, unique prefix; ambiguity and absence are errors', async ()
   assert.equal(svc.resolve('a').id, a.id);
   assert.equal(svc.resolve(b.id).name, 'b');
   assert.equal(svc.resolve(b.id.slice(0, 10)).name, 'b');
-  assert.throws(() => svc.resolve('zzz'), (e: Error & { code?: string }) => e.code === 'not_found');
-  assert.throws(() => svc.resolve(''), (e: Error & { code?: string }) => e.code === 'bad_request' || e.code === 'not_found');
+  assert.throws(
+    () => svc.resolve('zzz'),
+    (e: Error & { code?: string }) => e.code === 'not_found',
+  );
+  assert.throws(
+    () => svc.resolve(''),
+    (e: Error & { code?: string }) => e.code === 'bad_request' || e.code === 'not_found',
+  );
 });
 
 test('reconcile: a dead VMM is marked stopped, a live one is adopted, a half-created VM is removed', async () => {
@@ -304,7 +385,13 @@ test('reconcile: a dead VMM is marked stopped, a live one is adopted, a half-cre
   const dead = await svc.create({ name: 'dead' }, ctx());
   const deadPid = vms.get(dead.id)?.handles?.pid as number;
   driver.procs.delete(deadPid);
-  vms.insert({ ...(vms.byName('live') as NonNullable<ReturnType<typeof vms.byName>>), id: 'half', name: 'half', state: 'creating', handles: undefined });
+  vms.insert({
+    ...(vms.byName('live') as NonNullable<ReturnType<typeof vms.byName>>),
+    id: 'half',
+    name: 'half',
+    state: 'creating',
+    handles: undefined,
+  });
   mkdirSync(paths.vmDir('half'));
   writeFileSync(join(paths.vmDir('half'), 'root.qcow2'), '');
   await svc.reconcile();
@@ -339,7 +426,10 @@ test('reconcile: a corrupt handles.json without a store copy never marks the VM 
   assert.equal(existsSync(file), true, 'the file is kept for inspection');
   assert.equal(driver.procs.size, 1, 'nothing was killed blindly');
   const shown = await svc.show('live');
-  assert.match((shown.problems ?? []).join('\n'), /handles\.json .*pid.*no copy in the store: its VMM may still be running/);
+  assert.match(
+    (shown.problems ?? []).join('\n'),
+    /handles\.json .*pid.*no copy in the store: its VMM may still be running/,
+  );
 });
 
 test('reconcile: an unreadable handles.json (not ENOENT) is a problem, not a missing file', async () => {
@@ -357,9 +447,12 @@ test('reconcile: an unreadable handles.json (not ENOENT) is a problem, not a mis
 test('firecracker is refused with a hint', async () => {
   const { svc } = setup();
   (svc as unknown as { d: { config: { vmm: string } } }).d.config.vmm = 'firecracker';
-  await assert.rejects(svc.create({}, ctx()), (e: Error & { code?: string; hint?: string }) => e.code === 'precondition' && /hardware virtualization/.test(e.message));
+  await assert.rejects(
+    svc.create({}, ctx()),
+    (e: Error & { code?: string; hint?: string }) =>
+      e.code === 'precondition' && /hardware virtualization/.test(e.message),
+  );
 });
-
 
 test('auto_stop_stale_after stops only VMs untouched for longer than the limit', async () => {
   const { svc, vms } = setup();
@@ -401,7 +494,10 @@ test('stop: a guest that ignores poweroff is killed (SIGKILL) only once the 10 s
   assert.equal(sig?.pid, v.pid);
   assert.equal(sig?.signal, 'SIGKILL');
   const poweroffAt = poweroffs[0]?.at ?? NaN;
-  assert.ok((sig?.at ?? 0) - poweroffAt >= 10_000, `killed ${(sig?.at ?? 0) - poweroffAt} ms after the poweroff request; SPEC §4 gives the guest 10 s`);
+  assert.ok(
+    (sig?.at ?? 0) - poweroffAt >= 10_000,
+    `killed ${(sig?.at ?? 0) - poweroffAt} ms after the poweroff request; SPEC §4 gives the guest 10 s`,
+  );
   assert.equal(driver.procs.size, 0);
 });
 
@@ -410,12 +506,19 @@ test('kill --signal: the VMM gets that signal at once, with no guest shutdown', 
   const v = await svc.create({ name: 'dev' }, ctx());
   const killed = await svc.kill('dev', 'SIGTERM');
   assert.equal(killed.state, 'stopped');
-  assert.deepEqual(driver.signals.map((s) => [s.pid, s.signal]), [[v.pid, 'SIGTERM']]);
+  assert.deepEqual(
+    driver.signals.map((s) => [s.pid, s.signal]),
+    [[v.pid, 'SIGTERM']],
+  );
   assert.deepEqual(poweroffs, []);
 });
 
 /** Creates a running VM and rewrites its row as a daemon that died at the wrong moment would have left it. */
-async function leftBehind(s: ReturnType<typeof setup>, name: string, patch: Parameters<VmRepo['update']>[1]): Promise<{ id: string; pid: number; ssh: string | null }> {
+async function leftBehind(
+  s: ReturnType<typeof setup>,
+  name: string,
+  patch: Parameters<VmRepo['update']>[1],
+): Promise<{ id: string; pid: number; ssh: string | null }> {
   const v = await s.svc.create({ name }, ctx());
   s.vms.update(v.id, patch);
   return { id: v.id, pid: v.pid as number, ssh: v.ssh };
@@ -515,7 +618,10 @@ test('reconcile: an asked-for stop ends stopped with its VMM killed and its disk
     assert.equal(vms.get(v.id)?.state, 'stopped', state);
     assert.equal(vms.get(v.id)?.handles, undefined, state);
     assert.deepEqual(driver.killed, [pid], state);
-    assert.ok(existsSync(join(paths.vmDir(v.id), 'root.qcow2')) || existsSync(paths.vmDir(v.id)), `${state}: disks kept`);
+    assert.ok(
+      existsSync(join(paths.vmDir(v.id), 'root.qcow2')) || existsSync(paths.vmDir(v.id)),
+      `${state}: disks kept`,
+    );
   }
 });
 
@@ -533,17 +639,38 @@ test('reconcile: a create interrupted during its first boot is removed and its r
 test('reconcile: a VMM whose handles were never recorded is found by its control socket on its command line', async (t) => {
   const { vms, driver, paths, restart } = setup();
   vms.insert({
-    id: 'c'.repeat(32), name: 'dev', imageId: 'img1', state: 'creating', vcpu: 1, memoryMib: 256, diskBytes: 1 << 30, overlayBytes: 1 << 30,
-    nat: false, vmm: 'qemu', accel: 'tcg', networkMode: 'user', sshPort: undefined, diskStrategy: 'qcow2-overlay', handles: undefined,
-    bootId: undefined, createdAt: 'now', updatedAt: 'now',
+    id: 'c'.repeat(32),
+    name: 'dev',
+    imageId: 'img1',
+    state: 'creating',
+    vcpu: 1,
+    memoryMib: 256,
+    diskBytes: 1 << 30,
+    overlayBytes: 1 << 30,
+    nat: false,
+    vmm: 'qemu',
+    accel: 'tcg',
+    networkMode: 'user',
+    sshPort: undefined,
+    diskStrategy: 'qcow2-overlay',
+    handles: undefined,
+    bootId: undefined,
+    createdAt: 'now',
+    updatedAt: 'now',
   });
   mkdirSync(paths.vmDir('c'.repeat(32)), { recursive: true });
   const sock = paths.qmpSocket('c'.repeat(32));
   const runner = new NodeRunner();
   const log = join(paths.vmDir('c'.repeat(32)), 'vmm.log');
   // Stand-ins: one carries the VMM's QMP argument, one only mentions the VM's console log (like `tail -f`).
-  const vmm = await runner.spawnDetached([process.execPath, '-e', 'setTimeout(() => {}, 60000)', '--', '-qmp', `unix:${sock},server=on,wait=off`], { logFile: log });
-  const bystander = await runner.spawnDetached([process.execPath, '-e', 'setTimeout(() => {}, 60000)', '--', join(paths.vmDir('c'.repeat(32)), 'console.log')], { logFile: log });
+  const vmm = await runner.spawnDetached(
+    [process.execPath, '-e', 'setTimeout(() => {}, 60000)', '--', '-qmp', `unix:${sock},server=on,wait=off`],
+    { logFile: log },
+  );
+  const bystander = await runner.spawnDetached(
+    [process.execPath, '-e', 'setTimeout(() => {}, 60000)', '--', join(paths.vmDir('c'.repeat(32)), 'console.log')],
+    { logFile: log },
+  );
   t.after(() => [vmm, bystander].forEach((p) => signalProcess(p, 'SIGKILL')));
   await restart().reconcile();
   assert.deepEqual(driver.killed, [vmm]);

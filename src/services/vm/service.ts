@@ -84,14 +84,24 @@ const STOP_GRACE_MS = 10_000;
 
 function checkVcpu(vcpu: number, host: HostFacts): void {
   const max = maxVcpu(host);
-  if (!Number.isInteger(vcpu) || vcpu < 1) throw badRequest(`invalid --vcpu ${vcpu}: must be a whole number from 1 to ${max}`, 'e.g. --vcpu 1');
-  if (vcpu > max) throw badRequest(`invalid --vcpu ${vcpu}: more than this host's ${host.cpus} CPUs (at most ${max})`, `use --vcpu ${max} or less`);
+  if (!Number.isInteger(vcpu) || vcpu < 1)
+    throw badRequest(`invalid --vcpu ${vcpu}: must be a whole number from 1 to ${max}`, 'e.g. --vcpu 1');
+  if (vcpu > max)
+    throw badRequest(
+      `invalid --vcpu ${vcpu}: more than this host's ${host.cpus} CPUs (at most ${max})`,
+      `use --vcpu ${max} or less`,
+    );
 }
 
 function checkMemory(mib: number, host: HostFacts): void {
-  if (!Number.isInteger(mib) || mib < 128) throw badRequest(`invalid --memory ${mib}: must be at least 128 MiB`, 'e.g. --memory 2048 (MiB) or --memory 2G');
+  if (!Number.isInteger(mib) || mib < 128)
+    throw badRequest(`invalid --memory ${mib}: must be at least 128 MiB`, 'e.g. --memory 2048 (MiB) or --memory 2G');
   const max = maxMemoryMib(host);
-  if (mib > max) throw badRequest(`invalid --memory ${mib}: more than this host's memory (at most ${max} MiB)`, `use --memory ${max} or less (MiB), e.g. --memory 2G`);
+  if (mib > max)
+    throw badRequest(
+      `invalid --memory ${mib}: more than this host's memory (at most ${max} MiB)`,
+      `use --memory ${max} or less (MiB), e.g. --memory 2G`,
+    );
 }
 
 function parseDiskSize(size: string): number {
@@ -119,7 +129,10 @@ export class VmService {
     const matches = this.d.vms.list().filter((v) => v.id.startsWith(ref));
     if (matches.length === 1) return matches[0] as VmRow;
     if (matches.length > 1) {
-      throw badRequest(`"${ref}" matches ${matches.length} VMs: ${matches.map((m) => m.name).join(', ')}`, 'use the full name or a longer id prefix');
+      throw badRequest(
+        `"${ref}" matches ${matches.length} VMs: ${matches.map((m) => m.name).join(', ')}`,
+        'use the full name or a longer id prefix',
+      );
     }
     throw notFound(`no VM named "${ref}"`, 'run `banger vm list` to see your VMs');
   }
@@ -141,18 +154,34 @@ export class VmService {
     const memoryMib = p.memory_mib ?? cfg.vmDefaults.memoryMib;
     checkMemory(memoryMib, this.d.host);
     const diskBytes = p.disk_size === undefined ? cfg.vmDefaults.diskSizeBytes : parseDiskSize(p.disk_size);
-    if (diskBytes < 64 * 1048576) throw badRequest(`invalid --disk-size ${p.disk_size}: must be at least 64M`, 'e.g. --disk-size 8G');
+    if (diskBytes < 64 * 1048576)
+      throw badRequest(`invalid --disk-size ${p.disk_size}: must be at least 64M`, 'e.g. --disk-size 8G');
     this.checkVmmChoice();
     if (cfg.networkMode !== 'user') {
-      throw precondition('network_mode = "bridge" is not supported by this banger yet', 'remove network_mode from config.toml to use user-mode networking');
+      throw precondition(
+        'network_mode = "bridge" is not supported by this banger yet',
+        'remove network_mode from config.toml to use user-mode networking',
+      );
     }
     if (p.name && this.d.vms.byName(p.name)) {
-      throw alreadyExists(`a VM named "${p.name}" already exists`, `pick another --name or delete it with \`banger vm delete ${p.name}\``);
+      throw alreadyExists(
+        `a VM named "${p.name}" already exists`,
+        `pick another --name or delete it with \`banger vm delete ${p.name}\``,
+      );
     }
 
     const image = await this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx);
     const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
-    const incompatible = checkCompat(kernel.manifest.name, { format: kernel.manifest.format, pvhNote: kernel.manifest.traits.pvhNote ?? false, virtioMmio: kernel.manifest.traits.virtioMmio ?? 'unknown' }, kernel.initrd !== undefined, this.d.driver.kind);
+    const incompatible = checkCompat(
+      kernel.manifest.name,
+      {
+        format: kernel.manifest.format,
+        pvhNote: kernel.manifest.traits.pvhNote ?? false,
+        virtioMmio: kernel.manifest.traits.virtioMmio ?? 'unknown',
+      },
+      kernel.initrd !== undefined,
+      this.d.driver.kind,
+    );
     if (incompatible) throw incompatible;
     const pub = await this.d.keys.ensureKey();
 
@@ -181,7 +210,8 @@ export class VmService {
     try {
       this.d.vms.insert(row);
     } catch (e) {
-      if (String(e).includes('UNIQUE')) throw alreadyExists(`a VM named "${row.name}" already exists`, 'pick another --name');
+      if (String(e).includes('UNIQUE'))
+        throw alreadyExists(`a VM named "${row.name}" already exists`, 'pick another --name');
       throw e;
     }
     return this.withLock(id, async () => {
@@ -191,7 +221,12 @@ export class VmService {
         await mkdir(dir, { recursive: true, mode: 0o700 });
         // Device-mapper is never chosen automatically yet: it needs privileges and dm, which these hosts lack.
         const order = strategyOrder({ vmmReadsQcow2: this.d.driver.kind === 'qemu', dmUsable: false });
-        const { plan } = await makeRootDisk(this.d.runner, { base: image.rootfsPath, target: join(dir, vmFiles.overlay), sizeBytes: row.overlayBytes, vmId: id }, order, ctx.signal);
+        const { plan } = await makeRootDisk(
+          this.d.runner,
+          { base: image.rootfsPath, target: join(dir, vmFiles.overlay), sizeBytes: row.overlayBytes, vmId: id },
+          order,
+          ctx.signal,
+        );
         this.d.vms.update(id, { diskStrategy: plan.strategy });
         await this.makeWorkDisk(join(dir, vmFiles.work), image.workSeedPath, diskBytes, pub, ctx.signal);
         // With a boot the row stays `creating` until the guest is up: a daemon killed before then
@@ -205,14 +240,18 @@ export class VmService {
           if (e.kind === 'stuck') await this.stopVmm(id, 'error');
           throw e;
         }
-        await this.destroy(id).catch((err: unknown) => this.d.log.error('cleanup after failed create failed', { id, error: String(err) }));
+        await this.destroy(id).catch((err: unknown) =>
+          this.d.log.error('cleanup after failed create failed', { id, error: String(err) }),
+        );
         throw e;
       }
     });
   }
 
   /** Resolves several refs against one snapshot of the VM table (multi-target verbs). */
-  resolveMany(refs: readonly string[]): { ref: string; id?: string; name?: string; error?: { code: string; message: string; hint?: string } }[] {
+  resolveMany(
+    refs: readonly string[],
+  ): { ref: string; id?: string; name?: string; error?: { code: string; message: string; hint?: string } }[] {
     return refs.map((ref) => {
       try {
         const vm = this.resolve(ref);
@@ -230,12 +269,17 @@ export class VmService {
       const cur = this.mustGet(vm.id);
       if (cur.state === 'running') return this.view(cur);
       const image = this.d.images.get(cur.imageId);
-      if (!image) throw precondition(`the image of VM "${cur.name}" is gone`, `delete the VM with \`banger vm delete ${cur.name}\``);
+      if (!image)
+        throw precondition(
+          `the image of VM "${cur.name}" is gone`,
+          `delete the VM with \`banger vm delete ${cur.name}\``,
+        );
       const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
       try {
         await this.startLocked(vm.id, kernel, ctx);
       } catch (e) {
-        if (!(e instanceof BootFailure && e.kind === 'ssh_timeout')) await this.stopVmm(vm.id, e instanceof BootFailure ? 'error' : 'stopped');
+        if (!(e instanceof BootFailure && e.kind === 'ssh_timeout'))
+          await this.stopVmm(vm.id, e instanceof BootFailure ? 'error' : 'stopped');
         throw e;
       }
       return this.view(this.mustGet(vm.id));
@@ -252,7 +296,11 @@ export class VmService {
         this.d.vms.update(cur.id, { state: 'stopping' });
         const h = cur.handles;
         if (h && cur.sshPort) {
-          const argv = sshArgv('ssh', this.sshInfoOf(cur), { batch: true, connectTimeoutS: 3, remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &' });
+          const argv = sshArgv('ssh', this.sshInfoOf(cur), {
+            batch: true,
+            connectTimeoutS: 3,
+            remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &',
+          });
           await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
           const handles = this.vmmHandles(h);
           const clock = this.d.clock ?? realClock;
@@ -284,7 +332,11 @@ export class VmService {
   }
 
   /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows. */
-  async set(ref: string, p: { vcpu?: number | undefined; memory_mib?: number | undefined; disk_size?: string | undefined }, ctx: OpContext): Promise<VmView> {
+  async set(
+    ref: string,
+    p: { vcpu?: number | undefined; memory_mib?: number | undefined; disk_size?: string | undefined },
+    ctx: OpContext,
+  ): Promise<VmView> {
     const vm = this.resolve(ref);
     if (p.vcpu !== undefined) checkVcpu(p.vcpu, this.d.host);
     if (p.memory_mib !== undefined) checkMemory(p.memory_mib, this.d.host);
@@ -295,17 +347,28 @@ export class VmService {
     return this.withLock(vm.id, async () => {
       const cur = this.mustGet(vm.id);
       if (cur.state !== 'stopped' && cur.state !== 'error') {
-        throw precondition(`VM "${cur.name}" is ${cur.state}; vm set needs it stopped`, `run \`banger vm stop ${cur.name}\` first`);
+        throw precondition(
+          `VM "${cur.name}" is ${cur.state}; vm set needs it stopped`,
+          `run \`banger vm stop ${cur.name}\` first`,
+        );
       }
       if (disk !== undefined && disk !== cur.diskBytes) {
-        if (disk < cur.diskBytes) throw badRequest(`--disk-size ${p.disk_size} is smaller than the current ${cur.diskBytes} bytes`, 'disks only grow');
+        if (disk < cur.diskBytes)
+          throw badRequest(
+            `--disk-size ${p.disk_size} is smaller than the current ${cur.diskBytes} bytes`,
+            'disks only grow',
+          );
         const work = join(this.d.paths.vmDir(cur.id), vmFiles.work);
         // The guest may have been killed with a dirty journal: replay it before resizing offline.
         await this.d.runner.run(['e2fsck', '-fy', work], { signal: ctx.signal });
         await truncate(work, disk);
         await this.d.runner.check(['resize2fs', work], { signal: ctx.signal });
       }
-      this.d.vms.setSpec(cur.id, { vcpu: p.vcpu ?? cur.vcpu, memoryMib: p.memory_mib ?? cur.memoryMib, diskBytes: disk ?? cur.diskBytes });
+      this.d.vms.setSpec(cur.id, {
+        vcpu: p.vcpu ?? cur.vcpu,
+        memoryMib: p.memory_mib ?? cur.memoryMib,
+        diskBytes: disk ?? cur.diskBytes,
+      });
       return this.view(this.mustGet(cur.id));
     });
   }
@@ -315,7 +378,9 @@ export class VmService {
     const stale = this.d.vms.list().filter((v) => v.state === 'running' && now - Date.parse(v.updatedAt) > maxIdleMs);
     for (const v of stale) {
       this.d.log.info('stopping a VM untouched for longer than auto_stop_stale_after', { name: v.name });
-      await this.stop(v.id, quietContext('auto-stop')).catch((e: unknown) => this.d.log.warn('auto-stop failed', { name: v.name, error: String(e) }));
+      await this.stop(v.id, quietContext('auto-stop')).catch((e: unknown) =>
+        this.d.log.warn('auto-stop failed', { name: v.name, error: String(e) }),
+      );
     }
     return stale.map((v) => v.name);
   }
@@ -337,7 +402,10 @@ export class VmService {
     const vm = this.resolve(ref);
     this.d.vms.touch(vm.id);
     if (vm.state !== 'running' || vm.sshPort === undefined) {
-      throw precondition(`VM "${vm.name}" is ${vm.state}; ssh needs it running`, `start it first, or create one with \`banger vm run\``);
+      throw precondition(
+        `VM "${vm.name}" is ${vm.state}; ssh needs it running`,
+        `start it first, or create one with \`banger vm run\``,
+      );
     }
     return this.sshInfoOf(vm);
   }
@@ -369,16 +437,38 @@ export class VmService {
   }
 
   /** VMM process cpu/memory from /proc, guest uptime over ssh. */
-  async stats(ref: string): Promise<{ name: string; state: string; pid: number | null; cpu_seconds: number | null; rss_bytes: number | null; guest_uptime_s: number | null }> {
+  async stats(ref: string): Promise<{
+    name: string;
+    state: string;
+    pid: number | null;
+    cpu_seconds: number | null;
+    rss_bytes: number | null;
+    guest_uptime_s: number | null;
+  }> {
     const vm = this.resolve(ref);
-    const base = { name: vm.name, state: vm.state, pid: null, cpu_seconds: null, rss_bytes: null, guest_uptime_s: null };
+    const base = {
+      name: vm.name,
+      state: vm.state,
+      pid: null,
+      cpu_seconds: null,
+      rss_bytes: null,
+      guest_uptime_s: null,
+    };
     if (vm.state !== 'running' || !vm.handles) return base;
     const usage = await processUsage(vm.handles.pid);
     const res = await this.d.runner
-      .run(sshArgv('ssh', this.sshInfoOf(vm), { batch: true, connectTimeoutS: 5, remoteCommand: 'cat /proc/uptime' }), { timeoutMs: 10_000 })
+      .run(sshArgv('ssh', this.sshInfoOf(vm), { batch: true, connectTimeoutS: 5, remoteCommand: 'cat /proc/uptime' }), {
+        timeoutMs: 10_000,
+      })
       .catch(() => undefined);
     const up = res?.code === 0 ? Number(res.stdout.split(' ')[0]) : NaN;
-    return { ...base, pid: vm.handles.pid, cpu_seconds: usage?.cpuSeconds ?? null, rss_bytes: usage?.rssBytes ?? null, guest_uptime_s: Number.isFinite(up) ? up : null };
+    return {
+      ...base,
+      pid: vm.handles.pid,
+      cpu_seconds: usage?.cpuSeconds ?? null,
+      rss_bytes: usage?.rssBytes ?? null,
+      guest_uptime_s: Number.isFinite(up) ? up : null,
+    };
   }
 
   /**
@@ -404,7 +494,10 @@ export class VmService {
       const { handles, problem } = await this.runtimeHandles(vm);
       if (problem !== undefined && handles === undefined && vm.state === 'running') {
         // Nothing says which process is its VMM: marking it stopped could orphan a live one.
-        this.d.log.error('cannot tell whether the VMM of a VM still runs; marking it error', { name: vm.name, problem });
+        this.d.log.error('cannot tell whether the VMM of a VM still runs; marking it error', {
+          name: vm.name,
+          problem,
+        });
         this.d.vms.update(vm.id, { state: 'error' });
         continue;
       }
@@ -426,7 +519,8 @@ export class VmService {
       if (alive) {
         this.d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
         // A row that lost its handles (known only through handles.json) gets them back.
-        if (vm.state !== 'running' || !vm.handles) this.d.vms.update(vm.id, { state: 'running', handles, sshPort: handles?.sshPort ?? vm.sshPort });
+        if (vm.state !== 'running' || !vm.handles)
+          this.d.vms.update(vm.id, { state: 'running', handles, sshPort: handles?.sshPort ?? vm.sshPort });
         continue;
       }
       await this.killUnrecorded(vm, handles);
@@ -475,10 +569,17 @@ export class VmService {
     await writeFile(consoleLog, '');
     await removeTree(previousLog(consoleLog));
     const disks: DiskSpec[] = [
-      { id: 'root', path: join(dir, vmFiles.overlay), format: vm.diskStrategy === 'qcow2-overlay' ? 'qcow2' : 'raw', readonly: false, serial: DISK_SERIALS.root },
+      {
+        id: 'root',
+        path: join(dir, vmFiles.overlay),
+        format: vm.diskStrategy === 'qcow2-overlay' ? 'qcow2' : 'raw',
+        readonly: false,
+        serial: DISK_SERIALS.root,
+      },
       { id: 'work', path: join(dir, vmFiles.work), format: 'raw', readonly: false, serial: DISK_SERIALS.work },
     ];
-    if (k.modulesDisk) disks.push({ id: 'modules', path: k.modulesDisk, format: 'raw', readonly: true, serial: DISK_SERIALS.modules });
+    if (k.modulesDisk)
+      disks.push({ id: 'modules', path: k.modulesDisk, format: 'raw', readonly: true, serial: DISK_SERIALS.modules });
     const mac = macFromId(id);
     const cmdline = bootArgs({
       hostname: vm.name,
@@ -491,16 +592,29 @@ export class VmService {
       tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
     });
     if (vm.state !== 'creating') this.d.vms.update(id, { state: 'starting' });
-    ctx.progress({ stage: 'boot', message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})` });
+    ctx.progress({
+      stage: 'boot',
+      message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})`,
+    });
     // The port was free when picked; another process may bind it before the VMM does: pick again.
     let sshPort = 0;
     let h: VmmHandles | undefined;
     for (let attempt = 1; h === undefined; attempt++) {
       sshPort = await freeLoopbackPort();
       const spec: VmmSpec = {
-        id, name: vm.name, vcpu: vm.vcpu, memoryMib: vm.memoryMib, accel: vm.accel, kernelPath: k.kernel, initrdPath: k.initrd,
-        cmdline, disks, net: { mode: 'user', sshPort, allowOutbound: vm.nat, mac }, consoleLog,
-        controlSocket: this.d.paths.qmpSocket(id), vmmLog: join(dir, vmFiles.vmmLog),
+        id,
+        name: vm.name,
+        vcpu: vm.vcpu,
+        memoryMib: vm.memoryMib,
+        accel: vm.accel,
+        kernelPath: k.kernel,
+        initrdPath: k.initrd,
+        cmdline,
+        disks,
+        net: { mode: 'user', sshPort, allowOutbound: vm.nat, mac },
+        consoleLog,
+        controlSocket: this.d.paths.qmpSocket(id),
+        vmmLog: join(dir, vmFiles.vmmLog),
       };
       try {
         h = await this.d.driver.start(
@@ -509,7 +623,12 @@ export class VmService {
           // Recorded the moment the process exists, before qemu opens QMP: a daemon killed from
           // here on leaves a VMM that reconcile can find by pid and start time.
           async (spawned) => {
-            const handles: VmHandles = { pid: spawned.pid, startTime: spawned.startTime, qmpSocket: spawned.controlSocket, sshPort };
+            const handles: VmHandles = {
+              pid: spawned.pid,
+              startTime: spawned.startTime,
+              qmpSocket: spawned.controlSocket,
+              sshPort,
+            };
             await this.writeHandlesFile(id, handles);
             this.d.vms.update(id, { handles, sshPort, bootId: randomUUID() });
             await this.pause('after-spawn');
@@ -517,7 +636,10 @@ export class VmService {
         );
       } catch (e) {
         if (!(e instanceof PortInUse) || attempt >= SSH_PORT_ATTEMPTS) throw e;
-        this.d.log.warn('the ssh port was taken before the VMM bound it; trying another', { name: vm.name, port: sshPort });
+        this.d.log.warn('the ssh port was taken before the VMM bound it; trying another', {
+          name: vm.name,
+          port: sshPort,
+        });
       }
     }
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
@@ -546,7 +668,13 @@ export class VmService {
     const hosts = this.d.vms
       .list()
       .filter((v) => v.state === 'running' && v.sshPort)
-      .map((v) => ({ name: v.name, host: '127.0.0.1', port: v.sshPort as number, key: this.d.keys.keyPath, knownHosts: this.d.keys.knownHosts }));
+      .map((v) => ({
+        name: v.name,
+        host: '127.0.0.1',
+        port: v.sshPort as number,
+        key: this.d.keys.keyPath,
+        knownHosts: this.d.keys.knownHosts,
+      }));
     const file = this.d.paths.sshConfigFile;
     try {
       await mkdir(dirname(file), { recursive: true });
@@ -564,14 +692,35 @@ export class VmService {
     return res?.code === 0 ? 'ready' : 'banner';
   }
 
-  private async makeWorkDisk(path: string, seed: string | undefined, bytes: number, pubKey: string, signal: AbortSignal): Promise<void> {
+  private async makeWorkDisk(
+    path: string,
+    seed: string | undefined,
+    bytes: number,
+    pubKey: string,
+    signal: AbortSignal,
+  ): Promise<void> {
     if (seed && (await exists(seed))) {
       // Copy the small seed (a reflink where the filesystem can) and grow it: no full-size copy.
       await copyFile(seed, path, fsc.COPYFILE_FICLONE);
       await truncate(path, bytes);
       await this.d.runner.check(['resize2fs', '-f', path], { signal });
     } else {
-      await this.d.runner.check(['mkfs.ext4', '-q', '-F', '-T', 'default', '-L', 'work', '-E', 'root_owner=0:0', path, `${Math.ceil(bytes / 1024)}k`], { signal });
+      await this.d.runner.check(
+        [
+          'mkfs.ext4',
+          '-q',
+          '-F',
+          '-T',
+          'default',
+          '-L',
+          'work',
+          '-E',
+          'root_owner=0:0',
+          path,
+          `${Math.ceil(bytes / 1024)}k`,
+        ],
+        { signal },
+      );
     }
     const keyFile = `${path}.authorized_keys`;
     await writeFile(keyFile, `${pubKey}\n`, { mode: 0o600 });
@@ -579,7 +728,10 @@ export class VmService {
       await injectIntoImage(
         this.d.runner,
         path,
-        { dirs: [{ path: '/.ssh', mode: 0o700 }], files: [{ path: '/.ssh/authorized_keys', hostSource: keyFile, mode: 0o600, uid: 0, gid: 0 }] },
+        {
+          dirs: [{ path: '/.ssh', mode: 0o700 }],
+          files: [{ path: '/.ssh/authorized_keys', hostSource: keyFile, mode: 0o600, uid: 0, gid: 0 }],
+        },
         signal,
       );
     } finally {

@@ -23,7 +23,12 @@ function setup(): { keys: SshKeys; runner: FakeRunner; root: string; tmp: string
     writeFileSync(`${f}.pub`, `ssh-ed25519 AAAA${f.length} banger\n`);
     return { code: 0, stdout: '', stderr: '' };
   });
-  return { keys: new SshKeys(runner, join(root, 'ssh', 'id_ed25519'), join(root, 'ssh', 'known_hosts'), tmp), runner, root, tmp };
+  return {
+    keys: new SshKeys(runner, join(root, 'ssh', 'id_ed25519'), join(root, 'ssh', 'known_hosts'), tmp),
+    runner,
+    root,
+    tmp,
+  };
 }
 
 test('concurrent first uses share one ssh-keygen and all get the same key', async () => {

@@ -25,6 +25,9 @@ test('a wrong-state error names expected and actual state and the escape hatch',
   assert.throws(
     () => assertTransition('dev', 'running', 'starting'),
     (e: Error & { code?: string; hint?: string }) =>
-      e.code === 'precondition' && /is running/.test(e.message) && /stopped/.test(e.message) && /vm delete dev/.test(e.hint ?? ''),
+      e.code === 'precondition' &&
+      /is running/.test(e.message) &&
+      /stopped/.test(e.message) &&
+      /vm delete dev/.test(e.hint ?? ''),
   );
 });

@@ -18,10 +18,23 @@ test('api client: success, GET /version and GET / against the fake', async () =>
   try {
     const api = new FirecrackerApi(sock);
     assert.equal(await api.getVersion(), '1.6.0');
-    assert.deepEqual(await api.instanceInfo(), { id: 'dev', state: 'Not started', vmm_version: '1.6.0', app_name: 'Firecracker' });
-    assert.deepEqual(await api.request('PUT', '/machine-config', { vcpu_count: 2, mem_size_mib: 512, smt: false }), { status: 204, json: undefined });
+    assert.deepEqual(await api.instanceInfo(), {
+      id: 'dev',
+      state: 'Not started',
+      vmm_version: '1.6.0',
+      app_name: 'Firecracker',
+    });
+    assert.deepEqual(await api.request('PUT', '/machine-config', { vcpu_count: 2, mem_size_mib: 512, smt: false }), {
+      status: 204,
+      json: undefined,
+    });
     // The body went with a Content-Length (the fake, like firecracker, ignores chunked bodies).
-    assert.deepEqual(fake.requests.at(-1), { method: 'PUT', path: '/machine-config', body: { vcpu_count: 2, mem_size_mib: 512, smt: false }, status: 204 });
+    assert.deepEqual(fake.requests.at(-1), {
+      method: 'PUT',
+      path: '/machine-config',
+      body: { vcpu_count: 2, mem_size_mib: 512, smt: false },
+      status: 204,
+    });
   } finally {
     await fake.close();
   }
@@ -33,11 +46,39 @@ test('api client: non-2xx becomes operation_failed naming method, path, status a
   try {
     const api = new FirecrackerApi(sock);
     const cases: { method: 'PUT' | 'PATCH' | 'GET'; path: string; body?: unknown; message: RegExp }[] = [
-      { method: 'PUT', path: '/drives/rootfs', body: { drive_id: 'root', path_on_host: '/x', is_root_device: true, is_read_only: false }, message: /^firecracker API PUT \/drives\/rootfs failed with HTTP 400: The id from the path does not match the id from the body!$/ },
-      { method: 'PUT', path: '/boot-source', body: { kernel_image_path: join(dir, 'missing') }, message: /^firecracker API PUT \/boot-source failed with HTTP 400: Boot source error: The kernel file cannot be opened/ },
-      { method: 'PUT', path: '/actions', body: { action_type: 'SendCtrlAltDel' }, message: /^firecracker API PUT \/actions failed with HTTP 400: The requested operation is not supported before starting the microVM\.$/ },
-      { method: 'PATCH', path: '/vm', body: { state: 'Paused' }, message: /PATCH \/vm failed with HTTP 400: .*not model/ },
-      { method: 'GET', path: '/nothing', message: /^firecracker API GET \/nothing failed with HTTP 400: Invalid request method and\/or path: GET nothing\.$/ },
+      {
+        method: 'PUT',
+        path: '/drives/rootfs',
+        body: { drive_id: 'root', path_on_host: '/x', is_root_device: true, is_read_only: false },
+        message:
+          /^firecracker API PUT \/drives\/rootfs failed with HTTP 400: The id from the path does not match the id from the body!$/,
+      },
+      {
+        method: 'PUT',
+        path: '/boot-source',
+        body: { kernel_image_path: join(dir, 'missing') },
+        message:
+          /^firecracker API PUT \/boot-source failed with HTTP 400: Boot source error: The kernel file cannot be opened/,
+      },
+      {
+        method: 'PUT',
+        path: '/actions',
+        body: { action_type: 'SendCtrlAltDel' },
+        message:
+          /^firecracker API PUT \/actions failed with HTTP 400: The requested operation is not supported before starting the microVM\.$/,
+      },
+      {
+        method: 'PATCH',
+        path: '/vm',
+        body: { state: 'Paused' },
+        message: /PATCH \/vm failed with HTTP 400: .*not model/,
+      },
+      {
+        method: 'GET',
+        path: '/nothing',
+        message:
+          /^firecracker API GET \/nothing failed with HTTP 400: Invalid request method and\/or path: GET nothing\.$/,
+      },
     ];
     for (const c of cases) {
       await assert.rejects(api.request(c.method, c.path, c.body), (e: unknown) => {
@@ -70,7 +111,10 @@ test('api client: unreachable socket, non-JSON error body, timeout and abort', a
   try {
     await assert.rejects(new FirecrackerApi(sock).request('GET', '/'), /GET \/ failed with HTTP 500: boom$/);
     hang = true;
-    await assert.rejects(new FirecrackerApi(sock, { timeoutMs: 100 }).request('GET', '/version'), /GET \/version on .* timed out after 100 ms/);
+    await assert.rejects(
+      new FirecrackerApi(sock, { timeoutMs: 100 }).request('GET', '/version'),
+      /GET \/version on .* timed out after 100 ms/,
+    );
     const ac = new AbortController();
     const p = new FirecrackerApi(sock, { signal: ac.signal }).request('GET', '/');
     setTimeout(() => ac.abort(), 20);

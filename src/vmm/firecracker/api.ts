@@ -51,9 +51,12 @@ export class FirecrackerApi {
     const res = await this.send(method, path, body);
     if (res.status < 200 || res.status > 299) {
       const fault = faultOf(res.json);
-      throw operationFailed(`firecracker API ${method} ${path} failed with HTTP ${res.status}${fault ? `: ${fault}` : ''}`, {
-        detail: body === undefined ? fault : `${fault ?? ''}\nrequest body: ${JSON.stringify(body)}`.trimStart(),
-      });
+      throw operationFailed(
+        `firecracker API ${method} ${path} failed with HTTP ${res.status}${fault ? `: ${fault}` : ''}`,
+        {
+          detail: body === undefined ? fault : `${fault ?? ''}\nrequest body: ${JSON.stringify(body)}`.trimStart(),
+        },
+      );
     }
     return res;
   }
@@ -62,7 +65,8 @@ export class FirecrackerApi {
   async getVersion(): Promise<string> {
     const { json } = await this.request('GET', '/version');
     const v = (json as { firecracker_version?: unknown } | undefined)?.firecracker_version;
-    if (typeof v !== 'string') throw operationFailed(`firecracker API GET /version gave no firecracker_version: ${JSON.stringify(json)}`);
+    if (typeof v !== 'string')
+      throw operationFailed(`firecracker API GET /version gave no firecracker_version: ${JSON.stringify(json)}`);
     return v;
   }
 
@@ -101,7 +105,9 @@ export class FirecrackerApi {
       const req = httpRequest({ socketPath: this.socketPath, method, path, headers, agent: false }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => finish(operationFailed(`firecracker API ${method} ${path}: ${e.message}`, { cause: e })));
+        res.on('error', (e) =>
+          finish(operationFailed(`firecracker API ${method} ${path}: ${e.message}`, { cause: e })),
+        );
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           let json: unknown = undefined;
@@ -117,7 +123,11 @@ export class FirecrackerApi {
       });
       const timer = setTimeout(() => {
         req.destroy();
-        finish(operationFailed(`firecracker API ${method} ${path} on ${this.socketPath} timed out after ${this.timeoutMs} ms`));
+        finish(
+          operationFailed(
+            `firecracker API ${method} ${path} on ${this.socketPath} timed out after ${this.timeoutMs} ms`,
+          ),
+        );
       }, this.timeoutMs);
       const onAbort = (): void => {
         req.destroy();
@@ -125,7 +135,12 @@ export class FirecrackerApi {
       };
       this.signal?.addEventListener('abort', onAbort, { once: true });
       req.on('error', (e: NodeJS.ErrnoException) =>
-        finish(operationFailed(`cannot reach the firecracker API at ${this.socketPath} (${method} ${path}): ${e.code ?? e.message}`, { cause: e })),
+        finish(
+          operationFailed(
+            `cannot reach the firecracker API at ${this.socketPath} (${method} ${path}): ${e.code ?? e.message}`,
+            { cause: e },
+          ),
+        ),
       );
       req.end(payload);
     });

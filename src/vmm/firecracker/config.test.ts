@@ -31,28 +31,77 @@ const spec = (over: Partial<VmmSpec> = {}): VmmSpec => ({
   ...over,
 });
 
-const extra = (over: Partial<FirecrackerExtra> = {}): FirecrackerExtra => ({ tap: 'fc-tap0', logPath: '/v/vmm.log', ...over });
+const extra = (over: Partial<FirecrackerExtra> = {}): FirecrackerExtra => ({
+  tap: 'fc-tap0',
+  logPath: '/v/vmm.log',
+  ...over,
+});
 
 test('firecracker plan: exact bodies in order, InstanceStart last', () => {
   assert.deepEqual(firecrackerPlan(spec(), extra()), [
-    { method: 'PUT', path: '/logger', body: { log_path: '/v/vmm.log', level: 'Info', show_level: true, show_log_origin: false } },
+    {
+      method: 'PUT',
+      path: '/logger',
+      body: { log_path: '/v/vmm.log', level: 'Info', show_level: true, show_log_origin: false },
+    },
     { method: 'PUT', path: '/machine-config', body: { vcpu_count: 2, mem_size_mib: 1024, smt: false } },
-    { method: 'PUT', path: '/boot-source', body: { kernel_image_path: '/k/vmlinux', boot_args: 'console=ttyS0 reboot=k panic=1', initrd_path: '/k/initrd.img' } },
-    { method: 'PUT', path: '/drives/root', body: { drive_id: 'root', path_on_host: '/v/root.ext4', is_root_device: true, is_read_only: false } },
-    { method: 'PUT', path: '/drives/work', body: { drive_id: 'work', path_on_host: '/v/work.ext4', is_root_device: false, is_read_only: false } },
-    { method: 'PUT', path: '/drives/modules', body: { drive_id: 'modules', path_on_host: '/k/modules.ext4', is_root_device: false, is_read_only: true } },
-    { method: 'PUT', path: '/network-interfaces/eth0', body: { iface_id: 'eth0', host_dev_name: 'fc-tap0', guest_mac: '06:00:ac:10:00:02' } },
+    {
+      method: 'PUT',
+      path: '/boot-source',
+      body: {
+        kernel_image_path: '/k/vmlinux',
+        boot_args: 'console=ttyS0 reboot=k panic=1',
+        initrd_path: '/k/initrd.img',
+      },
+    },
+    {
+      method: 'PUT',
+      path: '/drives/root',
+      body: { drive_id: 'root', path_on_host: '/v/root.ext4', is_root_device: true, is_read_only: false },
+    },
+    {
+      method: 'PUT',
+      path: '/drives/work',
+      body: { drive_id: 'work', path_on_host: '/v/work.ext4', is_root_device: false, is_read_only: false },
+    },
+    {
+      method: 'PUT',
+      path: '/drives/modules',
+      body: { drive_id: 'modules', path_on_host: '/k/modules.ext4', is_root_device: false, is_read_only: true },
+    },
+    {
+      method: 'PUT',
+      path: '/network-interfaces/eth0',
+      body: { iface_id: 'eth0', host_dev_name: 'fc-tap0', guest_mac: '06:00:ac:10:00:02' },
+    },
     { method: 'PUT', path: '/actions', body: { action_type: 'InstanceStart' } },
   ]);
 });
 
 test('firecracker plan: optional parts (metrics, vsock, no initrd, log level)', () => {
-  const cases: { name: string; spec: VmmSpec; extra: FirecrackerExtra; paths: string[]; check?: (p: ReturnType<typeof firecrackerPlan>) => void }[] = [
+  const cases: {
+    name: string;
+    spec: VmmSpec;
+    extra: FirecrackerExtra;
+    paths: string[];
+    check?: (p: ReturnType<typeof firecrackerPlan>) => void;
+  }[] = [
     {
       name: 'metrics and vsock',
       spec: spec(),
       extra: extra({ metricsPath: '/v/metrics', vsock: { udsPath: '/r/abc.vsock', guestCid: 3 }, logLevel: 'Warning' }),
-      paths: ['/logger', '/metrics', '/machine-config', '/boot-source', '/drives/root', '/drives/work', '/drives/modules', '/network-interfaces/eth0', '/vsock', '/actions'],
+      paths: [
+        '/logger',
+        '/metrics',
+        '/machine-config',
+        '/boot-source',
+        '/drives/root',
+        '/drives/work',
+        '/drives/modules',
+        '/network-interfaces/eth0',
+        '/vsock',
+        '/actions',
+      ],
       check: (p) => {
         assert.deepEqual(p[1]?.body, { metrics_path: '/v/metrics' });
         assert.deepEqual(p[8]?.body, { guest_cid: 3, uds_path: '/r/abc.vsock' });
@@ -64,36 +113,77 @@ test('firecracker plan: optional parts (metrics, vsock, no initrd, log level)', 
       spec: spec({ initrdPath: undefined, disks: disks.slice(0, 1) }),
       extra: extra(),
       paths: ['/logger', '/machine-config', '/boot-source', '/drives/root', '/network-interfaces/eth0', '/actions'],
-      check: (p) => assert.deepEqual(p[2]?.body, { kernel_image_path: '/k/vmlinux', boot_args: 'console=ttyS0 reboot=k panic=1' }),
+      check: (p) =>
+        assert.deepEqual(p[2]?.body, { kernel_image_path: '/k/vmlinux', boot_args: 'console=ttyS0 reboot=k panic=1' }),
     },
     {
       name: 'root listed last still goes first',
       spec: spec({ disks: [disks[1] as DiskSpec, disks[2] as DiskSpec, disks[0] as DiskSpec] }),
       extra: extra(),
-      paths: ['/logger', '/machine-config', '/boot-source', '/drives/root', '/drives/work', '/drives/modules', '/network-interfaces/eth0', '/actions'],
+      paths: [
+        '/logger',
+        '/machine-config',
+        '/boot-source',
+        '/drives/root',
+        '/drives/work',
+        '/drives/modules',
+        '/network-interfaces/eth0',
+        '/actions',
+      ],
     },
   ];
   for (const c of cases) {
     const plan = firecrackerPlan(c.spec, c.extra);
-    assert.deepEqual(plan.map((s) => s.path), c.paths, c.name);
-    assert.ok(plan.every((s) => s.method === 'PUT'), c.name);
+    assert.deepEqual(
+      plan.map((s) => s.path),
+      c.paths,
+      c.name,
+    );
+    assert.ok(
+      plan.every((s) => s.method === 'PUT'),
+      c.name,
+    );
     c.check?.(plan);
   }
 });
 
 test('firecracker plan: refusals are preconditions with hints', () => {
   const cases: { name: string; spec: VmmSpec; extra?: FirecrackerExtra; message: RegExp; hint?: RegExp }[] = [
-    { name: 'user networking', spec: spec({ net: { mode: 'user', sshPort: 40022, allowOutbound: false, mac: '52:54:00:ab:cd:ef' } }), message: /^firecracker needs bridge networking \(a tap device\)$/, hint: /network_mode = "bridge"/ },
+    {
+      name: 'user networking',
+      spec: spec({ net: { mode: 'user', sshPort: 40022, allowOutbound: false, mac: '52:54:00:ab:cd:ef' } }),
+      message: /^firecracker needs bridge networking \(a tap device\)$/,
+      hint: /network_mode = "bridge"/,
+    },
     { name: 'no tap', spec: spec(), extra: extra({ tap: undefined }), message: /no tap device/ },
-    { name: 'tap name too long', spec: spec(), extra: extra({ tap: 'a-very-long-tap-name' }), message: /longer than 15/ },
+    {
+      name: 'tap name too long',
+      spec: spec(),
+      extra: extra({ tap: 'a-very-long-tap-name' }),
+      message: /longer than 15/,
+    },
     { name: 'tcg', spec: spec({ accel: 'tcg' }), message: /software emulation/, hint: /vmm = "qemu"/ },
-    { name: 'qcow2 disk', spec: spec({ disks: [{ ...(disks[0] as DiskSpec), format: 'qcow2' }] }), message: /it is qcow2.*raw images only/, hint: /raw/ },
-    { name: 'bad drive id', spec: spec({ disks: [{ ...(disks[0] as DiskSpec), id: 'root-disk' }] }), message: /not a valid firecracker drive id/ },
+    {
+      name: 'qcow2 disk',
+      spec: spec({ disks: [{ ...(disks[0] as DiskSpec), format: 'qcow2' }] }),
+      message: /it is qcow2.*raw images only/,
+      hint: /raw/,
+    },
+    {
+      name: 'bad drive id',
+      spec: spec({ disks: [{ ...(disks[0] as DiskSpec), id: 'root-disk' }] }),
+      message: /not a valid firecracker drive id/,
+    },
     { name: 'too many vcpus', spec: spec({ vcpu: 33 }), message: /1 to 32 vCPUs/ },
     { name: 'zero memory', spec: spec({ memoryMib: 0 }), message: /MiB/ },
     { name: 'long cmdline', spec: spec({ cmdline: 'x'.repeat(2048) }), message: /at most 2047/ },
     { name: 'non-ascii cmdline', spec: spec({ cmdline: 'name=café' }), message: /printable ASCII/ },
-    { name: 'reserved vsock cid', spec: spec(), extra: extra({ vsock: { udsPath: '/r/v', guestCid: 2 } }), message: /CID 2/ },
+    {
+      name: 'reserved vsock cid',
+      spec: spec(),
+      extra: extra({ vsock: { udsPath: '/r/v', guestCid: 2 } }),
+      message: /CID 2/,
+    },
   ];
   for (const c of cases) {
     assert.throws(
@@ -121,7 +211,16 @@ test('firecracker disk devices: root is /dev/vda, the rest follow in spec order'
     { id: 'modules', device: '/dev/vdb' },
   ]);
   assert.deepEqual(firecrackerDiskDevices([]), []);
-  for (const [n, name] of [[0, '/dev/vda'], [25, '/dev/vdz'], [26, '/dev/vdaa'], [27, '/dev/vdab'], [51, '/dev/vdaz'], [52, '/dev/vdba'], [701, '/dev/vdzz'], [702, '/dev/vdaaa']] as const) {
+  for (const [n, name] of [
+    [0, '/dev/vda'],
+    [25, '/dev/vdz'],
+    [26, '/dev/vdaa'],
+    [27, '/dev/vdab'],
+    [51, '/dev/vdaz'],
+    [52, '/dev/vdba'],
+    [701, '/dev/vdzz'],
+    [702, '/dev/vdaaa'],
+  ] as const) {
     assert.equal(virtioBlockName(n), name, String(n));
   }
 });

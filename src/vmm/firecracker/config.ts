@@ -94,14 +94,20 @@ const IFNAME_MAX = 15;
 const API_ID = /^[A-Za-z0-9_]+$/;
 export const GUEST_IFACE_ID = 'eth0';
 
-const HINT_BRIDGE = 'set network_mode = "bridge" in config.toml (firecracker VMs need a tap on the banger bridge), or use vmm = "qemu"';
+const HINT_BRIDGE =
+  'set network_mode = "bridge" in config.toml (firecracker VMs need a tap on the banger bridge), or use vmm = "qemu"';
 
 export function machineConfigBody(spec: VmmSpec): MachineConfigBody {
   if (!Number.isInteger(spec.vcpu) || spec.vcpu < 1 || spec.vcpu > FC_MAX_VCPUS) {
-    throw precondition(`firecracker runs 1 to ${FC_MAX_VCPUS} vCPUs; VM "${spec.name}" asks for ${spec.vcpu}`, `pick --cpus between 1 and ${FC_MAX_VCPUS}`);
+    throw precondition(
+      `firecracker runs 1 to ${FC_MAX_VCPUS} vCPUs; VM "${spec.name}" asks for ${spec.vcpu}`,
+      `pick --cpus between 1 and ${FC_MAX_VCPUS}`,
+    );
   }
   if (!Number.isInteger(spec.memoryMib) || spec.memoryMib < 1) {
-    throw precondition(`VM "${spec.name}" asks for ${spec.memoryMib} MiB of memory; firecracker needs a whole number of MiB above 0`);
+    throw precondition(
+      `VM "${spec.name}" asks for ${spec.memoryMib} MiB of memory; firecracker needs a whole number of MiB above 0`,
+    );
   }
   return { vcpu_count: spec.vcpu, mem_size_mib: spec.memoryMib, smt: false };
 }
@@ -109,10 +115,14 @@ export function machineConfigBody(spec: VmmSpec): MachineConfigBody {
 export function bootSourceBody(spec: VmmSpec): BootSourceBody {
   // Firecracker parses boot_args into a fixed 2048-byte buffer (NUL included) of printable ASCII.
   if (spec.cmdline.length >= FC_CMDLINE_MAX) {
-    throw precondition(`the kernel command line of VM "${spec.name}" is ${spec.cmdline.length} bytes; firecracker takes at most ${FC_CMDLINE_MAX - 1}`);
+    throw precondition(
+      `the kernel command line of VM "${spec.name}" is ${spec.cmdline.length} bytes; firecracker takes at most ${FC_CMDLINE_MAX - 1}`,
+    );
   }
   if (!/^[\x20-\x7e]*$/.test(spec.cmdline)) {
-    throw precondition(`the kernel command line of VM "${spec.name}" holds characters other than printable ASCII, which firecracker refuses`);
+    throw precondition(
+      `the kernel command line of VM "${spec.name}" holds characters other than printable ASCII, which firecracker refuses`,
+    );
   }
   const body: BootSourceBody = { kernel_image_path: spec.kernelPath, boot_args: spec.cmdline };
   if (spec.initrdPath !== undefined) body.initrd_path = spec.initrdPath;
@@ -121,7 +131,10 @@ export function bootSourceBody(spec: VmmSpec): BootSourceBody {
 
 /** The disks in the order firecracker attaches them: the one with id "root" (else the first) leads, the rest keep spec order. */
 export function orderedDisks(disks: readonly DiskSpec[]): DiskSpec[] {
-  const i = Math.max(0, disks.findIndex((d) => d.id === 'root'));
+  const i = Math.max(
+    0,
+    disks.findIndex((d) => d.id === 'root'),
+  );
   const root = disks[i];
   return root === undefined ? [] : [root, ...disks.filter((_, j) => j !== i)];
 }
@@ -147,7 +160,9 @@ export function driveBodies(spec: VmmSpec): DriveBody[] {
       );
     }
     if (!API_ID.test(d.id)) {
-      throw precondition(`disk id "${d.id}" of VM "${spec.name}" is not a valid firecracker drive id (letters, digits and "_" only)`);
+      throw precondition(
+        `disk id "${d.id}" of VM "${spec.name}" is not a valid firecracker drive id (letters, digits and "_" only)`,
+      );
     }
     return { drive_id: d.id, path_on_host: d.path, is_root_device: n === 0, is_read_only: d.readonly };
   });

@@ -83,7 +83,11 @@ test('firecracker driver: start runs the plan through the API and boots', async 
     ],
   );
   assert.deepEqual(fake.requests.at(-1)?.body, { action_type: 'InstanceStart' });
-  assert.deepEqual(fake.requests[7]?.body, { iface_id: 'eth0', host_dev_name: 'tap-dev', guest_mac: '06:00:ac:10:00:07' });
+  assert.deepEqual(fake.requests[7]?.body, {
+    iface_id: 'eth0',
+    host_dev_name: 'tap-dev',
+    guest_mac: '06:00:ac:10:00:07',
+  });
   assert.equal(fake.state, 'Running');
   assert.deepEqual(fake.machine, { vcpu_count: 2, mem_size_mib: 512, smt: false, track_dirty_pages: false });
   assert.ok(existsSync(s.vmmLog), 'the log file exists before PUT /logger');
@@ -101,10 +105,13 @@ test('firecracker driver: start runs the plan through the API and boots', async 
 });
 
 test('firecracker driver: vsock and metrics when asked for', async () => {
-  const { host, driver } = setup({}, {
-    vsockFor: (s) => ({ udsPath: `${s.controlSocket}.vsock`, guestCid: 3 }),
-    metricsFor: (s) => `${s.vmmLog}.metrics`,
-  });
+  const { host, driver } = setup(
+    {},
+    {
+      vsockFor: (s) => ({ udsPath: `${s.controlSocket}.vsock`, guestCid: 3 }),
+      metricsFor: (s) => `${s.vmmLog}.metrics`,
+    },
+  );
   const s = spec();
   writeFileSync(`${s.controlSocket}.vsock`, 'stale');
   await driver.start(s);
@@ -119,7 +126,11 @@ test('firecracker driver: SIGTERM falls back to the signal when the guest ignore
   const h1 = await driver.start(spec());
   await driver.kill(h1, 'SIGTERM');
   assert.equal(host.only.ctrlAltDelCount, 1);
-  assert.deepEqual(host.signals, [{ pid: h1.pid, signal: 'SIGTERM', at: 5000 }], 'the signal after the 5 s graceful-stop wait');
+  assert.deepEqual(
+    host.signals,
+    [{ pid: h1.pid, signal: 'SIGTERM', at: 5000 }],
+    'the signal after the 5 s graceful-stop wait',
+  );
   assert.equal(await driver.isAlive(h1), false);
 
   const h2 = await driver.start(spec());
@@ -154,7 +165,11 @@ test('firecracker driver: a signal the process ignores is followed by SIGKILL af
   const slow = setup({ guestHonoursCtrlAltDel: false, onTerm: 4000 });
   const h = await slow.driver.start(spec());
   await slow.driver.kill(h, 'SIGTERM');
-  assert.deepEqual(slow.host.signals.map((x) => x.signal), ['SIGTERM'], 'an exit within the 5 s wait needs no SIGKILL');
+  assert.deepEqual(
+    slow.host.signals.map((x) => x.signal),
+    ['SIGTERM'],
+    'an exit within the 5 s wait needs no SIGKILL',
+  );
   assert.equal(slow.host.now, 9000);
   assert.equal(await slow.driver.isAlive(h), false);
 });
@@ -184,11 +199,17 @@ test('firecracker driver: a rejected API call kills the process and names the lo
   await assert.rejects(driver.start(s), (e: unknown) => {
     assert.ok(isAppError(e));
     assert.equal(e.code, 'operation_failed');
-    assert.match(e.message, /^starting VM "dev" under firecracker: firecracker API PUT \/drives\/work failed with HTTP 400: Drive config error: Invalid block device path/);
+    assert.match(
+      e.message,
+      /^starting VM "dev" under firecracker: firecracker API PUT \/drives\/work failed with HTTP 400: Drive config error: Invalid block device path/,
+    );
     assert.match(e.hint ?? '', /vmm\.log.*console\.log/);
     return true;
   });
-  assert.deepEqual(host.signals.map((x) => x.signal), ['SIGKILL']);
+  assert.deepEqual(
+    host.signals.map((x) => x.signal),
+    ['SIGKILL'],
+  );
   assert.equal(host.only.state, 'Not started');
 });
 
@@ -203,12 +224,25 @@ test('firecracker driver: early exit, no API socket, and a too-old firecracker',
 
   const hung = setup({ hangOnSpawn: true }, { startTimeoutMs: 200 });
   const s = spec();
-  await assert.rejects(hung.driver.start(s), new RegExp(`did not answer on its API socket ${s.controlSocket} within 0.2 s`));
-  assert.deepEqual(hung.host.signals.map((x) => x.signal), ['SIGKILL']);
+  await assert.rejects(
+    hung.driver.start(s),
+    new RegExp(`did not answer on its API socket ${s.controlSocket} within 0.2 s`),
+  );
+  assert.deepEqual(
+    hung.host.signals.map((x) => x.signal),
+    ['SIGKILL'],
+  );
 
   const old = setup({ fake: { version: '1.4.1' } });
-  await assert.rejects(old.driver.start(spec()), (e: unknown) => isAppError(e) && e.code === 'precondition' && /1\.4\.1 is too old/.test(e.message));
-  assert.deepEqual(old.host.only.requests.map((r) => r.path), ['/version'], 'nothing configured on a too-old firecracker');
+  await assert.rejects(
+    old.driver.start(spec()),
+    (e: unknown) => isAppError(e) && e.code === 'precondition' && /1\.4\.1 is too old/.test(e.message),
+  );
+  assert.deepEqual(
+    old.host.only.requests.map((r) => r.path),
+    ['/version'],
+    'nothing configured on a too-old firecracker',
+  );
 });
 
 test('firecracker driver: a stale API socket is removed; default spawn goes through the runner', async () => {
@@ -219,9 +253,16 @@ test('firecracker driver: a stale API socket is removed; default spawn goes thro
 
   const runner = new FakeRunner().on('firecracker', { pid: 900_999 });
   const host = new FakeFirecrackerHost();
-  const viaRunner = new FirecrackerDriver(runner, 'firecracker', { kvmUsable: true, tapFor: () => 'tap0', process: host.process });
+  const viaRunner = new FirecrackerDriver(runner, 'firecracker', {
+    kvmUsable: true,
+    tapFor: () => 'tap0',
+    process: host.process,
+  });
   const s2 = spec();
   // The fake runner starts nothing, so the pretend process is never alive.
   await assert.rejects(viaRunner.start(s2), /firecracker exited while starting/);
-  assert.deepEqual(runner.calls.map((c) => c.argv), [['firecracker', '--api-sock', s2.controlSocket, '--id', 'dev']]);
+  assert.deepEqual(
+    runner.calls.map((c) => c.argv),
+    [['firecracker', '--api-sock', s2.controlSocket, '--id', 'dev']],
+  );
 });

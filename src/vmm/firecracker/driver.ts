@@ -37,7 +37,10 @@ const POLL_MS = 20;
 const KVM_HINT = 'set vmm = "qemu" (or "auto") in config.toml; firecracker needs /dev/kvm with VT-x/AMD-V';
 
 async function exists(p: string): Promise<boolean> {
-  return access(p).then(() => true, () => false);
+  return access(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function logTail(path: string): Promise<string> {
@@ -77,7 +80,8 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
-    if (!this.opts.kvmUsable) throw precondition('firecracker needs hardware virtualization (KVM), which this host does not offer', KVM_HINT);
+    if (!this.opts.kvmUsable)
+      throw precondition('firecracker needs hardware virtualization (KVM), which this host does not offer', KVM_HINT);
     const extra: FirecrackerExtra = {
       tap: this.opts.tapFor?.(spec),
       vsock: this.opts.vsockFor?.(spec),
@@ -117,7 +121,12 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   /** Waits until the API answers GET /version, failing early when the process exits; checks the version. */
-  private async waitForApi(spec: VmmSpec, h: VmmHandles, api: FirecrackerApi, signal: AbortSignal | undefined): Promise<void> {
+  private async waitForApi(
+    spec: VmmSpec,
+    h: VmmHandles,
+    api: FirecrackerApi,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const timeoutMs = this.opts.startTimeoutMs ?? START_TIMEOUT_MS;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -133,14 +142,21 @@ export class FirecrackerDriver implements VmmDriver {
         const version = await api.getVersion().catch(() => undefined);
         if (version !== undefined) {
           const check = checkFirecrackerVersion(version);
-          if (!check.ok) throw precondition(check.message ?? `unsupported firecracker ${version}`, `install a newer firecracker or set firecracker_bin in config.toml`);
+          if (!check.ok)
+            throw precondition(
+              check.message ?? `unsupported firecracker ${version}`,
+              `install a newer firecracker or set firecracker_bin in config.toml`,
+            );
           return;
         }
       }
       if (Date.now() >= deadline) {
-        throw operationFailed(`firecracker did not answer on its API socket ${spec.controlSocket} within ${timeoutMs / 1000} s for VM "${spec.name}"`, {
-          hint: `see firecracker's output in ${spec.consoleLog}`,
-        });
+        throw operationFailed(
+          `firecracker did not answer on its API socket ${spec.controlSocket} within ${timeoutMs / 1000} s for VM "${spec.name}"`,
+          {
+            hint: `see firecracker's output in ${spec.consoleLog}`,
+          },
+        );
       }
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
@@ -151,8 +167,12 @@ export class FirecrackerDriver implements VmmDriver {
     if (sig === 'SIGTERM') {
       // Ctrl-Alt-Del lets the guest shut down; with reboot=k its reboot ends firecracker.
       const api = new FirecrackerApi(h.controlSocket, { timeoutMs: 2000 });
-      const sent = await api.request('PUT', '/actions', { action_type: 'SendCtrlAltDel' }).then(() => true, () => false);
-      if (sent && (await this.proc.waitForExit(h.pid, h.startTime, this.opts.gracefulStopMs ?? GRACEFUL_STOP_MS))) return;
+      const sent = await api.request('PUT', '/actions', { action_type: 'SendCtrlAltDel' }).then(
+        () => true,
+        () => false,
+      );
+      if (sent && (await this.proc.waitForExit(h.pid, h.startTime, this.opts.gracefulStopMs ?? GRACEFUL_STOP_MS)))
+        return;
     }
     this.proc.signal(h.pid, sig);
     if (!(await this.proc.waitForExit(h.pid, h.startTime, KILL_WAIT_MS))) {

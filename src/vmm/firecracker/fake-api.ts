@@ -1,6 +1,11 @@
 import { constants } from 'node:fs';
 import { access, open, rm } from 'node:fs/promises';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { decodeBody, SCHEMAS, type Schema } from './fake-schema.js';
 import { MIN_FIRECRACKER_VERSION } from './version.js';
@@ -167,9 +172,10 @@ export class FakeFirecracker {
       reply = await this.handle(method, path, raw);
     } catch (e) {
       // Firecracker answers its own errors with 400; anything else is a bug in the fake, shown as a 500.
-      reply = e instanceof Fault
-        ? { status: 400, body: { fault_message: e.message } }
-        : { status: 500, body: { fault_message: `fake firecracker internal error: ${String(e)}` } };
+      reply =
+        e instanceof Fault
+          ? { status: 400, body: { fault_message: e.message } }
+          : { status: 500, body: { fault_message: `fake firecracker internal error: ${String(e)}` } };
     }
     let body: unknown = raw;
     try {
@@ -185,7 +191,9 @@ export class FakeFirecracker {
       res.writeHead(reply.status).end();
     } else {
       const text = JSON.stringify(reply.body);
-      res.writeHead(reply.status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
+      res
+        .writeHead(reply.status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) })
+        .end(text);
     }
   }
 
@@ -203,7 +211,15 @@ export class FakeFirecracker {
     const route = `${method} ${first}`;
     switch (route) {
       case 'GET ':
-        return { status: 200, body: { id: this.opts.id ?? 'anonymous-instance', state: this.state, vmm_version: this.version, app_name: 'Firecracker' } };
+        return {
+          status: 200,
+          body: {
+            id: this.opts.id ?? 'anonymous-instance',
+            state: this.state,
+            vmm_version: this.version,
+            app_name: 'Firecracker',
+          },
+        };
       case 'GET version':
         return { status: 200, body: { firecracker_version: this.version } };
       case 'GET machine-config':
@@ -247,9 +263,12 @@ export class FakeFirecracker {
   private async action(type: string): Promise<Reply> {
     if (type === 'InstanceStart') {
       this.preBoot();
-      if (this.bootSource === undefined) throw fault('Start microvm error: Cannot start microvm without kernel configuration.');
+      if (this.bootSource === undefined)
+        throw fault('Start microvm error: Cannot start microvm without kernel configuration.');
       if (this.kernelHead === undefined || !this.kernelHead.equals(ELF_MAGIC)) {
-        throw fault('Start microvm error: Cannot load kernel due to invalid memory configuration or invalid kernel image: Invalid Elf magic number');
+        throw fault(
+          'Start microvm error: Cannot load kernel due to invalid memory configuration or invalid kernel image: Invalid Elf magic number',
+        );
       }
       this.state = 'Running';
       return { status: 204 };
@@ -265,12 +284,23 @@ export class FakeFirecracker {
   private putMachine(b: Record<string, unknown>, partial: boolean): Reply {
     if (partial && Object.keys(b).length === 0) throw fault('Empty PATCH request.');
     this.preBoot();
-    const next = { ...this.machine, ...(partial ? {} : { smt: false, track_dirty_pages: false }), ...b } as typeof this.machine;
+    const next = {
+      ...this.machine,
+      ...(partial ? {} : { smt: false, track_dirty_pages: false }),
+      ...b,
+    } as typeof this.machine;
     if (next.smt && next.vcpu_count > 1 && next.vcpu_count % 2 === 1) {
-      throw fault('Machine config error: The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.');
+      throw fault(
+        'Machine config error: The vCPU number is invalid! The vCPU number can only be 1 or an even number when SMT is enabled.',
+      );
     }
     if (next.mem_size_mib === 0) throw fault('Machine config error: The memory size (MiB) is invalid.');
-    this.machine = { vcpu_count: next.vcpu_count, mem_size_mib: next.mem_size_mib, smt: next.smt, track_dirty_pages: next.track_dirty_pages };
+    this.machine = {
+      vcpu_count: next.vcpu_count,
+      mem_size_mib: next.mem_size_mib,
+      smt: next.smt,
+      track_dirty_pages: next.track_dirty_pages,
+    };
     return { status: 204 };
   }
 
@@ -287,13 +317,21 @@ export class FakeFirecracker {
     }
     if (initrd !== undefined) {
       await openCheck(initrd, constants.O_RDONLY).catch((e: unknown) => {
-        throw fault(`Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. ${ioText(e)}`);
+        throw fault(
+          `Boot source error: The initrd file cannot be opened due to invalid path or invalid permissions. ${ioText(e)}`,
+        );
       });
     }
     if (args !== undefined && (args.length >= CMDLINE_MAX || !/^[\x20-\x7e]*$/.test(args))) {
-      throw fault(`Boot source error: The kernel command line is invalid: ${args.length >= CMDLINE_MAX ? 'Command line string too large' : 'String contains an invalid character'}`);
+      throw fault(
+        `Boot source error: The kernel command line is invalid: ${args.length >= CMDLINE_MAX ? 'Command line string too large' : 'String contains an invalid character'}`,
+      );
     }
-    this.bootSource = { kernel_image_path: kernel, ...(initrd === undefined ? {} : { initrd_path: initrd }), ...(args === undefined ? {} : { boot_args: args }) };
+    this.bootSource = {
+      kernel_image_path: kernel,
+      ...(initrd === undefined ? {} : { initrd_path: initrd }),
+      ...(args === undefined ? {} : { boot_args: args }),
+    };
     this.kernelHead = head;
     return { status: 204 };
   }
@@ -308,10 +346,19 @@ export class FakeFirecracker {
     };
     const pos = this.drives.findIndex((x) => x.drive_id === d.drive_id);
     const hasRoot = this.drives[0]?.is_root_device === true;
-    if (d.is_root_device && hasRoot && pos !== 0) throw fault('Drive config error: A root block device already exists!');
-    if (!(await access(d.path_on_host).then(() => true, () => false))) throw fault(`Drive config error: Invalid block device path: ${d.path_on_host}`);
+    if (d.is_root_device && hasRoot && pos !== 0)
+      throw fault('Drive config error: A root block device already exists!');
+    if (
+      !(await access(d.path_on_host).then(
+        () => true,
+        () => false,
+      ))
+    )
+      throw fault(`Drive config error: Invalid block device path: ${d.path_on_host}`);
     await openCheck(d.path_on_host, d.is_read_only ? constants.O_RDONLY : constants.O_RDWR).catch((e: unknown) => {
-      throw fault(`Drive config error: Unable to create the block device: BackingFile(${ioText(e)}, "${d.path_on_host}")`);
+      throw fault(
+        `Drive config error: Unable to create the block device: BackingFile(${ioText(e)}, "${d.path_on_host}")`,
+      );
     });
     if (pos < 0) {
       if (d.is_root_device) this.drives.unshift(d);
@@ -338,18 +385,30 @@ export class FakeFirecracker {
 
   private putNet(b: Record<string, unknown>): Reply {
     this.preBoot();
-    const n = { iface_id: b.iface_id as string, host_dev_name: b.host_dev_name as string, guest_mac: b.guest_mac as string | undefined };
+    const n = {
+      iface_id: b.iface_id as string,
+      host_dev_name: b.host_dev_name as string,
+      guest_mac: b.guest_mac as string | undefined,
+    };
     const others = this.nets.filter((x) => x.iface_id !== n.iface_id);
     if (n.guest_mac !== undefined && others.some((x) => x.guest_mac?.toLowerCase() === n.guest_mac?.toLowerCase())) {
       throw fault(`Network config error: The guest MAC address ${n.guest_mac} is already in use.`);
     }
     const tapProblem =
-      n.host_dev_name.length > IFNAME_MAX ? `Invalid TUN/TAP Interface name provided: ${n.host_dev_name}`
-        : others.some((x) => x.host_dev_name === n.host_dev_name) ? 'Resource busy (os error 16)'
-          : this.opts.openTap && !this.opts.openTap(n.host_dev_name) ? 'No such device (os error 19)' : undefined;
-    if (tapProblem !== undefined) throw fault(`Network config error: Could not create the network device: Open tap device failed: ${tapProblem}`);
+      n.host_dev_name.length > IFNAME_MAX
+        ? `Invalid TUN/TAP Interface name provided: ${n.host_dev_name}`
+        : others.some((x) => x.host_dev_name === n.host_dev_name)
+          ? 'Resource busy (os error 16)'
+          : this.opts.openTap && !this.opts.openTap(n.host_dev_name)
+            ? 'No such device (os error 19)'
+            : undefined;
+    if (tapProblem !== undefined)
+      throw fault(`Network config error: Could not create the network device: Open tap device failed: ${tapProblem}`);
     const i = this.nets.findIndex((x) => x.iface_id === n.iface_id);
-    const entry = n.guest_mac === undefined ? { iface_id: n.iface_id, host_dev_name: n.host_dev_name } : { ...n, guest_mac: n.guest_mac };
+    const entry =
+      n.guest_mac === undefined
+        ? { iface_id: n.iface_id, host_dev_name: n.host_dev_name }
+        : { ...n, guest_mac: n.guest_mac };
     if (i >= 0) this.nets.splice(i, 1);
     this.nets.push(entry);
     return { status: 204 };
@@ -357,7 +416,8 @@ export class FakeFirecracker {
 
   private patchNet(b: Record<string, unknown>): Reply {
     this.postBoot();
-    if (!this.nets.some((x) => x.iface_id === b.iface_id)) throw fault(`Network config error: no network interface with id ${String(b.iface_id)}`);
+    if (!this.nets.some((x) => x.iface_id === b.iface_id))
+      throw fault(`Network config error: no network interface with id ${String(b.iface_id)}`);
     return { status: 204 };
   }
 
@@ -373,7 +433,13 @@ export class FakeFirecracker {
     }
     const server = createNetServer((c) => c.destroy());
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e) => reject(fault(`Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: ${ioText(e)}`)));
+      server.once('error', (e) =>
+        reject(
+          fault(
+            `Vsock config error: Cannot create backend for vsock device: Error binding to the host-side Unix socket: ${ioText(e)}`,
+          ),
+        ),
+      );
       server.listen(uds, resolve);
     });
     this.vsockServer = server;
@@ -407,16 +473,19 @@ export class FakeFirecracker {
 /** The id from the path, checked as firecracker does before it decodes the body. */
 function checkedId(id: string | undefined): string {
   if (id === undefined || id === '') throw fault('The ID cannot be empty.');
-  if (!/^[\p{L}\p{N}_]+$/u.test(id)) throw fault('API Resource IDs can only contain alphanumeric characters and underscores.');
+  if (!/^[\p{L}\p{N}_]+$/u.test(id))
+    throw fault('API Resource IDs can only contain alphanumeric characters and underscores.');
   return id;
 }
 
 /** The body, once its id field equals the id from the path. */
 function idMatch(id: string, body: Record<string, unknown>, field: 'drive_id' | 'iface_id'): Record<string, unknown> {
   if (body[field] === id) return body;
-  throw fault(field === 'drive_id'
-    ? 'The id from the path does not match the id from the body!'
-    : `The id from the path [${id}] does not match the id from the body [${String(body[field])}]!`);
+  throw fault(
+    field === 'drive_id'
+      ? 'The id from the path does not match the id from the body!'
+      : `The id from the path [${id}] does not match the id from the body [${String(body[field])}]!`,
+  );
 }
 
 function closeServer(s: NetServer | HttpServer | undefined): Promise<void> {

@@ -38,7 +38,22 @@ const oneOf = (...values: string[]): Kind => ({ t: 'enum', values });
 
 const vcpus: Kind = { t: 'uint', rust: 'u8', min: 1, max: 32, rangeMessage: 'number of vCPUs must be from 1 to 32' };
 const cpuTemplate = oneOf('C3', 'T2', 'T2S', 'T2CL', 'T2A', 'V1N1', 'None');
-const LOG_LEVELS = ['Off', 'OFF', 'Trace', 'TRACE', 'Debug', 'DEBUG', 'Info', 'INFO', 'Warn', 'WARN', 'Warning', 'WARNING', 'Error', 'ERROR'];
+const LOG_LEVELS = [
+  'Off',
+  'OFF',
+  'Trace',
+  'TRACE',
+  'Debug',
+  'DEBUG',
+  'Info',
+  'INFO',
+  'Warn',
+  'WARN',
+  'Warning',
+  'WARNING',
+  'Error',
+  'ERROR',
+];
 
 export const SCHEMAS = {
   machineConfig: {
@@ -128,8 +143,17 @@ function describe(v: unknown): string {
 }
 
 const expected = (k: Kind): string =>
-  k.t === 'string' ? 'a string' : k.t === 'bool' ? 'a boolean' : k.t === 'uint' ? k.rust : k.t === 'object' ? 'a map'
-    : k.t === 'mac' ? 'a MAC address such as 06:00:ac:10:00:02' : `one of ${k.values.map((v) => `\`${v}\``).join(', ')}`;
+  k.t === 'string'
+    ? 'a string'
+    : k.t === 'bool'
+      ? 'a boolean'
+      : k.t === 'uint'
+        ? k.rust
+        : k.t === 'object'
+          ? 'a map'
+          : k.t === 'mac'
+            ? 'a MAC address such as 06:00:ac:10:00:02'
+            : `one of ${k.values.map((v) => `\`${v}\``).join(', ')}`;
 
 const isMac = (s: string): boolean => /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(s);
 
@@ -151,8 +175,10 @@ function checkValue(name: string, k: Kind, v: unknown): string | undefined {
       return isMac(v) ? undefined : `invalid MAC address ${JSON.stringify(v)} (field \`${name}\`)`;
     case 'uint': {
       if (typeof v !== 'number' || !Number.isInteger(v)) return bad();
-      if (v < 0 || v > RUST_MAX[k.rust]) return `invalid value: integer \`${v}\`, expected ${k.rust} (field \`${name}\`)`;
-      if ((k.min !== undefined && v < k.min) || (k.max !== undefined && v > k.max)) return `invalid value: ${k.rangeMessage ?? 'out of range'} (field \`${name}\`)`;
+      if (v < 0 || v > RUST_MAX[k.rust])
+        return `invalid value: integer \`${v}\`, expected ${k.rust} (field \`${name}\`)`;
+      if ((k.min !== undefined && v < k.min) || (k.max !== undefined && v > k.max))
+        return `invalid value: ${k.rangeMessage ?? 'out of range'} (field \`${name}\`)`;
       return undefined;
     }
   }
@@ -162,19 +188,24 @@ export type Decoded = { ok: true; value: Record<string, unknown> } | { ok: false
 
 /** Parses a JSON body against a schema the way firecracker's serde structs would. */
 export function decodeBody(schema: Schema, raw: string): Decoded {
-  const fail = (m: string): Decoded => ({ ok: false, message: `An error occurred when deserializing the json body of a request: ${m}.` });
+  const fail = (m: string): Decoded => ({
+    ok: false,
+    message: `An error occurred when deserializing the json body of a request: ${m}.`,
+  });
   let body: unknown;
   try {
     body = JSON.parse(raw);
   } catch (e) {
     return fail(`malformed JSON (${(e as Error).message})`);
   }
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) return fail(`invalid type: ${describe(body)}, expected a struct`);
+  if (body === null || typeof body !== 'object' || Array.isArray(body))
+    return fail(`invalid type: ${describe(body)}, expected a struct`);
   const value = body as Record<string, unknown>;
   const names = Object.keys(schema.fields);
   if (schema.denyUnknown) {
     const unknown = Object.keys(value).find((k) => !names.includes(k));
-    if (unknown !== undefined) return fail(`unknown field \`${unknown}\`, expected one of ${names.map((n) => `\`${n}\``).join(', ')}`);
+    if (unknown !== undefined)
+      return fail(`unknown field \`${unknown}\`, expected one of ${names.map((n) => `\`${n}\``).join(', ')}`);
   }
   for (const [name, field] of Object.entries(schema.fields)) {
     const v = value[name];

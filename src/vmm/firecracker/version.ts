@@ -43,11 +43,19 @@ export function checkFirecrackerVersion(text: string): FirecrackerVersionCheck {
   const p = parse(text);
   if (p === undefined) {
     const first = text.trim().split('\n')[0] ?? '';
-    return { version: '', ok: false, message: `cannot find a version in firecracker's output${first ? `: ${JSON.stringify(first)}` : ''}` };
+    return {
+      version: '',
+      ok: false,
+      message: `cannot find a version in firecracker's output${first ? `: ${JSON.stringify(first)}` : ''}`,
+    };
   }
   const version = show(p);
   if (compare(p, parse(MIN_FIRECRACKER_VERSION) as Parsed) < 0) {
-    return { version, ok: false, message: `firecracker ${version} is too old; banger needs ${MIN_FIRECRACKER_VERSION} or later` };
+    return {
+      version,
+      ok: false,
+      message: `firecracker ${version} is too old; banger needs ${MIN_FIRECRACKER_VERSION} or later`,
+    };
   }
   return { version, ok: true };
 }

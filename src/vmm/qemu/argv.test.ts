@@ -24,7 +24,8 @@ const spec = (over: Partial<VmmSpec> = {}): VmmSpec => ({
 });
 
 /** The value following a flag, for each occurrence. */
-const values = (argv: string[], flag: string): string[] => argv.flatMap((a, i) => (a === flag ? [argv[i + 1] as string] : []));
+const values = (argv: string[], flag: string): string[] =>
+  argv.flatMap((a, i) => (a === flag ? [argv[i + 1] as string] : []));
 
 test('qemu argv: microvm, accel and cpu per acceleration', () => {
   const cases: { accel: 'kvm' | 'tcg'; accelArg: string; cpu: string }[] = [
@@ -55,8 +56,14 @@ test('qemu argv: disks carry serials, read-only flag and format', () => {
 });
 
 test('qemu argv: user network is restricted unless outbound is allowed; ssh on loopback only', () => {
-  for (const [allow, restrict] of [[false, 'on'], [true, 'off']] as const) {
-    const argv = qemuArgv('q', spec({ net: { mode: 'user', sshPort: 40022, allowOutbound: allow, mac: '52:54:00:ab:cd:ef' } }));
+  for (const [allow, restrict] of [
+    [false, 'on'],
+    [true, 'off'],
+  ] as const) {
+    const argv = qemuArgv(
+      'q',
+      spec({ net: { mode: 'user', sshPort: 40022, allowOutbound: allow, mac: '52:54:00:ab:cd:ef' } }),
+    );
     assert.deepEqual(values(argv, '-netdev'), [`user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:40022-:22`]);
     assert.ok(values(argv, '-device').includes('virtio-net-device,netdev=net0,mac=52:54:00:ab:cd:ef'));
   }
@@ -72,19 +79,26 @@ test('qemu argv: kernel, initrd, cmdline, console file and QMP socket', () => {
 });
 
 test('qemu argv: the console log is opened for appending, so the daemon can truncate it under a running VM', () => {
-  assert.deepEqual(values(qemuArgv('qemu-system-x86_64', spec()), '-chardev'), ['file,id=console,path=/v/console.log,append=on']);
+  assert.deepEqual(values(qemuArgv('qemu-system-x86_64', spec()), '-chardev'), [
+    'file,id=console,path=/v/console.log,append=on',
+  ]);
 });
 
 test('qemu argv: paths inside option strings have their commas doubled', () => {
   const dir = '/state/a b,c';
-  const argv = qemuArgv('q', spec({
-    kernelPath: `${dir}/bzImage`,
-    initrdPath: `${dir}/initrd,img`,
-    disks: [{ id: 'root', path: `${dir}/vms/x/root.qcow2`, format: 'qcow2', readonly: false, serial: 'banger-root' }],
-    consoleLog: `${dir}/console,,log`,
-    controlSocket: '/run/a,b/abc.qmp',
-  }));
-  assert.deepEqual(values(argv, '-drive'), ['id=root,file=/state/a b,,c/vms/x/root.qcow2,format=qcow2,if=none,discard=unmap']);
+  const argv = qemuArgv(
+    'q',
+    spec({
+      kernelPath: `${dir}/bzImage`,
+      initrdPath: `${dir}/initrd,img`,
+      disks: [{ id: 'root', path: `${dir}/vms/x/root.qcow2`, format: 'qcow2', readonly: false, serial: 'banger-root' }],
+      consoleLog: `${dir}/console,,log`,
+      controlSocket: '/run/a,b/abc.qmp',
+    }),
+  );
+  assert.deepEqual(values(argv, '-drive'), [
+    'id=root,file=/state/a b,,c/vms/x/root.qcow2,format=qcow2,if=none,discard=unmap',
+  ]);
   assert.deepEqual(values(argv, '-chardev'), ['file,id=console,path=/state/a b,,c/console,,,,log,append=on']);
   assert.deepEqual(values(argv, '-qmp'), ['unix:/run/a,,b/abc.qmp,server=on,wait=off']);
   // -kernel and -initrd take a plain file name.

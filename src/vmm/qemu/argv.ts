@@ -16,38 +16,54 @@ export function qemuOptValue(value: string): string {
 export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
   const argv = [
     qemuBin,
-    '-name', `banger-${s.name},debug-threads=on`,
-    '-M', 'microvm,x-option-roms=off,rtc=on',
-    '-accel', s.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
-    '-cpu', s.accel === 'kvm' ? 'host' : 'max',
-    '-smp', String(s.vcpu),
-    '-m', `${s.memoryMib}M`,
+    '-name',
+    `banger-${s.name},debug-threads=on`,
+    '-M',
+    'microvm,x-option-roms=off,rtc=on',
+    '-accel',
+    s.accel === 'kvm' ? 'kvm' : 'tcg,thread=multi',
+    '-cpu',
+    s.accel === 'kvm' ? 'host' : 'max',
+    '-smp',
+    String(s.vcpu),
+    '-m',
+    `${s.memoryMib}M`,
     '-nodefaults',
     '-no-user-config',
     '-nographic',
     // The guest's poweroff or reboot ends the VMM, so a halted guest never lingers.
     '-no-reboot',
-    '-kernel', s.kernelPath,
-    '-append', s.cmdline,
+    '-kernel',
+    s.kernelPath,
+    '-append',
+    s.cmdline,
     // append=on: the daemon cuts the log back while the VM runs (services/vm/console.ts); without
     // O_APPEND qemu would keep writing at its old offset and leave a hole of that size.
-    '-chardev', `file,id=console,path=${qemuOptValue(s.consoleLog)},append=on`,
-    '-serial', 'chardev:console',
-    '-qmp', `unix:${qemuOptValue(s.controlSocket)},server=on,wait=off`,
-    '-monitor', 'none',
+    '-chardev',
+    `file,id=console,path=${qemuOptValue(s.consoleLog)},append=on`,
+    '-serial',
+    'chardev:console',
+    '-qmp',
+    `unix:${qemuOptValue(s.controlSocket)},server=on,wait=off`,
+    '-monitor',
+    'none',
   ];
   if (s.initrdPath) argv.push('-initrd', s.initrdPath);
   for (const d of s.disks) {
     const ro = d.readonly ? ',readonly=on' : '';
     argv.push(
-      '-drive', `id=${d.id},file=${qemuOptValue(d.path)},format=${d.format},if=none,discard=unmap${ro}`,
-      '-device', `virtio-blk-device,drive=${d.id},serial=${d.serial}`,
+      '-drive',
+      `id=${d.id},file=${qemuOptValue(d.path)},format=${d.format},if=none,discard=unmap${ro}`,
+      '-device',
+      `virtio-blk-device,drive=${d.id},serial=${d.serial}`,
     );
   }
   const restrict = s.net.allowOutbound ? 'off' : 'on';
   argv.push(
-    '-netdev', `user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:${s.net.sshPort}-:22`,
-    '-device', `virtio-net-device,netdev=net0,mac=${s.net.mac}`,
+    '-netdev',
+    `user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:${s.net.sshPort}-:22`,
+    '-device',
+    `virtio-net-device,netdev=net0,mac=${s.net.mac}`,
   );
   return argv;
 }

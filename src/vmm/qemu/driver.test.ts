@@ -24,9 +24,19 @@ let n = 0;
 function spec(over: Partial<VmmSpec> = {}): VmmSpec {
   const dir = join(root, `vm${n++}`);
   return {
-    id: 'abc', name: 'dev', vcpu: 1, memoryMib: 512, accel: 'tcg', kernelPath: '/k/bzImage', initrdPath: undefined, cmdline: 'console=ttyS0',
-    disks: [], net: { mode: 'user', sshPort: 40022, allowOutbound: false, mac: '52:54:00:ab:cd:ef' },
-    consoleLog: `${dir}-console.log`, controlSocket: `${dir}.qmp`, vmmLog: `${dir}-vmm.log`,
+    id: 'abc',
+    name: 'dev',
+    vcpu: 1,
+    memoryMib: 512,
+    accel: 'tcg',
+    kernelPath: '/k/bzImage',
+    initrdPath: undefined,
+    cmdline: 'console=ttyS0',
+    disks: [],
+    net: { mode: 'user', sshPort: 40022, allowOutbound: false, mac: '52:54:00:ab:cd:ef' },
+    consoleLog: `${dir}-console.log`,
+    controlSocket: `${dir}.qmp`,
+    vmmLog: `${dir}-vmm.log`,
     ...over,
   };
 }
@@ -55,8 +65,10 @@ class FakeProcesses implements ProcessOps {
     return this.procs.has(pid);
   }
 
-  startTime = async (pid: number): Promise<number | undefined> => (this.alive(pid) ? this.procs.get(pid)?.startTime : undefined);
-  isAlive = async (pid: number, startTime: number): Promise<boolean> => this.alive(pid) && this.procs.get(pid)?.startTime === startTime;
+  startTime = async (pid: number): Promise<number | undefined> =>
+    this.alive(pid) ? this.procs.get(pid)?.startTime : undefined;
+  isAlive = async (pid: number, startTime: number): Promise<boolean> =>
+    this.alive(pid) && this.procs.get(pid)?.startTime === startTime;
   signal = (pid: number, signal: NodeJS.Signals): boolean => {
     this.signals.push({ pid, signal, at: this.now });
     const p = this.procs.get(pid);
@@ -80,14 +92,21 @@ class FakeProcesses implements ProcessOps {
 type QmpMode = 'honour-quit' | 'ignore-quit' | 'silent';
 
 /** A QMP server on `path`: greeting, capabilities negotiation, then commands; records what it was sent. */
-async function fakeQmp(t: TestContext, path: string, mode: QmpMode, onQuit: () => void = () => undefined): Promise<{ received: string[] }> {
+async function fakeQmp(
+  t: TestContext,
+  path: string,
+  mode: QmpMode,
+  onQuit: () => void = () => undefined,
+): Promise<{ received: string[] }> {
   const received: string[] = [];
   const sockets = new Set<Socket>();
   const server: Server = createServer((sock) => {
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
     if (mode === 'silent') return;
-    sock.write(`${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 } }, capabilities: [] } })}\n`);
+    sock.write(
+      `${JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 } }, capabilities: [] } })}\n`,
+    );
     let buf = '';
     sock.on('data', (d) => {
       buf += d.toString();
@@ -105,7 +124,10 @@ async function fakeQmp(t: TestContext, path: string, mode: QmpMode, onQuit: () =
             sock.end();
           }
         } else if (msg.execute === 'query-status') sock.write('{"return": {"status": "running", "running": true}}\n');
-        else sock.write(`${JSON.stringify({ error: { class: 'CommandNotFound', desc: `The command ${msg.execute} has not been found` } })}\n`);
+        else
+          sock.write(
+            `${JSON.stringify({ error: { class: 'CommandNotFound', desc: `The command ${msg.execute} has not been found` } })}\n`,
+          );
       }
     });
   });
@@ -118,7 +140,10 @@ async function fakeQmp(t: TestContext, path: string, mode: QmpMode, onQuit: () =
 }
 
 /** A driver whose spawn gives `pid`, a pretend process living as `onTerm` says. */
-function driverWith(pid: number, onTerm: Reaction = 200): { driver: QemuDriver; procs: FakeProcesses; runner: FakeRunner } {
+function driverWith(
+  pid: number,
+  onTerm: Reaction = 200,
+): { driver: QemuDriver; procs: FakeProcesses; runner: FakeRunner } {
   const procs = new FakeProcesses();
   const runner = new FakeRunner().on('qemu-system-x86_64', () => {
     procs.add(pid, onTerm);
@@ -135,7 +160,11 @@ test('qemu driver: start spawns qemu detached and returns once its QMP socket is
   assert.deepEqual(h, { pid: 501, startTime: 7501, controlSocket: s.controlSocket });
   assert.equal(runner.callsTo('qemu-system-x86_64').length, 1);
   assert.equal(await driver.isAlive(h), true);
-  assert.equal(await driver.isAlive({ ...h, startTime: 1 }), false, 'the same pid with another start time is another process');
+  assert.equal(
+    await driver.isAlive({ ...h, startTime: 1 }),
+    false,
+    'the same pid with another start time is another process',
+  );
   procs.procs.delete(501);
   assert.equal(await driver.isAlive(h), false);
 });
@@ -145,14 +174,31 @@ test('qemu driver: an exit while starting names the log; a taken ssh port is Por
   const procs = new FakeProcesses();
   const runner = new FakeRunner().on('qemu-system-x86_64', { pid: 502 });
   const driver = new QemuDriver(runner, 'qemu-system-x86_64', procs);
-  writeFileSync(s.vmmLog, "qemu-system-x86_64: -netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22: Could not set up host forwarding rule 'tcp:127.0.0.1:40022-:22'\n");
-  await assert.rejects(driver.start(s), (e: unknown) => e instanceof PortInUse && e.port === 40022 && /could not bind the ssh port 127\.0\.0\.1:40022/.test(e.message));
+  writeFileSync(
+    s.vmmLog,
+    "qemu-system-x86_64: -netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22: Could not set up host forwarding rule 'tcp:127.0.0.1:40022-:22'\n",
+  );
+  await assert.rejects(
+    driver.start(s),
+    (e: unknown) =>
+      e instanceof PortInUse && e.port === 40022 && /could not bind the ssh port 127\.0\.0\.1:40022/.test(e.message),
+  );
 
   // The same line for another port (an earlier attempt's, in the appended log) is not this start's failure.
-  await assert.rejects(driver.start({ ...s, net: { ...s.net, sshPort: 40023 } }), (e: unknown) => !(e instanceof PortInUse) && e instanceof AppError && /^qemu exited while starting VM "dev"$/.test(e.message));
+  await assert.rejects(
+    driver.start({ ...s, net: { ...s.net, sshPort: 40023 } }),
+    (e: unknown) =>
+      !(e instanceof PortInUse) && e instanceof AppError && /^qemu exited while starting VM "dev"$/.test(e.message),
+  );
 
-  writeFileSync(s.vmmLog, 'qemu-system-x86_64: -drive id=root,file=/v/root.qcow2: Could not open: No such file or directory\n');
-  await assert.rejects(driver.start(s), (e: unknown) => e instanceof AppError && e.code === 'operation_failed' && /Could not open/.test(e.hint ?? ''));
+  writeFileSync(
+    s.vmmLog,
+    'qemu-system-x86_64: -drive id=root,file=/v/root.qcow2: Could not open: No such file or directory\n',
+  );
+  await assert.rejects(
+    driver.start(s),
+    (e: unknown) => e instanceof AppError && e.code === 'operation_failed' && /Could not open/.test(e.hint ?? ''),
+  );
 });
 
 test('qemu driver: kill --signal SIGTERM asks QMP to quit first; a VM that quits gets no signal', async (t) => {
@@ -169,7 +215,13 @@ test('qemu driver: kill --signal SIGTERM asks QMP to quit first; a VM that quits
 test('qemu driver: SIGTERM falls back to the signal after 3 s when QMP quit does not end qemu, then SIGKILL after 5 s more', async (t) => {
   for (const [onTerm, expected] of [
     [200, [['SIGTERM', 3000]]],
-    ['ignore', [['SIGTERM', 3000], ['SIGKILL', 8000]]],
+    [
+      'ignore',
+      [
+        ['SIGTERM', 3000],
+        ['SIGKILL', 8000],
+      ],
+    ],
   ] as const) {
     const s = spec();
     const { driver, procs } = driverWith(504, onTerm);
@@ -177,7 +229,11 @@ test('qemu driver: SIGTERM falls back to the signal after 3 s when QMP quit does
     const h = await driver.start(s);
     await driver.kill(h, 'SIGTERM');
     assert.deepEqual(qmp.received, ['qmp_capabilities', 'quit']);
-    assert.deepEqual(procs.signals.map((x) => [x.signal, x.at]), expected, `qemu that ${onTerm === 'ignore' ? 'ignores' : 'honours'} SIGTERM`);
+    assert.deepEqual(
+      procs.signals.map((x) => [x.signal, x.at]),
+      expected,
+      `qemu that ${onTerm === 'ignore' ? 'ignores' : 'honours'} SIGTERM`,
+    );
     assert.equal(await driver.isAlive(h), false);
   }
 });
@@ -188,14 +244,20 @@ test('qemu driver: with no QMP socket SIGTERM is still sent; the default kill is
   const qmp = await fakeQmp(t, s.controlSocket, 'honour-quit', () => procs.exitLater(505, 0));
   const h = await driver.start(s);
   await driver.kill({ ...h, controlSocket: join(root, 'absent.qmp') }, 'SIGTERM');
-  assert.deepEqual(procs.signals.map((x) => x.signal), ['SIGTERM']);
+  assert.deepEqual(
+    procs.signals.map((x) => x.signal),
+    ['SIGTERM'],
+  );
 
   const other = driverWith(506);
   const s2 = spec();
   const qmp2 = await fakeQmp(t, s2.controlSocket, 'honour-quit');
   const h2 = await other.driver.start(s2);
   await other.driver.kill(h2);
-  assert.deepEqual(other.procs.signals.map((x) => [x.signal, x.at]), [['SIGKILL', 0]]);
+  assert.deepEqual(
+    other.procs.signals.map((x) => [x.signal, x.at]),
+    [['SIGKILL', 0]],
+  );
   assert.deepEqual(qmp2.received, [], 'no QMP for SIGKILL');
   assert.deepEqual(qmp.received, []);
   await other.driver.kill(h2);
@@ -206,9 +268,15 @@ test('QMP client: negotiates, skips events, returns the result; an error reply a
   const sock = join(root, 'client.qmp');
   await fakeQmp(t, sock, 'ignore-quit');
   assert.deepEqual(await qmpCommand(sock, 'query-status'), { status: 'running', running: true });
-  await assert.rejects(qmpCommand(sock, 'nope'), (e: unknown) => e instanceof AppError && e.message === 'QMP nope failed: The command nope has not been found');
+  await assert.rejects(
+    qmpCommand(sock, 'nope'),
+    (e: unknown) => e instanceof AppError && e.message === 'QMP nope failed: The command nope has not been found',
+  );
   const silent = join(root, 'silent.qmp');
   await fakeQmp(t, silent, 'silent');
-  await assert.rejects(qmpCommand(silent, 'query-status', undefined, 100), /QMP query-status on .*silent\.qmp timed out after 100 ms/);
+  await assert.rejects(
+    qmpCommand(silent, 'query-status', undefined, 100),
+    /QMP query-status on .*silent\.qmp timed out after 100 ms/,
+  );
   await assert.rejects(qmpCommand(join(root, 'missing.qmp'), 'quit'), /QMP connection to .*missing\.qmp failed/);
 });

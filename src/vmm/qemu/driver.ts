@@ -54,7 +54,11 @@ export class QemuDriver implements VmmDriver {
       if (startTime === undefined || !(await this.proc.isAlive(pid, startTime))) {
         const log = await logTail(spec.vmmLog);
         if (log.includes(`Could not set up host forwarding rule 'tcp:127.0.0.1:${spec.net.sshPort}-`)) {
-          throw new PortInUse(spec.net.sshPort, `qemu could not bind the ssh port 127.0.0.1:${spec.net.sshPort} for VM "${spec.name}" (taken by another process)`, { detail: log });
+          throw new PortInUse(
+            spec.net.sshPort,
+            `qemu could not bind the ssh port 127.0.0.1:${spec.net.sshPort} for VM "${spec.name}" (taken by another process)`,
+            { detail: log },
+          );
         }
         throw operationFailed(`qemu exited while starting VM "${spec.name}"`, {
           detail: log,
@@ -66,9 +70,12 @@ export class QemuDriver implements VmmDriver {
       await new Promise((r) => setTimeout(r, 20));
     }
     await this.kill(handles);
-    throw operationFailed(`qemu did not open its QMP socket within ${START_TIMEOUT_MS / 1000} s for VM "${spec.name}"`, {
-      hint: `see ${spec.vmmLog}`,
-    });
+    throw operationFailed(
+      `qemu did not open its QMP socket within ${START_TIMEOUT_MS / 1000} s for VM "${spec.name}"`,
+      {
+        hint: `see ${spec.vmmLog}`,
+      },
+    );
   }
 
   async kill(h: VmmHandles, sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {

@@ -5,7 +5,12 @@ import { operationFailed } from '../../errors.js';
  * Minimal QMP client: connect, negotiate capabilities, run one command, close.
  * QMP is newline-delimited JSON; asynchronous events are skipped.
  */
-export function qmpCommand(socket: string, execute: string, args?: Record<string, unknown>, timeoutMs = 5000): Promise<unknown> {
+export function qmpCommand(
+  socket: string,
+  execute: string,
+  args?: Record<string, unknown>,
+  timeoutMs = 5000,
+): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const conn = createConnection(socket);
     let buf = '';

@@ -13,7 +13,10 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
       const st = await c.client.callNoStart<DaemonStatus>('daemon.status', {});
       if (opts.json) c.out.write(`${JSON.stringify(st ?? { running: false }, null, 2)}\n`);
       else if (!st) c.out.write('bangerd is not running (any banger command starts it)\n');
-      else c.out.write(`bangerd is running: pid ${st.pid}, version ${st.version}, up ${st.uptime_s}s, ${st.operations} operation(s) in flight\nsocket: ${st.socket}\n`);
+      else
+        c.out.write(
+          `bangerd is running: pid ${st.pid}, version ${st.version}, up ${st.uptime_s}s, ${st.operations} operation(s) in flight\nsocket: ${st.socket}\n`,
+        );
       setCode(0);
     });
   d.command('stop')

@@ -8,10 +8,16 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .description('write an image as a bundle (tar.zst with rootfs.ext4 and manifest.json)')
     .argument('<image>', 'image name or id')
     .requiredOption('-o, --output <file>', 'bundle file to write')
-    .addHelpText('after', '\nExample:\n  banger image export dev -o dev.tar.zst\n  banger image pull file://$PWD/dev.tar.zst --sha256 <printed sha256> --name dev2')
+    .addHelpText(
+      'after',
+      '\nExample:\n  banger image export dev -o dev.tar.zst\n  banger image pull file://$PWD/dev.tar.zst --sha256 <printed sha256> --name dev2',
+    )
     .action(async (name: string, o: { output: string }) => {
       const c = ctx();
-      const r = await c.client.call<'image.export', { path: string; sha256: string; bytes: number }>('image.export', { name, out: resolve(o.output) });
+      const r = await c.client.call<'image.export', { path: string; sha256: string; bytes: number }>('image.export', {
+        name,
+        out: resolve(o.output),
+      });
       c.out.write(`wrote ${r.path} (${r.bytes} bytes)\nsha256 ${r.sha256}\n`);
       setCode(0);
     });

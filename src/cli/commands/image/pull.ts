@@ -17,7 +17,9 @@ interface PullOptions {
 export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
   image
     .command('pull')
-    .description('pull an image: a catalog name, an OCI reference, or a bundle URL (https:// or file://, with --sha256)')
+    .description(
+      'pull an image: a catalog name, an OCI reference, or a bundle URL (https:// or file://, with --sha256)',
+    )
     .argument('<ref>', 'catalog name | registry/repo:tag | https://…/x.tar.zst')
     .option('--name <name>', 'local image name (default: derived from the reference)')
     .option('--kernel-ref <kernel>', 'boot it with this installed or catalog kernel')
@@ -26,7 +28,10 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .option('--modules <dir>', 'lib/modules/<release> directory for --kernel')
     .option('--size <size>', 'rootfs size (default: 1.5 × content, at least 1G)')
     .option('--sha256 <hex>', 'expected sha256 of a bundle')
-    .addHelpText('after', '\nExamples:\n  banger image pull 127.0.0.1:5000/team/dev:latest --name dev\n  banger image pull file:///srv/dev.tar.zst --sha256 3b1f…')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  banger image pull 127.0.0.1:5000/team/dev:latest --name dev\n  banger image pull file:///srv/dev.tar.zst --sha256 3b1f…',
+    )
     .action(async (ref: string, o: PullOptions) => {
       const c = ctx();
       const abs = (p: string): string => resolve(p);

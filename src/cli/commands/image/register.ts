@@ -10,7 +10,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .argument('<name>', 'image name')
     .requiredOption('--rootfs <file>', 'raw ext4 image file')
     .option('--kernel-ref <kernel>', 'kernel to boot it with (default: default_kernel_name)')
-    .option('--work-seed <file>', 'ext4 image whose content seeds each VM\'s /root')
+    .option('--work-seed <file>', "ext4 image whose content seeds each VM's /root")
     .addHelpText('after', '\nExample:\n  banger image register mine --rootfs /srv/rootfs.ext4')
     .action(async (name: string, o: { rootfs: string; kernelRef?: string; workSeed?: string }) => {
       const c = ctx();

@@ -17,9 +17,17 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
       if (o.json) c.out.write(`${JSON.stringify(i, null, 2)}\n`);
       else {
         const rows: [string, string][] = [
-          ['name', i.name], ['id', i.id], ['source', i.source], ['distro', i.distro], ['kernel', i.kernel], ['rootfs', `${i.rootfs} (${formatBytes(i.size_bytes)})`],
-          ['work-seed', i.work_seed ? 'yes' : 'no'], ['managed', i.managed ? 'yes' : 'no (registered)'], ['guest assets', `v${i.assets_version}`],
-          ['used by', i.vms.length ? i.vms.join(', ') : '-'], ['created', i.created_at],
+          ['name', i.name],
+          ['id', i.id],
+          ['source', i.source],
+          ['distro', i.distro],
+          ['kernel', i.kernel],
+          ['rootfs', `${i.rootfs} (${formatBytes(i.size_bytes)})`],
+          ['work-seed', i.work_seed ? 'yes' : 'no'],
+          ['managed', i.managed ? 'yes' : 'no (registered)'],
+          ['guest assets', `v${i.assets_version}`],
+          ['used by', i.vms.length ? i.vms.join(', ') : '-'],
+          ['created', i.created_at],
         ];
         c.out.write(keyValues(rows));
       }

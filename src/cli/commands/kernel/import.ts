@@ -20,7 +20,10 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
     .option('--initrd <file>', 'initrd to use (default: banger generates one when the virtio drivers are modules)')
     .option('--modules <dir>', 'the lib/modules/<release> directory')
     .option('--from <dir>', 'a directory with vmlinux|bzImage|vmlinuz, initrd.img and modules/')
-    .addHelpText('after', '\nExamples:\n  banger kernel import mine --kernel ./vmlinux\n  banger kernel import deb --from ./unpacked-kernel')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  banger kernel import mine --kernel ./vmlinux\n  banger kernel import deb --from ./unpacked-kernel',
+    )
     .action(async (name: string, o: ImportOptions) => {
       const c = ctx();
       const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(p));

@@ -18,13 +18,30 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
         c.out.write(
           opts.json
             ? `${JSON.stringify(entries, null, 2)}\n`
-            : table(['NAME', 'KIND', 'DISTRO', 'VERSION', 'SIZE', 'STATE'], entries.map((e) => [e.name, e.kind, e.distro, e.version, e.size === null ? '-' : formatBytes(e.size), e.state])),
+            : table(
+                ['NAME', 'KIND', 'DISTRO', 'VERSION', 'SIZE', 'STATE'],
+                entries.map((e) => [
+                  e.name,
+                  e.kind,
+                  e.distro,
+                  e.version,
+                  e.size === null ? '-' : formatBytes(e.size),
+                  e.state,
+                ]),
+              ),
         );
       } else {
         const kernels = await c.client.call<'kernel.list', KernelView[]>('kernel.list', {});
         if (opts.json) c.out.write(`${JSON.stringify(kernels, null, 2)}\n`);
-        else if (kernels.length === 0) c.out.write('no kernels yet (the default kernel is pulled by the first `banger vm run`)\n');
-        else c.out.write(table(['NAME', 'VERSION', 'FORMAT', 'MODULES', 'SOURCE'], kernels.map((k) => [k.name, k.version, k.format, String(k.modules), k.source])));
+        else if (kernels.length === 0)
+          c.out.write('no kernels yet (the default kernel is pulled by the first `banger vm run`)\n');
+        else
+          c.out.write(
+            table(
+              ['NAME', 'VERSION', 'FORMAT', 'MODULES', 'SOURCE'],
+              kernels.map((k) => [k.name, k.version, k.format, String(k.modules), k.source]),
+            ),
+          );
       }
       setCode(0);
     });

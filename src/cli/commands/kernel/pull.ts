@@ -12,7 +12,11 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
     .addHelpText('after', '\nExample:\n  banger kernel pull debian-bookworm-cloud')
     .action(async (name: string, o: { force?: boolean }) => {
       const c = ctx();
-      const k = await c.client.call<'kernel.pull', KernelView>('kernel.pull', { name, force: o.force ?? false }, { onEvent: progressPrinter(c.err, c.style) });
+      const k = await c.client.call<'kernel.pull', KernelView>(
+        'kernel.pull',
+        { name, force: o.force ?? false },
+        { onEvent: progressPrinter(c.err, c.style) },
+      );
       c.out.write(`pulled kernel ${k.name} (${k.version}, ${k.format}, sha256 ${k.sha256.slice(0, 12)}…)\n`);
       setCode(0);
     });

@@ -15,10 +15,18 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
       if (opts.json) c.out.write(`${JSON.stringify(k, null, 2)}\n`);
       else {
         const rows: [string, string][] = [
-          ['name', k.name], ['version', k.version], ['distro', k.distro], ['source', k.source], ['format', k.format],
-          ['kernel', k.kernel], ['sha256', k.sha256], ['initramfs', k.initrd_path ? `${k.initrd_path} (${k.initrd_kind})` : 'none'],
-          ['initramfs modules', String(k.initramfs_modules.length)], ['modules', `${k.modules}${k.modules_disk ? ` on ${k.modules_disk}` : ''}`],
-          ['virtio-mmio', k.traits.virtioMmio ?? 'unknown'], ['PVH note', k.format === 'elf' ? String(k.traits.pvhNote ?? false) : 'n/a (bzImage)'],
+          ['name', k.name],
+          ['version', k.version],
+          ['distro', k.distro],
+          ['source', k.source],
+          ['format', k.format],
+          ['kernel', k.kernel],
+          ['sha256', k.sha256],
+          ['initramfs', k.initrd_path ? `${k.initrd_path} (${k.initrd_kind})` : 'none'],
+          ['initramfs modules', String(k.initramfs_modules.length)],
+          ['modules', `${k.modules}${k.modules_disk ? ` on ${k.modules_disk}` : ''}`],
+          ['virtio-mmio', k.traits.virtioMmio ?? 'unknown'],
+          ['PVH note', k.format === 'elf' ? String(k.traits.pvhNote ?? false) : 'n/a (bzImage)'],
           ['imported', k.created_at],
         ];
         c.out.write(keyValues(rows));

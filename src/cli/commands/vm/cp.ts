@@ -22,7 +22,10 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
       const a = parseCpOperand(src);
       const b = parseCpOperand(dst);
       if ((a.vm === undefined) === (b.vm === undefined)) {
-        throw badRequest(`vm cp copies between the host and one VM: exactly one of ${JSON.stringify(src)} and ${JSON.stringify(dst)} must be NAME:/path`, 'e.g. banger vm cp ./f dev:/root/f');
+        throw badRequest(
+          `vm cp copies between the host and one VM: exactly one of ${JSON.stringify(src)} and ${JSON.stringify(dst)} must be NAME:/path`,
+          'e.g. banger vm cp ./f dev:/root/f',
+        );
       }
       const name = (a.vm ?? b.vm) as string;
       const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref: name });

@@ -15,24 +15,34 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .option('--nat', 'allow the guest outbound network access')
     .option('--no-start', 'create the disks only; start later with `banger vm start`')
     .addHelpText('after', '\nExample:\n  banger vm create --name dev --no-start')
-    .action(async (o: { name?: string; image?: string; vcpu?: string; memory?: string; diskSize?: string; nat?: boolean; start: boolean }) => {
-      const c = ctx();
-      const vcpu = parseIntFlag('--vcpu', o.vcpu);
-      const memory = parseMemoryFlag(o.memory);
-      const v = await c.client.call<'vm.create', VmView>(
-        'vm.create',
-        {
-          ...(o.name === undefined ? {} : { name: o.name }),
-          ...(o.image === undefined ? {} : { image: o.image }),
-          ...(vcpu === undefined ? {} : { vcpu }),
-          ...(memory === undefined ? {} : { memory_mib: memory }),
-          ...(o.diskSize === undefined ? {} : { disk_size: o.diskSize }),
-          nat: o.nat ?? false,
-          start: o.start,
-        },
-        { onEvent: progressPrinter(c.err, c.style) },
-      );
-      c.out.write(`${v.name}\n`);
-      setCode(0);
-    });
+    .action(
+      async (o: {
+        name?: string;
+        image?: string;
+        vcpu?: string;
+        memory?: string;
+        diskSize?: string;
+        nat?: boolean;
+        start: boolean;
+      }) => {
+        const c = ctx();
+        const vcpu = parseIntFlag('--vcpu', o.vcpu);
+        const memory = parseMemoryFlag(o.memory);
+        const v = await c.client.call<'vm.create', VmView>(
+          'vm.create',
+          {
+            ...(o.name === undefined ? {} : { name: o.name }),
+            ...(o.image === undefined ? {} : { image: o.image }),
+            ...(vcpu === undefined ? {} : { vcpu }),
+            ...(memory === undefined ? {} : { memory_mib: memory }),
+            ...(o.diskSize === undefined ? {} : { disk_size: o.diskSize }),
+            nat: o.nat ?? false,
+            start: o.start,
+          },
+          { onEvent: progressPrinter(c.err, c.style) },
+        );
+        c.out.write(`${v.name}\n`);
+        setCode(0);
+      },
+    );
 }

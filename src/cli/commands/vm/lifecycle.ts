@@ -18,8 +18,13 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .action(async (refs: string[], o: { signal: string }) => {
       const c = ctx();
       const sig = o.signal.toUpperCase().startsWith('SIG') ? o.signal.toUpperCase() : `SIG${o.signal.toUpperCase()}`;
-      if (!(sig in osConstants.signals)) throw badRequest(`unknown signal ${JSON.stringify(o.signal)}`, 'e.g. --signal SIGTERM (see `kill -l`)');
-      setCode(await forEachVm(c, refs, 'killed', (id) => c.client.call<'vm.kill', VmView>('vm.kill', { ref: id, signal: sig })));
+      if (!(sig in osConstants.signals))
+        throw badRequest(`unknown signal ${JSON.stringify(o.signal)}`, 'e.g. --signal SIGTERM (see `kill -l`)');
+      setCode(
+        await forEachVm(c, refs, 'killed', (id) =>
+          c.client.call<'vm.kill', VmView>('vm.kill', { ref: id, signal: sig }),
+        ),
+      );
     });
   vm.command('set')
     .description('change vcpu, memory or disk size of stopped VMs')
@@ -37,7 +42,9 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
         ...(memory === undefined ? {} : { memory_mib: memory }),
         ...(o.diskSize === undefined ? {} : { disk_size: o.diskSize }),
       };
-      setCode(await forEachVm(c, refs, 'updated', (id) => c.client.call<'vm.set', VmView>('vm.set', { ref: id, ...params })));
+      setCode(
+        await forEachVm(c, refs, 'updated', (id) => c.client.call<'vm.set', VmView>('vm.set', { ref: id, ...params })),
+      );
     });
   vm.command('show')
     .description('show one VM')
@@ -49,9 +56,19 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
       if (o.json) c.out.write(`${JSON.stringify(v, null, 2)}\n`);
       else {
         const rows: [string, string][] = [
-          ['name', v.name], ['id', v.id], ['state', v.state], ['image', v.image], ['vcpu', String(v.vcpu)], ['memory', `${v.memory_mib} MiB`],
-          ['disk', `${v.disk_bytes} bytes`], ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
-          ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`], ['ssh', v.ssh ?? '-'], ['root disk', v.disk_strategy], ['pid', v.pid === null ? '-' : String(v.pid)], ['created', v.created_at],
+          ['name', v.name],
+          ['id', v.id],
+          ['state', v.state],
+          ['image', v.image],
+          ['vcpu', String(v.vcpu)],
+          ['memory', `${v.memory_mib} MiB`],
+          ['disk', `${v.disk_bytes} bytes`],
+          ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
+          ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`],
+          ['ssh', v.ssh ?? '-'],
+          ['root disk', v.disk_strategy],
+          ['pid', v.pid === null ? '-' : String(v.pid)],
+          ['created', v.created_at],
           ...(v.problems ?? []).map((p): [string, string] => ['problem', c.style.yellow(p)]),
         ];
         c.out.write(keyValues(rows));

@@ -7,7 +7,16 @@ export function renderVmTable(vms: readonly VmView[]): string {
   if (vms.length === 0) return 'no VMs (create one with `banger vm run`)\n';
   return table(
     ['NAME', 'STATE', 'IMAGE', 'VCPU', 'MEMORY', 'DISK', 'SSH', 'ID'],
-    vms.map((v) => [v.name, v.state, v.image, String(v.vcpu), `${v.memory_mib} MiB`, formatBytes(v.disk_bytes), v.ssh ?? '-', v.id.slice(0, 12)]),
+    vms.map((v) => [
+      v.name,
+      v.state,
+      v.image,
+      String(v.vcpu),
+      `${v.memory_mib} MiB`,
+      formatBytes(v.disk_bytes),
+      v.ssh ?? '-',
+      v.id.slice(0, 12),
+    ]),
   );
 }
 

@@ -20,7 +20,7 @@ async function follow(path: string, from: number, out: NodeJS.WritableStream, si
         const { size } = await fh.stat();
         if (size < pos) pos = 0;
         // Catch up to the end in bounded reads, so a fast guest does not leave the follower behind a cut.
-        for (let read = 0; read < MAX_PER_POLL; ) {
+        for (let read = 0; read < MAX_PER_POLL;) {
           const buf = Buffer.alloc(CHUNK);
           const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
           if (bytesRead === 0) break;

@@ -29,7 +29,10 @@ export async function forEachVm(
     }
     failed++;
     const reason = r.reason as { message?: string; hint?: string } | Error;
-    const msg = reason instanceof Error ? renderError(reason, c.style).replace(/^banger: /, '') : `${reason.message}\n${reason.hint ? `hint: ${reason.hint}\n` : ''}`;
+    const msg =
+      reason instanceof Error
+        ? renderError(reason, c.style).replace(/^banger: /, '')
+        : `${reason.message}\n${reason.hint ? `hint: ${reason.hint}\n` : ''}`;
     c.err.write(`banger: ${t.ref}: ${msg}`);
   });
   return failed ? 1 : 0;
@@ -37,7 +40,15 @@ export async function forEachVm(
 
 type Simple = 'vm.start' | 'vm.stop' | 'vm.restart';
 
-export function registerSimple(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void, name: string, method: Simple & Method, verb: string, description: string): void {
+export function registerSimple(
+  vm: Command,
+  ctx: () => CliContext,
+  setCode: (c: ExitCode) => void,
+  name: string,
+  method: Simple & Method,
+  verb: string,
+  description: string,
+): void {
   vm.command(name)
     .description(description)
     .argument('<vm...>', 'VM names or ids')
@@ -45,6 +56,10 @@ export function registerSimple(vm: Command, ctx: () => CliContext, setCode: (c: 
     .action(async (refs: string[]) => {
       const c = ctx();
       const onEvent = refs.length === 1 ? progressPrinter(c.err, c.style) : undefined;
-      setCode(await forEachVm(c, refs, verb, (id) => c.client.call<Simple, VmView>(method, { ref: id }, onEvent ? { onEvent } : {})));
+      setCode(
+        await forEachVm(c, refs, verb, (id) =>
+          c.client.call<Simple, VmView>(method, { ref: id }, onEvent ? { onEvent } : {}),
+        ),
+      );
     });
 }

@@ -39,11 +39,17 @@ export function parseIntFlag(flag: string, v: string | undefined): number | unde
 /** --memory takes MiB or a size with a unit; returns MiB. */
 export function parseMemoryFlag(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
-  if (/^-/.test(v.trim())) throw badRequest(`invalid --memory "${v}": must be positive`, 'e.g. --memory 2048 (MiB) or --memory 2G');
+  if (/^-/.test(v.trim()))
+    throw badRequest(`invalid --memory "${v}": must be positive`, 'e.g. --memory 2048 (MiB) or --memory 2G');
   return Math.floor(parseSize(v, '--memory') / 1048576);
 }
 
-export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void, guestCmd: () => string[] | undefined): void {
+export function register(
+  vm: Command,
+  ctx: () => CliContext,
+  setCode: (c: ExitCode) => void,
+  guestCmd: () => string[] | undefined,
+): void {
   vm.command('run')
     .description('create a VM, start it and open a shell in it (or run a command and exit with its status)')
     .argument('[path]', 'a git checkout to ship into the VM (workspaces: not supported yet)')
@@ -56,17 +62,25 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .option('--rm', 'delete the VM when the session or command ends')
     .option('-d, --detach', 'create and start the VM, then exit')
     .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect)
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   banger vm run                                  a shell in a fresh Debian VM
   banger vm run --rm -- make -C /root test       run a command, exit with its status, delete the VM
-  banger vm run --name dev --vcpu 2 --memory 2G -d`)
+  banger vm run --name dev --vcpu 2 --memory 2G -d`,
+    )
     .action(async (path: string | undefined, opts: RunOptions) => {
       setCode(await runVm(ctx(), path, opts, guestCmd()));
     });
 }
 
-export async function runVm(c: CliContext, path: string | undefined, opts: RunOptions, cmd: string[] | undefined): Promise<ExitCode> {
+export async function runVm(
+  c: CliContext,
+  path: string | undefined,
+  opts: RunOptions,
+  cmd: string[] | undefined,
+): Promise<ExitCode> {
   const commandMode = cmd !== undefined && cmd.length > 0;
   const failCode = commandMode ? EXIT_BANGER_FAILED : 1;
   let created: VmView | undefined;
@@ -83,8 +97,16 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
         hint: 'run without a path; copy files with scp through `banger vm ssh` meanwhile',
       });
     }
-    if (opts.detach && opts.rm) throw badRequest('-d/--detach cannot be combined with --rm', 'a detached VM is kept; delete it later with `banger vm delete NAME`');
-    if (opts.detach && commandMode) throw badRequest('-d/--detach cannot be combined with -- cmd', 'use `banger vm ssh NAME -- cmd` after a detached run');
+    if (opts.detach && opts.rm)
+      throw badRequest(
+        '-d/--detach cannot be combined with --rm',
+        'a detached VM is kept; delete it later with `banger vm delete NAME`',
+      );
+    if (opts.detach && commandMode)
+      throw badRequest(
+        '-d/--detach cannot be combined with -- cmd',
+        'use `banger vm ssh NAME -- cmd` after a detached run',
+      );
     const env = parseEnvFlags(opts.env ?? []);
     const vcpu = parseIntFlag('--vcpu', opts.vcpu);
     const memory = parseMemoryFlag(opts.memory);
@@ -102,16 +124,26 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
       },
       { onEvent: progressPrinter(c.err, c.style), signal: abort.signal },
     );
-    c.err.write(`${c.style.dim('spec:')} ${created.vcpu} vcpu | ${created.memory_mib} MiB | ${formatBytes(created.disk_bytes)} disk\n`);
+    c.err.write(
+      `${c.style.dim('spec:')} ${created.vcpu} vcpu | ${created.memory_mib} MiB | ${formatBytes(created.disk_bytes)} disk\n`,
+    );
     c.err.write(`${c.style.dim(`VM ${created.name} ready in ${formatDuration(Date.now() - started)}`)}\n`);
     if (opts.detach) {
       c.out.write(`${created.name}\n`);
       c.err.write(`connect with: banger vm ssh ${created.name}\n`);
       return 0;
     }
-    const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
+    const info = await c.client.call<'vm.ssh_info', SshInfo>(
+      'vm.ssh_info',
+      { ref: created.name },
+      { signal: abort.signal },
+    );
     process.off('SIGINT', onSigint);
-    const argv = sshArgv('ssh', info, commandMode ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty });
+    const argv = sshArgv(
+      'ssh',
+      info,
+      commandMode ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty },
+    );
     // Ctrl-C during the session: the guest's shell gets it through a TTY; without one it kills ssh,
     // which then exits 255. That is the user's interrupt, not an ssh failure to diagnose. Noting it
     // (until the end) also keeps a Ctrl-C during the failure probe below from skipping the --rm cleanup.
@@ -125,7 +157,10 @@ export async function runVm(c: CliContext, path: string | undefined, opts: RunOp
       c.err.write(renderError(await sshFailure(c.runner, info), c.style));
       return failCode;
     }
-    if (!commandMode && !opts.rm) c.err.write(c.style.dim(`VM ${created.name} is still running; stop it with \`banger vm delete ${created.name}\`\n`));
+    if (!commandMode && !opts.rm)
+      c.err.write(
+        c.style.dim(`VM ${created.name} is still running; stop it with \`banger vm delete ${created.name}\`\n`),
+      );
     return code;
   } catch (e) {
     if (e instanceof AppError && e.code === 'cancelled') {

@@ -9,7 +9,12 @@ import { renderError } from '../../render/errors.js';
 import { collect, EXIT_BANGER_FAILED } from './run.js';
 import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
 
-export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void, guestCmd: () => string[] | undefined): void {
+export function register(
+  vm: Command,
+  ctx: () => CliContext,
+  setCode: (c: ExitCode) => void,
+  guestCmd: () => string[] | undefined,
+): void {
   vm.command('ssh')
     .description('open a shell in a running VM, or run a command there (after --)')
     .argument('<vm>', 'VM name or id')
@@ -20,7 +25,11 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
       const cmd = guestCmd();
       const env = parseEnvFlags(o.env ?? []);
       const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref });
-      const argv = sshArgv('ssh', info, cmd && cmd.length ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty });
+      const argv = sshArgv(
+        'ssh',
+        info,
+        cmd && cmd.length ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty },
+      );
       const code = await runAttached(argv);
       if (code === 255) {
         c.err.write(renderError(await sshFailure(c.runner, info), c.style));

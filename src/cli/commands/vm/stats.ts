@@ -25,7 +25,14 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
         c.out.write(
           table(
             ['NAME', 'STATE', 'PID', 'CPU', 'RSS', 'UPTIME'],
-            all.map((s) => [s.name, s.state, dash(s.pid, String), dash(s.cpu_seconds, (n) => `${n.toFixed(1)}s`), dash(s.rss_bytes, formatBytes), dash(s.guest_uptime_s, (n) => `${Math.round(n)}s`)]),
+            all.map((s) => [
+              s.name,
+              s.state,
+              dash(s.pid, String),
+              dash(s.cpu_seconds, (n) => `${n.toFixed(1)}s`),
+              dash(s.rss_bytes, formatBytes),
+              dash(s.guest_uptime_s, (n) => `${Math.round(n)}s`),
+            ]),
           ),
         );
       }
