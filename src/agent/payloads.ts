@@ -6,7 +6,7 @@ import { PayloadReader, PayloadWriter } from './wire-io.js';
 /**
  * Payload encoders and decoders for every frame type (docs/agent-protocol.md).
  * Both directions are here: the host client uses one half, the in-process fake
- * agent the other, and the tests round-trip them. Encoders reject bad input
+ * agent (test/fakes/agent.ts) the other, and the tests round-trip them. Encoders reject bad input
  * with a badRequest naming the value; decoders reject malformed bytes with an
  * operationFailed naming the payload.
  */

@@ -8,7 +8,7 @@ import { openStore } from '../../store/db.js';
 import { ImageRepo } from '../../store/images.js';
 import { KernelRepo } from '../../store/kernels.js';
 import { VmRepo, type VmRow } from '../../store/vms.js';
-import { FakeRunner } from '../../system/fake-runner.js';
+import { FakeRunner } from '../../../test/fakes/runner.js';
 import type { CpuInfo, HostProbe } from '../../system/host.js';
 import { Paths } from '../../system/paths.js';
 import { HOST_TOOLS, runChecks, type CheckRow, type DoctorInput } from './checks.js';
