@@ -1,4 +1,4 @@
-import type { Config } from '../config/load.js';
+import type { Config } from '../config/config.js';
 import type { CommandRunner } from '../system/runner.js';
 import type { VmmDriver } from '../vmm/driver.js';
 import { QemuDriver } from '../vmm/qemu/driver.js';

@@ -1,7 +1,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import type { DaemonStatus, ImageView, KernelView } from '../api/methods.js';
 import type { ImageRow } from '../store/images.js';
-import { loadConfigFile } from '../config/file.js';
+import { loadConfigFile } from '../config/read-file.js';
 import { constants as osConstants } from 'node:os';
 import { AppError, badRequest } from '../errors.js';
 import { ImageService, type BuildParams, type PullParams } from '../services/image/service.js';

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test, type TestContext } from 'node:test';
-import { defaultConfig, type Config } from '../../config/load.js';
+import { defaultConfig, type Config } from '../../config/config.js';
 import { openStore } from '../../store/db.js';
 import { ImageRepo } from '../../store/images.js';
 import { KernelRepo } from '../../store/kernels.js';

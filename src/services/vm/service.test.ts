@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
-import { defaultConfig } from '../../config/load.js';
+import { defaultConfig } from '../../config/config.js';
 
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
