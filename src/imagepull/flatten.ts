@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { drain, lstatOrNull, normalizeEntryPath, type TarEntry } from '../archive/tar-entry.js';
-import { AppError, badRequest, noSpaceError, operationFailed } from '../errors.js';
+import { AppError, badRequest, cancelled, noSpaceError, operationFailed } from '../errors.js';
 
 // Entry names are checked in archive/tar-entry.ts, shared with the kernel tarball and bundle extractors.
 export { normalizeEntryPath, type NormalizedPath } from '../archive/tar-entry.js';
@@ -115,8 +115,6 @@ function mtimeOf(header: RawHeader): Date | undefined {
 export function hostMode(mode: number, isDir: boolean, exact: boolean): number {
   return exact ? mode : (mode | (isDir ? 0o700 : 0o600)) & ~SETID_BITS;
 }
-
-const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
 
 async function* counted(source: AsyncIterable<unknown>, onChunk: (n: number) => void): AsyncGenerator<Buffer> {
   for await (const chunk of source) {

@@ -13,7 +13,7 @@ import type { Logger, OpContext } from '../context.js';
 import { exists, raceAbort, removeTree } from '../fsutil.js';
 import { RootfsBuilder, type LayerInput } from './pipeline.js';
 import { BUNDLE_ROOTFS, isSha256Hex, readBundle, writeBundle, type BundleManifest } from '../../imagepull/bundle.js';
-import { checkUrl, openUrl } from '../../kernel/fetch.js';
+import { checkUrl, openUrl } from '../../net/download.js';
 import { fetchOciLayers } from './oci.js';
 import { BlobCache } from '../../imagepull/blobcache.js';
 import { deriveImageName, formatReference, isCatalogWord, parseReference } from '../../imagepull/reference.js';
@@ -377,7 +377,7 @@ export class ImageService {
     let imported: string | undefined;
     try {
       ctx.progress({ stage: 'download', message: `fetching ${p.ref}` });
-      const { stream } = await openUrl(url, this.lifetime);
+      const { stream } = await openUrl(url, { signal: this.lifetime });
       const unpack = join(staging, 'bundle');
       await mkdir(unpack);
       // The name from the manifest is checked as soon as the manifest arrives (first in an exported bundle),

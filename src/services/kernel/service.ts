@@ -12,7 +12,7 @@ import {
   type KernelCatalogEntry,
   type TarballKernelEntry,
 } from '../../kernel/catalog-file.js';
-import { checkUrl, openUrl, type FetchPolicy } from '../../kernel/fetch.js';
+import { checkUrl, openUrl, type FetchPolicy } from '../../net/download.js';
 import { extractKernelTarball } from '../../kernel/tarball.js';
 import { parseCatalogImages, type CatalogImageEntry } from '../../imagepull/catalog-images.js';
 import type { KernelRepo, KernelRow } from '../../store/kernels.js';
@@ -258,7 +258,7 @@ export class KernelService {
   private async fetchTarball(entry: TarballKernelEntry, scratch: string, ctx: OpContext): Promise<KernelSource> {
     const url = checkUrl(entry.url, this.opts.fetchPolicy);
     ctx.progress({ stage: 'kernel', message: `downloading ${entry.url}` });
-    const { stream } = await openUrl(url, this.lifetime);
+    const { stream } = await openUrl(url, { signal: this.lifetime });
     const tree = join(scratch, 'tree');
     await ensureDir(tree);
     const res = await extractKernelTarball(stream, tree, entry.sha256, entry.url, this.lifetime);
@@ -311,7 +311,7 @@ export class KernelService {
   private async loadCatalogFile(source: string): Promise<{ kernels: TarballKernelEntry[]; images: unknown[] }> {
     let text: string;
     if (/^[a-z]+:\/\//.test(source)) {
-      const { stream } = await openUrl(checkUrl(source, this.opts.fetchPolicy), this.lifetime);
+      const { stream } = await openUrl(checkUrl(source, this.opts.fetchPolicy), { signal: this.lifetime });
       const chunks: Buffer[] = [];
       for await (const c of stream) chunks.push(c as Buffer);
       text = Buffer.concat(chunks).toString('utf8');
