@@ -44,7 +44,6 @@ export interface StrictTarZstOptions {
   signal?: AbortSignal | undefined;
 }
 
-
 function destroyQuietly(stream: { destroy(err?: Error): unknown }): void {
   try {
     stream.destroy();

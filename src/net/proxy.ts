@@ -155,6 +155,9 @@ export function noProxyMatches(noProxy: NoProxy, u: URL): boolean {
 /** A proxy to connect through: its URL (http: or https:, port filled in) and the Proxy-Authorization value, if any. */
 export interface ProxyTarget {
   url: URL;
+  /** Host to connect to (IPv6 without brackets) and port (the URL drops a scheme-default port; this never does). */
+  host: string;
+  port: number;
   /** 'HTTP_PROXY' or 'HTTPS_PROXY' (either case): the setting it came from, for error messages. */
   setting: string;
   authorization: string | undefined;
@@ -168,9 +171,10 @@ export function redactProxy(u: URL): string {
 /** Parses a proxy setting; a value banger cannot use is a precondition naming the variable and the fix. */
 export function parseProxyUrl(value: string, setting: string): ProxyTarget {
   const hint = `set ${setting} to http://HOST:PORT (or https://), or unset it`;
+  const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
   let u: URL;
   try {
-    u = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`);
+    u = new URL(text);
   } catch {
     throw precondition(
       `${setting} is not a valid proxy URL: ${JSON.stringify(value.replace(/\/\/[^@/]*@/, '//***@'))}`,
@@ -184,12 +188,15 @@ export function parseProxyUrl(value: string, setting: string): ProxyTarget {
     );
   }
   if (u.hostname === '') throw precondition(`${setting} names no proxy host: ${redactProxy(u)}`, hint);
-  if (u.port === '') u.port = String(PROXY_DEFAULT_PORT[u.protocol]);
+  // URL parsing drops a port equal to the scheme's default, so whether one was written is read from the text.
+  const written = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]/?#]*\]|[^:/?#]*):\d/i.test(text);
+  const port = u.port !== '' ? Number(u.port) : written ? DEFAULT_PORT[u.protocol] : PROXY_DEFAULT_PORT[u.protocol];
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   const authorization =
     u.username === ''
       ? undefined
       : `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
-  return { url: u, setting, authorization };
+  return { url: u, host, port: port ?? 1080, setting, authorization };
 }
 
 /**
@@ -202,4 +209,21 @@ export function proxyFor(settings: ProxySettings, u: URL): ProxyTarget | undefin
   const value = u.protocol === 'https:' ? settings.https : u.protocol === 'http:' ? settings.http : undefined;
   if (value === undefined || noProxyMatches(settings.noProxy, u)) return undefined;
   return parseProxyUrl(value, u.protocol === 'https:' ? 'HTTPS_PROXY' : 'HTTP_PROXY');
+}
+
+/** The settings for a log line, credentials hidden. */
+export function proxySummary(settings: ProxySettings): Record<string, string> {
+  const show = (v: string | undefined, setting: string): string => {
+    if (v === undefined) return 'none';
+    try {
+      return redactProxy(parseProxyUrl(v, setting).url);
+    } catch {
+      return 'invalid';
+    }
+  };
+  return {
+    http_proxy: show(settings.http, 'HTTP_PROXY'),
+    https_proxy: show(settings.https, 'HTTPS_PROXY'),
+    no_proxy: settings.noProxy.all ? '*' : `${settings.noProxy.rules.length} entries`,
+  };
 }

@@ -138,7 +138,7 @@ export function httpTransport(opts: TransportOptions = { proxy: NO_PROXY_SETTING
       }
       const proxy = target.url;
       const proxyMod = proxy.protocol === 'https:' ? https : http;
-      const proxyAddr = { host: stripBrackets(proxy.hostname), port: Number(proxy.port), ...extra };
+      const proxyAddr = { host: target.host, port: target.port, ...extra };
       const auth = target.authorization === undefined ? {} : { 'proxy-authorization': target.authorization };
       if (url.protocol === 'http:') {
         // Plain http: the proxy gets the absolute URL and fetches it.
