@@ -1,4 +1,4 @@
-import type { DistroKernelEntry } from '../catalog.js';
+import type { DistroKernelEntry } from './embedded.js';
 import { badRequest, errorMessage } from '../errors.js';
 
 /** A sha256-pinned `tar.zst` kernel from the catalog file (SPEC §5). */
