@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { AppError, cancelled, errorMessage, isAbortError, operationFailed } from '../errors.js';
+import { AppError, cancelled, errorMessage, isAbortError } from '../errors.js';
 import { ProxyConnectionError, type HttpFetch } from './transport.js';
 
 /*
@@ -157,8 +157,6 @@ export interface BodyStreamOptions {
   truncated: (got: number) => AppError;
   /** The error for any other read failure. */
   failed: (err: unknown, got: number) => AppError;
-  /** Called with the bytes received so far after each chunk. */
-  onBytes?: ((got: number) => void) | undefined;
 }
 
 /**
@@ -187,7 +185,6 @@ export class BodyStream extends Readable {
           return;
         }
         this.#got += step.value.byteLength;
-        this.#o.onBytes?.(this.#got);
         this.push(Buffer.from(step.value.buffer, step.value.byteOffset, step.value.byteLength));
       },
       (err: unknown) => this.destroy(this.#readError(err)),
@@ -210,7 +207,3 @@ export class BodyStream extends Readable {
 export function bodyStream(res: Response, o: BodyStreamOptions): Readable {
   return res.body === null ? Readable.from([], { objectMode: false }) : new BodyStream(res, o);
 }
-
-/** "cannot read …: reason" for a body read that failed other than by a cut connection. */
-export const readFailed = (what: string, err: unknown): AppError =>
-  operationFailed(`reading ${what} failed: ${errorMessage(err)}`, { cause: err });
