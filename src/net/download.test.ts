@@ -233,3 +233,33 @@ test('openUrl reads file:// URLs', async (t) => {
     (e: unknown) => e instanceof AppError && /not a regular file/.test(e.message),
   );
 });
+
+test('openUrl with progress and a size cap hands every byte to a consumer that starts reading later', async (t) => {
+  const base = await serve(t, { '/k': sendBody });
+  const seen: [number, number | undefined][] = [];
+  const { stream, size } = await openUrl(new URL(`${base}/k`), {
+    maxBytes: BODY.length,
+    onProgress: (got, total) => seen.push([got, total]),
+  });
+  assert.equal(size, BODY.length);
+  // The consumer attaches after a turn of the event loop, as extractors do.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual(await readAll(stream), BODY);
+  assert.deepEqual(seen.at(-1), [BODY.length, BODY.length]);
+});
+
+test('openUrl: a body over maxBytes is refused, declared or streamed', async (t) => {
+  const base = await serve(t, {
+    '/declared': sendBody,
+    '/chunked': (_req, res) => {
+      res.writeHead(200);
+      res.end(BODY);
+    },
+  });
+  await assert.rejects(
+    openUrl(new URL(`${base}/declared`), { maxBytes: 100 }),
+    isOperationFailed(/larger than 100 bytes/),
+  );
+  const { stream } = await openUrl(new URL(`${base}/chunked`), { maxBytes: 100 });
+  await assert.rejects(readAll(stream), isOperationFailed(/larger than 100 bytes/));
+});

@@ -149,8 +149,8 @@ export async function openUrl(
   const { onProgress } = o;
   const counter = new HashingStream({
     ...(maxBytes === undefined ? {} : { maxBytes, tooBig: () => tooLarge(url.href, maxBytes) }),
+    ...(onProgress === undefined ? {} : { onBytes: (got: number) => onProgress(got, opened.size) }),
   });
-  if (onProgress !== undefined) counter.on('data', () => onProgress(counter.bytes(), opened.size));
   opened.stream.on('error', (err) => counter.destroy(err));
   counter.on('close', () => opened.stream.destroy());
   opened.stream.pipe(counter);

@@ -19,6 +19,8 @@ export interface HashingOptions {
    * Error it returns fails the stream (a digest or size mismatch).
    */
   check?: (digestHex: string, bytes: number) => Error | undefined;
+  /** Called with the byte count after each chunk (progress); a 'data' listener would start the flow too early. */
+  onBytes?: (bytes: number) => void;
 }
 
 /** A pass-through Transform that sha256-hashes and counts the bytes; `digest()` is valid after the stream ended. */
@@ -41,6 +43,7 @@ export class HashingStream extends Transform {
       return;
     }
     this.#hash.update(chunk);
+    this.#opts.onBytes?.(this.#bytes);
     callback(null, chunk);
   }
 
