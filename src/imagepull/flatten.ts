@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { drain, lstatOrNull, normalizeEntryPath, type TarEntry } from '../archive/tar-entry.js';
-import { AppError, badRequest, cancelled, noSpaceError, operationFailed } from '../errors.js';
+import { AppError, badRequest, cancelled, errorMessage, noSpaceError, operationFailed } from '../errors.js';
 
 // Entry names are checked in archive/tar-entry.ts, shared with the kernel tarball and bundle extractors.
 export { normalizeEntryPath, type NormalizedPath } from '../archive/tar-entry.js';
@@ -138,8 +138,7 @@ function asAppError(err: unknown, what: string, root: string): AppError {
       cause: err,
     });
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return operationFailed(`cannot extract ${what}: ${message}`, { cause: err });
+  return operationFailed(`cannot extract ${what}: ${errorMessage(err)}`, { cause: err });
 }
 
 /**
