@@ -64,3 +64,21 @@ export function noSpaceError(e: unknown): AppError | undefined {
     cause: e,
   });
 }
+
+/** The AppError of an operation whose AbortSignal fired (the client went away or the daemon is stopping). */
+export const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
+
+/** True for the errors an aborted signal or a timeout signal raise (fetch, streams, timers). */
+export const isAbortError = (err: unknown): boolean =>
+  err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
+
+/**
+ * An error's message for embedding in another message: the message plus its
+ * cause's message when that adds something (fetch wraps socket errors as
+ * TypeError('fetch failed', { cause })); String() of anything else.
+ */
+export function errorMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? err.cause.message : undefined;
+  return cause !== undefined && cause !== '' && cause !== err.message ? `${err.message}: ${cause}` : err.message;
+}

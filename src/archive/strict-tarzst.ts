@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import { extract } from 'tar-stream';
 import { DecompressStream } from 'zstd-napi';
-import { AppError, badRequest, operationFailed } from '../errors.js';
-import { HashingStream } from '../kernel/fetch.js';
+import { AppError, badRequest, cancelled, errorMessage, operationFailed } from '../errors.js';
+import { HashingStream } from '../net/hashing.js';
 import { normalizeEntryPath, type TarEntry } from './tar-entry.js';
 
 /*
@@ -43,9 +43,6 @@ export interface StrictTarZstOptions {
   mismatchHint: string;
   signal?: AbortSignal | undefined;
 }
-
-const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
-const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 function destroyQuietly(stream: { destroy(err?: Error): unknown }): void {
   try {

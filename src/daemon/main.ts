@@ -1,7 +1,10 @@
 import { rm, writeFile } from 'node:fs/promises';
 import type { DaemonStatus, ImageView, KernelView } from '../api/methods.js';
 import type { ImageRow } from '../store/images.js';
+import { Catalog } from '../catalog/catalog.js';
 import { loadConfigFile } from '../config/read-file.js';
+import { proxySettingsFromEnv, proxySummary } from '../net/proxy.js';
+import { httpTransport } from '../net/transport.js';
 import { constants as osConstants } from 'node:os';
 import { AppError, badRequest } from '../errors.js';
 import { ImageService, type BuildParams, type PullParams } from '../services/image/service.js';
@@ -121,10 +124,13 @@ export async function main(argv: string[]): Promise<number> {
   const kernelRepo = new KernelRepo(db);
   const imageRepo = new ImageRepo(db);
   const vmRepo = new VmRepo(db);
-  const kernels = new KernelService(paths, kernelRepo, runner, log, lifetime.signal, {
-    catalog: config.catalog,
-    fetchPolicy: { insecureHosts: config.insecureRegistries },
-  });
+  // Downloads honour HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the daemon's environment (net/proxy.ts).
+  const proxy = proxySettingsFromEnv(process.env);
+  if (proxy.http !== undefined || proxy.https !== undefined) log.info('proxy settings', proxySummary(proxy));
+  const http = httpTransport({ proxy });
+  const fetchPolicy = { insecureHosts: config.insecureRegistries };
+  const catalog = new Catalog({ source: config.catalog, policy: fetchPolicy, http, signal: lifetime.signal });
+  const kernels = new KernelService(paths, kernelRepo, runner, log, lifetime.signal, { catalog, fetchPolicy, http });
   const images = new ImageService(paths, imageRepo, kernels, runner, log, lifetime.signal, {
     mirror: config.mirror,
     isRoot: uid === 0,
@@ -133,6 +139,8 @@ export async function main(argv: string[]): Promise<number> {
     defaultKernel: config.defaultKernelName,
     insecureHosts: config.insecureRegistries,
     maxUnpackedBytes: config.maxUnpackedBytes,
+    catalog,
+    http,
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
   const vms = new VmService({

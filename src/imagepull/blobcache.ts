@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, badRequest, operationFailed } from '../errors.js';
+import { HashingStream } from '../net/hashing.js';
 
 /*
  * Content-addressed blob store: <dir>/<sha256 hex>. A blob is written to a
@@ -35,16 +36,6 @@ function hexOf(digest: string): string {
 /** A key of a keep-set: 'sha256:<hex>' or bare hex. */
 function keepHex(entry: string): string {
   return entry.startsWith('sha256:') ? entry.slice('sha256:'.length) : entry;
-}
-
-class Sha256Counter extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    callback(null, chunk);
-  }
 }
 
 function discard(source: BlobSource): void {
@@ -107,15 +98,16 @@ export class BlobCache {
     const tmp = join(this.dir, `${TMP_PREFIX}${hex}-${randomBytes(6).toString('hex')}`);
     try {
       const stream = typeof source === 'function' ? await source() : source;
-      const counter = new Sha256Counter();
+      const counter = new HashingStream({
+        check: (got, bytes) =>
+          got === hex
+            ? undefined
+            : operationFailed(`blob ${digest} failed verification: its ${bytes} bytes hash to sha256:${got}`, {
+                hint: 'the registry or a proxy served corrupt data; retry the pull',
+              }),
+      });
       // flush: fsync before close, so a renamed blob is on disk, not only in the page cache.
       await pipeline(stream, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true }));
-      const got = counter.hash.digest('hex');
-      if (got !== hex) {
-        throw operationFailed(`blob ${digest} failed verification: its ${counter.bytes} bytes hash to sha256:${got}`, {
-          hint: 'the registry or a proxy served corrupt data; retry the pull',
-        });
-      }
       await rename(tmp, final);
       return final;
     } catch (err) {

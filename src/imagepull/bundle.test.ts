@@ -30,7 +30,7 @@ import {
   type TarSpec,
 } from '../../test/helpers/tar-zst.js';
 import type { AppError } from '../errors.js';
-import { openUrl } from '../kernel/fetch.js';
+import { openUrl } from '../net/download.js';
 import { parseBundleManifest, readBundle, writeBundle, type BundleManifest } from './bundle.js';
 
 const MIB = 1024 * 1024;

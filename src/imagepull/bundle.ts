@@ -9,8 +9,8 @@ import { z } from 'zod';
 import { CompressStream } from 'zstd-napi';
 import { extractStrictTarZst, refusedEntryType, type StrictEntry } from '../archive/strict-tarzst.js';
 import { drain, type TarEntry } from '../archive/tar-entry.js';
-import { AppError, badRequest, operationFailed } from '../errors.js';
-import { HashingStream } from '../kernel/fetch.js';
+import { AppError, badRequest, cancelled, errorMessage, isAbortError, operationFailed } from '../errors.js';
+import { HashingStream } from '../net/hashing.js';
 
 /*
  * Image bundles (SPEC §6.2): a tar.zst holding exactly rootfs.ext4 and
@@ -54,11 +54,6 @@ const LAYOUT_HINT = `a bundle holds exactly ${BUNDLE_ROOTFS} and ${BUNDLE_MANIFE
 const UNSAFE_HINT = 'the bundle contains an entry banger will not extract; re-create it with `banger image export`';
 const MANIFEST_HINT = `${BUNDLE_MANIFEST} must be a JSON object with format (1), name, distro, arch ("x86_64"), kernel_ref, rootfs_bytes, assets_version and created_at`;
 
-const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
-
-const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-const isAbortError = (err: unknown): boolean =>
-  err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
 const hasControlChar = (text: string): boolean => /[\u0000-\u001f\u007f]/.test(text);
 
 // ---------------------------------------------------------------------------

@@ -5,25 +5,30 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { drain, lstatOrNull, normalizeEntryPath, type TarEntry } from '../archive/tar-entry.js';
-import { AppError, badRequest, noSpaceError, operationFailed } from '../errors.js';
+import { badRequest, cancelled } from '../errors.js';
 import {
+  IMPLICIT_DIR,
+  PERM_MASK,
+  UNSAFE_HINT,
+  asAppError,
   childOf,
+  counted,
   depthOf,
+  destroyInput,
   dirnameOf,
   hostMode,
   metaOf,
   mtimeOf,
-  PERM_MASK,
   whiteoutOf,
   type EntryMeta,
   type RawHeader,
   type Reject,
   type Whiteout,
-} from './flatten-entry.js';
+} from './tar-header.js';
 
 // Entry names are checked in archive/tar-entry.ts, shared with the kernel tarball and bundle extractors.
 export { normalizeEntryPath, type NormalizedPath } from '../archive/tar-entry.js';
-export { hostMode, whiteoutOf, type EntryMeta, type Whiteout } from './flatten-entry.js';
+export { hostMode, whiteoutOf, type EntryMeta, type Whiteout } from './tar-header.js';
 
 export interface FlattenOptions {
   /** true when the process is root: then chown/chmod the extracted files for real (lchown for symlinks). */
@@ -40,37 +45,6 @@ export interface FlattenResult {
   skipped: string[];
   /** Sum of regular-file sizes written. */
   bytes: number;
-}
-
-const UNSAFE_HINT = 'the image contains a path banger will not extract; rebuild it without that entry';
-const IMPLICIT_DIR: EntryMeta = { uid: 0, gid: 0, mode: 0o755, type: 'dir' };
-
-const cancelled = (): AppError => new AppError('cancelled', 'operation cancelled');
-
-async function* counted(source: AsyncIterable<unknown>, onChunk: (n: number) => void): AsyncGenerator<Buffer> {
-  for await (const chunk of source) {
-    const buf = chunk as Buffer;
-    onChunk(buf.length);
-    yield buf;
-  }
-}
-
-function destroyInput(stream: NodeJS.ReadableStream | Readable): void {
-  if ('destroy' in stream && typeof stream.destroy === 'function') stream.destroy();
-}
-
-function asAppError(err: unknown, what: string, root: string): AppError {
-  if (err instanceof AppError) return err;
-  // A stream write's ENOSPC carries no path: name the tree being written.
-  const full = noSpaceError(err);
-  if (full !== undefined) {
-    return operationFailed(`cannot extract ${what}: ${full.message}`, {
-      hint: `free space on the filesystem holding ${root} (see \`df -h\`) and retry`,
-      cause: err,
-    });
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return operationFailed(`cannot extract ${what}: ${message}`, { cause: err });
 }
 
 /**

@@ -13,7 +13,7 @@ import {
   type Compression,
 } from '../../test/helpers/registry.js';
 import { BlobCache } from './blobcache.js';
-import { DiffIdVerifier, layerCompression, openLayer, openVerifiedLayer, sniffCompression } from './layers.js';
+import { diffIdVerifier, layerCompression, openLayer, openVerifiedLayer, sniffCompression } from './layers.js';
 import { parseReference } from './reference.js';
 import { RegistryClient } from './registry.js';
 import { untar } from '../../test/helpers/tar-zst.js';
@@ -67,8 +67,8 @@ test('a diff_id mismatch fails the stream naming the layer index and digests', a
   });
 });
 
-test('DiffIdVerifier passes the bytes through unchanged', async () => {
-  const v = new DiffIdVerifier({ index: 0, diffId: sha256('abcdef') });
+test('diffIdVerifier passes the bytes through unchanged', async () => {
+  const v = diffIdVerifier({ index: 0, diffId: sha256('abcdef') });
   const chunks: Buffer[] = [];
   v.on('data', (c: Buffer) => chunks.push(c));
   const ended = new Promise<void>((resolve, reject) => {

@@ -1,10 +1,10 @@
-import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { PassThrough, Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, pipeline, type Readable, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
 import { readHead } from '../archive/read-head.js';
-import { AppError, badRequest, operationFailed } from '../errors.js';
+import { AppError, badRequest, cancelled, operationFailed } from '../errors.js';
+import { HashingStream } from '../net/hashing.js';
 
 /*
  * Layer blobs → uncompressed tar streams. The media type says how a layer is
@@ -81,7 +81,7 @@ export async function openLayer(path: string, mediaType: string, opts: OpenLayer
     if (failed) return;
     failed = true;
     if (err instanceof AppError) out.destroy(err);
-    else if (opts.signal?.aborted) out.destroy(new AppError('cancelled', 'operation cancelled'));
+    else if (opts.signal?.aborted) out.destroy(cancelled());
     else {
       out.destroy(
         operationFailed(`${label} is corrupt: ${actual} decompression failed: ${err.message}`, {
@@ -111,46 +111,28 @@ export interface DiffIdVerifierOptions {
 }
 
 /**
- * Pass-through Transform that sha256-hashes the uncompressed layer stream and,
- * at the end, fails with an operationFailed naming the layer index and both
- * digests if it does not match the diff_id.
+ * A HashingStream over the uncompressed layer stream that, at the end, fails
+ * with an operationFailed naming the layer index and both digests if it does
+ * not match the diff_id.
  */
-export class DiffIdVerifier extends Transform {
-  readonly #hash: Hash = createHash('sha256');
-  readonly #opts: DiffIdVerifierOptions;
-  #bytes = 0;
-
-  constructor(opts: DiffIdVerifierOptions) {
-    super();
-    this.#opts = opts;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.#hash.update(chunk);
-    this.#bytes += chunk.length;
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    const got = `sha256:${this.#hash.digest('hex')}`;
-    if (got === this.#opts.diffId) {
-      callback();
-      return;
-    }
-    const { index, diffId, layerDigest } = this.#opts;
-    callback(
-      operationFailed(
-        `layer ${index}${layerDigest === undefined ? '' : ` (${layerDigest})`} does not match the image config: its uncompressed content (${this.#bytes} bytes) hashes to ${got} but rootfs.diff_ids[${index}] is ${diffId}`,
+export function diffIdVerifier(opts: DiffIdVerifierOptions): HashingStream {
+  return new HashingStream({
+    check: (hex, bytes) => {
+      const got = `sha256:${hex}`;
+      if (got === opts.diffId) return undefined;
+      const { index, diffId, layerDigest } = opts;
+      return operationFailed(
+        `layer ${index}${layerDigest === undefined ? '' : ` (${layerDigest})`} does not match the image config: its uncompressed content (${bytes} bytes) hashes to ${got} but rootfs.diff_ids[${index}] is ${diffId}`,
         {
           hint: 'the image is corrupt or was tampered with; delete the cached blob (banger image prune) and pull again, or rebuild the image',
         },
-      ),
-    );
-  }
+      );
+    },
+  });
 }
 
 /**
- * openLayer piped through a DiffIdVerifier: the uncompressed tar stream of
+ * openLayer piped through a diffIdVerifier: the uncompressed tar stream of
  * layer `index`, failing at its end unless it hashes to `diffId`.
  */
 export async function openVerifiedLayer(
@@ -162,7 +144,7 @@ export async function openVerifiedLayer(
 ): Promise<Readable> {
   const label = `layer ${index} (${layer.digest})`;
   const tar = await openLayer(path, layer.mediaType, signal === undefined ? { label } : { label, signal });
-  const verifier = new DiffIdVerifier({ index, diffId, layerDigest: layer.digest });
+  const verifier = diffIdVerifier({ index, diffId, layerDigest: layer.digest });
   pipeline(tar, verifier, () => undefined);
   return verifier;
 }

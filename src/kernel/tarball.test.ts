@@ -17,7 +17,7 @@ import {
   type TarSpec,
 } from '../../test/helpers/tar-zst.js';
 import type { AppError } from '../errors.js';
-import { openUrl } from './fetch.js';
+import { openUrl } from '../net/download.js';
 import { extractKernelTarball } from './tarball.js';
 
 /** An ELF64 header's first bytes: enough for kernelFormat() to say 'elf'. */

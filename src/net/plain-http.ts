@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { badRequest, type AppError } from '../errors.js';
 
 /*
- * The plain-http policy shared by downloads (kernel/fetch.ts) and the registry
+ * The plain-http policy shared by downloads (net/download.ts) and the registry
  * client (imagepull/registry.ts): http only for loopback hosts and for the
  * host:port pairs listed in insecure_registries; https everywhere else.
  */

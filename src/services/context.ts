@@ -20,3 +20,23 @@ export interface Logger {
 }
 
 export const nullLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * A download's byte counts as progress events: one per 5% of a known total
+ * (a renderer without a terminal prints each as a line); none when the size
+ * is unknown.
+ */
+export function downloadProgress(
+  ctx: OpContext,
+  stage: string,
+  message: string,
+): (got: number, total: number | undefined) => void {
+  let last = -1;
+  return (got, total) => {
+    if (total === undefined || total <= 0) return;
+    const step = Math.floor((Math.min(got, total) / total) * 20);
+    if (step === last) return;
+    last = step;
+    ctx.progress({ stage, message, current: Math.min(got, total), total });
+  };
+}

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rm, stat, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AppError } from '../errors.js';
+import { cancelled } from '../errors.js';
 
 export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
@@ -44,9 +44,9 @@ export const roundUpMiB = (bytes: number): number => Math.ceil(bytes / 1048576) 
 
 /** Resolves with p, or rejects as cancelled when signal aborts first (p keeps running). */
 export function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new AppError('cancelled', 'operation cancelled'));
+  if (signal.aborted) return Promise.reject(cancelled());
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new AppError('cancelled', 'operation cancelled'));
+    const onAbort = (): void => reject(cancelled());
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => {

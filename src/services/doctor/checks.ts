@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../../config/config.js';
 import { formatSize } from '../../config/sizes.js';
-import { findImageEntry, findKernelEntry } from '../../catalog.js';
+import { findImageEntry, findKernelEntry } from '../../catalog/embedded.js';
 import { checkCompat } from '../../kernel/compat.js';
 import { openStore } from '../../store/db.js';
 import { checkFirecrackerVersion } from '../../vmm/firecracker/version.js';

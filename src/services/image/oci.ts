@@ -3,6 +3,7 @@ import { BlobCache } from '../../imagepull/blobcache.js';
 import { openVerifiedLayer } from '../../imagepull/layers.js';
 import type { ImageRef } from '../../imagepull/reference.js';
 import { RegistryClient, type ResolvedImage } from '../../imagepull/registry.js';
+import type { HttpFetch } from '../../net/transport.js';
 import type { OpContext } from '../context.js';
 import type { LayerInput } from './pipeline.js';
 
@@ -10,6 +11,8 @@ const DOWNLOAD_PARALLELISM = 3;
 
 export interface OciFetchOptions {
   insecureHosts: readonly string[];
+  /** The HTTP transport (the daemon's, with its proxy settings). */
+  http?: HttpFetch | undefined;
   dockerConfigPath: string;
   signal: AbortSignal;
   /** Called with the layer digests as soon as the manifest is known (before any download). */
@@ -32,6 +35,7 @@ export async function fetchOciLayers(
   const client = new RegistryClient({
     insecureHosts: opts.insecureHosts,
     signal: opts.signal,
+    ...(opts.http === undefined ? {} : { fetch: opts.http }),
     ...(dockerConfig ? { dockerConfig } : {}),
   });
   const resolved = await client.resolve(ref);

@@ -12,8 +12,8 @@ import type { KernelRow } from '../../store/kernels.js';
 import { FakeRunner } from '../../../test/fakes/runner.js';
 import { Paths } from '../../system/paths.js';
 import { nullLogger, quietContext } from '../context.js';
-import type { KernelService } from '../kernel/service.js';
-import { ImageService, type PullParams } from './service.js';
+import { Catalog } from '../../catalog/catalog.js';
+import { ImageService, type ImageKernels, type PullParams } from './service.js';
 
 /*
  * OCI pulls through the image service against the in-process fake registry on
@@ -50,13 +50,16 @@ async function setup(t: TestContext) {
     writeFileSync(join(dir, 'bzImage'), name);
     kernels.set(name, kernelRow(dir, name));
   }
-  const kernelService = {
+  const kernelService: ImageKernels = {
     ensure: async (name: string) => {
       const k = kernels.get(name);
       if (k === undefined) throw new AppError('not_found', `no kernel ${name}`);
       return k;
     },
-  } as unknown as KernelService;
+    files: () => Promise.reject(new Error('not used')),
+    import: () => Promise.reject(new Error('not used')),
+    delete: () => Promise.reject(new Error('not used')),
+  };
   const runner = new FakeRunner().on('mkfs.ext4', {}).on((a) => a[0] === 'debugfs' && a.includes('-f'), {});
   t.after(() => runner.assertNoUnexpected());
   const repo = new ImageRepo(openStore(':memory:'));
@@ -68,6 +71,7 @@ async function setup(t: TestContext) {
     defaultKernel: 'k1',
     insecureHosts: [],
     maxUnpackedBytes: 2 ** 30,
+    catalog: new Catalog({ source: undefined, policy: { insecureHosts: [] }, signal: new AbortController().signal }),
   });
   const reg = await FakeRegistry.start();
   t.after(() => reg.stop());

@@ -1,56 +1,46 @@
-import { randomBytes } from 'node:crypto';
-import { copyFile, link, mkdir, open, readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { EMBEDDED_IMAGES, findImageEntry, type BuildImageEntry } from '../../catalog.js';
-import { alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
+import type { BuildImageEntry } from '../../catalog/embedded.js';
+import type { CatalogImageEntry } from '../../catalog/images.js';
+import { alreadyExists, badRequest, notFound, precondition } from '../../errors.js';
 import { isHttpUrl } from '../../config/schema.js';
 import { checkDiskSize, parseSize } from '../../config/sizes.js';
-import { ASSETS_VERSION } from '../../guest/assets.js';
-import type { ImageRepo, ImageRow } from '../../store/images.js';
-import { imageFiles, type Paths } from '../../system/paths.js';
+import type { ImageRow } from '../../store/images.js';
+import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, raceAbort, removeTree } from '../fsutil.js';
-import { RootfsBuilder, type LayerInput } from './pipeline.js';
-import { BUNDLE_ROOTFS, isSha256Hex, readBundle, writeBundle, type BundleManifest } from '../../imagepull/bundle.js';
-import { checkUrl, openUrl } from '../../kernel/fetch.js';
+import { RootfsBuilder } from './pipeline.js';
+import { writeBundle } from '../../imagepull/bundle.js';
+import type { HttpFetch } from '../../net/transport.js';
 import { fetchOciLayers } from './oci.js';
 import { BlobCache } from '../../imagepull/blobcache.js';
 import { deriveImageName, formatReference, isCatalogWord, parseReference } from '../../imagepull/reference.js';
 import type { KernelRow } from '../../store/kernels.js';
 import { readKernelDir, type KernelFiles } from '../kernel/manifest.js';
-import type { KernelService } from '../kernel/service.js';
+import type { ImportParams } from '../kernel/service.js';
 import { SingleFlight } from '../singleflight.js';
+import { importsKernel, pullBundle } from './bundle-pull.js';
+import { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
+import { ImagePublisher, type ImageBuilder, type ImageRows } from './publish.js';
+import { mmdebstrapLayer } from './mmdebstrap.js';
+import { promoteImage, registerImage, type RegisterParams } from './register.js';
 
-/** The image's own copy of its kernel (hard links where possible). */
-export const IMAGE_KERNEL_DIR = 'kernel';
+export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 
-/** ext4 superblock magic 0xEF53 at byte 1080. */
-async function assertExt4(path: string, flag: string): Promise<void> {
-  const fh = await open(path, 'r').catch(() => {
-    throw notFound(`${flag} ${path} does not exist`);
-  });
-  try {
-    const b = Buffer.alloc(2);
-    await fh.read(b, 0, 2, 1080);
-    if (b.readUInt16LE(0) !== 0xef53)
-      throw badRequest(
-        `${flag} ${path} is not an ext4 filesystem image`,
-        'pass a raw ext4 image file (e.g. made with mkfs.ext4 -d)',
-      );
-  } finally {
-    await fh.close();
-  }
+/** The kernels ImageService needs (services/kernel/service.ts). */
+export interface ImageKernels {
+  ensure(name: string, ctx: OpContext): Promise<KernelRow>;
+  files(name: string): Promise<KernelFiles>;
+  import(p: ImportParams, ctx: OpContext): Promise<KernelRow>;
+  delete(name: string): Promise<{ name: string }>;
 }
 
-async function linkTree(from: string, to: string): Promise<void> {
-  await mkdir(to, { recursive: true });
-  for (const f of await readdir(from)) {
-    await link(join(from, f), join(to, f)).catch(async (e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EXDEV' && e.code !== 'EPERM') throw e;
-      await copyFile(join(from, f), join(to, f));
-    });
-  }
+/** What ImageService asks the catalog (catalog/catalog.ts). */
+export interface ImageCatalog {
+  image(name: string): Promise<CatalogImageEntry | undefined>;
+  recipe(name: string): BuildImageEntry | undefined;
+  baseRecipe(name: string): BuildImageEntry | undefined;
 }
 
 export interface ImageServiceOptions {
@@ -68,6 +58,12 @@ export interface ImageServiceOptions {
   insecureHosts: readonly string[];
   /** config max_unpacked_size, in bytes. */
   maxUnpackedBytes: number;
+  /** The catalog: build recipes and the catalog file's bundles. */
+  catalog: ImageCatalog;
+  /** The HTTP transport for bundles and registries (the daemon's, with its proxy settings). */
+  http?: HttpFetch | undefined;
+  /** The rootfs pipeline (tests pass a fake); default: a RootfsBuilder on `runner`. */
+  builder?: ImageBuilder | undefined;
 }
 
 export interface PullParams {
@@ -89,47 +85,27 @@ export interface BuildParams {
   size?: string | undefined;
 }
 
-/** Image names: like VM names plus '.' and '_' (derived OCI names use them). */
-export function validateImageName(name: string): void {
-  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) {
-    const bad = [...name].findIndex((ch) => !/[a-z0-9._-]/.test(ch));
-    throw badRequest(
-      `invalid image name ${JSON.stringify(name)}${bad >= 0 ? `: character ${JSON.stringify(name[bad])} at position ${bad + 1} is not allowed` : ''}`,
-      'image names are 1-63 characters of a-z, 0-9, ".", "_" and "-", starting with a letter or digit',
-    );
-  }
-}
-
-/** True when a pull imports its own kernel from --kernel files (rather than naming one with --kernel-ref). */
-const importsKernel = (p: PullParams): boolean => p.kernel !== undefined && p.kernel_ref === undefined;
-
 /** Images: the embedded build recipe today; OCI pulls and bundles join through the same pipeline. */
 export class ImageService {
   private readonly flights = new SingleFlight<ImageRow>();
-  private readonly builder: RootfsBuilder;
+  private readonly builder: ImageBuilder;
+  private readonly publisher: ImagePublisher;
   private readonly cache: BlobCache;
   /** Blob digests that running pulls still need (cache prune keeps them). */
   private readonly pinned = new Map<string, number>();
 
   constructor(
     private readonly paths: Paths,
-    private readonly repo: ImageRepo,
-    private readonly kernels: KernelService,
+    private readonly repo: ImageRows,
+    private readonly kernels: ImageKernels,
     private readonly runner: CommandRunner,
     private readonly log: Logger,
     private readonly lifetime: AbortSignal,
     private readonly opts: ImageServiceOptions,
   ) {
-    this.builder = new RootfsBuilder(runner, log, opts.isRoot, opts.maxUnpackedBytes);
+    this.builder = opts.builder ?? new RootfsBuilder(runner, log, opts.isRoot, opts.maxUnpackedBytes);
+    this.publisher = new ImagePublisher(paths, repo, this.builder, log, lifetime);
     this.cache = new BlobCache(paths.blobsDir);
-  }
-
-  /** A private staging dir under state/tmp/, and the images dir it is renamed into when done. */
-  private async newStaging(id: string): Promise<string> {
-    const staging = this.paths.imageStaging(id);
-    await mkdir(this.paths.imagesDir, { recursive: true });
-    await mkdir(staging, { recursive: true, mode: 0o700 });
-    return staging;
   }
 
   /** `image cache prune`: removes blobs no running pull needs (every finished image is already ext4). */
@@ -138,16 +114,12 @@ export class ImageService {
     return { ...res, dry_run: dryRun };
   }
 
-  private get defaultImage(): string {
-    return this.opts.defaultImage;
-  }
-
   list(): ImageRow[] {
     return this.repo.list();
   }
 
   find(nameOrId: string): ImageRow | undefined {
-    return this.repo.byName(nameOrId) ?? this.repo.get(nameOrId);
+    return this.publisher.find(nameOrId);
   }
 
   get(nameOrId: string): ImageRow {
@@ -192,11 +164,12 @@ export class ImageService {
   private async ensureNow(name: string, ctx: OpContext): Promise<ImageRow> {
     const row = this.find(name);
     if (row) return row;
-    const entry = findImageEntry(name);
+    const entry = this.opts.catalog.recipe(name);
     if (!entry) {
-      const bundle = (await this.kernels.catalogImages()).find((e) => e.name === name);
+      const bundle = await this.opts.catalog.image(name);
       if (bundle)
-        return this.pullBundle(
+        return pullBundle(
+          this.bundleDeps(),
           { ref: bundle.url, sha256: bundle.sha256, name: bundle.name, kernel_ref: bundle.kernelRef },
           ctx,
         );
@@ -231,11 +204,12 @@ export class ImageService {
    */
   async pull(p: PullParams, ctx: OpContext): Promise<ImageRow> {
     // Anything with a URL scheme is a bundle URL (an OCI reference never holds '://'); pullBundle refuses other schemes.
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.ref)) return this.pullBundle(p, ctx);
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.ref)) return pullBundle(this.bundleDeps(), p, ctx);
     if (isCatalogWord(p.ref)) {
-      const bundle = (await this.kernels.catalogImages()).find((e) => e.name === p.ref);
+      const bundle = await this.opts.catalog.image(p.ref);
       if (bundle)
-        return this.pullBundle(
+        return pullBundle(
+          this.bundleDeps(),
           {
             ...p,
             ref: bundle.url,
@@ -245,7 +219,7 @@ export class ImageService {
           },
           ctx,
         );
-      if (findImageEntry(p.ref)) {
+      if (this.opts.catalog.recipe(p.ref)) {
         // A catalog build recipe makes the image it names, with its own kernel: flags that would change that are refused, not ignored.
         const ignored = (['name', 'size', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter(
           (k) => p[k] !== undefined && !(k === 'name' && p.name === p.ref),
@@ -298,6 +272,7 @@ export class ImageService {
           this.cache,
           {
             insecureHosts: this.opts.insecureHosts,
+            http: this.opts.http,
             dockerConfigPath: this.paths.dockerConfig,
             signal: this.lifetime,
             onManifest: (d) => pin(d, 1),
@@ -305,7 +280,7 @@ export class ImageService {
           ctx,
         );
         try {
-          return await this.produce(
+          return await this.publisher.produce(
             {
               name,
               source: `oci:${formatReference(ref)}`,
@@ -337,6 +312,19 @@ export class ImageService {
     });
   }
 
+  private bundleDeps(): Parameters<typeof pullBundle>[0] {
+    return {
+      paths: this.paths,
+      publisher: this.publisher,
+      builder: this.builder,
+      lifetime: this.lifetime,
+      insecureHosts: this.opts.insecureHosts,
+      http: this.opts.http,
+      resolveKernel: (p, imageName, ctx) => this.resolveKernel(p, imageName, ctx),
+      undoKernelImport: (name) => this.undoKernelImport(name),
+    };
+  }
+
   /** A kernel that `--kernel` files imported for a pull that then failed is removed again (it has no other user yet). */
   private async undoKernelImport(name: string | undefined): Promise<void> {
     if (name === undefined) return;
@@ -344,115 +332,6 @@ export class ImageService {
       .delete(name)
       .catch((err: unknown) =>
         this.log.warn('could not remove the kernel imported for a failed pull', { name, error: String(err) }),
-      );
-  }
-
-  /** SPEC §6.2: a bundle (rootfs.ext4 + manifest.json in a sha256-pinned tar.zst) from https:// or file://. */
-  private async pullBundle(p: PullParams, ctx: OpContext): Promise<ImageRow> {
-    // Everything the request alone decides is checked before a connection is made or a file opened.
-    const url = checkUrl(p.ref, { insecureHosts: this.opts.insecureHosts });
-    if (!p.sha256)
-      throw badRequest(
-        'pulling a bundle needs --sha256',
-        'the publisher of the bundle gives its sha256 (banger image export prints it)',
-      );
-    if (!isSha256Hex(p.sha256))
-      throw badRequest(
-        `invalid --sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`,
-        'banger image export prints the sha256 of a bundle',
-      );
-    if (p.size !== undefined)
-      throw badRequest(
-        `--size ${p.size} does not apply to a bundle: its rootfs keeps the size it was exported with`,
-        'leave out --size',
-      );
-    if (!p.kernel && (p.initrd || p.modules))
-      throw badRequest(
-        '--initrd and --modules need --kernel',
-        'pass the kernel image with --kernel, or use --kernel-ref NAME',
-      );
-    if (p.name !== undefined) this.checkNewName(p.name);
-    const id = randomBytes(8).toString('hex');
-    const staging = await this.newStaging(id);
-    let imported: string | undefined;
-    try {
-      ctx.progress({ stage: 'download', message: `fetching ${p.ref}` });
-      const { stream } = await openUrl(url, this.lifetime);
-      const unpack = join(staging, 'bundle');
-      await mkdir(unpack);
-      // The name from the manifest is checked as soon as the manifest arrives (first in an exported bundle),
-      // not after the rootfs downloaded; and again at the end, for a manifest that came last.
-      const checkDerived = (m: BundleManifest): void => {
-        if (p.name === undefined) this.checkNewName(m.name);
-      };
-      const { manifest } = await raceAbort(
-        readBundle(stream, unpack, p.sha256, p.ref, this.lifetime, checkDerived),
-        ctx.signal,
-      );
-      const name = p.name ?? manifest.name;
-      this.checkNewName(name);
-      // Explicit --kernel files beat the manifest's kernel_ref (SPEC §6.1 step 2).
-      const kernel = await this.resolveKernel(
-        { ...p, kernel_ref: p.kernel_ref ?? (p.kernel ? undefined : manifest.kernel_ref) },
-        name,
-        ctx,
-      );
-      if (importsKernel(p)) imported = kernel.name;
-      const rootfs = join(staging, imageFiles.rootfs);
-      await rename(join(unpack, BUNDLE_ROOTFS), rootfs);
-      await removeTree(unpack);
-      ctx.progress({ stage: 'image', message: 'building the work-seed' });
-      const workSeed = await this.builder.workSeedFromRootfs(staging, rootfs, p.ref, this.lifetime);
-      await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
-      await writeFile(
-        join(staging, imageFiles.manifest),
-        `${JSON.stringify({ ...manifest, name, source: p.ref, sha256: p.sha256 }, null, 2)}\n`,
-      );
-      const final = this.paths.imageDir(id);
-      await rename(staging, final);
-      const row: ImageRow = {
-        id,
-        name,
-        source: `bundle:${p.ref}`,
-        managed: true,
-        dir: final,
-        rootfsPath: join(final, imageFiles.rootfs),
-        workSeedPath: workSeed ? join(final, imageFiles.workSeed) : undefined,
-        kernelName: kernel.name,
-        distro: manifest.distro,
-        sizeBytes: manifest.rootfs_bytes,
-        assetsVersion: manifest.assets_version,
-        createdAt: new Date().toISOString(),
-      };
-      await this.insertPublished(row);
-      return row;
-    } catch (e) {
-      await removeTree(staging);
-      await this.undoKernelImport(imported);
-      throw e;
-    }
-  }
-
-  /** The row of a published image dir; when that fails the dir goes too, and a name another pull took meanwhile is already_exists. */
-  private async insertPublished(row: ImageRow): Promise<void> {
-    try {
-      this.repo.insert(row);
-    } catch (e) {
-      await removeTree(row.dir);
-      // Another pull or build of this name published first (they ran concurrently).
-      if (String(e).includes('UNIQUE'))
-        throw alreadyExists(`image "${row.name}" already exists`, 'pass --name to choose another name');
-      throw e;
-    }
-  }
-
-  /** A name for a new image: valid, and not taken (the hint says how to pick another). */
-  private checkNewName(name: string): void {
-    validateImageName(name);
-    if (this.find(name))
-      throw alreadyExists(
-        `image "${name}" already exists`,
-        'pass --name to pull it under another name, or delete the existing one',
       );
   }
 
@@ -499,63 +378,15 @@ export class ImageService {
   }
 
   /** `image register`: an unmanaged image whose rootfs stays where it is on the host. */
-  async register(
-    p: { name: string; rootfs: string; kernel_ref?: string | undefined; work_seed?: string | undefined },
-    ctx: OpContext,
-  ): Promise<ImageRow> {
-    validateImageName(p.name);
-    if (this.find(p.name)) throw alreadyExists(`image "${p.name}" already exists`, 'pick another name');
-    if (!isAbsolute(p.rootfs)) throw badRequest(`--rootfs must be an absolute path: ${p.rootfs}`);
-    await assertExt4(p.rootfs, '--rootfs');
-    if (p.work_seed) await assertExt4(p.work_seed, '--work-seed');
-    const kernel = await this.kernels.ensure(p.kernel_ref ?? this.opts.defaultKernel, ctx);
-    const id = randomBytes(8).toString('hex');
-    const staging = await this.newStaging(id);
-    const final = this.paths.imageDir(id);
-    try {
-      await linkTree(kernel.dir, join(staging, IMAGE_KERNEL_DIR));
-      await rename(staging, final);
-    } catch (e) {
-      await removeTree(staging);
-      throw e;
-    }
-    const size = (await stat(p.rootfs)).size;
-    const row: ImageRow = {
-      id,
-      name: p.name,
-      source: `register:${p.rootfs}`,
-      managed: false,
-      dir: final,
-      rootfsPath: p.rootfs,
-      workSeedPath: p.work_seed,
-      kernelName: kernel.name,
-      distro: 'unknown',
-      sizeBytes: size,
-      assetsVersion: 0,
-      createdAt: new Date().toISOString(),
-    };
-    this.repo.insert(row);
-    return row;
+  register(p: RegisterParams, ctx: OpContext): Promise<ImageRow> {
+    const { paths, repo, publisher, kernels } = this;
+    return registerImage({ paths, repo, publisher, kernels, defaultKernel: this.opts.defaultKernel }, p, ctx);
   }
 
   /** `image promote`: copies a registered image's files into managed storage. */
   async promote(nameOrId: string): Promise<ImageRow> {
     const row = this.get(nameOrId);
-    if (row.managed) throw precondition(`image "${row.name}" is already managed`);
-    const rootfs = join(row.dir, imageFiles.rootfs);
-    await copyFile(row.rootfsPath, `${rootfs}.partial`);
-    await rename(`${rootfs}.partial`, rootfs);
-    let workSeed: string | undefined;
-    if (row.workSeedPath) {
-      workSeed = join(row.dir, imageFiles.workSeed);
-      await copyFile(row.workSeedPath, workSeed);
-    }
-    this.repo.setFiles(row.id, {
-      managed: true,
-      rootfsPath: rootfs,
-      workSeedPath: workSeed,
-      source: `promoted:${row.source}`,
-    });
+    await promoteImage(this.repo, row);
     return this.get(row.id);
   }
 
@@ -564,7 +395,7 @@ export class ImageService {
     validateImageName(p.name);
     if (this.find(p.name))
       throw alreadyExists(`image "${p.name}" already exists`, `delete it first with \`banger image delete ${p.name}\``);
-    const base = findImageEntry(this.defaultImage) ?? EMBEDDED_IMAGES[0];
+    const base = this.opts.catalog.baseRecipe(this.opts.defaultImage);
     if (!base) throw notFound('no build recipe in the catalog');
     const extra = (p.packages ?? []).filter((x) => x.length > 0);
     for (const pkg of extra)
@@ -601,32 +432,8 @@ export class ImageService {
     o: { mirror?: string | undefined; sizeBytes?: number | undefined } = {},
   ): Promise<ImageRow> {
     const mirror = o.mirror ?? this.opts.mirror;
-    const layer: LayerInput = {
-      label: 'mmdebstrap',
-      open: async () => {
-        const argv = [
-          'mmdebstrap',
-          '--mode=auto',
-          '--variant=apt',
-          `--include=${entry.packages.join(',')}`,
-          '--format=tar',
-          entry.suite,
-          '-',
-        ];
-        if (mirror) argv.push(mirror);
-        const proc = this.runner.stream(argv, { signal: this.lifetime });
-        const finished = proc.done.then((res) => {
-          if (res.code !== 0) {
-            throw operationFailed(`mmdebstrap failed (exit ${res.code}) building ${entry.name}`, {
-              detail: res.stderr.trim().split('\n').slice(-10).join('\n'),
-              hint: `check that the Debian mirror is reachable and \`banger doctor\` passes; mmdebstrap said:\n${res.stderr.trim().split('\n').slice(-3).join('\n')}`,
-            });
-          }
-        });
-        return { stream: proc.stdout, finished };
-      },
-    };
-    return this.produce(
+    const layer = mmdebstrapLayer(this.runner, entry, mirror, this.lifetime);
+    return this.publisher.produce(
       {
         name: entry.name,
         source: `build:${entry.suite}`,
@@ -638,52 +445,5 @@ export class ImageService {
       o.sizeBytes,
       ctx,
     );
-  }
-
-  /**
-   * Staging → shared rootfs pipeline → the image's own kernel links →
-   * manifest → atomic rename → row. Any failure removes the staging dir, so
-   * nothing half-built is ever listed (SPEC §6.1 step 9).
-   */
-  private async produce(
-    what: { name: string; source: string; kernelName: string; kernelDir: string; manifest: Record<string, unknown> },
-    layers: readonly LayerInput[],
-    sizeBytes: number | undefined,
-    ctx: OpContext,
-  ): Promise<ImageRow> {
-    const id = randomBytes(8).toString('hex');
-    const staging = await this.newStaging(id);
-    const final = this.paths.imageDir(id);
-    try {
-      const built = await this.builder.build(staging, layers, { sizeBytes }, ctx, this.lifetime);
-      await linkTree(what.kernelDir, join(staging, IMAGE_KERNEL_DIR));
-      await writeFile(
-        join(staging, imageFiles.manifest),
-        `${JSON.stringify({ name: what.name, distro: built.distro, arch: 'x86_64', kernel_ref: what.kernelName, source: what.source, assets_version: ASSETS_VERSION, rootfs_bytes: built.sizeBytes, has_sshd: built.hasSshd, ...what.manifest }, null, 2)}\n`,
-      );
-      if (this.find(what.name))
-        throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');
-      await rename(staging, final);
-      const row: ImageRow = {
-        id,
-        name: what.name,
-        source: what.source,
-        managed: true,
-        dir: final,
-        rootfsPath: join(final, imageFiles.rootfs),
-        workSeedPath: built.workSeed ? join(final, imageFiles.workSeed) : undefined,
-        kernelName: what.kernelName,
-        distro: built.distro,
-        sizeBytes: built.sizeBytes,
-        assetsVersion: ASSETS_VERSION,
-        createdAt: new Date().toISOString(),
-      };
-      await this.insertPublished(row);
-      this.log.info('image published', { name: row.name, id, source: row.source });
-      return row;
-    } catch (e) {
-      await removeTree(staging);
-      throw e;
-    }
   }
 }

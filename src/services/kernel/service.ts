@@ -1,33 +1,43 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rename, stat } from 'node:fs/promises';
+import { readdir, rename, stat } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import type { KernelCatalogView } from '../../api/methods.js';
-import { EMBEDDED_KERNELS, type DistroKernelEntry } from '../../catalog.js';
+import type { DistroKernelEntry } from '../../catalog/embedded.js';
+import { validateKernelName, type KernelCatalogEntry, type TarballKernelEntry } from '../../catalog/kernels.js';
 import { AppError, alreadyExists, badRequest, notFound, operationFailed } from '../../errors.js';
 import { kernelReleaseFromVmlinuz, parseAptDepends } from '../../kernel/apt.js';
-import {
-  mergeKernelCatalog,
-  parseCatalogFile,
-  validateKernelName,
-  type KernelCatalogEntry,
-  type TarballKernelEntry,
-} from '../../kernel/catalog-file.js';
-import { checkUrl, openUrl, type FetchPolicy } from '../../kernel/fetch.js';
+import { checkUrl, openUrl, type FetchPolicy } from '../../net/download.js';
+import type { HttpFetch } from '../../net/transport.js';
 import { extractKernelTarball } from '../../kernel/tarball.js';
-import { parseCatalogImages, type CatalogImageEntry } from '../../imagepull/catalog-images.js';
-import type { KernelRepo, KernelRow } from '../../store/kernels.js';
+import type { KernelRow } from '../../store/kernels.js';
 import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
-import type { Logger, OpContext } from '../context.js';
+import { downloadProgress, type Logger, type OpContext } from '../context.js';
 import { ensureDir, exists, raceAbort, removeTree } from '../fsutil.js';
 import { SingleFlight } from '../singleflight.js';
 import { assembleKernel, type KernelSource } from './assemble.js';
 import { readKernelDir, rowFromManifest, type KernelFiles } from './manifest.js';
 
+/** The kernel rows KernelService reads and writes (store/kernels.ts). */
+export interface KernelRows {
+  list(): KernelRow[];
+  get(name: string): KernelRow | undefined;
+  insert(row: KernelRow): void;
+  delete(name: string): void;
+}
+
+/** What KernelService asks the catalog (catalog/catalog.ts). */
+export interface KernelCatalog {
+  kernels(): Promise<KernelCatalogEntry[]>;
+  kernel(name: string): Promise<KernelCatalogEntry | undefined>;
+}
+
 export interface KernelServiceOptions {
-  /** config `catalog`: a path or URL of an extra catalog JSON merged over the embedded one. */
-  catalog: string | undefined;
+  /** The catalog (embedded entries merged with config `catalog`). */
+  catalog: KernelCatalog;
   fetchPolicy: FetchPolicy;
+  /** The HTTP transport for tarball downloads (the daemon's, with its proxy settings). */
+  http?: HttpFetch | undefined;
 }
 
 export interface ImportParams {
@@ -48,7 +58,7 @@ export class KernelService {
 
   constructor(
     private readonly paths: Paths,
-    private readonly repo: KernelRepo,
+    private readonly repo: KernelRows,
     private readonly runner: CommandRunner,
     private readonly log: Logger,
     /** Lives as long as the daemon: pulls finish even when the asking client goes away. */
@@ -74,22 +84,8 @@ export class KernelService {
     return readKernelDir(this.get(name).dir);
   }
 
-  /** Image bundles listed in the config's catalog file. */
-  async catalogImages(): Promise<CatalogImageEntry[]> {
-    if (!this.opts.catalog) return [];
-    const file = await this.loadCatalogFile(this.opts.catalog);
-    return parseCatalogImages(file.images, this.opts.catalog);
-  }
-
-  /** The embedded catalog merged with the config's catalog file. */
-  async catalogEntries(): Promise<KernelCatalogEntry[]> {
-    let file: TarballKernelEntry[] = [];
-    if (this.opts.catalog) file = (await this.loadCatalogFile(this.opts.catalog)).kernels;
-    return mergeKernelCatalog(EMBEDDED_KERNELS, file);
-  }
-
   async catalog(): Promise<KernelCatalogView[]> {
-    return (await this.catalogEntries()).map((e) => {
+    return (await this.opts.catalog.kernels()).map((e) => {
       const row = this.repo.get(e.name);
       return {
         name: e.name,
@@ -129,7 +125,7 @@ export class KernelService {
    * caller going away does not fail the others.
    */
   private async fetchOnce(name: string, force: boolean, ctx: OpContext): Promise<KernelRow> {
-    const entry = (await this.catalogEntries()).find((e) => e.name === name);
+    const entry = await this.opts.catalog.kernel(name);
     if (!entry)
       throw notFound(
         `kernel "${name}" is not in the catalog`,
@@ -258,7 +254,12 @@ export class KernelService {
   private async fetchTarball(entry: TarballKernelEntry, scratch: string, ctx: OpContext): Promise<KernelSource> {
     const url = checkUrl(entry.url, this.opts.fetchPolicy);
     ctx.progress({ stage: 'kernel', message: `downloading ${entry.url}` });
-    const { stream } = await openUrl(url, this.lifetime);
+    const { stream } = await openUrl(url, {
+      signal: this.lifetime,
+      fetch: this.opts.http,
+      policy: this.opts.fetchPolicy,
+      onProgress: downloadProgress(ctx, 'kernel', entry.url),
+    });
     const tree = join(scratch, 'tree');
     await ensureDir(tree);
     const res = await extractKernelTarball(stream, tree, entry.sha256, entry.url, this.lifetime);
@@ -306,23 +307,6 @@ export class KernelService {
       ...(initrd ? { initrd: join(dir, initrd) } : {}),
       ...(modules ? { modules } : {}),
     };
-  }
-
-  private async loadCatalogFile(source: string): Promise<{ kernels: TarballKernelEntry[]; images: unknown[] }> {
-    let text: string;
-    if (/^[a-z]+:\/\//.test(source)) {
-      const { stream } = await openUrl(checkUrl(source, this.opts.fetchPolicy), this.lifetime);
-      const chunks: Buffer[] = [];
-      for await (const c of stream) chunks.push(c as Buffer);
-      text = Buffer.concat(chunks).toString('utf8');
-    } else {
-      text = await readFile(source, 'utf8').catch((e: NodeJS.ErrnoException) => {
-        throw new AppError('precondition', `cannot read the catalog file ${source}: ${e.code ?? e.message}`, {
-          hint: 'fix or remove `catalog` in config.toml',
-        });
-      });
-    }
-    return parseCatalogFile(text, source);
   }
 
   private async resolvePackage(meta: string, signal: AbortSignal): Promise<string> {

@@ -1,9 +1,10 @@
-import type { AppError } from '../errors.js';
+import type { Readable } from 'node:stream';
+import { AppError, errorMessage, noSpaceError, operationFailed } from '../errors.js';
 
 /*
- * What one tar entry of an image layer means, as pure functions: its metadata
- * (ids, mode, mtime, with PAX records preferred), OCI whiteouts, and the mode
- * the host copy gets. flatten.ts applies entries to a tree with these.
+ * Tar headers as the flattener reads them: ids, modes and times (pax
+ * overrides included), whiteout names, and the error wording of a failed
+ * extraction. Pure helpers of flatten.ts.
  */
 
 export interface EntryMeta {
@@ -33,6 +34,8 @@ const SETID_BITS = 0o6000;
 const MAX_ID = 0xffffffff;
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_WHITEOUT = '.wh..wh..opq';
+export const UNSAFE_HINT = 'the image contains a path banger will not extract; rebuild it without that entry';
+export const IMPLICIT_DIR: EntryMeta = { uid: 0, gid: 0, mode: 0o755, type: 'dir' };
 
 export type Whiteout =
   { kind: 'opaque'; dir: string } | { kind: 'remove'; target: string } | { kind: 'ignored' } | { kind: 'invalid' };
@@ -91,4 +94,29 @@ export function mtimeOf(header: RawHeader): Date | undefined {
  */
 export function hostMode(mode: number, isDir: boolean, exact: boolean): number {
   return exact ? mode : (mode | (isDir ? 0o700 : 0o600)) & ~SETID_BITS;
+}
+
+export async function* counted(source: AsyncIterable<unknown>, onChunk: (n: number) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of source) {
+    const buf = chunk as Buffer;
+    onChunk(buf.length);
+    yield buf;
+  }
+}
+
+export function destroyInput(stream: NodeJS.ReadableStream | Readable): void {
+  if ('destroy' in stream && typeof stream.destroy === 'function') stream.destroy();
+}
+
+export function asAppError(err: unknown, what: string, root: string): AppError {
+  if (err instanceof AppError) return err;
+  // A stream write's ENOSPC carries no path: name the tree being written.
+  const full = noSpaceError(err);
+  if (full !== undefined) {
+    return operationFailed(`cannot extract ${what}: ${full.message}`, {
+      hint: `free space on the filesystem holding ${root} (see \`df -h\`) and retry`,
+      cause: err,
+    });
+  }
+  return operationFailed(`cannot extract ${what}: ${errorMessage(err)}`, { cause: err });
 }

@@ -1,5 +1,5 @@
-import type { DistroKernelEntry } from '../catalog.js';
-import { badRequest } from '../errors.js';
+import type { DistroKernelEntry } from './embedded.js';
+import { badRequest, errorMessage } from '../errors.js';
 
 /** A sha256-pinned `tar.zst` kernel from the catalog file (SPEC §5). */
 export interface TarballKernelEntry {
@@ -135,7 +135,7 @@ export function parseCatalogFile(text: string, source: string): { kernels: Tarba
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw badRequest(`${source}: not valid JSON: ${e instanceof Error ? e.message : String(e)}`, FILE_HINT);
+    throw badRequest(`${source}: not valid JSON: ${errorMessage(e)}`, FILE_HINT);
   }
   if (!isObject(doc)) throw badRequest(`${source}: the catalog must be a JSON object`, FILE_HINT);
   checkKeys(doc, TOP_KEYS, '', source);

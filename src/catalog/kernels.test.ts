@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { DistroKernelEntry } from '../catalog.js';
+import type { DistroKernelEntry } from './embedded.js';
 import { AppError } from '../errors.js';
-import { mergeKernelCatalog, parseCatalogFile, validateKernelName, type TarballKernelEntry } from './catalog-file.js';
+import { mergeKernelCatalog, parseCatalogFile, validateKernelName, type TarballKernelEntry } from './kernels.js';
 
 const SHA = 'a'.repeat(64);
 const SRC = '/etc/banger/catalog.json';

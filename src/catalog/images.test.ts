@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseCatalogImages } from './catalog-images.js';
+import { parseCatalogImages } from './images.js';
 
 const sha = 'a'.repeat(64);
 
