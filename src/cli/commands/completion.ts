@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { ImageView, KernelView, VmView } from '../../api/methods.js';
 import { badRequest } from '../../errors.js';
 import type { CliContext, ExitCode } from '../context.js';
 import { bashCompletion, completionTree, zshCompletion } from '../render/completion.js';
@@ -27,10 +26,10 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
       const c = ctx();
       const names =
         kind === 'vms'
-          ? (await c.client.call<'vm.list', VmView[]>('vm.list', {})).map((v) => v.name)
+          ? (await c.client.call('vm.list', {})).map((v) => v.name)
           : kind === 'images'
-            ? (await c.client.call<'image.list', ImageView[]>('image.list', {})).map((i) => i.name)
-            : (await c.client.call<'kernel.list', KernelView[]>('kernel.list', {})).map((k) => k.name);
+            ? (await c.client.call('image.list', {})).map((i) => i.name)
+            : (await c.client.call('kernel.list', {})).map((k) => k.name);
       c.out.write(names.join('\n') + (names.length ? '\n' : ''));
       setCode(0);
     });

@@ -4,7 +4,7 @@ import { isAbsolute, join } from 'node:path';
 import { EMBEDDED_IMAGES, findImageEntry, type BuildImageEntry } from '../../catalog.js';
 import { alreadyExists, badRequest, notFound, operationFailed, precondition } from '../../errors.js';
 import { isHttpUrl } from '../../config/schema.js';
-import { checkDiskSize, parseSize } from '../../config/sizes.js';
+import { checkDiskSize, formatSize } from '../../config/sizes.js';
 import { ASSETS_VERSION } from '../../guest/assets.js';
 import type { ImageRepo, ImageRow } from '../../store/images.js';
 import { imageFiles, type Paths } from '../../system/paths.js';
@@ -77,7 +77,8 @@ export interface PullParams {
   kernel?: string | undefined;
   initrd?: string | undefined;
   modules?: string | undefined;
-  size?: string | undefined;
+  /** Rootfs size in bytes (parsed from the API's `size`). */
+  size_bytes?: number | undefined;
   sha256?: string | undefined;
 }
 
@@ -86,7 +87,8 @@ export interface BuildParams {
   suite?: string | undefined;
   mirror?: string | undefined;
   packages?: string[] | undefined;
-  size?: string | undefined;
+  /** Rootfs size in bytes (parsed from the API's `size`). */
+  size_bytes?: number | undefined;
 }
 
 /** Image names: like VM names plus '.' and '_' (derived OCI names use them). */
@@ -247,11 +249,11 @@ export class ImageService {
         );
       if (findImageEntry(p.ref)) {
         // A catalog build recipe makes the image it names, with its own kernel: flags that would change that are refused, not ignored.
-        const ignored = (['name', 'size', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter(
+        const ignored = (['name', 'size_bytes', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter(
           (k) => p[k] !== undefined && !(k === 'name' && p.name === p.ref),
         );
         if (ignored.length > 0) {
-          const flags = ignored.map((k) => `--${k.replace('_', '-')}`).join(', ');
+          const flags = ignored.map((k) => (k === 'size_bytes' ? '--size' : `--${k.replace('_', '-')}`)).join(', ');
           throw badRequest(
             `${flags} cannot be used when pulling the catalog image "${p.ref}" (it is built from its recipe)`,
             `to build a variant under another name or size, use \`banger image build NAME --size SIZE\``,
@@ -277,7 +279,7 @@ export class ImageService {
         `image "${name}" already exists`,
         'pass --name to pull it under another name, or delete the existing one',
       );
-    const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
+    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, '--size');
     // Step 2: the kernel is resolved before anything is downloaded.
     const kernel = await this.resolveKernel(p, name, ctx);
     // Concurrent pulls share one flight only when everything that shapes the image is the same.
@@ -361,9 +363,9 @@ export class ImageService {
         `invalid --sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`,
         'banger image export prints the sha256 of a bundle',
       );
-    if (p.size !== undefined)
+    if (p.size_bytes !== undefined)
       throw badRequest(
-        `--size ${p.size} does not apply to a bundle: its rootfs keeps the size it was exported with`,
+        `--size ${formatSize(p.size_bytes)} does not apply to a bundle: its rootfs keeps the size it was exported with`,
         'leave out --size',
       );
     if (!p.kernel && (p.initrd || p.modules))
@@ -583,7 +585,7 @@ export class ImageService {
       suite: p.suite ?? base.suite,
       packages: [...base.packages, ...extra],
     };
-    const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
+    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, '--size');
     const kernel = await this.kernels.ensure(entry.kernel, ctx);
     ctx.progress({ stage: 'image', message: `building image ${p.name} with mmdebstrap` });
     return raceAbort(

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { DaemonStatus } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 
 export function register(program: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
@@ -10,7 +9,7 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
       const c = ctx();
-      const st = await c.client.callNoStart<DaemonStatus>('daemon.status', {});
+      const st = await c.client.callNoStart('daemon.status', {});
       if (opts.json) c.out.write(`${JSON.stringify(st ?? { running: false }, null, 2)}\n`);
       else if (!st) c.out.write('bangerd is not running (any banger command starts it)\n');
       else

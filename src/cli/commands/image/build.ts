@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
@@ -15,7 +14,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .addHelpText('after', '\nExample:\n  banger image build pydev --packages python3-venv,python3-pip --size 4G')
     .action(async (name: string, o: { suite: string; mirror?: string; packages?: string; size?: string }) => {
       const c = ctx();
-      const i = await c.client.call<'image.build', ImageView>(
+      const i = await c.client.call(
         'image.build',
         {
           name,

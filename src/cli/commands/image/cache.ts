@@ -10,10 +10,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .option('--dry-run', 'only report what would be freed')
     .action(async (o: { dryRun?: boolean }) => {
       const c = ctx();
-      const r = await c.client.call<'image.cache.prune', { blobs: number; bytes: number; dry_run: boolean }>(
-        'image.cache.prune',
-        { dry_run: o.dryRun ?? false },
-      );
+      const r = await c.client.call('image.cache.prune', { dry_run: o.dryRun ?? false });
       c.out.write(`${r.dry_run ? 'would free' : 'freed'} ${formatBytes(r.bytes)} in ${r.blobs} blob(s)\n`);
       setCode(0);
     });

@@ -9,7 +9,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .argument('<image>', 'image name or id')
     .action(async (name: string) => {
       const c = ctx();
-      const r = await c.client.call<'image.delete', { name: string }>('image.delete', { name });
+      const r = await c.client.call('image.delete', { name });
       c.out.write(`deleted image ${r.name}\n`);
       setCode(0);
     });

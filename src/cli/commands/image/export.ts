@@ -14,7 +14,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     )
     .action(async (name: string, o: { output: string }) => {
       const c = ctx();
-      const r = await c.client.call<'image.export', { path: string; sha256: string; bytes: number }>('image.export', {
+      const r = await c.client.call('image.export', {
         name,
         out: resolve(o.output),
       });

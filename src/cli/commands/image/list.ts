@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { formatBytes, table } from '../../render/table.js';
 
@@ -11,7 +10,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
       const c = ctx();
-      const images = await c.client.call<'image.list', ImageView[]>('image.list', {});
+      const images = await c.client.call('image.list', {});
       if (opts.json) c.out.write(`${JSON.stringify(images, null, 2)}\n`);
       else if (images.length === 0)
         c.out.write('no images yet (the default image is built by the first `banger vm run`)\n');

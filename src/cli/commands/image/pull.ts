@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
@@ -35,7 +34,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .action(async (ref: string, o: PullOptions) => {
       const c = ctx();
       const abs = (p: string): string => resolve(p);
-      const i = await c.client.call<'image.pull', ImageView>(
+      const i = await c.client.call(
         'image.pull',
         {
           ref,

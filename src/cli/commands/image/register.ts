@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 
 export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
@@ -14,7 +13,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .addHelpText('after', '\nExample:\n  banger image register mine --rootfs /srv/rootfs.ext4')
     .action(async (name: string, o: { rootfs: string; kernelRef?: string; workSeed?: string }) => {
       const c = ctx();
-      const i = await c.client.call<'image.register', ImageView>('image.register', {
+      const i = await c.client.call('image.register', {
         name,
         rootfs: resolve(o.rootfs),
         ...(o.kernelRef ? { kernel_ref: o.kernelRef } : {}),
@@ -29,7 +28,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .argument('<image>', 'image name or id')
     .action(async (name: string) => {
       const c = ctx();
-      const i = await c.client.call<'image.promote', ImageView>('image.promote', { name });
+      const i = await c.client.call('image.promote', { name });
       c.out.write(`promoted image ${i.name}\n`);
       setCode(0);
     });

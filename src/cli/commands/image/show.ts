@@ -1,9 +1,6 @@
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { formatBytes, keyValues } from '../../render/table.js';
-
-type ImageShow = ImageView & { dir: string; rootfs: string; managed: boolean; assets_version: number; vms: string[] };
 
 export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
   image
@@ -13,7 +10,7 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .option('--json', 'print JSON')
     .action(async (name: string, o: { json?: boolean }) => {
       const c = ctx();
-      const i = await c.client.call<'image.show', ImageShow>('image.show', { name });
+      const i = await c.client.call('image.show', { name });
       if (o.json) c.out.write(`${JSON.stringify(i, null, 2)}\n`);
       else {
         const rows: [string, string][] = [

@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { KernelView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
@@ -27,7 +26,7 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
     .action(async (name: string, o: ImportOptions) => {
       const c = ctx();
       const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(p));
-      const k = await c.client.call<'kernel.import', KernelView>(
+      const k = await c.client.call(
         'kernel.import',
         {
           name,

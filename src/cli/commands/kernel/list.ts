@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { KernelCatalogView, KernelView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { formatBytes, table } from '../../render/table.js';
 
@@ -14,7 +13,7 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
     .action(async (opts: { json?: boolean; available?: boolean }) => {
       const c = ctx();
       if (opts.available) {
-        const entries = await c.client.call<'kernel.catalog', KernelCatalogView[]>('kernel.catalog', {});
+        const entries = await c.client.call('kernel.catalog', {});
         c.out.write(
           opts.json
             ? `${JSON.stringify(entries, null, 2)}\n`
@@ -31,7 +30,7 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
               ),
         );
       } else {
-        const kernels = await c.client.call<'kernel.list', KernelView[]>('kernel.list', {});
+        const kernels = await c.client.call('kernel.list', {});
         if (opts.json) c.out.write(`${JSON.stringify(kernels, null, 2)}\n`);
         else if (kernels.length === 0)
           c.out.write('no kernels yet (the default kernel is pulled by the first `banger vm run`)\n');

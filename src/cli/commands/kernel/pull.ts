@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { KernelView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
@@ -12,7 +11,7 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
     .addHelpText('after', '\nExample:\n  banger kernel pull debian-bookworm-cloud')
     .action(async (name: string, o: { force?: boolean }) => {
       const c = ctx();
-      const k = await c.client.call<'kernel.pull', KernelView>(
+      const k = await c.client.call(
         'kernel.pull',
         { name, force: o.force ?? false },
         { onEvent: progressPrinter(c.err, c.style) },

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { KernelShowView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { keyValues } from '../../render/table.js';
 
@@ -11,7 +10,7 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
     .option('--json', 'print JSON')
     .action(async (name: string, opts: { json?: boolean }) => {
       const c = ctx();
-      const k = await c.client.call<'kernel.show', KernelShowView>('kernel.show', { name });
+      const k = await c.client.call('kernel.show', { name });
       if (opts.json) c.out.write(`${JSON.stringify(k, null, 2)}\n`);
       else {
         const rows: [string, string][] = [

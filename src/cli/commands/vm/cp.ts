@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { SshInfo } from '../../../api/methods.js';
 import { badRequest } from '../../../errors.js';
 import { scpArgv } from '../../../ssh/argv.js';
 import { runAttached } from '../../../system/interactive.js';
@@ -28,7 +27,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
         );
       }
       const name = (a.vm ?? b.vm) as string;
-      const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref: name });
+      const info = await c.client.call('vm.ssh_info', { ref: name });
       const remote = (p: string): string => `${info.user}@${info.host}:${p}`;
       const argv = scpArgv('scp', info, a.vm ? remote(a.path) : a.path, b.vm ? remote(b.path) : b.path);
       const code = await runAttached(argv);

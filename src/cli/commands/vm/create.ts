@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
-import type { VmView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
-import { parseIntFlag, parseMemoryFlag } from './run.js';
+import { parseIntFlag } from './run.js';
 
 export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
   vm.command('create')
@@ -27,14 +26,13 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
       }) => {
         const c = ctx();
         const vcpu = parseIntFlag('--vcpu', o.vcpu);
-        const memory = parseMemoryFlag(o.memory);
-        const v = await c.client.call<'vm.create', VmView>(
+        const v = await c.client.call(
           'vm.create',
           {
             ...(o.name === undefined ? {} : { name: o.name }),
             ...(o.image === undefined ? {} : { image: o.image }),
             ...(vcpu === undefined ? {} : { vcpu }),
-            ...(memory === undefined ? {} : { memory_mib: memory }),
+            ...(o.memory === undefined ? {} : { memory: o.memory }),
             ...(o.diskSize === undefined ? {} : { disk_size: o.diskSize }),
             nat: o.nat ?? false,
             start: o.start,

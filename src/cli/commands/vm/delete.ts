@@ -4,7 +4,7 @@ import { forEachVm } from './multi.js';
 
 /** Deletes each ref; one bad ref does not stop the others; exit 1 if any failed. */
 export function deleteVms(c: CliContext, refs: readonly string[]): Promise<ExitCode> {
-  return forEachVm(c, refs, 'deleted', (id) => c.client.call<'vm.delete', { name: string }>('vm.delete', { ref: id }));
+  return forEachVm(c, refs, 'deleted', (id) => c.client.call('vm.delete', { ref: id }));
 }
 
 export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {

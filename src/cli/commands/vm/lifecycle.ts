@@ -1,11 +1,10 @@
 import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
 import { badRequest } from '../../../errors.js';
-import type { VmView } from '../../../api/methods.js';
 import type { CliContext, ExitCode } from '../../context.js';
 import { keyValues } from '../../render/table.js';
 import { forEachVm, registerSimple } from './multi.js';
-import { parseIntFlag, parseMemoryFlag } from './run.js';
+import { parseIntFlag } from './run.js';
 
 export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
   registerSimple(vm, ctx, setCode, 'start', 'vm.start', 'started', 'start stopped VMs (waits for ssh)');
@@ -20,11 +19,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
       const sig = o.signal.toUpperCase().startsWith('SIG') ? o.signal.toUpperCase() : `SIG${o.signal.toUpperCase()}`;
       if (!(sig in osConstants.signals))
         throw badRequest(`unknown signal ${JSON.stringify(o.signal)}`, 'e.g. --signal SIGTERM (see `kill -l`)');
-      setCode(
-        await forEachVm(c, refs, 'killed', (id) =>
-          c.client.call<'vm.kill', VmView>('vm.kill', { ref: id, signal: sig }),
-        ),
-      );
+      setCode(await forEachVm(c, refs, 'killed', (id) => c.client.call('vm.kill', { ref: id, signal: sig })));
     });
   vm.command('set')
     .description('change vcpu, memory or disk size of stopped VMs')
@@ -36,15 +31,12 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .action(async (refs: string[], o: { vcpu?: string; memory?: string; diskSize?: string }) => {
       const c = ctx();
       const vcpu = parseIntFlag('--vcpu', o.vcpu);
-      const memory = parseMemoryFlag(o.memory);
       const params = {
         ...(vcpu === undefined ? {} : { vcpu }),
-        ...(memory === undefined ? {} : { memory_mib: memory }),
+        ...(o.memory === undefined ? {} : { memory: o.memory }),
         ...(o.diskSize === undefined ? {} : { disk_size: o.diskSize }),
       };
-      setCode(
-        await forEachVm(c, refs, 'updated', (id) => c.client.call<'vm.set', VmView>('vm.set', { ref: id, ...params })),
-      );
+      setCode(await forEachVm(c, refs, 'updated', (id) => c.client.call('vm.set', { ref: id, ...params })));
     });
   vm.command('show')
     .description('show one VM')
@@ -52,7 +44,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .option('--json', 'print JSON')
     .action(async (ref: string, o: { json?: boolean }) => {
       const c = ctx();
-      const v = await c.client.call<'vm.show', VmView>('vm.show', { ref });
+      const v = await c.client.call('vm.show', { ref });
       if (o.json) c.out.write(`${JSON.stringify(v, null, 2)}\n`);
       else {
         const rows: [string, string][] = [
@@ -85,7 +77,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
         setCode(1);
         return;
       }
-      const r = await c.client.call<'vm.prune', { deleted: string[] }>('vm.prune', {});
+      const r = await c.client.call('vm.prune', {});
       c.out.write(r.deleted.length ? r.deleted.map((n) => `deleted ${n}\n`).join('') : 'nothing to prune\n');
       setCode(0);
     });

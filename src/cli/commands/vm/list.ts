@@ -21,7 +21,7 @@ export function renderVmTable(vms: readonly VmView[]): string {
 }
 
 export async function listVms(c: CliContext, opts: { json?: boolean }): Promise<ExitCode> {
-  const vms = await c.client.call<'vm.list', VmView[]>('vm.list', {});
+  const vms = await c.client.call('vm.list', {});
   c.out.write(opts.json ? `${JSON.stringify(vms, null, 2)}\n` : renderVmTable(vms));
   return 0;
 }

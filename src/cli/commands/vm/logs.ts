@@ -44,7 +44,7 @@ export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCo
     .addHelpText('after', '\nExamples:\n  banger vm logs calm-otter | tail -50\n  banger vm logs -f calm-otter')
     .action(async (ref: string, o: { follow?: boolean }) => {
       const c = ctx();
-      const r = await c.client.call<'vm.logs', { text: string; path: string; size: number }>('vm.logs', { ref });
+      const r = await c.client.call('vm.logs', { ref });
       c.out.write(r.text);
       if (o.follow) {
         const ac = new AbortController();

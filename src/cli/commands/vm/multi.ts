@@ -16,7 +16,7 @@ export async function forEachVm(
   verb: string,
   call: (id: string) => Promise<VmView | { name: string }>,
 ): Promise<ExitCode> {
-  const resolved = await c.client.call<'vm.resolve', ResolvedRef[]>('vm.resolve', { refs: [...refs] });
+  const resolved = await c.client.call('vm.resolve', { refs: [...refs] });
   const seen = new Set<string>();
   const targets = resolved.filter((r) => !r.id || (!seen.has(r.id) && seen.add(r.id)));
   const results = await Promise.allSettled(targets.map((t) => (t.id ? call(t.id) : Promise.reject(t.error))));
@@ -56,10 +56,6 @@ export function registerSimple(
     .action(async (refs: string[]) => {
       const c = ctx();
       const onEvent = refs.length === 1 ? progressPrinter(c.err, c.style) : undefined;
-      setCode(
-        await forEachVm(c, refs, verb, (id) =>
-          c.client.call<Simple, VmView>(method, { ref: id }, onEvent ? { onEvent } : {}),
-        ),
-      );
+      setCode(await forEachVm(c, refs, verb, (id) => c.client.call(method, { ref: id }, onEvent ? { onEvent } : {})));
     });
 }

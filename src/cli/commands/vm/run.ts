@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import type { SshInfo, VmView } from '../../../api/methods.js';
-import { parseSize } from '../../../config/sizes.js';
+import type { VmView } from '../../../api/methods.js';
 import { AppError, badRequest } from '../../../errors.js';
 import { sshArgv } from '../../../ssh/argv.js';
 import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
@@ -34,14 +33,6 @@ export function parseIntFlag(flag: string, v: string | undefined): number | unde
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v.trim())) throw badRequest(`invalid ${flag} "${v}": expected a whole number`, `e.g. ${flag} 2`);
   return Number(v);
-}
-
-/** --memory takes MiB or a size with a unit; returns MiB. */
-export function parseMemoryFlag(v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (/^-/.test(v.trim()))
-    throw badRequest(`invalid --memory "${v}": must be positive`, 'e.g. --memory 2048 (MiB) or --memory 2G');
-  return Math.floor(parseSize(v, '--memory') / 1048576);
 }
 
 export function register(
@@ -109,15 +100,14 @@ export async function runVm(
       );
     const env = parseEnvFlags(opts.env ?? []);
     const vcpu = parseIntFlag('--vcpu', opts.vcpu);
-    const memory = parseMemoryFlag(opts.memory);
     const started = Date.now();
-    created = await c.client.call<'vm.create', VmView>(
+    created = await c.client.call(
       'vm.create',
       {
         ...(opts.name === undefined ? {} : { name: opts.name }),
         ...(opts.image === undefined ? {} : { image: opts.image }),
         ...(vcpu === undefined ? {} : { vcpu }),
-        ...(memory === undefined ? {} : { memory_mib: memory }),
+        ...(opts.memory === undefined ? {} : { memory: opts.memory }),
         ...(opts.diskSize === undefined ? {} : { disk_size: opts.diskSize }),
         nat: opts.nat ?? false,
         start: true,
@@ -133,11 +123,7 @@ export async function runVm(
       c.err.write(`connect with: banger vm ssh ${created.name}\n`);
       return 0;
     }
-    const info = await c.client.call<'vm.ssh_info', SshInfo>(
-      'vm.ssh_info',
-      { ref: created.name },
-      { signal: abort.signal },
-    );
+    const info = await c.client.call('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
     process.off('SIGINT', onSigint);
     const argv = sshArgv(
       'ssh',

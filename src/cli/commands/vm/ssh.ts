@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import type { SshInfo } from '../../../api/methods.js';
 import { sshArgv } from '../../../ssh/argv.js';
 import { sshFailure } from '../../../ssh/failure.js';
 import { shellJoin } from '../../../ssh/quote.js';
@@ -24,7 +23,7 @@ export function register(
       const c = ctx();
       const cmd = guestCmd();
       const env = parseEnvFlags(o.env ?? []);
-      const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref });
+      const info = await c.client.call('vm.ssh_info', { ref });
       const argv = sshArgv(
         'ssh',
         info,
