@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: performance as ratios against peers measured in the same
- * run (spec/BENCHMARKS.md). Prints one table and writes bench-results.json.
+ * run (docs/BENCHMARKS.md). Prints one table and writes bench-results.json.
  * Uses an isolated banger home under .test-cache/bench-home (kept between
  * runs so the default image is built once). Network: loopback only.
  *

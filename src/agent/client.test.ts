@@ -5,7 +5,7 @@ import { text } from 'node:stream/consumers';
 import { AgentClient, type AgentClientOptions } from './client.js';
 import { encodeFrame } from './codec.js';
 import { duplexPair } from './duplex-pair.js';
-import { FakeAgent, type FakeAgentOptions } from './fake-agent.js';
+import { FakeAgent, type FakeAgentOptions } from '../../test/fakes/agent.js';
 import { FrameType, WINDOW_INITIAL } from './protocol.js';
 
 async function setup(
@@ -136,7 +136,7 @@ test('kill, resize and abort reach the command', async () => {
 
 test('output flow control: the agent sends only what the host has room for', async () => {
   const big = Buffer.alloc(4 * WINDOW_INITIAL, 0x61);
-  let io: import('./fake-agent.js').FakeExecIO | undefined;
+  let io: import('../../test/fakes/agent.js').FakeExecIO | undefined;
   const { client, fake } = await setup({
     command: (x) => {
       io = x;

@@ -5,7 +5,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from './client.js';
-import { FakeAgent } from './fake-agent.js';
+import { FakeAgent } from '../../test/fakes/agent.js';
 import { connectFirecrackerVsock, parseVsockReply } from './vsock.js';
 
 test('parseVsockReply: OK <port> then the guest bytes; anything else is refused', () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { AppError } from '../errors.js';
-import { FakeRunner } from '../system/fake-runner.js';
+import { FakeRunner } from '../../test/fakes/runner.js';
 import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { StateLock } from '../system/statelock.js';

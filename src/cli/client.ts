@@ -122,7 +122,7 @@ export class DaemonClient {
     await mkdir(this.paths.stateDir, { recursive: true, mode: 0o700 });
     const bangerd = join(packageRoot(), 'bin', 'bangerd.js');
     const logOffset = await logSize(this.paths.daemonLog);
-    // A small young generation keeps an idle daemon's RSS low (BENCHMARKS.md B6); it allocates little.
+    // A small young generation keeps an idle daemon's RSS low (docs/BENCHMARKS.md B6); it allocates little.
     const pid = await this.runner.spawnDetached([process.execPath, '--max-semi-space-size=8', bangerd], {
       logFile: this.paths.daemonLog,
     });

@@ -13,7 +13,7 @@ const MAX_LOG_TAIL = 64 * 1024;
  */
 export async function checkConfigBeforeStart(configFile: string): Promise<void> {
   const [{ loadConfigFile }, { HostProbe }] = await Promise.all([
-    import('../config/file.js'),
+    import('../config/read-file.js'),
     import('../system/host.js'),
   ]);
   await loadConfigFile(configFile, new HostProbe());

@@ -1,5 +1,5 @@
 import { rm, writeFile } from 'node:fs/promises';
-import { loadConfigFile } from '../config/file.js';
+import { loadConfigFile } from '../config/read-file.js';
 import { AppError } from '../errors.js';
 import { ImageService } from '../services/image/service.js';
 import { runChecks } from '../services/doctor/checks.js';
@@ -21,7 +21,7 @@ import { decideAccel, HostProbe } from '../system/host.js';
 import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
-import { QemuDriver } from '../vmm/qemu/driver.js';
+import { selectVmmDriver } from './drivers.js';
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonMode } from './args.js';
 import { streamLogger } from './logger.js';
 import { logDoctorRows } from './startup-doctor.js';
@@ -106,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
     vms: vmRepo,
     images: imageRepo,
     imageService: images,
-    driver: new QemuDriver(runner, config.qemuBin),
+    driver: selectVmmDriver(config, runner),
     runner,
     keys,
     config,

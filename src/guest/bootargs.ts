@@ -11,7 +11,7 @@ export interface BootArgsInput {
   hasModulesDisk: boolean;
   /** Without banger's initramfs the kernel (or a foreign initrd) needs root= by device: the root disk is attached first. */
   rootByDevice?: boolean;
-  /** Under TCG: the host TSC frequency, so the guest skips PIT calibration (TESTING.md). */
+  /** Under TCG: the host TSC frequency, so the guest skips PIT calibration (docs/TESTING.md). */
   tscKhz: number | undefined;
   /** CONFIG_HZ of the guest kernel (Debian: 250). */
   hz?: number;

@@ -176,7 +176,7 @@ export function deriveImageName(ref: ImageRef): string {
 }
 
 /**
- * SPEC: a bare word naming a catalog entry is the catalog entry; anything
+ * SPEC §6.1: a bare word naming a catalog entry is the catalog entry; anything
  * containing '/', ':' or '@' is an OCI reference.
  */
 export function isCatalogWord(s: string): boolean {

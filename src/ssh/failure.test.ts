@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { SshInfo } from '../api/methods.js';
-import { FakeRunner } from '../system/fake-runner.js';
+import { FakeRunner } from '../../test/fakes/runner.js';
 import { sshFailure } from './failure.js';
 
 const info: SshInfo = {

@@ -34,7 +34,7 @@ export interface DetachedOptions {
 /**
  * The seam for every host program banger runs: argv arrays only, never a
  * shell string. The real one lives in ./node-runner.ts, the fake in
- * ./fake-runner.ts.
+ * test/fakes/runner.ts.
  */
 export interface CommandRunner {
   /** Runs argv and returns its result whatever the exit code. */

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Config } from '../../config/load.js';
+import type { Config } from '../../config/config.js';
 import type { CheckRow } from '../../services/doctor/checks.js';
 import { HostProbe } from '../../system/host.js';
 import type { Act, CliContext } from '../context.js';
@@ -28,7 +28,7 @@ export function register(program: Command, ctx: () => CliContext, act: Act): voi
         const c = ctx();
         // Loaded on demand: the config parser (zod) and the store (native sqlite) would slow every other command's start.
         const [{ loadConfigFile }, { runChecks }] = await Promise.all([
-          import('../../config/file.js'),
+          import('../../config/read-file.js'),
           import('../../services/doctor/checks.js'),
         ]);
         const host = new HostProbe();

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../../config/load.js';
+import type { Config } from '../../config/config.js';
 import { formatSize } from '../../config/sizes.js';
 import { findImageEntry, findKernelEntry } from '../../catalog.js';
 import { checkCompat } from '../../kernel/compat.js';

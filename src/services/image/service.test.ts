@@ -8,7 +8,7 @@ import { AppError } from '../../errors.js';
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelRow } from '../../store/kernels.js';
-import { FakeRunner } from '../../system/fake-runner.js';
+import { FakeRunner } from '../../../test/fakes/runner.js';
 import { Paths } from '../../system/paths.js';
 import { nullLogger, quietContext } from '../context.js';
 import type { KernelService } from '../kernel/service.js';

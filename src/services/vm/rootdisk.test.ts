@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FakeRunner } from '../../system/fake-runner.js';
+import { FakeRunner } from '../../../test/fakes/runner.js';
 import { makeRootDisk, rootDiskPlans, strategyOrder, undoPlan } from './rootdisk.js';
 
 const input = { base: '/i/rootfs.ext4', target: '/v/root.img', sizeBytes: 8 * 2 ** 30, vmId: 'abcdef0123456789' };

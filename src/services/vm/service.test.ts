@@ -3,13 +3,13 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
-import { defaultConfig } from '../../config/load.js';
+import { defaultConfig } from '../../config/config.js';
 
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelManifest } from '../kernel/manifest.js';
 import { VmRepo } from '../../store/vms.js';
-import { FakeRunner } from '../../system/fake-runner.js';
+import { FakeRunner } from '../../../test/fakes/runner.js';
 import { NodeRunner } from '../../system/node-runner.js';
 import { signalProcess } from '../../system/process.js';
 import { Paths } from '../../system/paths.js';

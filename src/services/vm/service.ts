@@ -4,7 +4,7 @@ import { copyFile, mkdir, rename, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { renderSshConfig } from '../../ssh/config.js';
 import type { SshInfo, VmView } from '../../api/methods.js';
-import { maxMemoryMib, maxVcpu, type Config, type HostFacts } from '../../config/load.js';
+import { maxMemoryMib, maxVcpu, type Config, type HostFacts } from '../../config/config.js';
 import { checkDiskSize, parseSize } from '../../config/sizes.js';
 import { AppError, alreadyExists, badRequest, notFound, precondition } from '../../errors.js';
 import { injectIntoImage } from '../../ext4/inject.js';

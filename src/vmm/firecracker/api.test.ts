@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { isAppError } from '../../errors.js';
 import { FirecrackerApi } from './api.js';
-import { FakeFirecracker } from './fake-api.js';
+import { FakeFirecracker } from '../../../test/fakes/firecracker-api.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fc-api-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

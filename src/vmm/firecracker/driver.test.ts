@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { isAppError } from '../../errors.js';
-import { FakeRunner } from '../../system/fake-runner.js';
+import { FakeRunner } from '../../../test/fakes/runner.js';
 import type { VmmSpec } from '../driver.js';
 import { FirecrackerDriver, type FirecrackerDriverOptions } from './driver.js';
-import { FakeFirecrackerHost, type FakeHostOptions } from './fake-process.js';
+import { FakeFirecrackerHost, type FakeHostOptions } from '../../../test/fakes/firecracker-process.js';
 
 const root = mkdtempSync(join(tmpdir(), 'fc-drv-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -1,4 +1,4 @@
-/** The oldest firecracker banger drives (its API shapes and behaviour are what config.ts and fake-api.ts follow). */
+/** The oldest firecracker banger drives (its API shapes and behaviour are what config.ts and test/fakes/firecracker-api.ts follow). */
 export const MIN_FIRECRACKER_VERSION = '1.5.0';
 
 export interface FirecrackerVersionCheck {

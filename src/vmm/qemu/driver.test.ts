@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test, type TestContext } from 'node:test';
 import { AppError } from '../../errors.js';
-import { FakeRunner } from '../../system/fake-runner.js';
+import { FakeRunner } from '../../../test/fakes/runner.js';
 import type { ProcessOps } from '../../system/process.js';
 import { PortInUse, type VmmSpec } from '../driver.js';
 import { QemuDriver } from './driver.js';

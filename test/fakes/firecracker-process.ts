@@ -1,7 +1,7 @@
 import { appendFile } from 'node:fs/promises';
-import type { DetachedOptions } from '../../system/runner.js';
-import type { ProcessOps } from './driver.js';
-import { FakeFirecracker, type FakeFirecrackerOptions } from './fake-api.js';
+import type { DetachedOptions } from '../../src/system/runner.js';
+import type { ProcessOps } from '../../src/vmm/firecracker/driver.js';
+import { FakeFirecracker, type FakeFirecrackerOptions } from './firecracker-api.js';
 
 /**
  * How a pretend firecracker reacts to SIGTERM, SIGINT and the other catchable

@@ -7,8 +7,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
-import { decodeBody, SCHEMAS, type Schema } from './fake-schema.js';
-import { MIN_FIRECRACKER_VERSION } from './version.js';
+import { decodeBody, SCHEMAS, type Schema } from './firecracker-schema.js';
+import { MIN_FIRECRACKER_VERSION } from '../../src/vmm/firecracker/version.js';
 
 /*
  * A faithful in-process stand-in for firecracker's API server, for tests only.
@@ -22,7 +22,7 @@ import { MIN_FIRECRACKER_VERSION } from './version.js';
  *    no body.
  * 2. Ids in /drives/{id} and /network-interfaces/{id} must be non-empty and
  *    alphanumeric or "_", and must equal drive_id / iface_id in the body.
- * 3. Bodies are decoded like firecracker's serde structs (fake-schema.ts).
+ * 3. Bodies are decoded like firecracker's serde structs (firecracker-schema.ts).
  * 4. Pre-boot only: PUT machine-config (and PATCH), boot-source, drives,
  *    network-interfaces, vsock, logger, metrics and InstanceStart are 400 once
  *    the VM runs. Post-boot only: PATCH drives and network-interfaces,

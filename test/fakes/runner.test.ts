@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AppError } from '../errors.js';
-import { FakeRunner, UnexpectedCommand } from './fake-runner.js';
-import { NodeRunner } from './node-runner.js';
+import { AppError } from '../../src/errors.js';
+import { FakeRunner, UnexpectedCommand } from './runner.js';
+import { NodeRunner } from '../../src/system/node-runner.js';
 
 async function readAll(s: NodeJS.ReadableStream): Promise<string> {
   let text = '';

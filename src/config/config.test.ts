@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AppError } from '../errors.js';
-import { defaultConfig, parseConfig, type Config, type HostFacts } from './load.js';
+import { defaultConfig, parseConfig, type Config, type HostFacts } from './config.js';
 
 const M = 1024 * 1024;
 const G = 1024 * M;

@@ -2,6 +2,12 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { AppError, badRequest } from '../errors.js';
 import { validateConfigFile } from './schema.js';
 
+/*
+ * The Config the daemon and CLI run with: its shape, the defaults derived from
+ * the host, and parseConfig (config.toml text → Config). Pure: reading the file
+ * from disk is read-file.ts, the key-by-key schema is schema.ts.
+ */
+
 export interface HostFacts {
   cpus: number;
   memBytes: number;

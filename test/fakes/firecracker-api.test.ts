@@ -4,8 +4,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { FakeFirecracker } from './fake-api.js';
-import { MIN_FIRECRACKER_VERSION } from './version.js';
+import { FakeFirecracker } from './firecracker-api.js';
+import { MIN_FIRECRACKER_VERSION } from '../../src/vmm/firecracker/version.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fc-fake-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { encodeFrame, FrameDecoder } from './codec.js';
+import { encodeFrame, FrameDecoder } from '../../src/agent/codec.js';
 import {
   decodeExec,
   decodeFileGet,
@@ -21,7 +21,7 @@ import {
   type Identity,
   type ListeningPort,
   type ShutdownAction,
-} from './payloads.js';
+} from '../../src/agent/payloads.js';
 import {
   AgentErrorCode,
   DATA_CHUNK,
@@ -30,7 +30,7 @@ import {
   PROTOCOL_VERSION,
   WINDOW_INITIAL,
   type Frame,
-} from './protocol.js';
+} from '../../src/agent/protocol.js';
 
 /** What a fake command can do; output waits for the host's flow-control credit like the real agent's. */
 export interface FakeExecIO {

@@ -1,6 +1,12 @@
 import { PassThrough } from 'node:stream';
-import { commandCancelled, commandFailed, commandTimedOut, missingBinary } from './node-runner.js';
-import type { CommandRunner, DetachedOptions, RunOptions, RunResult, StreamingProcess } from './runner.js';
+import { commandCancelled, commandFailed, commandTimedOut, missingBinary } from '../../src/system/node-runner.js';
+import type {
+  CommandRunner,
+  DetachedOptions,
+  RunOptions,
+  RunResult,
+  StreamingProcess,
+} from '../../src/system/runner.js';
 
 export interface FakeCall {
   argv: string[];

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { badRequest } from '../errors.js';
 import type { HostProbe } from '../system/host.js';
-import { parseConfig, type Config } from './load.js';
+import { parseConfig, type Config } from './config.js';
 
-/** Reads config.toml (a missing file means all defaults). */
+/** Reads config.toml from disk and parses it (config.ts); a missing file means all defaults. */
 export async function loadConfigFile(path: string, host: HostProbe): Promise<Config> {
   let text = '';
   try {
