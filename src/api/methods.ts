@@ -1,96 +1,230 @@
 import { z } from 'zod';
+import { parseSize } from '../config/sizes.js';
+import { badRequest } from '../errors.js';
+
+/*
+ * The CLI↔daemon contract: every method with its params schema (strict:
+ * unknown keys are rejected by name) and its result type. The daemon's
+ * handlers (daemon/server.ts `Handlers`) and the CLI's `DaemonClient.call`
+ * are typed from this table, so a handler or caller with the wrong params or
+ * result does not compile (see contract.typecheck.ts).
+ *
+ * Params have two types: what a client sends (`WireParams`, the schema's
+ * input) and what a handler receives (`Params`, its output). Sizes are parsed
+ * here, once: `memory: "2G" | 2048` arrives as `memory_mib: 2048`.
+ */
+
+declare const carried: unique symbol;
+
+/** A type carried at compile time only (a method's result, a stream's frames). */
+export interface Carries<T> {
+  readonly [carried]?: (t: T) => T;
+}
+
+/** Names a compile-time type in the table: `returns<VmView>()`. */
+export const returns = <T>(): Carries<T> => ({});
+
+/** A method answered with one `{result}` line, after any `{event}` lines. */
+export interface UnaryMethod<S extends z.ZodType, R> {
+  readonly kind: 'unary';
+  readonly params: S;
+  readonly result: Carries<R>;
+}
 
 /**
- * Every daemon method with its params schema (strict: unknown keys are
- * rejected by name) and, as a type, its result.
+ * A method that keeps its connection open as a bidirectional stream after the
+ * request line (protocol.ts `StreamFrame`): the client sends `In` frames, the
+ * daemon sends `Out` frames, and the daemon ends it with one `{result}` or
+ * `{error}` line. No method streams yet; the guest agent's interactive exec
+ * will be the first.
  */
+export interface StreamMethod<S extends z.ZodType, R, In, Out> {
+  readonly kind: 'stream';
+  readonly params: S;
+  readonly result: Carries<R>;
+  readonly input: Carries<In>;
+  readonly output: Carries<Out>;
+}
+
+/** What the server needs of any entry (its types are checked where each is declared). */
+export interface AnyMethod {
+  readonly kind: 'unary' | 'stream';
+  readonly params: z.ZodType;
+}
+
+const unary = <S extends z.ZodType, R>(params: S, _result: Carries<R>): UnaryMethod<S, R> => ({
+  kind: 'unary',
+  params,
+  result: {},
+});
+
+const MIB = 1048576;
+
+/**
+ * A size field: a number of MiB, or a string with a binary unit ("2G",
+ * "512M"); in bytes. A value that is not a size is a bad_request naming the field.
+ */
+function sizeBytes(field: string, example: string, v: string | number): number {
+  try {
+    return parseSize(v, field);
+  } catch {
+    throw badRequest(
+      `invalid ${field} ${JSON.stringify(v)}: not a size`,
+      `give ${field} as a number of MiB or with a unit K, M, G or T (binary), e.g. ${example}`,
+    );
+  }
+}
+
+const size = z.union([z.string(), z.number()]);
+
+/** The VM spec fields of vm.create and vm.set as sent, and as handlers get them. */
+const vmSpec = {
+  vcpu: z.number().optional(),
+  memory: size.optional(),
+  disk_size: size.optional(),
+};
+
+function parseVmSpec<T extends { memory?: string | number | undefined; disk_size?: string | number | undefined }>(
+  p: T,
+): Omit<T, 'memory' | 'disk_size'> & { memory_mib?: number; disk_bytes?: number } {
+  const { memory, disk_size, ...rest } = p;
+  return {
+    ...rest,
+    ...(memory === undefined ? {} : { memory_mib: Math.floor(sizeBytes('memory', '"2G" or 2048', memory) / MIB) }),
+    ...(disk_size === undefined ? {} : { disk_bytes: sizeBytes('disk_size', '"8G"', disk_size) }),
+  };
+}
+
+/** image.pull / image.build `size` → `size_bytes`. */
+function parseImageSize<T extends { size?: string | number | undefined }>(
+  p: T,
+): Omit<T, 'size'> & { size_bytes?: number } {
+  const { size: s, ...rest } = p;
+  return { ...rest, ...(s === undefined ? {} : { size_bytes: sizeBytes('size', '"4G"', s) }) };
+}
+
 const vmRef = z.strictObject({ ref: z.string().min(1) });
+const none = z.strictObject({});
 
-export const paramsSchemas = {
-  'daemon.status': z.strictObject({}),
-  'daemon.stop': z.strictObject({}),
-  'daemon.operations.list': z.strictObject({}),
-  'vm.create': z.strictObject({
-    name: z.string().optional(),
-    image: z.string().optional(),
-    vcpu: z.number().optional(),
-    memory_mib: z.number().optional(),
-    disk_size: z.string().optional(),
-    nat: z.boolean().optional(),
-    start: z.boolean().optional(),
-  }),
-  'vm.list': z.strictObject({}),
-  'vm.resolve': z.strictObject({ refs: z.array(z.string()).min(1) }),
-  'vm.start': vmRef,
-  'vm.stop': vmRef,
-  'vm.restart': vmRef,
-  'vm.kill': z.strictObject({
-    ref: z.string().min(1),
-    signal: z
-      .string()
-      .regex(/^SIG[A-Z0-9]+$/)
-      .optional(),
-  }),
-  'vm.set': z.strictObject({
-    ref: z.string().min(1),
-    vcpu: z.number().optional(),
-    memory_mib: z.number().optional(),
-    disk_size: z.string().optional(),
-  }),
-  'vm.prune': z.strictObject({}),
-  'vm.show': vmRef,
-  'vm.delete': vmRef,
-  'vm.ssh_info': vmRef,
-  'vm.logs': z.strictObject({ ref: z.string().min(1), tail_bytes: z.number().int().positive().optional() }),
-  'vm.stats': vmRef,
-  'image.list': z.strictObject({}),
-  'image.show': z.strictObject({ name: z.string().min(1) }),
-  'image.delete': z.strictObject({ name: z.string().min(1) }),
-  'image.pull': z.strictObject({
-    ref: z.string().min(1),
-    name: z.string().optional(),
-    kernel_ref: z.string().optional(),
-    kernel: z.string().optional(),
-    initrd: z.string().optional(),
-    modules: z.string().optional(),
-    size: z.string().optional(),
-    sha256: z.string().optional(),
-  }),
-  'image.register': z.strictObject({
-    name: z.string().min(1),
-    rootfs: z.string().min(1),
-    kernel_ref: z.string().optional(),
-    work_seed: z.string().optional(),
-  }),
-  'image.promote': z.strictObject({ name: z.string().min(1) }),
-  'image.cache.prune': z.strictObject({ dry_run: z.boolean().optional() }),
-  'image.export': z.strictObject({ name: z.string().min(1), out: z.string().min(1) }),
-  'image.build': z.strictObject({
-    name: z.string().min(1),
-    suite: z.string().optional(),
-    mirror: z.string().optional(),
-    packages: z.array(z.string()).optional(),
-    size: z.string().optional(),
-  }),
-  'kernel.list': z.strictObject({}),
-  'kernel.catalog': z.strictObject({}),
-  'kernel.show': z.strictObject({ name: z.string().min(1) }),
-  'kernel.delete': z.strictObject({ name: z.string().min(1) }),
-  'kernel.import': z.strictObject({
-    name: z.string().min(1),
-    kernel: z.string().optional(),
-    initrd: z.string().optional(),
-    modules: z.string().optional(),
-    from: z.string().optional(),
-  }),
-  'kernel.pull': z.strictObject({ name: z.string().min(1), force: z.boolean().optional() }),
-} as const;
+export const methods = {
+  'daemon.status': unary(none, returns<DaemonStatus>()),
+  'daemon.stop': unary(none, returns<{ stopping: boolean }>()),
+  'daemon.operations.list': unary(none, returns<OperationView[]>()),
+  'vm.create': unary(
+    z
+      .strictObject({
+        name: z.string().optional(),
+        image: z.string().optional(),
+        ...vmSpec,
+        nat: z.boolean().optional(),
+        start: z.boolean().optional(),
+      })
+      .transform(parseVmSpec),
+    returns<VmView>(),
+  ),
+  'vm.list': unary(none, returns<VmView[]>()),
+  'vm.resolve': unary(z.strictObject({ refs: z.array(z.string()).min(1) }), returns<ResolvedRef[]>()),
+  'vm.start': unary(vmRef, returns<VmView>()),
+  'vm.stop': unary(vmRef, returns<VmView>()),
+  'vm.restart': unary(vmRef, returns<VmView>()),
+  'vm.kill': unary(
+    z.strictObject({
+      ref: z.string().min(1),
+      signal: z
+        .string()
+        .regex(/^SIG[A-Z0-9]+$/)
+        .optional(),
+    }),
+    returns<VmView>(),
+  ),
+  'vm.set': unary(z.strictObject({ ref: z.string().min(1), ...vmSpec }).transform(parseVmSpec), returns<VmView>()),
+  'vm.prune': unary(none, returns<{ deleted: string[] }>()),
+  'vm.show': unary(vmRef, returns<VmView>()),
+  'vm.delete': unary(vmRef, returns<{ name: string }>()),
+  'vm.ssh_info': unary(vmRef, returns<SshInfo>()),
+  'vm.logs': unary(
+    z.strictObject({ ref: z.string().min(1), tail_bytes: z.number().int().positive().optional() }),
+    returns<VmLogs>(),
+  ),
+  'vm.stats': unary(vmRef, returns<VmStats>()),
+  'image.list': unary(none, returns<ImageView[]>()),
+  'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
+  'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),
+  'image.pull': unary(
+    z
+      .strictObject({
+        ref: z.string().min(1),
+        name: z.string().optional(),
+        kernel_ref: z.string().optional(),
+        kernel: z.string().optional(),
+        initrd: z.string().optional(),
+        modules: z.string().optional(),
+        size: size.optional(),
+        sha256: z.string().optional(),
+      })
+      .transform(parseImageSize),
+    returns<ImageView>(),
+  ),
+  'image.register': unary(
+    z.strictObject({
+      name: z.string().min(1),
+      rootfs: z.string().min(1),
+      kernel_ref: z.string().optional(),
+      work_seed: z.string().optional(),
+    }),
+    returns<ImageView>(),
+  ),
+  'image.promote': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageView>()),
+  'image.cache.prune': unary(z.strictObject({ dry_run: z.boolean().optional() }), returns<CachePruneResult>()),
+  'image.export': unary(z.strictObject({ name: z.string().min(1), out: z.string().min(1) }), returns<ExportResult>()),
+  'image.build': unary(
+    z
+      .strictObject({
+        name: z.string().min(1),
+        suite: z.string().optional(),
+        mirror: z.string().optional(),
+        packages: z.array(z.string()).optional(),
+        size: size.optional(),
+      })
+      .transform(parseImageSize),
+    returns<ImageView>(),
+  ),
+  'kernel.list': unary(none, returns<KernelView[]>()),
+  'kernel.catalog': unary(none, returns<KernelCatalogView[]>()),
+  'kernel.show': unary(z.strictObject({ name: z.string().min(1) }), returns<KernelShowView>()),
+  'kernel.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),
+  'kernel.import': unary(
+    z.strictObject({
+      name: z.string().min(1),
+      kernel: z.string().optional(),
+      initrd: z.string().optional(),
+      modules: z.string().optional(),
+      from: z.string().optional(),
+    }),
+    returns<KernelView>(),
+  ),
+  'kernel.pull': unary(
+    z.strictObject({ name: z.string().min(1), force: z.boolean().optional() }),
+    returns<KernelView>(),
+  ),
+} as const satisfies Record<string, AnyMethod>;
 
-export type Method = keyof typeof paramsSchemas;
-export type Params<M extends Method> = z.infer<(typeof paramsSchemas)[M]>;
+export type Method = keyof typeof methods;
+type Def<M extends Method> = (typeof methods)[M];
+/** What a client sends for method M. */
+export type WireParams<M extends Method> = z.input<Def<M>['params']>;
+/** What M's handler receives: the params after the schema checked and parsed them. */
+export type Params<M extends Method> = z.output<Def<M>['params']>;
+/** What M answers. */
+export type Result<M extends Method> = Def<M>['result'] extends Carries<infer R> ? R : never;
+/** The methods answered with one result (all of them, until a streaming method lands). */
+export type UnaryMethodName = { [M in Method]: Def<M>['kind'] extends 'unary' ? M : never }[Method];
+/** Frames of a streaming method: client → daemon (`In`) and daemon → client (`Out`). */
+export type StreamIn<M extends Method> = Def<M> extends { input: Carries<infer I> } ? I : never;
+export type StreamOut<M extends Method> = Def<M> extends { output: Carries<infer O> } ? O : never;
 
 export function isMethod(m: string): m is Method {
-  return Object.prototype.hasOwnProperty.call(paramsSchemas, m);
+  return Object.prototype.hasOwnProperty.call(methods, m);
 }
 
 /** What `vm.list` / `vm.show` / `vm.create` return for one VM. */
@@ -149,6 +283,23 @@ export interface DaemonStatus {
   operations: number;
 }
 
+/** `vm.logs`: a bounded tail of the console log, and where to follow it. */
+export interface VmLogs {
+  text: string;
+  path: string;
+  size: number;
+}
+
+/** `vm.stats`: VMM process usage from /proc, guest uptime over ssh (null when unknown). */
+export interface VmStats {
+  name: string;
+  state: string;
+  pid: number | null;
+  cpu_seconds: number | null;
+  rss_bytes: number | null;
+  guest_uptime_s: number | null;
+}
+
 export interface ImageView {
   id: string;
   name: string;
@@ -189,4 +340,25 @@ export interface KernelShowView extends KernelView {
   modules_disk: string | null;
   initrd_kind: string;
   initramfs_modules: string[];
+}
+
+export interface ImageShowView extends ImageView {
+  dir: string;
+  rootfs: string;
+  managed: boolean;
+  assets_version: number;
+  vms: string[];
+}
+
+export interface CachePruneResult {
+  blobs: number;
+  bytes: number;
+  dry_run: boolean;
+}
+
+export interface ExportResult {
+  name: string;
+  path: string;
+  sha256: string;
+  bytes: number;
 }

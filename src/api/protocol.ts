@@ -4,6 +4,12 @@ import { badRequest, type ErrorCode } from '../errors.js';
  * The CLI↔daemon wire: one request per Unix-socket connection, newline-delimited JSON.
  * client → `Request`; daemon → zero or more `{event}` lines, then exactly one `{result}` or `{error}`.
  * Closing the connection early cancels the operation.
+ *
+ * A streaming method (api/methods.ts `StreamMethod`; none yet, the agent's interactive exec
+ * will be the first) keeps the connection open both ways after the request line: each side
+ * sends `StreamFrame` lines (client → daemon `In`, daemon → client `Out`, interleaved with
+ * `{event}` lines), the client sends `{end: true}` when it has no more input, and the daemon
+ * ends the exchange with one `{result}` or `{error}` line as for any method.
  */
 export interface Request {
   method: string;
@@ -30,6 +36,9 @@ export interface WireError {
 }
 
 export type ResponseLine = { event: ProgressEvent } | { result: unknown; op_id: string } | { error: WireError };
+
+/** One frame of a streaming method's data, in either direction (see the top of this file). */
+export type StreamFrame<T> = { frame: T } | { end: true };
 
 /** Limits of the wire, in one place. */
 export const WIRE_LIMITS = {

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import type { DaemonStatus, Method, OperationView, Params } from '../api/methods.js';
+import type { DaemonStatus, OperationView, Result, UnaryMethodName, WireParams } from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
 import { checkRuntimeDir } from '../system/dirs.js';
@@ -44,34 +44,35 @@ export class DaemonClient {
     private readonly version: string,
   ) {}
 
-  async call<M extends Method, R = unknown>(method: M, params: Params<M>, opts: CallOptions = {}): Promise<R> {
+  /** Calls `method`; its params and result types come from api/methods.ts. */
+  async call<M extends UnaryMethodName>(method: M, params: WireParams<M>, opts: CallOptions = {}): Promise<Result<M>> {
     try {
-      return await this.callOnce<R>(method, params, opts);
+      return await this.callOnce(method, params, opts);
     } catch (e) {
       if (isNoDaemon(e)) {
         await this.startDaemon();
-        return this.callOnce<R>(method, params, opts);
+        return this.callOnce(method, params, opts);
       }
       if (e instanceof RemoteError && e.code === 'bad_version') {
         await this.replaceDaemon();
-        return this.callOnce<R>(method, params, opts);
+        return this.callOnce(method, params, opts);
       }
       throw e;
     }
   }
 
   /** Calls without auto-starting (for `daemon status` / `daemon stop`). */
-  async callNoStart<R = unknown>(method: Method, params: unknown): Promise<R | undefined> {
+  async callNoStart<M extends UnaryMethodName>(method: M, params: WireParams<M>): Promise<Result<M> | undefined> {
     try {
-      return await this.callOnce<R>(method, params, {});
+      return await this.callOnce(method, params, {});
     } catch (e) {
       if (isNoDaemon(e)) return undefined;
       throw e;
     }
   }
 
-  private callOnce<R>(method: Method, params: unknown, opts: CallOptions): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
+  private callOnce<M extends UnaryMethodName>(method: M, params: WireParams<M>, opts: CallOptions): Promise<Result<M>> {
+    return new Promise<Result<M>>((resolve, reject) => {
       try {
         // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
         checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
@@ -98,7 +99,7 @@ export class DaemonClient {
       sock.on('data', (chunk: string) => {
         for (const line of dec.push(chunk) as ResponseLine[]) {
           if ('event' in line) opts.onEvent?.(line.event);
-          else if ('result' in line) settle(() => resolve(line.result as R));
+          else if ('result' in line) settle(() => resolve(line.result as Result<M>));
           else if ('error' in line) settle(() => reject(new RemoteError(line.error)));
         }
       });
@@ -151,11 +152,11 @@ export class DaemonClient {
 
   /** SPEC §2: restart a daemon of another version only when it has no operation in flight. */
   private async replaceDaemon(): Promise<void> {
-    const st = await this.callOnce<DaemonStatus>('daemon.status', {}, {});
+    const st = await this.callOnce('daemon.status', {}, {});
     let ops: OperationView[] | undefined;
     if (st.operations > 0) {
       // Naming them is best effort: a daemon older than this listing's version exemption refuses it.
-      ops = await this.callOnce<OperationView[]>('daemon.operations.list', {}, {}).catch(() => undefined);
+      ops = await this.callOnce('daemon.operations.list', {}, {}).catch(() => undefined);
     }
     const refusal = versionSwapRefusal(st, ops, this.version);
     if (refusal) throw refusal;

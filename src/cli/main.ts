@@ -19,7 +19,7 @@ import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
 import { register as registerVmRun } from './commands/vm/run.js';
 import { register as registerVmSsh } from './commands/vm/ssh.js';
-import type { CliContext, ExitCode } from './context.js';
+import type { Act, CliContext, ExitCode } from './context.js';
 import { renderError } from './render/errors.js';
 import { makeStyle } from './render/style.js';
 
@@ -60,11 +60,31 @@ export function rejectEmptyValues(cmd: Command): void {
   for (const sub of cmd.commands) rejectEmptyValues(sub);
 }
 
+/**
+ * The one place a command's result is printed: `--json` prints its JSON, else
+ * its text; then its stderr part; then the exit code is set. Commander passes
+ * the command itself as an action's last argument, with its parsed options.
+ */
+export function resultPrinter(ctx: () => CliContext, setCode: (c: ExitCode) => void): Act {
+  return (fn) =>
+    async (...args) => {
+      const r = await fn(...args);
+      const cmd = args.at(-1);
+      const json = cmd instanceof Command && cmd.opts().json === true && r.json !== undefined;
+      const c = ctx();
+      const out = json ? `${JSON.stringify(r.json, null, 2)}\n` : r.text;
+      if (out) c.out.write(out);
+      if (r.err) c.err.write(r.err);
+      setCode(r.code ?? 0);
+    };
+}
+
 export function buildProgram(
   ctx: () => CliContext,
   setCode: (c: ExitCode) => void,
   guest: () => string[] | undefined,
 ): Command {
+  const act = resultPrinter(ctx, setCode);
   const version = ctx().version;
   const program = new Command('banger')
     .description('one-command development sandboxes on microVMs')
@@ -74,33 +94,30 @@ export function buildProgram(
   program.configureOutput({ writeErr: (s) => ctx().err.write(s), writeOut: (s) => ctx().out.write(s) });
 
   const vm = program.command('vm').description('create, run and manage VMs');
-  registerVmRun(vm, ctx, setCode, guest);
-  registerVmList(vm, ctx, setCode);
-  registerVmLogs(vm, ctx, setCode);
-  registerVmSsh(vm, ctx, setCode, guest);
-  registerVmDelete(vm, ctx, setCode);
-  registerVmLifecycle(vm, ctx, setCode);
-  registerVmCreate(vm, ctx, setCode);
-  registerVmCp(vm, ctx, setCode);
-  registerVmStats(vm, ctx, setCode);
+  registerVmRun(vm, ctx, act, guest);
+  registerVmList(vm, ctx, act);
+  registerVmLogs(vm, ctx, act);
+  registerVmSsh(vm, ctx, act, guest);
+  registerVmDelete(vm, ctx, act);
+  registerVmLifecycle(vm, ctx, act);
+  registerVmCreate(vm, ctx, act);
+  registerVmCp(vm, ctx, act);
+  registerVmStats(vm, ctx, act);
   program
     .command('ps')
     .description('alias of `vm list`')
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => setCode(await listVms(ctx(), opts)));
-  registerImage(program, ctx, setCode);
-  registerKernel(program, ctx, setCode);
-  registerDaemon(program, ctx, setCode);
-  registerDoctor(program, ctx, setCode);
-  registerSshConfig(program, ctx, setCode);
-  registerCompletion(program, ctx, setCode);
+    .action(act(() => listVms(ctx())));
+  registerImage(program, ctx, act);
+  registerKernel(program, ctx, act);
+  registerDaemon(program, ctx, act);
+  registerDoctor(program, ctx, act);
+  registerSshConfig(program, ctx, act);
+  registerCompletion(program, ctx, act);
   program
     .command('version')
     .description('print the banger version')
-    .action(() => {
-      ctx().out.write(`banger ${version}\n`);
-      setCode(0);
-    });
+    .action(act(() => ({ text: `banger ${version}\n` })));
   for (const cmd of program.commands) cmd.exitOverride();
   for (const cmd of vm.commands) cmd.exitOverride();
   rejectEmptyValues(program);

@@ -1,16 +1,12 @@
 import { rm, writeFile } from 'node:fs/promises';
-import type { DaemonStatus, ImageView, KernelView } from '../api/methods.js';
-import type { ImageRow } from '../store/images.js';
 import { Catalog } from '../catalog/catalog.js';
 import { loadConfigFile } from '../config/read-file.js';
+import { AppError } from '../errors.js';
+import { ImageService } from '../services/image/service.js';
 import { proxySettingsFromEnv, proxySummary } from '../net/proxy.js';
 import { httpTransport } from '../net/transport.js';
-import { constants as osConstants } from 'node:os';
-import { AppError, badRequest } from '../errors.js';
-import { ImageService, type BuildParams, type PullParams } from '../services/image/service.js';
 import { runChecks } from '../services/doctor/checks.js';
-import { KernelService, type ImportParams } from '../services/kernel/service.js';
-import type { KernelRow } from '../store/kernels.js';
+import { KernelService } from '../services/kernel/service.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
 import { VmService } from '../services/vm/service.js';
 import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
@@ -32,41 +28,11 @@ import { selectVmmDriver } from './drivers.js';
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonMode } from './args.js';
 import { streamLogger } from './logger.js';
 import { logDoctorRows } from './startup-doctor.js';
+import { daemonRoutes } from './routes/daemon.js';
+import { imageRoutes } from './routes/image.js';
+import { kernelRoutes } from './routes/kernel.js';
+import { vmRoutes } from './routes/vm.js';
 import { DaemonServer, type Handlers } from './server.js';
-
-function imageView(i: ImageRow): ImageView {
-  return {
-    id: i.id,
-    name: i.name,
-    source: i.source,
-    kernel: i.kernelName,
-    distro: i.distro,
-    size_bytes: i.sizeBytes,
-    work_seed: i.workSeedPath !== undefined,
-    created_at: i.createdAt,
-  };
-}
-
-function kernelView(k: KernelRow): KernelView {
-  return {
-    name: k.name,
-    distro: k.distro,
-    version: k.version,
-    format: k.format,
-    source: k.source,
-    sha256: k.sha256,
-    initrd: k.hasInitrd,
-    modules: k.moduleCount,
-    traits: k.traits,
-    created_at: k.createdAt,
-  };
-}
-
-function checkSignal(sig: string | undefined): NodeJS.Signals {
-  if (sig === undefined) return 'SIGKILL';
-  if (!(sig in osConstants.signals)) throw badRequest(`unknown signal ${sig}`, 'e.g. --signal SIGTERM');
-  return sig as NodeJS.Signals;
-}
 
 /** `bangerd --check-migrations`: 0 compatible, 1 needs migration, 2 incompatible. */
 async function checkMigrations(paths: Paths): Promise<number> {
@@ -185,74 +151,18 @@ export async function main(argv: string[]): Promise<number> {
   };
 
   Object.assign(handlers, {
-    'daemon.status': (): DaemonStatus => ({
+    ...daemonRoutes({
       pid: process.pid,
       version,
-      uptime_s: Math.round((Date.now() - started) / 1000),
       socket: paths.socket,
-      state_dir: paths.stateDir,
-      operations: Math.max(0, server.inflight.size - 1),
+      stateDir: paths.stateDir,
+      started,
+      inflight: server.inflight,
+      shutdown,
     }),
-    'daemon.stop': () => {
-      setTimeout(() => void shutdown('daemon.stop'), 50);
-      return { stopping: true };
-    },
-    'daemon.operations.list': () =>
-      [...server.inflight.entries()].map(([id, o]) => ({
-        op_id: id,
-        method: o.method,
-        running_s: Math.round((Date.now() - o.started) / 1000),
-      })),
-    'vm.create': (p: Parameters<VmService['create']>[0], ctx) => vms.create(p, ctx),
-    'vm.list': () => vms.list(),
-    'vm.resolve': (p: { refs: string[] }) => vms.resolveMany(p.refs),
-    'vm.start': (p: { ref: string }, ctx) => vms.start(p.ref, ctx),
-    'vm.stop': (p: { ref: string }, ctx) => vms.stop(p.ref, ctx),
-    'vm.restart': (p: { ref: string }, ctx) => vms.restart(p.ref, ctx),
-    'vm.kill': (p: { ref: string; signal?: string }) => vms.kill(p.ref, checkSignal(p.signal)),
-    'vm.set': (p: { ref: string; vcpu?: number; memory_mib?: number; disk_size?: string }, ctx) =>
-      vms.set(p.ref, p, ctx),
-    'vm.prune': (_p: unknown, ctx) => vms.prune(ctx),
-    'vm.stats': (p: { ref: string }) => vms.stats(p.ref),
-    'vm.show': (p: { ref: string }) => vms.show(p.ref),
-    'vm.delete': (p: { ref: string }, ctx) => vms.delete(p.ref, ctx),
-    'vm.ssh_info': (p: { ref: string }) => vms.sshInfo(p.ref),
-    'vm.logs': (p: { ref: string; tail_bytes?: number }) => vms.logs(p.ref, p.tail_bytes),
-    'image.list': () => images.list().map(imageView),
-    'image.show': (p: { name: string }) => ({
-      ...imageView(images.get(p.name)),
-      dir: images.get(p.name).dir,
-      rootfs: images.get(p.name).rootfsPath,
-      managed: images.get(p.name).managed,
-      assets_version: images.get(p.name).assetsVersion,
-      vms: vmRepo.namesByImage(images.get(p.name).id),
-    }),
-    'image.delete': (p: { name: string }) => images.delete(p.name),
-    'image.build': async (p: BuildParams, ctx) => imageView(await images.buildCustom(p, ctx)),
-    'image.pull': async (p: PullParams, ctx) => imageView(await images.pull(p, ctx)),
-    'image.register': async (p: { name: string; rootfs: string; kernel_ref?: string; work_seed?: string }, ctx) =>
-      imageView(await images.register(p, ctx)),
-    'image.promote': async (p: { name: string }) => imageView(await images.promote(p.name)),
-    'image.cache.prune': (p: { dry_run?: boolean }) => images.pruneCache(p.dry_run ?? false),
-    'image.export': (p: { name: string; out: string }, ctx) => images.export(p.name, p.out, ctx),
-    'kernel.list': () => kernels.list().map(kernelView),
-    'kernel.catalog': () => kernels.catalog(),
-    'kernel.show': async (p: { name: string }) => {
-      const files = await kernels.files(p.name);
-      return {
-        ...kernelView(kernels.get(p.name)),
-        dir: files.dir,
-        kernel: files.kernel,
-        initrd_path: files.initrd ?? null,
-        modules_disk: files.modulesDisk ?? null,
-        initrd_kind: files.manifest.initrd,
-        initramfs_modules: files.manifest.initramfs_modules ?? [],
-      };
-    },
-    'kernel.delete': (p: { name: string }) => kernels.delete(p.name),
-    'kernel.import': async (p: ImportParams, ctx) => kernelView(await kernels.import(p, ctx)),
-    'kernel.pull': async (p: { name: string; force?: boolean }, ctx) =>
-      kernelView(await kernels.pull(p.name, p.force ?? false, ctx)),
+    ...vmRoutes(vms),
+    ...imageRoutes({ images, usedBy: (id) => vmRepo.namesByImage(id) }),
+    ...kernelRoutes(kernels),
   } satisfies Handlers);
 
   await server.listen();

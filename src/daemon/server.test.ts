@@ -117,6 +117,23 @@ test('errors: codes, hints, op ids', async () => {
   }
 });
 
+test('a size the schema cannot parse is a bad_request naming the field, with a hint; the handler is not called', async () => {
+  for (const [method, params, msg] of [
+    ['vm.create', { memory: '2Q' }, 'invalid memory "2Q": not a size'],
+    ['vm.set', { ref: 'x', disk_size: -1 }, 'invalid disk_size -1: not a size'],
+    ['image.pull', { ref: 'x', size: '5X' }, 'invalid size "5X": not a size'],
+  ] as const) {
+    const lines = (await request({ method, params, version: '1.0+test' })) as {
+      error: { code: string; message: string; hint?: string };
+    }[];
+    assert.equal(lines.length, 1, `no progress, no handler: ${JSON.stringify(lines)}`);
+    const err = lines[0]?.error;
+    assert.equal(err?.code, 'bad_request');
+    assert.equal(err.message, msg);
+    assert.match(err.hint ?? '', /number of MiB or with a unit/);
+  }
+});
+
 test('daemon.status answers a client of another version', async () => {
   const [line] = (await request({ method: 'daemon.status', params: {}, version: 'old' })) as { result: unknown }[];
   assert.deepEqual(line?.result, { pid: 1 });

@@ -2,7 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { z, type ZodError } from 'zod';
-import { isMethod, paramsSchemas, type Method } from '../api/methods.js';
+import {
+  isMethod,
+  methods,
+  type AnyMethod,
+  type Method,
+  type Params,
+  type Result,
+  type StreamIn,
+  type StreamOut,
+  type UnaryMethodName,
+} from '../api/methods.js';
 import {
   encodeLine,
   LineSplitter,
@@ -16,8 +26,27 @@ import { AppError, badRequest, noSpaceError } from '../errors.js';
 import type { Logger, OpContext } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
 
-export type Handler = (params: never, ctx: OpContext) => Promise<unknown> | unknown;
-export type Handlers = { [M in Method]: Handler };
+/** Serves method M: gets its parsed params, returns (or resolves to) its result. */
+export type Handler<M extends Method> = (params: Params<M>, ctx: OpContext) => Promise<Result<M>> | Result<M>;
+
+/** Both directions of a streaming method's connection (api/methods.ts `StreamMethod`). */
+export interface StreamChannel<In, Out> {
+  send(frame: Out): void;
+  frames(): AsyncIterable<In>;
+}
+
+/** Serves a streaming method M; its result ends the stream. */
+export type StreamHandler<M extends Method> = (
+  params: Params<M>,
+  ctx: OpContext,
+  channel: StreamChannel<StreamIn<M>, StreamOut<M>>,
+) => Promise<Result<M>>;
+
+/** One handler per method, each typed from api/methods.ts. */
+export type Handlers = { [M in Method]: M extends UnaryMethodName ? Handler<M> : StreamHandler<M> };
+
+/** The handlers of one method group (`vm`, `image`, …): what a daemon/routes/<group>.ts module builds. */
+export type Routes<G extends string> = { [M in Method as M extends `${G}.${string}` ? M : never]: Handlers[M] };
 
 /** Methods a daemon of another version still answers, so the CLI can decide to restart it. */
 // Read-only or stopping: a CLI of another version needs these to decide on and perform the swap (SPEC §2).
@@ -229,8 +258,13 @@ export class DaemonServer {
           },
         );
       }
-      const parsed = paramsSchemas[method].safeParse(req.params === undefined ? {} : req.params);
+      const def: AnyMethod = methods[method];
+      if (def.kind === 'stream')
+        throw new AppError('unknown_method', `${method} streams, and this daemon serves no streaming method yet`);
+      // A size the schema cannot parse throws its own bad_request, naming the field, from inside safeParse.
+      const parsed = def.params.safeParse(req.params === undefined ? {} : req.params);
       if (!parsed.success) throw badRequest(`invalid params for ${method}: ${zodMessage(parsed.error)}`);
+      // The handler's own type (Handlers) matches this method's params; the table lookup by a runtime name loses that.
       const result = await (this.handlers[method] as (p: unknown, c: OpContext) => unknown)(parsed.data, ctx);
       finished = true;
       if (record) this.ops.finish(opId, 'ok');

@@ -80,8 +80,8 @@ test('doctor --json is valid JSON and warns about software emulation without KVM
 for (const [args, pattern] of [
   [['--vcpu', '0'], /invalid --vcpu 0/],
   [['--name', 'Bad_Name'], /character "B" at position 1/],
-  [['--memory', '-1'], /invalid --memory/],
-  [['--disk-size', '1Q'], /invalid size for --disk-size/],
+  [['--memory', '-1'], /invalid memory "-1": not a size/],
+  [['--disk-size', '1Q'], /invalid disk_size "1Q": not a size/],
 ] as const) {
   test(`vm run ${args.join(' ')} fails clearly with 125 and leaves nothing`, { skip }, async () => {
     const r = await home.banger(['vm', 'run', ...args, '--rm', '--', 'true']);

@@ -1,10 +1,9 @@
 import type { Command } from 'commander';
-import type { ImageView, KernelView, VmView } from '../../api/methods.js';
 import { badRequest } from '../../errors.js';
-import type { CliContext, ExitCode } from '../context.js';
+import type { Act, CliContext } from '../context.js';
 import { bashCompletion, completionTree, zshCompletion } from '../render/completion.js';
 
-export function register(program: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(program: Command, ctx: () => CliContext, act: Act): void {
   program
     .command('completion')
     .description('print a shell completion script (bash or zsh)')
@@ -13,25 +12,27 @@ export function register(program: Command, ctx: () => CliContext, setCode: (c: E
       'after',
       '\nExamples:\n  source <(banger completion bash)\n  banger completion zsh > ~/.zsh/banger.zsh',
     )
-    .action((shell: string) => {
-      const tree = completionTree(program);
-      if (shell === 'bash') ctx().out.write(bashCompletion(tree));
-      else if (shell === 'zsh') ctx().out.write(zshCompletion(tree));
-      else throw badRequest(`unknown shell "${shell}"`, 'use bash or zsh');
-      setCode(0);
-    });
+    .action(
+      act((shell: string) => {
+        const tree = completionTree(program);
+        if (shell === 'bash') return { text: bashCompletion(tree) };
+        if (shell === 'zsh') return { text: zshCompletion(tree) };
+        throw badRequest(`unknown shell "${shell}"`, 'use bash or zsh');
+      }),
+    );
   program
     .command('__names', { hidden: true })
     .argument('<kind>', 'vms, images or kernels')
-    .action(async (kind: string) => {
-      const c = ctx();
-      const names =
-        kind === 'vms'
-          ? (await c.client.call<'vm.list', VmView[]>('vm.list', {})).map((v) => v.name)
-          : kind === 'images'
-            ? (await c.client.call<'image.list', ImageView[]>('image.list', {})).map((i) => i.name)
-            : (await c.client.call<'kernel.list', KernelView[]>('kernel.list', {})).map((k) => k.name);
-      c.out.write(names.join('\n') + (names.length ? '\n' : ''));
-      setCode(0);
-    });
+    .action(
+      act(async (kind: string) => {
+        const c = ctx();
+        const names =
+          kind === 'vms'
+            ? (await c.client.call('vm.list', {})).map((v) => v.name)
+            : kind === 'images'
+              ? (await c.client.call('image.list', {})).map((i) => i.name)
+              : (await c.client.call('kernel.list', {})).map((k) => k.name);
+        return { text: names.join('\n') + (names.length ? '\n' : '') };
+      }),
+    );
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { Config } from '../../config/config.js';
 import type { CheckRow } from '../../services/doctor/checks.js';
 import { HostProbe } from '../../system/host.js';
-import type { CliContext, ExitCode } from '../context.js';
+import type { Act, CliContext } from '../context.js';
 import { table } from '../render/table.js';
 import type { Style } from '../render/style.js';
 
@@ -18,37 +18,38 @@ export function renderChecks(rows: readonly CheckRow[], style: Style): string {
   return fixes.length ? `${coloured}\nfixes:\n${fixes.join('\n')}\n` : coloured;
 }
 
-export function register(program: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(program: Command, ctx: () => CliContext, act: Act): void {
   program
     .command('doctor')
     .description('check this host for everything banger needs')
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const c = ctx();
-      // Loaded on demand: the config parser (zod) and the store (native sqlite) would slow every other command's start.
-      const [{ loadConfigFile }, { runChecks }] = await Promise.all([
-        import('../../config/read-file.js'),
-        import('../../services/doctor/checks.js'),
-      ]);
-      const host = new HostProbe();
-      let config: Config | undefined;
-      let configError: string | undefined;
-      try {
-        config = await loadConfigFile(c.paths.configFile, host);
-      } catch (e) {
-        configError = (e as Error).message;
-      }
-      const rows = await runChecks({
-        paths: c.paths,
-        host,
-        runner: c.runner,
-        version: c.version,
-        config,
-        configError,
-        arch: process.arch,
-      });
-      const ok = !rows.some((r) => r.status === 'FAIL');
-      c.out.write(opts.json ? `${JSON.stringify({ ok, checks: rows }, null, 2)}\n` : renderChecks(rows, c.style));
-      setCode(ok ? 0 : 1);
-    });
+    .action(
+      act(async () => {
+        const c = ctx();
+        // Loaded on demand: the config parser (zod) and the store (native sqlite) would slow every other command's start.
+        const [{ loadConfigFile }, { runChecks }] = await Promise.all([
+          import('../../config/read-file.js'),
+          import('../../services/doctor/checks.js'),
+        ]);
+        const host = new HostProbe();
+        let config: Config | undefined;
+        let configError: string | undefined;
+        try {
+          config = await loadConfigFile(c.paths.configFile, host);
+        } catch (e) {
+          configError = (e as Error).message;
+        }
+        const rows = await runChecks({
+          paths: c.paths,
+          host,
+          runner: c.runner,
+          version: c.version,
+          config,
+          configError,
+          arch: process.arch,
+        });
+        const ok = !rows.some((r) => r.status === 'FAIL');
+        return { code: ok ? 0 : 1, json: { ok, checks: rows }, text: renderChecks(rows, c.style) };
+      }),
+    );
 }

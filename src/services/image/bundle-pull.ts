@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { badRequest } from '../../errors.js';
+import { formatSize } from '../../config/sizes.js';
 import { BUNDLE_ROOTFS, isSha256Hex, readBundle, type BundleManifest } from '../../imagepull/bundle.js';
 import { checkUrl, openUrl } from '../../net/download.js';
 import type { HttpFetch } from '../../net/transport.js';
@@ -45,9 +46,9 @@ export async function pullBundle(d: BundlePullDeps, p: PullParams, ctx: OpContex
       `invalid --sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`,
       'banger image export prints the sha256 of a bundle',
     );
-  if (p.size !== undefined)
+  if (p.size_bytes !== undefined)
     throw badRequest(
-      `--size ${p.size} does not apply to a bundle: its rootfs keeps the size it was exported with`,
+      `--size ${formatSize(p.size_bytes)} does not apply to a bundle: its rootfs keeps the size it was exported with`,
       'leave out --size',
     );
   if (!p.kernel && (p.initrd || p.modules))

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { FakeRegistry } from '../../../test/helpers/registry.js';
-import { parseSize } from '../../config/sizes.js';
 import { AppError } from '../../errors.js';
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
@@ -115,9 +114,9 @@ test('concurrent pulls of one name that differ in --size or --kernel-ref are not
   const cases: [string, PullParams, PullParams, (row: ImageRow, p: PullParams) => boolean][] = [
     [
       'size',
-      { ref, name: 'sized', size: '1G' },
-      { ref, name: 'sized', size: '2G' },
-      (row, p) => row.sizeBytes === parseSize(p.size as string, '--size'),
+      { ref, name: 'sized', size_bytes: 2 ** 30 },
+      { ref, name: 'sized', size_bytes: 2 * 2 ** 30 },
+      (row, p) => row.sizeBytes === p.size_bytes,
     ],
     [
       'kernel',

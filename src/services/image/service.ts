@@ -4,7 +4,7 @@ import type { BuildImageEntry } from '../../catalog/embedded.js';
 import type { CatalogImageEntry } from '../../catalog/images.js';
 import { alreadyExists, badRequest, notFound, precondition } from '../../errors.js';
 import { isHttpUrl } from '../../config/schema.js';
-import { checkDiskSize, parseSize } from '../../config/sizes.js';
+import { checkDiskSize } from '../../config/sizes.js';
 import type { ImageRow } from '../../store/images.js';
 import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
@@ -73,7 +73,8 @@ export interface PullParams {
   kernel?: string | undefined;
   initrd?: string | undefined;
   modules?: string | undefined;
-  size?: string | undefined;
+  /** Rootfs size in bytes (parsed from the API's `size`). */
+  size_bytes?: number | undefined;
   sha256?: string | undefined;
 }
 
@@ -82,7 +83,8 @@ export interface BuildParams {
   suite?: string | undefined;
   mirror?: string | undefined;
   packages?: string[] | undefined;
-  size?: string | undefined;
+  /** Rootfs size in bytes (parsed from the API's `size`). */
+  size_bytes?: number | undefined;
 }
 
 /** Images: the embedded build recipe today; OCI pulls and bundles join through the same pipeline. */
@@ -221,11 +223,11 @@ export class ImageService {
         );
       if (this.opts.catalog.recipe(p.ref)) {
         // A catalog build recipe makes the image it names, with its own kernel: flags that would change that are refused, not ignored.
-        const ignored = (['name', 'size', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter(
+        const ignored = (['name', 'size_bytes', 'kernel_ref', 'kernel', 'initrd', 'modules', 'sha256'] as const).filter(
           (k) => p[k] !== undefined && !(k === 'name' && p.name === p.ref),
         );
         if (ignored.length > 0) {
-          const flags = ignored.map((k) => `--${k.replace('_', '-')}`).join(', ');
+          const flags = ignored.map((k) => (k === 'size_bytes' ? '--size' : `--${k.replace('_', '-')}`)).join(', ');
           throw badRequest(
             `${flags} cannot be used when pulling the catalog image "${p.ref}" (it is built from its recipe)`,
             `to build a variant under another name or size, use \`banger image build NAME --size SIZE\``,
@@ -251,7 +253,7 @@ export class ImageService {
         `image "${name}" already exists`,
         'pass --name to pull it under another name, or delete the existing one',
       );
-    const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
+    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, '--size');
     // Step 2: the kernel is resolved before anything is downloaded.
     const kernel = await this.resolveKernel(p, name, ctx);
     // Concurrent pulls share one flight only when everything that shapes the image is the same.
@@ -414,7 +416,7 @@ export class ImageService {
       suite: p.suite ?? base.suite,
       packages: [...base.packages, ...extra],
     };
-    const sizeBytes = p.size === undefined ? undefined : checkDiskSize(parseSize(p.size, '--size'), '--size');
+    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, '--size');
     const kernel = await this.kernels.ensure(entry.kernel, ctx);
     ctx.progress({ stage: 'image', message: `building image ${p.name} with mmdebstrap` });
     return raceAbort(

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
-export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(image: Command, ctx: () => CliContext, act: Act): void {
   image
     .command('build')
     .description('build a Debian image locally with mmdebstrap (the default recipe plus your packages)')
@@ -13,20 +12,21 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .option('--packages <list>', 'extra packages, comma-separated')
     .option('--size <size>', 'rootfs size (default: 1.5 × content, at least 1G)')
     .addHelpText('after', '\nExample:\n  banger image build pydev --packages python3-venv,python3-pip --size 4G')
-    .action(async (name: string, o: { suite: string; mirror?: string; packages?: string; size?: string }) => {
-      const c = ctx();
-      const i = await c.client.call<'image.build', ImageView>(
-        'image.build',
-        {
-          name,
-          suite: o.suite,
-          ...(o.mirror ? { mirror: o.mirror } : {}),
-          ...(o.packages ? { packages: o.packages.split(',').map((p) => p.trim()) } : {}),
-          ...(o.size ? { size: o.size } : {}),
-        },
-        { onEvent: progressPrinter(c.err, c.style) },
-      );
-      c.out.write(`built image ${i.name} (${i.id.slice(0, 12)})\n`);
-      setCode(0);
-    });
+    .action(
+      act(async (name: string, o: { suite: string; mirror?: string; packages?: string; size?: string }) => {
+        const c = ctx();
+        const i = await c.client.call(
+          'image.build',
+          {
+            name,
+            suite: o.suite,
+            ...(o.mirror ? { mirror: o.mirror } : {}),
+            ...(o.packages ? { packages: o.packages.split(',').map((p) => p.trim()) } : {}),
+            ...(o.size ? { size: o.size } : {}),
+          },
+          { onEvent: progressPrinter(c.err, c.style) },
+        );
+        return { text: `built image ${i.name} (${i.id.slice(0, 12)})\n` };
+      }),
+    );
 }

@@ -1,16 +1,17 @@
 import type { Command } from 'commander';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 
-export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(image: Command, ctx: () => CliContext, act: Act): void {
   image
     .command('delete')
     .alias('rm')
     .description('delete an image (refused while VMs use it)')
     .argument('<image>', 'image name or id')
-    .action(async (name: string) => {
-      const c = ctx();
-      const r = await c.client.call<'image.delete', { name: string }>('image.delete', { name });
-      c.out.write(`deleted image ${r.name}\n`);
-      setCode(0);
-    });
+    .action(
+      act(async (name: string) => {
+        const c = ctx();
+        const r = await c.client.call('image.delete', { name });
+        return { text: `deleted image ${r.name}\n` };
+      }),
+    );
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 import { register as build } from './build.js';
 import { register as del } from './delete.js';
 import { register as list } from './list.js';
@@ -9,8 +9,8 @@ import { register as cacheCmd } from './cache.js';
 import { register as exportCmd } from './export.js';
 import { register as registerCmd } from './register.js';
 
-export function register(program: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(program: Command, ctx: () => CliContext, act: Act): void {
   const image = program.command('image').description('manage images');
-  for (const r of [list, show, del, build, pull, registerCmd, exportCmd, cacheCmd]) r(image, ctx, setCode);
+  for (const r of [list, show, del, build, pull, registerCmd, exportCmd, cacheCmd]) r(image, ctx, act);
   for (const c of image.commands) c.exitOverride();
 }

@@ -1,27 +1,26 @@
 import type { Command } from 'commander';
 import type { ImageView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 import { formatBytes, table } from '../../render/table.js';
 
-export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function renderImages(images: readonly ImageView[]): string {
+  if (images.length === 0) return 'no images yet (the default image is built by the first `banger vm run`)\n';
+  return table(
+    ['NAME', 'SOURCE', 'DISTRO', 'KERNEL', 'SIZE', 'ID'],
+    images.map((i) => [i.name, i.source, i.distro, i.kernel, formatBytes(i.size_bytes), i.id.slice(0, 12)]),
+  );
+}
+
+export function register(image: Command, ctx: () => CliContext, act: Act): void {
   image
     .command('list')
     .alias('ls')
     .description('list local images')
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const c = ctx();
-      const images = await c.client.call<'image.list', ImageView[]>('image.list', {});
-      if (opts.json) c.out.write(`${JSON.stringify(images, null, 2)}\n`);
-      else if (images.length === 0)
-        c.out.write('no images yet (the default image is built by the first `banger vm run`)\n');
-      else
-        c.out.write(
-          table(
-            ['NAME', 'SOURCE', 'DISTRO', 'KERNEL', 'SIZE', 'ID'],
-            images.map((i) => [i.name, i.source, i.distro, i.kernel, formatBytes(i.size_bytes), i.id.slice(0, 12)]),
-          ),
-        );
-      setCode(0);
-    });
+    .action(
+      act(async () => {
+        const images = await ctx().client.call('image.list', {});
+        return { json: images, text: renderImages(images) };
+      }),
+    );
 }

@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
 interface PullOptions {
@@ -14,7 +13,7 @@ interface PullOptions {
   sha256?: string;
 }
 
-export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(image: Command, ctx: () => CliContext, act: Act): void {
   image
     .command('pull')
     .description(
@@ -32,24 +31,25 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
       'after',
       '\nExamples:\n  banger image pull 127.0.0.1:5000/team/dev:latest --name dev\n  banger image pull file:///srv/dev.tar.zst --sha256 3b1f…',
     )
-    .action(async (ref: string, o: PullOptions) => {
-      const c = ctx();
-      const abs = (p: string): string => resolve(p);
-      const i = await c.client.call<'image.pull', ImageView>(
-        'image.pull',
-        {
-          ref,
-          ...(o.name ? { name: o.name } : {}),
-          ...(o.kernelRef ? { kernel_ref: o.kernelRef } : {}),
-          ...(o.kernel ? { kernel: abs(o.kernel) } : {}),
-          ...(o.initrd ? { initrd: abs(o.initrd) } : {}),
-          ...(o.modules ? { modules: abs(o.modules) } : {}),
-          ...(o.size ? { size: o.size } : {}),
-          ...(o.sha256 ? { sha256: o.sha256 } : {}),
-        },
-        { onEvent: progressPrinter(c.err, c.style) },
-      );
-      c.out.write(`pulled image ${i.name} (${i.id.slice(0, 12)})\n`);
-      setCode(0);
-    });
+    .action(
+      act(async (ref: string, o: PullOptions) => {
+        const c = ctx();
+        const abs = (p: string): string => resolve(p);
+        const i = await c.client.call(
+          'image.pull',
+          {
+            ref,
+            ...(o.name ? { name: o.name } : {}),
+            ...(o.kernelRef ? { kernel_ref: o.kernelRef } : {}),
+            ...(o.kernel ? { kernel: abs(o.kernel) } : {}),
+            ...(o.initrd ? { initrd: abs(o.initrd) } : {}),
+            ...(o.modules ? { modules: abs(o.modules) } : {}),
+            ...(o.size ? { size: o.size } : {}),
+            ...(o.sha256 ? { sha256: o.sha256 } : {}),
+          },
+          { onEvent: progressPrinter(c.err, c.style) },
+        );
+        return { text: `pulled image ${i.name} (${i.id.slice(0, 12)})\n` };
+      }),
+    );
 }

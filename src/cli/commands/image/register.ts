@@ -1,9 +1,8 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { ImageView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 
-export function register(image: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(image: Command, ctx: () => CliContext, act: Act): void {
   image
     .command('register')
     .description('register an ext4 rootfs on this host as an (unmanaged) image')
@@ -12,25 +11,27 @@ export function register(image: Command, ctx: () => CliContext, setCode: (c: Exi
     .option('--kernel-ref <kernel>', 'kernel to boot it with (default: default_kernel_name)')
     .option('--work-seed <file>', "ext4 image whose content seeds each VM's /root")
     .addHelpText('after', '\nExample:\n  banger image register mine --rootfs /srv/rootfs.ext4')
-    .action(async (name: string, o: { rootfs: string; kernelRef?: string; workSeed?: string }) => {
-      const c = ctx();
-      const i = await c.client.call<'image.register', ImageView>('image.register', {
-        name,
-        rootfs: resolve(o.rootfs),
-        ...(o.kernelRef ? { kernel_ref: o.kernelRef } : {}),
-        ...(o.workSeed ? { work_seed: resolve(o.workSeed) } : {}),
-      });
-      c.out.write(`registered image ${i.name}\n`);
-      setCode(0);
-    });
+    .action(
+      act(async (name: string, o: { rootfs: string; kernelRef?: string; workSeed?: string }) => {
+        const c = ctx();
+        const i = await c.client.call('image.register', {
+          name,
+          rootfs: resolve(o.rootfs),
+          ...(o.kernelRef ? { kernel_ref: o.kernelRef } : {}),
+          ...(o.workSeed ? { work_seed: resolve(o.workSeed) } : {}),
+        });
+        return { text: `registered image ${i.name}\n` };
+      }),
+    );
   image
     .command('promote')
     .description('copy a registered image into managed storage')
     .argument('<image>', 'image name or id')
-    .action(async (name: string) => {
-      const c = ctx();
-      const i = await c.client.call<'image.promote', ImageView>('image.promote', { name });
-      c.out.write(`promoted image ${i.name}\n`);
-      setCode(0);
-    });
+    .action(
+      act(async (name: string) => {
+        const c = ctx();
+        const i = await c.client.call('image.promote', { name });
+        return { text: `promoted image ${i.name}\n` };
+      }),
+    );
 }

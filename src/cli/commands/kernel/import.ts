@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { KernelView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
 interface ImportOptions {
@@ -11,7 +10,7 @@ interface ImportOptions {
   from?: string;
 }
 
-export function register(kernel: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(kernel: Command, ctx: () => CliContext, act: Act): void {
   kernel
     .command('import')
     .description('import a kernel from files on this host')
@@ -24,21 +23,22 @@ export function register(kernel: Command, ctx: () => CliContext, setCode: (c: Ex
       'after',
       '\nExamples:\n  banger kernel import mine --kernel ./vmlinux\n  banger kernel import deb --from ./unpacked-kernel',
     )
-    .action(async (name: string, o: ImportOptions) => {
-      const c = ctx();
-      const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(p));
-      const k = await c.client.call<'kernel.import', KernelView>(
-        'kernel.import',
-        {
-          name,
-          ...(o.kernel ? { kernel: abs(o.kernel) } : {}),
-          ...(o.initrd ? { initrd: abs(o.initrd) } : {}),
-          ...(o.modules ? { modules: abs(o.modules) } : {}),
-          ...(o.from ? { from: abs(o.from) } : {}),
-        },
-        { onEvent: progressPrinter(c.err, c.style) },
-      );
-      c.out.write(`imported kernel ${k.name} (${k.version}, ${k.format})\n`);
-      setCode(0);
-    });
+    .action(
+      act(async (name: string, o: ImportOptions) => {
+        const c = ctx();
+        const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(p));
+        const k = await c.client.call(
+          'kernel.import',
+          {
+            name,
+            ...(o.kernel ? { kernel: abs(o.kernel) } : {}),
+            ...(o.initrd ? { initrd: abs(o.initrd) } : {}),
+            ...(o.modules ? { modules: abs(o.modules) } : {}),
+            ...(o.from ? { from: abs(o.from) } : {}),
+          },
+          { onEvent: progressPrinter(c.err, c.style) },
+        );
+        return { text: `imported kernel ${k.name} (${k.version}, ${k.format})\n` };
+      }),
+    );
 }

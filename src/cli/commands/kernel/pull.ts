@@ -1,23 +1,23 @@
 import type { Command } from 'commander';
-import type { KernelView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 import { progressPrinter } from '../../render/progress.js';
 
-export function register(kernel: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(kernel: Command, ctx: () => CliContext, act: Act): void {
   kernel
     .command('pull')
     .description('pull a kernel from the catalog')
     .argument('<name>', 'catalog name (see `banger kernel list --available`)')
     .option('--force', 'pull again even if it is already present')
     .addHelpText('after', '\nExample:\n  banger kernel pull debian-bookworm-cloud')
-    .action(async (name: string, o: { force?: boolean }) => {
-      const c = ctx();
-      const k = await c.client.call<'kernel.pull', KernelView>(
-        'kernel.pull',
-        { name, force: o.force ?? false },
-        { onEvent: progressPrinter(c.err, c.style) },
-      );
-      c.out.write(`pulled kernel ${k.name} (${k.version}, ${k.format}, sha256 ${k.sha256.slice(0, 12)}…)\n`);
-      setCode(0);
-    });
+    .action(
+      act(async (name: string, o: { force?: boolean }) => {
+        const c = ctx();
+        const k = await c.client.call(
+          'kernel.pull',
+          { name, force: o.force ?? false },
+          { onEvent: progressPrinter(c.err, c.style) },
+        );
+        return { text: `pulled kernel ${k.name} (${k.version}, ${k.format}, sha256 ${k.sha256.slice(0, 12)}…)\n` };
+      }),
+    );
 }

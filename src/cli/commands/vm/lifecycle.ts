@@ -1,92 +1,89 @@
 import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
-import { badRequest } from '../../../errors.js';
 import type { VmView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import { badRequest } from '../../../errors.js';
+import type { Act, CliContext } from '../../context.js';
+import type { Style } from '../../render/style.js';
 import { keyValues } from '../../render/table.js';
 import { forEachVm, registerSimple } from './multi.js';
-import { parseIntFlag, parseMemoryFlag } from './run.js';
+import { addSizingFlags, sizingParams, type SizingFlags } from './spec.js';
 
-export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
-  registerSimple(vm, ctx, setCode, 'start', 'vm.start', 'started', 'start stopped VMs (waits for ssh)');
-  registerSimple(vm, ctx, setCode, 'stop', 'vm.stop', 'stopped', 'stop VMs: guest poweroff, then kill after 10 s');
-  registerSimple(vm, ctx, setCode, 'restart', 'vm.restart', 'restarted', 'stop then start VMs (a fresh boot)');
+export function renderVm(v: VmView, style: Style): string {
+  const rows: [string, string][] = [
+    ['name', v.name],
+    ['id', v.id],
+    ['state', v.state],
+    ['image', v.image],
+    ['vcpu', String(v.vcpu)],
+    ['memory', `${v.memory_mib} MiB`],
+    ['disk', `${v.disk_bytes} bytes`],
+    ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
+    ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`],
+    ['ssh', v.ssh ?? '-'],
+    ['root disk', v.disk_strategy],
+    ['pid', v.pid === null ? '-' : String(v.pid)],
+    ['created', v.created_at],
+    ...(v.problems ?? []).map((p): [string, string] => ['problem', style.yellow(p)]),
+  ];
+  return keyValues(rows);
+}
+
+export function register(vm: Command, ctx: () => CliContext, act: Act): void {
+  registerSimple(vm, ctx, act, 'start', 'vm.start', 'started', 'start stopped VMs (waits for ssh)');
+  registerSimple(vm, ctx, act, 'stop', 'vm.stop', 'stopped', 'stop VMs: guest poweroff, then kill after 10 s');
+  registerSimple(vm, ctx, act, 'restart', 'vm.restart', 'restarted', 'stop then start VMs (a fresh boot)');
   vm.command('kill')
     .description('kill the VMM of VMs at once (no guest shutdown)')
     .argument('<vm...>', 'VM names or ids')
     .option('--signal <sig>', 'signal for the VMM process', 'SIGKILL')
-    .action(async (refs: string[], o: { signal: string }) => {
-      const c = ctx();
-      const sig = o.signal.toUpperCase().startsWith('SIG') ? o.signal.toUpperCase() : `SIG${o.signal.toUpperCase()}`;
-      if (!(sig in osConstants.signals))
-        throw badRequest(`unknown signal ${JSON.stringify(o.signal)}`, 'e.g. --signal SIGTERM (see `kill -l`)');
-      setCode(
-        await forEachVm(c, refs, 'killed', (id) =>
-          c.client.call<'vm.kill', VmView>('vm.kill', { ref: id, signal: sig }),
-        ),
-      );
-    });
-  vm.command('set')
-    .description('change vcpu, memory or disk size of stopped VMs')
-    .argument('<vm...>', 'VM names or ids')
-    .option('--vcpu <n>', 'virtual CPUs')
-    .option('--memory <size>', 'memory, MiB or with a unit (2G)')
-    .option('--disk-size <size>', 'grow the /root work disk to this size')
+    .action(
+      act((refs: string[], o: { signal: string }) => {
+        const c = ctx();
+        const up = o.signal.toUpperCase();
+        const sig = up.startsWith('SIG') ? up : `SIG${up}`;
+        if (!(sig in osConstants.signals))
+          throw badRequest(`unknown signal ${JSON.stringify(o.signal)}`, 'e.g. --signal SIGTERM (see `kill -l`)');
+        return forEachVm(c, refs, 'killed', (id) => c.client.call('vm.kill', { ref: id, signal: sig }));
+      }),
+    );
+  addSizingFlags(
+    vm
+      .command('set')
+      .description('change vcpu, memory or disk size of stopped VMs')
+      .argument('<vm...>', 'VM names or ids'),
+    'grow the /root work disk to this size',
+  )
     .addHelpText('after', '\nExample:\n  banger vm set dev --vcpu 2 --memory 4G')
-    .action(async (refs: string[], o: { vcpu?: string; memory?: string; diskSize?: string }) => {
-      const c = ctx();
-      const vcpu = parseIntFlag('--vcpu', o.vcpu);
-      const memory = parseMemoryFlag(o.memory);
-      const params = {
-        ...(vcpu === undefined ? {} : { vcpu }),
-        ...(memory === undefined ? {} : { memory_mib: memory }),
-        ...(o.diskSize === undefined ? {} : { disk_size: o.diskSize }),
-      };
-      setCode(
-        await forEachVm(c, refs, 'updated', (id) => c.client.call<'vm.set', VmView>('vm.set', { ref: id, ...params })),
-      );
-    });
+    .action(
+      act((refs: string[], o: SizingFlags) => {
+        const c = ctx();
+        const params = sizingParams(o);
+        return forEachVm(c, refs, 'updated', (id) => c.client.call('vm.set', { ref: id, ...params }));
+      }),
+    );
   vm.command('show')
     .description('show one VM')
     .argument('<vm>', 'VM name or id')
     .option('--json', 'print JSON')
-    .action(async (ref: string, o: { json?: boolean }) => {
-      const c = ctx();
-      const v = await c.client.call<'vm.show', VmView>('vm.show', { ref });
-      if (o.json) c.out.write(`${JSON.stringify(v, null, 2)}\n`);
-      else {
-        const rows: [string, string][] = [
-          ['name', v.name],
-          ['id', v.id],
-          ['state', v.state],
-          ['image', v.image],
-          ['vcpu', String(v.vcpu)],
-          ['memory', `${v.memory_mib} MiB`],
-          ['disk', `${v.disk_bytes} bytes`],
-          ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
-          ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`],
-          ['ssh', v.ssh ?? '-'],
-          ['root disk', v.disk_strategy],
-          ['pid', v.pid === null ? '-' : String(v.pid)],
-          ['created', v.created_at],
-          ...(v.problems ?? []).map((p): [string, string] => ['problem', c.style.yellow(p)]),
-        ];
-        c.out.write(keyValues(rows));
-      }
-      setCode(0);
-    });
+    .action(
+      act(async (ref: string) => {
+        const c = ctx();
+        const v = await c.client.call('vm.show', { ref });
+        return { json: v, text: renderVm(v, c.style) };
+      }),
+    );
   vm.command('prune')
     .description('delete every VM that is not running')
     .option('-f, --force', 'do not ask')
-    .action(async (o: { force?: boolean }) => {
-      const c = ctx();
-      if (!o.force) {
-        c.err.write('banger: vm prune deletes every stopped VM with its disks\nhint: rerun with -f to confirm\n');
-        setCode(1);
-        return;
-      }
-      const r = await c.client.call<'vm.prune', { deleted: string[] }>('vm.prune', {});
-      c.out.write(r.deleted.length ? r.deleted.map((n) => `deleted ${n}\n`).join('') : 'nothing to prune\n');
-      setCode(0);
-    });
+    .action(
+      act(async (o: { force?: boolean }) => {
+        if (!o.force)
+          return {
+            code: 1,
+            err: 'banger: vm prune deletes every stopped VM with its disks\nhint: rerun with -f to confirm\n',
+          };
+        const r = await ctx().client.call('vm.prune', {});
+        return { text: r.deleted.length ? r.deleted.map((n) => `deleted ${n}\n`).join('') : 'nothing to prune\n' };
+      }),
+    );
 }

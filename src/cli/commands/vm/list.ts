@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { VmView } from '../../../api/methods.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext, CommandResult } from '../../context.js';
 import { formatBytes, table } from '../../render/table.js';
 
 export function renderVmTable(vms: readonly VmView[]): string {
@@ -20,16 +20,15 @@ export function renderVmTable(vms: readonly VmView[]): string {
   );
 }
 
-export async function listVms(c: CliContext, opts: { json?: boolean }): Promise<ExitCode> {
-  const vms = await c.client.call<'vm.list', VmView[]>('vm.list', {});
-  c.out.write(opts.json ? `${JSON.stringify(vms, null, 2)}\n` : renderVmTable(vms));
-  return 0;
+export async function listVms(c: CliContext): Promise<CommandResult> {
+  const vms = await c.client.call('vm.list', {});
+  return { json: vms, text: renderVmTable(vms) };
 }
 
-export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(vm: Command, ctx: () => CliContext, act: Act): void {
   vm.command('list')
     .alias('ls')
     .description('list VMs')
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => setCode(await listVms(ctx(), opts)));
+    .action(act(() => listVms(ctx())));
 }

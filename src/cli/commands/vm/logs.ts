@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 
 const CHUNK = 1 << 20;
 /** Most read per poll; a guest printing faster than this is shown with gaps (the log is cut back at 10 MiB). */
@@ -36,21 +36,23 @@ async function follow(path: string, from: number, out: NodeJS.WritableStream, si
   }
 }
 
-export function register(vm: Command, ctx: () => CliContext, setCode: (c: ExitCode) => void): void {
+export function register(vm: Command, ctx: () => CliContext, act: Act): void {
   vm.command('logs')
     .description("print a VM's serial console log")
     .argument('<vm>', 'VM name or id')
     .option('-f, --follow', 'keep printing as the console grows (Ctrl-C to stop)')
     .addHelpText('after', '\nExamples:\n  banger vm logs calm-otter | tail -50\n  banger vm logs -f calm-otter')
-    .action(async (ref: string, o: { follow?: boolean }) => {
-      const c = ctx();
-      const r = await c.client.call<'vm.logs', { text: string; path: string; size: number }>('vm.logs', { ref });
-      c.out.write(r.text);
-      if (o.follow) {
+    .action(
+      act(async (ref: string, o: { follow?: boolean }) => {
+        const c = ctx();
+        const r = await c.client.call('vm.logs', { ref });
+        if (!o.follow) return { text: r.text };
+        // Following streams: what is there is printed before the rest arrives.
+        c.out.write(r.text);
         const ac = new AbortController();
         process.once('SIGINT', () => ac.abort());
         await follow(r.path, r.size, c.out, ac.signal);
-      }
-      setCode(0);
-    });
+        return {};
+      }),
+    );
 }

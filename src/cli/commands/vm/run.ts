@@ -1,27 +1,21 @@
 import type { Command } from 'commander';
-import type { SshInfo, VmView } from '../../../api/methods.js';
-import { parseSize } from '../../../config/sizes.js';
+import type { VmView } from '../../../api/methods.js';
 import { AppError, badRequest } from '../../../errors.js';
 import { sshArgv } from '../../../ssh/argv.js';
 import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
 import { sshFailure } from '../../../ssh/failure.js';
 import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext, CommandResult } from '../../context.js';
 import { renderError } from '../../render/errors.js';
 import { progressPrinter } from '../../render/progress.js';
 import { formatBytes, formatDuration } from '../../render/table.js';
+import { addVmSpecFlags, vmSpecParams, type VmSpecFlags } from './spec.js';
 
 /** Exit status when banger itself failed in command mode (never ssh's 255). */
 export const EXIT_BANGER_FAILED = 125;
 
-export interface RunOptions {
-  name?: string;
-  image?: string;
-  vcpu?: string;
-  memory?: string;
-  diskSize?: string;
-  nat?: boolean;
+export interface RunOptions extends VmSpecFlags {
   rm?: boolean;
   detach?: boolean;
   env?: string[];
@@ -29,36 +23,13 @@ export interface RunOptions {
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
-/** Strict integer flag parsing: '2' ok; '2x', '', '1.5' rejected. */
-export function parseIntFlag(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v.trim())) throw badRequest(`invalid ${flag} "${v}": expected a whole number`, `e.g. ${flag} 2`);
-  return Number(v);
-}
-
-/** --memory takes MiB or a size with a unit; returns MiB. */
-export function parseMemoryFlag(v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (/^-/.test(v.trim()))
-    throw badRequest(`invalid --memory "${v}": must be positive`, 'e.g. --memory 2048 (MiB) or --memory 2G');
-  return Math.floor(parseSize(v, '--memory') / 1048576);
-}
-
-export function register(
-  vm: Command,
-  ctx: () => CliContext,
-  setCode: (c: ExitCode) => void,
-  guestCmd: () => string[] | undefined,
-): void {
-  vm.command('run')
-    .description('create a VM, start it and open a shell in it (or run a command and exit with its status)')
-    .argument('[path]', 'a git checkout to ship into the VM (workspaces: not supported yet)')
-    .option('--name <name>', 'VM name (a-z, 0-9, -); generated when omitted')
-    .option('--image <image>', 'image name (default: debian-bookworm, built on first use)')
-    .option('--vcpu <n>', 'virtual CPUs')
-    .option('--memory <size>', 'memory, MiB or with a unit (2G)')
-    .option('--disk-size <size>', 'size of the /root work disk (e.g. 8G)')
-    .option('--nat', 'allow the guest outbound network access')
+export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd: () => string[] | undefined): void {
+  addVmSpecFlags(
+    vm
+      .command('run')
+      .description('create a VM, start it and open a shell in it (or run a command and exit with its status)')
+      .argument('[path]', 'a git checkout to ship into the VM (workspaces: not supported yet)'),
+  )
     .option('--rm', 'delete the VM when the session or command ends')
     .option('-d, --detach', 'create and start the VM, then exit')
     .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect)
@@ -70,9 +41,7 @@ Examples:
   banger vm run --rm -- make -C /root test       run a command, exit with its status, delete the VM
   banger vm run --name dev --vcpu 2 --memory 2G -d`,
     )
-    .action(async (path: string | undefined, opts: RunOptions) => {
-      setCode(await runVm(ctx(), path, opts, guestCmd()));
-    });
+    .action(act((path: string | undefined, opts: RunOptions) => runVm(ctx(), path, opts, guestCmd())));
 }
 
 export async function runVm(
@@ -80,7 +49,8 @@ export async function runVm(
   path: string | undefined,
   opts: RunOptions,
   cmd: string[] | undefined,
-): Promise<ExitCode> {
+): Promise<CommandResult> {
+  // Interactive: progress, the session and its failures go to the terminal as they happen.
   const commandMode = cmd !== undefined && cmd.length > 0;
   const failCode = commandMode ? EXIT_BANGER_FAILED : 1;
   let created: VmView | undefined;
@@ -108,36 +78,18 @@ export async function runVm(
         'use `banger vm ssh NAME -- cmd` after a detached run',
       );
     const env = parseEnvFlags(opts.env ?? []);
-    const vcpu = parseIntFlag('--vcpu', opts.vcpu);
-    const memory = parseMemoryFlag(opts.memory);
+    const params = { ...vmSpecParams(opts), start: true };
     const started = Date.now();
-    created = await c.client.call<'vm.create', VmView>(
-      'vm.create',
-      {
-        ...(opts.name === undefined ? {} : { name: opts.name }),
-        ...(opts.image === undefined ? {} : { image: opts.image }),
-        ...(vcpu === undefined ? {} : { vcpu }),
-        ...(memory === undefined ? {} : { memory_mib: memory }),
-        ...(opts.diskSize === undefined ? {} : { disk_size: opts.diskSize }),
-        nat: opts.nat ?? false,
-        start: true,
-      },
-      { onEvent: progressPrinter(c.err, c.style), signal: abort.signal },
-    );
+    created = await c.client.call('vm.create', params, {
+      onEvent: progressPrinter(c.err, c.style),
+      signal: abort.signal,
+    });
     c.err.write(
       `${c.style.dim('spec:')} ${created.vcpu} vcpu | ${created.memory_mib} MiB | ${formatBytes(created.disk_bytes)} disk\n`,
     );
     c.err.write(`${c.style.dim(`VM ${created.name} ready in ${formatDuration(Date.now() - started)}`)}\n`);
-    if (opts.detach) {
-      c.out.write(`${created.name}\n`);
-      c.err.write(`connect with: banger vm ssh ${created.name}\n`);
-      return 0;
-    }
-    const info = await c.client.call<'vm.ssh_info', SshInfo>(
-      'vm.ssh_info',
-      { ref: created.name },
-      { signal: abort.signal },
-    );
+    if (opts.detach) return { text: `${created.name}\n`, err: `connect with: banger vm ssh ${created.name}\n` };
+    const info = await c.client.call('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
     process.off('SIGINT', onSigint);
     const argv = sshArgv(
       'ssh',
@@ -151,24 +103,24 @@ export async function runVm(
     const code = await runAttached(argv);
     if (code === 255 && interrupted) {
       c.err.write('banger: interrupted\n');
-      return 130;
+      return { code: 130 };
     }
     if (code === 255) {
       c.err.write(renderError(await sshFailure(c.runner, info), c.style));
-      return failCode;
+      return { code: failCode };
     }
     if (!commandMode && !opts.rm)
       c.err.write(
         c.style.dim(`VM ${created.name} is still running; stop it with \`banger vm delete ${created.name}\`\n`),
       );
-    return code;
+    return { code };
   } catch (e) {
     if (e instanceof AppError && e.code === 'cancelled') {
       c.err.write('banger: interrupted\n');
-      return commandMode ? EXIT_BANGER_FAILED : 130;
+      return { code: commandMode ? EXIT_BANGER_FAILED : 130 };
     }
     c.err.write(renderError(e, c.style));
-    return failCode;
+    return { code: failCode };
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGINT', onSessionSigint);

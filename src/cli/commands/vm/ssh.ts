@@ -1,41 +1,39 @@
 import type { Command } from 'commander';
-import type { SshInfo } from '../../../api/methods.js';
 import { sshArgv } from '../../../ssh/argv.js';
 import { sshFailure } from '../../../ssh/failure.js';
 import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
-import type { CliContext, ExitCode } from '../../context.js';
+import type { Act, CliContext } from '../../context.js';
 import { renderError } from '../../render/errors.js';
 import { collect, EXIT_BANGER_FAILED } from './run.js';
 import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
 
-export function register(
-  vm: Command,
-  ctx: () => CliContext,
-  setCode: (c: ExitCode) => void,
-  guestCmd: () => string[] | undefined,
-): void {
+export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd: () => string[] | undefined): void {
   vm.command('ssh')
     .description('open a shell in a running VM, or run a command there (after --)')
     .argument('<vm>', 'VM name or id')
     .option('-e, --env <KEY=VAL>', 'environment variable for the command (repeatable)', collect)
     .addHelpText('after', '\nExamples:\n  banger vm ssh dev\n  banger vm ssh dev -- uname -a')
-    .action(async (ref: string, o: { env?: string[] }) => {
-      const c = ctx();
-      const cmd = guestCmd();
-      const env = parseEnvFlags(o.env ?? []);
-      const info = await c.client.call<'vm.ssh_info', SshInfo>('vm.ssh_info', { ref });
-      const argv = sshArgv(
-        'ssh',
-        info,
-        cmd && cmd.length ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty },
-      );
-      const code = await runAttached(argv);
-      if (code === 255) {
-        c.err.write(renderError(await sshFailure(c.runner, info), c.style));
-        setCode(cmd && cmd.length ? EXIT_BANGER_FAILED : 1);
-        return;
-      }
-      setCode(code);
-    });
+    .action(
+      act(async (ref: string, o: { env?: string[] }) => {
+        const c = ctx();
+        const cmd = guestCmd();
+        const env = parseEnvFlags(o.env ?? []);
+        const info = await c.client.call('vm.ssh_info', { ref });
+        const argv = sshArgv(
+          'ssh',
+          info,
+          cmd && cmd.length
+            ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) }
+            : { tty: c.stdinIsTty },
+        );
+        const code = await runAttached(argv);
+        if (code === 255)
+          return {
+            code: cmd && cmd.length ? EXIT_BANGER_FAILED : 1,
+            err: renderError(await sshFailure(c.runner, info), c.style),
+          };
+        return { code };
+      }),
+    );
 }

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { VmView } from '../api/methods.js';
+import { notFound } from '../errors.js';
+import type { CliContext } from './context.js';
+import { buildProgram } from './main.js';
+import { makeStyle } from './render/style.js';
+
+const VM: VmView = {
+  id: '0123456789abcdef',
+  name: 'dev',
+  state: 'stopped',
+  image: 'debian-bookworm',
+  vcpu: 2,
+  memory_mib: 2048,
+  disk_bytes: 8 << 30,
+  vmm: 'qemu',
+  accel: 'tcg',
+  network_mode: 'user',
+  nat: false,
+  ssh: null,
+  disk_strategy: 'qcow2',
+  pid: null,
+  created_at: '2026-01-01T00:00:00Z',
+};
+
+/** Runs `banger argv` against a fake daemon; what it printed, its exit code and the calls it made. */
+async function run(
+  argv: string[],
+  answer: (method: string, params: Record<string, unknown>) => unknown = () => VM,
+): Promise<{ out: string; err: string; code: number | undefined; calls: [string, unknown][] }> {
+  let out = '';
+  let err = '';
+  let code: number | undefined;
+  const calls: [string, unknown][] = [];
+  const ctx = {
+    client: {
+      call: async (method: string, params: Record<string, unknown>) => {
+        calls.push([method, params]);
+        return answer(method, params);
+      },
+    },
+    out: { write: (s: string) => ((out += s), true) },
+    err: { write: (s: string) => ((err += s), true) },
+    style: makeStyle(false, {}),
+    version: 'test',
+    env: {},
+  } as unknown as CliContext;
+  const p = buildProgram(
+    () => ctx,
+    (c) => (code = c),
+    () => undefined,
+  );
+  await p.parseAsync(argv, { from: 'user' });
+  return { out, err, code, calls };
+}
+
+test('a command returns its data: --json prints it as JSON, without --json the same data as text', async () => {
+  const json = await run(['vm', 'show', 'dev', '--json']);
+  assert.deepEqual(JSON.parse(json.out), VM);
+  assert.equal(json.code, 0);
+  const text = await run(['vm', 'show', 'dev']);
+  assert.match(text.out, /^name +dev$/m);
+  assert.match(text.out, /^memory +2048 MiB$/m);
+  assert.equal(text.code, 0);
+  const list = await run(['ps', '--json'], () => [VM]);
+  assert.deepEqual(JSON.parse(list.out), [VM]);
+});
+
+test('a multi-target verb reports each target; one failure makes the exit code 1 and goes to stderr', async () => {
+  const r = await run(['vm', 'delete', 'dev', 'nosuch'], (method) =>
+    method === 'vm.resolve'
+      ? [
+          { ref: 'dev', id: VM.id, name: 'dev' },
+          { ref: 'nosuch', error: notFound('no VM named "nosuch"', 'run `banger vm list`') },
+        ]
+      : { name: 'dev' },
+  );
+  assert.equal(r.out, 'deleted dev\n');
+  assert.match(r.err, /^banger: nosuch: no VM named "nosuch"\nhint: run `banger vm list`\n$/);
+  assert.equal(r.code, 1);
+});
+
+test('vm create and vm run share the VM-spec flags and send the same params; sizes go as the user wrote them', async () => {
+  const flags = ['--name', 'dev', '--image', 'img', '--vcpu', '2', '--memory', '2G', '--disk-size', '8G', '--nat'];
+  const create = await run(['vm', 'create', ...flags, '--no-start']);
+  const runD = await run(['vm', 'run', ...flags, '-d']);
+  const spec = { name: 'dev', image: 'img', vcpu: 2, memory: '2G', disk_size: '8G', nat: true };
+  assert.deepEqual(create.calls, [['vm.create', { ...spec, start: false }]]);
+  assert.deepEqual(runD.calls[0], ['vm.create', { ...spec, start: true }]);
+  assert.equal(create.out, 'dev\n');
+  assert.equal(runD.out, 'dev\n');
+  assert.equal(runD.code, 0);
+});
+
+test('vm set sends the sizing flags unparsed; a bad --vcpu is named before the daemon is asked', async () => {
+  const ok = await run(['vm', 'set', 'dev', '--memory', '512M', '--disk-size', '10'], (method) =>
+    method === 'vm.resolve' ? [{ ref: 'dev', id: VM.id, name: 'dev' }] : VM,
+  );
+  assert.deepEqual(ok.calls[1], ['vm.set', { ref: VM.id, memory: '512M', disk_size: '10' }]);
+  await assert.rejects(run(['vm', 'set', 'dev', '--vcpu', '2x']), /invalid --vcpu "2x": expected a whole number/);
+});

@@ -1,0 +1,48 @@
+import type { ImageView } from '../../api/methods.js';
+import type { ImageService } from '../../services/image/service.js';
+import type { ImageRow } from '../../store/images.js';
+import type { Routes } from '../server.js';
+
+export function imageView(i: ImageRow): ImageView {
+  return {
+    id: i.id,
+    name: i.name,
+    source: i.source,
+    kernel: i.kernelName,
+    distro: i.distro,
+    size_bytes: i.sizeBytes,
+    work_seed: i.workSeedPath !== undefined,
+    created_at: i.createdAt,
+  };
+}
+
+export interface ImageRouteDeps {
+  images: ImageService;
+  /** Names of the VMs made from an image (by image id). */
+  usedBy: (imageId: string) => string[];
+}
+
+/** image.*: the ImageService's rows as the API's views. */
+export function imageRoutes({ images, usedBy }: ImageRouteDeps): Routes<'image'> {
+  return {
+    'image.list': () => images.list().map(imageView),
+    'image.show': (p) => {
+      const i = images.get(p.name);
+      return {
+        ...imageView(i),
+        dir: i.dir,
+        rootfs: i.rootfsPath,
+        managed: i.managed,
+        assets_version: i.assetsVersion,
+        vms: usedBy(i.id),
+      };
+    },
+    'image.delete': (p) => images.delete(p.name),
+    'image.build': async (p, ctx) => imageView(await images.buildCustom(p, ctx)),
+    'image.pull': async (p, ctx) => imageView(await images.pull(p, ctx)),
+    'image.register': async (p, ctx) => imageView(await images.register(p, ctx)),
+    'image.promote': async (p) => imageView(await images.promote(p.name)),
+    'image.cache.prune': (p) => images.pruneCache(p.dry_run ?? false),
+    'image.export': (p, ctx) => images.export(p.name, p.out, ctx),
+  };
+}
