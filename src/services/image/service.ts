@@ -25,6 +25,7 @@ import { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 import { ImagePublisher, type ImageBuilder, type ImageRows } from './publish.js';
 import { mmdebstrapLayer } from './mmdebstrap.js';
 import { promoteImage, registerImage, type RegisterParams } from './register.js';
+import type { BuildParams, PullParams } from './params.js';
 
 export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 
@@ -66,26 +67,7 @@ export interface ImageServiceOptions {
   builder?: ImageBuilder | undefined;
 }
 
-export interface PullParams {
-  ref: string;
-  name?: string | undefined;
-  kernel_ref?: string | undefined;
-  kernel?: string | undefined;
-  initrd?: string | undefined;
-  modules?: string | undefined;
-  /** Rootfs size in bytes (parsed from the API's `size`). */
-  size_bytes?: number | undefined;
-  sha256?: string | undefined;
-}
-
-export interface BuildParams {
-  name: string;
-  suite?: string | undefined;
-  mirror?: string | undefined;
-  packages?: string[] | undefined;
-  /** Rootfs size in bytes (parsed from the API's `size`). */
-  size_bytes?: number | undefined;
-}
+export type { BuildParams, PullParams } from './params.js';
 
 /** Images: the embedded build recipe today; OCI pulls and bundles join through the same pipeline. */
 export class ImageService {
