@@ -9,7 +9,8 @@ import { runChecks } from '../services/doctor/checks.js';
 import { KernelService, type ImportParams } from '../services/kernel/service.js';
 import type { KernelRow } from '../store/kernels.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
-import { VmService } from '../services/vm/service.js';
+import { VmService, type CreateParams } from '../services/vm/service.js';
+import { parseSize } from '../config/sizes.js';
 import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
 import { ImageRepo } from '../store/images.js';
@@ -26,6 +27,7 @@ import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
 import { QemuDriver } from '../vmm/qemu/driver.js';
+import { FirecrackerDriver } from '../vmm/firecracker/driver.js';
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonMode } from './args.js';
 import { streamLogger } from './logger.js';
 import { logDoctorRows } from './startup-doctor.js';
@@ -140,7 +142,11 @@ export async function main(argv: string[]): Promise<number> {
     vms: vmRepo,
     images: imageRepo,
     imageService: images,
-    driver: new QemuDriver(runner, config.qemuBin),
+    // Firecracker is refused by the VM service from what it declares (KVM, bridge networking).
+    driver:
+      config.vmm === 'firecracker'
+        ? new FirecrackerDriver(runner, config.firecrackerBin, { kvmUsable: accel.accel === 'kvm' })
+        : new QemuDriver(runner, config.qemuBin),
     runner,
     keys,
     config,
@@ -195,7 +201,8 @@ export async function main(argv: string[]): Promise<number> {
         method: o.method,
         running_s: Math.round((Date.now() - o.started) / 1000),
       })),
-    'vm.create': (p: Parameters<VmService['create']>[0], ctx) => vms.create(p, ctx),
+    'vm.create': (p: Omit<CreateParams, 'disk_bytes'> & { disk_size?: string }, ctx) =>
+      vms.create(withDiskBytes(p), ctx),
     'vm.list': () => vms.list(),
     'vm.resolve': (p: { refs: string[] }) => vms.resolveMany(p.refs),
     'vm.start': (p: { ref: string }, ctx) => vms.start(p.ref, ctx),
@@ -203,7 +210,7 @@ export async function main(argv: string[]): Promise<number> {
     'vm.restart': (p: { ref: string }, ctx) => vms.restart(p.ref, ctx),
     'vm.kill': (p: { ref: string; signal?: string }) => vms.kill(p.ref, checkSignal(p.signal)),
     'vm.set': (p: { ref: string; vcpu?: number; memory_mib?: number; disk_size?: string }, ctx) =>
-      vms.set(p.ref, p, ctx),
+      vms.set(p.ref, withDiskBytes(p), ctx),
     'vm.prune': (_p: unknown, ctx) => vms.prune(ctx),
     'vm.stats': (p: { ref: string }) => vms.stats(p.ref),
     'vm.show': (p: { ref: string }) => vms.show(p.ref),
@@ -277,4 +284,12 @@ export function reportFatal(e: unknown): number {
     process.stderr.write(`bangerd: fatal: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   }
   return 1;
+}
+
+/** The wire's disk_size as the VM service's disk_bytes, until the API schema parses sizes (issue 11). */
+function withDiskBytes<T extends { disk_size?: string | undefined }>({
+  disk_size,
+  ...rest
+}: T): Omit<T, 'disk_size'> & { disk_bytes?: number } {
+  return { ...rest, ...(disk_size === undefined ? {} : { disk_bytes: parseSize(disk_size, '--disk-size') }) };
 }

@@ -13,11 +13,14 @@ import { FakeRunner } from '../../system/fake-runner.js';
 import { NodeRunner } from '../../system/node-runner.js';
 import { signalProcess } from '../../system/process.js';
 import { Paths } from '../../system/paths.js';
-import { PortInUse, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
+import { PortInUse, type VmmCapabilities, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
+import { QEMU_CAPABILITIES } from '../../vmm/qemu/argv.js';
+import { FIRECRACKER_CAPABILITIES } from '../../vmm/firecracker/driver.js';
 import { nullLogger, type OpContext } from '../context.js';
 import { BootFailure } from './bootwatch.js';
 import { VmService, type Clock } from './service.js';
 import type { SshKeys } from './sshkeys.js';
+import type { VmState } from './states.js';
 
 const roots: string[] = [];
 after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
@@ -52,7 +55,9 @@ interface FakeVmm {
  * with the pretend time it was sent at.
  */
 class FakeDriver implements VmmDriver {
-  readonly kind = 'qemu' as const;
+  kind: 'qemu' | 'firecracker' = 'qemu';
+  /** qemu's by default; a test may declare another VMM's. */
+  capabilities: VmmCapabilities = QEMU_CAPABILITIES;
   /** Live processes by pid. */
   readonly procs = new Map<number, FakeVmm>();
   specs: VmmSpec[] = [];
@@ -123,6 +128,7 @@ function hostRunner(
     .on((a) => a[0] === 'qemu-img' && a[1] === 'create', {})
     .on('mkfs.ext4', {})
     .on((a) => a[0] === 'debugfs' && a.includes('-f'), {})
+    .on((a) => a[0] === 'rm' && a[1] === '-f', {})
     .on(isPoweroff, (a) => {
       const port = Number(a[a.indexOf('-p') + 1]);
       poweroffs.push({ at: clock.now(), command: a.at(-1) ?? '', port });
@@ -240,17 +246,18 @@ test('create + delete: row, disks, VMM spec, and nothing left after delete', asy
 });
 
 for (const [params, re] of [
-  [{ vcpu: 0 }, /invalid --vcpu 0/],
-  [{ vcpu: 1.5 }, /invalid --vcpu/],
-  [{ memory_mib: -1 }, /invalid --memory -1/],
-  [{ disk_size: '1Q' }, /invalid size/],
-  [{ disk_size: '1M' }, /at least 64M/],
+  [{ vcpu: 0 }, /^invalid vcpu 0: must be a whole number from 1 to 2$/],
+  [{ vcpu: 1.5 }, /^invalid vcpu 1\.5:/],
+  [{ memory_mib: -1 }, /^invalid memory_mib -1: must be at least 128 MiB$/],
+  [{ memory_mib: 64 }, /^invalid memory_mib 64: must be at least 128 MiB$/],
+  [{ disk_bytes: 1048576 }, /^invalid disk_bytes 1048576 \(1M\): must be at least 64M$/],
+  [{ disk_bytes: 1.5 }, /^invalid disk_bytes 1\.5: must be at least 64M$/],
   [{ name: 'Bad_Name' }, /position 1/],
   // The host of setup(): 2 CPUs, 8 GiB.
-  [{ memory_mib: 1e12 }, /^invalid --memory 1000000000000: more than this host's memory \(at most 8192 MiB\)$/],
-  [{ memory_mib: 8193 }, /invalid --memory 8193: .*at most 8192 MiB/],
-  [{ vcpu: 3 }, /^invalid --vcpu 3: more than this host's 2 CPUs \(at most 2\)$/],
-  [{ disk_size: '9T' }, /^--disk-size 9T is larger than the maximum disk size, 8T$/],
+  [{ memory_mib: 1e12 }, /^invalid memory_mib 1000000000000: more than this host's memory \(at most 8192 MiB\)$/],
+  [{ memory_mib: 8193 }, /invalid memory_mib 8193: .*at most 8192 MiB/],
+  [{ vcpu: 3 }, /^invalid vcpu 3: more than this host's 2 CPUs \(at most 2\)$/],
+  [{ disk_bytes: 9 * 2 ** 40 }, /^invalid disk_bytes 9895604649984 \(9T\): larger than the maximum disk size, 8T$/],
   [{ name: '' }, /^invalid VM name "": the name is empty$/],
 ] as const) {
   test(`bad input ${JSON.stringify(params)} is rejected before anything is made`, async () => {
@@ -272,13 +279,18 @@ test('vm set refuses memory, vcpu and disk above the limits, naming them, and ch
   const before = vms.byName('dev');
   await assert.rejects(
     svc.set('dev', { memory_mib: 1e12 }, ctx()),
-    /invalid --memory 1000000000000: .*at most 8192 MiB/,
+    /invalid memory_mib 1000000000000: .*at most 8192 MiB/,
   );
-  await assert.rejects(svc.set('dev', { vcpu: 65 }, ctx()), /invalid --vcpu 65: .*at most 2/);
+  await assert.rejects(svc.set('dev', { vcpu: 65 }, ctx()), /invalid vcpu 65: .*at most 2/);
   await assert.rejects(
-    svc.set('dev', { disk_size: '100T' }, ctx()),
-    /--disk-size 100T is larger than the maximum disk size, 8T/,
+    svc.set('dev', { disk_bytes: 100 * 2 ** 40 }, ctx()),
+    /invalid disk_bytes 109951162777600 \(100T\): larger than the maximum disk size, 8T/,
   );
+  await assert.rejects(
+    svc.set('dev', { disk_bytes: 2 ** 30 }, ctx()),
+    /invalid disk_bytes 1073741824 \(1G\): smaller than the current 8589934592 \(8G\)$/,
+  );
+  await assert.rejects(svc.set('dev', {}, ctx()), /nothing to change/);
   assert.deepEqual(vms.byName('dev'), before);
 });
 
@@ -444,14 +456,24 @@ test('reconcile: an unreadable handles.json (not ENOENT) is a problem, not a mis
   assert.match(((await svc.show('live')).problems ?? []).join('\n'), /cannot read .*handles\.json: EISDIR/);
 });
 
-test('firecracker is refused with a hint', async () => {
-  const { svc } = setup();
-  (svc as unknown as { d: { config: { vmm: string } } }).d.config.vmm = 'firecracker';
+test('a VMM that needs KVM or lacks a user-mode network is refused from what it declares, before anything is made', async () => {
+  const { svc, driver, vms, runner } = setup();
+  driver.kind = 'firecracker';
+  driver.capabilities = FIRECRACKER_CAPABILITIES;
   await assert.rejects(
     svc.create({}, ctx()),
     (e: Error & { code?: string; hint?: string }) =>
-      e.code === 'precondition' && /hardware virtualization/.test(e.message),
+      e.code === 'precondition' &&
+      /^vmm = "firecracker" needs hardware virtualization \(KVM\), and this host has none \(test\)$/.test(e.message),
   );
+  driver.capabilities = { ...FIRECRACKER_CAPABILITIES, needsKvm: false };
+  await assert.rejects(
+    svc.create({}, ctx()),
+    (e: Error & { code?: string; hint?: string }) =>
+      e.code === 'precondition' && /needs bridge networking/.test(e.message) && /vmm = "auto"/.test(e.hint ?? ''),
+  );
+  assert.deepEqual(vms.list(), []);
+  assert.equal(runner.calls.length, 0);
 });
 
 test('auto_stop_stale_after stops only VMs untouched for longer than the limit', async () => {
@@ -517,10 +539,12 @@ test('kill --signal: the VMM gets that signal at once, with no guest shutdown', 
 async function leftBehind(
   s: ReturnType<typeof setup>,
   name: string,
-  patch: Parameters<VmRepo['update']>[1],
+  patch: Parameters<VmRepo['update']>[1] & { state?: VmState },
 ): Promise<{ id: string; pid: number; ssh: string | null }> {
   const v = await s.svc.create({ name }, ctx());
-  s.vms.update(v.id, patch);
+  // Straight to the store, past the transition table: this is the daemon that died, not the service.
+  const { state, ...rest } = patch;
+  s.vms.setState(v.id, state ?? 'running', rest);
   return { id: v.id, pid: v.pid as number, ssh: v.ssh };
 }
 
@@ -613,7 +637,7 @@ test('reconcile: an asked-for stop ends stopped with its VMM killed and its disk
     const { svc, vms, driver, paths, restart } = setup();
     const v = await svc.create({ name: 'dev' }, ctx());
     const pid = vms.get(v.id)?.handles?.pid as number;
-    vms.update(v.id, { state });
+    vms.setState(v.id, state);
     await restart().reconcile();
     assert.equal(vms.get(v.id)?.state, 'stopped', state);
     assert.equal(vms.get(v.id)?.handles, undefined, state);
@@ -629,7 +653,7 @@ test('reconcile: a create interrupted during its first boot is removed and its r
   const { svc, vms, driver, paths, restart } = setup();
   const v = await svc.create({ name: 'dev' }, ctx());
   const pid = vms.get(v.id)?.handles?.pid as number;
-  vms.update(v.id, { state: 'creating' });
+  vms.setState(v.id, 'creating');
   await restart().reconcile();
   assert.equal(vms.get(v.id), undefined);
   assert.deepEqual(driver.killed, [pid]);
@@ -653,13 +677,14 @@ test('reconcile: a VMM whose handles were never recorded is found by its control
     networkMode: 'user',
     sshPort: undefined,
     diskStrategy: 'qcow2-overlay',
+    rootDisk: undefined,
     handles: undefined,
     bootId: undefined,
     createdAt: 'now',
     updatedAt: 'now',
   });
   mkdirSync(paths.vmDir('c'.repeat(32)), { recursive: true });
-  const sock = paths.qmpSocket('c'.repeat(32));
+  const sock = paths.controlSocket('c'.repeat(32), '.qmp');
   const runner = new NodeRunner();
   const log = join(paths.vmDir('c'.repeat(32)), 'vmm.log');
   // Stand-ins: one carries the VMM's QMP argument, one only mentions the VM's console log (like `tail -f`).
