@@ -22,8 +22,8 @@ import {
 export interface DisksDeps {
   paths: Paths;
   runner: CommandRunner;
-  /** Which disk formats the VMM reads. */
-  caps: Pick<VmmCapabilities, 'diskFormats'>;
+  /** The VMM: which disk formats it reads. */
+  driver: { readonly capabilities: Pick<VmmCapabilities, 'diskFormats'> };
   log: Logger;
 }
 
@@ -46,7 +46,10 @@ export class VmDisks {
   /** Makes the root disk by the best strategy that works here; the caller records the result. */
   async makeRoot(vm: Pick<VmRow, 'id' | 'overlayBytes'>, base: string, signal: AbortSignal): Promise<StoredRootDisk> {
     // Device-mapper is never chosen automatically yet: it needs privileges and dm, which these hosts lack.
-    const order = strategyOrder({ vmmReadsQcow2: this.d.caps.diskFormats.includes('qcow2'), dmUsable: false });
+    const order = strategyOrder({
+      vmmReadsQcow2: this.d.driver.capabilities.diskFormats.includes('qcow2'),
+      dmUsable: false,
+    });
     const { plan, vars } = await makeRootDisk(
       this.d.runner,
       { base, dir: this.d.paths.vmDir(vm.id), sizeBytes: vm.overlayBytes, vmId: vm.id },

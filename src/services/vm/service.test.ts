@@ -8,7 +8,7 @@ import { defaultConfig } from '../../config/load.js';
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelManifest } from '../kernel/manifest.js';
-import { VmRepo } from '../../store/vms.js';
+import { VmRepo, type VmRow } from '../../store/vms.js';
 import { FakeRunner } from '../../system/fake-runner.js';
 import { NodeRunner } from '../../system/node-runner.js';
 import { signalProcess } from '../../system/process.js';
@@ -325,8 +325,8 @@ test('a failing host step removes the row and the VM dir', async () => {
   assert.deepEqual(readdirSync(paths.vmsDir), []);
 });
 
-test('the root disk falls back from qcow2 to a raw copy and records the strategy', async () => {
-  const { svc, driver, runner } = setup({
+test('the root disk falls back from qcow2 to a raw copy (root.raw) and records its plan', async () => {
+  const { svc, driver, runner, vms, paths } = setup({
     runner: (r) =>
       r
         .on('qemu-img', { missing: true })
@@ -336,11 +336,69 @@ test('the root disk falls back from qcow2 to a raw copy and records the strategy
   });
   const v = await svc.create({ name: 'dev' }, ctx());
   assert.equal(v.disk_strategy, 'sparse-copy');
-  assert.equal(driver.specs[0]?.disks[0]?.format, 'raw');
+  const raw = join(paths.vmDir(v.id), 'root.raw');
+  assert.deepEqual(driver.specs[0]?.disks[0], {
+    id: 'root',
+    path: raw,
+    format: 'raw',
+    readonly: false,
+    serial: 'banger-root',
+  });
+  assert.deepEqual(vms.get(v.id)?.rootDisk, { strategy: 'sparse-copy', path: raw, vars: {} }, 'the plan is recorded');
   assert.deepEqual(
     runner.calls.map((c) => c.argv[0]),
     ['qemu-img', 'cp', 'cp', 'truncate', 'mkfs.ext4', 'debugfs', 'debugfs'],
   );
+  assert.ok(!runner.calls.some((c) => c.argv.at(-1)?.endsWith('root.qcow2') && c.argv[0] === 'cp'));
+  await svc.delete('dev', ctx());
+  assert.deepEqual(runner.callsTo('rm'), [['rm', '-f', raw]], "delete runs the plan's undo");
+});
+
+test('a VMM that declares no qcow2 never gets an overlay: its root disk is a raw copy', async () => {
+  const { svc, driver, runner } = setup({
+    runner: (r) => r.on((a) => a[0] === 'cp' && a[1] === '--reflink=always', {}).on('truncate', {}),
+  });
+  driver.capabilities = { ...QEMU_CAPABILITIES, diskFormats: ['raw'] };
+  const v = await svc.create({ name: 'dev' }, ctx());
+  assert.equal(v.disk_strategy, 'reflink');
+  assert.deepEqual(runner.callsTo('qemu-img'), []);
+  assert.equal(driver.specs[0]?.disks[0]?.format, 'raw');
+});
+
+test("start opens the recorded plan's path, and delete runs its undo with the recorded values (a dm snapshot)", async () => {
+  const { svc, vms, driver, runner, paths } = setup({
+    runner: (r) => r.on('dmsetup', {}).on((a) => a[0] === 'losetup' && a[1] === '-d', {}),
+  });
+  const v = await svc.create({ name: 'dev', start: false }, ctx());
+  const dev = `/dev/mapper/banger-${v.id.slice(0, 12)}`;
+  vms.update(v.id, {
+    diskStrategy: 'dm-snapshot',
+    rootDisk: { strategy: 'dm-snapshot', path: dev, vars: { base_loop: '/dev/loop7', cow_loop: '/dev/loop8' } },
+  });
+  await svc.start('dev', ctx());
+  assert.deepEqual(
+    driver.specs[0]?.disks.map((d) => [d.id, d.path, d.format]),
+    [
+      ['root', dev, 'raw'],
+      ['work', join(paths.vmDir(v.id), 'work.ext4'), 'raw'],
+      ['modules', '/k/modules.ext4', 'raw'],
+    ],
+  );
+  const before = runner.calls.length;
+  await svc.delete('dev', ctx());
+  assert.deepEqual(
+    runner.calls
+      .slice(before)
+      .map((c) => c.argv.join(' '))
+      .filter((a) => !a.startsWith('ssh')),
+    [
+      `dmsetup remove banger-${v.id.slice(0, 12)}`,
+      'losetup -d /dev/loop8',
+      'losetup -d /dev/loop7',
+      `rm -f ${join(paths.vmDir(v.id), 'root.cow')}`,
+    ],
+  );
+  assert.equal(vms.get(v.id), undefined);
 });
 
 test('a VMM that exits during boot is cleaned up', async () => {
@@ -724,4 +782,93 @@ test('the periodic check cuts back the console logs of running VMs only', async 
   assert.equal(readFileSync(join(paths.vmDir(run.id), 'console.log')).length, 0);
   assert.equal(readFileSync(join(paths.vmDir(off.id), 'console.log')).length, 2048);
   assert.equal(vms.byName('off')?.state, 'stopped');
+});
+
+test('VMs made before root-disk plans were recorded (a raw copy named root.qcow2, no plan, handles.json with qmpSocket) are upgraded at startup, adopted, started and deleted', async () => {
+  const s = setup();
+  const legacy = (id: string, name: string, state: VmState, diskStrategy: string): VmRow => ({
+    id: id.repeat(32),
+    name,
+    imageId: 'img1',
+    state,
+    vcpu: 1,
+    memoryMib: 256,
+    diskBytes: 1 << 30,
+    overlayBytes: 1 << 30,
+    nat: false,
+    vmm: 'qemu',
+    accel: 'tcg',
+    networkMode: 'user',
+    sshPort: undefined,
+    diskStrategy,
+    rootDisk: undefined,
+    handles: undefined,
+    bootId: undefined,
+    createdAt: 'then',
+    updatedAt: 'then',
+  });
+  const rows = [
+    legacy('a', 'old-raw', 'stopped', 'sparse-copy'),
+    legacy('b', 'old-overlay', 'stopped', 'qcow2-overlay'),
+    legacy('c', 'old-running', 'running', 'reflink'),
+    // Renamed by an upgrade that died before recording the plan.
+    legacy('d', 'half-upgraded', 'stopped', 'reflink'),
+  ];
+  for (const r of rows) {
+    s.vms.insert(r);
+    mkdirSync(s.paths.vmDir(r.id));
+    writeFileSync(join(s.paths.vmDir(r.id), r.name === 'half-upgraded' ? 'root.raw' : 'root.qcow2'), r.name);
+    writeFileSync(join(s.paths.vmDir(r.id), 'work.ext4'), '');
+  }
+  // The running one: its VMM lives, its handles (written by the old daemon) say qmpSocket.
+  const running = rows[2] as VmRow;
+  const sock = s.paths.controlSocket(running.id, '.qmp');
+  s.driver.procs.set(4242, { startTime: 77, sshPort: 40022 });
+  writeFileSync(
+    join(s.paths.vmDir(running.id), 'handles.json'),
+    JSON.stringify({ pid: 4242, startTime: 77, qmpSocket: sock, sshPort: 40022 }),
+  );
+  s.vms.setState(running.id, 'running', { sshPort: 40022 });
+
+  const svc = s.restart();
+  await svc.reconcile();
+  await svc.reconcile(); // twice: nothing changes the second time
+  const dir = (name: string): string => s.paths.vmDir(s.vms.byName(name)?.id as string);
+  assert.deepEqual(s.vms.byName('old-raw')?.rootDisk, {
+    strategy: 'sparse-copy',
+    path: join(dir('old-raw'), 'root.raw'),
+    vars: {},
+  });
+  assert.equal(readFileSync(join(dir('old-raw'), 'root.raw'), 'utf8'), 'old-raw', 'the same file, renamed');
+  assert.equal(existsSync(join(dir('old-raw'), 'root.qcow2')), false);
+  assert.deepEqual(s.vms.byName('old-overlay')?.rootDisk, {
+    strategy: 'qcow2-overlay',
+    path: join(dir('old-overlay'), 'root.qcow2'),
+    vars: {},
+  });
+  assert.equal(s.vms.byName('half-upgraded')?.rootDisk?.path, join(dir('half-upgraded'), 'root.raw'));
+  assert.equal(s.vms.byName('old-running')?.rootDisk?.path, join(dir('old-running'), 'root.raw'));
+  const adopted = await svc.show('old-running');
+  assert.equal(adopted.state, 'running');
+  assert.equal(adopted.pid, 4242);
+  assert.deepEqual(s.vms.byName('old-running')?.handles, {
+    pid: 4242,
+    startTime: 77,
+    controlSocket: sock,
+    sshPort: 40022,
+  });
+
+  for (const name of ['old-raw', 'old-overlay', 'half-upgraded']) await svc.start(name, ctx());
+  assert.deepEqual(
+    s.driver.specs.map((sp) => [sp.name, sp.disks[0]?.path, sp.disks[0]?.format]),
+    [
+      ['old-raw', join(dir('old-raw'), 'root.raw'), 'raw'],
+      ['old-overlay', join(dir('old-overlay'), 'root.qcow2'), 'qcow2'],
+      ['half-upgraded', join(dir('half-upgraded'), 'root.raw'), 'raw'],
+    ],
+  );
+  for (const r of rows) await svc.delete(r.name, ctx());
+  assert.deepEqual(s.vms.list(), []);
+  assert.deepEqual(readdirSync(s.paths.vmsDir), []);
+  assert.equal(s.driver.procs.size, 0, 'the adopted VMM was stopped by delete');
 });

@@ -86,9 +86,8 @@ export class VmService {
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
-    const caps = d.driver.capabilities;
-    this.runtime = new RuntimeFiles({ ...d, socketSuffix: caps.controlSocket.suffix });
-    this.disks = new VmDisks({ ...d, caps });
+    this.runtime = new RuntimeFiles({ ...d, socketSuffix: d.driver.capabilities.controlSocket.suffix });
+    this.disks = new VmDisks(d);
     this.boot = new VmBoot({ ...d, runtime: this.runtime, sshWaitTimeoutMs: d.config.sshWaitTimeoutMs });
   }
 
