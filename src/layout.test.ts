@@ -14,12 +14,6 @@ import { fileURLToPath } from 'node:url';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const MAX_LINES = 450;
 
-/**
- * Oversized files other in-flight work is splitting. Temporary: empty it once that work has
- * landed; an entry that is no longer oversized (or no longer exists) fails the test.
- */
-const OVERSIZE_ALLOWED: ReadonlySet<string> = new Set(['src/services/vm/service.ts']);
-
 function walk(dir: string): string[] {
   return readdirSync(join(REPO, dir), { withFileTypes: true }).flatMap((e) =>
     e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)],
@@ -33,12 +27,8 @@ test(`no source file under src/ (tests excepted) is over ${MAX_LINES} lines`, ()
   const sizes = walk('src')
     .filter((p) => p.endsWith('.ts') && !isTest(p))
     .map((p) => ({ path: p, lines: lineCount(readFileSync(join(REPO, p), 'utf8')) }));
-  const offenders = sizes
-    .filter((f) => f.lines > MAX_LINES && !OVERSIZE_ALLOWED.has(f.path))
-    .map((f) => `${f.path}: ${f.lines} lines`);
+  const offenders = sizes.filter((f) => f.lines > MAX_LINES).map((f) => `${f.path}: ${f.lines} lines`);
   assert.deepEqual(offenders, [], `split these files to ${MAX_LINES} lines or fewer:\n${offenders.join('\n')}`);
-  const stale = [...OVERSIZE_ALLOWED].filter((p) => !sizes.some((f) => f.path === p && f.lines > MAX_LINES));
-  assert.deepEqual(stale, [], `remove from OVERSIZE_ALLOWED (no longer an oversized file): ${stale.join(', ')}`);
 });
 
 test('no file under src/ is a fake (fakes live in test/fakes/)', () => {

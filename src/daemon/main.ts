@@ -114,7 +114,7 @@ export async function main(argv: string[]): Promise<number> {
     vms: vmRepo,
     images: imageRepo,
     imageService: images,
-    driver: selectVmmDriver(config, runner),
+    driver: selectVmmDriver(config, runner, accel),
     runner,
     keys,
     config,

@@ -66,6 +66,15 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE kernels ADD COLUMN traits TEXT NOT NULL DEFAULT '{}';
   `,
+  // 3: the VMM's control socket is no longer QMP by name (handles.controlSocket), and each VM
+  // records its root-disk plan ({strategy, path, vars}: what to open, what delete undoes).
+  // Rows from before have no plan: the VM service derives it from disk_strategy (services/vm/disks.ts).
+  `
+  UPDATE vms
+    SET handles = json_set(json_remove(handles, '$.qmpSocket'), '$.controlSocket', json_extract(handles, '$.qmpSocket'))
+    WHERE handles IS NOT NULL AND json_valid(handles) AND json_type(handles, '$.qmpSocket') = 'text';
+  ALTER TABLE vms ADD COLUMN root_disk TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

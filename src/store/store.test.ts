@@ -63,6 +63,7 @@ test('VM names are unique and rows round-trip, foreign keys enforced', () => {
     networkMode: 'user',
     sshPort: undefined,
     diskStrategy: 'qcow2-overlay',
+    rootDisk: undefined,
     handles: undefined,
     bootId: undefined,
     createdAt: 'now',
@@ -71,14 +72,15 @@ test('VM names are unique and rows round-trip, foreign keys enforced', () => {
   vms.insert(row);
   assert.throws(() => vms.insert({ ...row, id: 'v2' }), /UNIQUE/);
   assert.throws(() => vms.insert({ ...row, id: 'v3', name: 'other', imageId: 'nope' }), /FOREIGN KEY/);
-  vms.update('v1', {
-    state: 'running',
+  vms.setState('v1', 'running', {
     sshPort: 40022,
-    handles: { pid: 1, startTime: 2, qmpSocket: '/q', sshPort: 40022 },
+    handles: { pid: 1, startTime: 2, controlSocket: '/q', sshPort: 40022 },
   });
+  vms.update('v1', { rootDisk: { strategy: 'reflink', path: '/v/root.raw', vars: { a: 'b' } } });
   const got = vms.byName('dev');
   assert.equal(got?.state, 'running');
-  assert.deepEqual(got?.handles, { pid: 1, startTime: 2, qmpSocket: '/q', sshPort: 40022 });
+  assert.deepEqual(got?.rootDisk, { strategy: 'reflink', path: '/v/root.raw', vars: { a: 'b' } });
+  assert.deepEqual(got?.handles, { pid: 1, startTime: 2, controlSocket: '/q', sshPort: 40022 });
   assert.equal(vms.countByImage('img1'), 1);
   vms.delete('v1');
   assert.deepEqual(vms.list(), []);
@@ -118,7 +120,9 @@ test('migrating a store that holds rows keeps every row readable, from each olde
     );
     const vm = new VmRepo(db).byName('dev');
     assert.equal(vm?.state, 'running', `from ${from}: VM row`);
-    assert.deepEqual(vm?.handles, { pid: 4242, startTime: 77, qmpSocket: '/r/v1.qmp', sshPort: 40022 });
+    // Schema 3 renamed the control socket of running VMs' handles; a VM from before has no root-disk plan.
+    assert.deepEqual(vm?.handles, { pid: 4242, startTime: 77, controlSocket: '/r/v1.qmp', sshPort: 40022 });
+    assert.equal(vm?.rootDisk, undefined);
     assert.equal(vm?.diskBytes, 8589934592);
     db.close();
   }

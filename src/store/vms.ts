@@ -6,8 +6,16 @@ export interface VmHandles {
   pid: number;
   /** Process start time (clock ticks since boot, /proc/<pid>/stat field 22): tells a reused pid apart. */
   startTime: number;
-  qmpSocket: string;
+  /** The VMM's control socket (qemu's QMP, firecracker's API). */
+  controlSocket: string;
   sshPort: number;
+}
+
+/** How a VM's root disk was made (services/vm/rootdisk.ts): the path the VMM opens and the values its undo needs. */
+export interface StoredRootDisk {
+  strategy: string;
+  path: string;
+  vars: Record<string, string>;
 }
 
 export interface VmRow {
@@ -25,6 +33,8 @@ export interface VmRow {
   networkMode: 'user' | 'bridge';
   sshPort: number | undefined;
   diskStrategy: string;
+  /** Undefined for a VM made before plans were stored (schema < 3) until the VM service upgrades it. */
+  rootDisk: StoredRootDisk | undefined;
   handles: VmHandles | undefined;
   bootId: string | undefined;
   createdAt: string;
@@ -46,16 +56,18 @@ type Raw = {
   network_mode: string;
   ssh_port: number | null;
   disk_strategy: string;
+  /** Absent in a store opened read-only before migration 3. */
+  root_disk?: string | null;
   handles: string | null;
   boot_id: string | null;
   created_at: string;
   updated_at: string;
 };
 
-function parseHandles(text: string | null): VmHandles | undefined {
+function parseJson<T>(text: string | null | undefined): T | undefined {
   if (!text) return undefined;
   try {
-    return JSON.parse(text) as VmHandles;
+    return JSON.parse(text) as T;
   } catch {
     return undefined;
   }
@@ -76,11 +88,15 @@ const fromRaw = (r: Raw): VmRow => ({
   networkMode: r.network_mode as VmRow['networkMode'],
   sshPort: r.ssh_port ?? undefined,
   diskStrategy: r.disk_strategy,
-  handles: parseHandles(r.handles),
+  rootDisk: parseJson<StoredRootDisk>(r.root_disk),
+  handles: parseJson<VmHandles>(r.handles),
   bootId: r.boot_id ?? undefined,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
+
+/** What update() may change. */
+export type VmPatch = Partial<Pick<VmRow, 'sshPort' | 'handles' | 'bootId' | 'diskStrategy' | 'rootDisk'>>;
 
 export class VmRepo {
   constructor(private readonly db: Db) {}
@@ -114,9 +130,9 @@ export class VmRepo {
     this.db
       .prepare(
         `INSERT INTO vms (id, name, image_id, state, vcpu, memory_mib, disk_bytes, overlay_bytes, nat, vmm, accel,
-           network_mode, ssh_port, disk_strategy, handles, boot_id, created_at, updated_at)
+           network_mode, ssh_port, disk_strategy, root_disk, handles, boot_id, created_at, updated_at)
          VALUES (@id, @name, @image_id, @state, @vcpu, @memory_mib, @disk_bytes, @overlay_bytes, @nat, @vmm, @accel,
-           @network_mode, @ssh_port, @disk_strategy, @handles, @boot_id, @created_at, @updated_at)`,
+           @network_mode, @ssh_port, @disk_strategy, @root_disk, @handles, @boot_id, @created_at, @updated_at)`,
       )
       .run({
         id: v.id,
@@ -133,6 +149,7 @@ export class VmRepo {
         network_mode: v.networkMode,
         ssh_port: v.sshPort ?? null,
         disk_strategy: v.diskStrategy,
+        root_disk: v.rootDisk ? JSON.stringify(v.rootDisk) : null,
         handles: v.handles ? JSON.stringify(v.handles) : null,
         boot_id: v.bootId ?? null,
         created_at: v.createdAt,
@@ -140,13 +157,24 @@ export class VmRepo {
       });
   }
 
-  update(id: string, patch: Partial<Pick<VmRow, 'state' | 'sshPort' | 'handles' | 'bootId' | 'diskStrategy'>>): void {
+  /** Runtime fields and the root disk; never the state (setState, which only the VM service's transition calls). */
+  update(id: string, patch: VmPatch): void {
+    this.write(id, patch);
+  }
+
+  /** Writes a state (with a patch) as one update. Callers go through the VM service's transition(), which checks the table. */
+  setState(id: string, state: VmState, patch: VmPatch = {}): void {
+    this.write(id, { ...patch, state });
+  }
+
+  private write(id: string, patch: VmPatch & { state?: VmState }): void {
     const cur = this.get(id);
     if (!cur) return;
     const next = { ...cur, ...patch };
     this.db
       .prepare(
-        `UPDATE vms SET state = ?, ssh_port = ?, handles = ?, boot_id = ?, disk_strategy = ?, updated_at = ? WHERE id = ?`,
+        `UPDATE vms SET state = ?, ssh_port = ?, handles = ?, boot_id = ?, disk_strategy = ?, root_disk = ?, updated_at = ?
+         WHERE id = ?`,
       )
       .run(
         next.state,
@@ -154,6 +182,7 @@ export class VmRepo {
         next.handles ? JSON.stringify(next.handles) : null,
         next.bootId ?? null,
         next.diskStrategy,
+        next.rootDisk ? JSON.stringify(next.rootDisk) : null,
         new Date().toISOString(),
         id,
       );

@@ -110,8 +110,9 @@ export class Paths {
   vmDir(id: string): string {
     return join(this.vmsDir, id);
   }
-  qmpSocket(vmId: string): string {
-    return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.qmp`));
+  /** A VM's VMM control socket; `suffix` is the VMM's (VmmCapabilities.controlSocket), e.g. `.qmp`. */
+  controlSocket(vmId: string, suffix: string): string {
+    return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}${suffix}`));
   }
 
   private checkedSocket(path: string): string {
@@ -146,7 +147,12 @@ export const kernelFiles = {
 
 /** Files inside one VM directory. */
 export const vmFiles = {
-  overlay: 'root.qcow2',
+  /** Root disk as a qcow2 overlay over the image (qcow2-overlay). */
+  rootQcow2: 'root.qcow2',
+  /** Root disk as a raw copy (reflink, sparse-copy). Older bangers named these root.qcow2 too (services/vm/disks.ts renames them). */
+  rootRaw: 'root.raw',
+  /** Copy-on-write store of a device-mapper snapshot root disk. */
+  rootCow: 'root.cow',
   work: 'work.ext4',
   console: 'console.log',
   vmmLog: 'vmm.log',

@@ -14,11 +14,49 @@ export class PortInUse extends AppError {
   }
 }
 
+/** Disk image formats a VMM may open. */
+export type DiskFormat = 'raw' | 'qcow2';
+
+/** The guest's side of a network whose address plan the VMM fixes (qemu's user-mode network). */
+export interface GuestNet {
+  /** Guest address with prefix length, e.g. 10.0.2.15/24. */
+  guestIp: string;
+  gateway: string;
+  dns: string;
+}
+
+/** One network mode a VMM can give a guest; `addresses` when the mode fixes them (bridge addresses are per VM). */
+export interface NetworkCapability {
+  mode: 'user' | 'bridge';
+  addresses?: GuestNet;
+}
+
+/**
+ * What a VMM can do, declared by its driver: the VM service decides from
+ * these alone and never asks which VMM it holds.
+ */
+export interface VmmCapabilities {
+  /** Disk formats the VMM reads (a root disk in another format must be made another way). */
+  diskFormats: readonly DiskFormat[];
+  networks: readonly NetworkCapability[];
+  /** Runs only with hardware virtualization (KVM). */
+  needsKvm: boolean;
+  controlSocket: {
+    /** File name suffix of its control socket in the runtime dir (`<id>.qmp`). */
+    suffix: string;
+    /**
+     * Whether a process command line is this VMM's on the control socket `path`:
+     * finds a VMM whose handles were never recorded, and nothing else (a `tail -f` of its log).
+     */
+    carriedBy(argv: readonly string[], path: string): boolean;
+  };
+}
+
 /** What a VMM needs to boot one VM; built by the VM service, never by a driver. */
 export interface DiskSpec {
   id: string;
   path: string;
-  format: 'raw' | 'qcow2';
+  format: DiskFormat;
   readonly: boolean;
   /** Virtio serial the guest finds the disk by. */
   serial: string;
@@ -51,7 +89,9 @@ export interface VmmHandles {
  * which one it is.
  */
 export interface VmmDriver {
+  /** Its name, recorded with each VM and shown to users; never a reason to branch. */
   readonly kind: 'qemu' | 'firecracker';
+  readonly capabilities: VmmCapabilities;
   /**
    * Starts the VMM detached (it outlives the daemon) and returns its handles once it runs.
    * `onSpawn` gets the handles as soon as the process exists, before the driver waits for

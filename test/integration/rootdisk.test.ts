@@ -47,16 +47,15 @@ test('reflink strategy on a reflink-capable XFS', { skip }, async () => {
   writeFileSync(base, randomBytes(64 << 20));
   sh(['sync']);
   const before = used(mnt);
-  const { plan } = await makeRootDisk(
-    new NodeRunner(),
-    { base, target: join(mnt, 'root.img'), sizeBytes: 256 << 20, vmId: 'x1' },
-    ['reflink', 'sparse-copy'],
-  );
+  const { plan } = await makeRootDisk(new NodeRunner(), { base, dir: mnt, sizeBytes: 256 << 20, vmId: 'x1' }, [
+    'reflink',
+    'sparse-copy',
+  ]);
   sh(['sync']);
   assert.equal(plan.strategy, 'reflink');
-  assert.equal(statSync(join(mnt, 'root.img')).size, 256 << 20);
+  assert.equal(statSync(join(mnt, 'root.raw')).size, 256 << 20);
   assert.ok(used(mnt) - before < 16 << 20, `no full copy: ${used(mnt) - before} bytes more used`);
-  assert.deepEqual(readFileSync(join(mnt, 'root.img')).subarray(0, 1 << 20), readFileSync(base).subarray(0, 1 << 20));
+  assert.deepEqual(readFileSync(join(mnt, 'root.raw')).subarray(0, 1 << 20), readFileSync(base).subarray(0, 1 << 20));
 });
 
 test('without reflink support the strategy falls through to a sparse copy', { skip }, async () => {
@@ -67,13 +66,12 @@ test('without reflink support the strategy falls through to a sparse copy', { sk
   mkdirSync(tmpfs);
   assert.equal(sh(['mount', '-t', 'tmpfs', '-o', 'size=64M', 'tmpfs', tmpfs]).code, 0);
   try {
-    const { plan } = await makeRootDisk(
-      new NodeRunner(),
-      { base, target: join(tmpfs, 'root.img'), sizeBytes: 8 << 20, vmId: 'x2' },
-      ['reflink', 'sparse-copy'],
-    );
+    const { plan } = await makeRootDisk(new NodeRunner(), { base, dir: tmpfs, sizeBytes: 8 << 20, vmId: 'x2' }, [
+      'reflink',
+      'sparse-copy',
+    ]);
     assert.equal(plan.strategy, 'sparse-copy');
-    assert.equal(statSync(join(tmpfs, 'root.img')).size, 8 << 20);
+    assert.equal(statSync(join(tmpfs, 'root.raw')).size, 8 << 20);
   } finally {
     sh(['umount', tmpfs]);
   }

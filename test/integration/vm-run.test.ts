@@ -78,7 +78,7 @@ test('doctor --json is valid JSON and warns about software emulation without KVM
 });
 
 for (const [args, pattern] of [
-  [['--vcpu', '0'], /invalid --vcpu 0/],
+  [['--vcpu', '0'], /invalid vcpu 0/],
   [['--name', 'Bad_Name'], /character "B" at position 1/],
   [['--memory', '-1'], /invalid memory "-1": not a size/],
   [['--disk-size', '1Q'], /invalid disk_size "1Q": not a size/],

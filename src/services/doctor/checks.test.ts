@@ -61,7 +61,8 @@ function home(): Paths {
     networkMode: 'user',
     sshPort: 2222,
     diskStrategy: 'qcow2-overlay',
-    handles: withHandles ? { pid: 7, startTime: 1, qmpSocket: '/q', sshPort: 2222 } : undefined,
+    rootDisk: undefined,
+    handles: withHandles ? { pid: 7, startTime: 1, controlSocket: '/q', sshPort: 2222 } : undefined,
     bootId: undefined,
     createdAt: 'now',
     updatedAt: 'now',
@@ -100,7 +101,7 @@ test('doctor passes handles.json files that are fine or absent', async () => {
   const paths = home();
   writeFileSync(
     join(paths.vmDir('aaaa'), 'handles.json'),
-    JSON.stringify({ pid: 7, startTime: 1, qmpSocket: '/q', sshPort: 2222 }),
+    JSON.stringify({ pid: 7, startTime: 1, controlSocket: '/q', sshPort: 2222 }),
   );
   const row = (await check(paths)).find((r) => r.name === 'vm handles');
   assert.deepEqual(row, {

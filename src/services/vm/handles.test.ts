@@ -8,7 +8,7 @@ import { parseHandlesFile, readHandlesFile } from './handles.js';
 const root = mkdtempSync(join(tmpdir(), 'handles-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-const good = { pid: 42, startTime: 1234, qmpSocket: '/run/x.qmp', sshPort: 2222 };
+const good = { pid: 42, startTime: 1234, controlSocket: '/run/x.qmp', sshPort: 2222 };
 
 test('readHandlesFile: missing only on ENOENT; a directory in its place is a problem naming the file', async () => {
   assert.deepEqual(await readHandlesFile(join(root, 'absent.json')), { state: 'missing' });
@@ -26,7 +26,8 @@ for (const [what, text, re] of [
   ['null', 'null', /^F does not hold VM handles/],
   ['an array', '[1]', /^F does not hold VM handles/],
   ['a string pid', JSON.stringify({ ...good, pid: '42' }), /^F does not hold VM handles \(pid: /],
-  ['no start time', JSON.stringify({ pid: 42, qmpSocket: 'x', sshPort: 1 }), /startTime/],
+  ['no start time', JSON.stringify({ pid: 42, controlSocket: 'x', sshPort: 1 }), /startTime/],
+  ['no control socket', JSON.stringify({ pid: 42, startTime: 1, sshPort: 1 }), /controlSocket: missing/],
   ['a negative pid', JSON.stringify({ ...good, pid: -1 }), /pid/],
 ] as const) {
   test(`parseHandlesFile: ${what} is corrupt`, () => {
@@ -41,4 +42,9 @@ test('parseHandlesFile keeps keys it does not know (written by a newer banger)',
     state: 'ok',
     handles: { ...good, extra: 1 },
   });
+});
+
+test('parseHandlesFile reads the qmpSocket an older banger wrote as controlSocket (a VMM started before the upgrade)', () => {
+  const old = { pid: 42, startTime: 1234, qmpSocket: '/run/x.qmp', sshPort: 2222 };
+  assert.deepEqual(parseHandlesFile(JSON.stringify(old), 'F'), { state: 'ok', handles: good });
 });

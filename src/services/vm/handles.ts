@@ -9,13 +9,24 @@ import type { VmHandles } from '../../store/vms.js';
  * corrupt file as "no VMM" would mark a live VM stopped and orphan its VMM.
  */
 
-// Loose: keys a newer banger adds are kept, not refused.
-const handlesSchema = z.looseObject({
-  pid: z.number().int().positive(),
-  startTime: z.number().int().nonnegative(),
-  qmpSocket: z.string().min(1),
-  sshPort: z.number().int().min(1).max(65535),
-});
+// Loose: keys a newer banger adds are kept, not refused. A VMM started by an older banger has its
+// control socket under `qmpSocket` (the file is written once per boot): read as controlSocket.
+const handlesSchema = z
+  .looseObject({
+    pid: z.number().int().positive(),
+    startTime: z.number().int().nonnegative(),
+    controlSocket: z.string().min(1).optional(),
+    qmpSocket: z.string().min(1).optional(),
+    sshPort: z.number().int().min(1).max(65535),
+  })
+  .transform(({ qmpSocket, controlSocket, ...rest }, ctx) => {
+    const sock = controlSocket ?? qmpSocket;
+    if (sock === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['controlSocket'], message: 'missing' });
+      return z.NEVER;
+    }
+    return { ...rest, controlSocket: sock };
+  });
 
 export type HandlesFile =
   { state: 'missing' } | { state: 'ok'; handles: VmHandles } | { state: 'corrupt'; problem: string };

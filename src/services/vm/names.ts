@@ -1,4 +1,5 @@
-import { badRequest } from '../../errors.js';
+import { badRequest, notFound, type AppError } from '../../errors.js';
+import type { VmRepo, VmRow } from '../../store/vms.js';
 
 const MAX = 63;
 
@@ -111,4 +112,39 @@ export function generateName(taken: (n: string) => boolean, random: () => number
     const n = `${pick(ADJECTIVES)}-${pick(NOUNS)}-${i}`;
     if (!taken(n)) return n;
   }
+}
+
+/** A VM by name, id, or unique id prefix. */
+export function resolveRef(vms: Pick<VmRepo, 'byName' | 'get' | 'list'>, ref: string): VmRow {
+  const byName = vms.byName(ref) ?? vms.get(ref);
+  if (byName) return byName;
+  const matches = vms.list().filter((v) => v.id.startsWith(ref));
+  if (matches.length === 1) return matches[0] as VmRow;
+  if (matches.length > 1) {
+    throw badRequest(
+      `"${ref}" matches ${matches.length} VMs: ${matches.map((m) => m.name).join(', ')}`,
+      'use the full name or a longer id prefix',
+    );
+  }
+  throw notFound(`no VM named "${ref}"`, 'run `banger vm list` to see your VMs');
+}
+
+export interface ResolvedRef {
+  ref: string;
+  id?: string;
+  name?: string;
+  error?: { code: string; message: string; hint?: string };
+}
+
+/** Resolves several refs against one snapshot of the VM table (multi-target verbs); a bad ref carries its error. */
+export function resolveRefs(vms: Pick<VmRepo, 'byName' | 'get' | 'list'>, refs: readonly string[]): ResolvedRef[] {
+  return refs.map((ref) => {
+    try {
+      const vm = resolveRef(vms, ref);
+      return { ref, id: vm.id, name: vm.name };
+    } catch (e) {
+      const err = e as AppError;
+      return { ref, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
+    }
+  });
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { FakeRunner } from '../../../test/fakes/runner.js';
 import { makeRootDisk, rootDiskPlans, strategyOrder, undoPlan } from './rootdisk.js';
 
-const input = { base: '/i/rootfs.ext4', target: '/v/root.img', sizeBytes: 8 * 2 ** 30, vmId: 'abcdef0123456789' };
+const input = { base: '/i/rootfs.ext4', dir: '/v', sizeBytes: 8 * 2 ** 30, vmId: 'abcdef0123456789' };
 
 test('strategy order: qcow2 only for a VMM that reads it, dm only when usable', () => {
   assert.deepEqual(strategyOrder({ vmmReadsQcow2: true, dmUsable: false }), [
@@ -25,7 +25,7 @@ test('plans: argv per strategy', () => {
     'raw',
     '-b',
     '/i/rootfs.ext4',
-    '/v/root.img',
+    '/v/root.qcow2',
     '8589934592',
   ]);
   assert.deepEqual(
@@ -43,6 +43,16 @@ test('plans: argv per strategy', () => {
   assert.match(dm.steps[3]?.argv.join(' ') ?? '', /snapshot \{base_loop\} \{cow_loop\} P 8/);
 });
 
+test('files: an overlay is root.qcow2; a raw copy is root.raw, never root.qcow2', () => {
+  assert.equal(rootDiskPlans['qcow2-overlay'](input).path, '/v/root.qcow2');
+  for (const s of ['reflink', 'sparse-copy'] as const) {
+    const plan = rootDiskPlans[s](input);
+    assert.equal(plan.path, '/v/root.raw', s);
+    assert.equal(plan.format, 'raw', s);
+    assert.ok(!plan.steps.some((st) => st.argv.some((a) => a.endsWith('.qcow2'))), s);
+  }
+});
+
 test('device-mapper plan (fake runner: dm does not exist on these hosts): loop devices substituted, undo in reverse on failure', async () => {
   const runner = new FakeRunner()
     .on('truncate', {})
@@ -56,7 +66,7 @@ test('device-mapper plan (fake runner: dm does not exist on these hosts): loop d
   const argvs = runner.calls.map((c) => c.argv.join(' '));
   assert.ok(argvs.includes(`dmsetup create banger-abcdef012345 --table 0 16777216 snapshot /dev/loop7 /dev/loop8 P 8`));
   const undo = argvs.slice(argvs.findIndex((a) => a.startsWith('dmsetup')) + 1);
-  assert.deepEqual(undo, ['losetup -d /dev/loop8', 'losetup -d /dev/loop7', 'rm -f /v/root.img.cow']);
+  assert.deepEqual(undo, ['losetup -d /dev/loop8', 'losetup -d /dev/loop7', 'rm -f /v/root.cow']);
   runner.assertNoUnexpected();
 });
 
@@ -73,16 +83,16 @@ test('fallthrough: reflink unsupported → sparse copy, recorded as the strategy
   assert.deepEqual(
     runner.calls.map((c) => c.argv.join(' ')),
     [
-      'cp --reflink=always /i/rootfs.ext4 /v/root.img',
-      'cp --sparse=always /i/rootfs.ext4 /v/root.img',
-      'truncate -s >8589934592 /v/root.img',
+      'cp --reflink=always /i/rootfs.ext4 /v/root.raw',
+      'cp --sparse=always /i/rootfs.ext4 /v/root.raw',
+      'truncate -s >8589934592 /v/root.raw',
     ],
   );
   const r2 = new FakeRunner().on((a) => a[0] === 'rm' && a[1] === '-f', {});
   await undoPlan(r2, plan, {});
   assert.deepEqual(
     r2.calls.map((c) => c.argv.join(' ')),
-    ['rm -f /v/root.img'],
+    ['rm -f /v/root.raw'],
   );
   runner.assertNoUnexpected();
   r2.assertNoUnexpected();

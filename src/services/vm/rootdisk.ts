@@ -1,8 +1,20 @@
+import { join } from 'node:path';
 import { AppError } from '../../errors.js';
+import { vmFiles } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 
 /** How a VM's root disk is made copy-on-write over the shared base (SPEC §7.1), in order of preference. */
-export type RootStrategy = 'qcow2-overlay' | 'reflink' | 'dm-snapshot' | 'sparse-copy';
+export const ROOT_STRATEGIES = ['qcow2-overlay', 'reflink', 'dm-snapshot', 'sparse-copy'] as const;
+export type RootStrategy = (typeof ROOT_STRATEGIES)[number];
+
+export function isRootStrategy(s: string): s is RootStrategy {
+  return (ROOT_STRATEGIES as readonly string[]).includes(s);
+}
+
+/** The disk format a strategy makes: only the overlay is qcow2. */
+export function rootDiskFormat(s: RootStrategy): 'qcow2' | 'raw' {
+  return s === 'qcow2-overlay' ? 'qcow2' : 'raw';
+}
 
 /** One host step with the step that undoes it. */
 export interface PlanStep {
@@ -21,35 +33,41 @@ export interface RootDiskPlan {
 
 export interface RootDiskInput {
   base: string;
-  /** VM dir file for a qcow2 overlay or a raw copy. */
-  target: string;
+  /** The VM dir: each plan names its files in it (vmFiles), raw copies root.raw, overlays root.qcow2. */
+  dir: string;
   sizeBytes: number;
   vmId: string;
 }
 
 /** Pure builders, one per strategy. */
 export const rootDiskPlans = {
-  'qcow2-overlay': (i: RootDiskInput): RootDiskPlan => ({
-    strategy: 'qcow2-overlay',
-    path: i.target,
-    format: 'qcow2',
-    steps: [
-      {
-        what: 'qcow2 overlay',
-        argv: ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', i.base, i.target, String(i.sizeBytes)],
-        undo: ['rm', '-f', i.target],
-      },
-    ],
-  }),
-  reflink: (i: RootDiskInput): RootDiskPlan => ({
-    strategy: 'reflink',
-    path: i.target,
-    format: 'raw',
-    steps: [
-      { what: 'reflink copy', argv: ['cp', '--reflink=always', i.base, i.target], undo: ['rm', '-f', i.target] },
-      { what: 'grow to overlay size', argv: ['truncate', '-s', `>${i.sizeBytes}`, i.target] },
-    ],
-  }),
+  'qcow2-overlay': (i: RootDiskInput): RootDiskPlan => {
+    const target = join(i.dir, vmFiles.rootQcow2);
+    return {
+      strategy: 'qcow2-overlay',
+      path: target,
+      format: 'qcow2',
+      steps: [
+        {
+          what: 'qcow2 overlay',
+          argv: ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', i.base, target, String(i.sizeBytes)],
+          undo: ['rm', '-f', target],
+        },
+      ],
+    };
+  },
+  reflink: (i: RootDiskInput): RootDiskPlan => {
+    const target = join(i.dir, vmFiles.rootRaw);
+    return {
+      strategy: 'reflink',
+      path: target,
+      format: 'raw',
+      steps: [
+        { what: 'reflink copy', argv: ['cp', '--reflink=always', i.base, target], undo: ['rm', '-f', target] },
+        { what: 'grow to overlay size', argv: ['truncate', '-s', `>${i.sizeBytes}`, target] },
+      ],
+    };
+  },
   /**
    * A device-mapper snapshot: the base read-only on one loop device, a sparse
    * COW file on another, `dmsetup create` joining them. Needs root (or sudo -n)
@@ -57,7 +75,7 @@ export const rootDiskPlans = {
    */
   'dm-snapshot': (i: RootDiskInput): RootDiskPlan => {
     const name = `banger-${i.vmId.slice(0, 12)}`;
-    const cow = `${i.target}.cow`;
+    const cow = join(i.dir, vmFiles.rootCow);
     const sectors = Math.ceil(i.sizeBytes / 512);
     return {
       strategy: 'dm-snapshot',
@@ -79,15 +97,18 @@ export const rootDiskPlans = {
       ],
     };
   },
-  'sparse-copy': (i: RootDiskInput): RootDiskPlan => ({
-    strategy: 'sparse-copy',
-    path: i.target,
-    format: 'raw',
-    steps: [
-      { what: 'sparse copy', argv: ['cp', '--sparse=always', i.base, i.target], undo: ['rm', '-f', i.target] },
-      { what: 'grow to overlay size', argv: ['truncate', '-s', `>${i.sizeBytes}`, i.target] },
-    ],
-  }),
+  'sparse-copy': (i: RootDiskInput): RootDiskPlan => {
+    const target = join(i.dir, vmFiles.rootRaw);
+    return {
+      strategy: 'sparse-copy',
+      path: target,
+      format: 'raw',
+      steps: [
+        { what: 'sparse copy', argv: ['cp', '--sparse=always', i.base, target], undo: ['rm', '-f', target] },
+        { what: 'grow to overlay size', argv: ['truncate', '-s', `>${i.sizeBytes}`, target] },
+      ],
+    };
+  },
 } as const;
 
 /** The strategies to try, best first: qcow2 only when the VMM reads it; dm only when privileged and present. */

@@ -8,16 +8,19 @@ import { defaultConfig } from '../../config/config.js';
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelManifest } from '../kernel/manifest.js';
-import { VmRepo } from '../../store/vms.js';
+import { VmRepo, type VmRow } from '../../store/vms.js';
 import { FakeRunner } from '../../../test/fakes/runner.js';
 import { NodeRunner } from '../../system/node-runner.js';
 import { signalProcess } from '../../system/process.js';
 import { Paths } from '../../system/paths.js';
-import { PortInUse, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
+import { PortInUse, type VmmCapabilities, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
+import { QEMU_CAPABILITIES } from '../../vmm/qemu/argv.js';
+import { FIRECRACKER_CAPABILITIES } from '../../vmm/firecracker/driver.js';
 import { nullLogger, type OpContext } from '../context.js';
 import { BootFailure } from './bootwatch.js';
 import { VmService, type Clock } from './service.js';
 import type { SshKeys } from './sshkeys.js';
+import type { VmState } from './states.js';
 
 const roots: string[] = [];
 after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
@@ -52,7 +55,9 @@ interface FakeVmm {
  * with the pretend time it was sent at.
  */
 class FakeDriver implements VmmDriver {
-  readonly kind = 'qemu' as const;
+  kind: 'qemu' | 'firecracker' = 'qemu';
+  /** qemu's by default; a test may declare another VMM's. */
+  capabilities: VmmCapabilities = QEMU_CAPABILITIES;
   /** Live processes by pid. */
   readonly procs = new Map<number, FakeVmm>();
   specs: VmmSpec[] = [];
@@ -123,6 +128,7 @@ function hostRunner(
     .on((a) => a[0] === 'qemu-img' && a[1] === 'create', {})
     .on('mkfs.ext4', {})
     .on((a) => a[0] === 'debugfs' && a.includes('-f'), {})
+    .on((a) => a[0] === 'rm' && a[1] === '-f', {})
     .on(isPoweroff, (a) => {
       const port = Number(a[a.indexOf('-p') + 1]);
       poweroffs.push({ at: clock.now(), command: a.at(-1) ?? '', port });
@@ -240,17 +246,18 @@ test('create + delete: row, disks, VMM spec, and nothing left after delete', asy
 });
 
 for (const [params, re] of [
-  [{ vcpu: 0 }, /invalid --vcpu 0/],
-  [{ vcpu: 1.5 }, /invalid --vcpu/],
-  [{ memory_mib: -1 }, /invalid --memory -1/],
-  [{ disk_size: '1Q' }, /invalid size/],
-  [{ disk_size: '1M' }, /at least 64M/],
+  [{ vcpu: 0 }, /^invalid vcpu 0: must be a whole number from 1 to 2$/],
+  [{ vcpu: 1.5 }, /^invalid vcpu 1\.5:/],
+  [{ memory_mib: -1 }, /^invalid memory_mib -1: must be at least 128 MiB$/],
+  [{ memory_mib: 64 }, /^invalid memory_mib 64: must be at least 128 MiB$/],
+  [{ disk_bytes: 1048576 }, /^invalid disk_bytes 1048576 \(1M\): must be at least 64M$/],
+  [{ disk_bytes: 1.5 }, /^invalid disk_bytes 1\.5: must be at least 64M$/],
   [{ name: 'Bad_Name' }, /position 1/],
   // The host of setup(): 2 CPUs, 8 GiB.
-  [{ memory_mib: 1e12 }, /^invalid --memory 1000000000000: more than this host's memory \(at most 8192 MiB\)$/],
-  [{ memory_mib: 8193 }, /invalid --memory 8193: .*at most 8192 MiB/],
-  [{ vcpu: 3 }, /^invalid --vcpu 3: more than this host's 2 CPUs \(at most 2\)$/],
-  [{ disk_size: '9T' }, /^--disk-size 9T is larger than the maximum disk size, 8T$/],
+  [{ memory_mib: 1e12 }, /^invalid memory_mib 1000000000000: more than this host's memory \(at most 8192 MiB\)$/],
+  [{ memory_mib: 8193 }, /invalid memory_mib 8193: .*at most 8192 MiB/],
+  [{ vcpu: 3 }, /^invalid vcpu 3: more than this host's 2 CPUs \(at most 2\)$/],
+  [{ disk_bytes: 9 * 2 ** 40 }, /^invalid disk_bytes 9895604649984 \(9T\): larger than the maximum disk size, 8T$/],
   [{ name: '' }, /^invalid VM name "": the name is empty$/],
 ] as const) {
   test(`bad input ${JSON.stringify(params)} is rejected before anything is made`, async () => {
@@ -272,13 +279,18 @@ test('vm set refuses memory, vcpu and disk above the limits, naming them, and ch
   const before = vms.byName('dev');
   await assert.rejects(
     svc.set('dev', { memory_mib: 1e12 }, ctx()),
-    /invalid --memory 1000000000000: .*at most 8192 MiB/,
+    /invalid memory_mib 1000000000000: .*at most 8192 MiB/,
   );
-  await assert.rejects(svc.set('dev', { vcpu: 65 }, ctx()), /invalid --vcpu 65: .*at most 2/);
+  await assert.rejects(svc.set('dev', { vcpu: 65 }, ctx()), /invalid vcpu 65: .*at most 2/);
   await assert.rejects(
-    svc.set('dev', { disk_size: '100T' }, ctx()),
-    /--disk-size 100T is larger than the maximum disk size, 8T/,
+    svc.set('dev', { disk_bytes: 100 * 2 ** 40 }, ctx()),
+    /invalid disk_bytes 109951162777600 \(100T\): larger than the maximum disk size, 8T/,
   );
+  await assert.rejects(
+    svc.set('dev', { disk_bytes: 2 ** 30 }, ctx()),
+    /invalid disk_bytes 1073741824 \(1G\): smaller than the current 8589934592 \(8G\)$/,
+  );
+  await assert.rejects(svc.set('dev', {}, ctx()), /nothing to change/);
   assert.deepEqual(vms.byName('dev'), before);
 });
 
@@ -313,8 +325,8 @@ test('a failing host step removes the row and the VM dir', async () => {
   assert.deepEqual(readdirSync(paths.vmsDir), []);
 });
 
-test('the root disk falls back from qcow2 to a raw copy and records the strategy', async () => {
-  const { svc, driver, runner } = setup({
+test('the root disk falls back from qcow2 to a raw copy (root.raw) and records its plan', async () => {
+  const { svc, driver, runner, vms, paths } = setup({
     runner: (r) =>
       r
         .on('qemu-img', { missing: true })
@@ -324,11 +336,69 @@ test('the root disk falls back from qcow2 to a raw copy and records the strategy
   });
   const v = await svc.create({ name: 'dev' }, ctx());
   assert.equal(v.disk_strategy, 'sparse-copy');
-  assert.equal(driver.specs[0]?.disks[0]?.format, 'raw');
+  const raw = join(paths.vmDir(v.id), 'root.raw');
+  assert.deepEqual(driver.specs[0]?.disks[0], {
+    id: 'root',
+    path: raw,
+    format: 'raw',
+    readonly: false,
+    serial: 'banger-root',
+  });
+  assert.deepEqual(vms.get(v.id)?.rootDisk, { strategy: 'sparse-copy', path: raw, vars: {} }, 'the plan is recorded');
   assert.deepEqual(
     runner.calls.map((c) => c.argv[0]),
     ['qemu-img', 'cp', 'cp', 'truncate', 'mkfs.ext4', 'debugfs', 'debugfs'],
   );
+  assert.ok(!runner.calls.some((c) => c.argv.at(-1)?.endsWith('root.qcow2') && c.argv[0] === 'cp'));
+  await svc.delete('dev', ctx());
+  assert.deepEqual(runner.callsTo('rm'), [['rm', '-f', raw]], "delete runs the plan's undo");
+});
+
+test('a VMM that declares no qcow2 never gets an overlay: its root disk is a raw copy', async () => {
+  const { svc, driver, runner } = setup({
+    runner: (r) => r.on((a) => a[0] === 'cp' && a[1] === '--reflink=always', {}).on('truncate', {}),
+  });
+  driver.capabilities = { ...QEMU_CAPABILITIES, diskFormats: ['raw'] };
+  const v = await svc.create({ name: 'dev' }, ctx());
+  assert.equal(v.disk_strategy, 'reflink');
+  assert.deepEqual(runner.callsTo('qemu-img'), []);
+  assert.equal(driver.specs[0]?.disks[0]?.format, 'raw');
+});
+
+test("start opens the recorded plan's path, and delete runs its undo with the recorded values (a dm snapshot)", async () => {
+  const { svc, vms, driver, runner, paths } = setup({
+    runner: (r) => r.on('dmsetup', {}).on((a) => a[0] === 'losetup' && a[1] === '-d', {}),
+  });
+  const v = await svc.create({ name: 'dev', start: false }, ctx());
+  const dev = `/dev/mapper/banger-${v.id.slice(0, 12)}`;
+  vms.update(v.id, {
+    diskStrategy: 'dm-snapshot',
+    rootDisk: { strategy: 'dm-snapshot', path: dev, vars: { base_loop: '/dev/loop7', cow_loop: '/dev/loop8' } },
+  });
+  await svc.start('dev', ctx());
+  assert.deepEqual(
+    driver.specs[0]?.disks.map((d) => [d.id, d.path, d.format]),
+    [
+      ['root', dev, 'raw'],
+      ['work', join(paths.vmDir(v.id), 'work.ext4'), 'raw'],
+      ['modules', '/k/modules.ext4', 'raw'],
+    ],
+  );
+  const before = runner.calls.length;
+  await svc.delete('dev', ctx());
+  assert.deepEqual(
+    runner.calls
+      .slice(before)
+      .map((c) => c.argv.join(' '))
+      .filter((a) => !a.startsWith('ssh')),
+    [
+      `dmsetup remove banger-${v.id.slice(0, 12)}`,
+      'losetup -d /dev/loop8',
+      'losetup -d /dev/loop7',
+      `rm -f ${join(paths.vmDir(v.id), 'root.cow')}`,
+    ],
+  );
+  assert.equal(vms.get(v.id), undefined);
 });
 
 test('a VMM that exits during boot is cleaned up', async () => {
@@ -444,14 +514,24 @@ test('reconcile: an unreadable handles.json (not ENOENT) is a problem, not a mis
   assert.match(((await svc.show('live')).problems ?? []).join('\n'), /cannot read .*handles\.json: EISDIR/);
 });
 
-test('firecracker is refused with a hint', async () => {
-  const { svc } = setup();
-  (svc as unknown as { d: { config: { vmm: string } } }).d.config.vmm = 'firecracker';
+test('a VMM that needs KVM or lacks a user-mode network is refused from what it declares, before anything is made', async () => {
+  const { svc, driver, vms, runner } = setup();
+  driver.kind = 'firecracker';
+  driver.capabilities = FIRECRACKER_CAPABILITIES;
   await assert.rejects(
     svc.create({}, ctx()),
     (e: Error & { code?: string; hint?: string }) =>
-      e.code === 'precondition' && /hardware virtualization/.test(e.message),
+      e.code === 'precondition' &&
+      /^vmm = "firecracker" needs hardware virtualization \(KVM\), and this host has none \(test\)$/.test(e.message),
   );
+  driver.capabilities = { ...FIRECRACKER_CAPABILITIES, needsKvm: false };
+  await assert.rejects(
+    svc.create({}, ctx()),
+    (e: Error & { code?: string; hint?: string }) =>
+      e.code === 'precondition' && /needs bridge networking/.test(e.message) && /vmm = "auto"/.test(e.hint ?? ''),
+  );
+  assert.deepEqual(vms.list(), []);
+  assert.equal(runner.calls.length, 0);
 });
 
 test('auto_stop_stale_after stops only VMs untouched for longer than the limit', async () => {
@@ -517,10 +597,12 @@ test('kill --signal: the VMM gets that signal at once, with no guest shutdown', 
 async function leftBehind(
   s: ReturnType<typeof setup>,
   name: string,
-  patch: Parameters<VmRepo['update']>[1],
+  patch: Parameters<VmRepo['update']>[1] & { state?: VmState },
 ): Promise<{ id: string; pid: number; ssh: string | null }> {
   const v = await s.svc.create({ name }, ctx());
-  s.vms.update(v.id, patch);
+  // Straight to the store, past the transition table: this is the daemon that died, not the service.
+  const { state, ...rest } = patch;
+  s.vms.setState(v.id, state ?? 'running', rest);
   return { id: v.id, pid: v.pid as number, ssh: v.ssh };
 }
 
@@ -613,7 +695,7 @@ test('reconcile: an asked-for stop ends stopped with its VMM killed and its disk
     const { svc, vms, driver, paths, restart } = setup();
     const v = await svc.create({ name: 'dev' }, ctx());
     const pid = vms.get(v.id)?.handles?.pid as number;
-    vms.update(v.id, { state });
+    vms.setState(v.id, state);
     await restart().reconcile();
     assert.equal(vms.get(v.id)?.state, 'stopped', state);
     assert.equal(vms.get(v.id)?.handles, undefined, state);
@@ -629,7 +711,7 @@ test('reconcile: a create interrupted during its first boot is removed and its r
   const { svc, vms, driver, paths, restart } = setup();
   const v = await svc.create({ name: 'dev' }, ctx());
   const pid = vms.get(v.id)?.handles?.pid as number;
-  vms.update(v.id, { state: 'creating' });
+  vms.setState(v.id, 'creating');
   await restart().reconcile();
   assert.equal(vms.get(v.id), undefined);
   assert.deepEqual(driver.killed, [pid]);
@@ -653,13 +735,14 @@ test('reconcile: a VMM whose handles were never recorded is found by its control
     networkMode: 'user',
     sshPort: undefined,
     diskStrategy: 'qcow2-overlay',
+    rootDisk: undefined,
     handles: undefined,
     bootId: undefined,
     createdAt: 'now',
     updatedAt: 'now',
   });
   mkdirSync(paths.vmDir('c'.repeat(32)), { recursive: true });
-  const sock = paths.qmpSocket('c'.repeat(32));
+  const sock = paths.controlSocket('c'.repeat(32), '.qmp');
   const runner = new NodeRunner();
   const log = join(paths.vmDir('c'.repeat(32)), 'vmm.log');
   // Stand-ins: one carries the VMM's QMP argument, one only mentions the VM's console log (like `tail -f`).
@@ -699,4 +782,93 @@ test('the periodic check cuts back the console logs of running VMs only', async 
   assert.equal(readFileSync(join(paths.vmDir(run.id), 'console.log')).length, 0);
   assert.equal(readFileSync(join(paths.vmDir(off.id), 'console.log')).length, 2048);
   assert.equal(vms.byName('off')?.state, 'stopped');
+});
+
+test('VMs made before root-disk plans were recorded (a raw copy named root.qcow2, no plan, handles.json with qmpSocket) are upgraded at startup, adopted, started and deleted', async () => {
+  const s = setup();
+  const legacy = (id: string, name: string, state: VmState, diskStrategy: string): VmRow => ({
+    id: id.repeat(32),
+    name,
+    imageId: 'img1',
+    state,
+    vcpu: 1,
+    memoryMib: 256,
+    diskBytes: 1 << 30,
+    overlayBytes: 1 << 30,
+    nat: false,
+    vmm: 'qemu',
+    accel: 'tcg',
+    networkMode: 'user',
+    sshPort: undefined,
+    diskStrategy,
+    rootDisk: undefined,
+    handles: undefined,
+    bootId: undefined,
+    createdAt: 'then',
+    updatedAt: 'then',
+  });
+  const rows = [
+    legacy('a', 'old-raw', 'stopped', 'sparse-copy'),
+    legacy('b', 'old-overlay', 'stopped', 'qcow2-overlay'),
+    legacy('c', 'old-running', 'running', 'reflink'),
+    // Renamed by an upgrade that died before recording the plan.
+    legacy('d', 'half-upgraded', 'stopped', 'reflink'),
+  ];
+  for (const r of rows) {
+    s.vms.insert(r);
+    mkdirSync(s.paths.vmDir(r.id));
+    writeFileSync(join(s.paths.vmDir(r.id), r.name === 'half-upgraded' ? 'root.raw' : 'root.qcow2'), r.name);
+    writeFileSync(join(s.paths.vmDir(r.id), 'work.ext4'), '');
+  }
+  // The running one: its VMM lives, its handles (written by the old daemon) say qmpSocket.
+  const running = rows[2] as VmRow;
+  const sock = s.paths.controlSocket(running.id, '.qmp');
+  s.driver.procs.set(4242, { startTime: 77, sshPort: 40022 });
+  writeFileSync(
+    join(s.paths.vmDir(running.id), 'handles.json'),
+    JSON.stringify({ pid: 4242, startTime: 77, qmpSocket: sock, sshPort: 40022 }),
+  );
+  s.vms.setState(running.id, 'running', { sshPort: 40022 });
+
+  const svc = s.restart();
+  await svc.reconcile();
+  await svc.reconcile(); // twice: nothing changes the second time
+  const dir = (name: string): string => s.paths.vmDir(s.vms.byName(name)?.id as string);
+  assert.deepEqual(s.vms.byName('old-raw')?.rootDisk, {
+    strategy: 'sparse-copy',
+    path: join(dir('old-raw'), 'root.raw'),
+    vars: {},
+  });
+  assert.equal(readFileSync(join(dir('old-raw'), 'root.raw'), 'utf8'), 'old-raw', 'the same file, renamed');
+  assert.equal(existsSync(join(dir('old-raw'), 'root.qcow2')), false);
+  assert.deepEqual(s.vms.byName('old-overlay')?.rootDisk, {
+    strategy: 'qcow2-overlay',
+    path: join(dir('old-overlay'), 'root.qcow2'),
+    vars: {},
+  });
+  assert.equal(s.vms.byName('half-upgraded')?.rootDisk?.path, join(dir('half-upgraded'), 'root.raw'));
+  assert.equal(s.vms.byName('old-running')?.rootDisk?.path, join(dir('old-running'), 'root.raw'));
+  const adopted = await svc.show('old-running');
+  assert.equal(adopted.state, 'running');
+  assert.equal(adopted.pid, 4242);
+  assert.deepEqual(s.vms.byName('old-running')?.handles, {
+    pid: 4242,
+    startTime: 77,
+    controlSocket: sock,
+    sshPort: 40022,
+  });
+
+  for (const name of ['old-raw', 'old-overlay', 'half-upgraded']) await svc.start(name, ctx());
+  assert.deepEqual(
+    s.driver.specs.map((sp) => [sp.name, sp.disks[0]?.path, sp.disks[0]?.format]),
+    [
+      ['old-raw', join(dir('old-raw'), 'root.raw'), 'raw'],
+      ['old-overlay', join(dir('old-overlay'), 'root.qcow2'), 'qcow2'],
+      ['half-upgraded', join(dir('half-upgraded'), 'root.raw'), 'raw'],
+    ],
+  );
+  for (const r of rows) await svc.delete(r.name, ctx());
+  assert.deepEqual(s.vms.list(), []);
+  assert.deepEqual(readdirSync(s.paths.vmsDir), []);
+  assert.equal(s.driver.procs.size, 0, 'the adopted VMM was stopped by delete');
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { assertTransition, canTransition, TRANSITIONS, VM_STATES } from './states.js';
+import type { VmPatch, VmRepo, VmRow } from '../../store/vms.js';
+import { assertTransition, canTransition, transition, TRANSITIONS, VM_STATES, type VmState } from './states.js';
 
 test('transition table covers every state and only names known states', () => {
   for (const s of VM_STATES) {
@@ -29,5 +30,51 @@ test('a wrong-state error names expected and actual state and the escape hatch',
       /is running/.test(e.message) &&
       /stopped/.test(e.message) &&
       /vm delete dev/.test(e.hint ?? ''),
+  );
+});
+
+/** A one-row store: what transition() reads and writes. */
+function oneRow(
+  state: VmState,
+): { row: { name: string; state: VmState; sshPort?: number }; writes: number } & Pick<VmRepo, 'get' | 'setState'> {
+  const s = {
+    row: { name: 'dev', state } as { name: string; state: VmState; sshPort?: number },
+    writes: 0,
+    get: (id: string) => (id === 'v1' ? (s.row as unknown as VmRow) : undefined),
+    setState: (_id: string, to: VmState, patch: VmPatch = {}) => {
+      s.writes++;
+      s.row = { ...s.row, ...patch, state: to } as typeof s.row;
+    },
+  };
+  return s;
+}
+
+test('transition(): a move the table forbids throws and writes nothing', () => {
+  for (const [from, to] of [
+    ['stopped', 'running'],
+    ['stopping', 'starting'],
+    ['running', 'starting'],
+    ['stopped', 'stopped'],
+    ['error', 'running'],
+  ] as const) {
+    const repo = oneRow(from);
+    assert.throws(
+      () => transition(repo, 'v1', to, { sshPort: 1 }),
+      (e: Error & { code?: string }) => e.code === 'precondition' && e.message.includes(`is ${from}; moving to ${to}`),
+      `${from} → ${to}`,
+    );
+    assert.equal(repo.writes, 0, `${from} → ${to} wrote`);
+    assert.equal(repo.row.state, from);
+  }
+});
+
+test('transition(): an allowed move writes the state and its patch in one write', () => {
+  const repo = oneRow('creating');
+  transition(repo, 'v1', 'running', { sshPort: 40022 });
+  assert.equal(repo.writes, 1);
+  assert.deepEqual(repo.row, { name: 'dev', state: 'running', sshPort: 40022 });
+  assert.throws(
+    () => transition(repo, 'nope', 'stopped'),
+    (e: Error & { code?: string }) => e.code === 'not_found',
   );
 });

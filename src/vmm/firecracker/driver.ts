@@ -2,7 +2,7 @@ import { access, open, readFile, rm } from 'node:fs/promises';
 import { AppError, operationFailed, precondition } from '../../errors.js';
 import type { CommandRunner, DetachedOptions } from '../../system/runner.js';
 import { realProcessOps, type ProcessOps } from '../../system/process.js';
-import type { VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
+import type { VmmCapabilities, VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
 import { FirecrackerApi } from './api.js';
 import { firecrackerPlan, type FirecrackerExtra, type FirecrackerLogLevel } from './config.js';
 import { checkFirecrackerVersion } from './version.js';
@@ -56,6 +56,18 @@ async function touch(path: string): Promise<void> {
   await (await open(path, 'a', 0o600)).close();
 }
 
+/** What firecracker offers: raw disks only, a tap (bridge) network only, KVM only. */
+export const FIRECRACKER_CAPABILITIES: VmmCapabilities = {
+  diskFormats: ['raw'],
+  networks: [{ mode: 'bridge' }],
+  needsKvm: true,
+  controlSocket: {
+    suffix: '.sock',
+    // Its `--api-sock PATH` argument.
+    carriedBy: (argv, path) => argv.some((a, i) => a === path && argv[i - 1] === '--api-sock'),
+  },
+};
+
 /**
  * Runs VMs under firecracker: the process starts detached with only its API
  * socket, then the VM is configured and booted through the API. The process's
@@ -64,6 +76,7 @@ async function touch(path: string): Promise<void> {
  */
 export class FirecrackerDriver implements VmmDriver {
   readonly kind = 'firecracker' as const;
+  readonly capabilities = FIRECRACKER_CAPABILITIES;
   private readonly proc: ProcessOps;
 
   constructor(

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VmmSpec } from '../driver.js';
-import { qemuArgv } from './argv.js';
+import { QEMU_CAPABILITIES, qemuArgv, USER_NET } from './argv.js';
 
 const spec = (over: Partial<VmmSpec> = {}): VmmSpec => ({
   id: 'abc',
@@ -104,4 +104,19 @@ test('qemu argv: paths inside option strings have their commas doubled', () => {
   // -kernel and -initrd take a plain file name.
   assert.deepEqual(values(argv, '-kernel'), ['/state/a b,c/bzImage']);
   assert.deepEqual(values(argv, '-initrd'), ['/state/a b,c/initrd,img']);
+});
+
+test("qemu's declared control socket is spotted on its own argv only, commas in the path included", () => {
+  const carried = QEMU_CAPABILITIES.controlSocket.carriedBy;
+  for (const sock of ['/r/abc.qmp', '/r/a b,c/abc.qmp']) {
+    assert.equal(carried(qemuArgv('qemu-system-x86_64', spec({ controlSocket: sock })), sock), true, sock);
+    assert.equal(carried(['tail', '-f', sock], sock), false, `${sock}: a bystander naming the path`);
+    assert.equal(
+      carried(qemuArgv('qemu-system-x86_64', spec({ controlSocket: `${sock}x` })), sock),
+      false,
+      `${sock}: another VM's socket`,
+    );
+  }
+  assert.equal(QEMU_CAPABILITIES.controlSocket.suffix, '.qmp');
+  assert.deepEqual(QEMU_CAPABILITIES.networks[0]?.addresses, USER_NET);
 });

@@ -1,4 +1,4 @@
-import type { VmmSpec } from '../driver.js';
+import type { VmmCapabilities, VmmSpec } from '../driver.js';
 
 /**
  * A value inside a qemu option string (`-drive a=b,c=d`): qemu splits those
@@ -70,3 +70,15 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
 
 /** The address plan of qemu's user-mode network (fixed by slirp's defaults). */
 export const USER_NET = { guestIp: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3' } as const;
+
+/** What qemu, as qemuArgv runs it, offers the VM service. */
+export const QEMU_CAPABILITIES: VmmCapabilities = {
+  diskFormats: ['qcow2', 'raw'],
+  networks: [{ mode: 'user', addresses: USER_NET }],
+  needsKvm: false,
+  controlSocket: {
+    suffix: '.qmp',
+    // Its `-qmp unix:PATH,server=on,…` argument, which only that VMM carries.
+    carriedBy: (argv, path) => argv.some((a) => a.startsWith(`unix:${qemuOptValue(path)},`)),
+  },
+};

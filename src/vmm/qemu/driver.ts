@@ -4,7 +4,7 @@ import { operationFailed } from '../../errors.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { realProcessOps, type ProcessOps } from '../../system/process.js';
 import { PortInUse, type VmmDriver, type VmmHandles, type VmmSpec } from '../driver.js';
-import { qemuArgv } from './argv.js';
+import { QEMU_CAPABILITIES, qemuArgv } from './argv.js';
 import { qmpCommand } from './qmp.js';
 
 const START_TIMEOUT_MS = 10_000;
@@ -28,6 +28,7 @@ async function logTail(path: string): Promise<string> {
 
 export class QemuDriver implements VmmDriver {
   readonly kind = 'qemu' as const;
+  readonly capabilities = QEMU_CAPABILITIES;
 
   constructor(
     private readonly runner: CommandRunner,

@@ -1,0 +1,181 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SshInfo } from '../../api/methods.js';
+import { precondition } from '../../errors.js';
+import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
+import { sshArgv } from '../../ssh/argv.js';
+import type { VmHandles, VmRow } from '../../store/vms.js';
+import { readSshBanner, freeLoopbackPort } from '../../system/net.js';
+import { vmFiles, type Paths } from '../../system/paths.js';
+import type { CommandRunner } from '../../system/runner.js';
+import {
+  PortInUse,
+  type DiskSpec,
+  type GuestNet,
+  type VmmDriver,
+  type VmmHandles,
+  type VmmSpec,
+} from '../../vmm/driver.js';
+import type { Logger, OpContext } from '../context.js';
+import { removeTree } from '../fsutil.js';
+import type { KernelFiles } from '../kernel/manifest.js';
+import { waitForSsh } from './bootwatch.js';
+import { previousLog } from './console.js';
+import type { RootDisk } from './disks.js';
+import type { RuntimeFiles } from './runtime.js';
+
+/** How many ssh ports a start tries when the one it picked was taken before the VMM bound it. */
+const SSH_PORT_ATTEMPTS = 3;
+
+const STALL_MS = 30_000;
+const STOP_GRACE_MS = 10_000;
+
+/** Wall-clock time and sleeping, as the graceful stop uses them. */
+export interface Clock {
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const realClock: Clock = { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) };
+
+export interface BootDeps {
+  paths: Paths;
+  driver: VmmDriver;
+  runner: CommandRunner;
+  runtime: RuntimeFiles;
+  log: Logger;
+  sshWaitTimeoutMs: number;
+  tscKhz: number | undefined;
+  /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
+  sshProbe?: ((info: SshInfo, signal: AbortSignal) => Promise<'none' | 'banner' | 'ready'>) | undefined;
+  stallMs?: number | undefined;
+  /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
+  stopGraceMs?: number | undefined;
+  clock?: Clock | undefined;
+}
+
+/** The guest's addresses on the user-mode network the VMM declares, or why this VMM cannot give one. */
+export function userNet(driver: VmmDriver): GuestNet | undefined {
+  return driver.capabilities.networks.find((n) => n.mode === 'user')?.addresses;
+}
+
+/**
+ * One boot of a VM: the VMM started on a free ssh port (retried when another
+ * process took it first), then the wait until the guest answers over ssh.
+ * State changes are the lifecycle's; this only boots.
+ */
+export class VmBoot {
+  constructor(private readonly d: BootDeps) {}
+
+  /**
+   * Starts the VMM. `onSpawn` gets the handles the moment the process exists,
+   * before the VMM opens its control socket (see VmmDriver.start).
+   */
+  async spawn(
+    vm: VmRow,
+    root: RootDisk,
+    k: KernelFiles,
+    ctx: OpContext,
+    onSpawn: (h: VmHandles) => Promise<void>,
+  ): Promise<{ handles: VmHandles; sshPort: number }> {
+    const net = userNet(this.d.driver);
+    if (!net)
+      throw precondition(
+        `vmm = "${this.d.driver.kind}" has no user-mode network, which VM "${vm.name}" uses`,
+        'set vmm = "auto" or "qemu" in config.toml',
+      );
+    const dir = this.d.paths.vmDir(vm.id);
+    const consoleLog = join(dir, vmFiles.console);
+    // A fresh boot starts a fresh log.
+    await writeFile(consoleLog, '');
+    await removeTree(previousLog(consoleLog));
+    const disks: DiskSpec[] = [
+      { id: 'root', path: root.path, format: root.format, readonly: false, serial: DISK_SERIALS.root },
+      { id: 'work', path: join(dir, vmFiles.work), format: 'raw', readonly: false, serial: DISK_SERIALS.work },
+    ];
+    if (k.modulesDisk)
+      disks.push({ id: 'modules', path: k.modulesDisk, format: 'raw', readonly: true, serial: DISK_SERIALS.modules });
+    const mac = macFromId(vm.id);
+    const cmdline = bootArgs({
+      hostname: vm.name,
+      ip: net.guestIp,
+      gateway: net.gateway,
+      dns: net.dns,
+      mac,
+      hasModulesDisk: k.modulesDisk !== undefined,
+      rootByDevice: k.manifest.initrd !== 'banger',
+      tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
+    });
+    ctx.progress({
+      stage: 'boot',
+      message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})`,
+    });
+    // The port was free when picked; another process may bind it before the VMM does: pick again.
+    for (let attempt = 1; ; attempt++) {
+      const sshPort = await freeLoopbackPort();
+      const spec: VmmSpec = {
+        id: vm.id,
+        name: vm.name,
+        vcpu: vm.vcpu,
+        memoryMib: vm.memoryMib,
+        accel: vm.accel,
+        kernelPath: k.kernel,
+        initrdPath: k.initrd,
+        cmdline,
+        disks,
+        net: { mode: 'user', sshPort, allowOutbound: vm.nat, mac },
+        consoleLog,
+        controlSocket: this.d.runtime.controlSocket(vm.id),
+        vmmLog: join(dir, vmFiles.vmmLog),
+      };
+      try {
+        const h = await this.d.driver.start(spec, ctx.signal, (spawned) =>
+          onSpawn({ pid: spawned.pid, startTime: spawned.startTime, controlSocket: spawned.controlSocket, sshPort }),
+        );
+        return { handles: { ...h, sshPort }, sshPort };
+      } catch (e) {
+        if (!(e instanceof PortInUse) || attempt >= SSH_PORT_ATTEMPTS) throw e;
+        this.d.log.warn('the ssh port was taken before the VMM bound it; trying another', {
+          name: vm.name,
+          port: sshPort,
+        });
+      }
+    }
+  }
+
+  /** Waits until the guest answers over ssh; a BootFailure says why it did not. */
+  async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext): Promise<void> {
+    ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
+    const info = this.d.runtime.sshInfo({ name: vm.name, sshPort: handles.sshPort });
+    const probe = this.d.sshProbe ?? ((i, s) => this.probeSsh(i, s));
+    await waitForSsh({
+      vmName: vm.name,
+      consoleLog: join(this.d.paths.vmDir(vm.id), vmFiles.console),
+      timeoutMs: this.d.sshWaitTimeoutMs,
+      stallMs: this.d.stallMs ?? STALL_MS,
+      signal: ctx.signal,
+      isAlive: () => this.d.driver.isAlive(handles),
+      probe: () => probe(info, ctx.signal),
+    });
+  }
+
+  /** Graceful stop (SPEC §4): ssh `sync; poweroff`, then waits up to the grace for the VMM to exit by itself. */
+  async powerOff(vm: Pick<VmRow, 'name' | 'sshPort'>, handles: VmmHandles): Promise<void> {
+    const argv = sshArgv('ssh', this.d.runtime.sshInfo(vm), {
+      batch: true,
+      connectTimeoutS: 3,
+      remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &',
+    });
+    await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
+    const clock = this.d.clock ?? realClock;
+    const deadline = clock.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
+    while (clock.now() < deadline && (await this.d.driver.isAlive(handles))) await clock.sleep(100);
+  }
+
+  private async probeSsh(info: SshInfo, signal: AbortSignal): Promise<'none' | 'banner' | 'ready'> {
+    if (!(await readSshBanner(info.host, info.port, 1500))) return 'none';
+    const argv = sshArgv('ssh', info, { batch: true, connectTimeoutS: 5, remoteCommand: 'true' });
+    const res = await this.d.runner.run(argv, { timeoutMs: 20_000, signal }).catch(() => undefined);
+    return res?.code === 0 ? 'ready' : 'banner';
+  }
+}

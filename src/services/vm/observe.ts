@@ -1,0 +1,98 @@
+import { join } from 'node:path';
+import type { VmView } from '../../api/methods.js';
+import { sshArgv } from '../../ssh/argv.js';
+import type { VmRow } from '../../store/vms.js';
+import { processUsage } from '../../system/process.js';
+import { vmFiles, type Paths } from '../../system/paths.js';
+import type { CommandRunner } from '../../system/runner.js';
+import type { Logger } from '../context.js';
+import { CONSOLE_MAX_BYTES, cutConsole, LOGS_TAIL_BYTES, previousLog, readConsoleTail } from './console.js';
+import type { RuntimeFiles } from './runtime.js';
+
+/* What users see of VMs: the view, console logs, and process/guest stats. Reads only. */
+
+/** The API view of a VM row. */
+export function vmView(v: VmRow, imageName: string | undefined, accelReason: string): VmView {
+  return {
+    id: v.id,
+    name: v.name,
+    state: v.state,
+    image: imageName ?? v.imageId,
+    vcpu: v.vcpu,
+    memory_mib: v.memoryMib,
+    disk_bytes: v.diskBytes,
+    vmm: v.vmm,
+    accel: v.accel,
+    accel_reason: accelReason,
+    network_mode: v.networkMode,
+    nat: v.nat,
+    ssh: v.state === 'running' && v.sshPort ? `127.0.0.1:${v.sshPort}` : null,
+    disk_strategy: v.diskStrategy,
+    pid: v.handles?.pid ?? null,
+    created_at: v.createdAt,
+  };
+}
+
+/** The tail of the console log (LOGS_TAIL_BYTES unless asked for less; never more than CONSOLE_MAX_BYTES). */
+export async function consoleLogs(
+  paths: Paths,
+  vm: VmRow,
+  tailBytes?: number,
+): Promise<{ text: string; path: string; size: number }> {
+  const path = join(paths.vmDir(vm.id), vmFiles.console);
+  const { text, size } = await readConsoleTail(path, Math.min(tailBytes ?? LOGS_TAIL_BYTES, CONSOLE_MAX_BYTES));
+  return { text, path, size };
+}
+
+/** Cuts back the console log of every VM whose VMM may be writing it; returns their names. */
+export async function capConsoles(
+  paths: Paths,
+  vms: readonly VmRow[],
+  log: Logger,
+  maxBytes: number,
+): Promise<string[]> {
+  const cut: string[] = [];
+  for (const vm of vms) {
+    if (vm.state === 'stopped' || vm.state === 'error') continue;
+    const path = join(paths.vmDir(vm.id), vmFiles.console);
+    try {
+      if (await cutConsole(path, maxBytes)) {
+        cut.push(vm.name);
+        log.info('console log cut back', { name: vm.name, limit_bytes: maxBytes, kept_in: previousLog(path) });
+      }
+    } catch (e) {
+      log.warn('cannot cut back the console log', { name: vm.name, error: String(e) });
+    }
+  }
+  return cut;
+}
+
+export interface VmStats {
+  name: string;
+  state: string;
+  pid: number | null;
+  cpu_seconds: number | null;
+  rss_bytes: number | null;
+  guest_uptime_s: number | null;
+}
+
+/** VMM process cpu/memory from /proc, guest uptime over ssh. */
+export async function vmStats(vm: VmRow, runtime: RuntimeFiles, runner: CommandRunner): Promise<VmStats> {
+  const base = { name: vm.name, state: vm.state, pid: null, cpu_seconds: null, rss_bytes: null, guest_uptime_s: null };
+  if (vm.state !== 'running' || !vm.handles) return base;
+  const usage = await processUsage(vm.handles.pid);
+  const argv = sshArgv('ssh', runtime.sshInfo(vm), {
+    batch: true,
+    connectTimeoutS: 5,
+    remoteCommand: 'cat /proc/uptime',
+  });
+  const res = await runner.run(argv, { timeoutMs: 10_000 }).catch(() => undefined);
+  const up = res?.code === 0 ? Number(res.stdout.split(' ')[0]) : NaN;
+  return {
+    ...base,
+    pid: vm.handles.pid,
+    cpu_seconds: usage?.cpuSeconds ?? null,
+    rss_bytes: usage?.rssBytes ?? null,
+    guest_uptime_s: Number.isFinite(up) ? up : null,
+  };
+}
