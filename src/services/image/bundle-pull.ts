@@ -38,24 +38,21 @@ export async function pullBundle(d: BundlePullDeps, p: PullParams, ctx: OpContex
   const url = checkUrl(p.ref, { insecureHosts: d.insecureHosts });
   if (!p.sha256)
     throw badRequest(
-      'pulling a bundle needs --sha256',
+      'pulling a bundle needs sha256',
       'the publisher of the bundle gives its sha256 (banger image export prints it)',
     );
   if (!isSha256Hex(p.sha256))
     throw badRequest(
-      `invalid --sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`,
+      `invalid sha256 ${JSON.stringify(p.sha256)}: a sha256 is 64 hexadecimal digits`,
       'banger image export prints the sha256 of a bundle',
     );
   if (p.size_bytes !== undefined)
     throw badRequest(
-      `--size ${formatSize(p.size_bytes)} does not apply to a bundle: its rootfs keeps the size it was exported with`,
+      `size ${formatSize(p.size_bytes)} does not apply to a bundle: its rootfs keeps the size it was exported with`,
       'leave out --size',
     );
   if (!p.kernel && (p.initrd || p.modules))
-    throw badRequest(
-      '--initrd and --modules need --kernel',
-      'pass the kernel image with --kernel, or use --kernel-ref NAME',
-    );
+    throw badRequest('initrd and modules need kernel', 'pass the kernel image with --kernel, or use --kernel-ref NAME');
   if (p.name !== undefined) d.publisher.checkNewName(p.name);
   const id = randomBytes(8).toString('hex');
   const staging = await d.publisher.newStaging(id);

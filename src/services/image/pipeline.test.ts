@@ -85,7 +85,7 @@ const refusals: { name: string; files: Record<string, string>; size?: number; re
     files: { 'lib/systemd/systemd': 'init\n', 'etc/os-release': 'ID=debian\n', root: 'not a dir' },
     re: /the image's \/root is a file, not a directory/,
   },
-  { name: '--size too small', files: BOOTABLE, size: 1024 * 1024, re: /--size 1048576 bytes is too small/ },
+  { name: 'size too small', files: BOOTABLE, size: 1024 * 1024, re: /size 1048576 bytes is too small/ },
 ];
 
 for (const c of refusals) {

@@ -120,7 +120,7 @@ export class RootfsBuilder {
       const size = opts.sizeBytes ?? defaultRootfsBytes(bytes);
       if (opts.sizeBytes !== undefined && opts.sizeBytes < bytes * 1.05 + 64 * 1048576) {
         throw badRequest(
-          `--size ${opts.sizeBytes} bytes is too small for ${Math.round(bytes / 1048576)} MiB of files`,
+          `size ${opts.sizeBytes} bytes is too small for ${Math.round(bytes / 1048576)} MiB of files`,
           `use at least ${Math.ceil((bytes * 1.1) / 1048576) + 64}M`,
         );
       }

@@ -29,9 +29,9 @@ export interface RegisterDeps {
 export async function registerImage(d: RegisterDeps, p: RegisterParams, ctx: OpContext): Promise<ImageRow> {
   validateImageName(p.name);
   if (d.publisher.find(p.name)) throw alreadyExists(`image "${p.name}" already exists`, 'pick another name');
-  if (!isAbsolute(p.rootfs)) throw badRequest(`--rootfs must be an absolute path: ${p.rootfs}`);
-  await assertExt4(p.rootfs, '--rootfs');
-  if (p.work_seed) await assertExt4(p.work_seed, '--work-seed');
+  if (!isAbsolute(p.rootfs)) throw badRequest(`rootfs must be an absolute path: ${p.rootfs}`);
+  await assertExt4(p.rootfs, 'rootfs');
+  if (p.work_seed) await assertExt4(p.work_seed, 'work_seed');
   const kernel = await d.kernels.ensure(p.kernel_ref ?? d.defaultKernel, ctx);
   const id = randomBytes(8).toString('hex');
   const staging = await d.publisher.newStaging(id);

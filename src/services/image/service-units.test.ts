@@ -134,7 +134,7 @@ test('pulling the catalog recipe refuses flags that would change it, naming them
   const { svc, runner } = setup(t);
   await assert.rejects(
     svc.pull({ ref: 'debian-bookworm', kernel_ref: 'k1', name: 'other' }, quietContext()),
-    isApp('bad_request', /--name, --kernel-ref cannot be used when pulling the catalog image "debian-bookworm"/),
+    isApp('bad_request', /name, kernel_ref cannot be used when pulling the catalog image "debian-bookworm"/),
   );
   assert.deepEqual(runner.calls, []);
 });
@@ -203,11 +203,11 @@ test('register: a rootfs that is not ext4 is refused; an ext4 one becomes an unm
   writeFileSync(notExt4, Buffer.alloc(4096));
   await assert.rejects(
     svc.register({ name: 'mine', rootfs: notExt4 }, quietContext()),
-    isApp('bad_request', /--rootfs .* is not an ext4 filesystem image/),
+    isApp('bad_request', /rootfs .* is not an ext4 filesystem image/),
   );
   await assert.rejects(
     svc.register({ name: 'mine', rootfs: 'relative.img' }, quietContext()),
-    isApp('bad_request', /--rootfs must be an absolute path/),
+    isApp('bad_request', /rootfs must be an absolute path/),
   );
   const ext4 = join(root, 'root.ext4');
   const img = Buffer.alloc(4096);

@@ -209,7 +209,7 @@ export class ImageService {
           (k) => p[k] !== undefined && !(k === 'name' && p.name === p.ref),
         );
         if (ignored.length > 0) {
-          const flags = ignored.map((k) => (k === 'size_bytes' ? '--size' : `--${k.replace('_', '-')}`)).join(', ');
+          const flags = ignored.map((k) => (k === 'size_bytes' ? 'size' : k)).join(', ');
           throw badRequest(
             `${flags} cannot be used when pulling the catalog image "${p.ref}" (it is built from its recipe)`,
             `to build a variant under another name or size, use \`banger image build NAME --size SIZE\``,
@@ -235,7 +235,7 @@ export class ImageService {
         `image "${name}" already exists`,
         'pass --name to pull it under another name, or delete the existing one',
       );
-    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, '--size');
+    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, 'size');
     // Step 2: the kernel is resolved before anything is downloaded.
     const kernel = await this.resolveKernel(p, name, ctx);
     // Concurrent pulls share one flight only when everything that shapes the image is the same.
@@ -355,7 +355,7 @@ export class ImageService {
     }
     if (p.initrd || p.modules)
       throw badRequest(
-        '--initrd and --modules need --kernel',
+        'initrd and modules need kernel',
         'pass the kernel image with --kernel, or use --kernel-ref NAME',
       );
     return this.kernels.ensure(this.opts.defaultKernel, ctx);
@@ -398,7 +398,7 @@ export class ImageService {
       suite: p.suite ?? base.suite,
       packages: [...base.packages, ...extra],
     };
-    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, '--size');
+    const sizeBytes = p.size_bytes === undefined ? undefined : checkDiskSize(p.size_bytes, 'size');
     const kernel = await this.kernels.ensure(entry.kernel, ctx);
     ctx.progress({ stage: 'image', message: `building image ${p.name} with mmdebstrap` });
     return raceAbort(

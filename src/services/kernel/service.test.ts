@@ -190,18 +190,18 @@ test('import: paths must be absolute and exist; --from needs a kernel in the dir
   const { svc, root, runner, repo } = setup(t, [DISTRO]);
   await assert.rejects(
     svc.import({ name: 'mine', kernel: 'vmlinux' }, quietContext()),
-    isApp('bad_request', /--kernel must be an absolute path: vmlinux/),
+    isApp('bad_request', /kernel must be an absolute path: vmlinux/),
   );
   await assert.rejects(
     svc.import({ name: 'mine', kernel: join(root, 'missing') }, quietContext()),
-    isApp('not_found', /--kernel .*missing does not exist/),
+    isApp('not_found', /kernel .*missing does not exist/),
   );
   const empty = join(root, 'empty');
   mkdirSync(empty);
   await assert.rejects(svc.import({ name: 'mine', from: empty }, quietContext()), isApp('bad_request', /no kernel in/));
   await assert.rejects(
     svc.import({ name: 'mine' }, quietContext()),
-    isApp('bad_request', /needs --kernel FILE or --from DIR/),
+    isApp('bad_request', /needs kernel \(a file\) or from \(a directory\)/),
   );
   assert.deepEqual(runner.calls, []);
   assert.deepEqual(repo.list(), []);

@@ -153,20 +153,20 @@ export class KernelService {
     const src = p.from ? await this.sourceFromDir(p.from) : { kernel: p.kernel, initrd: p.initrd, modules: p.modules };
     if (!src.kernel)
       throw badRequest(
-        'kernel import needs --kernel FILE or --from DIR',
+        'kernel import needs kernel (a file) or from (a directory)',
         'e.g. banger kernel import mine --kernel ./vmlinux --initrd ./initrd.img',
       );
     for (const [flag, path] of [
-      ['--kernel', src.kernel],
-      ['--initrd', src.initrd],
-      ['--modules', src.modules],
+      ['kernel', src.kernel],
+      ['initrd', src.initrd],
+      ['modules', src.modules],
     ] as const) {
       if (path === undefined) continue;
       if (!isAbsolute(path)) throw badRequest(`${flag} must be an absolute path: ${path}`);
       const st = await stat(path).catch(() => undefined);
       if (!st) throw notFound(`${flag} ${path} does not exist`);
-      if (flag === '--modules' ? !st.isDirectory() : !st.isFile())
-        throw badRequest(`${flag} ${path} is not a ${flag === '--modules' ? 'directory' : 'file'}`);
+      if (flag === 'modules' ? !st.isDirectory() : !st.isFile())
+        throw badRequest(`${flag} ${path} is not a ${flag === 'modules' ? 'directory' : 'file'}`);
     }
     return this.install(p.name, ctx, async (scratch) => ({
       name: p.name,
@@ -282,9 +282,9 @@ export class KernelService {
   }
 
   private async sourceFromDir(dir: string): Promise<{ kernel?: string; initrd?: string; modules?: string }> {
-    if (!isAbsolute(dir)) throw badRequest(`--from must be an absolute path: ${dir}`);
+    if (!isAbsolute(dir)) throw badRequest(`from must be an absolute path: ${dir}`);
     const names = await readdir(dir).catch(() => {
-      throw notFound(`--from ${dir} does not exist or is not a directory`);
+      throw notFound(`from ${dir} does not exist or is not a directory`);
     });
     const kernel =
       ['vmlinux', 'bzImage', 'vmlinuz'].find((n) => names.includes(n)) ?? names.find((n) => n.startsWith('vmlinuz-'));
