@@ -220,9 +220,9 @@ export class ImageService {
    */
   async kernelFilesFor(image: ImageRow, ctx: OpContext): Promise<KernelFiles> {
     const own = join(image.dir, IMAGE_KERNEL_DIR);
-    if (await exists(join(own, 'manifest.json'))) return readKernelDir(own);
+    if (await exists(join(own, 'manifest.json'))) return this.kernels.bootReady(await readKernelDir(own));
     await this.kernels.ensure(image.kernelName, ctx);
-    return this.kernels.files(image.kernelName);
+    return this.kernels.bootReady(await this.kernels.files(image.kernelName));
   }
 
   /**
