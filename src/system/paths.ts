@@ -114,6 +114,14 @@ export class Paths {
     return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.qmp`));
   }
 
+  /**
+   * Host end of a VM's guest agent channel: qemu bridges the guest's virtio-serial
+   * port org.banger.agent to a Unix socket here (docs/agent-protocol.md, Transports).
+   */
+  agentSocket(vmId: string): string {
+    return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.agent`));
+  }
+
   private checkedSocket(path: string): string {
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
       throw new AppError(

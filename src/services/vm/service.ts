@@ -615,6 +615,7 @@ export class VmService {
         consoleLog,
         controlSocket: this.d.paths.qmpSocket(id),
         vmmLog: join(dir, vmFiles.vmmLog),
+        agentSocket: this.d.paths.agentSocket(id),
       };
       try {
         h = await this.d.driver.start(
@@ -766,6 +767,7 @@ export class VmService {
 
   private async clearRuntime(id: string): Promise<void> {
     await removeTree(this.d.paths.qmpSocket(id));
+    await removeTree(this.d.paths.agentSocket(id));
     await removeTree(join(this.d.paths.vmDir(id), vmFiles.handles));
   }
 
