@@ -167,6 +167,6 @@ export function packageRoot(): string {
 }
 
 /** Static guest programs built by `npm run build` from guest-src/. */
-export function guestBinary(name: 'banger-init'): string {
+export function guestBinary(name: 'banger-init' | 'banger-agent'): string {
   return join(packageRoot(), 'dist', 'guest', name);
 }
