@@ -111,19 +111,13 @@ test('qemu argv: the guest agent channel is a virtserialport org.banger.agent on
     {
       name: 'with an agent socket',
       agentSocket: '/r/abc.agent',
-      devices: [
-        'virtio-serial-device,id=vser0,max_ports=1',
-        'virtserialport,bus=vser0.0,chardev=agent,name=org.banger.agent',
-      ],
+      devices: ['virtio-serial-device,id=vser0', 'virtserialport,bus=vser0.0,chardev=agent,name=org.banger.agent'],
       chardevs: ['socket,id=agent,path=/r/abc.agent,server=on,wait=off'],
     },
     {
       name: 'a comma in the socket path is doubled',
       agentSocket: '/run/a,b/abc.agent',
-      devices: [
-        'virtio-serial-device,id=vser0,max_ports=1',
-        'virtserialport,bus=vser0.0,chardev=agent,name=org.banger.agent',
-      ],
+      devices: ['virtio-serial-device,id=vser0', 'virtserialport,bus=vser0.0,chardev=agent,name=org.banger.agent'],
       chardevs: ['socket,id=agent,path=/run/a,,b/abc.agent,server=on,wait=off'],
     },
     { name: 'without one', agentSocket: undefined, devices: [], chardevs: [] },

@@ -67,7 +67,7 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
     // a Unix socket qemu listens on (wait=off: the guest boots whether or not the host is connected).
     argv.push(
       '-device',
-      `virtio-serial-device,id=${AGENT_SERIAL_BUS},max_ports=1`,
+      `virtio-serial-device,id=${AGENT_SERIAL_BUS}`,
       '-chardev',
       `socket,id=agent,path=${qemuOptValue(s.agentSocket)},server=on,wait=off`,
       '-device',
