@@ -126,6 +126,9 @@ test(
   'a busybox-only image (no systemd, no sshd) boots with banger-init as PID 1, set up from banger.*, and the agent answers exec',
   { skip: skipRegistry },
   async (t) => {
+    // A home kept across runs (BANGER_TEST_HOME) may hold both from an earlier run.
+    await home.banger(['vm', 'delete', 'bbvm']);
+    await home.banger(['image', 'delete', 'bb']);
     const reg = await LocalRegistry.start();
     try {
       const layer = await busyboxTar();
@@ -162,7 +165,7 @@ test(
             'busybox hostname',
             'busybox awk \'$2 == "/root" || $2 == "/run" || $2 == "/dev/pts" || $2 == "/proc" { print $2, $3 }\' /proc/mounts | busybox sort',
             "busybox ip -4 -o addr show | busybox awk '{ print $2, $4 }' | busybox sort",
-            'busybox ip route show default',
+            'busybox ip route | busybox grep ^default',
             'cat /etc/resolv.conf',
           ].join('; '),
         );
@@ -192,5 +195,14 @@ test(
     } finally {
       await create.stop();
     }
+    // Cancelling the create removes the VM.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const list = JSON.parse((await home.banger(['vm', 'list', '--json'])).stdout) as { name: string }[];
+      if (!list.some((v) => v.name === 'bbvm')) break;
+      assert.ok(Date.now() < deadline, 'the cancelled create removed VM bbvm');
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    assert.deepEqual(home.qemuPids(), [], 'no qemu left');
   },
 );
