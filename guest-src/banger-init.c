@@ -1,88 +1,46 @@
 /*
- * banger-init: the whole of banger's generated initramfs logic.
+ * banger-init: the whole of banger's generated initramfs logic, and PID 1 of
+ * images without systemd.
  *
  * Contract (kept in step with src/kernel/initramfs.ts):
  *   /etc/banger-modules  one module path per line, already in modules.dep order
  *   kernel cmdline       banger.root=<virtio serial> (or root=/dev/X), banger.rootfstype=ext4,
- *                        banger.init=/sbin/init, ro|rw
- * It loads the listed modules, waits for the root disk, mounts it, moves /dev,
- * /proc and /sys into it and executes the real init. Any failure prints one
- * "banger-init: FATAL ..." line on the console and powers the VM off, so the
- * host sees the VMM exit instead of a hung guest.
+ *                        banger.init=<path>|agent (optional), ro|rw
+ * Stage 1 (the initramfs /init): loads the listed modules, waits for the root
+ * disk, mounts it, moves /dev, /proc and /sys into it and switches root. Then:
+ *   - banger.init=<path> given: executes it; banger.init=agent: stage 2.
+ *   - the image has systemd (/sbin/init resolves to it, or it is installed at
+ *     /lib/systemd/systemd without the /sbin/init link): executes systemd.
+ *   - otherwise stage 2 (banger-init/pid1.c): banger-init stays PID 1 in the
+ *     real root, sets the machine up from the banger.* parameters, reaps
+ *     zombies and keeps the guest agent running.
+ * Started as PID 1 outside an initramfs (init=<its path>), it goes to stage 2.
+ * Any failure prints one "banger-init: FATAL ..." line on the console and powers
+ * the VM off, so the host sees the VMM exit instead of a hung guest.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "banger-init/init.h"
+
+#ifndef RAMFS_MAGIC
+#define RAMFS_MAGIC 0x858458f6
+#endif
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+
 #define NEWROOT "/newroot"
-
-static void say(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("banger-init: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-}
-
-static void fatal(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("banger-init: FATAL ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  fflush(stderr);
-  sync();
-  reboot(RB_POWER_OFF);
-  for (;;) pause();
-}
-
-static char cmdline[4096];
-
-/* Returns the value of key=value on the kernel command line, or NULL. */
-static const char *param(const char *key, char *buf, size_t len) {
-  size_t klen = strlen(key);
-  const char *p = cmdline;
-  while (*p) {
-    while (*p == ' ' || *p == '\n') p++;
-    const char *end = p;
-    while (*end && *end != ' ' && *end != '\n') end++;
-    if ((size_t)(end - p) > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
-      size_t n = (size_t)(end - p) - klen - 1;
-      if (n >= len) n = len - 1;
-      memcpy(buf, p + klen + 1, n);
-      buf[n] = 0;
-      return buf;
-    }
-    p = end;
-  }
-  return NULL;
-}
-
-static int has_flag(const char *flag) {
-  size_t flen = strlen(flag);
-  const char *p = cmdline;
-  while (*p) {
-    while (*p == ' ' || *p == '\n') p++;
-    const char *end = p;
-    while (*end && *end != ' ' && *end != '\n') end++;
-    if ((size_t)(end - p) == flen && strncmp(p, flag, flen) == 0) return 1;
-    p = end;
-  }
-  return 0;
-}
 
 static void load_modules(void) {
   FILE *f = fopen("/etc/banger-modules", "r");
@@ -100,38 +58,28 @@ static void load_modules(void) {
   fclose(f);
 }
 
-/* Finds /dev/<name> for the block device whose virtio serial equals want. */
-static int find_by_serial(const char *want, char *out, size_t len) {
-  DIR *d = opendir("/sys/block");
-  if (!d) return 0;
-  struct dirent *e;
-  int found = 0;
-  while (!found && (e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    char path[300], serial[128] = {0};
-    snprintf(path, sizeof path, "/sys/block/%s/serial", e->d_name);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, serial, sizeof serial - 1);
-    close(fd);
-    if (n <= 0) continue;
-    serial[strcspn(serial, "\n")] = 0;
-    if (strcmp(serial, want) == 0) {
-      snprintf(out, len, "/dev/%s", e->d_name);
-      found = 1;
-    }
-  }
-  closedir(d);
-  return found;
+/* True when / is the initramfs (rootfs is a ramfs or tmpfs), false in a real root filesystem. */
+static int in_initramfs(void) {
+  struct statfs sf;
+  if (statfs("/", &sf) != 0) return 1;
+  return sf.f_type == (typeof(sf.f_type))RAMFS_MAGIC || sf.f_type == (typeof(sf.f_type))TMPFS_MAGIC;
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
+/* The image boots systemd when /sbin/init resolves to it, or when systemd is installed without that link. */
+static const char *systemd_init(void) {
+  char real[PATH_MAX];
+  if (realpath("/sbin/init", real) != NULL) {
+    const char *base = strrchr(real, '/');
+    if (base && strcmp(base + 1, "systemd") == 0 && access(real, X_OK) == 0) return "/sbin/init";
+  }
+  static const char *const paths[] = {"/lib/systemd/systemd", "/usr/lib/systemd/systemd"};
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    if (access(paths[i], X_OK) == 0) return paths[i];
+  return NULL;
 }
 
 int main(void) {
+  if (getpid() == 1 && !in_initramfs()) pid1_main(); /* booted with init=<this program> */
   mkdir("/dev", 0755);
   mkdir("/proc", 0555);
   mkdir("/sys", 0555);
@@ -149,16 +97,11 @@ int main(void) {
   if (mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
     fatal("mount /sys: %s", strerror(errno));
 
-  int fd = open("/proc/cmdline", O_RDONLY);
-  if (fd >= 0) {
-    ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
-    if (n > 0) cmdline[n] = 0;
-    close(fd);
-  }
+  read_cmdline();
 
   load_modules();
 
-  char serial[128], root[300] = {0}, fstype[32] = "ext4", init[256] = "/sbin/init";
+  char serial[128], root[300] = {0}, fstype[32] = "ext4", init[256] = "";
   param("banger.rootfstype", fstype, sizeof fstype);
   param("banger.init", init, sizeof init);
   const char *want_serial = param("banger.root", serial, sizeof serial);
@@ -195,7 +138,16 @@ int main(void) {
   if (mount(".", "/", NULL, MS_MOVE, NULL) != 0) fatal("move root: %s", strerror(errno));
   if (chroot(".") != 0) fatal("chroot: %s", strerror(errno));
   if (chdir("/") != 0) fatal("chdir /: %s", strerror(errno));
-  /* Checked only now: /sbin/init is usually an absolute symlink into the new root. */
+  /* Decided only now: /sbin/init is usually an absolute symlink into the new root. */
+  if (strcmp(init, "agent") == 0) pid1_main();
+  if (!init[0]) {
+    const char *sd = systemd_init();
+    if (!sd) {
+      say("no systemd in the image on %s: banger-init stays PID 1 and runs the guest agent", root);
+      pid1_main();
+    }
+    snprintf(init, sizeof init, "%s", sd);
+  }
   if (access(init, X_OK) != 0) fatal("%s is not executable in the root filesystem", init);
   say("switching to %s on %s", init, root);
   char *argv[] = {init, NULL};

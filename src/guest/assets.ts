@@ -2,7 +2,9 @@
  * Files banger injects into every image (SPEC §7.4). Bump ASSETS_VERSION when
  * any of them changes; images record the version they were built with.
  */
-export const ASSETS_VERSION = 2;
+export const ASSETS_VERSION = 3;
+
+import { guestBinary } from '../system/paths.js';
 
 export const BOOTSTRAP_PATH = '/usr/local/libexec/banger-bootstrap';
 export const BOOTSTRAP_UNIT = 'banger-bootstrap.service';
@@ -121,29 +123,69 @@ AuthorizedKeysFile /root/.ssh/authorized_keys
 UseDNS no
 `;
 
-export interface GuestAsset {
-  path: string;
-  content: string;
-  mode: number;
-}
+/** The guest agent (guest-src/banger-agent.c); banger-init runs it at this path in images without systemd. */
+export const AGENT_PATH = '/usr/local/libexec/banger-agent';
+export const AGENT_UNIT = 'banger-agent.service';
+
+/**
+ * Started early (it needs only /dev, /proc and /sys), after the bootstrap has mounted the
+ * work disk on /root so commands start in the right /root; restarted whenever it exits.
+ */
+export const AGENT_UNIT_TEXT = `[Unit]
+Description=banger guest agent (virtio-serial port org.banger.agent)
+DefaultDependencies=no
+After=systemd-remount-fs.service banger-bootstrap.service
+Before=sysinit.target
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=${AGENT_PATH}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=sysinit.target
+`;
+
+/**
+ * Directories every image needs as mount points or for banger-init as PID 1
+ * (images without systemd); the pipeline creates the missing ones at pull time.
+ */
+export const MOUNT_POINTS: readonly { path: string; mode: number }[] = [
+  { path: '/dev', mode: 0o755 },
+  { path: '/proc', mode: 0o555 },
+  { path: '/sys', mode: 0o555 },
+  { path: '/run', mode: 0o755 },
+  { path: '/tmp', mode: 0o1777 },
+  { path: '/root', mode: 0o700 },
+];
+
+/** A file with its content here, or a host file (a built guest program) copied in. */
+export type GuestAsset = { path: string; mode: number } & ({ content: string } | { hostSource: string });
 
 export interface GuestSymlink {
   path: string;
   target: string;
 }
 
-/** The minimal asset set of the foundation: bootstrap + unit + enable link + sshd drop-in. */
+/** Every image's assets: bootstrap + agent, their units and enable links, the sshd drop-in. */
 export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] } {
   return {
     files: [
       { path: BOOTSTRAP_PATH, content: BOOTSTRAP_SCRIPT, mode: 0o755 },
       { path: `/etc/systemd/system/${BOOTSTRAP_UNIT}`, content: BOOTSTRAP_UNIT_TEXT, mode: 0o644 },
+      { path: AGENT_PATH, hostSource: guestBinary('banger-agent'), mode: 0o755 },
+      { path: `/etc/systemd/system/${AGENT_UNIT}`, content: AGENT_UNIT_TEXT, mode: 0o644 },
       { path: '/etc/ssh/sshd_config.d/banger.conf', content: SSHD_DROPIN, mode: 0o644 },
     ],
     symlinks: [
       {
         path: `/etc/systemd/system/sysinit.target.wants/${BOOTSTRAP_UNIT}`,
         target: `/etc/systemd/system/${BOOTSTRAP_UNIT}`,
+      },
+      {
+        path: `/etc/systemd/system/sysinit.target.wants/${AGENT_UNIT}`,
+        target: `/etc/systemd/system/${AGENT_UNIT}`,
       },
     ],
   };

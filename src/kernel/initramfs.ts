@@ -1,14 +1,28 @@
 import { gzipSync } from 'node:zlib';
 import { cpioNewc, type CpioEntry } from './cpio.js';
 
-/** Modules the generated initramfs loads: virtio-mmio transport, block, net, vsock (SPEC §5). */
+/**
+ * Modules the generated initramfs loads: virtio-mmio transport, block, net, vsock (SPEC §5), and
+ * virtio_console for the guest agent's virtio-serial port (docs/agent-protocol.md).
+ */
 export const INITRAMFS_MODULES = [
   'virtio_mmio',
   'virtio_blk',
   'virtio_net',
+  'virtio_console',
   'vsock',
   'vmw_vsock_virtio_transport',
 ] as const;
+
+/**
+ * What banger's initramfs contains, as a number recorded in each kernel's manifest
+ * (`initramfs_version`; absent means 1). Bump it whenever INITRAMFS_MODULES or
+ * banger-init change: kernels assembled earlier get their initramfs regenerated
+ * when they are next booted (services/kernel/initramfs-refresh.ts).
+ *   1: virtio-mmio, blk, net, vsock
+ *   2: + virtio_console; banger-init runs as PID 1 in images without systemd
+ */
+export const INITRAMFS_VERSION = 2;
 
 export interface InitramfsInput {
   /** Kernel release, e.g. 6.1.0-56-cloud-amd64. */

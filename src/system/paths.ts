@@ -115,6 +115,14 @@ export class Paths {
     return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}${suffix}`));
   }
 
+  /**
+   * Host end of a VM's guest agent channel: qemu bridges the guest's virtio-serial
+   * port org.banger.agent to a Unix socket here (docs/agent-protocol.md, Transports).
+   */
+  agentSocket(vmId: string): string {
+    return this.checkedSocket(join(this.runtimeDir, `${vmId.slice(0, 12)}.agent`));
+  }
+
   private checkedSocket(path: string): string {
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
       throw new AppError(
@@ -165,6 +173,6 @@ export function packageRoot(): string {
 }
 
 /** Static guest programs built by `npm run build` from guest-src/. */
-export function guestBinary(name: 'banger-init'): string {
+export function guestBinary(name: 'banger-init' | 'banger-agent'): string {
   return join(packageRoot(), 'dist', 'guest', name);
 }

@@ -76,12 +76,20 @@ export interface VmmSpec {
   consoleLog: string;
   controlSocket: string;
   vmmLog: string;
+  /**
+   * Where the host reaches the guest agent (Paths.agentSocket): qemu bridges the guest's
+   * virtio-serial port org.banger.agent to a Unix socket it listens on here.
+   * Undefined: the VM gets no agent channel.
+   */
+  agentSocket?: string | undefined;
 }
 
 export interface VmmHandles {
   pid: number;
   startTime: number;
   controlSocket: string;
+  /** The Unix socket of the guest agent channel, when the driver made one (docs/agent-protocol.md). */
+  agentSocket?: string | undefined;
 }
 
 /**

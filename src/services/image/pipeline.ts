@@ -2,11 +2,11 @@ import { readlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { AppError, badRequest } from '../../errors.js';
+import { AppError, badRequest, precondition } from '../../errors.js';
 import { ownershipScript, type InjectPlan } from '../../ext4/debugfs.js';
 import { injectIntoImage, runDebugfs } from '../../ext4/inject.js';
 import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
-import { firstBootAssets, guestAssets, isBuildTimeSecret } from '../../guest/assets.js';
+import { firstBootAssets, guestAssets, isBuildTimeSecret, MOUNT_POINTS } from '../../guest/assets.js';
 import { Flattener, type EntryMeta } from '../../imagepull/flatten.js';
 import { isImageFile, readImageFile } from '../../imagepull/image-path.js';
 import { ByteBudget } from '../../archive/byte-budget.js';
@@ -109,13 +109,10 @@ export class RootfsBuilder {
       const readlink = (rel: string): string => readlinkSync(join(tree, rel));
       const has = (...paths: string[]): boolean => paths.some((p) => isImageFile(p, meta, readlink));
       const hasSshd = has('usr/sbin/sshd', 'sbin/sshd');
+      // Without systemd, banger-init stays PID 1 and runs the agent (guest-src/banger-init.c).
       const hasSystemd = has('lib/systemd/systemd', 'usr/lib/systemd/systemd');
-      if (!hasSystemd) {
-        throw badRequest(
-          'the image has no systemd (/lib/systemd/systemd)',
-          'banger boots images with systemd as init; use a systemd-based image (e.g. one built with mmdebstrap)',
-        );
-      }
+      // Mount points banger-init (or systemd) needs and the image lacks; one that is there as a link or file stays as it is.
+      const missingDirs = MOUNT_POINTS.filter((d) => !meta.has(d.path.slice(1)));
       const distro = await osReleaseId(tree, meta, readlink);
       const size = opts.sizeBytes ?? defaultRootfsBytes(bytes);
       if (opts.sizeBytes !== undefined && opts.sizeBytes < bytes * 1.05 + 64 * 1048576) {
@@ -128,7 +125,7 @@ export class RootfsBuilder {
       const rootfs = join(staging, imageFiles.rootfs);
       await this.runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: size, label: 'rootfs' }), { signal });
       if (!this.isRoot) await runDebugfs(this.runner, rootfs, ownershipScript(meta), signal);
-      await this.injectAssets(staging, rootfs, !hasSshd, signal);
+      await this.injectAssets(staging, rootfs, { needsSshd: !hasSshd, dirs: missingDirs }, signal);
       const workSeed = await this.buildWorkSeed(staging, tree, meta, signal);
       return { sizeBytes: size, contentBytes: bytes, workSeed, distro, hasSshd, hasSystemd };
     } finally {
@@ -136,16 +133,31 @@ export class RootfsBuilder {
     }
   }
 
-  /** Guest assets (and the first-boot sshd installer when the image lacks sshd) in one debugfs pass. */
-  private async injectAssets(staging: string, rootfs: string, needsSshd: boolean, signal: AbortSignal): Promise<void> {
+  /**
+   * Guest assets (and the first-boot sshd installer when the image lacks sshd) and the
+   * missing mount points, in one debugfs pass.
+   */
+  private async injectAssets(
+    staging: string,
+    rootfs: string,
+    o: { needsSshd: boolean; dirs: readonly { path: string; mode: number }[] },
+    signal: AbortSignal,
+  ): Promise<void> {
     const base = guestAssets();
-    const extra = needsSshd ? firstBootAssets() : { files: [], symlinks: [] };
+    const extra = o.needsSshd ? firstBootAssets() : { files: [], symlinks: [] };
     const dir = join(staging, 'assets');
     await mkdir(dir, { recursive: true });
-    const plan: InjectPlan = { files: [], symlinks: [...base.symlinks, ...extra.symlinks] };
+    const plan: InjectPlan = { files: [], symlinks: [...base.symlinks, ...extra.symlinks], dirs: [...o.dirs] };
     for (const [i, f] of [...base.files, ...extra.files].entries()) {
-      const src = join(dir, String(i));
-      await writeFile(src, f.content);
+      let src: string;
+      if ('hostSource' in f) {
+        src = f.hostSource;
+        if (!(await exists(src)))
+          throw precondition(`the guest program ${src} is missing`, 'run `npm run build` in the banger checkout');
+      } else {
+        src = join(dir, String(i));
+        await writeFile(src, f.content);
+      }
       plan.files.push({ path: f.path, hostSource: src, mode: f.mode, uid: 0, gid: 0 });
     }
     await injectIntoImage(this.runner, rootfs, plan, signal);

@@ -102,7 +102,7 @@ export class ImagePublisher {
       await linkTree(what.kernelDir, join(staging, IMAGE_KERNEL_DIR));
       await writeFile(
         join(staging, imageFiles.manifest),
-        `${JSON.stringify({ name: what.name, distro: built.distro, arch: 'x86_64', kernel_ref: what.kernelName, source: what.source, assets_version: ASSETS_VERSION, rootfs_bytes: built.sizeBytes, has_sshd: built.hasSshd, ...what.manifest }, null, 2)}\n`,
+        `${JSON.stringify({ name: what.name, distro: built.distro, arch: 'x86_64', kernel_ref: what.kernelName, source: what.source, assets_version: ASSETS_VERSION, rootfs_bytes: built.sizeBytes, has_sshd: built.hasSshd, has_systemd: built.hasSystemd, ...what.manifest }, null, 2)}\n`,
       );
       if (this.find(what.name))
         throw alreadyExists(`image "${what.name}" already exists`, 'pass --name to choose another name');

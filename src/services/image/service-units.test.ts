@@ -53,6 +53,10 @@ class FakeKernels implements ImageKernels {
     writeFileSync(join(dir, 'bzImage'), name);
     return kernelRow(dir, name);
   }
+  bootReady(files: KernelFiles): Promise<KernelFiles> {
+    return Promise.resolve(files);
+  }
+
   async files(name: string): Promise<KernelFiles> {
     throw new AppError('not_found', `files of ${name} not faked`);
   }

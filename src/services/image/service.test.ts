@@ -56,6 +56,7 @@ async function setup(t: TestContext) {
       return k;
     },
     files: () => Promise.reject(new Error('not used')),
+    bootReady: (f) => Promise.resolve(f),
     import: () => Promise.reject(new Error('not used')),
     delete: () => Promise.reject(new Error('not used')),
   };

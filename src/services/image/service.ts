@@ -33,6 +33,7 @@ export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 export interface ImageKernels {
   ensure(name: string, ctx: OpContext): Promise<KernelRow>;
   files(name: string): Promise<KernelFiles>;
+  bootReady(files: KernelFiles): Promise<KernelFiles>;
   import(p: ImportParams, ctx: OpContext): Promise<KernelRow>;
   delete(name: string): Promise<{ name: string }>;
 }
@@ -177,9 +178,9 @@ export class ImageService {
    */
   async kernelFilesFor(image: ImageRow, ctx: OpContext): Promise<KernelFiles> {
     const own = join(image.dir, IMAGE_KERNEL_DIR);
-    if (await exists(join(own, 'manifest.json'))) return readKernelDir(own);
+    if (await exists(join(own, 'manifest.json'))) return this.kernels.bootReady(await readKernelDir(own));
     await this.kernels.ensure(image.kernelName, ctx);
-    return this.kernels.files(image.kernelName);
+    return this.kernels.bootReady(await this.kernels.files(image.kernelName));
   }
 
   /**

@@ -1,16 +1,17 @@
 import { copyFile, cp, readFile, writeFile } from 'node:fs/promises';
 import { readHead } from '../../archive/read-head.js';
 import { basename, join } from 'node:path';
-import { badRequest, precondition } from '../../errors.js';
+import { badRequest } from '../../errors.js';
 import { mkfsFromTreeArgv } from '../../ext4/mkfs.js';
 import { kernelFormat } from '../../kernel/apt.js';
 import { hasPvhNoteInFile, virtioMmioSupport } from '../../kernel/compat.js';
-import { buildInitramfs, INITRAMFS_MODULES } from '../../kernel/initramfs.js';
-import { loadOrder, moduleName, parseModulesBuiltin, parseModulesDep } from '../../kernel/modules-dep.js';
+import { INITRAMFS_VERSION } from '../../kernel/initramfs.js';
+import { parseModulesDep } from '../../kernel/modules-dep.js';
 import { kernelRelease } from '../../kernel/version.js';
-import { guestBinary, kernelFiles } from '../../system/paths.js';
+import { kernelFiles } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { exists, roundUpMiB, sha256File, treeBytes } from '../fsutil.js';
+import { writeBangerInitramfs } from './initramfs-refresh.js';
 import type { KernelManifest } from './manifest.js';
 
 /** Where a kernel comes from, before banger makes it boot-ready. */
@@ -73,7 +74,6 @@ export async function assembleKernel(
     const dep = parseModulesDep(depText);
     moduleCount = dep.size;
     virtioMmio = virtioMmioSupport(builtinText, depText);
-    const builtin = parseModulesBuiltin(builtinText ?? '');
     const { bytes } = await treeBytes(modDir);
     await runner.check(
       mkfsFromTreeArgv({
@@ -85,19 +85,15 @@ export async function assembleKernel(
       { signal },
     );
     hasModulesDisk = true;
-    const needed = INITRAMFS_MODULES.filter((m) => [...dep.keys()].some((p) => moduleName(p) === m));
-    if (!src.initrdPath && needed.length > 0) {
-      const order = loadOrder(dep, builtin, needed);
-      const init = await readFile(guestBinary('banger-init')).catch(() => {
-        throw precondition(
-          `the guest init program is missing: ${guestBinary('banger-init')}`,
-          'run `npm run build` in the banger checkout',
-        );
-      });
-      const modules = await Promise.all(order.map(async (p) => ({ path: p, data: await readFile(join(modDir, p)) })));
-      await writeFile(join(staging, kernelFiles.initrd), buildInitramfs({ release, init, modules }));
-      initramfsModules = order;
-      initrd = 'banger';
+    if (!src.initrdPath) {
+      const source = {
+        release,
+        depText,
+        builtinText,
+        read: (paths: readonly string[]) => Promise.all(paths.map((p) => readFile(join(modDir, p)))),
+      };
+      initramfsModules = await writeBangerInitramfs(source, join(staging, kernelFiles.initrd));
+      if (initramfsModules) initrd = 'banger';
     }
   }
   if (src.initrdPath) {
@@ -118,7 +114,7 @@ export async function assembleKernel(
     modules: moduleCount,
     has_modules_disk: hasModulesDisk,
     traits: { pvhNote: format === 'elf' ? await hasPvhNoteInFile(out) : false, virtioMmio },
-    ...(initramfsModules ? { initramfs_modules: initramfsModules } : {}),
+    ...(initramfsModules ? { initramfs_modules: initramfsModules, initramfs_version: INITRAMFS_VERSION } : {}),
   };
   await writeFile(join(staging, kernelFiles.manifest), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;

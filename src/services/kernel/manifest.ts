@@ -18,6 +18,8 @@ export interface KernelManifest {
   has_modules_disk: boolean;
   traits: KernelRow['traits'];
   initramfs_modules?: string[];
+  /** What banger's initramfs holds (kernel/initramfs.ts INITRAMFS_VERSION); absent: 1. */
+  initramfs_version?: number;
 }
 
 /** The files a VMM boots from one kernel dir. */

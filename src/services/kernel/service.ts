@@ -16,6 +16,7 @@ import { downloadProgress, type Logger, type OpContext } from '../context.js';
 import { ensureDir, exists, raceAbort, removeTree } from '../fsutil.js';
 import { SingleFlight } from '../singleflight.js';
 import { assembleKernel, type KernelSource } from './assemble.js';
+import { initramfsStale, refreshInitramfs } from './initramfs-refresh.js';
 import { readKernelDir, rowFromManifest, type KernelFiles } from './manifest.js';
 
 /** The kernel rows KernelService reads and writes (store/kernels.ts). */
@@ -55,6 +56,7 @@ export interface ImportParams {
  */
 export class KernelService {
   private readonly flights = new SingleFlight<KernelRow>();
+  private readonly refreshes = new SingleFlight<KernelFiles>();
 
   constructor(
     private readonly paths: Paths,
@@ -82,6 +84,22 @@ export class KernelService {
 
   async files(name: string): Promise<KernelFiles> {
     return readKernelDir(this.get(name).dir);
+  }
+
+  /**
+   * The kernel files ready to boot with this banger: an initramfs made by an older
+   * banger is regenerated first (initramfs-refresh.ts), once per dir at a time.
+   */
+  bootReady(files: KernelFiles): Promise<KernelFiles> {
+    if (!initramfsStale(files.manifest)) return Promise.resolve(files);
+    return this.refreshes.run(files.dir, async () => {
+      // Re-read inside the flight: one that just finished has already refreshed this dir.
+      const now = await readKernelDir(files.dir);
+      if (!initramfsStale(now.manifest)) return now;
+      this.log.info('regenerating an older initramfs', { dir: files.dir, kernel: now.manifest.name });
+      const scratch = this.paths.kernelWork(now.manifest.name, randomBytes(6).toString('hex'));
+      return refreshInitramfs(now, scratch, this.runner, this.lifetime);
+    });
   }
 
   async catalog(): Promise<KernelCatalogView[]> {

@@ -127,6 +127,7 @@ export class VmBoot {
         consoleLog,
         controlSocket: this.d.runtime.controlSocket(vm.id),
         vmmLog: join(dir, vmFiles.vmmLog),
+        agentSocket: this.d.paths.agentSocket(vm.id),
       };
       try {
         const h = await this.d.driver.start(spec, ctx.signal, (spawned) =>

@@ -52,6 +52,7 @@ export class RuntimeFiles {
   /** Removes the control socket and handles.json of a VM whose VMM is gone. */
   async clear(id: string): Promise<void> {
     await removeTree(this.controlSocket(id));
+    await removeTree(this.d.paths.agentSocket(id));
     await removeTree(join(this.d.paths.vmDir(id), vmFiles.handles));
   }
 

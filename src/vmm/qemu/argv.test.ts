@@ -120,3 +120,33 @@ test("qemu's declared control socket is spotted on its own argv only, commas in 
   assert.equal(QEMU_CAPABILITIES.controlSocket.suffix, '.qmp');
   assert.deepEqual(QEMU_CAPABILITIES.networks[0]?.addresses, USER_NET);
 });
+
+test('qemu argv: the guest agent channel is a virtserialport org.banger.agent on virtio-mmio, bridged to a Unix socket', () => {
+  const cases: { name: string; agentSocket: string | undefined; devices: string[]; chardevs: string[] }[] = [
+    {
+      name: 'with an agent socket',
+      agentSocket: '/r/abc.agent',
+      devices: ['virtio-serial-device,id=vser0', 'virtserialport,bus=vser0.0,chardev=agent,name=org.banger.agent'],
+      chardevs: ['socket,id=agent,path=/r/abc.agent,server=on,wait=off'],
+    },
+    {
+      name: 'a comma in the socket path is doubled',
+      agentSocket: '/run/a,b/abc.agent',
+      devices: ['virtio-serial-device,id=vser0', 'virtserialport,bus=vser0.0,chardev=agent,name=org.banger.agent'],
+      chardevs: ['socket,id=agent,path=/run/a,,b/abc.agent,server=on,wait=off'],
+    },
+    { name: 'without one', agentSocket: undefined, devices: [], chardevs: [] },
+  ];
+  for (const c of cases) {
+    const argv = qemuArgv('q', spec({ agentSocket: c.agentSocket }));
+    const devices = values(argv, '-device').filter((d) => /^virt(io-serial|serialport)/.test(d));
+    assert.deepEqual(devices, c.devices, c.name);
+    assert.deepEqual(values(argv, '-chardev').slice(1), c.chardevs, c.name);
+    // The port's device comes after its bus, and the chardev exists before the port names it.
+    if (c.agentSocket !== undefined) {
+      const at = (s: string): number => argv.findIndex((a) => a.startsWith(s));
+      assert.ok(at('virtio-serial-device') < at('virtserialport'), c.name);
+      assert.ok(at('socket,id=agent') < at('virtserialport'), c.name);
+    }
+  }
+});

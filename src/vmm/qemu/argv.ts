@@ -9,6 +9,10 @@ export function qemuOptValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
+/** The virtio-serial port name the guest agent looks for in /sys/class/virtio-ports (docs/agent-protocol.md). */
+export const AGENT_PORT_NAME = 'org.banger.agent';
+const AGENT_SERIAL_BUS = 'vser0';
+
 /**
  * qemu-system-x86_64 argv for a microvm guest. Pure: every host-dependent
  * choice (accel, port, paths) is already in the spec.
@@ -56,6 +60,18 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
       `id=${d.id},file=${qemuOptValue(d.path)},format=${d.format},if=none,discard=unmap${ro}`,
       '-device',
       `virtio-blk-device,drive=${d.id},serial=${d.serial}`,
+    );
+  }
+  if (s.agentSocket !== undefined) {
+    // The guest agent's channel: a virtio-serial port on the microvm's virtio-mmio bus, bridged to
+    // a Unix socket qemu listens on (wait=off: the guest boots whether or not the host is connected).
+    argv.push(
+      '-device',
+      `virtio-serial-device,id=${AGENT_SERIAL_BUS}`,
+      '-chardev',
+      `socket,id=agent,path=${qemuOptValue(s.agentSocket)},server=on,wait=off`,
+      '-device',
+      `virtserialport,bus=${AGENT_SERIAL_BUS}.0,chardev=agent,name=${AGENT_PORT_NAME}`,
     );
   }
   const restrict = s.net.allowOutbound ? 'off' : 'on';

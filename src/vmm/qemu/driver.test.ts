@@ -169,6 +169,16 @@ test('qemu driver: start spawns qemu detached and returns once its QMP socket is
   assert.equal(await driver.isAlive(h), false);
 });
 
+test('qemu driver: the handles name the guest agent socket the spec asked for', async (t) => {
+  const s = spec({ agentSocket: join(root, 'x.agent') });
+  await fakeQmp(t, s.controlSocket, 'honour-quit');
+  const { driver, runner } = driverWith(502);
+  const h = await driver.start(s);
+  assert.deepEqual(h, { pid: 502, startTime: 7502, controlSocket: s.controlSocket, agentSocket: s.agentSocket });
+  const argv = runner.callsTo('qemu-system-x86_64')[0] ?? [];
+  assert.ok(argv.includes(`socket,id=agent,path=${s.agentSocket},server=on,wait=off`), argv.join(' '));
+});
+
 test('qemu driver: an exit while starting names the log; a taken ssh port is PortInUse (the caller picks another)', async () => {
   const s = spec();
   const procs = new FakeProcesses();

@@ -40,7 +40,12 @@ export class QemuDriver implements VmmDriver {
   async start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     const pid = await this.runner.spawnDetached(qemuArgv(this.qemuBin, spec), { logFile: spec.vmmLog });
     const startTime = await this.proc.startTime(pid);
-    const handles: VmmHandles = { pid, startTime: startTime ?? 0, controlSocket: spec.controlSocket };
+    const handles: VmmHandles = {
+      pid,
+      startTime: startTime ?? 0,
+      controlSocket: spec.controlSocket,
+      ...(spec.agentSocket === undefined ? {} : { agentSocket: spec.agentSocket }),
+    };
     if (startTime !== undefined && onSpawn) {
       try {
         await onSpawn(handles);
