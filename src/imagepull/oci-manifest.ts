@@ -108,12 +108,7 @@ export function parseManifest(
       hint: 'the registry or a proxy served corrupt data; retry the pull',
     });
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw operationFailed(`${what} is not valid JSON`);
-  }
+  const body = parseJson(bytes, what);
   if (!isObject(body)) throw operationFailed(`${what} is not a JSON object`);
   const contentType = (contentTypeHeader ?? '').split(';')[0]?.trim() ?? '';
   let mediaType = typeof body.mediaType === 'string' && body.mediaType !== '' ? body.mediaType : contentType;
@@ -225,12 +220,7 @@ export function parseConfig(ref: ImageRef, manifest: ImageManifest, bytes: Buffe
       hint: 'the registry or a proxy served corrupt data; retry the pull',
     });
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw operationFailed(`${what} is not valid JSON`);
-  }
+  const body = parseJson(bytes, what);
   const bad = (why: string): never => {
     throw operationFailed(`${name}: image config ${digest} is malformed: ${why}`);
   };
@@ -255,4 +245,13 @@ export function parseConfig(ref: ImageRef, manifest: ImageManifest, bytes: Buffe
     );
   }
   return body as unknown as ImageConfig;
+}
+
+/** A registry document's bytes as JSON; `what` names it in the error. */
+function parseJson(bytes: Buffer, what: string): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as unknown;
+  } catch {
+    throw operationFailed(`${what} is not valid JSON`);
+  }
 }

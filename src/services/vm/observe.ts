@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { VmView } from '../../api/methods.js';
+import type { VmStats, VmView } from '../../api/methods.js';
 import { sshArgv } from '../../ssh/argv.js';
 import type { VmRow } from '../../store/vms.js';
 import { processUsage } from '../../system/process.js';
@@ -67,14 +67,7 @@ export async function capConsoles(
   return cut;
 }
 
-export interface VmStats {
-  name: string;
-  state: string;
-  pid: number | null;
-  cpu_seconds: number | null;
-  rss_bytes: number | null;
-  guest_uptime_s: number | null;
-}
+export type { VmStats };
 
 /** VMM process cpu/memory from /proc, guest uptime over ssh. */
 export async function vmStats(vm: VmRow, runtime: RuntimeFiles, runner: CommandRunner): Promise<VmStats> {
