@@ -9,7 +9,7 @@
  *     banger-init stays PID 1, sets the machine up and runs the agent.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
@@ -125,6 +125,7 @@ test(
     }
     const d = await home.banger(['vm', 'delete', 'agentvm']);
     assert.equal(d.code, 0, d.stderr);
+    assert.deepEqual(agentSockets(), [], 'delete removes the agent socket');
   },
 );
 
@@ -134,6 +135,7 @@ test(
  * to the agent, and is cancelled afterwards, which removes the VM (checked).
  */
 async function withAgentOnlyVm(name: string, image: string, fn: (client: AgentClient) => Promise<void>): Promise<void> {
+  await home.banger(['vm', 'delete', name]); // one an earlier run left in a kept home (BANGER_TEST_HOME)
   const create = home.bangerBackground(['vm', 'create', '--name', name, '--image', image]);
   try {
     let id: string | undefined;
@@ -163,7 +165,10 @@ async function withAgentOnlyVm(name: string, image: string, fn: (client: AgentCl
     await new Promise((res) => setTimeout(res, 500));
   }
   assert.deepEqual(home.qemuPids(), [], 'no qemu left');
+  assert.deepEqual(agentSockets(), [], 'no agent socket left');
 }
+
+const agentSockets = (): string[] => readdirSync(home.runtimeDir).filter((f) => f.endsWith('.agent'));
 
 /**
  * Turns an image's kernel copy into what an older banger left: an initramfs without virtio_console
@@ -197,8 +202,9 @@ test(
   'a busybox-only image (no systemd, no sshd) boots with banger-init as PID 1, set up from banger.*, and the agent answers exec',
   { skip: skipRegistry },
   async (t) => {
-    // A home kept across runs (BANGER_TEST_HOME) may hold both from an earlier run.
+    // A home kept across runs (BANGER_TEST_HOME) may hold it from an earlier run.
     await home.banger(['vm', 'delete', 'bbvm']);
+    await home.banger(['vm', 'delete', 'oldkernel']);
     await home.banger(['image', 'delete', 'bb']);
     const reg = await LocalRegistry.start();
     try {
