@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../services/context.js';
 import type { CheckRow } from '../services/doctor/checks.js';
 
@@ -30,6 +31,6 @@ export async function logDoctorRows(run: () => Promise<readonly CheckRow[]>, log
     }
     log.info('doctor finished', count);
   } catch (e) {
-    log.warn('doctor could not run at start', { error: e instanceof Error ? e.message : String(e) });
+    log.warn('doctor could not run at start', { error: errorMessage(e) });
   }
 }

@@ -1,5 +1,5 @@
 import { open, stat } from 'node:fs/promises';
-import { AppError } from '../../errors.js';
+import { AppError, cancelled } from '../../errors.js';
 import { FIRSTBOOT_FAILED } from '../../guest/assets.js';
 
 export interface BootWatchInput {
@@ -75,7 +75,7 @@ export async function waitForSsh(i: BootWatchInput): Promise<void> {
   let lastReported = -1;
   const logsHint = `run \`banger vm logs ${i.vmName}\` to see the whole console`;
   for (;;) {
-    if (i.signal.aborted) throw new AppError('cancelled', 'operation cancelled');
+    if (i.signal.aborted) throw cancelled();
     if (!(await i.isAlive())) {
       const tail = await consoleTail(i.consoleLog);
       throw new BootFailure(

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { AppError } from '../../errors.js';
+import { AppError, errorMessage } from '../../errors.js';
 import { vmFiles } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 
@@ -175,7 +175,7 @@ export async function makeRootDisk(
     } catch (e) {
       if (e instanceof AppError && e.code === 'cancelled') throw e;
       const detail = e instanceof AppError && e.detail ? ` (${e.detail.split('\n').pop()})` : '';
-      errors.push(`${s}: ${e instanceof Error ? e.message : String(e)}${detail}`);
+      errors.push(`${s}: ${errorMessage(e)}${detail}`);
     }
   }
   throw new AppError('operation_failed', 'could not make the VM root disk with any strategy', {
