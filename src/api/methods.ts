@@ -174,6 +174,7 @@ export const methods = {
     }),
     returns<ImageView>(),
   ),
+  'image.refresh': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageRefreshResult>()),
   'image.promote': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageView>()),
   'image.cache.prune': unary(z.strictObject({ dry_run: z.boolean().optional() }), returns<CachePruneResult>()),
   'image.export': unary(z.strictObject({ name: z.string().min(1), out: z.string().min(1) }), returns<ExportResult>()),
@@ -348,6 +349,14 @@ export interface ImageShowView extends ImageView {
   managed: boolean;
   assets_version: number;
   vms: string[];
+}
+
+/** image.refresh: the image and the guest-assets version it had before and has now. */
+export interface ImageRefreshResult {
+  name: string;
+  id: string;
+  assets_version: number;
+  previous_assets_version: number;
 }
 
 export interface CachePruneResult {

@@ -41,6 +41,16 @@ export function imageRoutes({ images, usedBy }: ImageRouteDeps): Routes<'image'>
     'image.build': async (p, ctx) => imageView(await images.buildCustom(p, ctx)),
     'image.pull': async (p, ctx) => imageView(await images.pull(p, ctx)),
     'image.register': async (p, ctx) => imageView(await images.register(p, ctx)),
+    'image.refresh': async (p, ctx) => {
+      const before = images.get(p.name);
+      const after = await images.refresh(p.name, ctx);
+      return {
+        name: after.name,
+        id: after.id,
+        assets_version: after.assetsVersion,
+        previous_assets_version: before.assetsVersion,
+      };
+    },
     'image.promote': async (p) => imageView(await images.promote(p.name)),
     'image.cache.prune': (p) => images.pruneCache(p.dry_run ?? false),
     'image.export': (p, ctx) => images.export(p.name, p.out, ctx),

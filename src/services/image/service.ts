@@ -26,6 +26,7 @@ import { ImagePublisher, type ImageBuilder, type ImageRows } from './publish.js'
 import { mmdebstrapLayer } from './mmdebstrap.js';
 import { promoteImage, registerImage, type RegisterParams } from './register.js';
 import type { BuildParams, PullParams } from './params.js';
+import { autoRefresh, refreshImage, type RefreshDeps } from './refresh.js';
 
 export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 
@@ -129,6 +130,21 @@ export class ImageService {
     return { name: row.name };
   }
 
+  /** `image refresh`: the current guest assets go into the image's rootfs (refresh.ts). */
+  refresh(nameOrId: string, ctx: OpContext): Promise<ImageRow> {
+    return this.refreshRow(this.get(nameOrId), ctx);
+  }
+
+  private readonly refreshRow = (row: ImageRow, ctx: OpContext): Promise<ImageRow> =>
+    raceAbort(
+      this.flights.run(`refresh:${row.id}`, () => refreshImage(this.refreshDeps(), row, ctx)),
+      ctx.signal,
+    );
+
+  private refreshDeps(): RefreshDeps {
+    return { paths: this.paths, repo: this.repo, runner: this.runner, log: this.log, usedBy: this.opts.usedBy };
+  }
+
   /**
    * The named image, built from the catalog recipe (or fetched from the
    * catalog file's bundle) on first use. One such first use per name at a
@@ -138,7 +154,7 @@ export class ImageService {
    */
   async ensure(name: string, ctx: OpContext): Promise<ImageRow> {
     const row = this.find(name);
-    if (row) return row;
+    if (row) return name === this.opts.defaultImage ? autoRefresh(this.refreshDeps(), row, ctx, this.refreshRow) : row;
     const shared: OpContext = { ...ctx, signal: this.lifetime };
     return raceAbort(
       this.flights.run(`ensure:${name}`, () => this.ensureNow(name, shared)),
