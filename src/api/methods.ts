@@ -349,6 +349,17 @@ export interface ImageShowView extends ImageView {
   managed: boolean;
   assets_version: number;
   vms: string[];
+  /** The OCI image config exec applies (empty values: none recorded, the guest's defaults). */
+  config: ImageConfigView;
+}
+
+/** From the OCI image config at pull time: `Env`, `WorkingDir`, `User`; `Entrypoint` and `Cmd` for reference. */
+export interface ImageConfigView {
+  env: string[];
+  working_dir: string;
+  user: string;
+  entrypoint: string[];
+  cmd: string[];
 }
 
 /** image.refresh: the image and the guest-assets version it had before and has now. */

@@ -13,7 +13,7 @@ import { exists, raceAbort, removeTree } from '../fsutil.js';
 import { RootfsBuilder } from './pipeline.js';
 import { writeBundle } from '../../imagepull/bundle.js';
 import type { HttpFetch } from '../../net/transport.js';
-import { fetchOciLayers } from './oci.js';
+import { fetchOciLayers, ociManifestFields } from './oci.js';
 import { BlobCache } from '../../imagepull/blobcache.js';
 import { deriveImageName, formatReference, isCatalogWord, parseReference } from '../../imagepull/reference.js';
 import type { KernelRow } from '../../store/kernels.js';
@@ -287,11 +287,7 @@ export class ImageService {
               source: `oci:${formatReference(ref)}`,
               kernelName: kernel.name,
               kernelDir: kernel.dir,
-              manifest: {
-                ref: formatReference(ref),
-                manifest_digest: resolved.manifestDigest,
-                config_digest: resolved.configDigest,
-              },
+              manifest: ociManifestFields(ref, resolved),
             },
             layers,
             sizeBytes,
