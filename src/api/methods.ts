@@ -161,6 +161,7 @@ export const methods = {
         modules: z.string().optional(),
         size: size.optional(),
         sha256: z.string().optional(),
+        install_sshd: z.boolean().optional(),
       })
       .transform(parseImageSize),
     returns<ImageView>(),

@@ -26,6 +26,7 @@ import { ImagePublisher, type ImageBuilder, type ImageRows } from './publish.js'
 import { mmdebstrapLayer } from './mmdebstrap.js';
 import { promoteImage, registerImage, type RegisterParams } from './register.js';
 import type { BuildParams, PullParams } from './params.js';
+import { checkInstallSshd, type EgressDeps } from './install-sshd.js';
 import { autoRefresh, refreshImage, type RefreshDeps } from './refresh.js';
 
 export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
@@ -65,6 +66,8 @@ export interface ImageServiceOptions {
   catalog: ImageCatalog;
   /** The HTTP transport for bundles and registries (the daemon's, with its proxy settings). */
   http?: HttpFetch | undefined;
+  /** `pull --install-sshd`'s egress check: the daemon's proxy settings (tests also pass routing tables). */
+  egress?: EgressDeps | undefined;
   /** The rootfs pipeline (tests pass a fake); default: a RootfsBuilder on `runner`. */
   builder?: ImageBuilder | undefined;
 }
@@ -204,6 +207,7 @@ export class ImageService {
    * with '/', ':' or '@' is an OCI reference (SPEC §6.1).
    */
   async pull(p: PullParams, ctx: OpContext): Promise<ImageRow> {
+    if (p.install_sshd) await checkInstallSshd(this.opts.egress ?? { proxy: undefined });
     // Anything with a URL scheme is a bundle URL (an OCI reference never holds '://'); pullBundle refuses other schemes.
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.ref)) return pullBundle(this.bundleDeps(), p, ctx);
     if (isCatalogWord(p.ref)) {
