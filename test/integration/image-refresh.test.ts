@@ -21,7 +21,8 @@ import { openStore } from '../../src/store/db.js';
 import { ImageRepo, type ImageRow } from '../../src/store/images.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { guestBinary, imageFiles, Paths } from '../../src/system/paths.js';
-import { sh } from '../helpers/home.js';
+import { fakeBzImage } from '../helpers/fake-kernel.js';
+import { sh, TestHome } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
@@ -172,3 +173,52 @@ test('an image that is not the default keeps its assets on ensure', { skip }, as
   assert.equal((await s.svc.ensure('other', quietContext())).assetsVersion, OLD);
   assert.equal(sha(s.rootfs), before);
 });
+
+test(
+  'banger image refresh through the daemon: registered refused, promoted refreshed, refused once a VM uses it',
+  { skip },
+  async () => {
+    const home = new TestHome('banger-refresh-');
+    try {
+      const w = join(home.root, 'work');
+      mkdirSync(join(w, 'tree', 'etc'), { recursive: true });
+      writeFileSync(join(w, 'tree', 'etc', 'os-release'), 'ID=debian\n');
+      writeFileSync(join(w, 'vmlinuz'), fakeBzImage('9.9.9-refresh'));
+      const rootfs = join(w, 'rootfs.ext4');
+      assert.equal(sh(['mkfs.ext4', '-q', '-F', '-d', join(w, 'tree'), rootfs, '64M']).code, 0);
+      const ok = async (args: string[]): Promise<string> => {
+        const r = await home.banger(args);
+        assert.equal(r.code, 0, `banger ${args.join(' ')}: ${r.stderr}${r.stdout}`);
+        return r.stdout;
+      };
+      await ok(['kernel', 'import', 'rk', '--kernel', join(w, 'vmlinuz')]);
+      await ok(['image', 'register', 'reg', '--rootfs', rootfs, '--kernel-ref', 'rk']);
+      const registered = await home.banger(['image', 'refresh', 'reg']);
+      assert.notEqual(registered.code, 0);
+      assert.match(registered.stderr, /image "reg" is registered/);
+      assert.match(registered.stderr, /banger image promote reg/);
+
+      const userFile = sha(rootfs);
+      await ok(['image', 'promote', 'reg']);
+      const r = JSON.parse(await ok(['image', 'refresh', 'reg', '--json'])) as Record<string, unknown>;
+      assert.deepEqual(r.assets_version, ASSETS_VERSION);
+      assert.deepEqual(r.previous_assets_version, 0);
+      const shown = JSON.parse(await ok(['image', 'show', 'reg', '--json'])) as {
+        assets_version: number;
+        rootfs: string;
+      };
+      assert.equal(shown.assets_version, ASSETS_VERSION);
+      assert.match(stat(shown.rootfs, AGENT_PATH), /Type: regular/);
+      assert.equal(sha(rootfs), userFile, 'the registered file itself is never written');
+
+      await ok(['vm', 'create', '--name', 'user1', '--image', 'reg', '--disk-size', '128M', '--no-start']);
+      const before = sha(shown.rootfs);
+      const used = await home.banger(['image', 'refresh', 'reg']);
+      assert.notEqual(used.code, 0);
+      assert.match(used.stderr, /used by VM user1/);
+      assert.equal(sha(shown.rootfs), before);
+    } finally {
+      await home.cleanup();
+    }
+  },
+);
