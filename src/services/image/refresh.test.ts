@@ -19,7 +19,7 @@ import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import { imageFiles, Paths } from '../../system/paths.js';
 import { nullLogger, quietContext } from '../context.js';
-import { refreshImage, type RefreshDeps } from './refresh.js';
+import { autoRefresh, refreshImage, type RefreshDeps } from './refresh.js';
 
 /*
  * refreshImage with the ext4 tools faked (the integration tier runs them for
@@ -143,4 +143,25 @@ test('success: the copy replaces the rootfs, manifest and row record the current
   assert.equal(s.repo.get('i1')?.assetsVersion, ASSETS_VERSION);
   const m = JSON.parse(readFileSync(s.manifest, 'utf8'));
   assert.deepEqual(m, { name: 'img', assets_version: ASSETS_VERSION });
+});
+
+test('autoRefresh: a failed refresh of the default image is logged and the image used as it is; cancel propagates', async (t) => {
+  const warned: string[] = [];
+  const s = setup(t, new FakeRunner());
+  const deps = { ...s.deps, log: { ...nullLogger, warn: (m: string) => void warned.push(m) } };
+  const failing = (): Promise<ImageRow> => Promise.reject(new AppError('operation_failed', 'disk full'));
+  const row = await autoRefresh(deps, s.row, quietContext(), failing);
+  assert.equal(row.assetsVersion, OLD);
+  assert.match(warned.join('\n'), /could not refresh the guest assets of the default image/);
+  await assert.rejects(
+    autoRefresh(deps, s.row, quietContext(), () => Promise.reject(new AppError('cancelled', 'operation cancelled'))),
+    /cancelled/,
+  );
+  let called = 0;
+  const current = { ...s.row, assetsVersion: ASSETS_VERSION };
+  await autoRefresh(deps, current, quietContext(), () => Promise.resolve(current).finally(() => called++));
+  await autoRefresh(deps, { ...s.row, managed: false }, quietContext(), () =>
+    Promise.resolve(s.row).finally(() => called++),
+  );
+  assert.equal(called, 0, 'current and registered images are not refreshed');
 });
