@@ -7,7 +7,8 @@ import type { ImageRow } from '../../store/images.js';
 import { imageFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
-import { removeTree } from '../fsutil.js';
+import { raceAbort, removeTree } from '../fsutil.js';
+import { SingleFlight } from '../singleflight.js';
 import { injectGuestAssets, missingMountPoints } from './guest-assets.js';
 import type { ImageRows } from './publish.js';
 
@@ -143,5 +144,28 @@ export async function autoRefresh(
       error: String(e),
     });
     return d.repo.get(row.id) ?? row;
+  }
+}
+
+/** Refreshes, one at a time per image; callers of the same image share one (on the daemon's lifetime). */
+export class ImageRefresher {
+  private readonly flights = new SingleFlight<ImageRow>();
+
+  constructor(
+    private readonly d: RefreshDeps,
+    private readonly lifetime: AbortSignal,
+  ) {}
+
+  refresh(row: ImageRow, ctx: OpContext): Promise<ImageRow> {
+    const shared: OpContext = { ...ctx, signal: this.lifetime };
+    return raceAbort(
+      this.flights.run(row.id, () => refreshImage(this.d, row, shared)),
+      ctx.signal,
+    );
+  }
+
+  /** The default image at `ensure`: refreshed when its assets are older and no VM uses it (autoRefresh). */
+  auto(row: ImageRow, ctx: OpContext): Promise<ImageRow> {
+    return autoRefresh(this.d, row, ctx, (r, c) => this.refresh(r, c));
   }
 }

@@ -27,7 +27,7 @@ import { mmdebstrapLayer } from './mmdebstrap.js';
 import { promoteImage, registerImage, type RegisterParams } from './register.js';
 import type { BuildParams, PullParams } from './params.js';
 import { checkInstallSshd, type EgressDeps } from './install-sshd.js';
-import { autoRefresh, refreshImage, type RefreshDeps } from './refresh.js';
+import { ImageRefresher } from './refresh.js';
 
 export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 
@@ -80,6 +80,7 @@ export class ImageService {
   private readonly builder: ImageBuilder;
   private readonly publisher: ImagePublisher;
   private readonly cache: BlobCache;
+  private readonly refresher: ImageRefresher;
   /** Blob digests that running pulls still need (cache prune keeps them). */
   private readonly pinned = new Map<string, number>();
 
@@ -95,6 +96,7 @@ export class ImageService {
     this.builder = opts.builder ?? new RootfsBuilder(runner, log, opts.isRoot, opts.maxUnpackedBytes);
     this.publisher = new ImagePublisher(paths, repo, this.builder, log, lifetime);
     this.cache = new BlobCache(paths.blobsDir);
+    this.refresher = new ImageRefresher({ paths, repo, runner, log, usedBy: opts.usedBy }, lifetime);
   }
 
   /** `image cache prune`: removes blobs no running pull needs (every finished image is already ext4). */
@@ -135,17 +137,7 @@ export class ImageService {
 
   /** `image refresh`: the current guest assets go into the image's rootfs (refresh.ts). */
   refresh(nameOrId: string, ctx: OpContext): Promise<ImageRow> {
-    return this.refreshRow(this.get(nameOrId), ctx);
-  }
-
-  private readonly refreshRow = (row: ImageRow, ctx: OpContext): Promise<ImageRow> =>
-    raceAbort(
-      this.flights.run(`refresh:${row.id}`, () => refreshImage(this.refreshDeps(), row, ctx)),
-      ctx.signal,
-    );
-
-  private refreshDeps(): RefreshDeps {
-    return { paths: this.paths, repo: this.repo, runner: this.runner, log: this.log, usedBy: this.opts.usedBy };
+    return this.refresher.refresh(this.get(nameOrId), ctx);
   }
 
   /**
@@ -157,7 +149,7 @@ export class ImageService {
    */
   async ensure(name: string, ctx: OpContext): Promise<ImageRow> {
     const row = this.find(name);
-    if (row) return name === this.opts.defaultImage ? autoRefresh(this.refreshDeps(), row, ctx, this.refreshRow) : row;
+    if (row) return name === this.opts.defaultImage ? this.refresher.auto(row, ctx) : row;
     const shared: OpContext = { ...ctx, signal: this.lifetime };
     return raceAbort(
       this.flights.run(`ensure:${name}`, () => this.ensureNow(name, shared)),
