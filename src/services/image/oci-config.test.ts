@@ -9,6 +9,7 @@ import {
   DEFAULT_PATH,
   NO_RUNTIME_CONFIG,
   readRuntimeConfig,
+  resolveUser,
   runtimeConfig,
   type ImageRuntimeConfig,
 } from './oci-config.js';
@@ -92,4 +93,26 @@ test('readRuntimeConfig: none without a manifest or config key; bad files are er
   await assert.rejects(readRuntimeConfig(dir), /not valid JSON/);
   writeFileSync(join(dir, 'manifest.json'), ' '.repeat(1024 * 1024 + 1));
   await assert.rejects(readRuntimeConfig(dir), /larger than/);
+});
+
+test('resolveUser: names and numbers against the guest passwd and group', () => {
+  const passwd =
+    'root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1000:1001::/home/app:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n';
+  const group = 'root:x:0:\nstaff:x:50:app\napp:x:1001:\n';
+  const cases: [string, { uid: number; gid: number }][] = [
+    ['app', { uid: 1000, gid: 1001 }],
+    ['1000', { uid: 1000, gid: 1001 }],
+    ['4242', { uid: 4242, gid: 0 }],
+    ['app:staff', { uid: 1000, gid: 50 }],
+    ['app:77', { uid: 1000, gid: 77 }],
+    ['0:0', { uid: 0, gid: 0 }],
+    ['nobody', { uid: 65534, gid: 65534 }],
+  ];
+  for (const [user, want] of cases) assert.deepEqual(resolveUser(user, passwd, group), want, user);
+  assert.throws(
+    () => resolveUser('ghost', passwd, group),
+    /User "ghost": no user "ghost" in the guest's \/etc\/passwd/,
+  );
+  assert.throws(() => resolveUser('app:ghosts', passwd, group), /no group "ghosts" in the guest's \/etc\/group/);
+  assert.throws(() => resolveUser('99999999999', passwd, group), /no user/);
 });

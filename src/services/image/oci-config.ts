@@ -142,3 +142,31 @@ export function applyImageConfig(cfg: ImageRuntimeConfig | undefined, req: ExecR
   } else out.userName = c.user;
   return out;
 }
+
+/**
+ * An OCI `User` ("name", "uid", "name:group", "uid:gid", …) resolved against the
+ * guest's /etc/passwd and /etc/group text (read through the agent, bounded by
+ * the caller). Without a group, the user's primary group from passwd (0 for a
+ * uid passwd does not list). A name neither file has is a bad_request naming it.
+ */
+export function resolveUser(user: string, passwd: string, group: string): { uid: number; gid: number } {
+  const [u = '', g] = user.split(':', 2);
+  const rows = (text: string): string[][] =>
+    text
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((l) => l.split(':'));
+  const num = (s: string | undefined): number | undefined =>
+    s !== undefined && /^\d{1,10}$/.test(s) && Number(s) <= 0xffffffff ? Number(s) : undefined;
+  const users = rows(passwd);
+  const entry =
+    users.find((r) => r[0] === u) ?? (num(u) === undefined ? undefined : users.find((r) => num(r[2]) === num(u)));
+  const uid = num(u) ?? num(entry?.[2]);
+  if (uid === undefined)
+    throw badRequest(`image config User ${JSON.stringify(user)}: no user "${u}" in the guest's /etc/passwd`);
+  if (g === undefined) return { uid, gid: num(entry?.[3]) ?? 0 };
+  const gid = num(g) ?? num(rows(group).find((r) => r[0] === g)?.[2]);
+  if (gid === undefined)
+    throw badRequest(`image config User ${JSON.stringify(user)}: no group "${g}" in the guest's /etc/group`);
+  return { uid, gid };
+}
