@@ -161,6 +161,7 @@ export const methods = {
         modules: z.string().optional(),
         size: size.optional(),
         sha256: z.string().optional(),
+        install_sshd: z.boolean().optional(),
       })
       .transform(parseImageSize),
     returns<ImageView>(),
@@ -174,6 +175,7 @@ export const methods = {
     }),
     returns<ImageView>(),
   ),
+  'image.refresh': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageRefreshResult>()),
   'image.promote': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageView>()),
   'image.cache.prune': unary(z.strictObject({ dry_run: z.boolean().optional() }), returns<CachePruneResult>()),
   'image.export': unary(z.strictObject({ name: z.string().min(1), out: z.string().min(1) }), returns<ExportResult>()),
@@ -348,6 +350,25 @@ export interface ImageShowView extends ImageView {
   managed: boolean;
   assets_version: number;
   vms: string[];
+  /** The OCI image config exec applies (empty values: none recorded, the guest's defaults). */
+  config: ImageConfigView;
+}
+
+/** From the OCI image config at pull time: `Env`, `WorkingDir`, `User`; `Entrypoint` and `Cmd` for reference. */
+export interface ImageConfigView {
+  env: string[];
+  working_dir: string;
+  user: string;
+  entrypoint: string[];
+  cmd: string[];
+}
+
+/** image.refresh: the image and the guest-assets version it had before and has now. */
+export interface ImageRefreshResult {
+  name: string;
+  id: string;
+  assets_version: number;
+  previous_assets_version: number;
 }
 
 export interface CachePruneResult {

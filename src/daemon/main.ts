@@ -107,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
     maxUnpackedBytes: config.maxUnpackedBytes,
     catalog,
     http,
+    egress: { proxy },
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
   const vms = new VmService({

@@ -176,3 +176,6 @@ export function packageRoot(): string {
 export function guestBinary(name: 'banger-init' | 'banger-agent'): string {
   return join(packageRoot(), 'dist', 'guest', name);
 }
+
+/** The host's routing tables (read-only; the `image pull --install-sshd` egress check). */
+export const hostRouteTables = { ipv4: '/proc/net/route', ipv6: '/proc/net/ipv6_route' } as const;

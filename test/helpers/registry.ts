@@ -82,6 +82,8 @@ export interface ImageSpec {
   /** Replace the diff_ids written into the config (to fake a mismatch). */
   diffIds?: string[];
   env?: string[];
+  /** More keys of the image config's `config` (WorkingDir, User, Entrypoint, …). */
+  runtime?: Record<string, unknown>;
 }
 
 export interface FakeRegistryOptions {
@@ -211,7 +213,7 @@ export class FakeRegistry {
     const config: Record<string, unknown> = {
       architecture: spec.architecture ?? 'amd64',
       os: spec.os ?? 'linux',
-      config: { Env: spec.env ?? ['PATH=/usr/bin:/bin'], Cmd: ['/bin/sh'] },
+      config: { Env: spec.env ?? ['PATH=/usr/bin:/bin'], Cmd: ['/bin/sh'], ...spec.runtime },
       rootfs: { type: 'layers', diff_ids: spec.diffIds ?? layers.map((l) => l.diffId) },
     };
     const configBlob = Buffer.from(JSON.stringify(config));

@@ -150,6 +150,12 @@ const CASES: Case[] = [
   },
   { args: ['image', 'pull', 'a b'], names: /invalid image reference "a b"/ },
   { args: ['image', 'pull', ''], names: /invalid <ref> "": must not be empty/ },
+  // This namespace has no default route and no proxy: refused before the (loopback, closed) registry is asked.
+  {
+    args: ['image', 'pull', '127.0.0.1:9/team/app:v1', '--install-sshd'],
+    names: /--install-sshd needs outbound network for the guest’s package manager, and this host is offline/,
+  },
+  { args: ['image', 'refresh', 'nosuch'], names: /no image named "nosuch"/ },
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--name', 'Bad Name'], names: /invalid image name "Bad Name"/ },
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--name', 'fixture-img'], names: /image "fixture-img" already exists/ },
   { args: ['image', 'pull', '127.0.0.1:1/x/y', '--size', '5X'], names: /invalid size "5X": not a size/ },

@@ -1,4 +1,5 @@
 import type { ImageView } from '../../api/methods.js';
+import { NO_RUNTIME_CONFIG, readRuntimeConfig } from '../../services/image/oci-config.js';
 import type { ImageService } from '../../services/image/service.js';
 import type { ImageRow } from '../../store/images.js';
 import type { Routes } from '../server.js';
@@ -26,8 +27,9 @@ export interface ImageRouteDeps {
 export function imageRoutes({ images, usedBy }: ImageRouteDeps): Routes<'image'> {
   return {
     'image.list': () => images.list().map(imageView),
-    'image.show': (p) => {
+    'image.show': async (p) => {
       const i = images.get(p.name);
+      const config = (await readRuntimeConfig(i.dir)) ?? NO_RUNTIME_CONFIG;
       return {
         ...imageView(i),
         dir: i.dir,
@@ -35,12 +37,23 @@ export function imageRoutes({ images, usedBy }: ImageRouteDeps): Routes<'image'>
         managed: i.managed,
         assets_version: i.assetsVersion,
         vms: usedBy(i.id),
+        config,
       };
     },
     'image.delete': (p) => images.delete(p.name),
     'image.build': async (p, ctx) => imageView(await images.buildCustom(p, ctx)),
     'image.pull': async (p, ctx) => imageView(await images.pull(p, ctx)),
     'image.register': async (p, ctx) => imageView(await images.register(p, ctx)),
+    'image.refresh': async (p, ctx) => {
+      const before = images.get(p.name);
+      const after = await images.refresh(p.name, ctx);
+      return {
+        name: after.name,
+        id: after.id,
+        assets_version: after.assetsVersion,
+        previous_assets_version: before.assetsVersion,
+      };
+    },
     'image.promote': async (p) => imageView(await images.promote(p.name)),
     'image.cache.prune': (p) => images.pruneCache(p.dry_run ?? false),
     'image.export': (p, ctx) => images.export(p.name, p.out, ctx),

@@ -1,10 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { BlobCache } from '../../imagepull/blobcache.js';
 import { openVerifiedLayer } from '../../imagepull/layers.js';
-import type { ImageRef } from '../../imagepull/reference.js';
+import { formatReference, type ImageRef } from '../../imagepull/reference.js';
 import { RegistryClient, type ResolvedImage } from '../../imagepull/registry.js';
 import type { HttpFetch } from '../../net/transport.js';
 import type { OpContext } from '../context.js';
+import { runtimeConfig } from './oci-config.js';
 import type { LayerInput } from './pipeline.js';
 
 const DOWNLOAD_PARALLELISM = 3;
@@ -74,4 +75,14 @@ export async function fetchOciLayers(
     }),
   }));
   return { resolved, layers };
+}
+
+/** What manifest.json records of an OCI pull: where it came from and its runtime config (oci-config.ts). */
+export function ociManifestFields(ref: ImageRef, resolved: ResolvedImage): Record<string, unknown> {
+  return {
+    ref: formatReference(ref),
+    manifest_digest: resolved.manifestDigest,
+    config_digest: resolved.configDigest,
+    config: runtimeConfig(resolved.config.config, formatReference(ref)),
+  };
 }

@@ -9,6 +9,8 @@ export interface PullParams {
   /** Rootfs size in bytes (parsed from the API's `size`). */
   size_bytes?: number | undefined;
   sha256?: string | undefined;
+  /** Upstream parity: install openssh-server + systemd-sysv once, in a throwaway VM (install-sshd.ts). */
+  install_sshd?: boolean | undefined;
 }
 
 export interface BuildParams {

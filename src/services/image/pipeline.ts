@@ -1,12 +1,12 @@
 import { readlinkSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { AppError, badRequest, precondition } from '../../errors.js';
-import { ownershipScript, type InjectPlan } from '../../ext4/debugfs.js';
-import { injectIntoImage, runDebugfs } from '../../ext4/inject.js';
+import { AppError, badRequest } from '../../errors.js';
+import { ownershipScript } from '../../ext4/debugfs.js';
+import { runDebugfs } from '../../ext4/inject.js';
 import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
-import { firstBootAssets, guestAssets, isBuildTimeSecret, MOUNT_POINTS } from '../../guest/assets.js';
+import { isBuildTimeSecret, MOUNT_POINTS } from '../../guest/assets.js';
 import { Flattener, type EntryMeta } from '../../imagepull/flatten.js';
 import { isImageFile, readImageFile } from '../../imagepull/image-path.js';
 import { ByteBudget } from '../../archive/byte-budget.js';
@@ -15,6 +15,7 @@ import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, removeTree, treeBytes } from '../fsutil.js';
 import { checkCleanExt4, rootSubtreeLayer } from './bundle-seed.js';
+import { injectGuestAssets } from './guest-assets.js';
 
 /** One tar stream applied in order (an OCI layer, or mmdebstrap's whole tree). */
 export interface LayerInput {
@@ -125,43 +126,12 @@ export class RootfsBuilder {
       const rootfs = join(staging, imageFiles.rootfs);
       await this.runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: size, label: 'rootfs' }), { signal });
       if (!this.isRoot) await runDebugfs(this.runner, rootfs, ownershipScript(meta), signal);
-      await this.injectAssets(staging, rootfs, { needsSshd: !hasSshd, dirs: missingDirs }, signal);
+      await injectGuestAssets(this.runner, staging, rootfs, { needsSshd: !hasSshd, dirs: missingDirs }, signal);
       const workSeed = await this.buildWorkSeed(staging, tree, meta, signal);
       return { sizeBytes: size, contentBytes: bytes, workSeed, distro, hasSshd, hasSystemd };
     } finally {
       await removeTree(tree);
     }
-  }
-
-  /**
-   * Guest assets (and the first-boot sshd installer when the image lacks sshd) and the
-   * missing mount points, in one debugfs pass.
-   */
-  private async injectAssets(
-    staging: string,
-    rootfs: string,
-    o: { needsSshd: boolean; dirs: readonly { path: string; mode: number }[] },
-    signal: AbortSignal,
-  ): Promise<void> {
-    const base = guestAssets();
-    const extra = o.needsSshd ? firstBootAssets() : { files: [], symlinks: [] };
-    const dir = join(staging, 'assets');
-    await mkdir(dir, { recursive: true });
-    const plan: InjectPlan = { files: [], symlinks: [...base.symlinks, ...extra.symlinks], dirs: [...o.dirs] };
-    for (const [i, f] of [...base.files, ...extra.files].entries()) {
-      let src: string;
-      if ('hostSource' in f) {
-        src = f.hostSource;
-        if (!(await exists(src)))
-          throw precondition(`the guest program ${src} is missing`, 'run `npm run build` in the banger checkout');
-      } else {
-        src = join(dir, String(i));
-        await writeFile(src, f.content);
-      }
-      plan.files.push({ path: f.path, hostSource: src, mode: f.mode, uid: 0, gid: 0 });
-    }
-    await injectIntoImage(this.runner, rootfs, plan, signal);
-    await removeTree(dir);
   }
 
   /**

@@ -17,6 +17,7 @@ export interface ImageRows {
   byName(name: string): ImageRow | undefined;
   insert(row: ImageRow): void;
   delete(id: string): void;
+  setAssetsVersion(id: string, version: number): void;
   setFiles(
     id: string,
     f: { managed: boolean; rootfsPath: string; workSeedPath: string | undefined; source: string },

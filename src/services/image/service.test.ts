@@ -12,6 +12,7 @@ import { FakeRunner } from '../../../test/fakes/runner.js';
 import { Paths } from '../../system/paths.js';
 import { nullLogger, quietContext } from '../context.js';
 import { Catalog } from '../../catalog/catalog.js';
+import { readRuntimeConfig } from './oci-config.js';
 import { ImageService, type ImageKernels, type PullParams } from './service.js';
 
 /*
@@ -157,4 +158,35 @@ test('concurrent pulls of the same reference, name, size and kernel share one pu
   assert.equal(rootfsBuilds(), 1, 'one root filesystem built');
   const layerGets = reg.requests((r) => r.method === 'GET' && r.path.includes('/blobs/')).length;
   assert.equal(layerGets, 2, 'config and layer blob fetched once each');
+});
+
+test('an OCI pull records the image config (Env, WorkingDir, User, Entrypoint, Cmd) in manifest.json', async (t) => {
+  const { svc, reg } = await setup(t);
+  await reg.pushImage('team/cfg', 'v1', {
+    layers: [{ compression: 'gzip', files: { 'etc/os-release': 'ID=alpine\n' } }],
+    env: ['PATH=/opt/app/bin:/usr/bin', 'LANG=C.UTF-8'],
+    runtime: { WorkingDir: '/srv/app', User: '1000:1000', Entrypoint: ['/entry.sh'], Cmd: ['serve', '--port', '80'] },
+  });
+  const row = await svc.pull({ ref: `${reg.host}/team/cfg:v1`, name: 'cfg' }, quietContext());
+  assert.deepEqual(await readRuntimeConfig(row.dir), {
+    env: ['PATH=/opt/app/bin:/usr/bin', 'LANG=C.UTF-8'],
+    working_dir: '/srv/app',
+    user: '1000:1000',
+    entrypoint: ['/entry.sh'],
+    cmd: ['serve', '--port', '80'],
+  });
+});
+
+test('an OCI pull whose config Env entry is not NAME=value is refused, naming it, and nothing is published', async (t) => {
+  const { svc, repo, reg } = await setup(t);
+  await reg.pushImage('team/badenv', 'v1', {
+    layers: [{ compression: 'gzip', files: { 'etc/os-release': 'ID=alpine\n' } }],
+    env: ['PATH=/usr/bin', 'JUSTANAME'],
+  });
+  await assert.rejects(
+    svc.pull({ ref: `${reg.host}/team/badenv:v1`, name: 'badenv' }, quietContext()),
+    (e: unknown) =>
+      e instanceof AppError && e.code === 'bad_request' && /Env\[1\] "JUSTANAME" is not NAME=value/.test(e.message),
+  );
+  assert.equal(repo.byName('badenv'), undefined);
 });

@@ -13,7 +13,7 @@ import { exists, raceAbort, removeTree } from '../fsutil.js';
 import { RootfsBuilder } from './pipeline.js';
 import { writeBundle } from '../../imagepull/bundle.js';
 import type { HttpFetch } from '../../net/transport.js';
-import { fetchOciLayers } from './oci.js';
+import { fetchOciLayers, ociManifestFields } from './oci.js';
 import { BlobCache } from '../../imagepull/blobcache.js';
 import { deriveImageName, formatReference, isCatalogWord, parseReference } from '../../imagepull/reference.js';
 import type { KernelRow } from '../../store/kernels.js';
@@ -26,6 +26,8 @@ import { ImagePublisher, type ImageBuilder, type ImageRows } from './publish.js'
 import { mmdebstrapLayer } from './mmdebstrap.js';
 import { promoteImage, registerImage, type RegisterParams } from './register.js';
 import type { BuildParams, PullParams } from './params.js';
+import { checkInstallSshd, type EgressDeps } from './install-sshd.js';
+import { ImageRefresher } from './refresh.js';
 
 export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 
@@ -64,6 +66,8 @@ export interface ImageServiceOptions {
   catalog: ImageCatalog;
   /** The HTTP transport for bundles and registries (the daemon's, with its proxy settings). */
   http?: HttpFetch | undefined;
+  /** `pull --install-sshd`'s egress check: the daemon's proxy settings (tests also pass routing tables). */
+  egress?: EgressDeps | undefined;
   /** The rootfs pipeline (tests pass a fake); default: a RootfsBuilder on `runner`. */
   builder?: ImageBuilder | undefined;
 }
@@ -76,6 +80,7 @@ export class ImageService {
   private readonly builder: ImageBuilder;
   private readonly publisher: ImagePublisher;
   private readonly cache: BlobCache;
+  private readonly refresher: ImageRefresher;
   /** Blob digests that running pulls still need (cache prune keeps them). */
   private readonly pinned = new Map<string, number>();
 
@@ -91,6 +96,7 @@ export class ImageService {
     this.builder = opts.builder ?? new RootfsBuilder(runner, log, opts.isRoot, opts.maxUnpackedBytes);
     this.publisher = new ImagePublisher(paths, repo, this.builder, log, lifetime);
     this.cache = new BlobCache(paths.blobsDir);
+    this.refresher = new ImageRefresher({ paths, repo, runner, log, usedBy: opts.usedBy }, lifetime);
   }
 
   /** `image cache prune`: removes blobs no running pull needs (every finished image is already ext4). */
@@ -129,6 +135,11 @@ export class ImageService {
     return { name: row.name };
   }
 
+  /** `image refresh`: the current guest assets go into the image's rootfs (refresh.ts). */
+  refresh(nameOrId: string, ctx: OpContext): Promise<ImageRow> {
+    return this.refresher.refresh(this.get(nameOrId), ctx);
+  }
+
   /**
    * The named image, built from the catalog recipe (or fetched from the
    * catalog file's bundle) on first use. One such first use per name at a
@@ -138,7 +149,7 @@ export class ImageService {
    */
   async ensure(name: string, ctx: OpContext): Promise<ImageRow> {
     const row = this.find(name);
-    if (row) return row;
+    if (row) return name === this.opts.defaultImage ? this.refresher.auto(row, ctx) : row;
     const shared: OpContext = { ...ctx, signal: this.lifetime };
     return raceAbort(
       this.flights.run(`ensure:${name}`, () => this.ensureNow(name, shared)),
@@ -188,6 +199,7 @@ export class ImageService {
    * with '/', ':' or '@' is an OCI reference (SPEC §6.1).
    */
   async pull(p: PullParams, ctx: OpContext): Promise<ImageRow> {
+    if (p.install_sshd) await checkInstallSshd(this.opts.egress ?? { proxy: undefined });
     // Anything with a URL scheme is a bundle URL (an OCI reference never holds '://'); pullBundle refuses other schemes.
     if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p.ref)) return pullBundle(this.bundleDeps(), p, ctx);
     if (isCatalogWord(p.ref)) {
@@ -271,11 +283,7 @@ export class ImageService {
               source: `oci:${formatReference(ref)}`,
               kernelName: kernel.name,
               kernelDir: kernel.dir,
-              manifest: {
-                ref: formatReference(ref),
-                manifest_digest: resolved.manifestDigest,
-                config_digest: resolved.configDigest,
-              },
+              manifest: ociManifestFields(ref, resolved),
             },
             layers,
             sizeBytes,

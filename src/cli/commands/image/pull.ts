@@ -11,6 +11,7 @@ interface PullOptions {
   modules?: string;
   size?: string;
   sha256?: string;
+  installSshd?: boolean;
 }
 
 export function register(image: Command, ctx: () => CliContext, act: Act): void {
@@ -27,6 +28,7 @@ export function register(image: Command, ctx: () => CliContext, act: Act): void 
     .option('--modules <dir>', 'lib/modules/<release> directory for --kernel')
     .option('--size <size>', 'rootfs size (default: 1.5 × content, at least 1G)')
     .option('--sha256 <hex>', 'expected sha256 of a bundle')
+    .option('--install-sshd', 'install openssh-server and systemd once, like upstream banger (needs network)')
     .addHelpText(
       'after',
       '\nExamples:\n  banger image pull 127.0.0.1:5000/team/dev:latest --name dev\n  banger image pull file:///srv/dev.tar.zst --sha256 3b1f…',
@@ -46,6 +48,7 @@ export function register(image: Command, ctx: () => CliContext, act: Act): void 
             ...(o.modules ? { modules: abs(o.modules) } : {}),
             ...(o.size ? { size: o.size } : {}),
             ...(o.sha256 ? { sha256: o.sha256 } : {}),
+            ...(o.installSshd ? { install_sshd: true } : {}),
           },
           { onEvent: progressPrinter(c.err, c.style) },
         );

@@ -3,6 +3,19 @@ import type { ImageShowView } from '../../../api/methods.js';
 import type { Act, CliContext } from '../../context.js';
 import { formatBytes, keyValues } from '../../render/table.js';
 
+/** The recorded OCI config, only the parts it sets. */
+function configRows(i: ImageShowView): [string, string][] {
+  const c = i.config as ImageShowView['config'] | undefined;
+  if (c === undefined) return []; // an older daemon
+  const rows: [string, string][] = [];
+  if (c.env.length) rows.push(['env', c.env.join(' ')]);
+  if (c.working_dir) rows.push(['workdir', c.working_dir]);
+  if (c.user) rows.push(['user', c.user]);
+  if (c.entrypoint.length) rows.push(['entrypoint', JSON.stringify(c.entrypoint)]);
+  if (c.cmd.length) rows.push(['cmd', JSON.stringify(c.cmd)]);
+  return rows;
+}
+
 export function renderImage(i: ImageShowView): string {
   return keyValues([
     ['name', i.name],
@@ -15,6 +28,7 @@ export function renderImage(i: ImageShowView): string {
     ['managed', i.managed ? 'yes' : 'no (registered)'],
     ['guest assets', `v${i.assets_version}`],
     ['used by', i.vms.length ? i.vms.join(', ') : '-'],
+    ...configRows(i),
     ['created', i.created_at],
   ]);
 }
