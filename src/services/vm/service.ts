@@ -332,12 +332,12 @@ export class VmService {
   }
 
   /** The guest agent's health; an error when it does not answer. */
-  health(ref: string): Promise<VmHealth> {
+  async health(ref: string): Promise<VmHealth> {
     return vmHealth(this.agentVm(ref, 'vm health'), this.agents);
   }
 
   /** The guest's listening sockets, from its agent, with where the host reaches them. */
-  ports(ref: string): Promise<VmPorts> {
+  async ports(ref: string): Promise<VmPorts> {
     return vmPorts(this.agentVm(ref, 'vm ports'), this.agents, userNet(this.d.driver));
   }
 
