@@ -170,6 +170,17 @@ test('waitBoot: one long handshake covers the boot; a VMM that exits (socket clo
   await assert.rejects(a2.waitBoot(VM, 60_000, new AbortController().signal), /VM "dev".*closed the connection/);
   assert.ok(hostEnd?.destroyed);
 
+  // qemu makes its socket while it starts: a dial that finds none yet is retried within the bound.
+  let misses = 0;
+  const f = fakes();
+  const slowSocket: AgentDialer = async (vm, t) => {
+    if (misses++ < 2) throw new Error('ENOENT');
+    return f.dial(vm, t);
+  };
+  const a4 = new VmAgents({ paths: paths(), log: nullLogger, dial: slowSocket, timeoutMs: 1000 });
+  assert.equal((await a4.waitBoot(VM, 5000, new AbortController().signal)).name, 'fake-agent');
+  assert.equal(misses, 3);
+
   const ac = new AbortController();
   const silent = fakes({ silent: ['hello'] });
   const a3 = new VmAgents({ paths: paths(), log: nullLogger, dial: silent.dial, timeoutMs: 20 });

@@ -126,7 +126,7 @@ export class VmAgents {
    * exits (its socket closes) or `signal` fires.
    */
   async waitBoot(vm: AgentTarget, timeoutMs: number, signal: AbortSignal): Promise<AgentHealth> {
-    const stream = await this.dial(vm, Math.min(timeoutMs, this.timeoutMs));
+    const stream = await this.dialBooting(vm, Math.min(timeoutMs, this.timeoutMs), signal);
     const onAbort = (): void => {
       stream.destroy();
     };
@@ -142,6 +142,20 @@ export class VmAgents {
       signal.removeEventListener('abort', onAbort);
       if (client) client.close();
       else stream.destroy();
+    }
+  }
+
+  /** Dials until the VMM has made its socket (retried every 100 ms for at most `boundMs`). */
+  private async dialBooting(vm: AgentTarget, boundMs: number, signal: AbortSignal): Promise<Duplex> {
+    const deadline = Date.now() + boundMs;
+    for (;;) {
+      try {
+        return await this.dial(vm, boundMs);
+      } catch (e) {
+        if (signal.aborted) throw new AppError('cancelled', 'operation cancelled');
+        if (Date.now() >= deadline) throw this.failure(vm, e);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
   }
 
