@@ -74,6 +74,8 @@ test(
       'ssh',
       'use1',
       '--',
+      'sh',
+      '-c',
       'systemd-run --unit=web python3 -m http.server 8080 && ' +
         'systemd-run --unit=udp python3 -c "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((\'0.0.0.0\', 9999)); time.sleep(3600)"',
     ]);
