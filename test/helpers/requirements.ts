@@ -29,6 +29,21 @@ export function missingTools(tools: readonly string[]): string[] {
   return tools.filter((t) => !hasTool(t));
 }
 
+/** What booting a VM of the built-in default image needs: mmdebstrap builds it, apt fetches the kernel. */
+export const DEFAULT_VM_TOOLS: readonly string[] = [
+  'qemu-system-x86_64',
+  'qemu-img',
+  'mmdebstrap',
+  'mkfs.ext4',
+  'debugfs',
+  'ssh',
+  'ssh-keygen',
+  'apt-get',
+  'apt-cache',
+  'dpkg-deb',
+  'depmod',
+];
+
 /** `['root privileges (<why>)']` unless this process runs as root. */
 export function missingRoot(why: string): string[] {
   return process.getuid?.() === 0 ? [] : [`root privileges (${why})`];

@@ -9,21 +9,10 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { VmHealth, VmPorts, VmView } from '../../src/api/methods.js';
 import { TestHome } from '../helpers/home.js';
-import { missingTools, requirements } from '../helpers/requirements.js';
+import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
-  missingTools([
-    'qemu-system-x86_64',
-    'qemu-img',
-    'mmdebstrap',
-    'mkfs.ext4',
-    'debugfs',
-    'ssh',
-    'ssh-keygen',
-    'apt-get',
-    'dpkg-deb',
-    'depmod',
-  ]),
+  missingTools(DEFAULT_VM_TOOLS),
   'apt install qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg kmod',
 );
 

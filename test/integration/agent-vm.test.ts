@@ -25,25 +25,11 @@ import { NodeRunner } from '../../src/system/node-runner.js';
 import { guestBinary, kernelFiles, Paths } from '../../src/system/paths.js';
 import { TestHome } from '../helpers/home.js';
 import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
-import { missingTools, requirements } from '../helpers/requirements.js';
+import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
 const BUSYBOX = '/bin/busybox';
 const skip = requirements(
-  [
-    ...missingTools([
-      'qemu-system-x86_64',
-      'qemu-img',
-      'mmdebstrap',
-      'mkfs.ext4',
-      'debugfs',
-      'ssh',
-      'ssh-keygen',
-      'apt-get',
-      'dpkg-deb',
-      'depmod',
-    ]),
-    ...(existsSync(BUSYBOX) ? [] : [BUSYBOX]),
-  ],
+  [...missingTools(DEFAULT_VM_TOOLS), ...(existsSync(BUSYBOX) ? [] : [BUSYBOX])],
   'apt install qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg kmod busybox-static',
 );
 const skipRegistry = skip || requirements(missingTools(['docker-registry']), 'apt install docker-registry');

@@ -9,22 +9,10 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { sh, TestHome } from '../helpers/home.js';
-import { missingTools, requirements } from '../helpers/requirements.js';
+import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
-  missingTools([
-    'qemu-system-x86_64',
-    'qemu-img',
-    'mmdebstrap',
-    'mkfs.ext4',
-    'debugfs',
-    'ssh',
-    'ssh-keygen',
-    'apt-get',
-    'apt-cache',
-    'dpkg-deb',
-    'depmod',
-  ]),
+  missingTools(DEFAULT_VM_TOOLS),
   'apt install qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg kmod',
 );
 
