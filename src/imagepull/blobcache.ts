@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -106,8 +105,16 @@ export class BlobCache {
                 hint: 'the registry or a proxy served corrupt data; retry the pull',
               }),
       });
-      // flush: fsync before close, so a renamed blob is on disk, not only in the page cache.
-      await pipeline(stream, counter, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true }));
+      // Opened before any byte flows, so the file exists when a failure removes it (a stream that
+      // opens lazily can create it after the cleanup ran); fsync before close, so a renamed blob is
+      // on disk, not only in the page cache.
+      const fh = await open(tmp, 'wx', 0o644);
+      try {
+        await pipeline(stream, counter, fh.createWriteStream({ autoClose: false }));
+        await fh.sync();
+      } finally {
+        await fh.close().catch(() => undefined);
+      }
       await rename(tmp, final);
       return final;
     } catch (err) {
