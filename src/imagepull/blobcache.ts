@@ -109,12 +109,8 @@ export class BlobCache {
       // opens lazily can create it after the cleanup ran); fsync before close, so a renamed blob is
       // on disk, not only in the page cache.
       const fh = await open(tmp, 'wx', 0o644);
-      try {
-        await pipeline(stream, counter, fh.createWriteStream({ autoClose: false }));
-        await fh.sync();
-      } finally {
-        await fh.close().catch(() => undefined);
-      }
+      // The stream owns the handle from here: it closes it (after the fsync of flush) when done or destroyed.
+      await pipeline(stream, counter, fh.createWriteStream({ flush: true }));
       await rename(tmp, final);
       return final;
     } catch (err) {
