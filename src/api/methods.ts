@@ -147,6 +147,8 @@ export const methods = {
     returns<VmLogs>(),
   ),
   'vm.stats': unary(vmRef, returns<VmStats>()),
+  'vm.health': unary(vmRef, returns<VmHealth>()),
+  'vm.ports': unary(vmRef, returns<VmPorts>()),
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),
@@ -300,6 +302,36 @@ export interface VmStats {
   cpu_seconds: number | null;
   rss_bytes: number | null;
   guest_uptime_s: number | null;
+}
+
+/** `vm.health`: the guest agent's answer (an unhealthy guest is an error, not a result). */
+export interface VmHealth {
+  name: string;
+  healthy: true;
+  /** The agent's name and version string. */
+  agent: string;
+  protocol_version: number;
+  uptime_s: number;
+  /** Sessions open in the agent, this health check included. */
+  sessions: number;
+}
+
+/** One listening socket in the guest. */
+export interface VmPort {
+  protocol: 'tcp' | 'udp';
+  address: string;
+  port: number;
+  uid: number;
+  /** Where the host reaches it: `127.0.0.1:<port>` when published (user mode), null when unpublished. */
+  endpoint: string | null;
+}
+
+/** `vm.ports`: the guest's listening TCP and bound UDP sockets, from its agent. */
+export interface VmPorts {
+  name: string;
+  ports: VmPort[];
+  /** The agent had more than fit in one reply. */
+  truncated: boolean;
 }
 
 export interface ImageView {

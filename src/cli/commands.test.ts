@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VmView } from '../api/methods.js';
-import { notFound } from '../errors.js';
+import { AppError, notFound } from '../errors.js';
 import type { CliContext } from './context.js';
 import { buildProgram } from './main.js';
 import { makeStyle } from './render/style.js';
@@ -99,4 +99,43 @@ test('vm set sends the sizing flags unparsed; a bad --vcpu is named before the d
   );
   assert.deepEqual(ok.calls[1], ['vm.set', { ref: VM.id, memory: '512M', disk_size: '10' }]);
   await assert.rejects(run(['vm', 'set', 'dev', '--vcpu', '2x']), /invalid --vcpu "2x": expected a whole number/);
+});
+
+test('vm health: the agent answer as text or JSON, exit 0; an agent that does not answer is an error', async () => {
+  const h = { name: 'dev', healthy: true, agent: 'banger-agent 1', protocol_version: 1, uptime_s: 42.5, sessions: 1 };
+  const ok = await run(['vm', 'health', 'dev'], () => h);
+  assert.equal(ok.out, 'dev: healthy (banger-agent 1, protocol 1, agent up 43s)\n');
+  assert.equal(ok.code, 0);
+  assert.deepEqual(ok.calls, [['vm.health', { ref: 'dev' }]]);
+  assert.deepEqual(JSON.parse((await run(['vm', 'health', 'dev', '--json'], () => h)).out), h);
+  // The daemon's error reaches the CLI's error path (exit status 1, message and hint on stderr).
+  await assert.rejects(
+    run(['vm', 'health', 'dev'], () => {
+      throw new AppError('operation_failed', 'the guest agent of VM "dev" did not answer health within 10 s');
+    }),
+    /did not answer health within 10 s/,
+  );
+});
+
+test('vm ports: one row per socket with its endpoint, "unpublished" when the host cannot reach it; --json as sent', async () => {
+  const p = {
+    name: 'dev',
+    truncated: false,
+    ports: [
+      { protocol: 'tcp', address: '0.0.0.0', port: 22, uid: 0, endpoint: '127.0.0.1:40022' },
+      { protocol: 'tcp', address: '::', port: 8080, uid: 1000, endpoint: null },
+    ],
+  };
+  const text = await run(['vm', 'ports', 'dev'], () => p);
+  assert.equal(
+    text.out,
+    [
+      'PROTO  LISTEN      UID   ENDPOINT',
+      'tcp    0.0.0.0:22  0     127.0.0.1:40022',
+      'tcp    [::]:8080   1000  unpublished',
+      '',
+    ].join('\n'),
+  );
+  assert.deepEqual(text.calls, [['vm.ports', { ref: 'dev' }]]);
+  assert.deepEqual(JSON.parse((await run(['vm', 'ports', 'dev', '--json'], () => p)).out), p);
 });

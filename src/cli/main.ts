@@ -15,6 +15,7 @@ import { register as registerVmLifecycle } from './commands/vm/lifecycle.js';
 import { register as registerVmCreate } from './commands/vm/create.js';
 import { register as registerVmCp } from './commands/vm/cp.js';
 import { register as registerVmStats } from './commands/vm/stats.js';
+import { register as registerVmAgent } from './commands/vm/agent.js';
 import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
 import { register as registerVmRun } from './commands/vm/run.js';
@@ -103,6 +104,7 @@ export function buildProgram(
   registerVmCreate(vm, ctx, act);
   registerVmCp(vm, ctx, act);
   registerVmStats(vm, ctx, act);
+  registerVmAgent(vm, ctx, act);
   program
     .command('ps')
     .description('alias of `vm list`')

@@ -61,6 +61,8 @@ export interface FakeAgentOptions {
   command?: (io: FakeExecIO) => string | void;
   files?: Map<string, { data: Buffer; mode: number }>;
   ports?: ListeningPort[];
+  /** Called when a SHUTDOWN arrived (after its OK, when answered). */
+  onShutdown?: (action: ShutdownAction) => void;
 }
 
 interface FakeExecSession {
@@ -190,6 +192,7 @@ export class FakeAgent {
       case FrameType.SHUTDOWN:
         this.shutdowns.push(decodeShutdown(f.payload));
         if (!this.silent('shutdown')) this.send(FrameType.OK, f.session);
+        this.opts.onShutdown?.(this.shutdowns.at(-1) as ShutdownAction);
         return;
       case FrameType.SET_IDENTITY:
         this.identities.push(decodeIdentity(f.payload));

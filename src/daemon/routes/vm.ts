@@ -22,6 +22,8 @@ export function vmRoutes(vms: VmService): Routes<'vm'> {
     'vm.set': (p, ctx) => vms.set(p.ref, p, ctx),
     'vm.prune': (_p, ctx) => vms.prune(ctx),
     'vm.stats': (p) => vms.stats(p.ref),
+    'vm.health': (p) => vms.health(p.ref),
+    'vm.ports': (p) => vms.ports(p.ref),
     'vm.show': (p) => vms.show(p.ref),
     'vm.delete': (p, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p) => vms.sshInfo(p.ref),

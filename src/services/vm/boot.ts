@@ -19,7 +19,8 @@ import {
 import type { Logger, OpContext } from '../context.js';
 import { removeTree } from '../fsutil.js';
 import type { KernelFiles } from '../kernel/manifest.js';
-import { waitForSsh } from './bootwatch.js';
+import { agentHint, type VmAgents } from './agent.js';
+import { BootFailure, consoleTail, waitForSsh } from './bootwatch.js';
 import { previousLog } from './console.js';
 import type { RootDisk } from './disks.js';
 import type { RuntimeFiles } from './runtime.js';
@@ -29,6 +30,12 @@ const SSH_PORT_ATTEMPTS = 3;
 
 const STALL_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
+
+/** What the guest of a boot has: the agent (guest assets v3 and later) and sshd. */
+export interface GuestTraits {
+  agent: boolean;
+  sshd: boolean;
+}
 
 /** Wall-clock time and sleeping, as the graceful stop uses them. */
 export interface Clock {
@@ -43,6 +50,7 @@ export interface BootDeps {
   driver: VmmDriver;
   runner: CommandRunner;
   runtime: RuntimeFiles;
+  agents: VmAgents;
   log: Logger;
   sshWaitTimeoutMs: number;
   tscKhz: number | undefined;
@@ -144,14 +152,23 @@ export class VmBoot {
     }
   }
 
-  /** Waits until the guest answers over ssh; a BootFailure says why it did not. */
-  async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext): Promise<void> {
+  /**
+   * Waits until the guest's agent answers health (when it has one), then until
+   * it answers over ssh (when it has sshd); a BootFailure says why it did not.
+   */
+  async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext, guest: GuestTraits): Promise<void> {
+    const consoleLog = join(this.d.paths.vmDir(vm.id), vmFiles.console);
+    if (guest.agent) {
+      ctx.progress({ stage: 'agent', message: 'waiting for the guest agent' });
+      await this.waitAgent(vm, handles, consoleLog, ctx.signal);
+    }
+    if (!guest.sshd) return;
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
     const info = this.d.runtime.sshInfo({ name: vm.name, sshPort: handles.sshPort });
     const probe = this.d.sshProbe ?? ((i, s) => this.probeSsh(i, s));
     await waitForSsh({
       vmName: vm.name,
-      consoleLog: join(this.d.paths.vmDir(vm.id), vmFiles.console),
+      consoleLog,
       timeoutMs: this.d.sshWaitTimeoutMs,
       stallMs: this.d.stallMs ?? STALL_MS,
       signal: ctx.signal,
@@ -160,17 +177,64 @@ export class VmBoot {
     });
   }
 
-  /** Graceful stop (SPEC §4): ssh `sync; poweroff`, then waits up to the grace for the VMM to exit by itself. */
-  async powerOff(vm: Pick<VmRow, 'name' | 'sshPort'>, handles: VmmHandles): Promise<void> {
-    const argv = sshArgv('ssh', this.d.runtime.sshInfo(vm), {
-      batch: true,
-      connectTimeoutS: 3,
-      remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &',
-    });
-    await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
+  /**
+   * Graceful stop (SPEC §4): the guest agent's shutdown (sync + poweroff) when
+   * the guest has one and answers, else ssh `sync; poweroff`; then waits up to
+   * the grace for the VMM to exit by itself. Returns the path taken.
+   */
+  async powerOff(
+    vm: Pick<VmRow, 'id' | 'name' | 'sshPort'>,
+    handles: VmmHandles,
+    guest: GuestTraits,
+  ): Promise<'agent' | 'ssh' | 'none'> {
+    let how: 'agent' | 'ssh' | 'none' = 'none';
+    if (guest.agent) {
+      try {
+        await this.d.agents.shutdown(vm);
+        how = 'agent';
+        this.d.log.info('the guest agent is powering the VM off', { name: vm.name });
+      } catch (e) {
+        this.d.log.warn('the guest agent did not take the shutdown; trying ssh', { name: vm.name, error: String(e) });
+      }
+    }
+    if (how === 'none' && vm.sshPort) {
+      const argv = sshArgv('ssh', this.d.runtime.sshInfo(vm), {
+        batch: true,
+        connectTimeoutS: 3,
+        remoteCommand: 'sync; (sleep 0.2; poweroff) >/dev/null 2>&1 &',
+      });
+      await this.d.runner.run(argv, { timeoutMs: 5000 }).catch(() => undefined);
+      how = 'ssh';
+    }
+    if (how === 'none') return how;
     const clock = this.d.clock ?? realClock;
     const deadline = clock.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
     while (clock.now() < deadline && (await this.d.driver.isAlive(handles))) await clock.sleep(100);
+    return how;
+  }
+
+  /** The agent's health, bounded by the ssh wait; a VMM that exits meanwhile is an `exited` failure. */
+  private async waitAgent(vm: VmRow, handles: VmHandles, consoleLog: string, signal: AbortSignal): Promise<void> {
+    const logsHint = `run \`banger vm logs ${vm.name}\` to see the whole console`;
+    try {
+      await this.d.agents.waitBoot(vm, this.d.sshWaitTimeoutMs, signal);
+    } catch (e) {
+      if (signal.aborted) throw e;
+      const tail = await consoleTail(consoleLog);
+      if (!(await this.d.driver.isAlive(handles)))
+        throw new BootFailure(
+          'exited',
+          `VM "${vm.name}" stopped during boot`,
+          `${logsHint}; the console ended with:\n${tail}`,
+          tail,
+        );
+      throw new BootFailure(
+        'stuck',
+        (e as Error).message,
+        `${agentHint(vm.name)}; the console ended with:\n${tail}`,
+        tail,
+      );
+    }
   }
 
   private async probeSsh(info: SshInfo, signal: AbortSignal): Promise<'none' | 'banner' | 'ready'> {

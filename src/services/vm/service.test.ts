@@ -17,6 +17,9 @@ import { PortInUse, type VmmCapabilities, type VmmDriver, type VmmHandles, type 
 import { QEMU_CAPABILITIES } from '../../vmm/qemu/argv.js';
 import { FIRECRACKER_CAPABILITIES } from '../../vmm/firecracker/driver.js';
 import { nullLogger, type OpContext } from '../context.js';
+import { FakeAgent, type FakeAgentOptions } from '../../../test/fakes/agent.js';
+import { duplexPair } from '../../agent/duplex-pair.js';
+import { VmAgents } from './agent.js';
 import { BootFailure } from './bootwatch.js';
 import { VmService, type Clock } from './service.js';
 import type { SshKeys } from './sshkeys.js';
@@ -137,7 +140,17 @@ function hostRunner(
     });
 }
 
-function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => void; timeoutMs?: number } = {}) {
+interface SetupOpts {
+  probe?: 'ready' | 'none';
+  runner?: (r: FakeRunner) => void;
+  timeoutMs?: number;
+  /** The image has the guest agent (assets v3); each connection is a fake agent with these options. */
+  agent?: FakeAgentOptions;
+  /** has_sshd in the image's manifest.json (no manifest when undefined). */
+  hasSshd?: boolean;
+}
+
+function setup(opts: SetupOpts = {}) {
   const root = mkdtempSync(join(tmpdir(), 'vmsvc-'));
   roots.push(root);
   const paths = new Paths({ HOME: root, XDG_RUNTIME_DIR: join(root, 'run') }, 0);
@@ -157,10 +170,12 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => voi
     kernelName: 'k',
     distro: 'debian',
     sizeBytes: 1 << 30,
-    assetsVersion: 1,
+    assetsVersion: opts.agent ? 3 : 1,
     createdAt: 'now',
   };
   images.insert(image);
+  if (opts.hasSshd !== undefined)
+    writeFileSync(join(root, 'manifest.json'), JSON.stringify({ has_sshd: opts.hasSshd }));
   const clock = new FakeClock();
   const driver = new FakeDriver(clock);
   const poweroffs: { at: number; command: string; port: number }[] = [];
@@ -201,14 +216,34 @@ function setup(opts: { probe?: 'ready' | 'none'; runner?: (r: FakeRunner) => voi
         } as KernelManifest,
       }),
     },
-    sshProbe: async () => opts.probe ?? 'ready',
+    sshProbe: async () => {
+      probes++;
+      return opts.probe ?? 'ready';
+    },
     stallMs: 60_000,
     clock,
   };
+  let probes = 0;
+  /** Every fake agent connected to, in order. */
+  const agents: FakeAgent[] = [];
+  const agentOpts = opts.agent;
+  if (agentOpts) {
+    deps.agents = new VmAgents({
+      paths,
+      log: nullLogger,
+      timeoutMs: 100,
+      dial: async (vm) => {
+        const [host, guest] = duplexPair();
+        const onShutdown = (): void => driver.poweroff(vms.get(vm.id)?.sshPort ?? -1);
+        agents.push(new FakeAgent(guest, { onShutdown, ...agentOpts }));
+        return host;
+      },
+    });
+  }
   const svc = new VmService(deps);
   /** A new daemon over the same store, files and processes (as after a kill -9). */
   const restart = (): VmService => new VmService(deps);
-  return { svc, vms, paths, driver, runner, clock, poweroffs, restart };
+  return { svc, vms, paths, driver, runner, clock, poweroffs, restart, agents, probes: () => probes };
 }
 
 const ctx = (signal = new AbortController().signal): OpContext => ({
@@ -871,4 +906,105 @@ test('VMs made before root-disk plans were recorded (a raw copy named root.qcow2
   assert.deepEqual(s.vms.list(), []);
   assert.deepEqual(readdirSync(s.paths.vmsDir), []);
   assert.equal(s.driver.procs.size, 0, 'the adopted VMM was stopped by delete');
+});
+
+test('an image with the agent and without sshd: start waits for the agent only; vm health and vm ports answer from it', async () => {
+  const { svc, agents, probes } = setup({
+    agent: {
+      ports: [
+        { protocol: 'tcp', family: 4, address: '0.0.0.0', port: 8080, uid: 0 },
+        { protocol: 'tcp', family: 6, address: '::', port: 22, uid: 0 },
+        { protocol: 'udp', family: 4, address: '127.0.0.1', port: 53, uid: 101 },
+      ],
+    },
+    hasSshd: false,
+    probe: 'none',
+  });
+  const v = await svc.create({ name: 'dev' }, ctx());
+  assert.equal(v.state, 'running');
+  assert.equal(probes(), 0, 'no ssh wait for an image without sshd');
+  assert.equal(agents.length, 1, 'the boot waited for the agent');
+  const h = await svc.health('dev');
+  assert.deepEqual(
+    { ...h, uptime_s: 0 },
+    {
+      name: 'dev',
+      healthy: true,
+      agent: 'fake-agent',
+      protocol_version: 1,
+      uptime_s: 0,
+      sessions: 0,
+    },
+  );
+  assert.equal(h.uptime_s, 1.234);
+  const p = await svc.ports('dev');
+  assert.deepEqual(p, {
+    name: 'dev',
+    truncated: false,
+    ports: [
+      { protocol: 'tcp', address: '::', port: 22, uid: 0, endpoint: v.ssh },
+      { protocol: 'tcp', address: '0.0.0.0', port: 8080, uid: 0, endpoint: null },
+      { protocol: 'udp', address: '127.0.0.1', port: 53, uid: 101, endpoint: null },
+    ],
+  });
+});
+
+test('an image with the agent and sshd: start waits for the agent, then for ssh', async () => {
+  const { svc, agents, probes } = setup({ agent: {}, hasSshd: true });
+  await svc.create({ name: 'dev' }, ctx());
+  assert.equal(agents.length, 1);
+  assert.ok(probes() >= 1, 'ssh was waited for');
+});
+
+test('a guest agent that never answers at boot fails the start with an error naming the VM; the VMM is stopped', async () => {
+  const { svc, vms, driver } = setup({ agent: { silent: ['hello'] }, hasSshd: false, timeoutMs: 200 });
+  await assert.rejects(svc.create({ name: 'dev' }, ctx()), (e: BootFailure) => {
+    assert.equal(e.kind, 'stuck');
+    assert.match(e.message, /the guest agent of VM "dev" did not answer hello within 200 ms/);
+    assert.match(e.hint ?? '', /banger vm logs dev/);
+    return true;
+  });
+  assert.equal(vms.byName('dev')?.state, 'error', 'kept for inspection');
+  assert.equal(driver.procs.size, 0);
+});
+
+test('stop: the guest agent powers the guest off (no ssh, no signal); the connection is closed', async () => {
+  const { svc, driver, poweroffs, agents } = setup({ agent: {}, hasSshd: true });
+  await svc.create({ name: 'dev' }, ctx());
+  await svc.health('dev');
+  const stopped = await svc.stop('dev', ctx());
+  assert.equal(stopped.state, 'stopped');
+  assert.deepEqual(
+    agents.flatMap((a) => a.shutdowns),
+    ['poweroff'],
+  );
+  assert.deepEqual(poweroffs, [], 'no ssh poweroff');
+  assert.deepEqual(driver.signals, [], 'the VMM exited by itself');
+  assert.equal(driver.procs.size, 0);
+});
+
+test('stop: an agent that does not answer shutdown falls back to ssh poweroff', async () => {
+  const { svc, driver, poweroffs, agents } = setup({ agent: { silent: ['shutdown'], onShutdown: () => undefined } });
+  await svc.create({ name: 'dev' }, ctx());
+  await svc.stop('dev', ctx());
+  assert.equal(agents.flatMap((a) => a.shutdowns).length, 1, 'the agent was asked first');
+  assert.equal(poweroffs.length, 1, 'then ssh');
+  assert.deepEqual(driver.signals, []);
+});
+
+test('vm health and vm ports: a stopped VM, or one whose image predates the agent, is refused saying what to do', async () => {
+  const old = setup();
+  await old.svc.create({ name: 'dev' }, ctx());
+  await assert.rejects(old.svc.health('dev'), (e: Error & { code: string; hint?: string }) => {
+    assert.equal(e.code, 'precondition');
+    assert.match(
+      e.message,
+      /image "debian-bookworm" of VM "dev" has guest assets v1, older than the guest agent \(v3\)/,
+    );
+    assert.match(e.hint ?? '', /banger image refresh debian-bookworm/);
+    return true;
+  });
+  const cur = setup({ agent: {} });
+  await cur.svc.create({ name: 'dev', start: false }, ctx());
+  await assert.rejects(cur.svc.ports('dev'), /VM "dev" is stopped; vm ports needs it running/);
 });

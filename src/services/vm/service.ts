@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import type { SshInfo, VmView } from '../../api/methods.js';
+import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
 import type { Config, HostFacts } from '../../config/config.js';
 import { formatSize } from '../../config/sizes.js';
 import { AppError, alreadyExists, badRequest, precondition } from '../../errors.js';
@@ -15,34 +15,20 @@ import { removeTree } from '../fsutil.js';
 import type { ImageService } from '../image/service.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { noPause, type Pause } from '../testpause.js';
-import { VmBoot, type Clock } from './boot.js';
+import { VmAgents } from './agent.js';
+import { userNet, VmBoot, type Clock, type GuestTraits } from './boot.js';
 import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
 import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
+import type { CreateParams, SetParams } from './params.js';
+import { checkAgentVm, guestTraits, vmHealth, vmPorts } from './guestops.js';
 import { generateName, resolveRef, resolveRefs, validateVmName, type ResolvedRef } from './names.js';
 import { capConsoles, consoleLogs, vmStats, vmView, type VmStats } from './observe.js';
 import { reconcileVms } from './reconcile.js';
 import { RuntimeFiles, vmmHandles } from './runtime.js';
 import type { SshKeys } from './sshkeys.js';
 import { transition, type VmState } from './states.js';
-
-export interface CreateParams {
-  name?: string | undefined;
-  image?: string | undefined;
-  vcpu?: number | undefined;
-  memory_mib?: number | undefined;
-  /** Work disk size, already parsed to bytes (the API schema reads sizes). */
-  disk_bytes?: number | undefined;
-  nat?: boolean | undefined;
-  start?: boolean | undefined;
-}
-
-export interface SetParams {
-  vcpu?: number | undefined;
-  memory_mib?: number | undefined;
-  disk_bytes?: number | undefined;
-}
 
 export interface VmServiceDeps {
   paths: Paths;
@@ -68,9 +54,12 @@ export interface VmServiceDeps {
   pause?: Pause;
   /** Time for the graceful-stop wait; tests pass a pretend clock. */
   clock?: Clock;
+  /** The guest-agent connections; by default over Paths.agentSocket. */
+  agents?: VmAgents;
 }
 
 export type { Clock } from './boot.js';
+export type { CreateParams, SetParams } from './params.js';
 
 /**
  * VM lifecycle: the state machine over disks (disks.ts), boots (boot.ts) and
@@ -83,12 +72,19 @@ export class VmService {
   private readonly runtime: RuntimeFiles;
   private readonly disks: VmDisks;
   private readonly boot: VmBoot;
+  private readonly agents: VmAgents;
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
+    this.agents = d.agents ?? new VmAgents({ paths: d.paths, log: d.log });
     this.runtime = new RuntimeFiles({ ...d, socketSuffix: d.driver.capabilities.controlSocket.suffix });
     this.disks = new VmDisks(d);
-    this.boot = new VmBoot({ ...d, runtime: this.runtime, sshWaitTimeoutMs: d.config.sshWaitTimeoutMs });
+    this.boot = new VmBoot({
+      ...d,
+      runtime: this.runtime,
+      agents: this.agents,
+      sshWaitTimeoutMs: d.config.sshWaitTimeoutMs,
+    });
   }
 
   list(): VmView[] {
@@ -215,7 +211,7 @@ export class VmService {
     });
   }
 
-  /** Graceful first (ssh `sync; poweroff`), then forceful after STOP_GRACE_MS (SPEC §4). */
+  /** Graceful first (the guest agent's shutdown, else ssh `sync; poweroff`), then forceful after STOP_GRACE_MS (SPEC §4). */
   async stop(ref: string, _ctx: OpContext): Promise<VmView> {
     const vm = this.resolve(ref);
     return this.withLock(vm.id, async () => {
@@ -223,7 +219,7 @@ export class VmService {
       if (cur.state === 'stopped') return this.view(cur);
       if (cur.state === 'running') {
         this.transition(cur.id, 'stopping');
-        if (cur.handles && cur.sshPort) await this.boot.powerOff(cur, vmmHandles(cur.handles));
+        if (cur.handles) await this.boot.powerOff(cur, vmmHandles(cur.handles), await this.guest(cur));
       }
       await this.stopVmm(cur.id, 'stopped');
       this.d.log.info('VM stopped', { name: cur.name });
@@ -335,6 +331,16 @@ export class VmService {
     return vmStats(this.resolve(ref), this.runtime, this.d.runner);
   }
 
+  /** The guest agent's health; an error when it does not answer. */
+  async health(ref: string): Promise<VmHealth> {
+    return vmHealth(this.agentVm(ref, 'vm health'), this.agents);
+  }
+
+  /** The guest's listening sockets, from its agent, with where the host reaches them. */
+  async ports(ref: string): Promise<VmPorts> {
+    return vmPorts(this.agentVm(ref, 'vm ports'), this.agents, userNet(this.d.driver));
+  }
+
   /** Startup, after a clean stop or a crash: see reconcile.ts. */
   async reconcile(): Promise<void> {
     await reconcileVms({
@@ -367,7 +373,7 @@ export class VmService {
       await this.pause('after-spawn');
     });
     try {
-      await this.boot.waitReady(vm, handles, ctx);
+      await this.boot.waitReady(vm, handles, ctx, await this.guest(vm));
     } catch (e) {
       // An ssh timeout keeps the VM running for inspection (SPEC §4).
       if (e instanceof BootFailure && e.kind === 'ssh_timeout') this.transition(id, 'running');
@@ -381,6 +387,7 @@ export class VmService {
   private async stopVmm(id: string, state: 'stopped' | 'error'): Promise<void> {
     const vm = this.d.vms.get(id);
     if (!vm) return;
+    this.agents.close(id);
     const { handles } = await this.runtime.handles(vm);
     if (handles) await this.d.driver.kill(vmmHandles(handles));
     await this.runtime.clear(id);
@@ -405,6 +412,17 @@ export class VmService {
     await removeTree(this.d.paths.vmDir(id));
     await this.runtime.refreshSshConfig();
     this.d.log.info('VM deleted', { name: vm.name });
+  }
+
+  /** A running VM whose image has the agent, or a precondition error saying what `what` needs. */
+  private agentVm(ref: string, what: string): VmRow {
+    const vm = this.resolve(ref);
+    checkAgentVm(vm, this.d.images.get(vm.imageId), what);
+    return vm;
+  }
+
+  private guest(vm: VmRow): Promise<GuestTraits> {
+    return guestTraits(this.d.images.get(vm.imageId), this.d.log);
   }
 
   private mustGet(id: string): VmRow {
