@@ -9,7 +9,8 @@ import { ImageRepo } from './images.js';
 import { KernelRepo } from './kernels.js';
 import { MIGRATIONS, migrationStatus, SCHEMA_VERSION } from './migrations.js';
 import { OperationRepo } from './operations.js';
-import { VmRepo, type VmRow } from './vms.js';
+import { imageRow, vmRow } from '../../test/helpers/rows.js';
+import { VmRepo } from './vms.js';
 
 test('migrations bring a new store to the current schema, idempotently', () => {
   const db = openStore(':memory:');
@@ -33,42 +34,9 @@ test('a store newer than this banger is refused', () => {
 test('VM names are unique and rows round-trip, foreign keys enforced', () => {
   const db = openStore(':memory:');
   const images = new ImageRepo(db);
-  images.insert({
-    id: 'img1',
-    name: 'debian',
-    source: 'build',
-    managed: true,
-    dir: '/i',
-    rootfsPath: '/i/r',
-    workSeedPath: undefined,
-    kernelName: 'k',
-    distro: 'debian',
-    sizeBytes: 1,
-    assetsVersion: 1,
-    createdAt: 'now',
-  });
+  images.insert(imageRow());
   const vms = new VmRepo(db);
-  const row: VmRow = {
-    id: 'v1',
-    name: 'dev',
-    imageId: 'img1',
-    state: 'creating',
-    vcpu: 1,
-    memoryMib: 512,
-    diskBytes: 1,
-    overlayBytes: 1,
-    nat: false,
-    vmm: 'qemu',
-    accel: 'tcg',
-    networkMode: 'user',
-    sshPort: undefined,
-    diskStrategy: 'qcow2-overlay',
-    rootDisk: undefined,
-    handles: undefined,
-    bootId: undefined,
-    createdAt: 'now',
-    updatedAt: 'now',
-  };
+  const row = vmRow();
   vms.insert(row);
   assert.throws(() => vms.insert({ ...row, id: 'v2' }), /UNIQUE/);
   assert.throws(() => vms.insert({ ...row, id: 'v3', name: 'other', imageId: 'nope' }), /FOREIGN KEY/);

@@ -7,7 +7,8 @@ import { defaultConfig, type Config } from '../../config/config.js';
 import { openStore } from '../../store/db.js';
 import { ImageRepo } from '../../store/images.js';
 import { KernelRepo } from '../../store/kernels.js';
-import { VmRepo, type VmRow } from '../../store/vms.js';
+import { VmRepo } from '../../store/vms.js';
+import { imageRow, vmRow } from '../../../test/helpers/rows.js';
 import { FakeRunner } from '../../../test/fakes/runner.js';
 import type { CpuInfo, HostProbe } from '../../system/host.js';
 import { Paths } from '../../system/paths.js';
@@ -32,41 +33,15 @@ function home(): Paths {
   const paths = new Paths({ HOME: root, XDG_RUNTIME_DIR: join(root, 'run') }, 0);
   mkdirSync(paths.stateDir, { recursive: true });
   const db = openStore(paths.dbFile);
-  new ImageRepo(db).insert({
-    id: 'img1',
-    name: 'debian',
-    source: 'build',
-    managed: true,
-    dir: '/i',
-    rootfsPath: '/i/r',
-    workSeedPath: undefined,
-    kernelName: 'k',
-    distro: 'debian',
-    sizeBytes: 1,
-    assetsVersion: 1,
-    createdAt: 'now',
-  });
-  const vm = (id: string, name: string, withHandles: boolean): VmRow => ({
-    id,
-    name,
-    imageId: 'img1',
-    state: 'running',
-    vcpu: 1,
-    memoryMib: 512,
-    diskBytes: 1,
-    overlayBytes: 1,
-    nat: false,
-    vmm: 'qemu',
-    accel: 'tcg',
-    networkMode: 'user',
-    sshPort: 2222,
-    diskStrategy: 'qcow2-overlay',
-    rootDisk: undefined,
-    handles: withHandles ? { pid: 7, startTime: 1, controlSocket: '/q', sshPort: 2222 } : undefined,
-    bootId: undefined,
-    createdAt: 'now',
-    updatedAt: 'now',
-  });
+  new ImageRepo(db).insert(imageRow());
+  const vm = (id: string, name: string, withHandles: boolean) =>
+    vmRow({
+      id,
+      name,
+      state: 'running',
+      sshPort: 2222,
+      handles: withHandles ? { pid: 7, startTime: 1, controlSocket: '/q', sshPort: 2222 } : undefined,
+    });
   new VmRepo(db).insert(vm('aaaa', 'dev', true));
   new VmRepo(db).insert(vm('bbbb', 'bare', false));
   db.close();
@@ -293,20 +268,9 @@ test('doctor: the state store: default image without work-seed warns, a kernel q
   const i = input(t);
   mkdirSync(i.paths.stateDir, { recursive: true });
   const db = openStore(i.paths.dbFile);
-  new ImageRepo(db).insert({
-    id: 'img0123456789abcdef',
-    name: 'debian-bookworm',
-    source: 'build',
-    managed: true,
-    dir: '/i',
-    rootfsPath: '/i/r',
-    workSeedPath: undefined,
-    kernelName: 'debian-bookworm-cloud',
-    distro: 'debian',
-    sizeBytes: 1,
-    assetsVersion: 1,
-    createdAt: 'now',
-  });
+  new ImageRepo(db).insert(
+    imageRow({ id: 'img0123456789abcdef', name: 'debian-bookworm', kernelName: 'debian-bookworm-cloud' }),
+  );
   new KernelRepo(db).insert({
     name: 'debian-bookworm-cloud',
     distro: 'debian',

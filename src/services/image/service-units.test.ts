@@ -9,9 +9,10 @@ import type { CatalogImageEntry } from '../../catalog/images.js';
 import { AppError } from '../../errors.js';
 import { writeBundle } from '../../imagepull/bundle.js';
 import { openStore } from '../../store/db.js';
-import { ImageRepo, type ImageRow } from '../../store/images.js';
+import { ImageRepo } from '../../store/images.js';
 import type { KernelRow } from '../../store/kernels.js';
 import { FakeRunner } from '../../../test/fakes/runner.js';
+import { imageRow } from '../../../test/helpers/rows.js';
 import { Paths } from '../../system/paths.js';
 import { nullLogger, quietContext, type OpContext } from '../context.js';
 import type { KernelFiles } from '../kernel/manifest.js';
@@ -178,20 +179,14 @@ test('delete is refused while VMs use the image; otherwise row and dir go', asyn
   const { root, svc, repo } = setup(t, () => users);
   const dir = join(root, 'img');
   mkdirSync(dir);
-  const row: ImageRow = {
+  const row = imageRow({
     id: 'abc',
     name: 'img',
     source: 'test',
-    managed: true,
     dir,
     rootfsPath: join(dir, 'rootfs.ext4'),
-    workSeedPath: undefined,
     kernelName: 'k1',
-    distro: 'debian',
-    sizeBytes: 1,
-    assetsVersion: 1,
-    createdAt: 'now',
-  };
+  });
   repo.insert(row);
   await assert.rejects(svc.delete('img'), isApp('precondition', /image "img" is used by VM box1/));
   assert.ok(repo.byName('img'));

@@ -10,6 +10,7 @@ import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelManifest } from '../kernel/manifest.js';
 import { VmRepo, type VmRow } from '../../store/vms.js';
 import { FakeRunner } from '../../../test/fakes/runner.js';
+import { vmRow } from '../../../test/helpers/rows.js';
 import { NodeRunner } from '../../system/node-runner.js';
 import { signalProcess } from '../../system/process.js';
 import { Paths } from '../../system/paths.js';
@@ -755,27 +756,7 @@ test('reconcile: a create interrupted during its first boot is removed and its r
 
 test('reconcile: a VMM whose handles were never recorded is found by its control socket on its command line', async (t) => {
   const { vms, driver, paths, restart } = setup();
-  vms.insert({
-    id: 'c'.repeat(32),
-    name: 'dev',
-    imageId: 'img1',
-    state: 'creating',
-    vcpu: 1,
-    memoryMib: 256,
-    diskBytes: 1 << 30,
-    overlayBytes: 1 << 30,
-    nat: false,
-    vmm: 'qemu',
-    accel: 'tcg',
-    networkMode: 'user',
-    sshPort: undefined,
-    diskStrategy: 'qcow2-overlay',
-    rootDisk: undefined,
-    handles: undefined,
-    bootId: undefined,
-    createdAt: 'now',
-    updatedAt: 'now',
-  });
+  vms.insert(vmRow({ id: 'c'.repeat(32), memoryMib: 256, diskBytes: 1 << 30, overlayBytes: 1 << 30 }));
   mkdirSync(paths.vmDir('c'.repeat(32)), { recursive: true });
   const sock = paths.controlSocket('c'.repeat(32), '.qmp');
   const runner = new NodeRunner();
@@ -821,27 +802,18 @@ test('the periodic check cuts back the console logs of running VMs only', async 
 
 test('VMs made before root-disk plans were recorded (a raw copy named root.qcow2, no plan, handles.json with qmpSocket) are upgraded at startup, adopted, started and deleted', async () => {
   const s = setup();
-  const legacy = (id: string, name: string, state: VmState, diskStrategy: string): VmRow => ({
-    id: id.repeat(32),
-    name,
-    imageId: 'img1',
-    state,
-    vcpu: 1,
-    memoryMib: 256,
-    diskBytes: 1 << 30,
-    overlayBytes: 1 << 30,
-    nat: false,
-    vmm: 'qemu',
-    accel: 'tcg',
-    networkMode: 'user',
-    sshPort: undefined,
-    diskStrategy,
-    rootDisk: undefined,
-    handles: undefined,
-    bootId: undefined,
-    createdAt: 'then',
-    updatedAt: 'then',
-  });
+  const legacy = (id: string, name: string, state: VmState, diskStrategy: string): VmRow =>
+    vmRow({
+      id: id.repeat(32),
+      name,
+      state,
+      memoryMib: 256,
+      diskBytes: 1 << 30,
+      overlayBytes: 1 << 30,
+      diskStrategy,
+      createdAt: 'then',
+      updatedAt: 'then',
+    });
   const rows = [
     legacy('a', 'old-raw', 'stopped', 'sparse-copy'),
     legacy('b', 'old-overlay', 'stopped', 'qcow2-overlay'),
