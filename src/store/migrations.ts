@@ -75,6 +75,14 @@ export const MIGRATIONS: readonly string[] = [
     WHERE handles IS NOT NULL AND json_valid(handles) AND json_type(handles, '$.qmpSocket') = 'text';
   ALTER TABLE vms ADD COLUMN root_disk TEXT;
   `,
+  // 4: guest IPs of bridge-mode VMs (store/ips.ts): UNIQUE so no two VMs hold one, gone with their VM.
+  `
+  CREATE TABLE vm_ips (
+    vm_id        TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE,
+    ip           TEXT NOT NULL UNIQUE,
+    allocated_at TEXT NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { migrate, openStore, schemaVersion } from './db.js';
 import { ImageRepo } from './images.js';
+import { IpRepo } from './ips.js';
 import { KernelRepo } from './kernels.js';
 import { MIGRATIONS, migrationStatus, SCHEMA_VERSION } from './migrations.js';
 import { OperationRepo } from './operations.js';
@@ -72,7 +73,7 @@ test('migrating a store that holds rows keeps every row readable, from each olde
       INSERT INTO vms (id, name, image_id, state, vcpu, memory_mib, disk_bytes, overlay_bytes, nat, vmm, accel, network_mode, ssh_port,
                        disk_strategy, handles, boot_id, created_at, updated_at)
         VALUES ('v1', 'dev', 'img1', 'running', 2, 1024, 8589934592, 8589934592, 0, 'qemu', 'tcg', 'user', 40022, 'qcow2-overlay',
-                '{"pid":4242,"startTime":77,"qmpSocket":"/r/v1.qmp","sshPort":40022}', 'b1', '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z');
+                '{"pid":4242,"startTime":77,"${from < 3 ? 'qmpSocket' : 'controlSocket'}":"/r/v1.qmp","sshPort":40022}', 'b1', '2025-01-01T00:00:00Z', '2025-01-01T00:00:00Z');
     `);
     old.close();
 
@@ -88,10 +89,16 @@ test('migrating a store that holds rows keeps every row readable, from each olde
     );
     const vm = new VmRepo(db).byName('dev');
     assert.equal(vm?.state, 'running', `from ${from}: VM row`);
-    // Schema 3 renamed the control socket of running VMs' handles; a VM from before has no root-disk plan.
+    // Schema 3 renamed the control socket of running VMs' handles (a store at 3 already has the new name); a VM from before has no root-disk plan.
     assert.deepEqual(vm?.handles, { pid: 4242, startTime: 77, controlSocket: '/r/v1.qmp', sshPort: 40022 });
     assert.equal(vm?.rootDisk, undefined);
     assert.equal(vm?.diskBytes, 8589934592);
+    // Schema 4: no VM holds a guest IP yet; one can be allocated, and it goes with its VM.
+    const ips = new IpRepo(db);
+    assert.deepEqual([...ips.all()], [], `from ${from}: no leases`);
+    assert.equal(ips.allocate('v1', '172.16.0.1', 24), '172.16.0.2', `from ${from}: allocation works`);
+    new VmRepo(db).delete('v1');
+    assert.deepEqual([...ips.all()], [], `from ${from}: lease deleted with its VM`);
     db.close();
   }
 });
