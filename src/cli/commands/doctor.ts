@@ -27,9 +27,10 @@ export function register(program: Command, ctx: () => CliContext, act: Act): voi
       act(async () => {
         const c = ctx();
         // Loaded on demand: the config parser (zod) and the store (native sqlite) would slow every other command's start.
-        const [{ loadConfigFile }, { runChecks }] = await Promise.all([
+        const [{ loadConfigFile }, { runChecks }, { probeDns }] = await Promise.all([
           import('../../config/read-file.js'),
           import('../../services/doctor/checks.js'),
+          import('../../services/network/dns.js'),
         ]);
         const host = new HostProbe();
         let config: Config | undefined;
@@ -47,6 +48,7 @@ export function register(program: Command, ctx: () => CliContext, act: Act): voi
           config,
           configError,
           arch: process.arch,
+          network: { euid: process.geteuid?.() ?? -1, probeDns: (listen) => probeDns(listen) },
         });
         const ok = !rows.some((r) => r.status === 'FAIL');
         return { code: ok ? 0 : 1, json: { ok, checks: rows }, text: renderChecks(rows, c.style) };

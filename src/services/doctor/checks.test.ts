@@ -309,3 +309,15 @@ test('doctor: the state store: default image without work-seed warns, a kernel q
   assert.match(store.detail, /banger\.db: /);
   assert.equal(store.fix, 'move the state directory aside and retry');
 });
+
+test('doctor: with the network probe given, the host-networking rows are there (user mode: nothing fails)', async (t) => {
+  const runner = healthyRunner()
+    .on((a) => a.join(' ') === 'sysctl -n net.ipv4.ip_forward', { stdout: '0\n' })
+    .on((a) => a.join(' ') === 'sudo -n true', { code: 1 });
+  const rows = await runChecks(
+    input(t, { runner, network: { euid: 1000, probeDns: async () => ({ state: 'silent' }) } }),
+  );
+  for (const name of ['network mode', 'network privilege', 'bridge', 'iptables', 'IP forwarding', 'DNS listener'])
+    assert.notEqual(row(rows, name).status, 'FAIL', name);
+  assert.equal(rows.filter((r) => r.status === 'FAIL').length, 0);
+});

@@ -13,6 +13,8 @@ import { handlesProblem, readHandlesFile } from '../vm/handles.js';
 import { decideAccel, type HostProbe } from '../../system/host.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
+import type { DnsProbe } from '../network/dns.js';
+import { networkChecks } from './network.js';
 
 export type CheckStatus = 'PASS' | 'WARN' | 'FAIL';
 
@@ -32,6 +34,8 @@ export interface DoctorInput {
   config: Config | undefined;
   configError: string | undefined;
   arch: string;
+  /** Host-networking rows (doctor/network.ts); omitted: none (the daemon's startup log, unit tests of the rest). */
+  network?: { euid: number; probeDns: (listen: string) => Promise<DnsProbe> };
 }
 
 /** Host tools per feature: binary, Debian package, what needs it, whether it is required. */
@@ -155,6 +159,16 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
     rows.push({ name: t.bin, status: 'PASS', detail: path });
   }
 
+  if (i.config && i.network)
+    rows.push(
+      ...(await networkChecks({
+        config: i.config,
+        runner: i.runner,
+        euid: i.network.euid,
+        which: (bin) => i.host.which(bin),
+        probeDns: i.network.probeDns,
+      })),
+    );
   rows.push(...storeChecks(i));
   rows.push(...(await handlesChecks(i)));
   if (i.config) {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { test } from 'node:test';
 import * as dnsPacket from 'dns-packet';
-import { answer, MAX_QUERY_BYTES, parseListen, VmDnsServer, VmRecords } from './dns.js';
+import { answer, MAX_QUERY_BYTES, parseListen, probeDns, VmDnsServer, VmRecords } from './dns.js';
 
 /* Network: loopback only (the server binds 127.0.0.1 on a port the kernel picks). */
 
@@ -165,3 +165,27 @@ test('VmDnsServer: a taken port is a clear error naming dns_listen', async (t) =
 
 /** A server on a kernel-chosen loopback port (dns_listen itself refuses port 0). */
 const anyPort = (): VmDnsServer => new VmDnsServer({ host: '127.0.0.1', port: 0 });
+
+test('probeDns: banger answering, nothing listening, another server', async (t) => {
+  const server = anyPort();
+  const { port } = await server.start();
+  t.after(() => server.stop());
+  assert.deepEqual(await probeDns(`127.0.0.1:${port}`), { state: 'answering' });
+
+  const other = createSocket('udp4');
+  await new Promise<void>((r) => other.bind(0, '127.0.0.1', () => r()));
+  t.after(() => other.close());
+  const otherPort = other.address().port;
+  assert.deepEqual(await probeDns(`127.0.0.1:${otherPort}`, 200), { state: 'silent' }, 'bound but silent');
+  other.on('message', (m, from) => {
+    const q = dnsPacket.decode(m);
+    other.send(
+      dnsPacket.encode({ type: 'response', id: q.id ?? 0, flags: 2, questions: q.questions ?? [] }),
+      from.port,
+      from.address,
+    );
+  });
+  const p = await probeDns(`127.0.0.1:${otherPort}`);
+  assert.equal(p.state, 'other');
+  assert.match((p as { detail: string }).detail, /rcode 2/);
+});

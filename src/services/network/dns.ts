@@ -175,3 +175,44 @@ export class VmDnsServer {
     if (sock) await new Promise<void>((resolve) => sock.close(() => resolve()));
   }
 }
+
+export type DnsProbe = { state: 'answering' } | { state: 'silent' } | { state: 'other'; detail: string };
+
+/**
+ * Asks `dns_listen` for a name that never exists (`banger-doctor-probe.vm`):
+ * banger's server answers NXDOMAIN, authoritatively; silence means nothing
+ * listens; any other answer means another server holds the port.
+ */
+export function probeDns(listen: string, timeoutMs = 1000): Promise<DnsProbe> {
+  const { host, port } = parseListen(listen);
+  return new Promise((resolve) => {
+    const sock = createSocket('udp4');
+    const id = Math.floor(Math.random() * 65536);
+    const finish = (p: DnsProbe): void => {
+      clearTimeout(timer);
+      sock.close();
+      resolve(p);
+    };
+    const timer = setTimeout(() => finish({ state: 'silent' }), timeoutMs);
+    sock.on('error', (e) => finish({ state: 'other', detail: e.message }));
+    sock.on('message', (msg) => {
+      try {
+        const d = dnsPacket.decode(msg);
+        if (d.id !== id) return;
+        const rcode = (d.flags ?? 0) & 0xf;
+        finish(
+          rcode === RCODE.NXDOMAIN && d.flag_aa
+            ? { state: 'answering' }
+            : { state: 'other', detail: `an unexpected DNS answer (rcode ${rcode}): another server uses ${listen}?` },
+        );
+      } catch {
+        finish({ state: 'other', detail: `something that is not a DNS server answers on ${listen}` });
+      }
+    });
+    sock.send(
+      dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name: `banger-doctor-probe.${ZONE}` }] }),
+      port,
+      host,
+    );
+  });
+}
