@@ -17,6 +17,8 @@ export class FakeNetHost {
   /** stderr of a failing `sudo -n` (no sudo rule for this user). */
   sudoRefuses = false;
   readonly runner = new FakeRunner();
+  /** Runs before each command (sudo stripped): e.g. another process racing us. */
+  beforeCommand: ((cmd: string) => void) | undefined;
 
   constructor() {
     const respond = (argv: readonly string[]): FakeOutcome => this.exec(argv);
@@ -30,6 +32,7 @@ export class FakeNetHost {
       if (this.sudoRefuses) return { code: 1, stderr: 'sudo: a password is required\n' };
       argv = argv.slice(2);
     }
+    this.beforeCommand?.(argv.join(' '));
     if (this.failOn !== undefined && argv.join(' ').includes(this.failOn)) {
       this.failOn = undefined;
       return { code: 2, stderr: 'RTNETLINK answers: Operation not permitted\n' };

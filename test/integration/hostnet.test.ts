@@ -13,6 +13,13 @@ import { operationFailed } from '../../src/errors.js';
 import { applyHostNet, removeHostNet } from '../../src/services/network/hostexec.js';
 import { hostNetPlan, type HostNetInput } from '../../src/services/network/hostplan.js';
 import { sweepHostNet } from '../../src/services/network/netsweep.js';
+import { BridgeNetwork } from '../../src/services/network/bridge.js';
+import { VmDnsServer } from '../../src/services/network/dns.js';
+import { openStore } from '../../src/store/db.js';
+import { ImageRepo } from '../../src/store/images.js';
+import { IpRepo } from '../../src/store/ips.js';
+import { VmRepo } from '../../src/store/vms.js';
+import { imageRow, vmRow } from '../helpers/rows.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import type {
   CommandRunner,
@@ -24,8 +31,8 @@ import type {
 import { missingRoot, missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
-  [...missingRoot('to create a network namespace'), ...missingTools(['ip', 'iptables', 'sysctl'])],
-  'run as root; apt install iproute2 iptables procps',
+  [...missingRoot('to create a network namespace'), ...missingTools(['ip', 'iptables', 'sysctl', 'dig'])],
+  'run as root; apt install iproute2 iptables procps dnsutils',
 );
 
 const host = new NodeRunner();
@@ -163,3 +170,46 @@ test('remove, then the sweep at "startup": no tap, no bridge, no rule remains', 
   assert.deepEqual(s, { links: [], rules: [], forward: '1' });
   assert.ok(r.seen.length > 0 && r.seen.every((c) => !c.startsWith('sudo')), 'as root, nothing goes through sudo');
 });
+
+test(
+  'five VMs through BridgeNetwork with a real store and name server: five IPs, five taps, names via dig; after delete nothing remains',
+  { skip },
+  async (t) => {
+    const db = openStore(':memory:');
+    t.after(() => db.close());
+    new ImageRepo(db).insert(imageRow());
+    const vms = [1, 2, 3, 4, 5].map((n) => ({ id: `${n}`.repeat(32), name: `vm${n}`, nat: n % 2 === 1 }));
+    for (const v of vms) new VmRepo(db).insert(vmRow({ id: v.id, name: v.name, networkMode: 'bridge', nat: v.nat }));
+    const dns = new VmDnsServer({ host: '127.0.0.1', port: 0 });
+    const { port } = await dns.start();
+    t.after(() => dns.stop());
+    const r = new NetnsRunner();
+    const net = new BridgeNetwork({ config: cfg, runner: r, euid: 0, ips: new IpRepo(db), records: dns.records });
+    const dig = async (name: string): Promise<string> => {
+      const out = await host.check(['dig', '@127.0.0.1', '-p', String(port), '+time=2', '+tries=1', '+short', name], {
+        timeoutMs: 10_000,
+      });
+      const status = await host.check(['dig', '@127.0.0.1', '-p', String(port), '+time=2', '+tries=1', name], {
+        timeoutMs: 10_000,
+      });
+      return out.stdout.trim() || (/status: (\w+)/.exec(status.stdout)?.[1] ?? '?');
+    };
+
+    // Addresses for all five at once (create), then started two at a time.
+    const addrs = await Promise.all(vms.map(async (v) => net.address(v.id)));
+    assert.equal(new Set(addrs).size, 5, addrs.join(' '));
+    for (let i = 0; i < vms.length; i += 2) await Promise.all(vms.slice(i, i + 2).map((v) => net.up(v)));
+    let s = await nsState();
+    assert.equal(s.links.filter((l) => l.startsWith('tap-') && l.endsWith('@br-fc')).length, 5, s.links.join(' '));
+    assert.equal(s.rules.length, 3, 'one rule per --nat VM');
+    for (const [k, v] of vms.entries()) assert.equal(await dig(`${v.name}.vm`), addrs[k]);
+    assert.equal(await dig('nobody.vm'), 'NXDOMAIN');
+
+    for (const v of vms) assert.deepEqual(await net.release(v), []);
+    assert.equal(await dig('vm1.vm'), 'NXDOMAIN');
+    const swept = await net.startup([], false);
+    assert.deepEqual(swept.errors, []);
+    s = await nsState();
+    assert.deepEqual([s.links, s.rules], [[], []]);
+  },
+);

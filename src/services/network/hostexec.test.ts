@@ -62,6 +62,22 @@ for (const failAt of ['master br-fc', `${TAP} up`, '-A POSTROUTING', 'ip_forward
   });
 }
 
+test('two starts racing for the bridge: the loser sees it made by the other and goes on, and does not undo it', async () => {
+  const h = new FakeNetHost();
+  h.beforeCommand = (cmd) => {
+    if (cmd === 'ip link add name br-fc type bridge') h.links.set('br-fc', { kind: 'bridge', up: false });
+  };
+  const r = await applyHostNet(h.runner, hostNetPlan(input), { euid: 0 });
+  assert.ok(!r.applied.includes('bridge br-fc'), 'not counted as ours');
+  assert.equal(h.links.get(TAP)?.master, 'br-fc');
+  h.beforeCommand = undefined;
+  h.links.delete(TAP);
+  h.failOn = '-A POSTROUTING';
+  h.rules.length = 0;
+  await assert.rejects(applyHostNet(h.runner, hostNetPlan(input), { euid: 0 }));
+  assert.ok(h.links.has('br-fc'), "a later failure does not remove the other start's bridge");
+});
+
 test('a failure leaves a bridge that existed before (other VMs use it) in place', async () => {
   const h = new FakeNetHost();
   h.links.set('br-fc', { kind: 'bridge', up: true });

@@ -56,7 +56,16 @@ export async function applyHostNet(runner: CommandRunner, plan: HostNetPlan, o: 
         const res = await runner.run(withPrivilege(step.check, o.euid), opts(o));
         if (res.code === 0) continue;
       }
-      await runner.check(withPrivilege(step.argv, o.euid), opts(o));
+      try {
+        await runner.check(withPrivilege(step.argv, o.euid), opts(o));
+      } catch (e) {
+        // Another start made it between our check and our step (two VMs starting at once, one bridge): not ours to undo.
+        const now = step.check
+          ? await runner.run(withPrivilege(step.check, o.euid), opts(o)).catch(() => undefined)
+          : undefined;
+        if (now?.code === 0) continue;
+        throw e;
+      }
       done.push(step);
     }
     return { plan, applied: done.map((s) => s.what) };
