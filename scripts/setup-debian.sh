@@ -10,7 +10,7 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
   ca-certificates git gcc libc6-dev make python3 g++ \
   qemu-system-x86 qemu-utils e2fsprogs mmdebstrap openssh-client iproute2 kmod cpio \
-  zstd skopeo umoci docker-registry apache2-utils dnsutils xfsprogs iptables busybox-static
+  zstd skopeo umoci docker-registry apache2-utils dnsutils xfsprogs iptables procps busybox-static
 command -v node >/dev/null 2>&1 || $SUDO apt-get install -y -q nodejs npm
 if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
   echo "banger needs Node.js 20 or newer; this host has $(node --version)." >&2
