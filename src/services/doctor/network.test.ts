@@ -18,6 +18,8 @@ interface Host {
   links?: { ifname: string; ifalias?: string }[];
   forward?: string;
   sudo?: boolean;
+  /** `resolvectl domain br-fc` output; undefined: the link is unknown to resolved. */
+  resolved?: string;
 }
 
 function runner(h: Host): FakeRunner {
@@ -29,7 +31,11 @@ function runner(h: Host): FakeRunner {
     .on((a) => a.join(' ') === 'ip -j link show', { stdout: JSON.stringify(h.links ?? [{ ifname: 'lo' }]) })
     .on((a) => a[0] === '/usr/sbin/iptables' && a[1] === '--version', { stdout: 'iptables v1.8.9 (nf_tables)\n' })
     .on((a) => a.join(' ') === 'sysctl -n net.ipv4.ip_forward', { stdout: `${h.forward ?? '0'}\n` })
-    .on((a) => a.join(' ') === 'sudo -n true', h.sudo ? {} : { code: 1, stderr: 'sudo: a password is required' });
+    .on((a) => a.join(' ') === 'sudo -n true', h.sudo ? {} : { code: 1, stderr: 'sudo: a password is required' })
+    .on(
+      (a) => a.join(' ') === '/usr/sbin/resolvectl domain br-fc',
+      h.resolved === undefined ? { code: 1, stderr: 'Failed to resolve interface "br-fc"' } : { stdout: h.resolved },
+    );
 }
 
 async function rows(cfg: Config, h: Host, euid: number, dns: DnsProbe): Promise<Record<string, string>> {
@@ -95,4 +101,33 @@ test('network doctor: bridge mode without ip fails naming the package; a silent 
   assert.equal(r['bridge'], 'FAIL ip not found | apt-get install iproute2');
   assert.equal(r['taps'], undefined);
   assert.match(r['DNS listener'] ?? '', /^WARN nothing answers on 127\.0\.0\.1:42069/);
+});
+
+test('network doctor, resolver routing (bridge mode only): routed, not routed, no systemd-resolved', async () => {
+  const dns: DnsProbe = { state: 'answering' };
+  const routed = await rows(
+    bridgeCfg,
+    { bins: ['ip', 'iptables', 'resolvectl'], resolved: 'Link 5 (br-fc): ~vm\n' },
+    0,
+    dns,
+  );
+  assert.equal(routed['resolver routing'], 'PASS systemd-resolved sends *.vm to br-fc');
+  const notRouted = await rows(
+    bridgeCfg,
+    { bins: ['ip', 'iptables', 'resolvectl'], resolved: 'Link 5 (br-fc):\n' },
+    0,
+    dns,
+  );
+  assert.equal(
+    notRouted['resolver routing'],
+    "WARN systemd-resolved does not route ~vm on br-fc | resolvectl dns br-fc 127.0.0.1:42069 && resolvectl domain br-fc '~vm'",
+  );
+  const noLink = await rows(bridgeCfg, { bins: ['ip', 'iptables', 'resolvectl'] }, 0, dns);
+  assert.match(noLink['resolver routing'] ?? '', /^WARN .*\(no such link yet\) \| resolvectl dns/);
+  const none = await rows(bridgeCfg, {}, 0, dns);
+  assert.match(
+    none['resolver routing'] ?? '',
+    /^WARN no systemd-resolved.* \| with dnsmasq: echo 'server=\/vm\/127\.0\.0\.1#42069'/,
+  );
+  assert.equal((await rows(base, {}, 0, dns))['resolver routing'], undefined, 'user mode: no row');
 });

@@ -108,7 +108,38 @@ export async function networkChecks(i: NetworkDoctorInput): Promise<CheckRow[]> 
   );
 
   rows.push(await dnsRow(i, bridgeMode));
+  if (bridgeMode) rows.push(await resolverRow(i));
   return rows;
+}
+
+/** The one-line recipe that sends `*.vm` lookups to banger's name server, for this host's resolver. */
+export function resolverRecipe(c: Pick<Config, 'bridgeName' | 'dnsListen'>, resolved: boolean): string {
+  const [host, port] = c.dnsListen.split(':');
+  return resolved
+    ? `resolvectl dns ${c.bridgeName} ${c.dnsListen} && resolvectl domain ${c.bridgeName} '~vm'`
+    : `with dnsmasq: echo 'server=/vm/${host}#${port}' > /etc/dnsmasq.d/banger-vm.conf && systemctl restart dnsmasq (or ask directly: dig @${host} -p ${port} NAME.vm)`;
+}
+
+/** Whether `<name>.vm` resolves for ordinary programs: systemd-resolved routing `~vm` on the bridge link. */
+async function resolverRow(i: NetworkDoctorInput): Promise<CheckRow> {
+  const c = i.config;
+  const resolvectl = await i.which('resolvectl');
+  if (!resolvectl)
+    return {
+      name: 'resolver routing',
+      status: 'WARN',
+      detail: 'no systemd-resolved: programs other than banger do not resolve <name>.vm',
+      fix: resolverRecipe(c, false),
+    };
+  const res = await tryRun(i, [resolvectl, 'domain', c.bridgeName]);
+  if (res.code === 0 && /(^|\s)~vm(\s|$)/m.test(res.stdout.split(':').slice(1).join(':')))
+    return { name: 'resolver routing', status: 'PASS', detail: `systemd-resolved sends *.vm to ${c.bridgeName}` };
+  return {
+    name: 'resolver routing',
+    status: 'WARN',
+    detail: `systemd-resolved does not route ~vm on ${c.bridgeName}${res.code === 0 ? '' : ' (no such link yet)'}`,
+    fix: resolverRecipe(c, true),
+  };
 }
 
 async function bridgeRow(i: NetworkDoctorInput, bad: CheckStatus): Promise<CheckRow> {
