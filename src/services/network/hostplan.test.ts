@@ -119,3 +119,16 @@ test('privilege: root runs as is; otherwise exactly the privileged steps go thro
     assert.deepEqual(withPrivilege(r.argv, 1000), r.privileged ? ['sudo', '-n', ...r.argv] : r.argv, r.argv.join(' '));
   }
 });
+
+test('host network plan: bad input is refused naming the value', () => {
+  const table: { over: Partial<HostNetInput>; message: RegExp }[] = [
+    { over: { vmId: 'ABC' }, message: /not a VM id for a tap: "ABC"/ },
+    { over: { vmId: '0123456789ab; rm' }, message: /not a VM id/ },
+    { over: { bridgeName: 'eth0' }, message: /invalid bridge_name "eth0"/ },
+    { over: { guestIp: '172.16.0.1' }, message: /guest IP 172\.16\.0\.1 is not a guest address of 172\.16\.0\.1\/24/ },
+    { over: { guestIp: '10.0.0.2' }, message: /guest IP 10\.0\.0\.2 is not a guest address/ },
+    { over: { guestIp: '172.16.0.255' }, message: /not a guest address/ },
+    { over: { cidr: 31 }, message: /invalid cidr 31/ },
+  ];
+  for (const r of table) assert.throws(() => hostNetPlan({ ...base, ...r.over }), r.message, JSON.stringify(r.over));
+});

@@ -1,3 +1,7 @@
+import { isBridgeName } from '../../config/schema.js';
+import { badRequest } from '../../errors.js';
+import { isGuestAddress, subnet } from './subnet.js';
+
 /*
  * Bridge-mode host networking as a plan (SPEC §7.3), in the shape of the
  * root-disk plans (services/vm/rootdisk.ts): pure builders return the host
@@ -89,8 +93,23 @@ export function bridgeSteps(i: Pick<HostNetInput, 'bridgeName' | 'bridgeIp' | 'c
   ];
 }
 
+/** Refuses input that would make a wrong or unowned host change, naming the value. */
+function validate(i: HostNetInput): void {
+  if (!/^[0-9a-f]{12,64}$/.test(i.vmId))
+    throw badRequest(`not a VM id for a tap: ${JSON.stringify(i.vmId)} (expected 12 to 64 lower-case hex digits)`);
+  if (!isBridgeName(i.bridgeName))
+    throw badRequest(`invalid bridge_name ${JSON.stringify(i.bridgeName)}: expected "br-fc" or "br-fc-<suffix>"`);
+  const s = subnet(i.bridgeIp, i.cidr);
+  if (!isGuestAddress(s, i.guestIp))
+    throw badRequest(
+      `guest IP ${i.guestIp} is not a guest address of ${s.label}`,
+      'this is a bug: allocate guest IPs through the store (IpRepo.allocate)',
+    );
+}
+
 /** Everything one VM needs on the host: the bridge, its tap on it, and with `nat` forwarding plus its one rule. */
 export function hostNetPlan(i: HostNetInput): HostNetPlan {
+  validate(i);
   const tap = tapName(i.vmId);
   const steps: NetStep[] = [
     ...bridgeSteps(i),
