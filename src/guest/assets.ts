@@ -1,8 +1,9 @@
 /**
  * Files banger injects into every image (SPEC §7.4). Bump ASSETS_VERSION when
- * any of them changes; images record the version they were built with.
+ * any of them changes; images record the version they were built with
+ * (v4: the agent's SHUTDOWN asks PID 1 for an orderly poweroff; no first-boot sshd installer).
  */
-export const ASSETS_VERSION = 3;
+export const ASSETS_VERSION = 4;
 
 import { guestBinary } from '../system/paths.js';
 
