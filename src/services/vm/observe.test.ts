@@ -27,7 +27,7 @@ const runtime = {
 } as unknown as RuntimeFiles;
 
 /** vmStats with an agent answering `agentUp` (ms; an Error: it fails) and ssh answering `sshUp` (`cat /proc/uptime`). */
-async function stats(guest: GuestTraits, agentUp: number | Error, sshUp: string | undefined) {
+async function stats(guest: Omit<GuestTraits, 'orderlyShutdown'>, agentUp: number | Error, sshUp: string | undefined) {
   const asked: string[] = [];
   const agents: UptimeAgents = {
     health: async () => {
@@ -44,7 +44,7 @@ async function stats(guest: GuestTraits, agentUp: number | Error, sshUp: string 
         : { code: 0, stdout: sshUp, stderr: '' };
     },
   } as unknown as CommandRunner;
-  const s = await vmStats(VM, runtime, runner, agents, async () => guest);
+  const s = await vmStats(VM, runtime, runner, agents, async () => ({ ...guest, orderlyShutdown: true }));
   return { uptime: s.guest_uptime_s, asked, pid: s.pid };
 }
 
@@ -80,7 +80,7 @@ test('vm stats of a stopped VM: nulls, nothing asked', async () => {
     runtime,
     { run: async () => (asked.push('ssh'), { code: 0, stdout: '', stderr: '' }) } as unknown as CommandRunner,
     { health: async () => (asked.push('agent'), { uptimeMs: 1 }) },
-    async () => ({ agent: true, sshd: true }),
+    async () => ({ agent: true, sshd: true, orderlyShutdown: true }),
   );
   assert.deepEqual(s, {
     name: 'dev',
