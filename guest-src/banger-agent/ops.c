@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <signal.h>
 #include <sys/reboot.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +63,14 @@ void op_ports(const struct ag_frame *f) {
   for (size_t i = 0; i < n; i++) ag_port_encode(&ports[i], p + 5 + i * AG_PORT_ENTRY);
 }
 
+#ifndef AGENT_HOST_BUILD
+/* sd_booted(3): systemd is PID 1 when /run/systemd/system is a directory. */
+static int pid1_is_systemd(void) {
+  struct stat st;
+  return lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
+}
+#endif
+
 #ifdef AGENT_HOST_BUILD
 static int write_test_file(const char *name, const void *data, size_t len, int append) {
   char path[4200];
@@ -87,6 +97,18 @@ void op_shutdown(const struct ag_frame *f) {
   reset_sessions();
   exit(0);
 #else
+  sync();
+  if (pid1_is_systemd()) {
+    /* systemd(1): SIGRTMIN+4 starts poweroff.target, SIGRTMIN+5 reboot.target: units stop and
+       filesystems are unmounted in order (a bare reboot() here would leave journals to replay). */
+    if (kill(1, reboot_instead ? SIGRTMIN + 5 : SIGRTMIN + 4) == 0) return;
+    say("cannot signal systemd: %s", strerror(errno));
+  } else if (kill(1, reboot_instead ? SIGINT : SIGTERM) == 0) {
+    /* banger-init (pid1.c) ends every process, this agent included, unmounts and powers off.
+       Still here after the wait: PID 1 is something else that ignored the signal. */
+    for (int i = 0; i < 50; i++) usleep(100000);
+    say("PID 1 did not act on the signal; powering off here");
+  }
   sync();
   reboot(reboot_instead ? RB_AUTOBOOT : RB_POWER_OFF);
   say("reboot(): %s", strerror(errno));

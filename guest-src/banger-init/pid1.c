@@ -146,16 +146,81 @@ static void reap_all(void) {
   }
 }
 
-/* Ends every process, syncs and powers off (or reboots). */
+/* Reaps until no process is left (every one is PID 1's child by then), for at most `ms`. */
+static void reap_until_none(int ms) {
+  for (int waited = 0;; waited += 50) {
+    reap_all();
+    if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) return;
+    if (waited >= ms) return;
+    usleep(50000);
+  }
+}
+
+/* Undoes the octal escapes (\040 for a space) of a /proc/self/mounts field, in place. */
+static void unescape_mount_field(char *s) {
+  char *o = s;
+  for (char *i = s; *i; i++) {
+    if (i[0] == '\\' && i[1] >= '0' && i[1] <= '3' && i[2] >= '0' && i[2] <= '7' && i[3] >= '0' && i[3] <= '7') {
+      *o++ = (char)((i[1] - '0') * 64 + (i[2] - '0') * 8 + (i[3] - '0'));
+      i += 3;
+    } else {
+      *o++ = *i;
+    }
+  }
+  *o = 0;
+}
+
+/* True for /proc, /sys, /dev and what is below them: the kernel's own, kept to the end. */
+static int is_api_mount(const char *dir) {
+  static const char *const api[] = {"/proc", "/sys", "/dev"};
+  for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
+    size_t n = strlen(api[i]);
+    if (strncmp(dir, api[i], n) == 0 && (dir[n] == 0 || dir[n] == '/')) return 1;
+  }
+  return 0;
+}
+
+/*
+ * Unmounts every filesystem but / and the API ones, innermost first (a busy one is
+ * remounted read-only instead), then remounts / read-only: ext4 leaves a clean
+ * journal, so the next boot has nothing to replay.
+ */
+static void unmount_all(void) {
+  enum { MAX_MOUNTS = 128 };
+  static char dirs[MAX_MOUNTS][PATH_MAX];
+  int n = 0;
+  FILE *f = fopen("/proc/self/mounts", "re");
+  if (f) {
+    char line[2 * PATH_MAX + 256], dir[PATH_MAX];
+    while (n < MAX_MOUNTS && fgets(line, sizeof line, f)) {
+      if (sscanf(line, "%*s %4095s", dir) != 1) continue;
+      unescape_mount_field(dir);
+      if (strcmp(dir, "/") == 0 || is_api_mount(dir)) continue;
+      snprintf(dirs[n++], PATH_MAX, "%s", dir);
+    }
+    fclose(f);
+  } else {
+    say("read /proc/self/mounts: %s", strerror(errno));
+  }
+  for (int i = n - 1; i >= 0; i--) {
+    if (umount2(dirs[i], 0) == 0) continue;
+    int e = errno;
+    if (mount(NULL, dirs[i], NULL, MS_REMOUNT | MS_RDONLY, NULL) != 0)
+      say("unmount %s: %s; remount read-only: %s", dirs[i], strerror(e), strerror(errno));
+  }
+  sync();
+  if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL) != 0) say("remount / read-only: %s", strerror(errno));
+}
+
+/* Ends every process, unmounts, syncs and powers off (or reboots). */
 static void __attribute__((noreturn)) end_machine(int how) {
   say("%s", how == RB_AUTOBOOT ? "rebooting" : "powering off");
   kill(-1, SIGTERM);
-  for (int i = 0; i < 20; i++) {
-    reap_all();
-    usleep(100000);
-  }
+  reap_until_none(2000);
   kill(-1, SIGKILL);
-  reap_all();
+  reap_until_none(2000);
+  sync();
+  unmount_all();
   sync();
   reboot(how);
   fatal("reboot: %s", strerror(errno));

@@ -1,8 +1,9 @@
 /**
  * Files banger injects into every image (SPEC §7.4). Bump ASSETS_VERSION when
- * any of them changes; images record the version they were built with.
+ * any of them changes; images record the version they were built with
+ * (v4: the agent's SHUTDOWN asks PID 1 for an orderly poweroff; no first-boot sshd installer).
  */
-export const ASSETS_VERSION = 3;
+export const ASSETS_VERSION = 4;
 
 import { guestBinary } from '../system/paths.js';
 
@@ -194,69 +195,4 @@ export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] }
 /** Paths that must never reach an image: host keys are per VM. */
 export function isBuildTimeSecret(relPath: string): boolean {
   return /^etc\/ssh\/ssh_host_[^/]*key(\.pub)?$/.test(relPath);
-}
-
-export const FIRSTBOOT_PATH = '/usr/local/libexec/banger-firstboot';
-export const FIRSTBOOT_MARKER = '/etc/banger/firstboot-sshd';
-export const FIRSTBOOT_FAILED = 'banger-firstboot: FAILED';
-
-/**
- * Installs openssh-server on first boot for images that lack it (SPEC §6.1
- * step 7), with the package manager the image's /etc/os-release implies, then
- * removes its marker. Failure is printed on the console in a fixed form the
- * boot watch recognises, so banger reports it instead of waiting for ssh.
- */
-export const FIRSTBOOT_SCRIPT = `#!/bin/sh
-set -u
-[ -e ${FIRSTBOOT_MARKER} ] || exit 0
-say() { echo "banger-firstboot: $*" >/dev/console 2>/dev/null || echo "banger-firstboot: $*"; }
-. /etc/os-release 2>/dev/null || true
-case " \${ID:-} \${ID_LIKE:-} " in
-  *" debian "*|*" ubuntu "*) cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y openssh-server" ;;
-  *" alpine "*) cmd="apk add --no-cache openssh-server" ;;
-  *" fedora "*|*" rhel "*|*" centos "*) cmd="dnf install -y openssh-server" ;;
-  *" arch "*) cmd="pacman -Sy --noconfirm openssh" ;;
-  *" suse "*|*" opensuse "*) cmd="zypper --non-interactive install openssh-server" ;;
-  *) say "FAILED to install openssh-server: unknown distribution \${ID:-?}"; exit 1 ;;
-esac
-say "installing openssh-server (the image has no sshd)"
-if out=$(sh -c "$cmd" 2>&1); then
-  rm -f ${FIRSTBOOT_MARKER}
-  ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key </dev/null 2>/dev/null || true
-  systemctl enable --now ssh.service 2>/dev/null || systemctl enable --now sshd.service 2>/dev/null || true
-  say "openssh-server installed"
-else
-  say "FAILED to install openssh-server: $(echo "$out" | tail -n 1) (does the VM have network access? try --nat)"
-  exit 1
-fi
-`;
-
-export const FIRSTBOOT_UNIT = `[Unit]
-Description=banger first boot (install openssh-server)
-After=banger-bootstrap.service network-online.target
-Wants=network-online.target
-ConditionPathExists=${FIRSTBOOT_MARKER}
-
-[Service]
-Type=oneshot
-ExecStart=${FIRSTBOOT_PATH}
-
-[Install]
-WantedBy=multi-user.target
-`;
-
-export function firstBootAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] } {
-  return {
-    files: [
-      { path: FIRSTBOOT_PATH, content: FIRSTBOOT_SCRIPT, mode: 0o755 },
-      { path: '/etc/systemd/system/banger-firstboot.service', content: FIRSTBOOT_UNIT, mode: 0o644 },
-      { path: FIRSTBOOT_MARKER, content: '', mode: 0o644 },
-    ],
-    symlinks: [
-      {
-        path: '/etc/systemd/system/multi-user.target.wants/banger-firstboot.service',
-        target: '/etc/systemd/system/banger-firstboot.service',
-      },
-    ],
-  };
 }

@@ -251,3 +251,47 @@ test(
     assert.match(home.daemonLog(), /regenerating an older initramfs/);
   },
 );
+
+test(
+  'a busybox VM (banger-init as PID 1) stops gracefully through the agent: unsynced data survives, no journal replay at the next boot',
+  { skip: skipRegistry },
+  async () => {
+    const img = await home.banger(['image', 'show', 'bb']);
+    assert.equal(img.code, 0, `the busybox test made image bb: ${img.stderr}`);
+    await home.banger(['vm', 'delete', 'bbstop']); // one an earlier run left in a kept home (BANGER_TEST_HOME)
+    const create = await home.banger(['vm', 'create', '--name', 'bbstop', '--image', 'bb']);
+    assert.equal(create.code, 0, create.stderr);
+    const id = await vmId('bbstop');
+    let client = await connectAgent(id, 120_000);
+    try {
+      // No sync: only an orderly poweroff (unmount, or remount read-only) keeps what is still in the page cache.
+      const w = await run(client, 'echo kept > /root/data; echo kept > /data-on-root');
+      assert.deepEqual(w.status, { kind: 'exited', code: 0 }, w.err);
+    } finally {
+      client.close();
+    }
+    const before = home.daemonLog().length;
+    const stop = await home.banger(['vm', 'stop', 'bbstop']);
+    assert.equal(stop.code, 0, stop.stderr);
+    const log = home.daemonLog().slice(before);
+    assert.match(log, /the guest agent is powering the VM off/, log);
+    const consoleLog = (await home.banger(['vm', 'logs', 'bbstop'])).stdout; // checked last: the data tells more
+
+    const start = await home.banger(['vm', 'start', 'bbstop']);
+    assert.equal(start.code, 0, start.stderr);
+    client = await connectAgent(id, 120_000);
+    try {
+      const r = await run(client, 'cat /root/data /data-on-root; busybox dmesg | busybox grep "EXT4-fs" || true');
+      assert.equal(r.status.kind, 'exited', r.err);
+      assert.match(r.out, /^kept\nkept\n/, r.out);
+      assert.doesNotMatch(r.out, /recovery complete/, `the stop was not graceful: a journal was replayed\n${r.out}`);
+    } finally {
+      client.close();
+    }
+    assert.match(consoleLog, /banger-init: powering off[\s\S]*reboot: Power down/, 'banger-init powered off by itself');
+    assert.doesNotMatch(consoleLog, /banger-init: unmount|remount \/ read-only/, 'every filesystem was unmounted');
+    const d = await home.banger(['vm', 'delete', 'bbstop']);
+    assert.equal(d.code, 0, d.stderr);
+    assert.deepEqual(home.qemuPids(), [], 'no qemu left');
+  },
+);

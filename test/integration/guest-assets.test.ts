@@ -117,4 +117,12 @@ test('an image with systemd keeps its own mount points and modes', { skip }, asy
   assert.match(stat(rootfs, '/root'), /Mode:\s+0750\s/, 'an existing /root is not changed');
   assert.match(stat(rootfs, '/proc'), /Type: directory/);
   assert.match(stat(rootfs, AGENT_PATH), /Type: regular/);
+  // No sshd in it: reached through the agent; the old first-boot sshd installer (it needed network) is gone.
+  for (const p of [
+    '/usr/local/libexec/banger-firstboot',
+    '/etc/systemd/system/banger-firstboot.service',
+    '/etc/systemd/system/multi-user.target.wants/banger-firstboot.service',
+    '/etc/banger/firstboot-sshd',
+  ])
+    assert.match(sh(['debugfs', '-R', `stat "${p}"`, rootfs]).stderr, /File not found/, `${p} is not injected`);
 });

@@ -3,30 +3,29 @@ import { join } from 'node:path';
 import { precondition } from '../../errors.js';
 import { existingPaths, probeScript, type InjectPlan } from '../../ext4/debugfs.js';
 import { injectIntoImage } from '../../ext4/inject.js';
-import { firstBootAssets, guestAssets, MOUNT_POINTS } from '../../guest/assets.js';
+import { guestAssets, MOUNT_POINTS } from '../../guest/assets.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { exists, removeTree } from '../fsutil.js';
 
 export type MountPoint = { path: string; mode: number };
 
 /**
- * Guest assets (and the first-boot sshd installer when the image lacks sshd) and the
- * missing mount points, in one debugfs pass. `workDir` is a private scratch dir
+ * Guest assets and the missing mount points, in one debugfs pass (an image without
+ * sshd is reached through the agent: nothing installs sshd at boot). `workDir` is a private scratch dir
  * (the staging dir) where asset contents are written for debugfs to read.
  */
 export async function injectGuestAssets(
   runner: CommandRunner,
   workDir: string,
   rootfs: string,
-  o: { needsSshd: boolean; dirs: readonly MountPoint[] },
+  o: { dirs: readonly MountPoint[] },
   signal: AbortSignal,
 ): Promise<void> {
   const base = guestAssets();
-  const extra = o.needsSshd ? firstBootAssets() : { files: [], symlinks: [] };
   const dir = join(workDir, 'assets');
   await mkdir(dir, { recursive: true });
-  const plan: InjectPlan = { files: [], symlinks: [...base.symlinks, ...extra.symlinks], dirs: [...o.dirs] };
-  for (const [i, f] of [...base.files, ...extra.files].entries()) {
+  const plan: InjectPlan = { files: [], symlinks: [...base.symlinks], dirs: [...o.dirs] };
+  for (const [i, f] of base.files.entries()) {
     let src: string;
     if ('hostSource' in f) {
       src = f.hostSource;

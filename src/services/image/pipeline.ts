@@ -126,7 +126,7 @@ export class RootfsBuilder {
       const rootfs = join(staging, imageFiles.rootfs);
       await this.runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: size, label: 'rootfs' }), { signal });
       if (!this.isRoot) await runDebugfs(this.runner, rootfs, ownershipScript(meta), signal);
-      await injectGuestAssets(this.runner, staging, rootfs, { needsSshd: !hasSshd, dirs: missingDirs }, signal);
+      await injectGuestAssets(this.runner, staging, rootfs, { dirs: missingDirs }, signal);
       const workSeed = await this.buildWorkSeed(staging, tree, meta, signal);
       return { sizeBytes: size, contentBytes: bytes, workSeed, distro, hasSshd, hasSystemd };
     } finally {

@@ -76,7 +76,7 @@ export async function refreshImage(d: RefreshDeps, row: ImageRow, ctx: OpContext
     await checkClean(d.runner, copy, row, signal);
     ctx.progress({ stage: 'image', message: `injecting guest assets v${ASSETS_VERSION}` });
     const dirs = await missingMountPoints(d.runner, copy, signal);
-    await injectGuestAssets(d.runner, staging, copy, { needsSshd: false, dirs }, signal);
+    await injectGuestAssets(d.runner, staging, copy, { dirs }, signal);
     await checkClean(d.runner, copy, row, signal);
     const manifest = await readManifest(manifestPath);
     await writeFile(manifestTmp, `${JSON.stringify({ ...manifest, assets_version: ASSETS_VERSION }, null, 2)}\n`);

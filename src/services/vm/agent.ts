@@ -9,6 +9,8 @@ import type { Logger } from '../context.js';
 
 /** The first guest-assets version whose images carry banger-agent (src/guest/assets.ts v3). */
 export const FIRST_AGENT_ASSETS = 3;
+/** From guest assets v4 the agent's SHUTDOWN asks PID 1 for an orderly poweroff; v3 rebooted at once after sync. */
+export const ORDERLY_SHUTDOWN_ASSETS = 4;
 
 /** What the manager needs of a VM: its id (the socket) and name (messages). */
 export interface AgentTarget {

@@ -35,6 +35,8 @@ const STOP_GRACE_MS = 10_000;
 export interface GuestTraits {
   agent: boolean;
   sshd: boolean;
+  /** The agent's SHUTDOWN unmounts before powering off (v4 and later); a v3 agent's leaves journals to replay. */
+  orderlyShutdown: boolean;
 }
 
 /** Wall-clock time and sleeping, as the graceful stop uses them. */
@@ -178,9 +180,10 @@ export class VmBoot {
   }
 
   /**
-   * Graceful stop (SPEC §4): the guest agent's shutdown (sync + poweroff) when
-   * the guest has one and answers, else ssh `sync; poweroff`; then waits up to
-   * the grace for the VMM to exit by itself. Returns the path taken.
+   * Graceful stop (SPEC §4): the guest agent's shutdown (an orderly poweroff) when
+   * the guest has one and answers, else ssh `sync; poweroff` (also first for a v3
+   * agent when sshd is there: its shutdown was not orderly); then waits up to the
+   * grace for the VMM to exit by itself. Returns the path taken.
    */
   async powerOff(
     vm: Pick<VmRow, 'id' | 'name' | 'sshPort'>,
@@ -188,7 +191,7 @@ export class VmBoot {
     guest: GuestTraits,
   ): Promise<'agent' | 'ssh' | 'none'> {
     let how: 'agent' | 'ssh' | 'none' = 'none';
-    if (guest.agent) {
+    if (guest.agent && (guest.orderlyShutdown || !guest.sshd || !vm.sshPort)) {
       try {
         await this.d.agents.shutdown(vm);
         how = 'agent';

@@ -1,6 +1,5 @@
 import { open, stat } from 'node:fs/promises';
 import { AppError, cancelled } from '../../errors.js';
-import { FIRSTBOOT_FAILED } from '../../guest/assets.js';
 
 export interface BootWatchInput {
   vmName: string;
@@ -16,7 +15,7 @@ export interface BootWatchInput {
   now?: () => number;
 }
 
-export type BootFailureKind = 'exited' | 'stuck' | 'ssh_timeout' | 'guest_setup';
+export type BootFailureKind = 'exited' | 'stuck' | 'ssh_timeout';
 
 /** A boot that did not reach ssh; `kind` decides whether the VM is kept. */
 export class BootFailure extends AppError {
@@ -72,7 +71,6 @@ export async function waitForSsh(i: BootWatchInput): Promise<void> {
   let lastSize = -1;
   let lastGrowth = start;
   let bannerSeen = false;
-  let lastReported = -1;
   const logsHint = `run \`banger vm logs ${i.vmName}\` to see the whole console`;
   for (;;) {
     if (i.signal.aborted) throw cancelled();
@@ -90,17 +88,6 @@ export async function waitForSsh(i: BootWatchInput): Promise<void> {
       lastSize = size;
       lastGrowth = now();
     }
-    if (size !== lastReported && (await consoleTail(i.consoleLog, 40)).includes(FIRSTBOOT_FAILED)) {
-      const tail = await consoleTail(i.consoleLog);
-      const line = tail.split('\n').find((l) => l.includes(FIRSTBOOT_FAILED)) ?? FIRSTBOOT_FAILED;
-      throw new BootFailure(
-        'guest_setup',
-        `VM "${i.vmName}" could not set up sshd on first boot: ${line.slice(line.indexOf('FAILED') + 7)}`,
-        `the VM is kept for inspection: ${logsHint}`,
-        tail,
-      );
-    }
-    lastReported = size;
     const state = await i.probe();
     if (state === 'ready') return;
     if (state === 'banner') bannerSeen = true;

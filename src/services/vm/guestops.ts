@@ -8,7 +8,7 @@ import type { VmRow } from '../../store/vms.js';
 import { imageFiles } from '../../system/paths.js';
 import type { GuestNet } from '../../vmm/driver.js';
 import type { Logger } from '../context.js';
-import { FIRST_AGENT_ASSETS, type VmAgents } from './agent.js';
+import { FIRST_AGENT_ASSETS, ORDERLY_SHUTDOWN_ASSETS, type VmAgents } from './agent.js';
 import type { GuestTraits } from './boot.js';
 
 /* What the guest agent answers about a running VM: health and listening ports. */
@@ -21,18 +21,19 @@ const MAX_MANIFEST_BYTES = 1 << 20;
  * field all had sshd, the pull refused the rest).
  */
 export async function guestTraits(image: ImageRow | undefined, log: Logger): Promise<GuestTraits> {
-  if (!image) return { agent: false, sshd: true };
+  if (!image) return { agent: false, sshd: true, orderlyShutdown: false };
   const agent = image.assetsVersion >= FIRST_AGENT_ASSETS;
+  const orderlyShutdown = image.assetsVersion >= ORDERLY_SHUTDOWN_ASSETS;
   const file = join(image.dir, imageFiles.manifest);
   try {
     const st = await stat(file);
     if (!st.isFile() || st.size > MAX_MANIFEST_BYTES) throw new Error(`not a regular file of at most 1 MiB`);
     const m = JSON.parse(await readFile(file, 'utf8')) as { has_sshd?: unknown };
-    return { agent, sshd: typeof m.has_sshd === 'boolean' ? m.has_sshd : true };
+    return { agent, sshd: typeof m.has_sshd === 'boolean' ? m.has_sshd : true, orderlyShutdown };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
       log.warn('cannot read the image manifest; assuming the image has sshd', { file, error: String(e) });
-    return { agent, sshd: true };
+    return { agent, sshd: true, orderlyShutdown };
   }
 }
 

@@ -6,6 +6,7 @@ import { processUsage } from '../../system/process.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger } from '../context.js';
+import type { GuestTraits } from './boot.js';
 import { CONSOLE_MAX_BYTES, cutConsole, LOGS_TAIL_BYTES, previousLog, readConsoleTail } from './console.js';
 import type { RuntimeFiles } from './runtime.js';
 
@@ -69,18 +70,33 @@ export async function capConsoles(
 
 export type { VmStats };
 
-/** VMM process cpu/memory from /proc, guest uptime over ssh. */
-export async function vmStats(vm: VmRow, runtime: RuntimeFiles, runner: CommandRunner): Promise<VmStats> {
+/** What vmStats asks of the guest agents (VmAgents). */
+export interface UptimeAgents {
+  health(vm: Pick<VmRow, 'id' | 'name'>): Promise<{ uptimeMs: number }>;
+}
+
+/**
+ * VMM process cpu/memory from /proc; guest uptime from the agent's health when
+ * the guest has one (no sshd needed), else (or when it does not answer) over ssh.
+ */
+export async function vmStats(
+  vm: VmRow,
+  runtime: RuntimeFiles,
+  runner: CommandRunner,
+  agents: UptimeAgents,
+  guestOf: (vm: VmRow) => Promise<GuestTraits>,
+): Promise<VmStats> {
   const base = { name: vm.name, state: vm.state, pid: null, cpu_seconds: null, rss_bytes: null, guest_uptime_s: null };
   if (vm.state !== 'running' || !vm.handles) return base;
   const usage = await processUsage(vm.handles.pid);
-  const argv = sshArgv('ssh', runtime.sshInfo(vm), {
-    batch: true,
-    connectTimeoutS: 5,
-    remoteCommand: 'cat /proc/uptime',
-  });
-  const res = await runner.run(argv, { timeoutMs: 10_000 }).catch(() => undefined);
-  const up = res?.code === 0 ? Number(res.stdout.split(' ')[0]) : NaN;
+  const guest = await guestOf(vm);
+  let up = guest.agent
+    ? await agents.health(vm).then(
+        (h) => h.uptimeMs / 1000,
+        () => NaN,
+      )
+    : NaN;
+  if (!Number.isFinite(up) && guest.sshd) up = await sshUptime(vm, runtime, runner);
   return {
     ...base,
     pid: vm.handles.pid,
@@ -88,4 +104,15 @@ export async function vmStats(vm: VmRow, runtime: RuntimeFiles, runner: CommandR
     rss_bytes: usage?.rssBytes ?? null,
     guest_uptime_s: Number.isFinite(up) ? up : null,
   };
+}
+
+/** `cat /proc/uptime` over ssh; NaN when it fails. */
+async function sshUptime(vm: VmRow, runtime: RuntimeFiles, runner: CommandRunner): Promise<number> {
+  const argv = sshArgv('ssh', runtime.sshInfo(vm), {
+    batch: true,
+    connectTimeoutS: 5,
+    remoteCommand: 'cat /proc/uptime',
+  });
+  const res = await runner.run(argv, { timeoutMs: 10_000 }).catch(() => undefined);
+  return res?.code === 0 ? Number(res.stdout.split(' ')[0]) : NaN;
 }

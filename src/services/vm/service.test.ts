@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
 import { defaultConfig } from '../../config/config.js';
+import { ASSETS_VERSION } from '../../guest/assets.js';
 
 import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
@@ -145,8 +146,10 @@ interface SetupOpts {
   probe?: 'ready' | 'none';
   runner?: (r: FakeRunner) => void;
   timeoutMs?: number;
-  /** The image has the guest agent (assets v3); each connection is a fake agent with these options. */
+  /** The image has the guest agent (current assets); each connection is a fake agent with these options. */
   agent?: FakeAgentOptions;
+  /** The image's guest-assets version instead (e.g. 3: an agent whose shutdown is not orderly). */
+  assetsVersion?: number;
   /** has_sshd in the image's manifest.json (no manifest when undefined). */
   hasSshd?: boolean;
 }
@@ -171,7 +174,7 @@ function setup(opts: SetupOpts = {}) {
     kernelName: 'k',
     distro: 'debian',
     sizeBytes: 1 << 30,
-    assetsVersion: opts.agent ? 3 : 1,
+    assetsVersion: opts.assetsVersion ?? (opts.agent ? ASSETS_VERSION : 1),
     createdAt: 'now',
   };
   images.insert(image);
@@ -953,6 +956,27 @@ test('stop: the guest agent powers the guest off (no ssh, no signal); the connec
   assert.deepEqual(poweroffs, [], 'no ssh poweroff');
   assert.deepEqual(driver.signals, [], 'the VMM exited by itself');
   assert.equal(driver.procs.size, 0);
+});
+
+test('stop: a v3 agent (sync + reboot, journals left to replay) is not asked when sshd can power off in order', async () => {
+  const { svc, driver, poweroffs, agents } = setup({ agent: {}, assetsVersion: 3, hasSshd: true });
+  await svc.create({ name: 'dev' }, ctx());
+  await svc.stop('dev', ctx());
+  assert.deepEqual(
+    agents.flatMap((a) => a.shutdowns),
+    [],
+  );
+  assert.equal(poweroffs.length, 1, 'ssh poweroff');
+  assert.deepEqual(driver.signals, []);
+  // Without sshd the v3 agent is the only graceful way.
+  const noSshd = setup({ agent: {}, assetsVersion: 3, hasSshd: false });
+  await noSshd.svc.create({ name: 'dev' }, ctx());
+  await noSshd.svc.stop('dev', ctx());
+  assert.deepEqual(
+    noSshd.agents.flatMap((a) => a.shutdowns),
+    ['poweroff'],
+  );
+  assert.deepEqual(noSshd.poweroffs, []);
 });
 
 test('stop: an agent that does not answer shutdown falls back to ssh poweroff', async () => {

@@ -326,9 +326,9 @@ export class VmService {
     return capConsoles(this.d.paths, this.d.vms.list(), this.d.log, maxBytes);
   }
 
-  /** VMM process cpu/memory from /proc, guest uptime over ssh. */
+  /** VMM process cpu/memory from /proc, guest uptime from the agent (else over ssh). */
   async stats(ref: string): Promise<VmStats> {
-    return vmStats(this.resolve(ref), this.runtime, this.d.runner);
+    return vmStats(this.resolve(ref), this.runtime, this.d.runner, this.agents, (vm) => this.guest(vm));
   }
 
   /** The guest agent's health; an error when it does not answer. */

@@ -101,12 +101,14 @@ export async function runVm(
     // (until the end) also keeps a Ctrl-C during the failure probe below from skipping the --rm cleanup.
     process.on('SIGINT', onSessionSigint);
     const code = await runAttached(argv);
-    if (code === 255 && interrupted) {
-      c.err.write('banger: interrupted\n');
-      return { code: 130 };
-    }
     if (code === 255) {
-      c.err.write(renderError(await sshFailure(c.runner, info), c.style));
+      // Under load the Ctrl-C's SIGINT can be handled after ssh's exit: ask again once the probe ran.
+      const failure = interrupted ? undefined : await sshFailure(c.runner, info);
+      if (interrupted || failure === undefined) {
+        c.err.write('banger: interrupted\n');
+        return { code: 130 };
+      }
+      c.err.write(renderError(failure, c.style));
       return { code: failCode };
     }
     if (!commandMode && !opts.rm)

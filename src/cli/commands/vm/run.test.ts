@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { test } from 'node:test';
+import type { SshInfo } from '../../../api/methods.js';
+import type { CommandRunner } from '../../../system/runner.js';
+import type { CliContext } from '../../context.js';
+import { makeStyle } from '../../render/style.js';
+import { runVm } from './run.js';
+
+/** A loopback port nothing listens on: ssh to it exits 255 at once (connection refused). */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/**
+ * `vm run --rm -- cmd` against a fake daemon whose ssh target refuses connections. The runner serves
+ * the failure probe that follows ssh's 255; `onProbe` runs when the probe starts.
+ */
+async function runWithDeadSsh(
+  onProbe: () => void,
+): Promise<{ code: number | undefined; err: string; calls: string[] }> {
+  const port = await closedPort();
+  const info: SshInfo = {
+    name: 'rm-ctrlc',
+    host: '127.0.0.1',
+    port,
+    user: 'root',
+    key: '/nonexistent/key',
+    known_hosts: '/dev/null',
+    host_key_alias: 'rm-ctrlc.vm',
+  };
+  const calls: string[] = [];
+  let err = '';
+  const runner = {
+    run: async () => {
+      onProbe();
+      return { code: 255, stdout: '', stderr: 'ssh: connect to host 127.0.0.1: Connection refused' };
+    },
+  } as unknown as CommandRunner;
+  const ctx = {
+    client: {
+      call: async (method: string) => {
+        calls.push(method);
+        if (method === 'vm.ssh_info') return info;
+        return { name: 'rm-ctrlc', vcpu: 1, memory_mib: 512, disk_bytes: 1 << 30 };
+      },
+    },
+    runner,
+    out: { write: () => true },
+    err: { write: (s: string) => ((err += s), true) },
+    style: makeStyle(false, {}),
+    stdinIsTty: false,
+    env: {},
+  } as unknown as CliContext;
+  const r = await runVm(ctx, undefined, { rm: true }, ['true']);
+  return { code: r.code, err, calls };
+}
+
+test('vm run: ssh exits 255 without a Ctrl-C: the failure is named, exit 125, the --rm VM is deleted', async () => {
+  const r = await runWithDeadSsh(() => undefined);
+  assert.equal(r.code, 125);
+  assert.match(r.err, /the ssh connection to VM "rm-ctrlc" failed/);
+  assert.deepEqual(r.calls, ['vm.create', 'vm.ssh_info', 'vm.delete']);
+});
+
+test('vm run: a Ctrl-C whose SIGINT is handled only after ssh exited 255 is an interrupt: exit 130, VM deleted', async () => {
+  // Under load the CLI can handle ssh's exit before the SIGINT of the same Ctrl-C (both pending at
+  // once): the SIGINT lands while the failure probe runs, after the exit status was read.
+  const r = await runWithDeadSsh(() => process.emit('SIGINT'));
+  assert.equal(r.code, 130, r.err);
+  assert.match(r.err, /\nbanger: interrupted\n$/);
+  assert.doesNotMatch(r.err, /ssh connection/);
+  assert.deepEqual(r.calls, ['vm.create', 'vm.ssh_info', 'vm.delete']);
+});
