@@ -20,7 +20,7 @@ import type { KernelRow } from '../../store/kernels.js';
 import { readKernelDir, type KernelFiles } from '../kernel/manifest.js';
 import type { ImportParams } from '../kernel/service.js';
 import { SingleFlight } from '../singleflight.js';
-import { importsKernel, pullBundle } from './bundle-pull.js';
+import { bundleExtras, importsKernel, pullBundle } from './bundle-pull.js';
 import { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 import { ImagePublisher, type ImageBuilder, type ImageRows } from './publish.js';
 import { mmdebstrapLayer } from './mmdebstrap.js';
@@ -348,6 +348,7 @@ export class ImageService {
         rootfs_bytes: rootfsBytes,
         assets_version: row.assetsVersion,
         created_at: row.createdAt,
+        ...(await bundleExtras(row.dir)),
       },
       out,
       this.lifetime,
