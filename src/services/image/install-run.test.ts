@@ -89,7 +89,7 @@ test("installSshd: os-release picks apt; the stopped VM's root disk becomes the 
   assert.deepEqual(await installSshd(s.deps, s.image, quietContext()), { hasSshd: true, hasSystemd: true });
   assert.deepEqual(s.calls, [
     'create img install-sshd-X',
-    'exec cat /etc/os-release ',
+    'exec for f in /etc/os-rel',
     'exec apt-get update && DE',
     'exec for p in /usr/sbin/s',
     'stop',

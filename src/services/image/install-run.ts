@@ -57,7 +57,12 @@ const tail = (s: string): string => (s.length > TAIL_BYTES ? `…${s.slice(-TAIL
 /** The script that says which of sshd and systemd the guest now has (one word a line). */
 const PROBE =
   'for p in /usr/sbin/sshd /sbin/sshd; do [ -x "$p" ] && { echo sshd; break; }; done; ' +
-  'for p in /lib/systemd/systemd /usr/lib/systemd/systemd; do [ -x "$p" ] && { echo systemd; break; }; done; true';
+  'for p in /lib/systemd/systemd /usr/lib/systemd/systemd; do [ -x "$p" ] && { echo systemd; break; }; done; ' +
+  '{ sync || busybox sync; } 2>/dev/null; true';
+/** /etc/os-release (else /usr/lib/os-release) with shell builtins only: the image may have no cat. */
+const OS_RELEASE =
+  'for f in /etc/os-release /usr/lib/os-release; do [ -r "$f" ] && { while IFS= read -r l || [ -n "$l" ]; do ' +
+  'printf "%s\\n" "$l"; done < "$f"; exit 0; }; done; exit 1';
 
 /**
  * Installs sshd into `image` (a managed image no VM uses; the caller made it
@@ -80,12 +85,7 @@ export async function installSshd(
     ctx.progress({ stage: 'install', message: `booting a throwaway VM from ${image.name}` });
     created = true;
     await d.vms.create(image.name, vm, ctx);
-    const osr = await d.vms.exec(
-      vm,
-      ['sh', '-c', 'cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release'],
-      SHORT_TIMEOUT_MS,
-      ctx.signal,
-    );
+    const osr = await d.vms.exec(vm, ['sh', '-c', OS_RELEASE], SHORT_TIMEOUT_MS, ctx.signal);
     if (osr.code !== 0)
       throw operationFailed(
         `--install-sshd: image "${image.name}" has no /etc/os-release, so its package manager is unknown`,
@@ -99,7 +99,7 @@ export async function installSshd(
         `--install-sshd: the ${install.manager} install in the throwaway VM failed (${r.code === null ? 'killed by a signal' : `exit ${r.code}`}): ${tail(r.stderr) || tail(r.stdout) || 'no output'}`,
         { hint: `the guest ran: ${install.command}; check that the host can reach the distribution's mirrors` },
       );
-    const probe = await d.vms.exec(vm, ['sh', '-c', `${PROBE}; sync`], SHORT_TIMEOUT_MS, ctx.signal);
+    const probe = await d.vms.exec(vm, ['sh', '-c', PROBE], SHORT_TIMEOUT_MS, ctx.signal);
     const found = new Set(probe.stdout.split('\n').map((l) => l.trim()));
     if (probe.code !== 0 || !found.has('sshd'))
       throw operationFailed(
