@@ -121,7 +121,7 @@ export async function checkEgress(d: EgressDeps): Promise<string> {
       '--install-sshd needs outbound network for the guest’s package manager, and this host is offline (no default route in /proc/net/route or /proc/net/ipv6_route, no HTTP(S)_PROXY)',
       NO_SSHD_HINT,
     );
-  return routes.length > 0 ? `a default route on ${routes.join(', ')}` : 'a proxy';
+  return routes.length > 0 ? `a default route on ${[...new Set(routes)].join(', ')}` : 'a proxy';
 }
 
 /**
