@@ -39,6 +39,11 @@ export interface Config {
   autoStopStaleAfterMs: number;
   /** Most bytes of uncompressed tar an image pull or build may read, all layers together (max_unpacked_size). */
   maxUnpackedBytes: number;
+  /**
+   * Test-only (test_install_sshd_offline, docs/TESTING.md): `image pull --install-sshd` skips its egress
+   * check and its throwaway VM keeps restrict=on, so tests run it against a fake package manager offline.
+   */
+  testInstallSshdOffline?: boolean;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
   provenance: {
     vcpu: Provenance;
@@ -153,6 +158,7 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.dns_listen !== undefined) cfg.dnsListen = f.dns_listen;
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
   if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
+  if (f.test_install_sshd_offline === true) cfg.testInstallSshdOffline = true;
 
   const vd = f.vm_defaults;
   // Limits that depend on this host (the schema checks what holds everywhere).

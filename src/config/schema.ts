@@ -194,6 +194,7 @@ export const configFileSchema = z.strictObject({
   dns_listen: z.string().refine(isIpPort).optional(),
   auto_stop_stale_after: durationField({ allowZero: true }).optional(),
   max_unpacked_size: sizeField.optional(),
+  test_install_sshd_offline: z.boolean().optional(),
   vm_defaults: vmDefaultsSchema.optional(),
   file_sync: z.array(fileSyncEntrySchema).optional(),
 });
@@ -229,6 +230,7 @@ const EXPECTED: Readonly<Record<string, string>> = {
   dns_listen: 'an "ip:port" string such as "127.0.0.1:42069"',
   auto_stop_stale_after: 'a duration string such as "2h" ("0" disables)',
   max_unpacked_size: 'a size such as "32G"',
+  test_install_sshd_offline: 'true or false (test-only)',
   vm_defaults: 'a table ([vm_defaults])',
   'vm_defaults.vcpu': 'an integer of at least 1',
   'vm_defaults.memory_mib': 'a whole number of MiB (at least 128) or a size such as "2G"',

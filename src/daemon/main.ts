@@ -33,6 +33,9 @@ import { imageRoutes } from './routes/image.js';
 import { kernelRoutes } from './routes/kernel.js';
 import { vmRoutes } from './routes/vm.js';
 import { DaemonServer, type Handlers } from './server.js';
+import { pullWithSshd } from './install-sshd.js';
+import { checkEgress } from '../services/image/install-sshd.js';
+import { VmAgents } from '../services/vm/agent.js';
 
 /** `bangerd --check-migrations`: 0 compatible, 1 needs migration, 2 incompatible. */
 async function checkMigrations(paths: Paths): Promise<number> {
@@ -76,6 +79,8 @@ export async function main(argv: string[]): Promise<number> {
   const version = bangerVersion();
   if (process.env.BANGER_TEST_VERSION)
     log.warn('BANGER_TEST_VERSION is set: this daemon reports a made-up version (test-only)', { version });
+  if (config.testInstallSshdOffline)
+    log.warn('test_install_sshd_offline is set: image pull --install-sshd runs offline (test-only)', {});
   const db = openStore(paths.dbFile);
   const ops = new OperationRepo(db);
   ops.closeInterrupted();
@@ -110,7 +115,9 @@ export async function main(argv: string[]): Promise<number> {
     egress: { proxy },
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
+  const agents = new VmAgents({ paths, log });
   const vms = new VmService({
+    agents,
     paths,
     vms: vmRepo,
     images: imageRepo,
@@ -162,7 +169,28 @@ export async function main(argv: string[]): Promise<number> {
       shutdown,
     }),
     ...vmRoutes(vms),
-    ...imageRoutes({ images, usedBy: (id) => vmRepo.namesByImage(id) }),
+    ...imageRoutes({
+      images,
+      usedBy: (id) => vmRepo.namesByImage(id),
+      pullWithSshd: (p, ctx) =>
+        pullWithSshd(
+          {
+            images,
+            repo: imageRepo,
+            vms,
+            vmRepo,
+            agents,
+            runner,
+            log,
+            checkEgress: async () => {
+              if (!config.testInstallSshdOffline) await checkEgress({ proxy });
+            },
+            allowOutbound: !config.testInstallSshdOffline,
+          },
+          p,
+          ctx,
+        ),
+    }),
     ...kernelRoutes(kernels),
   } satisfies Handlers);
 

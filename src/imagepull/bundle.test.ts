@@ -339,8 +339,8 @@ const rejectCases: { name: string; entries: TarSpec[]; code?: AppError['code']; 
   },
   {
     name: 'an oversized manifest',
-    entries: [{ name: 'manifest.json', body: Buffer.alloc(70000, 0x20) }, validEntries[1]!],
-    re: /manifest.json in bundle .* is too large: 70000 bytes/,
+    entries: [{ name: 'manifest.json', body: Buffer.alloc(1_100_000, 0x20) }, validEntries[1]!],
+    re: /manifest.json in bundle .* is too large: 1100000 bytes/,
   },
 ];
 
@@ -391,6 +391,26 @@ const parseCases: { name: string; text: string; re?: RegExp }[] = [
   { name: 'a fractional size', text: m({ rootfs_bytes: 1.5 }), re: /^bundle manifest: rootfs_bytes: / },
   { name: 'a negative assets_version', text: m({ assets_version: -1 }), re: /^bundle manifest: assets_version: / },
   { name: 'a bad timestamp', text: m({ created_at: 'yesterday' }), re: /^bundle manifest: created_at: / },
+  {
+    name: 'an image config and has_sshd/has_systemd',
+    text: m({
+      config: { env: ['PATH=/bin'], working_dir: '/w', user: '1000', entrypoint: ['/e'], cmd: ['c'] },
+      has_sshd: false,
+      has_systemd: true,
+    }),
+  },
+  {
+    name: 'a config with a NUL',
+    text: m({ config: { user: 'a\u0000' } }),
+    re: /^bundle manifest: image config User contains a NUL byte$/,
+  },
+  {
+    name: 'a config with an unknown key',
+    text: m({ config: { Env: [] } }),
+    re: /^bundle manifest: config has an unknown key "Env"$/,
+  },
+  { name: 'a config that is null', text: m({ config: null }), re: /^bundle manifest: config is not an object$/ },
+  { name: 'a has_sshd that is not a boolean', text: m({ has_sshd: 'yes' }), re: /^bundle manifest: has_sshd: / },
 ];
 
 for (const c of parseCases) {

@@ -11,6 +11,7 @@ import { extractStrictTarZst, refusedEntryType, type StrictEntry } from '../arch
 import { drain, type TarEntry } from '../archive/tar-entry.js';
 import { AppError, badRequest, cancelled, errorMessage, isAbortError, operationFailed } from '../errors.js';
 import { HashingStream } from '../net/hashing.js';
+import { storedRuntimeConfig, type ImageRuntimeConfig } from '../services/image/oci-config.js';
 
 /*
  * Image bundles (SPEC §6.2): a tar.zst holding exactly rootfs.ext4 and
@@ -27,6 +28,11 @@ export interface BundleManifest {
   rootfs_bytes: number;
   assets_version: number;
   created_at: string;
+  /** The image's OCI runtime config as its manifest.json records it (absent: none recorded). */
+  config?: ImageRuntimeConfig;
+  /** Whether the rootfs has sshd / systemd (absent: unknown, as in bundles from before these keys). */
+  has_sshd?: boolean;
+  has_systemd?: boolean;
 }
 
 export const BUNDLE_MANIFEST = 'manifest.json';
@@ -37,8 +43,8 @@ const ZSTD_LEVEL = 3;
 /** Read size for the rootfs: large reads keep per-chunk overhead low on multi-GiB images. */
 const READ_CHUNK = 1024 * 1024;
 const MAX_ZSTD_WORKERS = 4;
-/** A manifest is a few hundred bytes; anything near this is not one. */
-const MAX_MANIFEST_BYTES = 64 * 1024;
+/** A manifest is a few hundred bytes plus the image's runtime config (bounded like the image's own manifest.json). */
+const MAX_MANIFEST_BYTES = 1024 * 1024;
 /** Zero blocks of this size (aligned in the file) are left as holes in the extracted rootfs. */
 const SPARSE_BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(SPARSE_BLOCK);
@@ -52,7 +58,7 @@ export function isSha256Hex(s: string): boolean {
 
 const LAYOUT_HINT = `a bundle holds exactly ${BUNDLE_ROOTFS} and ${BUNDLE_MANIFEST} at the archive root; re-create it with \`banger image export\``;
 const UNSAFE_HINT = 'the bundle contains an entry banger will not extract; re-create it with `banger image export`';
-const MANIFEST_HINT = `${BUNDLE_MANIFEST} must be a JSON object with format (1), name, distro, arch ("x86_64"), kernel_ref, rootfs_bytes, assets_version and created_at`;
+const MANIFEST_HINT = `${BUNDLE_MANIFEST} must be a JSON object with format (1), name, distro, arch ("x86_64"), kernel_ref, rootfs_bytes, assets_version and created_at, optionally config, has_sshd and has_systemd`;
 
 const hasControlChar = (text: string): boolean => /[\u0000-\u001f\u007f]/.test(text);
 
@@ -74,6 +80,10 @@ const manifestSchema = z.strictObject({
   rootfs_bytes: z.number().int().positive(),
   assets_version: z.number().int().nonnegative(),
   created_at: z.iso.datetime({ offset: true }),
+  // Checked by storedRuntimeConfig below: the same checks and bounds as at pull time.
+  config: z.unknown().optional(),
+  has_sshd: z.boolean().optional(),
+  has_systemd: z.boolean().optional(),
 });
 
 const MANIFEST_KEYS = Object.keys(manifestSchema.shape);
@@ -102,7 +112,11 @@ export function parseBundleManifest(text: string): BundleManifest {
     );
   }
   const r = manifestSchema.safeParse(data);
-  if (r.success) return r.data;
+  if (r.success) {
+    const { config, ...rest } = r.data;
+    if (config === undefined) return rest;
+    return { ...rest, config: storedRuntimeConfig(config, `bundle manifest`) };
+  }
   const issues = r.error.issues;
   const unknown = issues.find((i) => i.code === 'unrecognized_keys');
   if (unknown !== undefined && unknown.code === 'unrecognized_keys') {
@@ -166,6 +180,11 @@ export async function writeBundle(
   if (signal?.aborted) throw cancelled();
   const checked = parseBundleManifest(JSON.stringify(manifest));
   const manifestBody = Buffer.from(`${JSON.stringify(checked, null, 2)}\n`);
+  if (manifestBody.length > MAX_MANIFEST_BYTES)
+    throw badRequest(
+      `bundle manifest is ${manifestBody.length} bytes, at most ${MAX_MANIFEST_BYTES} allowed`,
+      'the image config is too large to export',
+    );
   // Entry times come from the manifest, so the same inputs give the same bundle.
   const mtime = new Date(checked.created_at);
 

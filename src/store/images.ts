@@ -93,6 +93,11 @@ export class ImageRepo {
       .run(f.managed ? 1 : 0, f.rootfsPath, f.workSeedPath ?? null, f.source, id);
   }
 
+  /** Gives an image its final name (`image pull --install-sshd` works under a temporary one). */
+  rename(id: string, name: string): void {
+    this.db.prepare('UPDATE images SET name = ? WHERE id = ?').run(name, id);
+  }
+
   /** After `image refresh`: the guest-assets version now in the rootfs. */
   setAssetsVersion(id: string, version: number): void {
     this.db.prepare('UPDATE images SET assets_version = ? WHERE id = ?').run(version, id);

@@ -208,6 +208,8 @@ export async function pushImage(
   tag: string,
   layers: Layer[],
   auth?: string | TokenServer,
+  /** The image config's `config` object (Env, WorkingDir, User, Entrypoint, Cmd); empty by default. */
+  runConfig: Record<string, unknown> = {},
 ): Promise<string> {
   const base = `http://127.0.0.1:${port}/v2/${repo}`;
   const headers: Record<string, string> =
@@ -240,7 +242,7 @@ export async function pushImage(
     JSON.stringify({
       architecture: 'amd64',
       os: 'linux',
-      config: {},
+      config: runConfig,
       rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256(l.tar)) },
     }),
   );

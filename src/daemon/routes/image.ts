@@ -1,5 +1,7 @@
 import type { ImageView } from '../../api/methods.js';
 import { NO_RUNTIME_CONFIG, readRuntimeConfig } from '../../services/image/oci-config.js';
+import type { OpContext } from '../../services/context.js';
+import type { PullParams } from '../../services/image/params.js';
 import type { ImageService } from '../../services/image/service.js';
 import type { ImageRow } from '../../store/images.js';
 import type { Routes } from '../server.js';
@@ -21,10 +23,12 @@ export interface ImageRouteDeps {
   images: ImageService;
   /** Names of the VMs made from an image (by image id). */
   usedBy: (imageId: string) => string[];
+  /** `image pull --install-sshd` (daemon/install-sshd.ts); without it ImageService.pull refuses the flag. */
+  pullWithSshd?: (p: PullParams, ctx: OpContext) => Promise<ImageRow>;
 }
 
 /** image.*: the ImageService's rows as the API's views. */
-export function imageRoutes({ images, usedBy }: ImageRouteDeps): Routes<'image'> {
+export function imageRoutes({ images, usedBy, pullWithSshd }: ImageRouteDeps): Routes<'image'> {
   return {
     'image.list': () => images.list().map(imageView),
     'image.show': async (p) => {
@@ -42,7 +46,8 @@ export function imageRoutes({ images, usedBy }: ImageRouteDeps): Routes<'image'>
     },
     'image.delete': (p) => images.delete(p.name),
     'image.build': async (p, ctx) => imageView(await images.buildCustom(p, ctx)),
-    'image.pull': async (p, ctx) => imageView(await images.pull(p, ctx)),
+    'image.pull': async (p, ctx) =>
+      imageView(await (p.install_sshd && pullWithSshd ? pullWithSshd(p, ctx) : images.pull(p, ctx))),
     'image.register': async (p, ctx) => imageView(await images.register(p, ctx)),
     'image.refresh': async (p, ctx) => {
       const before = images.get(p.name);

@@ -14,6 +14,7 @@ import { raceAbort, removeTree } from '../fsutil.js';
 import { IMAGE_KERNEL_DIR, linkTree } from './files.js';
 import type { ImageBuilder, ImagePublisher } from './publish.js';
 import type { PullParams } from './service.js';
+import { readImageManifest, readRuntimeConfig } from './oci-config.js';
 
 /** What pulling a bundle needs from the image service. */
 export interface BundlePullDeps {
@@ -117,4 +118,22 @@ export async function pullBundle(d: BundlePullDeps, p: PullParams, ctx: OpContex
     await d.undoKernelImport(imported);
     throw e;
   }
+}
+
+/**
+ * What a bundle carries beyond the rootfs, from the image's manifest.json:
+ * its runtime config (checked again on the way out) and has_sshd/has_systemd.
+ * Keys the image does not record are left out, so such bundles stay readable
+ * by a banger that predates them.
+ */
+export async function bundleExtras(
+  imageDir: string,
+): Promise<Pick<BundleManifest, 'config' | 'has_sshd' | 'has_systemd'>> {
+  const out: Pick<BundleManifest, 'config' | 'has_sshd' | 'has_systemd'> = {};
+  const config = await readRuntimeConfig(imageDir);
+  if (config !== undefined) out.config = config;
+  const m = await readImageManifest(imageDir);
+  if (typeof m?.has_sshd === 'boolean') out.has_sshd = m.has_sshd;
+  if (typeof m?.has_systemd === 'boolean') out.has_systemd = m.has_systemd;
+  return out;
 }

@@ -105,24 +105,34 @@ async function hostRoutes(): Promise<{ ipv4: string; ipv6: string }> {
   return { ipv4: await read(hostRouteTables.ipv4), ipv6: await read(hostRouteTables.ipv6) };
 }
 
+const NO_SSHD_HINT = 'pull without --install-sshd: images without sshd work through banger’s agent (vm run, vm ssh)';
+
 /**
  * `image pull --install-sshd`, checked before anything is downloaded: refused
  * when the host has no default route and no proxy (the guest's package manager
- * could reach no mirror), and otherwise refused because the throwaway-VM install
- * is not built yet.
+ * could reach no mirror). Returns how the host gets out.
  */
-export async function checkInstallSshd(d: EgressDeps): Promise<never> {
+export async function checkEgress(d: EgressDeps): Promise<string> {
   const tables = await (d.routeTables ?? hostRoutes)();
   const routes = defaultRoutes(tables.ipv4, tables.ipv6);
   const proxied = d.proxy !== undefined && (d.proxy.http !== undefined || d.proxy.https !== undefined);
-  const noSshd = 'pull without --install-sshd: images without sshd work through banger’s agent (vm run, vm ssh)';
   if (routes.length === 0 && !proxied)
     throw precondition(
       '--install-sshd needs outbound network for the guest’s package manager, and this host is offline (no default route in /proc/net/route or /proc/net/ipv6_route, no HTTP(S)_PROXY)',
-      noSshd,
+      NO_SSHD_HINT,
     );
+  return routes.length > 0 ? `a default route on ${[...new Set(routes)].join(', ')}` : 'a proxy';
+}
+
+/**
+ * ImageService.pull with install_sshd: the daemon routes such pulls to
+ * pullWithSshd (daemon/install-sshd.ts), which needs the VM service; a caller
+ * without it gets the egress check and then this refusal.
+ */
+export async function checkInstallSshd(d: EgressDeps): Promise<never> {
+  const via = await checkEgress(d);
   throw precondition(
-    `--install-sshd is not available in this version of banger (the one-off install in a throwaway VM is not implemented yet; the host has a way out via ${routes.length > 0 ? `a default route on ${routes.join(', ')}` : 'a proxy'})`,
-    noSshd,
+    `--install-sshd is not available here (the one-off install in a throwaway VM needs the daemon's VM service; the host has a way out via ${via})`,
+    NO_SSHD_HINT,
   );
 }

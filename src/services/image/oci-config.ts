@@ -60,8 +60,8 @@ export function runtimeConfig(config: unknown, what: string): ImageRuntimeConfig
   return { env, working_dir: str('WorkingDir'), user: str('User'), entrypoint: list('Entrypoint'), cmd: list('Cmd') };
 }
 
-/** The recorded runtime config of an image (its manifest.json `config`), or undefined when none was recorded. */
-export async function readRuntimeConfig(imageDir: string): Promise<ImageRuntimeConfig | undefined> {
+/** An image's manifest.json as a JSON object (bounded read), or undefined when the image has none. */
+export async function readImageManifest(imageDir: string): Promise<Record<string, unknown> | undefined> {
   const path = join(imageDir, imageFiles.manifest);
   let text: string;
   try {
@@ -84,7 +84,16 @@ export async function readRuntimeConfig(imageDir: string): Promise<ImageRuntimeC
   } catch {
     throw operationFailed(`${path} is not valid JSON`, { hint: 'delete the image and pull it again' });
   }
-  const rec = typeof body === 'object' && body !== null ? (body as Record<string, unknown>).config : undefined;
+  return typeof body === 'object' && body !== null && !Array.isArray(body)
+    ? (body as Record<string, unknown>)
+    : undefined;
+}
+
+/** The recorded runtime config of an image (its manifest.json `config`), or undefined when none was recorded. */
+export async function readRuntimeConfig(imageDir: string): Promise<ImageRuntimeConfig | undefined> {
+  const path = join(imageDir, imageFiles.manifest);
+  const body = await readImageManifest(imageDir);
+  const rec = body?.config;
   if (rec === undefined || rec === null) return undefined;
   if (typeof rec !== 'object' || Array.isArray(rec)) throw operationFailed(`${path}: config is not an object`);
   const r = rec as Record<string, unknown>;
@@ -93,6 +102,36 @@ export async function readRuntimeConfig(imageDir: string): Promise<ImageRuntimeC
     { Env: r.env, WorkingDir: r.working_dir, User: r.user, Entrypoint: r.entrypoint, Cmd: r.cmd },
     path,
   );
+}
+
+const STORED_KEYS: Record<string, string> = {
+  env: 'Env',
+  working_dir: 'WorkingDir',
+  user: 'User',
+  entrypoint: 'Entrypoint',
+  cmd: 'Cmd',
+};
+
+/**
+ * A runtime config in banger's own keys (as manifest.json and image bundles
+ * carry it) from untrusted input: the same checks and bounds as at pull time
+ * (runtimeConfig), and keys other than env, working_dir, user, entrypoint and
+ * cmd are refused. Errors are bad_request naming `what` and the field.
+ */
+export function storedRuntimeConfig(value: unknown, what: string): ImageRuntimeConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw badRequest(`${what}: config is not an object`, 'config holds env, working_dir, user, entrypoint and cmd');
+  const oci: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const key = STORED_KEYS[k];
+    if (key === undefined || !Object.hasOwn(STORED_KEYS, k))
+      throw badRequest(
+        `${what}: config has an unknown key ${JSON.stringify(k.slice(0, 64))}`,
+        'config holds env, working_dir, user, entrypoint and cmd',
+      );
+    oci[key] = v;
+  }
+  return runtimeConfig(oci, what);
 }
 
 /** What an exec asks for, before the image's config is applied. */

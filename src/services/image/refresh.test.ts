@@ -19,6 +19,7 @@ import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import { imageFiles, Paths } from '../../system/paths.js';
 import { nullLogger, quietContext } from '../context.js';
+import { ImageLeases } from './lease.js';
 import { autoRefresh, refreshImage, type RefreshDeps } from './refresh.js';
 
 /*
@@ -55,7 +56,7 @@ function setup(t: TestContext, runner: FakeRunner, usedBy: () => string[] = () =
     createdAt: 'then',
   };
   repo.insert(row);
-  const deps: RefreshDeps = { paths, repo, runner, log: nullLogger, usedBy };
+  const deps: RefreshDeps = { paths, repo, runner, log: nullLogger, usedBy, leases: new ImageLeases() };
   const unchanged = (): void => {
     assert.equal(readFileSync(rootfs, 'utf8'), 'old rootfs');
     assert.equal(JSON.parse(readFileSync(manifest, 'utf8')).assets_version, OLD);

@@ -10,6 +10,7 @@ import type { Logger, OpContext } from '../context.js';
 import { raceAbort, removeTree } from '../fsutil.js';
 import { SingleFlight } from '../singleflight.js';
 import { injectGuestAssets, missingMountPoints } from './guest-assets.js';
+import { ImageLeases } from './lease.js';
 import type { ImageRows } from './publish.js';
 
 /** manifest.json is banger's own small file; anything bigger is not rewritten. */
@@ -22,6 +23,10 @@ export interface RefreshDeps {
   log: Logger;
   /** Names of the VMs using an image (their root disks are overlays of its rootfs). */
   usedBy: (imageId: string) => string[];
+  /** Shared with VM creation, which makes root disks from the rootfs under a shared lease (lease.ts). */
+  leases: ImageLeases;
+  /** Test seam: awaited after the last "no VM uses the image" check, before the swap. */
+  beforeSwap?: () => Promise<void>;
 }
 
 /** The refusal for an image that VMs use: changing a base image under qcow2 overlays corrupts them. */
@@ -80,11 +85,16 @@ export async function refreshImage(d: RefreshDeps, row: ImageRow, ctx: OpContext
     await checkClean(d.runner, copy, row, signal);
     const manifest = await readManifest(manifestPath);
     await writeFile(manifestTmp, `${JSON.stringify({ ...manifest, assets_version: ASSETS_VERSION }, null, 2)}\n`);
-    // A VM created meanwhile would have an overlay on the old rootfs: check again just before the swap.
-    refuseIfUsed(row, d.usedBy(row.id));
-    await rename(copy, row.rootfsPath);
-    await rename(manifestTmp, manifestPath);
-    d.repo.setAssetsVersion(row.id, ASSETS_VERSION);
+    // A VM created meanwhile would have an overlay on the old rootfs: check again just before the swap,
+    // under the exclusive lease, so no root disk is being made from the rootfs between the check and the
+    // swap (a create makes its row before its root disk: it is either seen here or waits for the swap).
+    await d.leases.withExclusive(row.id, async () => {
+      refuseIfUsed(row, d.usedBy(row.id));
+      await d.beforeSwap?.();
+      await rename(copy, row.rootfsPath);
+      await rename(manifestTmp, manifestPath);
+      d.repo.setAssetsVersion(row.id, ASSETS_VERSION);
+    });
     d.log.info('image refreshed', { name: row.name, from: row.assetsVersion, to: ASSETS_VERSION, mounts: dirs.length });
     return { ...row, assetsVersion: ASSETS_VERSION };
   } finally {
@@ -155,6 +165,11 @@ export class ImageRefresher {
     private readonly d: RefreshDeps,
     private readonly lifetime: AbortSignal,
   ) {}
+
+  /** Runs fn (a VM's root disk made from the image's rootfs) while no refresh swaps that rootfs. */
+  withRootfs<T>(imageId: string, fn: () => Promise<T>): Promise<T> {
+    return this.d.leases.withShared(imageId, fn);
+  }
 
   refresh(row: ImageRow, ctx: OpContext): Promise<ImageRow> {
     const shared: OpContext = { ...ctx, signal: this.lifetime };

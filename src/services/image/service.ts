@@ -20,7 +20,7 @@ import type { KernelRow } from '../../store/kernels.js';
 import { readKernelDir, type KernelFiles } from '../kernel/manifest.js';
 import type { ImportParams } from '../kernel/service.js';
 import { SingleFlight } from '../singleflight.js';
-import { importsKernel, pullBundle } from './bundle-pull.js';
+import { bundleExtras, importsKernel, pullBundle } from './bundle-pull.js';
 import { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 import { ImagePublisher, type ImageBuilder, type ImageRows } from './publish.js';
 import { mmdebstrapLayer } from './mmdebstrap.js';
@@ -28,6 +28,7 @@ import { promoteImage, registerImage, type RegisterParams } from './register.js'
 import type { BuildParams, PullParams } from './params.js';
 import { checkInstallSshd, type EgressDeps } from './install-sshd.js';
 import { ImageRefresher } from './refresh.js';
+import { ImageLeases } from './lease.js';
 
 export { IMAGE_KERNEL_DIR, validateImageName } from './files.js';
 
@@ -96,7 +97,8 @@ export class ImageService {
     this.builder = opts.builder ?? new RootfsBuilder(runner, log, opts.isRoot, opts.maxUnpackedBytes);
     this.publisher = new ImagePublisher(paths, repo, this.builder, log, lifetime);
     this.cache = new BlobCache(paths.blobsDir);
-    this.refresher = new ImageRefresher({ paths, repo, runner, log, usedBy: opts.usedBy }, lifetime);
+    const leases = new ImageLeases();
+    this.refresher = new ImageRefresher({ paths, repo, runner, log, usedBy: opts.usedBy, leases }, lifetime);
   }
 
   /** `image cache prune`: removes blobs no running pull needs (every finished image is already ext4). */
@@ -133,6 +135,11 @@ export class ImageService {
     if (row.managed) await removeTree(row.dir);
     this.log.info('image deleted', { name: row.name });
     return { name: row.name };
+  }
+
+  /** Runs fn (a VM's root disk made from the image's rootfs) while no refresh swaps it (lease.ts). */
+  withRootfs<T>(imageId: string, fn: () => Promise<T>): Promise<T> {
+    return this.refresher.withRootfs(imageId, fn);
   }
 
   /** `image refresh`: the current guest assets go into the image's rootfs (refresh.ts). */
@@ -348,6 +355,7 @@ export class ImageService {
         rootfs_bytes: rootfsBytes,
         assets_version: row.assetsVersion,
         created_at: row.createdAt,
+        ...(await bundleExtras(row.dir)),
       },
       out,
       this.lifetime,

@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, test } from 'node:test';
@@ -22,6 +32,8 @@ import { nullLogger, type OpContext } from '../context.js';
 import { FakeAgent, type FakeAgentOptions } from '../../../test/fakes/agent.js';
 import { duplexPair } from '../../agent/duplex-pair.js';
 import { VmAgents } from './agent.js';
+import { ImageLeases } from '../image/lease.js';
+import { refreshImage } from '../image/refresh.js';
 import { BootFailure } from './bootwatch.js';
 import { VmService, type Clock } from './service.js';
 import type { SshKeys } from './sshkeys.js';
@@ -180,6 +192,7 @@ function setup(opts: SetupOpts = {}) {
   images.insert(image);
   if (opts.hasSshd !== undefined)
     writeFileSync(join(root, 'manifest.json'), JSON.stringify({ has_sshd: opts.hasSshd }));
+  const leases = new ImageLeases();
   const clock = new FakeClock();
   const driver = new FakeDriver(clock);
   const poweroffs: { at: number; command: string; port: number }[] = [];
@@ -207,6 +220,7 @@ function setup(opts: SetupOpts = {}) {
     accel: { accel: 'tcg', reason: 'test' },
     imageService: {
       ensure: async () => image,
+      withRootfs: (id, fn) => leases.withShared(id, fn),
       kernelFilesFor: async () => ({
         dir: '/k',
         kernel: '/k/bzImage',
@@ -247,7 +261,21 @@ function setup(opts: SetupOpts = {}) {
   const svc = new VmService(deps);
   /** A new daemon over the same store, files and processes (as after a kill -9). */
   const restart = (): VmService => new VmService(deps);
-  return { svc, vms, paths, driver, runner, clock, poweroffs, restart, agents, probes: () => probes };
+  return {
+    svc,
+    vms,
+    images,
+    image,
+    paths,
+    driver,
+    runner,
+    clock,
+    poweroffs,
+    restart,
+    agents,
+    leases,
+    probes: () => probes,
+  };
 }
 
 const ctx = (signal = new AbortController().signal): OpContext => ({
@@ -1003,4 +1031,62 @@ test('vm health and vm ports: a stopped VM, or one whose image predates the agen
   const cur = setup({ agent: {} });
   await cur.svc.create({ name: 'dev', start: false }, ctx());
   await assert.rejects(cur.svc.ports('dev'), /VM "dev" is stopped; vm ports needs it running/);
+});
+
+test('image refresh vs vm create: a create past the refresh\'s last "no VM uses it" check makes its root disk only after the swap', async () => {
+  // The interleaving, step by step: the refresh passes its last check (no VM yet) and stops before the swap;
+  // a create then makes its row and wants its root disk. It must wait for the swap (its overlay is then over
+  // the new rootfs), not overlay the file about to be replaced.
+  let baseInode: number | undefined;
+  const s = setup({
+    runner: (r) =>
+      r.on(
+        (a) => a[0] === 'qemu-img' && a[1] === 'create',
+        () => {
+          baseInode = statSync(s.image.rootfsPath).ino;
+          return {};
+        },
+      ),
+  });
+  writeFileSync(s.image.rootfsPath, 'old rootfs');
+  writeFileSync(join(s.image.dir, 'manifest.json'), '{}');
+  const tools = new FakeRunner()
+    .on('cp', (argv) => {
+      copyFileSync(argv.at(-2) as string, argv.at(-1) as string);
+      return {};
+    })
+    .on('e2fsck', {})
+    .on('debugfs', {});
+  let atSwap!: () => void;
+  const reachedSwap = new Promise<void>((r) => (atSwap = r));
+  let openSwap!: () => void;
+  const swapGate = new Promise<void>((r) => (openSwap = r));
+  const refresh = refreshImage(
+    {
+      paths: s.paths,
+      repo: s.images,
+      runner: tools,
+      log: nullLogger,
+      usedBy: (id) => s.vms.namesByImage(id),
+      leases: s.leases,
+      beforeSwap: () => {
+        atSwap();
+        return swapGate;
+      },
+    },
+    s.image,
+    ctx(),
+  );
+  await reachedSwap;
+  const create = s.svc.create({ name: 'late', start: false }, ctx());
+  // Bounded: until the create either made its root disk or waits for the lease.
+  for (let i = 0; i < 10_000 && baseInode === undefined && s.leases.waiting(s.image.id) === 0; i++)
+    await new Promise((r) => setImmediate(r));
+  assert.equal(baseInode, undefined, 'no root disk is made from the rootfs while its swap is pending');
+  openSwap();
+  const refreshed = await refresh;
+  assert.ok(refreshed.assetsVersion > s.image.assetsVersion);
+  await create;
+  assert.equal(baseInode, statSync(s.image.rootfsPath).ino, 'the root disk was made over the swapped rootfs');
+  tools.assertNoUnexpected();
 });

@@ -34,7 +34,7 @@ export interface VmServiceDeps {
   paths: Paths;
   vms: VmRepo;
   images: ImageRepo;
-  imageService: Pick<ImageService, 'ensure' | 'kernelFilesFor'>;
+  imageService: Pick<ImageService, 'ensure' | 'kernelFilesFor' | 'withRootfs'>;
   /** The VMM; the service uses only what its capabilities declare. */
   driver: VmmDriver;
   runner: CommandRunner;
@@ -161,7 +161,8 @@ export class VmService {
       try {
         ctx.progress({ stage: 'disks', message: 'preparing disks' });
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
-        const rootDisk = await this.disks.makeRoot(row, image.rootfsPath, ctx.signal);
+        const make = () => this.disks.makeRoot(row, image.rootfsPath, ctx.signal); // under the image's lease
+        const rootDisk = await this.d.imageService.withRootfs(image.id, make);
         this.d.vms.update(id, { rootDisk, diskStrategy: rootDisk.strategy });
         await this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal);
         // With a boot the row stays `creating` until the guest is up: a daemon killed before then
