@@ -1,0 +1,196 @@
+/*
+ * Images made by Ext4Writer, checked by the tools that own the format:
+ * `e2fsck -fn` must find nothing, and `debugfs` must read back every entry.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { NodeRunner } from '../../system/node-runner.js';
+import { Ext4Writer, type Attrs } from './writer.js';
+
+const runner = new NodeRunner();
+const T = { sec: 1700000000, nsec: 123456789 };
+const attrs = (mode: number, uid = 0, gid = 0): Attrs => ({ mode, uid, gid, mtime: T });
+
+async function haveTools(): Promise<boolean> {
+  try {
+    await runner.run(['e2fsck', '-V']);
+    await runner.run(['debugfs', '-V']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function build(
+  t: TestContext,
+  size: number,
+  fill: (w: Ext4Writer) => Promise<void>,
+  journalBlocks?: number,
+): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'ext4w-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const img = join(dir, 'fs.img');
+  const w = await Ext4Writer.create(img, {
+    sizeBytes: size,
+    inodes: 2048,
+    label: 'test',
+    ...(journalBlocks !== undefined ? { journalBlocks } : {}),
+  });
+  await fill(w);
+  await w.finish();
+  return img;
+}
+
+async function fsck(img: string): Promise<void> {
+  const r = await runner.run(['e2fsck', '-fn', img]);
+  assert.equal(r.code, 0, `e2fsck -fn found problems:\n${r.stdout}\n${r.stderr}`);
+}
+
+async function debugfs(img: string, cmd: string): Promise<string> {
+  const r = await runner.run(['debugfs', '-R', cmd, img]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout;
+}
+
+/** The fields of `debugfs stat` a test compares. */
+function statFields(out: string): Record<string, string> {
+  const f: Record<string, string> = {};
+  const grab = (key: string, re: RegExp): void => {
+    const m = re.exec(out);
+    if (m?.[1] !== undefined) f[key] = m[1];
+  };
+  grab('type', /Type: (\S+)/);
+  grab('mode', /Mode:\s+(\d+)/);
+  grab('uid', /User:\s+(\d+)/);
+  grab('gid', /Group:\s+(\d+)/);
+  grab('size', /Size: (\d+)/);
+  grab('links', /Links: (\d+)/);
+  grab('mtime', /mtime: (0x[0-9a-f]+:[0-9a-f]+)/);
+  grab('fast', /Fast link dest: "([^"]*)"/);
+  grab('dev', /Device major\/minor number: (\S+)/);
+  return f;
+}
+
+test('an image of every entry type is e2fsck-clean and reads back through debugfs', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const slowTarget = `/${'a'.repeat(100)}/${'b'.repeat(100)}`;
+  const img = await build(t, 64 * 2 ** 20, async (w) => {
+    w.setRootAttrs(attrs(0o755));
+    w.mkdir('etc', attrs(0o755));
+    w.mkdir('tmp', attrs(0o1777));
+    await w.writeFile('etc/suid', attrs(0o4755, 1000, 1001), 5000, Buffer.alloc(5000, 1));
+    await w.writeFile('etc/sgid', attrs(0o2711, 5, 6), 1, Buffer.from('y'));
+    await w.writeFile('etc/empty', attrs(0o600), 0, Buffer.alloc(0));
+    await w.symlink('etc/fast', 'suid', attrs(0o777));
+    await w.symlink('etc/slow', slowTarget, attrs(0o777));
+    w.link('etc/hard', 'etc/suid');
+    w.mknod('etc/null', 'chr', attrs(0o666), 1, 3);
+    w.mknod('etc/big-minor', 'chr', attrs(0o600), 300, 70000);
+    w.mknod('etc/sda1', 'blk', attrs(0o660, 0, 6), 8, 1);
+    w.mknod('etc/fifo', 'fifo', attrs(0o600));
+    w.mknod('etc/sock', 'sock', attrs(0o755));
+  });
+  await fsck(img);
+  const mtime = '0x6553f100:1d6f3454'; // 123456789 ns << 2
+  const cases: Array<[string, Record<string, string>]> = [
+    ['/', { type: 'directory', mode: '0755', links: '5', size: '4096' }],
+    ['/tmp', { type: 'directory', mode: '01777', links: '2', mtime }],
+    ['/lost+found', { type: 'directory', mode: '0700', size: '16384' }],
+    ['/etc/suid', { type: 'regular', mode: '04755', uid: '1000', gid: '1001', size: '5000', links: '2', mtime }],
+    ['/etc/sgid', { type: 'regular', mode: '02711', uid: '5', gid: '6', size: '1', links: '1' }],
+    ['/etc/empty', { type: 'regular', mode: '0600', size: '0' }],
+    ['/etc/fast', { type: 'symlink', mode: '0777', size: '4', fast: 'suid' }],
+    ['/etc/slow', { type: 'symlink', size: String(slowTarget.length) }],
+    ['/etc/null', { type: 'character', mode: '0666', dev: '01:03' }],
+    ['/etc/big-minor', { type: 'character', dev: '300:70000' }],
+    ['/etc/sda1', { type: 'block', gid: '6', dev: '08:01' }],
+    ['/etc/fifo', { type: 'FIFO', mode: '0600' }],
+    ['/etc/sock', { type: 'socket', mode: '0755' }],
+  ];
+  for (const [path, want] of cases) {
+    const got = statFields(await debugfs(img, `stat ${path}`));
+    for (const [k, v] of Object.entries(want)) assert.equal(got[k], v, `${path} ${k}`);
+  }
+  assert.equal(await debugfs(img, 'cat /etc/sgid'), 'y');
+  assert.equal((await debugfs(img, 'cat /etc/slow')).trimEnd(), slowTarget);
+  const slow = await debugfs(img, 'stat /etc/slow');
+  assert.match(slow, /EXTENTS:\n\(0\):\d+/, 'a slow symlink keeps its target in one data block');
+  const ls = await debugfs(img, 'ls -l /etc');
+  const suidIno = /^\s*(\d+)\s+104755.* suid$/m.exec(ls)?.[1];
+  assert.ok(suidIno !== undefined, ls);
+  assert.match(ls, new RegExp(`^\\s*${suidIno}\\s+104755.* hard$`, 'm'), 'the hard link shares the inode');
+});
+
+test('file data: holes for zero blocks, extent trees of depth 0, 1 and 2, content read back', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  // Every other block non-zero: one extent per data block.
+  const striped = (blocks: number): Buffer => {
+    const b = Buffer.alloc(blocks * 4096);
+    for (let i = 0; i < blocks; i += 2) b.fill((i % 250) + 1, i * 4096, (i + 1) * 4096);
+    return b;
+  };
+  const files: Array<[name: string, data: Buffer, depth: number]> = [
+    ['depth0', striped(7), 0],
+    ['depth1', striped(41), 1],
+    ['depth2', striped(2 * 1400), 2],
+    ['dense', Buffer.alloc(3 * 2 ** 20 + 17, 0x5a), 0],
+  ];
+  const img = await build(t, 256 * 2 ** 20, async (w) => {
+    for (const [name, data] of files) {
+      // Streamed in uneven pieces, as a tar entry arrives.
+      const pieces = async function* (): AsyncGenerator<Buffer> {
+        for (let off = 0; off < data.length; off += 100003) yield data.subarray(off, off + 100003);
+      };
+      await w.writeFile(name, attrs(0o644), data.length, pieces());
+    }
+  });
+  await fsck(img);
+  for (const [name, data, depth] of files) {
+    const ex = await debugfs(img, `ex /${name}`);
+    const levels = [...ex.matchAll(/^\s*(\d+)\/\s*(\d+)/gm)].map((m) => Number(m[2]));
+    assert.equal(levels[0] ?? 0, depth, `${name}: tree depth\n${ex.slice(0, 400)}`);
+    const blocks = Number(/Blockcount: (\d+)/.exec(await debugfs(img, `stat /${name}`))?.[1]);
+    const dataBlocks = Math.ceil(data.length / 4096);
+    const nonZero = name === 'dense' ? dataBlocks : Math.ceil(dataBlocks / 2);
+    assert.ok(blocks >= nonZero * 8 && blocks <= (nonZero + 8) * 8, `${name}: ${blocks} sectors`);
+    const out = join(dirname(img), `${name}.out`);
+    await debugfs(img, `dump /${name} ${out}`);
+    assert.ok(readFileSync(out).equals(data), `${name}: content read back`);
+  }
+});
+
+test('images of several groups keep superblock backups and pass e2fsck', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const img = await build(t, 700 * 2 ** 20, async (w) => {
+    for (let i = 0; i < 50; i++) {
+      w.mkdir(`d${i}`, attrs(0o755));
+      await w.writeFile(`d${i}/f`, attrs(0o644), 300000, Buffer.alloc(300000, i + 1));
+    }
+  });
+  await fsck(img);
+  const dump = (await runner.run(['dumpe2fs', img])).stdout;
+  assert.match(
+    dump,
+    /Filesystem features:\s+has_journal ext_attr dir_index filetype extent 64bit flex_bg sparse_super large_file huge_file dir_nlink extra_isize metadata_csum\n/,
+  );
+  for (const g of [1, 3, 5]) assert.match(dump, new RegExp(`Group ${g}: .*\\n\\s+Backup superblock at`));
+  // A backup superblock alone is enough for e2fsck.
+  const r = await runner.run(['e2fsck', '-fn', '-b', '32768', img]);
+  assert.equal(r.code, 0, r.stdout);
+});
+
+test('the journal is a clean jbd2 log of the requested size', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const img = await build(t, 64 * 2 ** 20, async () => {}, 2048);
+  await fsck(img);
+  const dump = (await runner.run(['dumpe2fs', '-h', img])).stdout;
+  assert.match(dump, /Journal inode:\s+8/);
+  assert.match(dump, /Total journal blocks:\s+2048/);
+  assert.match(dump, /Journal start:\s+0/);
+  const none = await build(t, 64 * 2 ** 20, async () => {}, 0);
+  await fsck(none);
+  assert.doesNotMatch((await runner.run(['dumpe2fs', '-h', none])).stdout, /has_journal/);
+});
