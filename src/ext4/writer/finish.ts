@@ -112,6 +112,7 @@ function countZeroBits(bitmap: Buffer, bits: number): number {
 }
 
 export async function finishImage(s: WriterState): Promise<{ inodes: number; blocks: number }> {
+  for (const p of s.pending) await s.sink.write(p.block, p.data);
   await writeDirectories(s);
   await writeExtentTrees(s);
   const counts = await writeInodeTables(s);

@@ -194,3 +194,60 @@ test('the journal is a clean jbd2 log of the requested size', async (t) => {
   await fsck(none);
   assert.doesNotMatch((await runner.run(['dumpe2fs', '-h', none])).stdout, /has_journal/);
 });
+
+test('xattrs: in the inode while they fit, then in a checksummed block; ACLs in ext4 form', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const caps = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+  // VFS posix_acl (version 2): user::rwx group::r-x group:4:r-x mask::r-x other::r-x
+  const acl = Buffer.from(
+    '02000000010007000000000004000500000000000800050004000000100005000000000020000500' + '00000000',
+    'hex',
+  );
+  const x = (...xattrs: Array<[string, Buffer]>): Attrs => ({ ...attrs(0o755), xattrs });
+  const img = await build(t, 64 * 2 ** 20, async (w) => {
+    w.setRootAttrs(x(['security.selinux', Buffer.from('root_t\0')]));
+    await w.writeFile('cap', x(['security.capability', caps]), 1, Buffer.from('z'));
+    await w.writeFile('user', x(['user.foo', Buffer.from('bar')], ['user.empty', Buffer.alloc(0)]), 0, Buffer.alloc(0));
+    await w.writeFile(
+      'big',
+      x(['user.big', Buffer.alloc(1000, 0x41)], ['trusted.t', Buffer.from('x')], ['security.capability', caps]),
+      0,
+      Buffer.alloc(0),
+    );
+    w.mkdir('acl', x(['system.posix_acl_access', acl], ['system.posix_acl_default', acl]));
+    await w.symlink('lnk', 'cap', x(['user.l', Buffer.from('1')]));
+    w.mknod('dev', 'chr', x(['user.d', Buffer.from('2')]), 1, 5);
+  });
+  await fsck(img);
+  const ext4Acl = '01 00 00 00 01 00 07 00 04 00 05 00 08 00 05 00 04 00 00 00 10 00 05 00 20 00 05 00 ';
+  const cases: Array<[string, string[], boolean]> = [
+    ['/', ['security.selinux (7) = 72 6f 6f 74 5f 74 00 '], false],
+    ['/cap', ['security.capability (20) = 01 00 00 02 00 20 00 00 00 00 00 00 00 00 00 00 00 00 00 00 '], false],
+    ['/user', ['user.foo (3) = "bar"', 'user.empty (0)'], false],
+    ['/big', ['user.big (1000)', 'trusted.t (1) = "x"', 'security.capability (20)'], true],
+    ['/acl', [`system.posix_acl_access (28) = ${ext4Acl}`, `system.posix_acl_default (28) = ${ext4Acl}`], false],
+    ['/lnk', ['user.l (1) = "1"'], false],
+    ['/dev', ['user.d (1) = "2"'], false],
+  ];
+  for (const [path, want, inBlock] of cases) {
+    const list = await debugfs(img, `ea_list ${path}`);
+    for (const line of want) assert.ok(list.includes(line), `${path}: ${line}\n${list}`);
+    const acl = /File ACL: (\d+)/.exec(await debugfs(img, `stat ${path}`))?.[1];
+    assert.equal(acl !== '0', inBlock, `${path}: xattr block ${acl}`);
+  }
+});
+
+test('xattrs that ext4 cannot store are refused by name', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ext4w-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const w = await Ext4Writer.create(join(dir, 'fs.img'), { sizeBytes: 16 * 2 ** 20, inodes: 64, label: 'x' });
+  t.after(() => w.abort());
+  const bad: Array<[string, Buffer, RegExp]> = [
+    ['os2.x', Buffer.from('1'), /"os2\.x" is not in a namespace/],
+    ['system.posix_acl_access', Buffer.from('garbage!'), /not a POSIX ACL/],
+    ['user.huge', Buffer.alloc(5000), /do not fit in one block/],
+  ];
+  for (const [name, value, re] of bad) {
+    assert.throws(() => w.mkdir(`d-${name}`, { ...attrs(0o755), xattrs: [[name, value]] }), re);
+  }
+});

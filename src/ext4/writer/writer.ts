@@ -27,6 +27,7 @@ import {
 import { JOURNAL_INO, journalBlocksFor, journalSuperblock } from './journal.js';
 import { finishImage } from './finish.js';
 import { BlockSink } from './sink.js';
+import { planXattrs, xattrEntry } from './xattr.js';
 import { checksumSeed, FIRST_INO, LOST_FOUND_INO, ROOT_INO } from './superblock.js';
 
 export { LOST_FOUND_INO, ROOT_INO };
@@ -51,6 +52,8 @@ export interface Attrs {
   mtime: Timestamp;
   atime?: Timestamp;
   ctime?: Timestamp;
+  /** Extended attributes by full name (user.*, security.*, trusted.*, system.posix_acl_* in VFS format). */
+  xattrs?: ReadonlyArray<readonly [name: string, value: Buffer]>;
 }
 
 /** Everything finish() needs, kept per inode while entries stream in. */
@@ -73,6 +76,8 @@ export interface WriterState {
   label: string;
   now: number;
   journal: { start: number; blocks: number } | undefined;
+  /** Metadata blocks made while entries stream in (xattr blocks), written by finish(). */
+  pending: Array<{ block: number; data: Buffer }>;
 }
 
 const TYPE_BITS: Record<Exclude<FileType, 'unknown'>, number> = {
@@ -123,6 +128,7 @@ export class Ext4Writer {
         label: opts.label,
         now: opts.now ?? Math.floor(Date.now() / 1000),
         journal: undefined,
+        pending: [],
       };
       const w = new Ext4Writer(fh, s);
       const t = { sec: s.now, nsec: 0 };
@@ -165,8 +171,22 @@ export class Ext4Writer {
       rec.extents = [];
     }
     if (dir) rec.dir = dir;
+    this.#setXattrs(rec, a.xattrs);
     this.#s.inodes.set(ino, rec);
     return rec;
+  }
+
+  #setXattrs(rec: InodeState, xattrs: Attrs['xattrs']): void {
+    if (xattrs === undefined || xattrs.length === 0) return;
+    if (rec.xattrBlock !== 0) throw new Error('xattrs are set once per inode');
+    const plan = planXattrs(xattrs.map(([name, value]) => xattrEntry(name, value)));
+    rec.inlineXattrs = plan.inline;
+    if (plan.block) {
+      const block = this.#s.alloc.allocBlocks(1)[0] as number;
+      this.#s.pending.push({ block, data: plan.block(block, this.#s.seed) });
+      rec.xattrBlock = block;
+      rec.sectors += BLOCK_SIZE / 512;
+    }
   }
 
   #allocIno(): number {
@@ -219,6 +239,7 @@ export class Ext4Writer {
     Object.assign(r, { mode: S_IFDIR | (a.mode & 0o7777), uid: a.uid, gid: a.gid, mtime: a.mtime });
     r.atime = a.atime ?? a.mtime;
     r.ctime = a.ctime ?? a.mtime;
+    this.#setXattrs(r, a.xattrs);
   }
 
   mkdir(path: string, a: Attrs): number {
