@@ -43,10 +43,45 @@ export function emptyDirBlock(inoSeed: number): Buffer {
   return b;
 }
 
-/**
- * The blocks of a linear directory: `.` and `..` first, then `entries` in
- * order; the last entry of each block spans to the tail. At least `minBlocks`.
- */
+/** Packs entries in order into sealed blocks; the last entry of each block spans to the tail. */
+export function packEntries(all: readonly DirEntry[], inoSeed: number): Array<{ block: Buffer; first: number }> {
+  const blocks: Array<{ block: Buffer; first: number }> = [];
+  let cur = Buffer.alloc(BLOCK_SIZE);
+  let used = 0;
+  let lastAt = -1;
+  let first = 0;
+  const close = (): void => {
+    if (lastAt >= 0) cur.writeUInt16LE(USABLE - lastAt, lastAt + 4);
+    else cur.writeUInt16LE(USABLE, 4);
+    sealDirBlock(cur, inoSeed);
+    blocks.push({ block: cur, first });
+  };
+  for (const [i, e] of all.entries()) {
+    if (e.name.length === 0 || e.name.length > 255) throw new Error(`directory entry name of ${e.name.length} bytes`);
+    const rec = recLen(e.name.length);
+    if (used + rec > USABLE) {
+      close();
+      cur = Buffer.alloc(BLOCK_SIZE);
+      used = 0;
+      first = i;
+    }
+    putEntry(cur, used, e, rec);
+    lastAt = used;
+    used += rec;
+  }
+  close();
+  return blocks;
+}
+
+/** `.` and `..` of a directory. */
+export function dotEntries(self: number, parent: number): DirEntry[] {
+  return [
+    { name: Buffer.from('.'), ino: self, type: 'dir' },
+    { name: Buffer.from('..'), ino: parent, type: 'dir' },
+  ];
+}
+
+/** The blocks of a linear directory: `.` and `..` first, then `entries` in order; at least `minBlocks`. */
 export function linearDirBlocks(
   self: number,
   parent: number,
@@ -54,33 +89,7 @@ export function linearDirBlocks(
   inoSeed: number,
   minBlocks = 1,
 ): Buffer[] {
-  const all: DirEntry[] = [
-    { name: Buffer.from('.'), ino: self, type: 'dir' },
-    { name: Buffer.from('..'), ino: parent, type: 'dir' },
-    ...entries,
-  ];
-  const blocks: Buffer[] = [];
-  let cur = Buffer.alloc(BLOCK_SIZE);
-  let used = 0;
-  let lastAt = -1;
-  const close = (): void => {
-    if (lastAt >= 0) cur.writeUInt16LE(USABLE - lastAt, lastAt + 4);
-    sealDirBlock(cur, inoSeed);
-    blocks.push(cur);
-  };
-  for (const e of all) {
-    if (e.name.length === 0 || e.name.length > 255) throw new Error(`directory entry name of ${e.name.length} bytes`);
-    const rec = recLen(e.name.length);
-    if (used + rec > USABLE) {
-      close();
-      cur = Buffer.alloc(BLOCK_SIZE);
-      used = 0;
-    }
-    putEntry(cur, used, e, rec);
-    lastAt = used;
-    used += rec;
-  }
-  close();
+  const blocks = packEntries([...dotEntries(self, parent), ...entries], inoSeed).map((b) => b.block);
   while (blocks.length < minBlocks) blocks.push(emptyDirBlock(inoSeed));
   return blocks;
 }

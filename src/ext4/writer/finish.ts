@@ -7,7 +7,8 @@ import { crc32cRaw } from './crc32c.js';
 import { linearDirBlocks } from './dirblocks.js';
 import { buildExtentTree, splitRuns, type Extent } from './extents.js';
 import { BLOCK_SIZE, BLOCKS_PER_GROUP, INODE_SIZE, INODES_PER_BLOCK } from './geometry.js';
-import { encodeInode, inodeSeed } from './inode.js';
+import { htreeDirBlocks } from './htree.js';
+import { encodeInode, EXT4_INDEX_FL, inodeSeed } from './inode.js';
 import { JOURNAL_INO } from './journal.js';
 import {
   BG_INODE_ZEROED,
@@ -39,13 +40,13 @@ async function writeDirectories(s: WriterState): Promise<void> {
   for (const [ino, rec] of s.inodes) {
     if (rec.dir === undefined) continue;
     const entries = [...rec.dir.entries.values()];
-    const blocks = linearDirBlocks(
-      ino,
-      rec.dir.parent,
-      entries,
-      inodeSeed(s.seed, ino),
-      ino === LOST_FOUND_INO ? 4 : 1,
-    );
+    const seed = inodeSeed(s.seed, ino);
+    let blocks = linearDirBlocks(ino, rec.dir.parent, entries, seed, ino === LOST_FOUND_INO ? 4 : 1);
+    // More than one block of entries: index them, as the kernel does once a directory grows past one block.
+    if (blocks.length > 1 && ino !== LOST_FOUND_INO) {
+      blocks = htreeDirBlocks(ino, rec.dir.parent, entries, seed, s.hashSeed);
+      rec.flags |= EXT4_INDEX_FL;
+    }
     const runs = s.alloc.allocRuns(blocks.length);
     appendRuns(rec.extents as Extent[], 0, runs);
     await writeRuns(s, runs, blocks);

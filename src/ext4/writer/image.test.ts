@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { NodeRunner } from '../../system/node-runner.js';
+import { halfMd4 } from './dxhash.js';
 import { Ext4Writer, type Attrs } from './writer.js';
 
 const runner = new NodeRunner();
@@ -28,16 +29,16 @@ async function build(
   t: TestContext,
   size: number,
   fill: (w: Ext4Writer) => Promise<void>,
-  journalBlocks?: number,
+  opts: { journalBlocks?: number; inodes?: number } = {},
 ): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'ext4w-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const img = join(dir, 'fs.img');
   const w = await Ext4Writer.create(img, {
     sizeBytes: size,
-    inodes: 2048,
+    inodes: opts.inodes ?? 2048,
     label: 'test',
-    ...(journalBlocks !== undefined ? { journalBlocks } : {}),
+    ...(opts.journalBlocks !== undefined ? { journalBlocks: opts.journalBlocks } : {}),
   });
   await fill(w);
   await w.finish();
@@ -184,13 +185,13 @@ test('images of several groups keep superblock backups and pass e2fsck', async (
 
 test('the journal is a clean jbd2 log of the requested size', async (t) => {
   if (!(await haveTools())) return t.skip('e2fsprogs not installed');
-  const img = await build(t, 64 * 2 ** 20, async () => {}, 2048);
+  const img = await build(t, 64 * 2 ** 20, async () => {}, { journalBlocks: 2048 });
   await fsck(img);
   const dump = (await runner.run(['dumpe2fs', '-h', img])).stdout;
   assert.match(dump, /Journal inode:\s+8/);
   assert.match(dump, /Total journal blocks:\s+2048/);
   assert.match(dump, /Journal start:\s+0/);
-  const none = await build(t, 64 * 2 ** 20, async () => {}, 0);
+  const none = await build(t, 64 * 2 ** 20, async () => {}, { journalBlocks: 0 });
   await fsck(none);
   assert.doesNotMatch((await runner.run(['dumpe2fs', '-h', none])).stdout, /has_journal/);
 });
@@ -249,5 +250,53 @@ test('xattrs that ext4 cannot store are refused by name', async (t) => {
   ];
   for (const [name, value, re] of bad) {
     assert.throws(() => w.mkdir(`d-${name}`, { ...attrs(0o755), xattrs: [[name, value]] }), re);
+  }
+});
+
+test('the half-MD4 directory hash agrees with debugfs dx_hash (seeded and not, long and non-ASCII names)', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const img = await build(t, 16 * 2 ** 20, async () => {}, { journalBlocks: 0 });
+  const seedHex = '0123456789abcdef0123456789abcdef';
+  const uuid = `${seedHex.slice(0, 8)}-${seedHex.slice(8, 12)}-${seedHex.slice(12, 16)}-${seedHex.slice(16, 20)}-${seedHex.slice(20)}`;
+  for (const name of ['hello', 'a', 'x'.repeat(33), 'y'.repeat(255), 'éé-ünïcode', 'file-0042']) {
+    for (const [seed, arg] of [
+      [Buffer.from(seedHex, 'hex'), `-s ${uuid} `],
+      [Buffer.alloc(16), ''],
+    ] as const) {
+      const out = await debugfs(img, `dx_hash -h half_md4 ${arg}${name}`);
+      const m = /is 0x([0-9a-f]+) \(minor 0x([0-9a-f]+)\)/.exec(out);
+      assert.ok(m, out);
+      const h = halfMd4(Buffer.from(name), seed);
+      assert.deepEqual([h.hash, h.minor], [parseInt(m[1] as string, 16), parseInt(m[2] as string, 16)], name);
+    }
+  }
+});
+
+test('directories past one block are hash-indexed (one and two levels) and pass e2fsck', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const dirs: Array<[dir: string, count: number, nameLen: number, levels: number | undefined]> = [
+    ['one-block', 100, 10, undefined],
+    ['level0', 3000, 20, 0],
+    ['level1', 11000, 200, 1],
+  ];
+  const nameOf = (i: number, len: number): string => String(i).padStart(len, 'n');
+  const img = await build(
+    t,
+    512 * 2 ** 20,
+    async (w) => {
+      for (const [dir, count, len] of dirs) {
+        w.mkdir(dir, attrs(0o755));
+        for (let i = 0; i < count; i++) w.mknod(`${dir}/${nameOf(i, len)}`, 'fifo', attrs(0o644));
+      }
+    },
+    { inodes: 16000 },
+  );
+  await fsck(img);
+  for (const [dir, count, len, levels] of dirs) {
+    const tree = (await runner.run(['debugfs', '-R', `htree /${dir}`, img])).stdout;
+    if (levels === undefined) assert.doesNotMatch(tree, /Root node dump/, dir);
+    else assert.match(tree, new RegExp(`Indirect levels: ${levels}\\n`), dir);
+    const last = statFields(await debugfs(img, `stat /${dir}/${nameOf(count - 1, len)}`));
+    assert.equal(last.type, 'FIFO', dir);
   }
 });
