@@ -90,6 +90,8 @@ const TYPE_BITS: Record<Exclude<FileType, 'unknown'>, number> = {
   sock: S_IFSOCK,
 };
 
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+
 function splitPath(path: string): string[] {
   const parts = path.split('/').filter((p) => p !== '' && p !== '.');
   for (const p of parts) {
@@ -104,6 +106,9 @@ export class Ext4Writer {
   readonly #s: WriterState;
   #nextIno = FIRST_INO + 1;
   #finished = false;
+  #busy = false;
+  /** Staging for file data, reused by every writeFile (they never overlap). */
+  readonly #chunk = Buffer.allocUnsafe(1024 * 1024);
 
   private constructor(fh: FileHandle, s: WriterState) {
     this.#fh = fh;
@@ -296,10 +301,25 @@ export class Ext4Writer {
    * image unfinished) when the stream's length differs from `size`.
    */
   async writeFile(path: string, a: Attrs, size: number, data: AsyncIterable<Uint8Array> | Uint8Array): Promise<number> {
+    if (this.#busy) throw new Error('writeFile calls must not overlap');
+    this.#busy = true;
+    try {
+      return await this.#writeFile(path, a, size, data);
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  async #writeFile(
+    path: string,
+    a: Attrs,
+    size: number,
+    data: AsyncIterable<Uint8Array> | Uint8Array,
+  ): Promise<number> {
     const rec = this.#add(path, 'file', a);
     const extents = rec.extents as Extent[];
-    const zero = Buffer.alloc(BLOCK_SIZE);
-    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    const zero = ZERO_BLOCK;
+    const chunk = this.#chunk;
     let filled = 0;
     let logical = 0;
     let total = 0;
