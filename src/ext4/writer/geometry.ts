@@ -31,6 +31,8 @@ export interface Geometry {
   inodeTableBlocks: number;
   /** Blocks of the group descriptor table (each copy). */
   gdtBlocks: number;
+  /** Blocks kept free after each descriptor table copy for online growth (resize_inode). */
+  reservedGdt: number;
   groups: GroupPlan[];
 }
 
@@ -43,6 +45,17 @@ function isPowerOf(n: number, base: number): boolean {
 /** sparse_super: groups 0, 1 and powers of 3, 5 and 7 carry a superblock copy. */
 export function groupHasSuper(g: number): boolean {
   return g <= 1 || isPowerOf(g, 3) || isPowerOf(g, 5) || isPowerOf(g, 7);
+}
+
+/**
+ * Descriptor-table blocks to reserve so the filesystem can grow online to
+ * 1024 times its size (capped at 2^32 blocks and at what one indirect block maps).
+ */
+export function reservedGdtBlocks(blocksCount: number, gdtBlocks: number): number {
+  const maxBlocks = Math.min(blocksCount * 1024, 2 ** 32 - 1);
+  const groups = Math.ceil(maxBlocks / BLOCKS_PER_GROUP);
+  const want = Math.ceil(groups / (BLOCK_SIZE / DESC_SIZE)) - gdtBlocks;
+  return Math.max(0, Math.min(want, BLOCK_SIZE / 4));
 }
 
 /**
@@ -63,6 +76,7 @@ export function planGeometry(sizeBytes: number, inodes: number): Geometry {
   if (inodesPerGroup * groupCount < inodes) throw new Error(`${inodes} inodes do not fit in ${groupCount} groups`);
   const inodeTableBlocks = inodesPerGroup / INODES_PER_BLOCK;
   const gdtBlocks = Math.ceil((groupCount * DESC_SIZE) / BLOCK_SIZE);
+  const reservedGdt = reservedGdtBlocks(blocksCount, gdtBlocks);
   const groups: GroupPlan[] = [];
   for (let g = 0; g < groupCount; g++) {
     const start = g * BLOCKS_PER_GROUP;
@@ -73,7 +87,7 @@ export function planGeometry(sizeBytes: number, inodes: number): Geometry {
   for (let f = 0; f < groupCount; f += FLEX_GROUPS) {
     const first = groups[f] as GroupPlan;
     const members = groups.slice(f, f + FLEX_GROUPS);
-    let at = first.start + (first.hasSuper ? 1 + gdtBlocks : 0);
+    let at = first.start + (first.hasSuper ? 1 + gdtBlocks + reservedGdt : 0);
     for (const m of members) m.blockBitmap = at++;
     for (const m of members) m.inodeBitmap = at++;
     for (const m of members) {
@@ -84,14 +98,14 @@ export function planGeometry(sizeBytes: number, inodes: number): Geometry {
       throw new Error(`an ext4 image of ${sizeBytes} bytes has no room for its inode tables`);
     }
   }
-  return { blocksCount, groupCount, inodesPerGroup, inodeTableBlocks, gdtBlocks, groups };
+  return { blocksCount, groupCount, inodesPerGroup, inodeTableBlocks, gdtBlocks, reservedGdt, groups };
 }
 
 /** Every block the layout itself occupies (superblock copies, descriptor tables, bitmaps, inode tables). */
 export function metadataRanges(geo: Geometry): Array<[start: number, count: number]> {
   const out: Array<[number, number]> = [];
   for (const g of geo.groups) {
-    if (g.hasSuper) out.push([g.start, 1 + geo.gdtBlocks]);
+    if (g.hasSuper) out.push([g.start, 1 + geo.gdtBlocks + geo.reservedGdt]);
     out.push([g.blockBitmap, 1], [g.inodeBitmap, 1], [g.inodeTable, geo.inodeTableBlocks]);
   }
   return out;

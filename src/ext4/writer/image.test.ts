@@ -175,9 +175,14 @@ test('images of several groups keep superblock backups and pass e2fsck', async (
   const dump = (await runner.run(['dumpe2fs', img])).stdout;
   assert.match(
     dump,
-    /Filesystem features:\s+has_journal ext_attr dir_index filetype extent 64bit flex_bg sparse_super large_file huge_file dir_nlink extra_isize metadata_csum\n/,
+    /Filesystem features:\s+has_journal ext_attr resize_inode dir_index filetype extent 64bit flex_bg sparse_super large_file huge_file dir_nlink extra_isize metadata_csum\n/,
   );
   for (const g of [1, 3, 5]) assert.match(dump, new RegExp(`Group ${g}: .*\\n\\s+Backup superblock at`));
+  // The resize inode maps the reserved descriptor blocks as mke2fs would for this size.
+  assert.match(dump, /Reserved GDT blocks:\s+87\n/);
+  const resize = statFields(await debugfs(img, 'stat <7>'));
+  assert.deepEqual([resize.type, resize.mode, resize.size], ['regular', '0600', '4299210752']);
+  assert.match(await debugfs(img, 'stat <7>'), /Blockcount: 2792\n/);
   // A backup superblock alone is enough for e2fsck.
   const r = await runner.run(['e2fsck', '-fn', '-b', '32768', img]);
   assert.equal(r.code, 0, r.stdout);
@@ -299,4 +304,21 @@ test('directories past one block are hash-indexed (one and two levels) and pass 
     const last = statFields(await debugfs(img, `stat /${dir}/${nameOf(count - 1, len)}`));
     assert.equal(last.type, 'FIFO', dir);
   }
+});
+
+test('an image with reserved descriptor blocks grows with (offline) resize2fs and stays clean', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const img = await build(t, 64 * 2 ** 20, async (w) => {
+    w.mkdir('etc', attrs(0o755));
+    await w.writeFile('etc/f', attrs(0o644), 100000, Buffer.alloc(100000, 7));
+  });
+  const before = (await runner.run(['dumpe2fs', '-h', img])).stdout;
+  const reserved = Number(/Reserved GDT blocks:\s+(\d+)/.exec(before)?.[1]);
+  assert.ok(reserved > 0, before);
+  const r = await runner.run(['resize2fs', img, '12G']);
+  assert.equal(r.code, 0, r.stderr);
+  await fsck(img);
+  const after = (await runner.run(['dumpe2fs', '-h', img])).stdout;
+  assert.match(after, /Block count:\s+3145728\n/);
+  assert.equal(statFields(await debugfs(img, 'stat /etc/f')).size, '100000');
 });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32cRaw } from './crc32c.js';
 import { buildExtentTree, splitRuns, BLOCK_MAX } from './extents.js';
-import { groupHasSuper, metadataRanges, planGeometry } from './geometry.js';
+import { groupHasSuper, metadataRanges, planGeometry, reservedGdtBlocks } from './geometry.js';
 import { linearDirBlocks, recLen } from './dirblocks.js';
 
 test('crc32c matches the standard check value (raw register, inverted in and out by the caller)', () => {
@@ -86,4 +86,16 @@ test('linear directory blocks: entries fill a block up to its tail, then spill',
     assert.equal(b.readUInt8(4084 + 7), 0xde);
   }
   assert.equal(linearDirBlocks(11, 2, [], 0, 4).length, 4);
+});
+
+test('reserved descriptor blocks: room to grow 1024 times, at most one indirect block of them', () => {
+  for (const [blocks, gdt, want] of [
+    [16384, 1, 7],
+    [179200, 1, 87],
+    [524288, 1, 255],
+    [8192, 1, 3],
+    [5242880, 3, 1024],
+  ] as const) {
+    assert.equal(reservedGdtBlocks(blocks, gdt), want, `${blocks} blocks`);
+  }
 });

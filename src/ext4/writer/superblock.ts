@@ -67,7 +67,8 @@ export function encodeSuperblock(f: SuperblockFields, groupNr: number): Buffer {
   b.writeUInt32LE(FIRST_INO, 0x54);
   b.writeUInt16LE(INODE_SIZE, 0x58);
   b.writeUInt16LE(groupNr, 0x5a);
-  b.writeUInt32LE(COMPAT.extAttr | COMPAT.dirIndex | (f.journal ? COMPAT.hasJournal : 0), 0x5c);
+  const resize = geo.reservedGdt > 0 ? COMPAT.resizeInode : 0;
+  b.writeUInt32LE(COMPAT.extAttr | COMPAT.dirIndex | resize | (f.journal ? COMPAT.hasJournal : 0), 0x5c);
   b.writeUInt32LE(INCOMPAT.filetype | INCOMPAT.extents | INCOMPAT.bit64 | INCOMPAT.flexBg, 0x60);
   b.writeUInt32LE(
     Object.values(RO_COMPAT).reduce((a, v) => a | v, 0),
@@ -75,6 +76,7 @@ export function encodeSuperblock(f: SuperblockFields, groupNr: number): Buffer {
   );
   b.set(f.uuid.subarray(0, 16), 0x68);
   b.write(f.label.slice(0, 16), 0x78, 'utf8');
+  b.writeUInt16LE(geo.reservedGdt, 0xce);
   if (f.journal) b.writeUInt32LE(f.journal.inum, 0xe0);
   b.set(f.hashSeed.subarray(0, 16), 0xec);
   b.writeUInt8(1, 0xfc); // default hash: half_md4

@@ -26,6 +26,7 @@ import {
 } from './inode.js';
 import { JOURNAL_INO, journalBlocksFor, journalSuperblock } from './journal.js';
 import { finishImage } from './finish.js';
+import { resizeInode, RESIZE_INO } from './resize.js';
 import { BlockSink } from './sink.js';
 import { planXattrs, xattrEntry } from './xattr.js';
 import { checksumSeed, FIRST_INO, LOST_FOUND_INO, ROOT_INO } from './superblock.js';
@@ -141,6 +142,7 @@ export class Ext4Writer {
       w.#newInode(ROOT_INO, 'dir', rootAttrs, { parent: ROOT_INO, entries: new Map() });
       w.#newInode(LOST_FOUND_INO, 'dir', { ...rootAttrs, mode: 0o700 }, { parent: ROOT_INO, entries: new Map() });
       w.#root().entries.set('lost+found', { name: Buffer.from('lost+found'), ino: LOST_FOUND_INO, type: 'dir' });
+      if (geo.reservedGdt > 0) await w.#makeResizeInode();
       const jblocks = opts.journalBlocks ?? journalBlocksFor(geo.blocksCount);
       if (jblocks > 0) await w.#makeJournal(jblocks);
       return w;
@@ -198,6 +200,16 @@ export class Ext4Writer {
     const max = this.#s.geo.inodesPerGroup * this.#s.geo.groupCount;
     if (this.#nextIno > max) throw new Error(`the image is out of inodes (${max})`);
     return this.#nextIno++;
+  }
+
+  async #makeResizeInode(): Promise<void> {
+    const t = { sec: this.#s.now, nsec: 0 };
+    const rec = this.#newInode(RESIZE_INO, 'file', { mode: 0o600, uid: 0, gid: 0, mtime: t });
+    const r = resizeInode(this.#s.geo, this.#s.alloc.allocBlocks(1)[0] as number);
+    delete rec.extents;
+    rec.flags = 0;
+    Object.assign(rec, { iblock: r.iblock, size: r.size, sectors: r.sectors });
+    for (const b of r.blocks) this.#s.pending.push(b);
   }
 
   async #makeJournal(blocks: number): Promise<void> {
