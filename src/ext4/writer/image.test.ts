@@ -322,3 +322,73 @@ test('an image with reserved descriptor blocks grows with (offline) resize2fs an
   assert.match(after, /Block count:\s+3145728\n/);
   assert.equal(statFields(await debugfs(img, 'stat /etc/f')).size, '100000');
 });
+
+test('bad entries are refused by name and leave the image consistent', async (t) => {
+  if (!(await haveTools())) return t.skip('e2fsprogs not installed');
+  const img = await build(
+    t,
+    16 * 2 ** 20,
+    async (w) => {
+      w.mkdir('d', attrs(0o755));
+      await w.writeFile('d/f', attrs(0o644), 1, Buffer.from('x'));
+      const refused: Array<[string, () => unknown, RegExp]> = [
+        ['dot-dot', () => w.mkdir('d/../x', attrs(0o755)), /"d\/\.\.\/x" has a '\.\.' component/],
+        ['NUL', () => w.mkdir('d/a\0b', attrs(0o755)), /has a NUL byte/],
+        ['long name', () => w.mkdir(`d/${'n'.repeat(256)}`, attrs(0o755)), /is over 255 bytes/],
+        ['parent is a file', () => w.mkdir('d/f/x', attrs(0o755)), /parent of "d\/f\/x" is not a directory/],
+        ['missing parent', () => w.mkdir('nope/x', attrs(0o755)), /parent of "nope\/x" is not a directory/],
+        ['duplicate', () => w.mkdir('d/f', attrs(0o755)), /"d\/f" already exists/],
+        ['root', () => w.mkdir('.', attrs(0o755)), /names the root/],
+        ['link to a directory', () => w.link('d/l', 'd'), /hard link target "d" is a directory/],
+        ['link to nothing', () => w.link('d/l', 'd/none'), /hard link target "d\/none" does not exist/],
+        ['empty symlink', () => w.symlink('d/s', '', attrs(0o777)), /symlink target of 0 bytes/],
+        ['huge symlink', () => w.symlink('d/s', 'x'.repeat(4096), attrs(0o777)), /symlink target of 4096 bytes/],
+      ];
+      for (const [what, fn, re] of refused) {
+        await assert.rejects(async () => fn(), re, what);
+      }
+    },
+    { inodes: 64 },
+  );
+  await fsck(img);
+  const ls = await debugfs(img, 'ls /d');
+  assert.doesNotMatch(ls, /\bl\b|\bs\b|nope/, ls);
+});
+
+test('a file whose stream is shorter or longer than its size makes the image unfinishable', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ext4w-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const [label, size, pieces, re] of [
+    ['short', 10, [Buffer.from('abc')], /has 3 bytes, not 10/],
+    ['long', 2, [Buffer.from('abc')], /has more than 2 bytes/],
+  ] as const) {
+    const w = await Ext4Writer.create(join(dir, `${label}.img`), { sizeBytes: 16 * 2 ** 20, inodes: 64, label });
+    const stream = async function* (): AsyncGenerator<Buffer> {
+      yield* pieces;
+    };
+    await assert.rejects(w.writeFile('f', attrs(0o644), size, stream()), re);
+    await assert.rejects(w.finish(), /the image is incomplete \(writing "f" failed\); abort\(\) it/);
+    await w.abort();
+  }
+});
+
+test('running out of inodes or blocks is an error, not a corrupt image', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ext4w-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const w = await Ext4Writer.create(join(dir, 'i.img'), {
+    sizeBytes: 16 * 2 ** 20,
+    inodes: 16,
+    label: 'i',
+    journalBlocks: 0,
+  });
+  assert.throws(() => {
+    for (let i = 0; i < 100; i++) w.mkdir(`d${i}`, attrs(0o755));
+  }, /the image is out of inodes \(16\)/);
+  await w.abort();
+  const b = await Ext4Writer.create(join(dir, 'b.img'), { sizeBytes: 16 * 2 ** 20, inodes: 64, label: 'b' });
+  await assert.rejects(
+    b.writeFile('big', attrs(0o644), 32 * 2 ** 20, Buffer.alloc(32 * 2 ** 20, 1)),
+    /the image is full/,
+  );
+  await b.abort();
+});

@@ -97,6 +97,7 @@ function splitPath(path: string): string[] {
   const parts = path.split('/').filter((p) => p !== '' && p !== '.');
   for (const p of parts) {
     if (p === '..') throw new Error(`path ${JSON.stringify(path)} has a '..' component`);
+    if (p.includes('\0')) throw new Error(`path ${JSON.stringify(path)} has a NUL byte`);
     if (Buffer.byteLength(p) > 255) throw new Error(`name ${JSON.stringify(p.slice(0, 40))}… is over 255 bytes`);
   }
   return parts;
@@ -108,6 +109,8 @@ export class Ext4Writer {
   #nextIno = FIRST_INO + 1;
   #finished = false;
   #busy = false;
+  /** Set when a file write failed halfway: finish() refuses such an image. */
+  #failed: string | undefined;
   /** Staging for file data, reused by every writeFile (they never overlap). */
   readonly #chunk = Buffer.allocUnsafe(1024 * 1024);
 
@@ -317,6 +320,10 @@ export class Ext4Writer {
     this.#busy = true;
     try {
       return await this.#writeFile(path, a, size, data);
+    } catch (e) {
+      // The file's entry and blocks exist but its data does not: the image can only be discarded.
+      this.#failed ??= `writing ${JSON.stringify(path)} failed`;
+      throw e;
     } finally {
       this.#busy = false;
     }
@@ -396,6 +403,7 @@ export class Ext4Writer {
   /** Writes all metadata and closes the image. */
   async finish(): Promise<{ inodes: number; blocks: number }> {
     if (this.#finished) throw new Error('the image is already finished');
+    if (this.#failed !== undefined) throw new Error(`the image is incomplete (${this.#failed}); abort() it`);
     this.#finished = true;
     try {
       return await finishImage(this.#s);
