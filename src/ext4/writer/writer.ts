@@ -28,6 +28,7 @@ import { JOURNAL_INO, journalBlocksFor, journalSuperblock } from './journal.js';
 import { finishImage } from './finish.js';
 import { resizeInode, RESIZE_INO } from './resize.js';
 import { BlockSink } from './sink.js';
+import { streamFileData } from './filedata.js';
 import { planXattrs, xattrEntry } from './xattr.js';
 import { checksumSeed, FIRST_INO, LOST_FOUND_INO, ROOT_INO } from './superblock.js';
 
@@ -90,8 +91,6 @@ const TYPE_BITS: Record<Exclude<FileType, 'unknown'>, number> = {
   fifo: S_IFIFO,
   sock: S_IFSOCK,
 };
-
-const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 
 function splitPath(path: string): string[] {
   const parts = path.split('/').filter((p) => p !== '' && p !== '.');
@@ -336,66 +335,7 @@ export class Ext4Writer {
     data: AsyncIterable<Uint8Array> | Uint8Array,
   ): Promise<number> {
     const rec = this.#add(path, 'file', a);
-    const extents = rec.extents as Extent[];
-    const zero = ZERO_BLOCK;
-    const chunk = this.#chunk;
-    let filled = 0;
-    let logical = 0;
-    let total = 0;
-    const emit = async (buf: Buffer): Promise<void> => {
-      // Split into runs of non-zero blocks; each run gets contiguous physical blocks when it can.
-      const nblocks = Math.ceil(buf.length / BLOCK_SIZE);
-      let i = 0;
-      while (i < nblocks) {
-        const isZero = (k: number): boolean => {
-          const s = buf.subarray(k * BLOCK_SIZE, Math.min(buf.length, (k + 1) * BLOCK_SIZE));
-          return s.equals(zero.subarray(0, s.length));
-        };
-        if (isZero(i)) {
-          i++;
-          continue;
-        }
-        let j = i + 1;
-        while (j < nblocks && !isZero(j)) j++;
-        const runs = this.#s.alloc.allocRuns(j - i);
-        appendRuns(extents, logical + i, runs);
-        let off = i * BLOCK_SIZE;
-        for (const r of runs) {
-          const end = Math.min(buf.length, off + r.len * BLOCK_SIZE);
-          await this.#s.sink.write(r.start, buf.subarray(off, end));
-          off = end;
-        }
-        rec.sectors += (j - i) * (BLOCK_SIZE / 512);
-        i = j;
-      }
-      logical += nblocks;
-    };
-    const feed = async (piece: Uint8Array): Promise<void> => {
-      let off = 0;
-      while (off < piece.length) {
-        const n = Math.min(chunk.length - filled, piece.length - off);
-        chunk.set(piece.subarray(off, off + n), filled);
-        filled += n;
-        off += n;
-        if (filled === chunk.length) {
-          await emit(chunk);
-          filled = 0;
-        }
-      }
-    };
-    if (data instanceof Uint8Array) {
-      total = data.length;
-      if (total !== size) throw new Error(`file ${JSON.stringify(path)} has ${total} bytes, not ${size}`);
-      await feed(data);
-    } else {
-      for await (const piece of data) {
-        total += piece.length;
-        if (total > size) throw new Error(`file ${JSON.stringify(path)} has more than ${size} bytes`);
-        await feed(piece);
-      }
-      if (total !== size) throw new Error(`file ${JSON.stringify(path)} has ${total} bytes, not ${size}`);
-    }
-    if (filled > 0) await emit(chunk.subarray(0, filled));
+    await streamFileData(this.#s, rec, this.#chunk, size, data, path);
     rec.size = size;
     return rec.ino;
   }
