@@ -171,6 +171,6 @@ export async function finishImage(s: WriterState): Promise<{ inodes: number; blo
     if (g === 0) await s.sink.writeAt(sb, 1024);
     else await s.sink.write(plan.start, sb);
   }
-  await s.sink.flush();
+  await s.sink.drain();
   return { inodes: s.inodes.size, blocks: geo.blocksCount - freeBlocks };
 }

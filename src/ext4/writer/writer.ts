@@ -356,6 +356,7 @@ export class Ext4Writer {
   async abort(): Promise<void> {
     if (this.#finished) return;
     this.#finished = true;
+    await this.#s.sink.drain().catch(() => undefined);
     await this.#fh.close();
   }
 }
