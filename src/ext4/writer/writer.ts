@@ -19,6 +19,7 @@ import {
   S_IFIFO,
   S_IFLNK,
   S_IFREG,
+  S_IFMT,
   S_IFSOCK,
   timestampOf,
   type InodeRec,
@@ -254,11 +255,40 @@ export class Ext4Writer {
 
   /** Sets the root directory's attributes (a tar's "./" entry). */
   setRootAttrs(a: Attrs): void {
-    const r = this.#s.inodes.get(ROOT_INO) as InodeState;
-    Object.assign(r, { mode: S_IFDIR | (a.mode & 0o7777), uid: a.uid, gid: a.gid, mtime: a.mtime });
+    this.#setAttrs(ROOT_INO, a);
+  }
+
+  /** What is at `path` (no link is followed): its inode and type, or undefined. '' is the root. */
+  lookup(path: string): { ino: number; type: FileType } | undefined {
+    if (splitPath(path).length === 0) return { ino: ROOT_INO, type: 'dir' };
+    let at: { parent: number; dir: NonNullable<InodeState['dir']>; name: string };
+    try {
+      at = this.#parentOf(path);
+    } catch {
+      return undefined;
+    }
+    const e = at.dir.entries.get(at.name);
+    return e === undefined ? undefined : { ino: e.ino, type: e.type };
+  }
+
+  /**
+   * Replaces the attributes of an existing directory (a layer declaring a
+   * directory that was made earlier, e.g. implicitly for its children).
+   * Xattrs can be given once per inode.
+   */
+  setDirAttrs(path: string, a: Attrs): void {
+    if (this.#finished) throw new Error('the image is already finished');
+    const found = this.lookup(path);
+    if (found?.type !== 'dir') throw new Error(`${JSON.stringify(path)} is not a directory`);
+    this.#setAttrs(found.ino, a);
+  }
+
+  #setAttrs(ino: number, a: Attrs): void {
+    const r = this.#s.inodes.get(ino) as InodeState;
+    this.#setXattrs(r, a.xattrs);
+    Object.assign(r, { mode: (r.mode & S_IFMT) | (a.mode & 0o7777), uid: a.uid, gid: a.gid, mtime: a.mtime });
     r.atime = a.atime ?? a.mtime;
     r.ctime = a.ctime ?? a.mtime;
-    this.#setXattrs(r, a.xattrs);
   }
 
   mkdir(path: string, a: Attrs): number {
