@@ -63,3 +63,25 @@ test('setDirAttrs re-declares a directory; anything else is refused and left as 
   assert.match((await runner.run(['debugfs', '-R', 'ea_list /usr', img])).stdout, /user\.k \(1\) = "v"/);
   assert.match((await runner.run(['debugfs', '-R', 'stat /', img])).stdout, /Type: directory\s+Mode:\s+0711/);
 });
+
+test('ids past 16 bits and times outside 1970-2038 keep their high parts', async (t) => {
+  const runner = new NodeRunner();
+  const { w, img } = await writer(t);
+  // Low 32 bits signed, plus epoch bits that add multiples of 2^32 seconds.
+  const cases: Array<[name: string, sec: number, hex: string, year: string]> = [
+    ['pre-1970', -1, '0xffffffff:00000000', '1969'],
+    ['y2038', 2 ** 31, '0x80000000:00000001', '2038'],
+    ['y2200', 7258118400, '0xb09e1900:00000002', '2200'],
+  ];
+  for (const [name, sec] of cases) {
+    await w.writeFile(name, { mode: 0o644, uid: 100000, gid: 70000, mtime: { sec, nsec: 0 } }, 0, Buffer.alloc(0));
+  }
+  await w.finish();
+  assert.equal((await runner.run(['e2fsck', '-fn', img])).code, 0);
+  for (const [name, , hex, year] of cases) {
+    const st = (await runner.run(['debugfs', '-R', `stat /${name}`, img], { env: { TZ: 'UTC' } })).stdout;
+    assert.match(st, /User:\s+100000\s+Group:\s+70000/, name);
+    const mtime = / mtime: (\S+) -- .*\b(\d{4})\n/.exec(st);
+    assert.deepEqual([mtime?.[1], mtime?.[2]], [hex, year], name);
+  }
+});
