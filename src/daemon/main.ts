@@ -8,6 +8,8 @@ import { httpTransport } from '../net/transport.js';
 import { runChecks } from '../services/doctor/checks.js';
 import { KernelService } from '../services/kernel/service.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
+import { VmAgents } from '../services/vm/agent.js';
+import { VmExec } from '../services/vm/exec.js';
 import { VmService } from '../services/vm/service.js';
 import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
@@ -110,7 +112,9 @@ export async function main(argv: string[]): Promise<number> {
     egress: { proxy },
   });
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
+  const agents = new VmAgents({ paths, log });
   const vms = new VmService({
+    agents,
     paths,
     vms: vmRepo,
     images: imageRepo,
@@ -161,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
       inflight: server.inflight,
       shutdown,
     }),
-    ...vmRoutes(vms),
+    ...vmRoutes(vms, new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) })),
     ...imageRoutes({ images, usedBy: (id) => vmRepo.namesByImage(id) }),
     ...kernelRoutes(kernels),
   } satisfies Handlers);
