@@ -140,7 +140,7 @@ test(
       s.send('echo READY$((40+2))\n');
       await s.waitFor(/READY42/, 60_000);
       s.send('stty size; tty; echo "$SHELL $HOME $(pwd)"\n');
-      await s.waitFor(/33 101\r?\n\/dev\/pts\/\d+\r?\n\/bin\/bash \/root \/root/, 30_000);
+      await s.waitFor(/33 101\r*\n\/dev\/pts\/\d+\r*\n\/bin\/bash \/root \/root/, 30_000);
       s.send('echo SLEEP$((1+1)); sleep 100; echo AFTER$((2+3))\n');
       await s.waitFor(/SLEEP2/, 30_000);
       await new Promise((res) => setTimeout(res, 1000));

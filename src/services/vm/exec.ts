@@ -109,8 +109,24 @@ export class VmExec {
     const vm = resolveRef(this.d.vms, ref);
     const image = this.d.images.get(vm.imageId);
     const traits = await guestTraits(image, this.d.log);
-    if (!traits.sshd) checkAgentVm(vm, image, 'a shell in a VM without sshd');
-    return { ...this.d.sshInfo(vm.id), has_sshd: traits.sshd, agent: traits.agent };
+    if (traits.sshd) return { ...this.d.sshInfo(vm.id), has_sshd: true, agent: traits.agent };
+    checkAgentVm(vm, image, 'a shell in a VM without sshd');
+    let ssh: SshInfo;
+    try {
+      ssh = this.d.sshInfo(vm.id);
+    } catch {
+      // No ssh forward (nothing listens there anyway): the agent is the way in.
+      ssh = {
+        name: vm.name,
+        host: '',
+        port: 0,
+        user: 'root',
+        key: '',
+        known_hosts: '',
+        host_key_alias: `${vm.name}.vm`,
+      };
+    }
+    return { ...ssh, has_sshd: false, agent: true };
   }
 
   async exec(p: ExecParams, ctx: OpContext, ch: StreamChannel<ExecInFrame, ExecOutFrame>): Promise<ExecResult> {
@@ -145,14 +161,19 @@ export class VmExec {
     const passwd = await guestText(c, '/etc/passwd');
     const group = /:\D/.test(user) ? await guestText(c, '/etc/group') : '';
     const plan = planExec(p, cfg, passwd, group);
-    let x = c.exec({ ...plan.spec, stdin: 'pipe' });
+    const start = (spec: ExecSpec): AgentExec => {
+      const started = c.exec({ ...spec, stdin: 'pipe' });
+      started.exit.catch(() => undefined); // a command that cannot start rejects both; `started` is awaited
+      return started;
+    };
+    let x = start(plan.spec);
     try {
       await x.started;
     } catch (e) {
       // Like sshd, a home that does not exist is no reason to refuse: run in the agent's directory.
       if (!plan.cwdIsHome || !(e instanceof AppError) || !/: chdir /.test(e.message)) throw e;
       this.d.log.info('exec: the home directory is missing; running in /', { name: vm.name, cwd: plan.spec.cwd });
-      x = c.exec({ ...plan.spec, cwd: '', stdin: 'pipe' });
+      x = start({ ...plan.spec, cwd: '' });
       await x.started;
     }
     const onAbort = (): void => x.abort();
