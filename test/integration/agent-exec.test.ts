@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BUSYBOX, busyboxTar, debianMinbaseTar } from '../helpers/guest-images.js';
 import { TestHome } from '../helpers/home.js';
 import { bangerInput, ptySession } from '../helpers/interactive.js';
@@ -49,7 +50,7 @@ async function vmNames(): Promise<string[]> {
 
 test(
   'busybox-only image: `vm run --rm --image bb -- sh -c "echo hi; exit 7"` prints hi and exits 7 through the agent, offline',
-  { skip },
+  { skip, timeout: 15 * 60_000 },
   async (t) => {
     await pull('test/busybox', await busyboxTar(), 'bb');
     const t0 = Date.now();
@@ -63,8 +64,8 @@ test(
 );
 
 test(
-  'busybox-only image: vm ssh -- cmd passes argv exactly, -e env, piped stdin to its end, stderr apart, death by signal → 128+N',
-  { skip },
+  'busybox-only image: vm ssh -- cmd passes argv exactly, -e env, piped stdin to its end, stderr apart, death by signal → 128+N, Ctrl-C → SIGINT in the guest and 130',
+  { skip, timeout: 15 * 60_000 },
   async () => {
     await home.banger(['vm', 'delete', 'bbx']);
     const c = await home.banger(['vm', 'create', '--name', 'bbx', '--image', 'bb'], 600_000);
@@ -110,6 +111,23 @@ test(
       assert.match(cat.stderr, /^err$/m);
       const killed = await home.banger(['vm', 'ssh', 'bbx', '--', 'sh', '-c', 'kill -TERM $$']);
       assert.equal(killed.code, 128 + 15, killed.stderr);
+      // Without a terminal, Ctrl-C (SIGINT to banger's process group) reaches the guest command as SIGINT; banger exits 130.
+      const bg = home.bangerBackground([
+        'vm',
+        'ssh',
+        'bbx',
+        '--',
+        'sh',
+        '-c',
+        'trap "echo INT; exit 5" INT; echo ready; while :; do busybox sleep 1; done',
+      ]);
+      for (let i = 0; i < 300 && !bg.stdout().toString().includes('ready'); i++) await sleep(100);
+      assert.match(bg.stdout().toString(), /ready/);
+      bg.ctrlC();
+      const interrupted = await bg.wait();
+      assert.equal(interrupted.code, 130, interrupted.stderr);
+      assert.equal(interrupted.stdout, 'ready\nINT\n');
+      assert.match(interrupted.stderr, /interrupted/);
       const info = await home.banger(['vm', 'ssh', 'bbx', '--', 'nope-not-a-program']);
       assert.notEqual(info.code, 0);
       assert.match(info.stderr, /nope-not-a-program/);
@@ -155,5 +173,25 @@ test(
       const d = await home.banger(['vm', 'delete', 'mbx']);
       assert.equal(d.code, 0, d.stderr);
     }
+  },
+);
+
+test(
+  'for comparison, the default image (sshd): vm run --rm -- sh -c "echo hi; exit 7" still goes through OpenSSH',
+  { skip, timeout: 30 * 60_000 },
+  async (t) => {
+    // The first use builds the default image: not part of the time measured.
+    await home.banger(['vm', 'delete', 'warm']);
+    const warm = await home.banger(['vm', 'create', '--name', 'warm', '--no-start'], 1_500_000);
+    assert.equal(warm.code, 0, warm.stderr);
+    assert.equal((await home.banger(['vm', 'delete', 'warm'])).code, 0);
+    const execs = (): number => home.daemonLog().split('"method":"vm.exec"').length;
+    const before = execs();
+    const t0 = Date.now();
+    const r = await home.banger(['vm', 'run', '--rm', '--', 'sh', '-c', 'echo hi; exit 7'], 600_000);
+    t.diagnostic(`default image: vm run --rm end to end ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    assert.equal(r.stdout, 'hi\n', r.stderr);
+    assert.equal(r.code, 7, r.stderr);
+    assert.equal(execs(), before, 'no vm.exec: the ssh path');
   },
 );
