@@ -270,7 +270,7 @@ export class DaemonServer {
       ) => unknown;
       const result =
         def.kind === 'stream' && def.frames
-          ? await this.serveStream(sock, input, def.frames, method, abort, (ch) => handler(parsed.data, ctx, ch))
+          ? await serveStream(sock, input, def.frames, method, abort, (ch) => handler(parsed.data, ctx, ch))
           : await handler(parsed.data, ctx);
       finished = true;
       if (record) this.ops.finish(opId, 'ok');
@@ -287,10 +287,6 @@ export class DaemonServer {
       sock.end();
     }
   }
-
-  private serveStream(...args: Parameters<typeof serveStreamOn>): Promise<unknown> {
-    return serveStreamOn(...args);
-  }
 }
 
 /**
@@ -298,7 +294,7 @@ export class DaemonServer {
  * client frame ends the operation at once: the handler is cancelled and the
  * request is answered with the bad frame's error.
  */
-async function serveStreamOn(
+async function serveStream(
   sock: Socket,
   input: { rest: Buffer[]; splitter: LineSplitter },
   schema: z.ZodType,
