@@ -145,6 +145,23 @@ async function waitFor<T>(get: () => T | undefined): Promise<T> {
   throw new Error('condition not met within 5 s');
 }
 
+/** Writes frames of 64 KiB until the socket stays full for a second (the daemon stopped reading); how many. */
+async function fill(sock: Socket): Promise<number> {
+  const pad = ' '.repeat(64 * 1024);
+  for (let sent = 1; sent < 1000; sent++) {
+    if (sock.write(`{"frame": {"resize": {"rows": ${sent}, "cols": 1}}${pad}}\n`)) continue;
+    const drained = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 1000);
+      sock.once('drain', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (!drained) return sent;
+  }
+  throw new Error('the daemon never stopped reading');
+}
+
 test('client → daemon backpressure: while the handler does not pull, the daemon stops reading (bounded queue); all frames arrive in order once it does', async () => {
   let pull!: () => void;
   const pulling = new Promise<void>((r) => (pull = r));
@@ -156,23 +173,8 @@ test('client → daemon backpressure: while the handler does not pull, the daemo
   };
   const c = connect();
   c.sock.write(line(REQUEST));
-  // Frames of 64 KiB of padding each (whitespace between JSON tokens), until the client's own buffer fills.
-  const pad = ' '.repeat(64 * 1024);
-  let sent = 0;
-  // Writes until the socket stays full for a second: the daemon stopped reading.
-  for (;;) {
-    sent++;
-    assert.ok(sent < 1000, 'the daemon never stopped reading');
-    if (c.sock.write(`{"frame": {"resize": {"rows": ${sent}, "cols": 1}}${pad}}\n`)) continue;
-    const drained = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), 1000);
-      c.sock.once('drain', () => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
-    if (!drained) break;
-  }
+  // Frames of 64 KiB of padding each (whitespace between JSON tokens).
+  const sent = await fill(c.sock);
   // The kernel's socket buffers hold a few hundred KiB; the daemon holds MAX_QUEUED_FRAMES; nothing grows beyond.
   assert.ok(sent < 200, `${sent} frames of 64 KiB were taken without the handler reading any`);
   pull();
@@ -183,6 +185,19 @@ test('client → daemon backpressure: while the handler does not pull, the daemo
     Array.from({ length: sent }, (_, i) => i + 1),
   );
   assert.ok(MAX_QUEUED_FRAMES < sent);
+});
+
+test('a client that goes away while the daemon is not reading it (the handler is not pulling) still cancels the handler', async () => {
+  let signal: AbortSignal | undefined;
+  serve = (_p, ctx) => {
+    signal = ctx.signal;
+    return new Promise(() => undefined); // never pulls, never ends
+  };
+  const c = connect();
+  c.sock.write(line(REQUEST));
+  await fill(c.sock);
+  c.sock.destroy();
+  await aborted((await waitFor(() => signal)) as AbortSignal);
 });
 
 test('daemon → client backpressure: send() waits while the client does not read; everything arrives once it does, then the result', async () => {

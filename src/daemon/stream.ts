@@ -15,6 +15,12 @@ import { AppError, badRequest } from '../errors.js';
 /** Client frames held for a handler that does not pull them; beyond this the socket stops being read. */
 export const MAX_QUEUED_FRAMES = 16;
 
+/**
+ * While the socket is not read, a client that goes away would go unnoticed (no read, no EOF): a blank
+ * line (skipped by every reader, api/protocol.ts) is written this often, and a gone client fails it.
+ */
+export const PROBE_MS = 1000;
+
 /** Both directions of a streaming method's connection, as its handler sees them. */
 export interface StreamChannel<In, Out> {
   /** Writes a frame; resolves once the socket can take more (await it: that is the backpressure). */
@@ -32,6 +38,7 @@ export class StreamConnection<In, Out> implements StreamChannel<In, Out> {
   private iterating = false;
   private readonly failed: Promise<AppError>;
   private onFail!: (e: AppError) => void;
+  private probe: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly sock: Socket,
@@ -40,7 +47,10 @@ export class StreamConnection<In, Out> implements StreamChannel<In, Out> {
     private readonly zodMessage: (e: ZodError, root: string) => string,
   ) {
     this.failed = new Promise((resolve) => (this.onFail = resolve));
-    sock.on('close', () => this.end());
+    sock.on('close', () => {
+      clearInterval(this.probe);
+      this.end();
+    });
   }
 
   /** Resolves with the error once the client sent a frame that is not one (the operation is then answered with it). */
@@ -74,7 +84,7 @@ export class StreamConnection<In, Out> implements StreamChannel<In, Out> {
     if (!parsed.success)
       return this.fail(badRequest(`invalid frame for ${this.method}: ${this.zodMessage(parsed.error, 'frame')}`));
     this.queue.push(parsed.data as In);
-    if (this.queue.length >= MAX_QUEUED_FRAMES) this.sock.pause();
+    if (this.queue.length >= MAX_QUEUED_FRAMES) this.pauseReading();
     this.notify();
   }
 
@@ -83,6 +93,7 @@ export class StreamConnection<In, Out> implements StreamChannel<In, Out> {
     if (this.failure) return;
     this.failure = e;
     this.queue.length = 0;
+    clearInterval(this.probe);
     this.sock.pause(); // nothing more is read from a client that sent junk
     this.onFail(e);
     this.notify();
@@ -115,13 +126,26 @@ export class StreamConnection<In, Out> implements StreamChannel<In, Out> {
       if (this.failure) throw this.failure;
       const next = this.queue.shift();
       if (next !== undefined) {
-        if (this.queue.length < MAX_QUEUED_FRAMES / 2 && !this.sock.destroyed) this.sock.resume();
+        if (this.queue.length < MAX_QUEUED_FRAMES / 2 && this.probe) this.resumeReading();
         yield next;
         continue;
       }
       if (this.ended) return;
       await new Promise<void>((resolve) => (this.wake = resolve));
     }
+  }
+
+  private pauseReading(): void {
+    this.sock.pause();
+    this.probe ??= setInterval(() => {
+      if (!this.sock.destroyed) this.sock.write('\n');
+    }, PROBE_MS);
+  }
+
+  private resumeReading(): void {
+    clearInterval(this.probe);
+    this.probe = undefined;
+    if (!this.sock.destroyed) this.sock.resume();
   }
 
   private end(): void {
