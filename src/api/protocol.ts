@@ -10,7 +10,8 @@ import { badRequest, type ErrorCode } from '../errors.js';
  * `{event}` lines), the client sends `{end: true}` when it has no more input, and the daemon
  * ends the exchange with one `{result}` or `{error}` line as for any method. Client frames are
  * checked against the method's frame schema: a bad one ends the operation with bad_request.
- * Either side stops reading while the other's frames wait unhandled (daemon/stream.ts).
+ * Either side stops reading while the other's frames wait unhandled (daemon/stream.ts); meanwhile
+ * the daemon writes a blank line every second (readers skip blank lines) to notice a client gone.
  */
 export interface Request {
   method: string;
