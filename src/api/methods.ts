@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { parseSize } from '../config/sizes.js';
 import { badRequest } from '../errors.js';
+import { execFrame, execParams, type ExecOutFrame, type ExecResult } from './exec-contract.js';
+
+export type { ExecInFrame, ExecOutFrame, ExecResult } from './exec-contract.js';
 
 /*
  * The CLI↔daemon contract: every method with its params schema (strict:
@@ -35,8 +38,7 @@ export interface UnaryMethod<S extends z.ZodType, R> {
  * A method that keeps its connection open as a bidirectional stream after the
  * request line (protocol.ts `StreamFrame`): the client sends `In` frames, the
  * daemon sends `Out` frames, and the daemon ends it with one `{result}` or
- * `{error}` line. No method streams yet; the guest agent's interactive exec
- * will be the first.
+ * `{error}` line (vm.exec: a command in the guest through its agent).
  */
 export interface StreamMethod<S extends z.ZodType, R, In, Out> {
   readonly kind: 'stream';
@@ -50,12 +52,29 @@ export interface StreamMethod<S extends z.ZodType, R, In, Out> {
 export interface AnyMethod {
   readonly kind: 'unary' | 'stream';
   readonly params: z.ZodType;
+  /** Stream methods: the schema of each client frame (checked by the server before the handler sees it). */
+  readonly frames?: z.ZodType;
 }
 
 const unary = <S extends z.ZodType, R>(params: S, _result: Carries<R>): UnaryMethod<S, R> => ({
   kind: 'unary',
   params,
   result: {},
+});
+
+/** A streaming method: `frames` checks each client frame at run time; `In` is what it parses to. */
+const stream = <S extends z.ZodType, F extends z.ZodType, R, Out>(
+  params: S,
+  frames: F,
+  _result: Carries<R>,
+  _output: Carries<Out>,
+): StreamMethod<S, R, z.output<F>, Out> & { readonly frames: F } => ({
+  kind: 'stream',
+  params,
+  frames,
+  result: {},
+  input: {},
+  output: {},
 });
 
 const MIB = 1048576;
@@ -104,6 +123,7 @@ function parseImageSize<T extends { size?: string | number | undefined }>(
 }
 
 const vmRef = z.strictObject({ ref: z.string().min(1) });
+
 const none = z.strictObject({});
 
 export const methods = {
@@ -141,7 +161,8 @@ export const methods = {
   'vm.prune': unary(none, returns<{ deleted: string[] }>()),
   'vm.show': unary(vmRef, returns<VmView>()),
   'vm.delete': unary(vmRef, returns<{ name: string }>()),
-  'vm.ssh_info': unary(vmRef, returns<SshInfo>()),
+  'vm.ssh_info': unary(vmRef, returns<VmSessionInfo>()),
+  'vm.exec': stream(execParams, execFrame, returns<ExecResult>(), returns<ExecOutFrame>()),
   'vm.logs': unary(
     z.strictObject({ ref: z.string().min(1), tail_bytes: z.number().int().positive().optional() }),
     returns<VmLogs>(),
@@ -221,11 +242,13 @@ export type WireParams<M extends Method> = z.input<Def<M>['params']>;
 export type Params<M extends Method> = z.output<Def<M>['params']>;
 /** What M answers. */
 export type Result<M extends Method> = Def<M>['result'] extends Carries<infer R> ? R : never;
-/** The methods answered with one result (all of them, until a streaming method lands). */
+/** The methods answered with one result. */
 export type UnaryMethodName = { [M in Method]: Def<M>['kind'] extends 'unary' ? M : never }[Method];
 /** Frames of a streaming method: client → daemon (`In`) and daemon → client (`Out`). */
 export type StreamIn<M extends Method> = Def<M> extends { input: Carries<infer I> } ? I : never;
 export type StreamOut<M extends Method> = Def<M> extends { output: Carries<infer O> } ? O : never;
+/** The methods that stream (see StreamMethod). */
+export type StreamMethodName = { [M in Method]: Def<M>['kind'] extends 'stream' ? M : never }[Method];
 
 export function isMethod(m: string): m is Method {
   return Object.prototype.hasOwnProperty.call(methods, m);
@@ -269,6 +292,12 @@ export interface SshInfo {
   key: string;
   known_hosts: string;
   host_key_alias: string;
+}
+
+/** `vm.ssh_info`: the ssh details, and how the CLI reaches the guest: OpenSSH when the image has sshd, else vm.exec through the agent. */
+export interface VmSessionInfo extends SshInfo {
+  has_sshd: boolean;
+  agent: boolean;
 }
 
 /** One entry of `daemon.operations.list`: a request the daemon is serving. */

@@ -5,11 +5,13 @@ import { badRequest, type ErrorCode } from '../errors.js';
  * client → `Request`; daemon → zero or more `{event}` lines, then exactly one `{result}` or `{error}`.
  * Closing the connection early cancels the operation.
  *
- * A streaming method (api/methods.ts `StreamMethod`; none yet, the agent's interactive exec
- * will be the first) keeps the connection open both ways after the request line: each side
+ * A streaming method (api/methods.ts `StreamMethod`: vm.exec) keeps the connection open both ways after the request line: each side
  * sends `StreamFrame` lines (client → daemon `In`, daemon → client `Out`, interleaved with
  * `{event}` lines), the client sends `{end: true}` when it has no more input, and the daemon
- * ends the exchange with one `{result}` or `{error}` line as for any method.
+ * ends the exchange with one `{result}` or `{error}` line as for any method. Client frames are
+ * checked against the method's frame schema: a bad one ends the operation with bad_request.
+ * Either side stops reading while the other's frames wait unhandled (daemon/stream.ts); meanwhile
+ * the daemon writes a blank line every second (readers skip blank lines) to notice a client gone.
  */
 export interface Request {
   method: string;

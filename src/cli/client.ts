@@ -1,11 +1,21 @@
 import { mkdir } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import type { DaemonStatus, OperationView, Result, UnaryMethodName, WireParams } from '../api/methods.js';
+import type {
+  DaemonStatus,
+  OperationView,
+  Result,
+  StreamIn,
+  StreamMethodName,
+  StreamOut,
+  UnaryMethodName,
+  WireParams,
+} from '../api/methods.js';
 import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
 import { AppError } from '../errors.js';
 import { checkRuntimeDir } from '../system/dirs.js';
 import { checkConfigBeforeStart, exitedAtStart, logSize } from './daemon-start.js';
+import { openStream, type StreamCall, type StreamOptions } from './stream-call.js';
 import { packageRoot, type Paths } from '../system/paths.js';
 import { processExists } from '../system/process.js';
 import { StateLock } from '../system/statelock.js';
@@ -59,6 +69,20 @@ export class DaemonClient {
       }
       throw e;
     }
+  }
+
+  /**
+   * Opens a streaming method (api/methods.ts `StreamMethod`): frames both ways, then its result.
+   * It does not start the daemon: callers make a unary call first (vm.ssh_info for vm.exec).
+   */
+  stream<M extends StreamMethodName>(
+    method: M,
+    params: WireParams<M>,
+    opts: StreamOptions<StreamOut<M>>,
+  ): StreamCall<StreamIn<M>, Result<M>> {
+    // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
+    checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
+    return openStream(this.paths.socket, { method, params, version: this.version }, opts, (w) => new RemoteError(w));
   }
 
   /** Calls without auto-starting (for `daemon status` / `daemon stop`). */

@@ -8,6 +8,8 @@ import { httpTransport } from '../net/transport.js';
 import { runChecks } from '../services/doctor/checks.js';
 import { KernelService } from '../services/kernel/service.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
+import { VmAgents } from '../services/vm/agent.js';
+import { VmExec } from '../services/vm/exec.js';
 import { VmService } from '../services/vm/service.js';
 import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
@@ -35,7 +37,6 @@ import { vmRoutes } from './routes/vm.js';
 import { DaemonServer, type Handlers } from './server.js';
 import { pullWithSshd } from './install-sshd.js';
 import { checkEgress } from '../services/image/install-sshd.js';
-import { VmAgents } from '../services/vm/agent.js';
 
 /** `bangerd --check-migrations`: 0 compatible, 1 needs migration, 2 incompatible. */
 async function checkMigrations(paths: Paths): Promise<number> {
@@ -168,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
       inflight: server.inflight,
       shutdown,
     }),
-    ...vmRoutes(vms),
+    ...vmRoutes(vms, new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) })),
     ...imageRoutes({
       images,
       usedBy: (id) => vmRepo.namesByImage(id),

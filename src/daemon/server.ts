@@ -25,15 +25,12 @@ import {
 import { AppError, badRequest, noSpaceError } from '../errors.js';
 import type { Logger, OpContext } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
+import { StreamConnection, type StreamChannel } from './stream.js';
+
+export type { StreamChannel } from './stream.js';
 
 /** Serves method M: gets its parsed params, returns (or resolves to) its result. */
 export type Handler<M extends Method> = (params: Params<M>, ctx: OpContext) => Promise<Result<M>> | Result<M>;
-
-/** Both directions of a streaming method's connection (api/methods.ts `StreamMethod`). */
-export interface StreamChannel<In, Out> {
-  send(frame: Out): void;
-  frames(): AsyncIterable<In>;
-}
 
 /** Serves a streaming method M; its result ends the stream. */
 export type StreamHandler<M extends Method> = (
@@ -176,10 +173,12 @@ export class DaemonServer {
     sock.on('data', (chunk: Buffer) => {
       if (started) return;
       let request: unknown;
+      let rest: Buffer[] = [];
       try {
-        for (const line of splitter.push(chunk)) {
-          request = parseLine(line);
-          if (request !== undefined) break;
+        const lines = splitter.push(chunk);
+        for (let i = 0; i < lines.length && request === undefined; i++) {
+          request = parseLine(lines[i] as Buffer);
+          rest = lines.slice(i + 1);
         }
       } catch (e) {
         refuse(e instanceof AppError ? e : badRequest(String(e)));
@@ -188,7 +187,8 @@ export class DaemonServer {
       if (request === undefined) return;
       started = true;
       clearTimeout(timer);
-      void this.handle(request, sock).catch((e: unknown) => {
+      // A streaming method reads on: the lines after the request (already split) and the bytes still to come.
+      void this.handle(request, sock, { rest, splitter }).catch((e: unknown) => {
         // handle() answers every error itself; this is a last resort so nothing a client sends can crash the daemon.
         this.log.error('unexpected error (bug) while answering a request', { error: String(e) });
         sock.destroy();
@@ -198,7 +198,7 @@ export class DaemonServer {
     sock.on('error', () => undefined);
   }
 
-  private async handle(raw: unknown, sock: Socket): Promise<void> {
+  private async handle(raw: unknown, sock: Socket, input: { rest: Buffer[]; splitter: LineSplitter }): Promise<void> {
     const envelope = requestSchema.safeParse(raw);
     const req: Partial<Request> = envelope.success ? envelope.data : {};
     const opId = typeof req.op_id === 'string' && /^[A-Za-z0-9-]{4,64}$/.test(req.op_id) ? req.op_id : newOpId();
@@ -259,13 +259,19 @@ export class DaemonServer {
         );
       }
       const def: AnyMethod = methods[method];
-      if (def.kind === 'stream')
-        throw new AppError('unknown_method', `${method} streams, and this daemon serves no streaming method yet`);
       // A size the schema cannot parse throws its own bad_request, naming the field, from inside safeParse.
       const parsed = def.params.safeParse(req.params === undefined ? {} : req.params);
       if (!parsed.success) throw badRequest(`invalid params for ${method}: ${zodMessage(parsed.error)}`);
       // The handler's own type (Handlers) matches this method's params; the table lookup by a runtime name loses that.
-      const result = await (this.handlers[method] as (p: unknown, c: OpContext) => unknown)(parsed.data, ctx);
+      const handler = this.handlers[method] as (
+        p: unknown,
+        c: OpContext,
+        ch?: StreamChannel<unknown, unknown>,
+      ) => unknown;
+      const result =
+        def.kind === 'stream' && def.frames
+          ? await serveStream(sock, input, def.frames, method, abort, (ch) => handler(parsed.data, ctx, ch))
+          : await handler(parsed.data, ctx);
       finished = true;
       if (record) this.ops.finish(opId, 'ok');
       send({ result: result ?? null, op_id: opId });
@@ -281,6 +287,41 @@ export class DaemonServer {
       sock.end();
     }
   }
+}
+
+/**
+ * Runs a streaming method's handler with the connection as its channel. A bad
+ * client frame ends the operation at once: the handler is cancelled and the
+ * request is answered with the bad frame's error.
+ */
+async function serveStream(
+  sock: Socket,
+  input: { rest: Buffer[]; splitter: LineSplitter },
+  schema: z.ZodType,
+  method: string,
+  abort: AbortController,
+  run: (ch: StreamChannel<unknown, unknown>) => unknown,
+): Promise<unknown> {
+  const conn = new StreamConnection<unknown, unknown>(sock, schema, method, zodMessage);
+  for (const line of input.rest) conn.pushLine(line);
+  sock.on('data', (chunk: Buffer) => {
+    let lines: Buffer[];
+    try {
+      lines = input.splitter.push(chunk);
+    } catch (e) {
+      conn.fail(e instanceof AppError ? e : badRequest(String(e)));
+      return;
+    }
+    for (const line of lines) conn.pushLine(line);
+  });
+  const handled = Promise.resolve().then(() => run(conn));
+  const bad = conn.badFrame.then((e) => {
+    abort.abort();
+    throw e;
+  });
+  handled.catch(() => undefined);
+  bad.catch(() => undefined);
+  return Promise.race([handled, bad]);
 }
 
 export function newOpId(): string {

@@ -14,7 +14,6 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { text } from 'node:stream/consumers';
 import { after, before, test } from 'node:test';
-import { pack } from 'tar-stream';
 import { AgentClient } from '../../src/agent/client.js';
 import type { ExitStatus } from '../../src/agent/payloads.js';
 import { buildInitramfs, INITRAMFS_VERSION } from '../../src/kernel/initramfs.js';
@@ -23,11 +22,11 @@ import { modulesDiskSource } from '../../src/services/kernel/initramfs-refresh.j
 import { readKernelDir } from '../../src/services/kernel/manifest.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { guestBinary, kernelFiles, Paths } from '../../src/system/paths.js';
+import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
 import { TestHome } from '../helpers/home.js';
 import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
-const BUSYBOX = '/bin/busybox';
 const skip = requirements(
   [...missingTools(DEFAULT_VM_TOOLS), ...(existsSync(BUSYBOX) ? [] : [BUSYBOX])],
   'apt install qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg kmod busybox-static',
@@ -68,18 +67,6 @@ async function connectAgent(id: string, timeoutMs: number): Promise<AgentClient>
     stream.once('error', reject);
   });
   return AgentClient.connect(stream, { timeoutMs, label: `the agent of VM ${id}` });
-}
-
-/** An image of nothing but the host's static busybox: /bin/busybox, /bin/sh, /etc/os-release. */
-async function busyboxTar(): Promise<Buffer> {
-  const p = pack();
-  p.entry({ name: 'bin/busybox', mode: 0o755 }, readFileSync(BUSYBOX));
-  p.entry({ name: 'bin/sh', type: 'symlink', linkname: 'busybox' });
-  p.entry({ name: 'etc/os-release', mode: 0o644 }, 'ID=busybox\n');
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 async function run(client: AgentClient, script: string): Promise<{ out: string; err: string; status: ExitStatus }> {

@@ -1,5 +1,6 @@
 import { constants as osConstants } from 'node:os';
 import { badRequest } from '../../errors.js';
+import type { VmExec } from '../../services/vm/exec.js';
 import type { VmService } from '../../services/vm/service.js';
 import type { Routes } from '../server.js';
 
@@ -10,7 +11,7 @@ function checkSignal(sig: string | undefined): NodeJS.Signals {
 }
 
 /** vm.*: straight to the VmService. */
-export function vmRoutes(vms: VmService): Routes<'vm'> {
+export function vmRoutes(vms: VmService, exec: VmExec): Routes<'vm'> {
   return {
     'vm.create': (p, ctx) => vms.create(p, ctx),
     'vm.list': () => vms.list(),
@@ -26,7 +27,8 @@ export function vmRoutes(vms: VmService): Routes<'vm'> {
     'vm.ports': (p) => vms.ports(p.ref),
     'vm.show': (p) => vms.show(p.ref),
     'vm.delete': (p, ctx) => vms.delete(p.ref, ctx),
-    'vm.ssh_info': (p) => vms.sshInfo(p.ref),
+    'vm.ssh_info': (p) => exec.sessionInfo(p.ref),
+    'vm.exec': (p, ctx, ch) => exec.exec(p, ctx, ch),
     'vm.logs': (p) => vms.logs(p.ref, p.tail_bytes),
   };
 }

@@ -8,6 +8,7 @@ import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
 import type { Act, CliContext, CommandResult } from '../../context.js';
 import { renderError } from '../../render/errors.js';
+import { runAgentSession } from '../../session/agent-exec.js';
 import { progressPrinter } from '../../render/progress.js';
 import { formatBytes, formatDuration } from '../../render/table.js';
 import { addVmSpecFlags, vmSpecParams, type VmSpecFlags } from './spec.js';
@@ -91,6 +92,21 @@ export async function runVm(
     if (opts.detach) return { text: `${created.name}\n`, err: `connect with: banger vm ssh ${created.name}\n` };
     const info = await c.client.call('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
     process.off('SIGINT', onSigint);
+    if (!info.has_sshd) {
+      // No sshd in the guest: the same session through its agent.
+      const s = await runAgentSession(c.client, {
+        ref: created.name,
+        argv: commandMode ? cmd : undefined,
+        env,
+        tty: c.stdinIsTty,
+      });
+      if (s.interrupted) {
+        c.err.write('banger: interrupted\n');
+        return { code: 130 };
+      }
+      if (!commandMode && !opts.rm) c.err.write(stillRunning(c, created.name));
+      return { code: s.code };
+    }
     const argv = sshArgv(
       'ssh',
       info,
@@ -111,10 +127,7 @@ export async function runVm(
       c.err.write(renderError(failure, c.style));
       return { code: failCode };
     }
-    if (!commandMode && !opts.rm)
-      c.err.write(
-        c.style.dim(`VM ${created.name} is still running; stop it with \`banger vm delete ${created.name}\`\n`),
-      );
+    if (!commandMode && !opts.rm) c.err.write(stillRunning(c, created.name));
     return { code };
   } catch (e) {
     if (e instanceof AppError && e.code === 'cancelled') {
@@ -129,6 +142,9 @@ export async function runVm(
     if (opts.rm && created) await removeSurvivingCtrlC(c, created.name);
   }
 }
+
+const stillRunning = (c: CliContext, name: string): string =>
+  c.style.dim(`VM ${name} is still running; stop it with \`banger vm delete ${name}\`\n`);
 
 /** --rm cleanup: a second Ctrl-C must not leave the VM behind. */
 async function removeSurvivingCtrlC(c: CliContext, name: string): Promise<void> {

@@ -5,6 +5,7 @@ import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
 import type { Act, CliContext } from '../../context.js';
 import { renderError } from '../../render/errors.js';
+import { runAgentSession } from '../../session/agent-exec.js';
 import { collect, EXIT_BANGER_FAILED } from './run.js';
 import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
 
@@ -20,6 +21,16 @@ export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd:
         const cmd = guestCmd();
         const env = parseEnvFlags(o.env ?? []);
         const info = await c.client.call('vm.ssh_info', { ref });
+        if (!info.has_sshd) {
+          // No sshd in the guest: the same session through its agent.
+          const s = await runAgentSession(c.client, {
+            ref,
+            argv: cmd?.length ? cmd : undefined,
+            env,
+            tty: c.stdinIsTty,
+          });
+          return s.interrupted ? { code: 130, err: 'banger: interrupted\n' } : { code: s.code };
+        }
         const argv = sshArgv(
           'ssh',
           info,
