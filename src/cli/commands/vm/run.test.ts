@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
-import type { SshInfo } from '../../../api/methods.js';
+import type { VmSessionInfo } from '../../../api/methods.js';
 import type { CommandRunner } from '../../../system/runner.js';
 import type { CliContext } from '../../context.js';
 import { makeStyle } from '../../render/style.js';
@@ -24,7 +24,7 @@ async function runWithDeadSsh(
   onProbe: () => void,
 ): Promise<{ code: number | undefined; err: string; calls: string[] }> {
   const port = await closedPort();
-  const info: SshInfo = {
+  const info: VmSessionInfo = {
     name: 'rm-ctrlc',
     host: '127.0.0.1',
     port,
@@ -32,6 +32,8 @@ async function runWithDeadSsh(
     key: '/nonexistent/key',
     known_hosts: '/dev/null',
     host_key_alias: 'rm-ctrlc.vm',
+    has_sshd: true,
+    agent: true,
   };
   const calls: string[] = [];
   let err = '';
