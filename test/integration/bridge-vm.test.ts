@@ -17,7 +17,7 @@ import { pack } from 'tar-stream';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { Paths } from '../../src/system/paths.js';
 import { BANGER, TestHome, type CliResult } from '../helpers/home.js';
-import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
+import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingRoot, missingTools, requirements } from '../helpers/requirements.js';
 
 const BUSYBOX = '/bin/busybox';
@@ -29,6 +29,9 @@ const skip = requirements(
   ],
   'run as root; apt install qemu-system-x86 qemu-utils iproute2 iptables procps dnsutils docker-registry busybox-static',
 );
+
+/** The package set of image-pull.test.ts and fault.test.ts, so all share one cached base tree (systemd, sshd). */
+const BASE_PACKAGES = ['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo'];
 
 const NS = `banger-br-${randomBytes(4).toString('hex')}`;
 const DNS_PORT = randomInt(20_000, 60_000);
@@ -106,6 +109,11 @@ before(async () => {
     await pushImage(reg.port, 'test/busybox', 'v1', [{ tar: await busyboxTar(), compression: 'gzip' }]);
     const pull = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/busybox:v1`, '--name', 'bb']);
     assert.equal(pull.code, 0, pull.stderr);
+    await pushImage(reg.port, 'test/deb', 'v1', [
+      { tar: readFileSync(debianBaseTar(BASE_PACKAGES)), compression: 'gzip' },
+    ]);
+    const deb = await home.banger(['image', 'pull', `127.0.0.1:${reg.port}/test/deb:v1`, '--name', 'deb']);
+    assert.equal(deb.code, 0, deb.stderr);
   } finally {
     reg.stop();
   }
@@ -175,5 +183,40 @@ test(
     await ok(['vm', 'delete', 'brb']);
     assert.equal((await dig('brb.vm')).status, 'NXDOMAIN');
     assert.deepEqual(await nsNet(), { taps: [], rules: [] }, 'no tap or rule remains');
+  },
+);
+
+test(
+  "bridge mode in a namespace: a Debian VM with sshd is reached as `ssh NAME.vm` through banger's ssh_config",
+  { skip },
+  async () => {
+    await ok(['vm', 'create', '--name', 'brssh', '--image', 'deb']);
+    const v = await show('brssh');
+    assert.equal(v.ssh, `${v.ip}:22`);
+    const sshConfig = new Paths(home.env, 0).sshConfigFile;
+    assert.match(
+      readFileSync(sshConfig, 'utf8'),
+      new RegExp(`Host brssh\\.vm\\n {2}HostName ${v.ip?.replaceAll('.', '\\.')}\\n {2}Port 22\\n`),
+    );
+    const r = await inNs(
+      [
+        'ssh',
+        '-F',
+        sshConfig,
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'ConnectTimeout=20',
+        'brssh.vm',
+        '--',
+        'hostname; ip -4 -o addr show',
+      ],
+      60_000,
+    );
+    assert.equal(r.code, 0, `ssh brssh.vm: ${r.stderr}`);
+    assert.match(r.stdout, /^brssh\n/);
+    assert.ok(r.stdout.includes(`${v.ip}/24`), r.stdout);
+    await ok(['vm', 'delete', 'brssh']);
+    assert.deepEqual(await nsNet(), { taps: [], rules: [] });
   },
 );
