@@ -220,3 +220,52 @@ test(
     assert.deepEqual(await nsNet(), { taps: [], rules: [] });
   },
 );
+
+test(
+  'bridge mode in a namespace: five parallel creates get five IPs; started two at a time, five taps and names; a daemon kill -9 and restart converges; after deleting all and a restart no tap, rule, bridge or route remains',
+  { skip },
+  async () => {
+    const names = ['p1', 'p2', 'p3', 'p4', 'p5'];
+    const created = await Promise.all(
+      names.map((n) =>
+        bangerNs(['vm', 'create', '--name', n, '--image', 'bb', '--memory', '256M', '--no-start', '--nat']),
+      ),
+    );
+    created.forEach((r, i) => assert.equal(r.code, 0, `create ${names[i]}: ${r.stderr}`));
+    const ips = await Promise.all(names.map(async (n) => (await show(n)).ip));
+    assert.equal(new Set(ips).size, 5, `five distinct IPs: ${ips.join(' ')}`);
+    assert.deepEqual(await nsNet(), { taps: [], rules: [] }, 'no tap or rule before start');
+
+    for (let i = 0; i < names.length; i += 2) {
+      const rs = await Promise.all(names.slice(i, i + 2).map((n) => bangerNs(['vm', 'start', n])));
+      rs.forEach((r) => assert.equal(r.code, 0, r.stderr));
+    }
+    let net = await nsNet();
+    assert.equal(net.taps.length, 5, net.taps.join(' '));
+    assert.equal(net.rules.length, 5, net.rules.join('\n'));
+
+    // kill -9 the daemon; a leftover tagged tap of a VM that no longer exists is swept by the next start.
+    process.kill(home.daemonPid(), 'SIGKILL');
+    const gone = 'e'.repeat(32);
+    assert.equal((await inNs(['ip', 'tuntap', 'add', 'dev', 'tap-eeeeeeeeeee', 'mode', 'tap'])).code, 0);
+    assert.equal((await inNs(['ip', 'link', 'set', 'dev', 'tap-eeeeeeeeeee', 'alias', `banger:${gone}`])).code, 0);
+    await ok(['vm', 'list']); // starts the daemon again, in the namespace
+    net = await nsNet();
+    assert.equal(net.taps.length, 5, `the running VMs keep their taps, the stray one is swept: ${net.taps.join(' ')}`);
+    assert.equal(net.rules.length, 5);
+    for (const [i, n] of names.entries())
+      assert.deepEqual(await dig(`${n}.vm`), { status: 'NOERROR', answers: [ips[i]] });
+
+    const deleted = await Promise.all(names.map((n) => bangerNs(['vm', 'delete', n])));
+    deleted.forEach((r) => assert.equal(r.code, 0, r.stderr));
+    assert.deepEqual(await nsNet(), { taps: [], rules: [] });
+    await ok(['daemon', 'stop']);
+    await ok(['vm', 'list']); // a start with no bridge-mode VM left removes the bridge
+    const links = JSON.parse((await inNs(['ip', '-j', 'link', 'show'])).stdout) as { ifname: string }[];
+    assert.deepEqual(
+      links.map((l) => l.ifname),
+      ['lo'],
+    );
+    assert.equal((await inNs(['ip', '-4', 'route', 'show'])).stdout.trim(), '', 'no route remains');
+  },
+);
