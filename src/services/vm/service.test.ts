@@ -1144,3 +1144,16 @@ test('user mode: no IP, no host networking', async () => {
   assert.equal(v.network_mode, 'user');
   assert.deepEqual(netHost.commands(), []);
 });
+
+test('bridge mode with a VMM that declares no bridge network is refused before anything is made', async () => {
+  const { svc, driver, vms, netHost } = setup({ bridge: {} });
+  driver.capabilities = { ...QEMU_CAPABILITIES, networks: QEMU_CAPABILITIES.networks.filter((n) => n.mode === 'user') };
+  await assert.rejects(
+    svc.create({ name: 'dev' }, ctx()),
+    (e: Error & { code?: string }) =>
+      e.code === 'precondition' &&
+      /^vmm = "qemu" cannot attach a VM to a bridge \(network_mode = "bridge"\)$/.test(e.message),
+  );
+  assert.deepEqual(vms.list(), []);
+  assert.deepEqual(netHost.commands(), []);
+});
