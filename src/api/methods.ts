@@ -268,6 +268,8 @@ export interface VmView {
   accel_reason?: string;
   network_mode: string;
   nat: boolean;
+  /** Guest address in bridge mode (held from create to delete); null in user mode. */
+  ip: string | null;
   ssh: string | null;
   disk_strategy: string;
   pid: number | null;

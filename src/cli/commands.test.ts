@@ -18,6 +18,7 @@ const VM: VmView = {
   accel: 'tcg',
   network_mode: 'user',
   nat: false,
+  ip: null,
   ssh: null,
   disk_strategy: 'qcow2',
   pid: null,

@@ -7,6 +7,8 @@ import { proxySettingsFromEnv, proxySummary } from '../net/proxy.js';
 import { httpTransport } from '../net/transport.js';
 import { runChecks } from '../services/doctor/checks.js';
 import { KernelService } from '../services/kernel/service.js';
+import { BridgeNetwork } from '../services/network/bridge.js';
+import { VmDnsServer } from '../services/network/dns.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
 import { VmAgents } from '../services/vm/agent.js';
 import { VmExec } from '../services/vm/exec.js';
@@ -14,6 +16,7 @@ import { VmService } from '../services/vm/service.js';
 import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
 import { ImageRepo } from '../store/images.js';
+import { IpRepo } from '../store/ips.js';
 import { KernelRepo } from '../store/kernels.js';
 import { migrationStatus } from '../store/migrations.js';
 import { OperationRepo } from '../store/operations.js';
@@ -115,6 +118,19 @@ export async function main(argv: string[]): Promise<number> {
     http,
     egress: { proxy },
   });
+  // Bridge mode (SPEC §7.3): the `<name>.vm` server on dns_listen, and the taps, leases and NAT rules.
+  const dns = config.networkMode === 'bridge' ? new VmDnsServer(config.dnsListen) : undefined;
+  if (dns) log.info('answering <name>.vm on dns_listen', await dns.start());
+  const bridge = dns
+    ? new BridgeNetwork({
+        config,
+        runner,
+        euid: process.geteuid?.() ?? uid,
+        ips: new IpRepo(db),
+        records: dns.records,
+        ...(uid === 0 ? {} : { tapOwner: uid }),
+      })
+    : undefined;
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
   const agents = new VmAgents({ paths, log });
   const vms = new VmService({
@@ -132,6 +148,7 @@ export async function main(argv: string[]): Promise<number> {
     log,
     host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
     pause: testPauses(process.env.BANGER_TEST_PAUSE, log),
+    ...(bridge ? { bridge } : {}),
   });
 
   await vms.reconcile();
@@ -152,6 +169,7 @@ export async function main(argv: string[]): Promise<number> {
     log.info('bangerd stopping', { why });
     lifetime.abort();
     await server.close();
+    await dns?.stop();
     await rm(paths.socket, { force: true });
     await rm(paths.pidFile, { force: true });
     db.close();

@@ -51,3 +51,8 @@ test('MACs are locally administered and stable per id', () => {
   assert.equal(macFromId('a1b2c3d4'), macFromId('a1b2c3d4'));
   assert.match(macFromId('zz'), /^52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/);
 });
+
+test('no dns (bridge mode with nothing answering on the bridge) → no banger.dns; the image keeps its resolv.conf', () => {
+  const { dns: _dns, ...noDns } = base;
+  assert.ok(!bootArgs({ ...noDns, tscKhz: undefined }).includes('banger.dns'));
+});

@@ -6,7 +6,8 @@ export interface BootArgsInput {
   /** Guest address with prefix, e.g. 10.0.2.15/24. */
   ip: string;
   gateway: string;
-  dns: string;
+  /** Omitted: no banger.dns, the guest keeps the image's /etc/resolv.conf. */
+  dns?: string | undefined;
   mac: string;
   hasModulesDisk: boolean;
   /** Without banger's initramfs the kernel (or a foreign initrd) needs root= by device: the root disk is attached first. */
@@ -32,7 +33,7 @@ export function bootArgs(i: BootArgsInput): string {
     `banger.hostname=${i.hostname}`,
     `banger.ip=${i.ip}`,
     `banger.gw=${i.gateway}`,
-    `banger.dns=${i.dns}`,
+    ...(i.dns === undefined ? [] : [`banger.dns=${i.dns}`]),
     `banger.mac=${i.mac}`,
   ];
   if (i.rootByDevice) args.push('root=/dev/vda', 'rootfstype=ext4');

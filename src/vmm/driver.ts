@@ -52,6 +52,13 @@ export interface VmmCapabilities {
   };
 }
 
+/**
+ * The guest's network: qemu's user-mode network with ssh forwarded to a
+ * loopback port, or a tap the VM service made on the bridge (SPEC §7.3).
+ */
+export type VmmNet =
+  { mode: 'user'; sshPort: number; allowOutbound: boolean; mac: string } | { mode: 'bridge'; tap: string; mac: string };
+
 /** What a VMM needs to boot one VM; built by the VM service, never by a driver. */
 export interface DiskSpec {
   id: string;
@@ -72,7 +79,7 @@ export interface VmmSpec {
   initrdPath: string | undefined;
   cmdline: string;
   disks: DiskSpec[];
-  net: { mode: 'user'; sshPort: number; allowOutbound: boolean; mac: string };
+  net: VmmNet;
   consoleLog: string;
   controlSocket: string;
   vmmLog: string;

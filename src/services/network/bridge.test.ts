@@ -6,7 +6,7 @@ import { openStore } from '../../store/db.js';
 import { ImageRepo } from '../../store/images.js';
 import { IpRepo } from '../../store/ips.js';
 import { VmRepo } from '../../store/vms.js';
-import { BridgeNetwork, type BridgeVm } from './bridge.js';
+import { BridgeNetwork, bridgeGuestDns, type BridgeVm } from './bridge.js';
 import { answer, VmRecords } from './dns.js';
 import * as dnsPacket from 'dns-packet';
 
@@ -85,4 +85,10 @@ test('bridge network startup (after kill -9): names rebuilt for running VMs, sta
   assert.equal(none.bridge, true);
   assert.deepEqual([...host.links.keys()], []);
   assert.deepEqual(host.rules, []);
+});
+
+test('bridge guest DNS: the bridge address only when dns_listen is on it at port 53', () => {
+  assert.equal(bridgeGuestDns('172.16.0.1:53', '172.16.0.1'), '172.16.0.1');
+  assert.equal(bridgeGuestDns('127.0.0.1:42069', '172.16.0.1'), undefined);
+  assert.equal(bridgeGuestDns('172.16.0.1:5353', '172.16.0.1'), undefined);
 });

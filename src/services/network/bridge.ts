@@ -39,8 +39,23 @@ export interface GuestNet {
   tap: string;
 }
 
+/**
+ * The resolver a bridge-mode guest is given (banger.dns): the bridge address
+ * only when the daemon's own name server listens there on port 53 (dns_listen
+ * = "<bridge_ip>:53"); otherwise none, and the guest keeps the image's
+ * /etc/resolv.conf (nothing else answers DNS on the bridge).
+ */
+export function bridgeGuestDns(dnsListen: string, bridgeIp: string): string | undefined {
+  return dnsListen === `${bridgeIp}:53` ? bridgeIp : undefined;
+}
+
 export class BridgeNetwork {
   constructor(private readonly d: BridgeNetworkDeps) {}
+
+  /** The address the VM holds, if any (no allocation). */
+  lease(vmId: string): string | undefined {
+    return this.d.ips.get(vmId);
+  }
 
   /** The VM's address (allocated on first use, the same until delete). */
   address(vmId: string): string {

@@ -24,6 +24,7 @@ import { BootFailure, consoleTail, waitForSsh } from './bootwatch.js';
 import { previousLog } from './console.js';
 import type { RootDisk } from './disks.js';
 import type { RuntimeFiles } from './runtime.js';
+import type { BridgedGuest } from './vmnet.js';
 
 /** How many ssh ports a start tries when the one it picked was taken before the VMM bound it. */
 const SSH_PORT_ATTEMPTS = 3;
@@ -79,16 +80,19 @@ export class VmBoot {
 
   /**
    * Starts the VMM. `onSpawn` gets the handles the moment the process exists,
-   * before the VMM opens its control socket (see VmmDriver.start).
+   * before the VMM opens its control socket (see VmmDriver.start). `bridged`:
+   * the guest is on the bridge with this address and tap (ssh at its port 22).
    */
   async spawn(
     vm: VmRow,
     root: RootDisk,
     k: KernelFiles,
     ctx: OpContext,
+    bridged: BridgedGuest | undefined,
     onSpawn: (h: VmHandles) => Promise<void>,
   ): Promise<{ handles: VmHandles; sshPort: number }> {
-    const net = userNet(this.d.driver);
+    const user = userNet(this.d.driver);
+    const net = bridged ? { guestIp: bridged.ip, gateway: bridged.gateway, dns: bridged.dns } : user;
     if (!net)
       throw precondition(
         `vmm = "${this.d.driver.kind}" has no user-mode network, which VM "${vm.name}" uses`,
@@ -122,7 +126,7 @@ export class VmBoot {
     });
     // The port was free when picked; another process may bind it before the VMM does: pick again.
     for (let attempt = 1; ; attempt++) {
-      const sshPort = await freeLoopbackPort();
+      const sshPort = bridged ? 22 : await freeLoopbackPort();
       const spec: VmmSpec = {
         id: vm.id,
         name: vm.name,
@@ -133,7 +137,9 @@ export class VmBoot {
         initrdPath: k.initrd,
         cmdline,
         disks,
-        net: { mode: 'user', sshPort, allowOutbound: vm.nat, mac },
+        net: bridged
+          ? { mode: 'bridge', tap: bridged.tap, mac }
+          : { mode: 'user', sshPort, allowOutbound: vm.nat, mac },
         consoleLog,
         controlSocket: this.d.runtime.controlSocket(vm.id),
         vmmLog: join(dir, vmFiles.vmmLog),
@@ -145,7 +151,7 @@ export class VmBoot {
         );
         return { handles: { ...h, sshPort }, sshPort };
       } catch (e) {
-        if (!(e instanceof PortInUse) || attempt >= SSH_PORT_ATTEMPTS) throw e;
+        if (!(e instanceof PortInUse) || bridged || attempt >= SSH_PORT_ATTEMPTS) throw e;
         this.d.log.warn('the ssh port was taken before the VMM bound it; trying another', {
           name: vm.name,
           port: sshPort,
@@ -166,7 +172,7 @@ export class VmBoot {
     }
     if (!guest.sshd) return;
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
-    const info = this.d.runtime.sshInfo({ name: vm.name, sshPort: handles.sshPort });
+    const info = this.d.runtime.sshInfo({ ...vm, sshPort: handles.sshPort });
     const probe = this.d.sshProbe ?? ((i, s) => this.probeSsh(i, s));
     await waitForSsh({
       vmName: vm.name,
@@ -186,7 +192,7 @@ export class VmBoot {
    * grace for the VMM to exit by itself. Returns the path taken.
    */
   async powerOff(
-    vm: Pick<VmRow, 'id' | 'name' | 'sshPort'>,
+    vm: Pick<VmRow, 'id' | 'name' | 'sshPort' | 'networkMode'>,
     handles: VmmHandles,
     guest: GuestTraits,
   ): Promise<'agent' | 'ssh' | 'none'> {

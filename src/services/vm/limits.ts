@@ -69,16 +69,16 @@ export function checkVmm(
       'set vmm = "auto" or "qemu" in config.toml to run under qemu, or use a host with VT-x/AMD-V and a read-write /dev/kvm',
     );
   }
-  if (!caps.networks.some((n) => n.mode === 'user' && n.addresses)) {
+  if (networkMode === 'user' && !caps.networks.some((n) => n.mode === 'user' && n.addresses)) {
     throw precondition(
-      `vmm = "${vmm.kind}" needs bridge networking (a tap per VM), which this banger does not set up yet`,
-      'set vmm = "auto" or "qemu" in config.toml',
+      `vmm = "${vmm.kind}" needs bridge networking (a tap per VM), and network_mode is "user"`,
+      'set vmm = "auto" or "qemu" in config.toml, or network_mode = "bridge" (SPEC §7.3)',
     );
   }
-  if (networkMode !== 'user') {
+  if (networkMode === 'bridge' && !caps.networks.some((n) => n.mode === 'bridge')) {
     throw precondition(
-      'network_mode = "bridge" is not supported by this banger yet',
-      'remove network_mode from config.toml to use user-mode networking',
+      `vmm = "${vmm.kind}" cannot attach a VM to a bridge (network_mode = "bridge")`,
+      'set vmm = "auto" or "qemu" in config.toml, or remove network_mode to use user-mode networking',
     );
   }
 }

@@ -13,7 +13,7 @@ import type { RuntimeFiles } from './runtime.js';
 /* What users see of VMs: the view, console logs, and process/guest stats. Reads only. */
 
 /** The API view of a VM row. */
-export function vmView(v: VmRow, imageName: string | undefined, accelReason: string): VmView {
+export function vmView(v: VmRow, imageName: string | undefined, accelReason: string, ip?: string): VmView {
   return {
     id: v.id,
     name: v.name,
@@ -27,7 +27,8 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     accel_reason: accelReason,
     network_mode: v.networkMode,
     nat: v.nat,
-    ssh: v.state === 'running' && v.sshPort ? `127.0.0.1:${v.sshPort}` : null,
+    ip: ip ?? null,
+    ssh: v.state === 'running' && v.sshPort ? `${ip ?? '127.0.0.1'}:${v.sshPort}` : null,
     disk_strategy: v.diskStrategy,
     pid: v.handles?.pid ?? null,
     created_at: v.createdAt,

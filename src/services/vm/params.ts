@@ -1,3 +1,5 @@
+import type { VmRow } from '../../store/vms.js';
+
 /* What vm.create and vm.set hand the VM service, sizes already parsed (api/methods.ts). */
 
 export interface CreateParams {
@@ -15,4 +17,25 @@ export interface SetParams {
   vcpu?: number | undefined;
   memory_mib?: number | undefined;
   disk_bytes?: number | undefined;
+}
+
+/** What create decides about a new VM; the rest of its first row is fixed. */
+export type VmDraft = Omit<
+  VmRow,
+  'state' | 'sshPort' | 'diskStrategy' | 'rootDisk' | 'handles' | 'bootId' | 'createdAt' | 'updatedAt'
+>;
+
+/** The row a create inserts: `creating`, no disks or VMM yet. */
+export function newVmRow(d: VmDraft, now = new Date().toISOString()): VmRow {
+  return {
+    ...d,
+    state: 'creating',
+    sshPort: undefined,
+    diskStrategy: 'qcow2-overlay',
+    rootDisk: undefined,
+    handles: undefined,
+    bootId: undefined,
+    createdAt: now,
+    updatedAt: now,
+  };
 }

@@ -17,6 +17,8 @@ export interface RuntimeDeps {
   log: Logger;
   /** The VMM's control socket suffix (VmmCapabilities.controlSocket.suffix). */
   socketSuffix: string;
+  /** A bridge-mode VM's guest address (ssh at its port 22); undefined: ssh is forwarded on loopback. */
+  net?: { address(vm: Pick<VmRow, 'id' | 'networkMode'>): string | undefined };
 }
 
 /**
@@ -63,7 +65,7 @@ export class RuntimeFiles {
       .filter((v) => v.state === 'running' && v.sshPort)
       .map((v) => ({
         name: v.name,
-        host: '127.0.0.1',
+        host: this.sshHost(v),
         port: v.sshPort as number,
         key: this.d.keys.keyPath,
         knownHosts: this.d.keys.knownHosts,
@@ -78,10 +80,15 @@ export class RuntimeFiles {
     }
   }
 
-  sshInfo(vm: Pick<VmRow, 'name' | 'sshPort'>): SshInfo {
+  /** Where ssh reaches a VM: its guest address in bridge mode, else loopback (the forwarded port). */
+  private sshHost(vm: Pick<VmRow, 'id' | 'networkMode'>): string {
+    return this.d.net?.address(vm) ?? '127.0.0.1';
+  }
+
+  sshInfo(vm: Pick<VmRow, 'id' | 'name' | 'sshPort' | 'networkMode'>): SshInfo {
     return {
       name: vm.name,
-      host: '127.0.0.1',
+      host: this.sshHost(vm),
       port: vm.sshPort ?? 0,
       user: 'root',
       key: this.d.keys.keyPath,

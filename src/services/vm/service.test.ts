@@ -20,6 +20,10 @@ import { openStore } from '../../store/db.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelManifest } from '../kernel/manifest.js';
 import { VmRepo, type VmRow } from '../../store/vms.js';
+import { IpRepo } from '../../store/ips.js';
+import { FakeNetHost } from '../../../test/fakes/nethost.js';
+import { BridgeNetwork } from '../network/bridge.js';
+import { VmRecords } from '../network/dns.js';
 import { FakeRunner } from '../../../test/fakes/runner.js';
 import { vmRow } from '../../../test/helpers/rows.js';
 import { NodeRunner } from '../../system/node-runner.js';
@@ -62,6 +66,8 @@ class FakeClock implements Clock {
 interface FakeVmm {
   startTime: number;
   sshPort: number;
+  /** Where ssh reaches it: 127.0.0.1 (user mode) or its guest address (bridge mode). */
+  host: string;
   /** Pretend time at which the process exits by itself (its guest powered off). */
   exitAt?: number;
 }
@@ -96,13 +102,15 @@ class FakeDriver implements VmmDriver {
 
   async start(spec: VmmSpec, _signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     this.specs.push(spec);
+    const sshPort = spec.net.mode === 'user' ? spec.net.sshPort : 22;
     if (this.portTaken > 0) {
       this.portTaken--;
-      throw new PortInUse(spec.net.sshPort, `qemu could not bind the ssh port 127.0.0.1:${spec.net.sshPort}`);
+      throw new PortInUse(sshPort, `qemu could not bind the ssh port 127.0.0.1:${sshPort}`);
     }
     const pid = this.pid++;
     const startTime = this.nextStartTime++;
-    if (!this.exitOnStart) this.procs.set(pid, { startTime, sshPort: spec.net.sshPort });
+    const host = spec.net.mode === 'user' ? '127.0.0.1' : (/banger\.ip=([0-9.]+)\//.exec(spec.cmdline)?.[1] ?? '?');
+    if (!this.exitOnStart) this.procs.set(pid, { startTime, sshPort, host });
     const h = { pid, startTime, controlSocket: spec.controlSocket };
     await onSpawn?.(h);
     if (this.hangAfterSpawn) await new Promise(() => undefined);
@@ -127,9 +135,10 @@ class FakeDriver implements VmmDriver {
   }
 
   /** The guest forwarded on `sshPort` was asked to power off. */
-  poweroff(sshPort: number): void {
+  poweroff(sshPort: number, host = '127.0.0.1'): void {
     for (const p of this.procs.values()) {
-      if (p.sshPort === sshPort && this.poweroffMs !== undefined) p.exitAt = this.clock.now() + this.poweroffMs;
+      if (p.sshPort === sshPort && p.host === host && this.poweroffMs !== undefined)
+        p.exitAt = this.clock.now() + this.poweroffMs;
     }
   }
 }
@@ -149,7 +158,7 @@ function hostRunner(
     .on(isPoweroff, (a) => {
       const port = Number(a[a.indexOf('-p') + 1]);
       poweroffs.push({ at: clock.now(), command: a.at(-1) ?? '', port });
-      driver.poweroff(port);
+      driver.poweroff(port, (a.find((x) => x.startsWith('root@')) ?? '').slice('root@'.length));
       return {};
     });
 }
@@ -164,6 +173,8 @@ interface SetupOpts {
   assetsVersion?: number;
   /** has_sshd in the image's manifest.json (no manifest when undefined). */
   hasSshd?: boolean;
+  /** network_mode = "bridge", on a pretend host (FakeNetHost), with this dns_listen. */
+  bridge?: { dnsListen?: string };
 }
 
 function setup(opts: SetupOpts = {}) {
@@ -200,6 +211,12 @@ function setup(opts: SetupOpts = {}) {
   opts.runner?.(runner);
   runners.push(runner);
   const config = { ...defaultConfig({ cpus: 2, memBytes: 8 * 2 ** 30 }), sshWaitTimeoutMs: opts.timeoutMs ?? 2000 };
+  const netHost = new FakeNetHost();
+  const records = new VmRecords();
+  if (opts.bridge) {
+    config.networkMode = 'bridge';
+    if (opts.bridge.dnsListen !== undefined) config.dnsListen = opts.bridge.dnsListen;
+  }
   const keys = {
     keyPath: join(root, 'id'),
     knownHosts: join(root, 'kh'),
@@ -241,6 +258,8 @@ function setup(opts: SetupOpts = {}) {
     stallMs: 60_000,
     clock,
   };
+  if (opts.bridge)
+    deps.bridge = new BridgeNetwork({ config, runner: netHost.runner, euid: 0, ips: new IpRepo(db), records });
   let probes = 0;
   /** Every fake agent connected to, in order. */
   const agents: FakeAgent[] = [];
@@ -275,6 +294,8 @@ function setup(opts: SetupOpts = {}) {
     agents,
     leases,
     probes: () => probes,
+    netHost,
+    records,
   };
 }
 
@@ -713,7 +734,7 @@ test('reconcile: a VM known only through handles.json (its row lost the pid) is 
 test('reconcile: a reused pid with another start time is not adopted, and that process is left alone', async () => {
   const s = setup();
   const vm = await leftBehind(s, 'reused', {});
-  const impostor = { startTime: 99_999, sshPort: 1 };
+  const impostor = { startTime: 99_999, sshPort: 1, host: '127.0.0.1' };
   s.driver.procs.set(vm.pid, impostor);
   await s.svc.reconcile();
   assert.equal(s.vms.get(vm.id)?.state, 'stopped');
@@ -729,7 +750,8 @@ test('start: an ssh port taken before the VMM binds it is replaced by another, u
   const v = await ok.svc.create({ name: 'dev' }, ctx());
   assert.equal(v.state, 'running');
   assert.equal(ok.driver.specs.length, 3);
-  assert.equal(v.ssh, `127.0.0.1:${ok.driver.specs[2]?.net.sshPort}`);
+  const net = ok.driver.specs[2]?.net;
+  assert.equal(v.ssh, `127.0.0.1:${net?.mode === 'user' ? net.sshPort : 'none'}`);
 
   const bad = setup();
   bad.driver.portTaken = 3;
@@ -861,7 +883,7 @@ test('VMs made before root-disk plans were recorded (a raw copy named root.qcow2
   // The running one: its VMM lives, its handles (written by the old daemon) say qmpSocket.
   const running = rows[2] as VmRow;
   const sock = s.paths.controlSocket(running.id, '.qmp');
-  s.driver.procs.set(4242, { startTime: 77, sshPort: 40022 });
+  s.driver.procs.set(4242, { startTime: 77, sshPort: 40022, host: '127.0.0.1' });
   writeFileSync(
     join(s.paths.vmDir(running.id), 'handles.json'),
     JSON.stringify({ pid: 4242, startTime: 77, qmpSocket: sock, sshPort: 40022 }),
@@ -1089,4 +1111,124 @@ test('image refresh vs vm create: a create past the refresh\'s last "no VM uses 
   await create;
   assert.equal(baseInode, statSync(s.image.rootfsPath).ino, 'the root disk was made over the swapped rootfs');
   tools.assertNoUnexpected();
+});
+
+/** Taps and NAT rules on the pretend host, as names and guest sources. */
+function hostState(h: FakeNetHost): { taps: string[]; nat: string[] } {
+  return {
+    taps: [...h.links].filter(([, l]) => l.kind === 'tap').map(([n]) => n),
+    nat: h.rules.map((r) => r[r.indexOf('-s') + 1] ?? '?'),
+  };
+}
+
+test('bridge mode: create gives each VM its own IP, tap, name and ssh at IP:22; --nat one rule; stop/start keeps the IP; delete frees all', async () => {
+  const { svc, vms, driver, netHost, records, paths } = setup({ bridge: {} });
+  const a = await svc.create({ name: 'alpha', nat: true }, ctx());
+  const b = await svc.create({ name: 'beta' }, ctx());
+  assert.equal(a.network_mode, 'bridge');
+  assert.equal(a.ip, '172.16.0.2');
+  assert.equal(b.ip, '172.16.0.3');
+  assert.equal(a.ssh, '172.16.0.2:22');
+  const tapA = `tap-${a.id.slice(0, 11)}`;
+  const tapB = `tap-${b.id.slice(0, 11)}`;
+  assert.deepEqual(driver.specs[0]?.net, { mode: 'bridge', tap: tapA, mac: driver.specs[0]?.net.mac });
+  const args = driver.specs[0]?.cmdline.split(' ') ?? [];
+  assert.ok(args.includes('banger.ip=172.16.0.2/24') && args.includes('banger.gw=172.16.0.1'), args.join(' '));
+  assert.ok(!args.some((x) => x.startsWith('banger.dns=')), 'nothing answers DNS on the bridge: no banger.dns');
+  assert.deepEqual(hostState(netHost), { taps: [tapA, tapB], nat: ['172.16.0.2/32'] });
+  assert.deepEqual(records.entries(), [
+    ['alpha', '172.16.0.2'],
+    ['beta', '172.16.0.3'],
+  ]);
+  assert.deepEqual(
+    { host: svc.sshInfo('alpha').host, port: svc.sshInfo('alpha').port },
+    { host: '172.16.0.2', port: 22 },
+  );
+  const sshConfig = readFileSync(paths.sshConfigFile, 'utf8');
+  assert.match(sshConfig, /Host alpha\.vm\n {2}HostName 172\.16\.0\.2\n {2}Port 22\n/);
+
+  await svc.stop('alpha', ctx());
+  assert.equal(vms.byName('beta')?.state, 'running', 'stopping alpha powered off only alpha');
+  assert.deepEqual(hostState(netHost), { taps: [tapB], nat: [] });
+  assert.deepEqual(records.entries(), [['beta', '172.16.0.3']]);
+  assert.equal((await svc.show('alpha')).ip, '172.16.0.2', 'a stopped VM keeps its IP');
+  const again = await svc.start('alpha', ctx());
+  assert.equal(again.ip, '172.16.0.2');
+  assert.deepEqual(hostState(netHost), { taps: [tapB, tapA], nat: ['172.16.0.2/32'] });
+
+  await svc.delete('alpha', ctx());
+  await svc.delete('beta', ctx());
+  assert.deepEqual(hostState(netHost), { taps: [], nat: [] });
+  assert.deepEqual(records.entries(), []);
+  const c = await svc.create({ name: 'gamma' }, ctx());
+  assert.equal(c.ip, '172.16.0.2', 'deleted VMs gave their addresses back');
+});
+
+test('bridge mode: the guest gets banger.dns = bridge IP only when dns_listen is the bridge IP port 53', async () => {
+  const { svc, driver } = setup({ bridge: { dnsListen: '172.16.0.1:53' } });
+  await svc.create({ name: 'dev' }, ctx());
+  assert.ok(driver.specs[0]?.cmdline.split(' ').includes('banger.dns=172.16.0.1'));
+});
+
+test('bridge mode: a failed host step or VMM start leaves no tap, rule, name, lease or row behind', async () => {
+  const s = setup({ bridge: {} });
+  s.netHost.failOn = 'master';
+  await assert.rejects(s.svc.create({ name: 'dev', nat: true }, ctx()), /master br-fc/);
+  assert.deepEqual(s.vms.list(), []);
+  assert.deepEqual(hostState(s.netHost), { taps: [], nat: [] });
+
+  s.driver.exitOnStart = true;
+  await assert.rejects(s.svc.create({ name: 'dev', nat: true }, ctx()));
+  assert.deepEqual(s.vms.list(), []);
+  assert.deepEqual(hostState(s.netHost), { taps: [], nat: [] });
+  assert.deepEqual(s.records.entries(), []);
+  s.driver.exitOnStart = false;
+  assert.equal((await s.svc.create({ name: 'dev' }, ctx())).ip, '172.16.0.2', 'the failed creates hold no address');
+});
+
+test('bridge mode: a failed start of an existing VM takes its tap down again; the IP stays', async () => {
+  const s = setup({ bridge: {} });
+  await s.svc.create({ name: 'dev', nat: true, start: false }, ctx());
+  assert.equal((await s.svc.show('dev')).ip, '172.16.0.2', 'the IP is allocated at create');
+  s.driver.exitOnStart = true;
+  await assert.rejects(s.svc.start('dev', ctx()));
+  assert.deepEqual(hostState(s.netHost), { taps: [], nat: [] });
+  assert.deepEqual(s.records.entries(), []);
+  assert.equal((await s.svc.show('dev')).ip, '172.16.0.2');
+});
+
+test('bridge mode: daemon restart rebuilds the names of running VMs and sweeps taps and rules of VMs that are gone', async () => {
+  const s = setup({ bridge: {} });
+  await s.svc.create({ name: 'dev', nat: true }, ctx());
+  s.records.replaceAll([]);
+  const gone = 'f'.repeat(32);
+  s.netHost.links.set('tap-fffffffffff', { kind: 'tap', alias: `banger:${gone}`, up: true, master: 'br-fc' });
+  s.netHost.rules.push(['POSTROUTING', '-s', '172.16.0.9/32', '-m', 'comment', '--comment', `banger:${gone}`]);
+  await s.restart().reconcile();
+  assert.deepEqual(s.records.entries(), [['dev', '172.16.0.2']]);
+  assert.deepEqual(hostState(s.netHost), {
+    taps: [`tap-${s.vms.byName('dev')?.id.slice(0, 11)}`],
+    nat: ['172.16.0.2/32'],
+  });
+});
+
+test('user mode: no IP, no host networking', async () => {
+  const { svc, netHost } = setup();
+  const v = await svc.create({ name: 'dev', nat: true }, ctx());
+  assert.equal(v.ip, null);
+  assert.equal(v.network_mode, 'user');
+  assert.deepEqual(netHost.commands(), []);
+});
+
+test('bridge mode with a VMM that declares no bridge network is refused before anything is made', async () => {
+  const { svc, driver, vms, netHost } = setup({ bridge: {} });
+  driver.capabilities = { ...QEMU_CAPABILITIES, networks: QEMU_CAPABILITIES.networks.filter((n) => n.mode === 'user') };
+  await assert.rejects(
+    svc.create({ name: 'dev' }, ctx()),
+    (e: Error & { code?: string }) =>
+      e.code === 'precondition' &&
+      /^vmm = "qemu" cannot attach a VM to a bridge \(network_mode = "bridge"\)$/.test(e.message),
+  );
+  assert.deepEqual(vms.list(), []);
+  assert.deepEqual(netHost.commands(), []);
 });

@@ -21,7 +21,7 @@ import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
 import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
-import type { CreateParams, SetParams } from './params.js';
+import { newVmRow, type CreateParams, type SetParams } from './params.js';
 import { checkAgentVm, guestTraits, vmHealth, vmPorts } from './guestops.js';
 import { generateName, resolveRef, resolveRefs, validateVmName, type ResolvedRef } from './names.js';
 import { capConsoles, consoleLogs, vmStats, vmView, type VmStats } from './observe.js';
@@ -29,6 +29,7 @@ import { reconcileVms } from './reconcile.js';
 import { RuntimeFiles, vmmHandles } from './runtime.js';
 import type { SshKeys } from './sshkeys.js';
 import { transition, type VmState } from './states.js';
+import { VmNetworking, type BridgeNetwork } from './vmnet.js';
 
 export interface VmServiceDeps {
   paths: Paths;
@@ -56,6 +57,8 @@ export interface VmServiceDeps {
   clock?: Clock;
   /** The guest-agent connections; by default over Paths.agentSocket. */
   agents?: VmAgents;
+  /** Bridge-mode networking (SPEC §7.3); given when network_mode = "bridge". */
+  bridge?: BridgeNetwork;
 }
 
 export type { Clock } from './boot.js';
@@ -73,11 +76,13 @@ export class VmService {
   private readonly disks: VmDisks;
   private readonly boot: VmBoot;
   private readonly agents: VmAgents;
+  private readonly net: VmNetworking;
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
     this.agents = d.agents ?? new VmAgents({ paths: d.paths, log: d.log });
-    this.runtime = new RuntimeFiles({ ...d, socketSuffix: d.driver.capabilities.controlSocket.suffix });
+    this.net = new VmNetworking(d.bridge, d.config, d.log);
+    this.runtime = new RuntimeFiles({ ...d, net: this.net, socketSuffix: d.driver.capabilities.controlSocket.suffix });
     this.disks = new VmDisks(d);
     this.boot = new VmBoot({
       ...d,
@@ -128,12 +133,10 @@ export class VmService {
     const pub = await this.d.keys.ensureKey();
 
     const id = randomBytes(16).toString('hex');
-    const now = new Date().toISOString();
-    const row: VmRow = {
+    const row = newVmRow({
       id,
       name: p.name ?? generateName((n) => this.d.vms.byName(n) !== undefined),
       imageId: image.id,
-      state: 'creating',
       vcpu,
       memoryMib,
       diskBytes,
@@ -141,15 +144,8 @@ export class VmService {
       nat: p.nat ?? false,
       vmm: this.d.driver.kind,
       accel: this.d.accel.accel,
-      networkMode: 'user',
-      sshPort: undefined,
-      diskStrategy: 'qcow2-overlay',
-      rootDisk: undefined,
-      handles: undefined,
-      bootId: undefined,
-      createdAt: now,
-      updatedAt: now,
-    };
+      networkMode: this.net.mode,
+    });
     try {
       this.d.vms.insert(row);
     } catch (e) {
@@ -161,8 +157,10 @@ export class VmService {
       try {
         ctx.progress({ stage: 'disks', message: 'preparing disks' });
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
-        const make = () => this.disks.makeRoot(row, image.rootfsPath, ctx.signal); // under the image's lease
-        const rootDisk = await this.d.imageService.withRootfs(image.id, make);
+        this.net.allocate(row);
+        const rootDisk = await this.d.imageService.withRootfs(image.id, () =>
+          this.disks.makeRoot(row, image.rootfsPath, ctx.signal),
+        ); // under the image's lease
         this.d.vms.update(id, { rootDisk, diskStrategy: rootDisk.strategy });
         await this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal);
         // With a boot the row stays `creating` until the guest is up: a daemon killed before then
@@ -354,6 +352,7 @@ export class VmService {
       stopVmm: (id, state) => this.stopVmm(id, state),
       destroy: (id) => this.destroy(id),
     });
+    await this.net.startup(this.d.vms.list());
   }
 
   /** The one place a VM's state is written (states.ts checks the move). */
@@ -366,7 +365,8 @@ export class VmService {
     // A create's first boot stays `creating` (see create); any other start moves to `starting`.
     if (vm.state !== 'creating') this.transition(id, 'starting');
     const root = this.disks.root(vm);
-    const { handles } = await this.boot.spawn(vm, root, k, ctx, async (h) => {
+    const bridged = await this.net.up(vm, ctx.signal);
+    const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, async (h) => {
       // Recorded the moment the process exists, before the VMM opens its control socket: a daemon
       // killed from here on leaves a VMM that reconcile can find by pid and start time.
       await this.runtime.writeHandles(id, h);
@@ -391,6 +391,7 @@ export class VmService {
     this.agents.close(id);
     const { handles } = await this.runtime.handles(vm);
     if (handles) await this.d.driver.kill(vmmHandles(handles));
+    await this.net.down(vm);
     await this.runtime.clear(id);
     const patch = { handles: undefined, sshPort: undefined };
     // Already there (a kill or delete of a stopped VM): no move, only the runtime fields are cleared.
@@ -404,6 +405,7 @@ export class VmService {
     const vm = this.d.vms.get(id);
     if (!vm) return;
     await this.stopVmm(id, 'stopped');
+    await this.net.release(vm);
     await this.pause('vm-delete');
     await this.d.keys.forget(`${vm.name}.vm`);
     // The plan's undo (devices it set up) before the row: a crash in between runs it again next time.
@@ -422,9 +424,7 @@ export class VmService {
     return vm;
   }
 
-  private guest(vm: VmRow): Promise<GuestTraits> {
-    return guestTraits(this.d.images.get(vm.imageId), this.d.log);
-  }
+  private readonly guest = (vm: VmRow): Promise<GuestTraits> => guestTraits(this.d.images.get(vm.imageId), this.d.log);
 
   private mustGet(id: string): VmRow {
     const vm = this.d.vms.get(id);
@@ -433,7 +433,7 @@ export class VmService {
   }
 
   private view(v: VmRow): VmView {
-    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason);
+    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason, this.net.address(v));
   }
 
   /** Serialises operations on one VM; different VMs proceed in parallel. */

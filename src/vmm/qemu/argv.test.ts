@@ -69,6 +69,14 @@ test('qemu argv: user network is restricted unless outbound is allowed; ssh on l
   }
 });
 
+test('qemu argv: bridge network opens the given tap (no scripts, no forwarding) on a virtio-net device', () => {
+  const argv = qemuArgv('q', spec({ net: { mode: 'bridge', tap: 'tap-0123456789a', mac: '52:54:00:ab:cd:ef' } }));
+  assert.deepEqual(values(argv, '-netdev'), ['tap,id=net0,ifname=tap-0123456789a,script=no,downscript=no']);
+  assert.ok(values(argv, '-device').includes('virtio-net-device,netdev=net0,mac=52:54:00:ab:cd:ef'));
+  assert.ok(!argv.some((a) => a.includes('hostfwd')));
+  assert.ok(QEMU_CAPABILITIES.networks.some((n) => n.mode === 'bridge'));
+});
+
 test('qemu argv: kernel, initrd, cmdline, console file and QMP socket', () => {
   const argv = qemuArgv('q', spec());
   assert.deepEqual(values(argv, '-kernel'), ['/k/bzImage']);

@@ -74,13 +74,14 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
       `virtserialport,bus=${AGENT_SERIAL_BUS}.0,chardev=agent,name=${AGENT_PORT_NAME}`,
     );
   }
-  const restrict = s.net.allowOutbound ? 'off' : 'on';
-  argv.push(
-    '-netdev',
-    `user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:${s.net.sshPort}-:22`,
-    '-device',
-    `virtio-net-device,netdev=net0,mac=${s.net.mac}`,
-  );
+  if (s.net.mode === 'bridge') {
+    // The tap exists already (the VM service made it on the bridge); qemu only opens it.
+    argv.push('-netdev', `tap,id=net0,ifname=${qemuOptValue(s.net.tap)},script=no,downscript=no`);
+  } else {
+    const restrict = s.net.allowOutbound ? 'off' : 'on';
+    argv.push('-netdev', `user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:${s.net.sshPort}-:22`);
+  }
+  argv.push('-device', `virtio-net-device,netdev=net0,mac=${s.net.mac}`);
   return argv;
 }
 
@@ -90,7 +91,8 @@ export const USER_NET = { guestIp: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10
 /** What qemu, as qemuArgv runs it, offers the VM service. */
 export const QEMU_CAPABILITIES: VmmCapabilities = {
   diskFormats: ['qcow2', 'raw'],
-  networks: [{ mode: 'user', addresses: USER_NET }],
+  // Bridge addresses are per VM (services/network/bridge.ts); the tap is VmmSpec.net.tap.
+  networks: [{ mode: 'user', addresses: USER_NET }, { mode: 'bridge' }],
   needsKvm: false,
   controlSocket: {
     suffix: '.qmp',

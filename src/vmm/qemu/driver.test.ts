@@ -196,7 +196,7 @@ test('qemu driver: an exit while starting names the log; a taken ssh port is Por
 
   // The same line for another port (an earlier attempt's, in the appended log) is not this start's failure.
   await assert.rejects(
-    driver.start({ ...s, net: { ...s.net, sshPort: 40023 } }),
+    driver.start({ ...s, net: { mode: 'user', sshPort: 40023, allowOutbound: false, mac: s.net.mac } }),
     (e: unknown) =>
       !(e instanceof PortInUse) && e instanceof AppError && /^qemu exited while starting VM "dev"$/.test(e.message),
   );

@@ -59,7 +59,10 @@ export class QemuDriver implements VmmDriver {
     while (Date.now() < deadline) {
       if (startTime === undefined || !(await this.proc.isAlive(pid, startTime))) {
         const log = await logTail(spec.vmmLog);
-        if (log.includes(`Could not set up host forwarding rule 'tcp:127.0.0.1:${spec.net.sshPort}-`)) {
+        if (
+          spec.net.mode === 'user' &&
+          log.includes(`Could not set up host forwarding rule 'tcp:127.0.0.1:${spec.net.sshPort}-`)
+        ) {
           throw new PortInUse(
             spec.net.sshPort,
             `qemu could not bind the ssh port 127.0.0.1:${spec.net.sshPort} for VM "${spec.name}" (taken by another process)`,

@@ -18,7 +18,7 @@ export function renderVm(v: VmView, style: Style): string {
     ['memory', `${v.memory_mib} MiB`],
     ['disk', `${v.disk_bytes} bytes`],
     ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
-    ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}`],
+    ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}${v.ip ? `, ${v.ip} (${v.name}.vm)` : ''}`],
     ['ssh', v.ssh ?? '-'],
     ['root disk', v.disk_strategy],
     ['pid', v.pid === null ? '-' : String(v.pid)],
