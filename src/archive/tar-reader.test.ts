@@ -412,3 +412,21 @@ test('GNU tar archives (gnu, posix, ustar formats) read the same as tar-stream r
       );
   }
 });
+
+test('chunk boundaries do not matter: 1, 511, 513 and 64 KiB pieces read the same', async () => {
+  const tar = tarOf(
+    paxEntry([rec('path', 'p'.repeat(300)), rec('SCHILY.xattr.system.posix_acl_access', ACL)]),
+    entry({ name: 'a' }, Buffer.alloc(1500, 9)),
+    entry({ name: '././@LongLink', type: 'L', magic: 'gnu' }, Buffer.from(`${'q'.repeat(200)}\0`)),
+    entry({ name: 'b', magic: 'gnu' }, Buffer.from('bb')),
+    entry({ name: 'c', type: '5' }),
+  );
+  const summary = (got: Got[]): string =>
+    JSON.stringify(
+      got.map((g) => [g.h.name, g.h.size, g.data.toString('hex'), g.h.xattrs.map(([k, v]) => [k, v.toString('hex')])]),
+    );
+  const want = summary(await readAll(tar, tar.length));
+  for (const chunk of [1, 511, 513, 65536])
+    assert.equal(summary(await readAll(tar, chunk)), want, `chunks of ${chunk}`);
+  assert.match(want, /"ppp/);
+});
