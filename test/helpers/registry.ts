@@ -28,12 +28,12 @@ export const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
 
 export const sha256 = (b: Uint8Array | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** A tar archive of regular files (and directories for names ending in '/'). */
-export async function tarOf(files: Record<string, string>): Promise<Buffer> {
+/** A tar archive of regular files of `mode` (and directories for names ending in '/'). */
+export async function tarOf(files: Record<string, string>, mode = 0o644): Promise<Buffer> {
   const p = pack();
   for (const [name, body] of Object.entries(files)) {
     if (name.endsWith('/')) p.entry({ name, type: 'directory', mode: 0o755, mtime: new Date(0) });
-    else p.entry({ name, mode: 0o644, mtime: new Date(0) }, body);
+    else p.entry({ name, mode, mtime: new Date(0) }, body);
   }
   p.finalize();
   const chunks: Buffer[] = [];

@@ -13,14 +13,13 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { after, before, test } from 'node:test';
-import { pack } from 'tar-stream';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { Paths } from '../../src/system/paths.js';
 import { BANGER, TestHome, type CliResult } from '../helpers/home.js';
+import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
 import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingRoot, missingTools, requirements } from '../helpers/requirements.js';
 
-const BUSYBOX = '/bin/busybox';
 const skip = requirements(
   [
     ...missingRoot('to create a network namespace'),
@@ -86,18 +85,6 @@ async function show(name: string): Promise<{ id: string; ip: string | null; ssh:
     ssh: string | null;
     state: string;
   };
-}
-
-/** An image of nothing but the host's static busybox (banger injects banger-init and the agent). */
-async function busyboxTar(): Promise<Buffer> {
-  const p = pack();
-  p.entry({ name: 'bin/busybox', mode: 0o755 }, readFileSync(BUSYBOX));
-  p.entry({ name: 'bin/sh', type: 'symlink', linkname: 'busybox' });
-  p.entry({ name: 'etc/os-release', mode: 0o644 }, 'ID=busybox\n');
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 before(async () => {

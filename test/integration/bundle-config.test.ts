@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { pack } from 'tar-stream';
+import { tarOf } from '../helpers/registry.js';
 import { sh, TestHome } from '../helpers/home.js';
 import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
@@ -32,15 +32,6 @@ const RUN_CONFIG = {
 let home: TestHome;
 let reg: LocalRegistry;
 
-async function tarOf(files: Record<string, string>): Promise<Buffer> {
-  const p = pack();
-  for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o755 }, body);
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
 async function show(name: string): Promise<Record<string, unknown>> {
   const r = await home.banger(['image', 'show', name, '--json']);
   assert.equal(r.code, 0, r.stderr);
@@ -60,7 +51,12 @@ before(async () => {
     reg.port,
     'test/cfg',
     'v1',
-    [{ tar: await tarOf({ 'etc/os-release': 'ID=debian\n', 'root/.profile': '# tiny\n' }), compression: 'gzip' }],
+    [
+      {
+        tar: await tarOf({ 'etc/os-release': 'ID=debian\n', 'root/.profile': '# tiny\n' }, 0o755),
+        compression: 'gzip',
+      },
+    ],
     undefined,
     RUN_CONFIG,
   );

@@ -29,7 +29,7 @@ import {
 import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { pack } from 'tar-stream';
+import { tarOf } from '../helpers/registry.js';
 import { sh, TestHome, type CliResult } from '../helpers/home.js';
 import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { makeTinyCatalog, useTinyCatalog } from '../helpers/tiny.js';
@@ -47,19 +47,9 @@ let home: TestHome;
 let reg: LocalRegistry;
 let catalog: string;
 
-/** A tar of regular files. */
-async function tarOf(files: Record<string, string>): Promise<Buffer> {
-  const p = pack();
-  for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o755 }, body);
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
 /** A one-layer image that passes the pipeline's checks (an os-release, a file at systemd's path) but is tiny. */
 const tinyLayer = (): Promise<Buffer> =>
-  tarOf({ 'etc/os-release': 'ID=debian\n', 'lib/systemd/systemd': '#!/bin/sh\n', 'root/.profile': '# tiny\n' });
+  tarOf({ 'etc/os-release': 'ID=debian\n', 'lib/systemd/systemd': '#!/bin/sh\n', 'root/.profile': '# tiny\n' }, 0o755);
 
 before(async () => {
   if (skip) return;
@@ -225,7 +215,7 @@ test(
   'a registry that cuts a blob short: the pull fails naming the blob, nothing is kept, and it works once the blob is whole',
   { skip },
   async () => {
-    const layer = await tarOf({ 'etc/banger-cut': 'y'.repeat(1 << 20) });
+    const layer = await tarOf({ 'etc/banger-cut': 'y'.repeat(1 << 20) }, 0o755);
     await pushImage(reg.port, 'test/cut', 'v1', [
       { tar: await tinyLayer(), compression: 'gzip' },
       { tar: layer, compression: 'none' },
