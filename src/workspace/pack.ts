@@ -14,6 +14,8 @@ import { pack as tarPack, type Pack } from 'tar-stream';
 export interface PackResult {
   /** The tar bytes, to pipe into `tar -x` in the guest. */
   stream: Pack;
+  /** The same bytes, typed. */
+  bytes: AsyncIterable<Uint8Array>;
   /** Resolves with the number of entries once everything was packed; rejects on a read error. */
   done: Promise<number>;
 }
@@ -47,5 +49,5 @@ export function packFiles(root: string, files: readonly string[]): PackResult {
     }
   })();
   done.catch(() => undefined);
-  return { stream: pack, done };
+  return { stream: pack, bytes: pack as AsyncIterable<unknown> as AsyncIterable<Uint8Array>, done };
 }
