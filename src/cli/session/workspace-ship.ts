@@ -1,5 +1,5 @@
 import type { VmSessionInfo } from '../../api/methods.js';
-import { AppError, precondition } from '../../errors.js';
+import { AppError, cancelled, precondition } from '../../errors.js';
 import { sshArgv } from '../../ssh/argv.js';
 import { sshFailure } from '../../ssh/failure.js';
 import { shellJoin } from '../../ssh/quote.js';
@@ -58,6 +58,8 @@ export interface ShipTarget {
   vm: string;
   info: VmSessionInfo;
   force: boolean;
+  /** Ctrl-C: stops the transfer (the error is `cancelled`). */
+  signal?: AbortSignal | undefined;
 }
 
 /** Ships plan.files into target.vm:/root/repo; resolves with the number of entries shipped. */
@@ -72,12 +74,12 @@ export async function shipWorkspace(
   try {
     if (t.info.has_sshd) {
       const ssh = sshArgv('ssh', t.info, { tty: false, batch: true, remoteCommand: shellJoin(argv) });
-      const r = await runner.run(ssh, { stdin: pack.bytes });
+      const r = await runner.run(ssh, { stdin: pack.bytes, ...(t.signal ? { signal: t.signal } : {}) });
       if (r.code === 255) throw await sshFailure(runner, t.info);
       const failed = unpackFailure(t.vm, GUEST_REPO, r.code, r.stderr);
       if (failed) throw failed;
     } else {
-      const code = await throughAgent(client, t.vm, argv, pack.bytes);
+      const code = await throughAgent(client, t.vm, argv, pack.bytes, t.signal);
       const failed = unpackFailure(t.vm, GUEST_REPO, code.code, code.stderr);
       if (failed) throw failed;
     }
@@ -93,6 +95,7 @@ async function throughAgent(
   vm: string,
   argv: string[],
   tar: AsyncIterable<Uint8Array>,
+  signal: AbortSignal | undefined,
 ): Promise<{ code: number; stderr: string }> {
   let stderr = '';
   const call = client.stream(
@@ -118,10 +121,15 @@ async function throughAgent(
   })();
   // A send failing because the command ended (or the call broke) shows in the result.
   pumping.catch(() => call.close());
+  const onAbort = (): void => call.close();
+  signal?.addEventListener('abort', onAbort);
   try {
     const r = await call.result;
     return { code: r.exit_code ?? 128 + (r.signal ?? 0), stderr };
+  } catch (e) {
+    throw signal?.aborted ? cancelled() : e;
   } finally {
     stop = true;
+    signal?.removeEventListener('abort', onAbort);
   }
 }

@@ -100,7 +100,7 @@ export async function runVm(
     const info = await c.client.call('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
     if (ws) {
       shipFailed = true;
-      await shipInto(c, created.name, info, ws, false);
+      await shipInto(c, created.name, info, ws, false, abort.signal);
       shipFailed = false;
     }
     if (opts.detach) return { text: `${created.name}\n`, err: `connect with: banger vm ssh ${created.name}\n` };

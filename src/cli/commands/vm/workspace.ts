@@ -58,8 +58,9 @@ export async function shipInto(
   info: VmSessionInfo,
   plan: WorkspacePlan,
   force: boolean,
+  signal?: AbortSignal,
 ): Promise<void> {
-  const n = await shipWorkspace(c.runner, c.client, plan, { vm, info, force });
+  const n = await shipWorkspace(c.runner, c.client, plan, { vm, info, force, signal });
   c.err.write(c.style.dim(`workspace: ${plural(n, 'file')} from ${plan.root} in ${vm}:${GUEST_REPO}\n`));
   c.err.write(
     `warning: ${vm}:${GUEST_REPO} has the files without .git (git history is not shipped yet): git status and git log do not work there\n`,
