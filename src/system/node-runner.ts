@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { AppError, operationFailed } from '../errors.js';
 import type { CommandRunner, DetachedOptions, RunOptions, RunResult, StreamingProcess } from './runner.js';
 
@@ -78,7 +79,9 @@ export class NodeRunner implements CommandRunner {
           stderr: Buffer.concat(err).toString('utf8'),
         });
       });
-      if (opts.input !== undefined) child.stdin.end(opts.input);
+      // A streamed stdin the command stops reading (it exited) is not an error of its own: its exit status says why.
+      if (opts.stdin !== undefined) pipeline(opts.stdin, child.stdin).catch(() => undefined);
+      else if (opts.input !== undefined) child.stdin.end(opts.input);
       else child.stdin.end();
     });
   }

@@ -10,6 +10,8 @@ export interface RunResult {
 export interface RunOptions {
   /** Bytes or text written to the command's stdin (then closed). */
   input?: string | Buffer;
+  /** Bytes streamed to the command's stdin as they come (then closed), e.g. a tar; instead of input. */
+  stdin?: AsyncIterable<Uint8Array>;
   cwd?: string;
   env?: Record<string, string | undefined>;
   signal?: AbortSignal;

@@ -141,7 +141,13 @@ const CASES: Case[] = [
   { args: ['vm', 'kill', 'nosuch', '--signal', 'SIGFOO'], names: /unknown signal "SIGFOO"/ },
   { args: ['vm', 'cp', 'a', 'b'], names: /exactly one of "a" and "b" must be NAME:\/path/ },
   { args: ['vm', 'cp', '/etc/hostname', 'nosuch:/root/'], names: /no VM named "nosuch"/ },
-  { args: ['vm', 'run', '/does/not/exist'], names: /workspaces \(vm run \/does\/not\/exist\) are not supported/ },
+  { args: ['vm', 'run', '/does/not/exist'], names: /workspace path "\/does\/not\/exist" does not exist/ },
+  { args: ['vm', 'run', '/', '--dry-run'], names: /workspace path "\/" is not inside a git repository/ },
+  { args: ['vm', 'run', '--dry-run'], names: /--dry-run needs a path/ },
+  {
+    args: ['vm', 'workspace', 'prepare', 'nosuch', '/does/not/exist'],
+    names: /workspace path "\/does\/not\/exist" does not exist/,
+  },
   { args: ['vm', 'run', '--rm', '-e', 'NOEQUALS', '--', 'true'], names: /invalid -e "NOEQUALS"/, code: 125 },
   // image pull: OCI references (all on a loopback port nothing listens on; each fails before any download).
   {

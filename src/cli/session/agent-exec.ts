@@ -22,6 +22,8 @@ export interface AgentSessionOptions {
   argv?: string[] | undefined;
   env: readonly [string, string][];
   tty: boolean;
+  /** The directory to run in (a workspace); absent: the image's WorkingDir or home. */
+  cwd?: string | undefined;
 }
 
 export interface AgentSessionIO {
@@ -81,7 +83,14 @@ export async function runAgentSession(
     io.stdout.isTTY ? { rows: io.stdout.rows, cols: io.stdout.columns } : { rows: 0, cols: 0 };
   const call = client.stream(
     'vm.exec',
-    { ref: o.ref, ...(o.argv ? { argv: o.argv } : {}), env, tty: o.tty, ...(o.tty ? size() : {}) },
+    {
+      ref: o.ref,
+      ...(o.argv ? { argv: o.argv } : {}),
+      ...(o.cwd ? { cwd: o.cwd } : {}),
+      env,
+      tty: o.tty,
+      ...(o.tty ? size() : {}),
+    },
     {
       onFrame: (f) =>
         'stdout' in f

@@ -5,6 +5,7 @@ import type { VmSessionInfo } from '../../../api/methods.js';
 import type { CommandRunner } from '../../../system/runner.js';
 import type { CliContext } from '../../context.js';
 import { makeStyle } from '../../render/style.js';
+import { NodeRunner } from '../../../system/node-runner.js';
 import { runVm } from './run.js';
 
 /** A loopback port nothing listens on: ssh to it exits 255 at once (connection refused). */
@@ -76,5 +77,84 @@ test('vm run: a Ctrl-C whose SIGINT is handled only after ssh exited 255 is an i
   assert.equal(r.code, 130, r.err);
   assert.match(r.err, /\nbanger: interrupted\n$/);
   assert.doesNotMatch(r.err, /ssh connection/);
+  assert.deepEqual(r.calls, ['vm.create', 'vm.ssh_info', 'vm.delete']);
+});
+
+/** A one-file checkout in a temp dir. */
+async function tinyRepo(t: import('node:test').TestContext): Promise<string> {
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const d = mkdtempSync(join(tmpdir(), 'banger-run-ws-'));
+  t.after(() => rmSync(d, { recursive: true, force: true }));
+  writeFileSync(join(d, 'f.txt'), 'x\n');
+  const git = new NodeRunner();
+  await git.check(['git', '-C', d, 'init', '-q']);
+  await git.check(['git', '-C', d, 'add', 'f.txt']);
+  return d;
+}
+
+/** vm run PATH against a fake daemon (sshd image); git runs for real, ssh (the tar -x) answers `sshCode`. */
+async function runWorkspace(
+  path: string,
+  opts: { dryRun?: boolean; rm?: boolean },
+  sshCode: number,
+): Promise<{ code: number | undefined; text: string | undefined; err: string; calls: string[]; ssh: number }> {
+  const real = new NodeRunner();
+  let ssh = 0;
+  const runner = {
+    run: async (argv: readonly string[], o?: { stdin?: AsyncIterable<Uint8Array> }) => {
+      if (argv[0] === 'git') return real.run(argv);
+      ssh++;
+      if (o?.stdin) for await (const chunk of o.stdin) void chunk;
+      return { code: sshCode, stdout: '', stderr: 'tar: something broke\n' };
+    },
+  } as unknown as CommandRunner;
+  const calls: string[] = [];
+  let err = '';
+  const ctx = {
+    client: {
+      call: async (method: string) => {
+        calls.push(method);
+        if (method === 'vm.ssh_info')
+          return {
+            name: 'ws',
+            host: '127.0.0.1',
+            port: 1,
+            user: 'root',
+            key: '/nonexistent/key',
+            known_hosts: '/dev/null',
+            host_key_alias: 'ws.vm',
+            has_sshd: true,
+            agent: true,
+          };
+        return { name: 'ws', vcpu: 1, memory_mib: 512, disk_bytes: 1 << 30 };
+      },
+    },
+    runner,
+    out: { write: () => true },
+    err: { write: (s: string) => ((err += s), true) },
+    style: makeStyle(false, {}),
+    stdinIsTty: false,
+    env: {},
+  } as unknown as CliContext;
+  const r = await runVm(ctx, path, opts, ['true']);
+  return { code: r.code, text: r.text, err: err + (r.err ?? ''), calls, ssh };
+}
+
+test('vm run PATH --dry-run lists the files and calls the daemon not at all', async (t) => {
+  const repo = await tinyRepo(t);
+  const r = await runWorkspace(repo, { dryRun: true }, 0);
+  assert.equal(r.text, 'f.txt\n');
+  assert.deepEqual(r.calls, []);
+  assert.equal(r.ssh, 0);
+});
+
+test('vm run PATH: a workspace that fails to ship deletes the VM (even without --rm), exit 125, the guest tar named', async (t) => {
+  const repo = await tinyRepo(t);
+  const r = await runWorkspace(repo, {}, 2);
+  assert.equal(r.code, 125);
+  assert.match(r.err, /unpacking the workspace into ws:\/root\/repo failed \(exit 2\)/);
+  assert.match(r.err, /tar: something broke/);
   assert.deepEqual(r.calls, ['vm.create', 'vm.ssh_info', 'vm.delete']);
 });

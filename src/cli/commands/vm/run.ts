@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import type { VmView } from '../../../api/methods.js';
 import { AppError, badRequest } from '../../../errors.js';
 import { sshArgv } from '../../../ssh/argv.js';
-import { parseEnvFlags, withEnv } from '../../../ssh/env.js';
+import { parseEnvFlags } from '../../../ssh/env.js';
 import { sshFailure } from '../../../ssh/failure.js';
-import { shellJoin } from '../../../ssh/quote.js';
 import { runAttached } from '../../../system/interactive.js';
 import type { Act, CliContext, CommandResult } from '../../context.js';
 import { renderError } from '../../render/errors.js';
@@ -12,11 +11,13 @@ import { runAgentSession } from '../../session/agent-exec.js';
 import { progressPrinter } from '../../render/progress.js';
 import { formatBytes, formatDuration } from '../../render/table.js';
 import { addVmSpecFlags, vmSpecParams, type VmSpecFlags } from './spec.js';
+import { GUEST_REPO } from '../../session/workspace-ship.js';
+import { dryRunResult, planWorkspace, remoteCommand, shipInto, type WorkspaceFlags } from './workspace.js';
 
 /** Exit status when banger itself failed in command mode (never ssh's 255). */
 export const EXIT_BANGER_FAILED = 125;
 
-export interface RunOptions extends VmSpecFlags {
+export interface RunOptions extends VmSpecFlags, WorkspaceFlags {
   rm?: boolean;
   detach?: boolean;
   env?: string[];
@@ -29,17 +30,20 @@ export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd:
     vm
       .command('run')
       .description('create a VM, start it and open a shell in it (or run a command and exit with its status)')
-      .argument('[path]', 'a git checkout to ship into the VM (workspaces: not supported yet)'),
+      .argument('[path]', `a git checkout whose tracked files ship to ${GUEST_REPO}, where the shell or command runs`),
   )
     .option('--rm', 'delete the VM when the session or command ends')
     .option('-d, --detach', 'create and start the VM, then exit')
     .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect)
+    .option('--include-untracked', 'with a path: also ship untracked files that git does not ignore')
+    .option('--dry-run', 'with a path: print the files that would ship and create nothing')
     .addHelpText(
       'after',
       `
 Examples:
   banger vm run                                  a shell in a fresh Debian VM
   banger vm run --rm -- make -C /root test       run a command, exit with its status, delete the VM
+  banger vm run --rm . -- make test              ship this checkout, run make test in it
   banger vm run --name dev --vcpu 2 --memory 2G -d`,
     )
     .action(act((path: string | undefined, opts: RunOptions) => runVm(ctx(), path, opts, guestCmd())));
@@ -55,6 +59,7 @@ export async function runVm(
   const commandMode = cmd !== undefined && cmd.length > 0;
   const failCode = commandMode ? EXIT_BANGER_FAILED : 1;
   let created: VmView | undefined;
+  let shipFailed = false;
   const abort = new AbortController();
   const onSigint = (): void => abort.abort();
   let interrupted = false;
@@ -63,11 +68,6 @@ export async function runVm(
   };
   process.on('SIGINT', onSigint);
   try {
-    if (path !== undefined) {
-      throw new AppError('bad_request', `workspaces (vm run ${path}) are not supported by this banger yet`, {
-        hint: 'run without a path; copy files with scp through `banger vm ssh` meanwhile',
-      });
-    }
     if (opts.detach && opts.rm)
       throw badRequest(
         '-d/--detach cannot be combined with --rm',
@@ -78,7 +78,15 @@ export async function runVm(
         '-d/--detach cannot be combined with -- cmd',
         'use `banger vm ssh NAME -- cmd` after a detached run',
       );
+    if (opts.dryRun && path === undefined)
+      throw badRequest(
+        '--dry-run needs a path: it lists the files a workspace would ship',
+        'banger vm run . --dry-run',
+      );
     const env = parseEnvFlags(opts.env ?? []);
+    // Before any VM exists: a path that cannot ship fails here.
+    const ws = path === undefined ? undefined : await planWorkspace(c, path, opts);
+    if (ws && opts.dryRun) return dryRunResult(ws);
     const params = { ...vmSpecParams(opts), start: true };
     const started = Date.now();
     created = await c.client.call('vm.create', params, {
@@ -89,8 +97,14 @@ export async function runVm(
       `${c.style.dim('spec:')} ${created.vcpu} vcpu | ${created.memory_mib} MiB | ${formatBytes(created.disk_bytes)} disk\n`,
     );
     c.err.write(`${c.style.dim(`VM ${created.name} ready in ${formatDuration(Date.now() - started)}`)}\n`);
-    if (opts.detach) return { text: `${created.name}\n`, err: `connect with: banger vm ssh ${created.name}\n` };
     const info = await c.client.call('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
+    if (ws) {
+      shipFailed = true;
+      await shipInto(c, created.name, info, ws, false, abort.signal);
+      shipFailed = false;
+    }
+    if (opts.detach) return { text: `${created.name}\n`, err: `connect with: banger vm ssh ${created.name}\n` };
+    const cwd = ws ? GUEST_REPO : undefined;
     process.off('SIGINT', onSigint);
     if (!info.has_sshd) {
       // No sshd in the guest: the same session through its agent.
@@ -99,6 +113,7 @@ export async function runVm(
         argv: commandMode ? cmd : undefined,
         env,
         tty: c.stdinIsTty,
+        cwd,
       });
       if (s.interrupted) {
         c.err.write('banger: interrupted\n');
@@ -107,10 +122,11 @@ export async function runVm(
       if (!commandMode && !opts.rm) c.err.write(stillRunning(c, created.name));
       return { code: s.code };
     }
+    const remote = remoteCommand(cmd, env, cwd);
     const argv = sshArgv(
       'ssh',
       info,
-      commandMode ? { tty: c.stdinIsTty, remoteCommand: withEnv(shellJoin(cmd), env) } : { tty: c.stdinIsTty },
+      remote === undefined ? { tty: c.stdinIsTty } : { tty: c.stdinIsTty, remoteCommand: remote },
     );
     // Ctrl-C during the session: the guest's shell gets it through a TTY; without one it kills ssh,
     // which then exits 255. That is the user's interrupt, not an ssh failure to diagnose. Noting it
@@ -139,7 +155,8 @@ export async function runVm(
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGINT', onSessionSigint);
-    if (opts.rm && created) await removeSurvivingCtrlC(c, created.name);
+    // A VM whose workspace did not ship is not what was asked for: it goes too.
+    if ((opts.rm || shipFailed) && created) await removeSurvivingCtrlC(c, created.name);
   }
 }
 
