@@ -13,7 +13,7 @@ export function parseCpOperand(s: string): { vm?: string; path: string } {
 
 export function register(vm: Command, ctx: () => CliContext, act: Act): void {
   vm.command('cp')
-    .description('copy files or directories between the host and a VM (modes kept)')
+    .description('copy files or directories between the host and a VM (modes kept; without sshd: one regular file)')
     .argument('<src>', 'host path or NAME:/guest/path')
     .argument('<dst>', 'host path or NAME:/guest/path')
     .addHelpText('after', '\nExamples:\n  banger vm cp ./f dev:/root/f\n  banger vm cp dev:/var/log/syslog .')
