@@ -145,3 +145,23 @@ test('file_get / file_put: a stopped VM is refused before the agent is asked', a
   );
   assert.equal(s.agent.received.filter((f) => f.type === FrameType.FILE_GET).length, 0);
 });
+
+test('file_get: a cancelled operation (the client went away) ABORTs the agent session; the connection stays usable', async () => {
+  const data = randomBytes(400_000);
+  const s = await setup({ files: new Map([['/var/blob', { data, mode: 0o640 }]]) });
+  const ac = new AbortController();
+  const c = channel<never, GetOutFrame>([]);
+  const send = c.ch.send;
+  c.ch.send = async (f) => {
+    await send(f);
+    ac.abort(); // after the first frame
+  };
+  await assert.rejects(
+    s.files.get({ ref: 'dev', path: '/var/blob' }, { ...ctx(), signal: ac.signal }, c.ch),
+    (e: AppError) => e.code === 'cancelled',
+  );
+  assert.ok(s.agent.received.some((f) => f.type === FrameType.ABORT));
+  assert.ok(c.out.length < 10, `stopped early (${c.out.length} frames)`);
+  assert.equal(s.client.isOpen, true);
+  await s.client.health(); // still answers
+});
