@@ -1,5 +1,5 @@
 import type { Duplex, Readable } from 'node:stream';
-import { badRequest, operationFailed, type AppError } from '../errors.js';
+import { badRequest, cancelled, operationFailed, type AppError } from '../errors.js';
 import { agentError, AgentConnection, formatMs, type SessionHandler } from './connection.js';
 import { startExec, type AgentExec, type ExecOptions } from './exec.js';
 import {
@@ -254,6 +254,95 @@ export class AgentClient {
   }
 
   /**
+   * Streams a regular guest file: `onData` gets each chunk in order, and the
+   * agent's credit for it is returned only once its promise resolved (so a
+   * slow consumer slows the guest, nothing piles up). Refuses more than maxBytes.
+   */
+  async streamFile(
+    path: string,
+    onData: (chunk: Buffer) => Promise<void>,
+    opts: GetFileOptions & { signal?: AbortSignal } = {},
+  ): Promise<FileInfo> {
+    const maxBytes = opts.maxBytes ?? DEFAULT_MAX_GET;
+    const what = `get ${path}`;
+    // A consumer that fails ends the session (its credit would never come back).
+    const stop = new AbortController();
+    const onCaller = (): void => stop.abort();
+    opts.signal?.addEventListener('abort', onCaller, { once: true });
+    if (opts.signal?.aborted) stop.abort();
+    let failure: unknown;
+    let info: FileInfo | undefined;
+    let got = 0;
+    let written = Promise.resolve();
+    try {
+      return await this.request(
+        what,
+        FrameType.FILE_GET,
+        encodeFileGet(path),
+        (f, id) => {
+          if (f.type === FrameType.FILE_INFO && !info) {
+            info = decodeFileInfo(f.payload);
+            if (info.size > maxBytes)
+              throw badRequest(`guest file ${path} is ${info.size} bytes, more than the ${maxBytes} allowed`);
+            return MORE;
+          }
+          if (f.type !== FrameType.FILE_DATA || !info)
+            throw operationFailed(`frame type ${frameTypeName(f.type)} on a get session`);
+          if (f.payload.length === 0) {
+            if (got !== info.size)
+              throw operationFailed(`guest file ${path} changed while it was read (${got} of ${info.size} bytes)`);
+            const done = info;
+            return written.then(() => done);
+          }
+          got += f.payload.length;
+          if (got > info.size)
+            throw operationFailed(`guest file ${path} sent more than the ${info.size} bytes it announced`);
+          const chunk = Buffer.from(f.payload);
+          written = written.then(async () => {
+            try {
+              await onData(chunk);
+            } catch (e) {
+              failure ??= e;
+              stop.abort();
+              throw e;
+            }
+            this.conn.post(FrameType.WINDOW, id, encodeU32(chunk.length));
+          });
+          written.catch(() => undefined);
+          return MORE;
+        },
+        true,
+        stop.signal,
+      );
+    } catch (e) {
+      throw failure ?? e;
+    } finally {
+      opts.signal?.removeEventListener('abort', onCaller);
+    }
+  }
+
+  /**
+   * What a guest path is, asked with a FILE_GET that is aborted at once:
+   * 'file' (a regular file), 'missing', or 'other' (a directory or a special file).
+   */
+  async pathKind(path: string): Promise<'file' | 'missing' | 'other'> {
+    const IS_FILE = 'a regular file';
+    try {
+      await this.request(`stat ${path}`, FrameType.FILE_GET, encodeFileGet(path), (f) => {
+        if (f.type === FrameType.FILE_INFO) throw badRequest(IS_FILE); // ends the session with ABORT
+        throw operationFailed(`frame type ${frameTypeName(f.type)} on a get session`);
+      });
+    } catch (e) {
+      const err = e as AppError;
+      if (err.code === 'bad_request' && err.message === IS_FILE) return 'file';
+      if (/\(errno 2\)/.test(err.detail ?? '')) return 'missing';
+      if (/agent error bad_request/.test(err.detail ?? '') && /is not a regular file/.test(err.message)) return 'other';
+      throw e;
+    }
+    throw operationFailed(`stat ${path}: the agent answered FILE_GET without FILE_INFO`);
+  }
+
+  /**
    * One session that ends with a reply: parse returns the result, MORE to
    * keep waiting, or throws — a badRequest (one of our limits) aborts the
    * session, anything else (a malformed answer) fails the connection. With
@@ -263,14 +352,21 @@ export class AgentClient {
     what: string,
     type: number,
     payload: Buffer | undefined,
-    parse: (f: Frame, id: number) => T | typeof MORE,
+    parse: (f: Frame, id: number) => T | Promise<T> | typeof MORE,
     progress = false,
+    signal?: AbortSignal,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       let id = 0;
+      const onAbort = (): void => {
+        end();
+        this.conn.post(FrameType.ABORT, id);
+        reject(cancelled());
+      };
       const end = (): void => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         this.conn.close(id);
       };
       const arm = (): void => {
@@ -291,7 +387,7 @@ export class AgentClient {
             reject(err);
             return;
           }
-          let result: T | typeof MORE;
+          let result: T | Promise<T> | typeof MORE;
           try {
             result = parse(f, id);
           } catch (e) {
@@ -309,7 +405,8 @@ export class AgentClient {
             return;
           }
           end();
-          resolve(result);
+          // A promise (the consumer still writing) settles the call when it does.
+          Promise.resolve(result).then(resolve, reject);
         },
         onClose: (err) => {
           clearTimeout(timer);
@@ -323,6 +420,8 @@ export class AgentClient {
         return;
       }
       arm();
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.conn.post(type, id, payload);
     });
   }

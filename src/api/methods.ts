@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseSize } from '../config/sizes.js';
 import { badRequest } from '../errors.js';
 import { execFrame, execParams, type ExecOutFrame, type ExecResult } from './exec-contract.js';
-
+import * as files from './file-contract.js';
 export type { ExecInFrame, ExecOutFrame, ExecResult } from './exec-contract.js';
 
 /*
@@ -163,6 +163,8 @@ export const methods = {
   'vm.delete': unary(vmRef, returns<{ name: string }>()),
   'vm.ssh_info': unary(vmRef, returns<VmSessionInfo>()),
   'vm.exec': stream(execParams, execFrame, returns<ExecResult>(), returns<ExecOutFrame>()),
+  'vm.file_put': stream(files.putParams, files.putFrame, returns<files.FileResult>(), returns<never>()),
+  'vm.file_get': stream(files.getParams, files.getFrame, returns<files.FileResult>(), returns<files.GetOutFrame>()),
   'vm.logs': unary(
     z.strictObject({ ref: z.string().min(1), tail_bytes: z.number().int().positive().optional() }),
     returns<VmLogs>(),

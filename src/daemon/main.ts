@@ -12,6 +12,7 @@ import { VmDnsServer } from '../services/network/dns.js';
 import { SshKeys } from '../services/vm/sshkeys.js';
 import { VmAgents } from '../services/vm/agent.js';
 import { VmExec } from '../services/vm/exec.js';
+import { VmFiles } from '../services/vm/files.js';
 import { VmService } from '../services/vm/service.js';
 import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
@@ -187,7 +188,11 @@ export async function main(argv: string[]): Promise<number> {
       inflight: server.inflight,
       shutdown,
     }),
-    ...vmRoutes(vms, new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) })),
+    ...vmRoutes(
+      vms,
+      new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) }),
+      new VmFiles({ vms: vmRepo, images: imageRepo, agents }),
+    ),
     ...imageRoutes({
       images,
       usedBy: (id) => vmRepo.namesByImage(id),

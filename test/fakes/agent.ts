@@ -60,6 +60,8 @@ export interface FakeAgentOptions {
   /** Runs for each EXEC; returning a string refuses the start with that message. */
   command?: (io: FakeExecIO) => string | void;
   files?: Map<string, { data: Buffer; mode: number }>;
+  /** Guest directories: a get of one is refused as the agent does ("… is not a regular file"). */
+  dirs?: readonly string[];
   ports?: ListeningPort[];
   /** Called when a SHUTDOWN arrived (after its OK, when answered). */
   onShutdown?: (action: ShutdownAction) => void;
@@ -209,6 +211,8 @@ export class FakeAgent {
       case FrameType.FILE_GET: {
         const path = decodeFileGet(f.payload);
         if (this.silent('get')) return;
+        if (this.opts.dirs?.includes(path))
+          return this.error(f.session, 'bad_request', `${path} is not a regular file`);
         const file = this.files.get(path);
         if (!file) return this.error(f.session, 'system', `open ${path}: No such file or directory`, 2);
         this.send(

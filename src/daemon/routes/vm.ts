@@ -1,6 +1,7 @@
 import { constants as osConstants } from 'node:os';
 import { badRequest } from '../../errors.js';
 import type { VmExec } from '../../services/vm/exec.js';
+import type { VmFiles } from '../../services/vm/files.js';
 import type { VmService } from '../../services/vm/service.js';
 import type { Routes } from '../server.js';
 
@@ -11,7 +12,7 @@ function checkSignal(sig: string | undefined): NodeJS.Signals {
 }
 
 /** vm.*: straight to the VmService. */
-export function vmRoutes(vms: VmService, exec: VmExec): Routes<'vm'> {
+export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles): Routes<'vm'> {
   return {
     'vm.create': (p, ctx) => vms.create(p, ctx),
     'vm.list': () => vms.list(),
@@ -29,6 +30,8 @@ export function vmRoutes(vms: VmService, exec: VmExec): Routes<'vm'> {
     'vm.delete': (p, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p) => exec.sessionInfo(p.ref),
     'vm.exec': (p, ctx, ch) => exec.exec(p, ctx, ch),
+    'vm.file_put': (p, ctx, ch) => files.put(p, ctx, ch),
+    'vm.file_get': (p, ctx, ch) => files.get(p, ctx, ch),
     'vm.logs': (p) => vms.logs(p.ref, p.tail_bytes),
   };
 }
