@@ -216,41 +216,10 @@ export class AgentClient {
   }
 
   /** Reads a regular guest file into memory, refusing more than maxBytes. */
-  getFile(path: string, opts: GetFileOptions = {}): Promise<{ data: Buffer; info: FileInfo }> {
-    const maxBytes = opts.maxBytes ?? DEFAULT_MAX_GET;
-    const payload = encodeFileGet(path);
-    const what = `get ${path}`;
-    let info: FileInfo | undefined;
+  async getFile(path: string, opts: GetFileOptions = {}): Promise<{ data: Buffer; info: FileInfo }> {
     const parts: Buffer[] = [];
-    let got = 0;
-    return this.request(
-      what,
-      FrameType.FILE_GET,
-      payload,
-      (f, id) => {
-        if (f.type === FrameType.FILE_INFO && !info) {
-          info = decodeFileInfo(f.payload);
-          if (info.size > maxBytes) {
-            throw badRequest(`guest file ${path} is ${info.size} bytes, more than the ${maxBytes} allowed`);
-          }
-          return MORE;
-        }
-        if (f.type !== FrameType.FILE_DATA || !info)
-          throw operationFailed(`frame type ${frameTypeName(f.type)} on a get session`);
-        if (f.payload.length === 0) {
-          if (got !== info.size)
-            throw operationFailed(`guest file ${path} changed while it was read (${got} of ${info.size} bytes)`);
-          return { data: Buffer.concat(parts, got), info };
-        }
-        got += f.payload.length;
-        if (got > info.size)
-          throw operationFailed(`guest file ${path} sent more than the ${info.size} bytes it announced`);
-        parts.push(Buffer.from(f.payload));
-        this.conn.post(FrameType.WINDOW, id, encodeU32(f.payload.length));
-        return MORE;
-      },
-      true,
-    );
+    const info = await this.streamFile(path, async (chunk) => void parts.push(chunk), opts);
+    return { data: Buffer.concat(parts), info };
   }
 
   /**
