@@ -17,6 +17,31 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/** A CLI context whose daemon answers vm.ssh_info with `info` and every other call with a small VM; output collects in `out.err`. */
+function fakeCli(
+  info: VmSessionInfo,
+  runner: CommandRunner,
+): { ctx: CliContext; calls: string[]; out: { err: string } } {
+  const calls: string[] = [];
+  const out = { err: '' };
+  const ctx = {
+    client: {
+      call: async (method: string) => {
+        calls.push(method);
+        if (method === 'vm.ssh_info') return info;
+        return { name: info.name, vcpu: 1, memory_mib: 512, disk_bytes: 1 << 30 };
+      },
+    },
+    runner,
+    out: { write: () => true },
+    err: { write: (s: string) => ((out.err += s), true) },
+    style: makeStyle(false, {}),
+    stdinIsTty: false,
+    env: {},
+  } as unknown as CliContext;
+  return { ctx, calls, out };
+}
+
 /**
  * `vm run --rm -- cmd` against a fake daemon whose ssh target refuses connections. The runner serves
  * the failure probe that follows ssh's 255; `onProbe` runs when the probe starts.
@@ -36,31 +61,15 @@ async function runWithDeadSsh(
     has_sshd: true,
     agent: true,
   };
-  const calls: string[] = [];
-  let err = '';
   const runner = {
     run: async () => {
       onProbe();
       return { code: 255, stdout: '', stderr: 'ssh: connect to host 127.0.0.1: Connection refused' };
     },
   } as unknown as CommandRunner;
-  const ctx = {
-    client: {
-      call: async (method: string) => {
-        calls.push(method);
-        if (method === 'vm.ssh_info') return info;
-        return { name: 'rm-ctrlc', vcpu: 1, memory_mib: 512, disk_bytes: 1 << 30 };
-      },
-    },
-    runner,
-    out: { write: () => true },
-    err: { write: (s: string) => ((err += s), true) },
-    style: makeStyle(false, {}),
-    stdinIsTty: false,
-    env: {},
-  } as unknown as CliContext;
+  const { ctx, calls, out } = fakeCli(info, runner);
   const r = await runVm(ctx, undefined, { rm: true }, ['true']);
-  return { code: r.code, err, calls };
+  return { code: r.code, err: out.err, calls };
 }
 
 test('vm run: ssh exits 255 without a Ctrl-C: the failure is named, exit 125, the --rm VM is deleted', async () => {
@@ -110,36 +119,22 @@ async function runWorkspace(
       return { code: sshCode, stdout: '', stderr: 'tar: something broke\n' };
     },
   } as unknown as CommandRunner;
-  const calls: string[] = [];
-  let err = '';
-  const ctx = {
-    client: {
-      call: async (method: string) => {
-        calls.push(method);
-        if (method === 'vm.ssh_info')
-          return {
-            name: 'ws',
-            host: '127.0.0.1',
-            port: 1,
-            user: 'root',
-            key: '/nonexistent/key',
-            known_hosts: '/dev/null',
-            host_key_alias: 'ws.vm',
-            has_sshd: true,
-            agent: true,
-          };
-        return { name: 'ws', vcpu: 1, memory_mib: 512, disk_bytes: 1 << 30 };
-      },
+  const { ctx, calls, out } = fakeCli(
+    {
+      name: 'ws',
+      host: '127.0.0.1',
+      port: 1,
+      user: 'root',
+      key: '/nonexistent/key',
+      known_hosts: '/dev/null',
+      host_key_alias: 'ws.vm',
+      has_sshd: true,
+      agent: true,
     },
     runner,
-    out: { write: () => true },
-    err: { write: (s: string) => ((err += s), true) },
-    style: makeStyle(false, {}),
-    stdinIsTty: false,
-    env: {},
-  } as unknown as CliContext;
+  );
   const r = await runVm(ctx, path, opts, ['true']);
-  return { code: r.code, text: r.text, err: err + (r.err ?? ''), calls, ssh };
+  return { code: r.code, text: r.text, err: out.err + (r.err ?? ''), calls, ssh };
 }
 
 test('vm run PATH --dry-run lists the files and calls the daemon not at all', async (t) => {
