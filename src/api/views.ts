@@ -1,0 +1,197 @@
+/*
+ * The result shapes of the contract's methods (api/methods.ts): what the
+ * daemon returns and the CLI renders.
+ */
+
+/** What `vm.list` / `vm.show` / `vm.create` return for one VM. */
+export interface VmView {
+  id: string;
+  name: string;
+  state: string;
+  image: string;
+  vcpu: number;
+  memory_mib: number;
+  disk_bytes: number;
+  vmm: string;
+  accel: string;
+  accel_reason?: string;
+  network_mode: string;
+  nat: boolean;
+  /** Guest address in bridge mode (held from create to delete); null in user mode. */
+  ip: string | null;
+  ssh: string | null;
+  disk_strategy: string;
+  pid: number | null;
+  created_at: string;
+  /** Problems `vm show` found with the VM's runtime files (e.g. a corrupt handles.json). */
+  problems?: string[];
+}
+
+export interface ResolvedRef {
+  ref: string;
+  id?: string;
+  name?: string;
+  error?: { code: string; message: string; hint?: string };
+}
+
+/** Everything the CLI needs to run the system OpenSSH client against a VM. */
+export interface SshInfo {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  key: string;
+  known_hosts: string;
+  host_key_alias: string;
+}
+
+/** `vm.ssh_info`: the ssh details, and how the CLI reaches the guest: OpenSSH when the image has sshd, else vm.exec through the agent. */
+export interface VmSessionInfo extends SshInfo {
+  has_sshd: boolean;
+  agent: boolean;
+}
+
+/** One entry of `daemon.operations.list`: a request the daemon is serving. */
+export interface OperationView {
+  op_id: string;
+  method: string;
+  running_s: number;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  version: string;
+  uptime_s: number;
+  socket: string;
+  state_dir: string;
+  operations: number;
+}
+
+/** `vm.logs`: a bounded tail of the console log, and where to follow it. */
+export interface VmLogs {
+  text: string;
+  path: string;
+  size: number;
+}
+
+/** `vm.stats`: VMM process usage from /proc, guest uptime over ssh (null when unknown). */
+export interface VmStats {
+  name: string;
+  state: string;
+  pid: number | null;
+  cpu_seconds: number | null;
+  rss_bytes: number | null;
+  guest_uptime_s: number | null;
+}
+
+/** `vm.health`: the guest agent's answer (an unhealthy guest is an error, not a result). */
+export interface VmHealth {
+  name: string;
+  healthy: true;
+  /** The agent's name and version string. */
+  agent: string;
+  protocol_version: number;
+  uptime_s: number;
+  /** Sessions open in the agent, this health check included. */
+  sessions: number;
+}
+
+/** One listening socket in the guest. */
+export interface VmPort {
+  protocol: 'tcp' | 'udp';
+  address: string;
+  port: number;
+  uid: number;
+  /** Where the host reaches it: `127.0.0.1:<port>` when published (user mode), null when unpublished. */
+  endpoint: string | null;
+}
+
+/** `vm.ports`: the guest's listening TCP and bound UDP sockets, from its agent. */
+export interface VmPorts {
+  name: string;
+  ports: VmPort[];
+  /** The agent had more than fit in one reply. */
+  truncated: boolean;
+}
+
+export interface ImageView {
+  id: string;
+  name: string;
+  source: string;
+  kernel: string;
+  distro: string;
+  size_bytes: number;
+  work_seed: boolean;
+  created_at: string;
+}
+
+export interface KernelView {
+  name: string;
+  distro: string;
+  version: string;
+  format: string;
+  source: string;
+  sha256: string;
+  initrd: boolean;
+  modules: number;
+  traits: { pvhNote?: boolean; virtioMmio?: string };
+  created_at: string;
+}
+
+export interface KernelCatalogView {
+  name: string;
+  kind: 'distro' | 'tarball';
+  distro: string;
+  version: string;
+  size: number | null;
+  state: 'pulled' | 'available';
+}
+
+export interface KernelShowView extends KernelView {
+  dir: string;
+  kernel: string;
+  initrd_path: string | null;
+  modules_disk: string | null;
+  initrd_kind: string;
+  initramfs_modules: string[];
+}
+
+export interface ImageShowView extends ImageView {
+  dir: string;
+  rootfs: string;
+  managed: boolean;
+  assets_version: number;
+  vms: string[];
+  /** The OCI image config exec applies (empty values: none recorded, the guest's defaults). */
+  config: ImageConfigView;
+}
+
+/** From the OCI image config at pull time: `Env`, `WorkingDir`, `User`; `Entrypoint` and `Cmd` for reference. */
+export interface ImageConfigView {
+  env: string[];
+  working_dir: string;
+  user: string;
+  entrypoint: string[];
+  cmd: string[];
+}
+
+/** image.refresh: the image and the guest-assets version it had before and has now. */
+export interface ImageRefreshResult {
+  name: string;
+  id: string;
+  assets_version: number;
+  previous_assets_version: number;
+}
+
+export interface CachePruneResult {
+  blobs: number;
+  bytes: number;
+  dry_run: boolean;
+}
+
+export interface ExportResult {
+  name: string;
+  path: string;
+  sha256: string;
+  bytes: number;
+}
