@@ -12,6 +12,7 @@ import type { CommandRunner } from '../../system/runner.js';
 import type { VmmDriver } from '../../vmm/driver.js';
 import { quietContext, type Logger, type OpContext } from '../context.js';
 import { removeTree } from '../fsutil.js';
+import { KeyedLock } from '../keylock.js';
 import type { ImageService } from '../image/service.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { noPause, type Pause } from '../testpause.js';
@@ -70,7 +71,7 @@ export type { CreateParams, SetParams } from './params.js';
  * which checks it against states.ts.
  */
 export class VmService {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   private readonly pause: Pause;
   private readonly runtime: RuntimeFiles;
   private readonly disks: VmDisks;
@@ -437,14 +438,7 @@ export class VmService {
   }
 
   /** Serialises operations on one VM; different VMs proceed in parallel. */
-  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(fn);
-    this.locks.set(id, next);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(id) === next) this.locks.delete(id);
-    }
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn);
   }
 }
