@@ -13,6 +13,8 @@ export interface VmView {
   memory_mib: number;
   disk_bytes: number;
   vmm: string;
+  /** Why the daemon runs this VMM (vmm = "auto" settles at daemon start), e.g. "firecracker: binary not found". */
+  vmm_reason?: string;
   accel: string;
   accel_reason?: string;
   network_mode: string;

@@ -9,11 +9,18 @@ import type { Logger } from '../context.js';
 import type { GuestTraits } from './boot.js';
 import { CONSOLE_MAX_BYTES, cutConsole, LOGS_TAIL_BYTES, previousLog, readConsoleTail } from './console.js';
 import type { RuntimeFiles } from './runtime.js';
+import type { VmmChoice } from '../../vmm/choice.js';
 
 /* What users see of VMs: the view, console logs, and process/guest stats. Reads only. */
 
 /** The API view of a VM row. */
-export function vmView(v: VmRow, imageName: string | undefined, accelReason: string, ip?: string): VmView {
+export function vmView(
+  v: VmRow,
+  imageName: string | undefined,
+  accelReason: string,
+  ip?: string,
+  vmm?: VmmChoice,
+): VmView {
   return {
     id: v.id,
     name: v.name,
@@ -23,6 +30,8 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     memory_mib: v.memoryMib,
     disk_bytes: v.diskBytes,
     vmm: v.vmm,
+    // The daemon's reason holds for the VMs it made with that VMM (a VM keeps the one it was made with).
+    ...(vmm !== undefined && v.vmm === vmm.vmm ? { vmm_reason: vmm.reason } : {}),
     accel: v.accel,
     accel_reason: accelReason,
     network_mode: v.networkMode,

@@ -9,6 +9,7 @@ import type { VmPatch, VmRepo, VmRow } from '../../store/vms.js';
 import type { AccelDecision } from '../../system/host.js';
 import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
+import type { VmmChoice } from '../../vmm/choice.js';
 import type { VmmDriver } from '../../vmm/driver.js';
 import { quietContext, type Logger, type OpContext } from '../context.js';
 import { removeTree } from '../fsutil.js';
@@ -45,6 +46,8 @@ export interface VmServiceDeps {
   /** CPUs and RAM of this host: the upper limits of vcpu and memory_mib. */
   host: HostFacts;
   accel: AccelDecision;
+  /** Which VMM the daemon runs and why (vmm/choice.ts), shown by `vm show`. */
+  vmm?: VmmChoice;
   tscKhz: number | undefined;
   log: Logger;
   /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
@@ -434,7 +437,7 @@ export class VmService {
   }
 
   private view(v: VmRow): VmView {
-    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason, this.net.address(v));
+    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason, this.net.address(v), this.d.vmm);
   }
 
   /** Serialises operations on one VM; different VMs proceed in parallel. */
