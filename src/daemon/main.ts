@@ -140,6 +140,8 @@ export async function main(argv: string[]): Promise<number> {
         ips: new IpRepo(db),
         records: dns.records,
         ...(uid === 0 ? {} : { tapOwner: uid }),
+        routeResolver: await host.systemdResolved(),
+        log,
       })
     : undefined;
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);

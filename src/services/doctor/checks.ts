@@ -156,6 +156,7 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
         euid: i.network.euid,
         which: (bin) => i.host.which(bin),
         probeDns: i.network.probeDns,
+        resolved: () => i.host.systemdResolved(),
       })),
     );
   rows.push(...storeChecks(i));
