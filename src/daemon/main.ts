@@ -40,6 +40,7 @@ import { daemonRoutes } from './routes/daemon.js';
 import { imageRoutes } from './routes/image.js';
 import { kernelRoutes } from './routes/kernel.js';
 import { vmRoutes } from './routes/vm.js';
+import { FileSync } from '../services/vm/filesync.js';
 import { DaemonServer, type Handlers } from './server.js';
 import { pullWithSshd } from './install-sshd.js';
 import { checkEgress } from '../services/image/install-sshd.js';
@@ -205,6 +206,7 @@ export async function main(argv: string[]): Promise<number> {
       vms,
       new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) }),
       new VmFiles({ vms: vmRepo, images: imageRepo, agents }),
+      new FileSync({ entries: config.fileSync, home: paths.home, vms: vmRepo, images: imageRepo, agents, log }),
     ),
     ...imageRoutes({
       images,

@@ -5,6 +5,7 @@ import { shellJoin, shellQuote } from '../../../ssh/quote.js';
 import { preflight, type WorkspacePlan } from '../../../workspace/preflight.js';
 import type { Act, CliContext, CommandResult } from '../../context.js';
 import { GUEST_REPO, shipWorkspace } from '../../session/workspace-ship.js';
+import { registerExport } from './workspace-export.js';
 
 /* Workspaces on the CLI: `vm workspace prepare`, and the steps `vm run PATH` takes. */
 
@@ -68,7 +69,7 @@ export async function shipInto(
 }
 
 export function register(vm: Command, ctx: () => CliContext, act: Act): void {
-  const ws = vm.command('workspace').description('ship a git checkout into a VM');
+  const ws = vm.command('workspace').description('ship a git checkout into a VM, bring its changes back');
   ws.command('prepare')
     .description(`ship a git checkout's tracked files into a running VM at ${GUEST_REPO}`)
     .argument('<vm>', 'VM name or id')
@@ -90,5 +91,6 @@ export function register(vm: Command, ctx: () => CliContext, act: Act): void {
         return {};
       }),
     );
+  registerExport(ws, ctx, act);
   ws.commands.forEach((cmd) => cmd.exitOverride());
 }
