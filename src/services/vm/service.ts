@@ -2,8 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
 import type { Config, HostFacts } from '../../config/config.js';
-import { formatSize } from '../../config/sizes.js';
-import { AppError, alreadyExists, badRequest, precondition } from '../../errors.js';
+import { AppError, alreadyExists, precondition } from '../../errors.js';
 import type { ImageRepo } from '../../store/images.js';
 import type { VmPatch, VmRepo, VmRow } from '../../store/vms.js';
 import type { AccelDecision } from '../../system/host.js';
@@ -21,6 +20,7 @@ import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
 import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
+import { applySetParams, checkSetParams } from './resize.js';
 import { newVmRow, type CreateParams, type SetParams } from './params.js';
 import { checkAgentVm, guestTraits, vmHealth, vmPorts } from './guestops.js';
 import { generateName, resolveRef, resolveRefs, validateVmName, type ResolvedRef } from './names.js';
@@ -243,38 +243,13 @@ export class VmService {
     });
   }
 
-  /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows. */
+  /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows (resize.ts). */
   async set(ref: string, p: SetParams, ctx: OpContext): Promise<VmView> {
     const vm = this.resolve(ref);
-    if (p.vcpu !== undefined) checkVcpu(p.vcpu, this.d.host);
-    if (p.memory_mib !== undefined) checkMemory(p.memory_mib, this.d.host);
-    if (p.disk_bytes !== undefined) checkDiskBytes(p.disk_bytes);
-    const disk = p.disk_bytes;
-    if (p.vcpu === undefined && p.memory_mib === undefined && disk === undefined) {
-      throw badRequest('nothing to change', 'pass vcpu, memory_mib or disk_bytes (--vcpu, --memory or --disk-size)');
-    }
+    checkSetParams(p, this.d.host);
     return this.withLock(vm.id, async () => {
-      const cur = this.mustGet(vm.id);
-      if (cur.state !== 'stopped' && cur.state !== 'error') {
-        throw precondition(
-          `VM "${cur.name}" is ${cur.state}; vm set needs it stopped`,
-          `run \`banger vm stop ${cur.name}\` first`,
-        );
-      }
-      if (disk !== undefined && disk !== cur.diskBytes) {
-        if (disk < cur.diskBytes)
-          throw badRequest(
-            `invalid disk_bytes ${disk} (${formatSize(disk)}): smaller than the current ${cur.diskBytes} (${formatSize(cur.diskBytes)})`,
-            `disks only grow: give at least ${cur.diskBytes} bytes (--disk-size ${formatSize(cur.diskBytes)})`,
-          );
-        await this.disks.growWork(cur.id, disk, ctx.signal);
-      }
-      this.d.vms.setSpec(cur.id, {
-        vcpu: p.vcpu ?? cur.vcpu,
-        memoryMib: p.memory_mib ?? cur.memoryMib,
-        diskBytes: disk ?? cur.diskBytes,
-      });
-      return this.view(this.mustGet(cur.id));
+      await applySetParams({ vms: this.d.vms, disks: this.disks }, this.mustGet(vm.id), p, ctx.signal);
+      return this.view(this.mustGet(vm.id));
     });
   }
 
