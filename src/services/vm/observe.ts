@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { VmStats, VmView } from '../../api/methods.js';
+import type { PublishedPort, VmStats, VmView } from '../../api/methods.js';
 import { sshArgv } from '../../ssh/argv.js';
 import type { VmRow } from '../../store/vms.js';
 import { processUsage } from '../../system/process.js';
@@ -13,7 +13,13 @@ import type { RuntimeFiles } from './runtime.js';
 /* What users see of VMs: the view, console logs, and process/guest stats. Reads only. */
 
 /** The API view of a VM row. */
-export function vmView(v: VmRow, imageName: string | undefined, accelReason: string, ip?: string): VmView {
+export function vmView(
+  v: VmRow,
+  imageName: string | undefined,
+  accelReason: string,
+  ip?: string,
+  published: PublishedPort[] = [],
+): VmView {
   return {
     id: v.id,
     name: v.name,
@@ -32,6 +38,7 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     disk_strategy: v.diskStrategy,
     pid: v.handles?.pid ?? null,
     created_at: v.createdAt,
+    published,
   };
 }
 

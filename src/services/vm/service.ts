@@ -4,6 +4,7 @@ import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
 import type { Config, HostFacts } from '../../config/config.js';
 import { AppError, alreadyExists, precondition } from '../../errors.js';
 import type { ImageRepo } from '../../store/images.js';
+import type { PortRepo } from '../../store/ports.js';
 import type { VmPatch, VmRepo, VmRow } from '../../store/vms.js';
 import type { AccelDecision } from '../../system/host.js';
 import type { Paths } from '../../system/paths.js';
@@ -30,6 +31,8 @@ import { RuntimeFiles, vmmHandles } from './runtime.js';
 import type { SshKeys } from './sshkeys.js';
 import { transition, type VmState } from './states.js';
 import { VmNetworking, type BridgeNetwork } from './vmnet.js';
+import { PortProxies } from '../network/portproxy.js';
+import { VmPublisher } from './publish.js';
 
 export interface VmServiceDeps {
   paths: Paths;
@@ -59,6 +62,8 @@ export interface VmServiceDeps {
   agents?: VmAgents;
   /** Bridge-mode networking (SPEC §7.3); given when network_mode = "bridge". */
   bridge?: BridgeNetwork;
+  /** Published ports of VMs (publish.ts). */
+  ports: PortRepo;
 }
 
 export type { Clock } from './boot.js';
@@ -77,6 +82,8 @@ export class VmService {
   private readonly boot: VmBoot;
   private readonly agents: VmAgents;
   private readonly net: VmNetworking;
+  /** Published ports: checked at create, applied at start, dropped at stop; vm publish/unpublish. */
+  readonly publisher: VmPublisher;
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
@@ -84,6 +91,13 @@ export class VmService {
     this.net = new VmNetworking(d.bridge, d.config, d.log);
     this.runtime = new RuntimeFiles({ ...d, net: this.net, socketSuffix: d.driver.capabilities.controlSocket.suffix });
     this.disks = new VmDisks(d);
+    this.publisher = new VmPublisher({
+      ...d,
+      proxies: new PortProxies(),
+      address: (v) => this.net.address(v),
+      resolve: (r) => this.resolve(r),
+      lock: (id, fn) => this.withLock(id, fn),
+    });
     this.boot = new VmBoot({
       ...d,
       runtime: this.runtime,
@@ -127,6 +141,7 @@ export class VmService {
       );
     }
 
+    const published = await this.publisher.checkNew(p.publish);
     const image = await this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx);
     const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
     checkKernel(kernel, this.d.driver.kind);
@@ -158,6 +173,7 @@ export class VmService {
         ctx.progress({ stage: 'disks', message: 'preparing disks' });
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
         this.net.allocate(row);
+        this.d.ports.add(id, published);
         const rootDisk = await this.d.imageService.withRootfs(image.id, () =>
           this.disks.makeRoot(row, image.rootfsPath, ctx.signal),
         ); // under the image's lease
@@ -312,7 +328,8 @@ export class VmService {
 
   /** The guest's listening sockets, from its agent, with where the host reaches them. */
   async ports(ref: string): Promise<VmPorts> {
-    return vmPorts(this.agentVm(ref, 'vm ports'), this.agents, userNet(this.d.driver));
+    const vm = this.agentVm(ref, 'vm ports');
+    return vmPorts(vm, this.agents, userNet(this.d.driver), this.publisher.list(vm.id));
   }
 
   /** Startup, after a clean stop or a crash: see reconcile.ts. */
@@ -328,6 +345,7 @@ export class VmService {
       destroy: (id) => this.destroy(id),
     });
     await this.net.startup(this.d.vms.list());
+    await this.publisher.startup(this.d.vms.list());
   }
 
   /** The one place a VM's state is written (states.ts checks the move). */
@@ -340,6 +358,7 @@ export class VmService {
     // A create's first boot stays `creating` (see create); any other start moves to `starting`.
     if (vm.state !== 'creating') this.transition(id, 'starting');
     const root = this.disks.root(vm);
+    await this.publisher.up(vm);
     const bridged = await this.net.up(vm, ctx.signal);
     const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, async (h) => {
       // Recorded the moment the process exists, before the VMM opens its control socket: a daemon
@@ -367,6 +386,7 @@ export class VmService {
     const { handles } = await this.runtime.handles(vm);
     if (handles) await this.d.driver.kill(vmmHandles(handles));
     await this.net.down(vm);
+    await this.publisher.down(id);
     await this.runtime.clear(id);
     const patch = { handles: undefined, sshPort: undefined };
     // Already there (a kill or delete of a stopped VM): no move, only the runtime fields are cleared.
@@ -408,7 +428,8 @@ export class VmService {
   }
 
   private view(v: VmRow): VmView {
-    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason, this.net.address(v));
+    const published = this.publisher.view(v.id);
+    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason, this.net.address(v), published);
   }
 
   /** Serialises operations on one VM; different VMs proceed in parallel. */
