@@ -18,6 +18,7 @@ import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
 import { ImageRepo } from '../store/images.js';
 import { IpRepo } from '../store/ips.js';
+import { PortRepo } from '../store/ports.js';
 import { KernelRepo } from '../store/kernels.js';
 import { migrationStatus } from '../store/migrations.js';
 import { OperationRepo } from '../store/operations.js';
@@ -163,6 +164,7 @@ export async function main(argv: string[]): Promise<number> {
     log,
     host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
     pause: testPauses(process.env.BANGER_TEST_PAUSE, log),
+    ports: new PortRepo(db),
     ...(bridge ? { bridge } : {}),
   });
 

@@ -83,6 +83,17 @@ export const MIGRATIONS: readonly string[] = [
     allocated_at TEXT NOT NULL
   );
   `,
+  // 5: published ports (store/ports.ts): UNIQUE host side, so no two VMs publish one ADDR:PORT/proto; gone with their VM.
+  `
+  CREATE TABLE vm_ports (
+    vm_id       TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+    protocol    TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    host_port   INTEGER NOT NULL,
+    guest_port  INTEGER NOT NULL,
+    UNIQUE (address, host_port, protocol)
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -31,6 +31,8 @@ export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles, sync?: Fi
     'vm.stats': (p) => vms.stats(p.ref),
     'vm.health': (p) => vms.health(p.ref),
     'vm.ports': (p) => vms.ports(p.ref),
+    'vm.publish': (p) => vms.publisher.publish(p.ref, p.ports),
+    'vm.unpublish': (p) => vms.publisher.unpublish(p.ref, p.ports),
     'vm.show': (p) => vms.show(p.ref),
     'vm.delete': (p, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p) => exec.sessionInfo(p.ref),

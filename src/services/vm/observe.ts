@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { VmStats, VmView } from '../../api/methods.js';
+import type { PublishedPort, VmStats, VmView } from '../../api/methods.js';
 import { sshArgv } from '../../ssh/argv.js';
 import type { VmRow } from '../../store/vms.js';
 import { processUsage } from '../../system/process.js';
@@ -13,14 +13,16 @@ import type { VmmChoice } from '../../vmm/choice.js';
 
 /* What users see of VMs: the view, console logs, and process/guest stats. Reads only. */
 
+/** What the view shows beyond the row: the guest IP, the daemon's VMM choice, published ports. */
+export interface ViewExtras {
+  ip?: string;
+  vmm?: VmmChoice;
+  published?: PublishedPort[];
+}
+
 /** The API view of a VM row. */
-export function vmView(
-  v: VmRow,
-  imageName: string | undefined,
-  accelReason: string,
-  ip?: string,
-  vmm?: VmmChoice,
-): VmView {
+export function vmView(v: VmRow, imageName: string | undefined, accelReason: string, extra: ViewExtras = {}): VmView {
+  const { ip, vmm, published = [] } = extra;
   return {
     id: v.id,
     name: v.name,
@@ -41,6 +43,7 @@ export function vmView(
     disk_strategy: v.diskStrategy,
     pid: v.handles?.pid ?? null,
     created_at: v.createdAt,
+    published,
   };
 }
 

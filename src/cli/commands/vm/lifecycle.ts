@@ -21,6 +21,7 @@ export function renderVm(v: VmView, style: Style): string {
     ['accel', `${v.accel}${v.accel_reason ? ` (${v.accel_reason})` : ''}`],
     ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}${v.ip ? `, ${v.ip} (${v.name}.vm)` : ''}`],
     ['ssh', v.ssh ?? '-'],
+    ['published', (v.published ?? []).map((p) => p.spec).join(', ') || '-'],
     ['root disk', v.disk_strategy],
     ['pid', v.pid === null ? '-' : String(v.pid)],
     ['created', v.created_at],
