@@ -4,6 +4,7 @@ import { sshArgv } from '../../ssh/argv.js';
 import { sshFailure } from '../../ssh/failure.js';
 import { shellJoin } from '../../ssh/quote.js';
 import type { CommandRunner } from '../../system/runner.js';
+import { coalesce } from '../../workspace/coalesce.js';
 import { packFiles } from '../../workspace/pack.js';
 import type { WorkspacePlan } from '../../workspace/preflight.js';
 import type { DaemonClient } from '../client.js';
@@ -74,12 +75,12 @@ export async function shipWorkspace(
   try {
     if (t.info.has_sshd) {
       const ssh = sshArgv('ssh', t.info, { tty: false, batch: true, remoteCommand: shellJoin(argv) });
-      const r = await runner.run(ssh, { stdin: pack.bytes, ...(t.signal ? { signal: t.signal } : {}) });
+      const r = await runner.run(ssh, { stdin: coalesce(pack.bytes), ...(t.signal ? { signal: t.signal } : {}) });
       if (r.code === 255) throw await sshFailure(runner, t.info);
       const failed = unpackFailure(t.vm, GUEST_REPO, r.code, r.stderr);
       if (failed) throw failed;
     } else {
-      const code = await throughAgent(client, t.vm, argv, pack.bytes, t.signal);
+      const code = await throughAgent(client, t.vm, argv, coalesce(pack.bytes), t.signal);
       const failed = unpackFailure(t.vm, GUEST_REPO, code.code, code.stderr);
       if (failed) throw failed;
     }
