@@ -20,6 +20,7 @@ import { userNet, VmBoot, type Clock, type GuestTraits } from './boot.js';
 import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
+import { KeyedLock } from './locks.js';
 import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
 import { newVmRow, type CreateParams, type SetParams } from './params.js';
 import { checkAgentVm, guestTraits, vmHealth, vmPorts } from './guestops.js';
@@ -70,7 +71,7 @@ export type { CreateParams, SetParams } from './params.js';
  * which checks it against states.ts.
  */
 export class VmService {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   private readonly pause: Pause;
   private readonly runtime: RuntimeFiles;
   private readonly disks: VmDisks;
@@ -437,14 +438,7 @@ export class VmService {
   }
 
   /** Serialises operations on one VM; different VMs proceed in parallel. */
-  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(fn);
-    this.locks.set(id, next);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(id) === next) this.locks.delete(id);
-    }
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn);
   }
 }
