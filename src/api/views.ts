@@ -25,6 +25,25 @@ export interface VmView {
   created_at: string;
   /** Problems `vm show` found with the VM's runtime files (e.g. a corrupt handles.json). */
   problems?: string[];
+  /** Where the seconds of the last boot went (null: never booted by a banger that records them). */
+  boot: BootTimings | null;
+}
+
+/** One step of a boot: host side (the daemon's clock, from the create or start) or guest side (since the guest kernel started). */
+export interface BootSpan {
+  side: 'host' | 'guest';
+  name: string;
+  start_ms: number;
+  ms: number;
+}
+
+/** The spans of one boot (`vm run --timings`, `vm start --timings`, `vm show`). */
+export interface BootTimings {
+  /** When the boot finished. */
+  at: string;
+  /** Host side, from the request to ready. */
+  total_ms: number;
+  spans: BootSpan[];
 }
 
 export interface ResolvedRef {

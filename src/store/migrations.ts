@@ -83,6 +83,10 @@ export const MIGRATIONS: readonly string[] = [
     allocated_at TEXT NOT NULL
   );
   `,
+  // 5: the spans of each VM's last boot (JSON BootTimings, services/vm/spans.ts), shown by `vm show`.
+  `
+  ALTER TABLE vms ADD COLUMN boot_timings TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

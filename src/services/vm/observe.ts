@@ -32,6 +32,7 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     disk_strategy: v.diskStrategy,
     pid: v.handles?.pid ?? null,
     created_at: v.createdAt,
+    boot: v.bootTimings ?? null,
   };
 }
 

@@ -21,6 +21,7 @@ import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
 import { KeyedLock } from './locks.js';
+import { recordBoot, timed, withSpans } from './spans.js';
 import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
 import { newVmRow, type CreateParams, type SetParams } from './params.js';
 import { checkAgentVm, guestTraits, vmHealth, vmPorts } from './guestops.js';
@@ -110,7 +111,8 @@ export class VmService {
     return problem === undefined ? v : { ...v, problems: [problem] };
   }
 
-  async create(p: CreateParams, ctx: OpContext): Promise<VmView> {
+  async create(p: CreateParams, opCtx: OpContext): Promise<VmView> {
+    const ctx = withSpans(opCtx);
     const cfg = this.d.config;
     // An omitted name is generated; an empty one is a mistake (SPEC §4).
     if (p.name !== undefined) validateVmName(p.name);
@@ -128,8 +130,8 @@ export class VmService {
       );
     }
 
-    const image = await this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx);
-    const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
+    const image = await timed(ctx, 'image', () => this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx));
+    const kernel = await timed(ctx, 'kernel', () => this.d.imageService.kernelFilesFor(image, ctx));
     checkKernel(kernel, this.d.driver.kind);
     const pub = await this.d.keys.ensureKey();
 
@@ -159,11 +161,11 @@ export class VmService {
         ctx.progress({ stage: 'disks', message: 'preparing disks' });
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
         this.net.allocate(row);
-        const rootDisk = await this.d.imageService.withRootfs(image.id, () =>
-          this.disks.makeRoot(row, image.rootfsPath, ctx.signal),
+        const rootDisk = await timed(ctx, 'root disk', () =>
+          this.d.imageService.withRootfs(image.id, () => this.disks.makeRoot(row, image.rootfsPath, ctx.signal)),
         ); // under the image's lease
         this.d.vms.update(id, { rootDisk, diskStrategy: rootDisk.strategy });
-        await this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal);
+        await timed(ctx, 'work disk', () => this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal));
         // With a boot the row stays `creating` until the guest is up: a daemon killed before then
         // leaves a create that never finished, which the next start rolls back (reconcile).
         if (p.start ?? true) await this.startLocked(id, kernel, ctx);
@@ -188,7 +190,8 @@ export class VmService {
     return resolveRefs(this.d.vms, refs);
   }
 
-  async start(ref: string, ctx: OpContext): Promise<VmView> {
+  async start(ref: string, opCtx: OpContext): Promise<VmView> {
+    const ctx = withSpans(opCtx);
     const vm = this.resolve(ref);
     return this.withLock(vm.id, async () => {
       const cur = this.mustGet(vm.id);
@@ -366,7 +369,7 @@ export class VmService {
     // A create's first boot stays `creating` (see create); any other start moves to `starting`.
     if (vm.state !== 'creating') this.transition(id, 'starting');
     const root = this.disks.root(vm);
-    const bridged = await this.net.up(vm, ctx.signal);
+    const bridged = await timed(ctx, 'network', () => this.net.up(vm, ctx.signal));
     const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, async (h) => {
       // Recorded the moment the process exists, before the VMM opens its control socket: a daemon
       // killed from here on leaves a VMM that reconcile can find by pid and start time.
@@ -374,8 +377,9 @@ export class VmService {
       this.d.vms.update(id, { handles: h, sshPort: h.sshPort, bootId: randomUUID() });
       await this.pause('after-spawn');
     });
+    let uptime: number | undefined;
     try {
-      await this.boot.waitReady(vm, handles, ctx, await this.guest(vm));
+      uptime = await this.boot.waitReady(vm, handles, ctx, await this.guest(vm));
     } catch (e) {
       // An ssh timeout keeps the VM running for inspection (SPEC §4).
       if (e instanceof BootFailure && e.kind === 'ssh_timeout') this.transition(id, 'running');
@@ -383,6 +387,7 @@ export class VmService {
     }
     this.transition(id, 'running');
     await this.runtime.refreshSshConfig();
+    await recordBoot(this.d, id, ctx, uptime);
   }
 
   /** Kills the VMM (if any) and leaves the VM in `state` with its disks. */
