@@ -29,6 +29,8 @@ export interface VmView {
   problems?: string[];
   /** Published ports (`-p`, `vm publish`), applied while the VM runs. */
   published?: PublishedPort[];
+  /** Where the seconds of the last boot went (null: never booted by a banger that records them). */
+  boot: BootTimings | null;
 }
 
 /** One published port: the host's address:host_port forwards to the guest's guest_port. */
@@ -45,6 +47,23 @@ export interface PublishedPort {
 export interface VmPublished {
   name: string;
   published: PublishedPort[];
+}
+
+/** One step of a boot: host side (the daemon's clock, from the create or start) or guest side (since the guest kernel started). */
+export interface BootSpan {
+  side: 'host' | 'guest';
+  name: string;
+  start_ms: number;
+  ms: number;
+}
+
+/** The spans of one boot (`vm run --timings`, `vm start --timings`, `vm show`). */
+export interface BootTimings {
+  /** When the boot finished. */
+  at: string;
+  /** Host side, from the request to ready. */
+  total_ms: number;
+  spans: BootSpan[];
 }
 
 export interface ResolvedRef {

@@ -23,6 +23,7 @@ const VM: VmView = {
   disk_strategy: 'qcow2',
   pid: null,
   created_at: '2026-01-01T00:00:00Z',
+  boot: null,
 };
 
 /** Runs `banger argv` against a fake daemon; what it printed, its exit code and the calls it made. */

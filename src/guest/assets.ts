@@ -1,9 +1,11 @@
 /**
  * Files banger injects into every image (SPEC §7.4). Bump ASSETS_VERSION when
  * any of them changes; images record the version they were built with
- * (v4: the agent's SHUTDOWN asks PID 1 for an orderly poweroff; no first-boot sshd installer).
+ * (v4: the agent's SHUTDOWN asks PID 1 for an orderly poweroff; no first-boot sshd installer;
+ * v5: boot speed (issue 16, docs/boot-profile.md): no udev driver autoload, e2scrub_reap masked,
+ * a bootstrap that reads files with the shell's `read` instead of forking `cat`).
  */
-export const ASSETS_VERSION = 4;
+export const ASSETS_VERSION = 5;
 
 import { guestBinary } from '../system/paths.js';
 
@@ -21,8 +23,10 @@ export const BOOTSTRAP_SCRIPT = `#!/bin/sh
 set -u
 log() { echo "banger-bootstrap: $*" >/dev/console 2>/dev/null || echo "banger-bootstrap: $*"; }
 
+# Under TCG every fork+exec costs tens of ms on the boot's critical path: read files with \`read\`.
+cmdline=; read -r cmdline </proc/cmdline || true
 hostname=; ip=; gw=; dns=; mac=; work=; modules=; root=
-for arg in $(cat /proc/cmdline); do
+for arg in $cmdline; do
   case "$arg" in
     banger.root=*) root=\${arg#*=} ;;
     banger.hostname=*) hostname=\${arg#*=} ;;
@@ -38,7 +42,8 @@ done
 disk_by_serial() {
   for d in /sys/block/*; do
     [ -r "$d/serial" ] || continue
-    if [ "$(cat "$d/serial")" = "$1" ]; then echo "/dev/\${d##*/}"; return 0; fi
+    s=; read -r s <"$d/serial" || true
+    if [ "$s" = "$1" ]; then echo "/dev/\${d##*/}"; return 0; fi
   done
   return 1
 }
@@ -50,7 +55,8 @@ if [ -n "$root" ] && dev=$(disk_by_serial "$root"); then
 fi
 
 if [ -n "$modules" ] && dev=$(disk_by_serial "$modules"); then
-  dir=/lib/modules/$(uname -r)
+  rel=; read -r rel </proc/sys/kernel/osrelease || true
+  dir=/lib/modules/$rel
   mkdir -p "$dir" && mount -o ro "$dev" "$dir" || log "cannot mount the modules disk $dev"
 fi
 
@@ -76,7 +82,8 @@ ip link set lo up
 if [ -n "$ip" ] && [ -n "$mac" ]; then
   iface=
   for n in /sys/class/net/*; do
-    [ "$(cat "$n/address" 2>/dev/null)" = "$mac" ] && iface=\${n##*/}
+    a=; read -r a 2>/dev/null <"$n/address" || true
+    [ "$a" = "$mac" ] && iface=\${n##*/}
   done
   if [ -n "$iface" ]; then
     ip link set "$iface" up
@@ -123,6 +130,19 @@ KbdInteractiveAuthentication no
 AuthorizedKeysFile /root/.ssh/authorized_keys
 UseDNS no
 `;
+
+/**
+ * Masks udev's /lib/udev/rules.d/80-drivers.rules: no module is loaded for a device's modalias at
+ * coldplug. Under TCG that loading (kvm, the CPU's crypto and cpufreq modules, ACPI button, each
+ * signature-checked) competed with sshd for the one vCPU; the drivers a VM needs (virtio) are in
+ * banger's initramfs, and modprobe by name (docker's overlay, br_netfilter, ...) still works.
+ */
+export const UDEV_NO_AUTOLOAD_PATH = '/etc/udev/rules.d/80-drivers.rules';
+export const UDEV_NO_AUTOLOAD = `# Managed by banger: no module autoload at coldplug (boot speed; see banger's docs/boot-profile.md).
+`;
+
+/** Units masked in every image: e2scrub_reap (LVM snapshots of e2scrub; none in a VM) ran for seconds at boot. */
+export const MASKED_UNITS: readonly string[] = ['e2scrub_reap.service'];
 
 /** The guest agent (guest-src/banger-agent.c); banger-init runs it at this path in images without systemd. */
 export const AGENT_PATH = '/usr/local/libexec/banger-agent';
@@ -178,6 +198,7 @@ export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] }
       { path: AGENT_PATH, hostSource: guestBinary('banger-agent'), mode: 0o755 },
       { path: `/etc/systemd/system/${AGENT_UNIT}`, content: AGENT_UNIT_TEXT, mode: 0o644 },
       { path: '/etc/ssh/sshd_config.d/banger.conf', content: SSHD_DROPIN, mode: 0o644 },
+      { path: UDEV_NO_AUTOLOAD_PATH, content: UDEV_NO_AUTOLOAD, mode: 0o644 },
     ],
     symlinks: [
       {
@@ -188,6 +209,7 @@ export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] }
         path: `/etc/systemd/system/sysinit.target.wants/${AGENT_UNIT}`,
         target: `/etc/systemd/system/${AGENT_UNIT}`,
       },
+      ...MASKED_UNITS.map((u) => ({ path: `/etc/systemd/system/${u}`, target: '/dev/null' })),
     ],
   };
 }

@@ -94,6 +94,10 @@ export const MIGRATIONS: readonly string[] = [
     UNIQUE (address, host_port, protocol)
   );
   `,
+  // 6: the spans of each VM's last boot (JSON BootTimings, services/vm/spans.ts), shown by `vm show`.
+  `
+  ALTER TABLE vms ADD COLUMN boot_timings TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -96,6 +96,15 @@ test('migrating a store that holds rows keeps every row readable, from each olde
     // Schema 4: no VM holds a guest IP yet; one can be allocated, and it goes with its VM.
     const ips = new IpRepo(db);
     assert.deepEqual([...ips.all()], [], `from ${from}: no leases`);
+    // Schema 5: a VM from before has no boot spans; the last boot's can be recorded and read back.
+    assert.equal(vm?.bootTimings, undefined, `from ${from}: no boot spans`);
+    const t = {
+      at: '2026-01-01T00:00:00.000Z',
+      total_ms: 5,
+      spans: [{ side: 'host' as const, name: 'a', start_ms: 0, ms: 5 }],
+    };
+    new VmRepo(db).setBootTimings('v1', t);
+    assert.deepEqual(new VmRepo(db).get('v1')?.bootTimings, t, `from ${from}: boot spans kept`);
     assert.equal(ips.allocate('v1', '172.16.0.1', 24), '172.16.0.2', `from ${from}: allocation works`);
     new VmRepo(db).delete('v1');
     assert.deepEqual([...ips.all()], [], `from ${from}: lease deleted with its VM`);

@@ -1,3 +1,4 @@
+import type { BootTimings } from '../api/views.js';
 import type { Db } from './db.js';
 import type { VmState } from '../services/vm/states.js';
 
@@ -37,6 +38,8 @@ export interface VmRow {
   rootDisk: StoredRootDisk | undefined;
   handles: VmHandles | undefined;
   bootId: string | undefined;
+  /** The spans of the last boot (schema 5); kept across stops, replaced by the next boot. */
+  bootTimings?: BootTimings | undefined;
   createdAt: string;
   updatedAt: string;
 }
@@ -60,6 +63,8 @@ type Raw = {
   root_disk?: string | null;
   handles: string | null;
   boot_id: string | null;
+  /** Absent in a store opened read-only before migration 5. */
+  boot_timings?: string | null;
   created_at: string;
   updated_at: string;
 };
@@ -91,6 +96,7 @@ const fromRaw = (r: Raw): VmRow => ({
   rootDisk: parseJson<StoredRootDisk>(r.root_disk),
   handles: parseJson<VmHandles>(r.handles),
   bootId: r.boot_id ?? undefined,
+  bootTimings: parseJson<BootTimings>(r.boot_timings),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -186,6 +192,11 @@ export class VmRepo {
         new Date().toISOString(),
         id,
       );
+  }
+
+  /** Records the spans of the VM's last boot (not a state change: updated_at stays). */
+  setBootTimings(id: string, t: BootTimings): void {
+    this.db.prepare('UPDATE vms SET boot_timings = ? WHERE id = ?').run(JSON.stringify(t), id);
   }
 
   /** Marks the VM as used now (auto_stop_stale_after counts from here). */

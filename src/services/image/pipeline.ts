@@ -16,6 +16,7 @@ import type { Logger, OpContext } from '../context.js';
 import { exists, removeTree, treeBytes } from '../fsutil.js';
 import { checkCleanExt4, rootSubtreeLayer } from './bundle-seed.js';
 import { injectGuestAssets } from './guest-assets.js';
+import { meteredLayer } from './layer-progress.js';
 
 /** One tar stream applied in order (an OCI layer, or mmdebstrap's whole tree). */
 export interface LayerInput {
@@ -51,12 +52,18 @@ export async function osReleaseId(
 }
 
 /** Feeds one layer's tar stream to the Flattener (through `budget` when given); the layer's producer must succeed too. */
-async function applyLayer(flat: Flattener, layer: LayerInput, budget?: ByteBudget): Promise<void> {
+async function applyLayer(
+  flat: Flattener,
+  layer: LayerInput,
+  budget?: ByteBudget,
+  report?: (message: string) => void,
+): Promise<void> {
   const { stream, finished } = await layer.open();
-  let input: Readable = stream;
+  let input: Readable = report ? meteredLayer(stream, layer.label, report) : stream;
   if (budget !== undefined) {
-    input = stream.pipe(budget.meter(layer.label));
-    stream.on('error', (e: Error) => input.destroy(e));
+    const metered = input;
+    input = metered.pipe(budget.meter(layer.label));
+    metered.on('error', (e: Error) => input.destroy(e));
   }
   await Promise.all([flat.applyLayer(input, layer.label), finished]).catch((e: unknown) => {
     stream.destroy();
@@ -96,7 +103,10 @@ export class RootfsBuilder {
       );
       for (const [i, layer] of layers.entries()) {
         ctx.progress({ stage: 'layers', message: `applying ${layer.label}`, current: i, total: layers.length });
-        await applyLayer(flat, layer, budget);
+        // Bytes and rate while it runs (a build's tar has no known length: no percentage).
+        await applyLayer(flat, layer, budget, (message) =>
+          ctx.progress({ stage: 'layers', message, current: i, total: layers.length }),
+        );
       }
       const { meta, bytes } = flat.result();
       const rootMeta = meta.get('root');

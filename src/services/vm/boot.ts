@@ -25,6 +25,7 @@ import { BootFailure, consoleTail, waitForSsh } from './bootwatch.js';
 import { previousLog } from './console.js';
 import type { RootDisk } from './disks.js';
 import type { RuntimeFiles } from './runtime.js';
+import { mark, timed } from './spans.js';
 import type { BridgedGuest } from './vmnet.js';
 
 /** How many ssh ports a start tries when the one it picked was taken before the VMM bound it. */
@@ -127,6 +128,7 @@ export class VmBoot {
       stage: 'boot',
       message: `booting (${vm.vmm}, ${vm.accel === 'tcg' ? 'software emulation' : 'KVM'})`,
     });
+    mark(ctx, 'spawn'); // ends at the first wait of waitReady
     // The port was free when picked; another process may bind it before the VMM does: pick again.
     for (let attempt = 1; ; attempt++) {
       const sshPort = bridged ? 22 : await freeLoopbackPort();
@@ -166,26 +168,31 @@ export class VmBoot {
   /**
    * Waits until the guest's agent answers health (when it has one), then until
    * it answers over ssh (when it has sshd); a BootFailure says why it did not.
+   * Returns the guest's uptime when its agent first answered (no agent: undefined).
    */
-  async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext, guest: GuestTraits): Promise<void> {
+  async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext, guest: GuestTraits): Promise<number | undefined> {
     const consoleLog = join(this.d.paths.vmDir(vm.id), vmFiles.console);
+    let uptimeMs: number | undefined;
     if (guest.agent) {
       ctx.progress({ stage: 'agent', message: 'waiting for the guest agent' });
-      await this.waitAgent(vm, handles, consoleLog, ctx.signal);
+      uptimeMs = await timed(ctx, 'agent ready', () => this.waitAgent(vm, handles, consoleLog, ctx.signal));
     }
-    if (!guest.sshd) return;
+    if (!guest.sshd) return uptimeMs;
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
     const info = this.d.runtime.sshInfo({ ...vm, sshPort: handles.sshPort });
     const probe = this.d.sshProbe ?? ((i, s) => this.probeSsh(i, s));
-    await waitForSsh({
-      vmName: vm.name,
-      consoleLog,
-      timeoutMs: this.d.sshWaitTimeoutMs,
-      stallMs: this.d.stallMs ?? STALL_MS,
-      signal: ctx.signal,
-      isAlive: () => this.d.driver.isAlive(handles),
-      probe: () => probe(info, ctx.signal),
-    });
+    await timed(ctx, 'ssh ready', () =>
+      waitForSsh({
+        vmName: vm.name,
+        consoleLog,
+        timeoutMs: this.d.sshWaitTimeoutMs,
+        stallMs: this.d.stallMs ?? STALL_MS,
+        signal: ctx.signal,
+        isAlive: () => this.d.driver.isAlive(handles),
+        probe: () => probe(info, ctx.signal),
+      }),
+    );
+    return uptimeMs;
   }
 
   /**
@@ -226,10 +233,10 @@ export class VmBoot {
   }
 
   /** The agent's health, bounded by the ssh wait; a VMM that exits meanwhile is an `exited` failure. */
-  private async waitAgent(vm: VmRow, handles: VmHandles, consoleLog: string, signal: AbortSignal): Promise<void> {
+  private async waitAgent(vm: VmRow, handles: VmHandles, consoleLog: string, signal: AbortSignal): Promise<number> {
     const logsHint = `run \`banger vm logs ${vm.name}\` to see the whole console`;
     try {
-      await this.d.agents.waitBoot(vm, this.d.sshWaitTimeoutMs, signal);
+      return (await this.d.agents.waitBoot(vm, this.d.sshWaitTimeoutMs, signal)).uptimeMs;
     } catch (e) {
       if (signal.aborted) throw e;
       const tail = await consoleTail(consoleLog);

@@ -44,6 +44,7 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     pid: v.handles?.pid ?? null,
     created_at: v.createdAt,
     published,
+    boot: v.bootTimings ?? null,
   };
 }
 

@@ -1285,3 +1285,27 @@ test('bridge mode with a VMM that declares no bridge network is refused before a
   assert.deepEqual(vms.list(), []);
   assert.deepEqual(netHost.commands(), []);
 });
+
+test('boot spans (issue 16): create records each host step of the boot on the row; a start replaces them; show returns them', async () => {
+  const { svc, vms } = setup({ agent: {}, hasSshd: true });
+  const created = await svc.create({ name: 'dev' }, ctx());
+  const host = (v: { boot: { spans: { side: string; name: string }[] } | null }): string[] =>
+    (v.boot?.spans ?? []).filter((s) => s.side === 'host').map((s) => s.name);
+  assert.deepEqual(host(created), [
+    'image',
+    'kernel',
+    'root disk',
+    'work disk',
+    'network',
+    'spawn',
+    'agent ready',
+    'ssh ready',
+  ]);
+  assert.ok(created.boot && created.boot.total_ms >= 0);
+  assert.deepEqual((await svc.show('dev')).boot, created.boot, 'kept on the row');
+  await svc.stop('dev', ctx());
+  assert.deepEqual((await svc.show('dev')).boot, created.boot, 'a stop keeps the last boot');
+  const started = await svc.start('dev', ctx());
+  assert.deepEqual(host(started), ['network', 'spawn', 'agent ready', 'ssh ready'], 'a start has no disk steps');
+  assert.deepEqual(vms.byName('dev')?.bootTimings, started.boot);
+});

@@ -22,6 +22,7 @@ import { userNet, VmBoot, type Clock, type GuestTraits } from './boot.js';
 import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
+import { recordBoot, timed, withSpans } from './spans.js';
 import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
 import { applySetParams, checkSetParams } from './resize.js';
 import { newVmRow, type CreateParams, type SetParams } from './params.js';
@@ -127,7 +128,8 @@ export class VmService {
     return problem === undefined ? v : { ...v, problems: [problem] };
   }
 
-  async create(p: CreateParams, ctx: OpContext): Promise<VmView> {
+  async create(p: CreateParams, opCtx: OpContext): Promise<VmView> {
+    const ctx = withSpans(opCtx);
     const cfg = this.d.config;
     // An omitted name is generated; an empty one is a mistake (SPEC §4).
     if (p.name !== undefined) validateVmName(p.name);
@@ -146,8 +148,8 @@ export class VmService {
     }
 
     const published = await this.publisher.checkNew(p.publish);
-    const image = await this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx);
-    const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
+    const image = await timed(ctx, 'image', () => this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx));
+    const kernel = await timed(ctx, 'kernel', () => this.d.imageService.kernelFilesFor(image, ctx));
     checkKernel(kernel, this.d.driver.kind);
     const pub = await this.d.keys.ensureKey();
 
@@ -178,11 +180,11 @@ export class VmService {
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
         this.net.allocate(row);
         this.d.ports.add(id, published);
-        const rootDisk = await this.d.imageService.withRootfs(image.id, () =>
-          this.disks.makeRoot(row, image.rootfsPath, ctx.signal),
+        const rootDisk = await timed(ctx, 'root disk', () =>
+          this.d.imageService.withRootfs(image.id, () => this.disks.makeRoot(row, image.rootfsPath, ctx.signal)),
         ); // under the image's lease
         this.d.vms.update(id, { rootDisk, diskStrategy: rootDisk.strategy });
-        await this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal);
+        await timed(ctx, 'work disk', () => this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal));
         // With a boot the row stays `creating` until the guest is up: a daemon killed before then
         // leaves a create that never finished, which the next start rolls back (reconcile).
         if (p.start ?? true) await this.startLocked(id, kernel, ctx);
@@ -207,7 +209,8 @@ export class VmService {
     return resolveRefs(this.d.vms, refs);
   }
 
-  async start(ref: string, ctx: OpContext): Promise<VmView> {
+  async start(ref: string, opCtx: OpContext): Promise<VmView> {
+    const ctx = withSpans(opCtx);
     const vm = this.resolve(ref);
     return this.withLock(vm.id, async () => {
       const cur = this.mustGet(vm.id);
@@ -363,7 +366,7 @@ export class VmService {
     if (vm.state !== 'creating') this.transition(id, 'starting');
     const root = this.disks.root(vm);
     await this.publisher.up(vm);
-    const bridged = await this.net.up(vm, ctx.signal);
+    const bridged = await timed(ctx, 'network', () => this.net.up(vm, ctx.signal));
     const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, async (h) => {
       // Recorded the moment the process exists, before the VMM opens its control socket: a daemon
       // killed from here on leaves a VMM that reconcile can find by pid and start time.
@@ -371,8 +374,9 @@ export class VmService {
       this.d.vms.update(id, { handles: h, sshPort: h.sshPort, bootId: randomUUID() });
       await this.pause('after-spawn');
     });
+    let uptime: number | undefined;
     try {
-      await this.boot.waitReady(vm, handles, ctx, await this.guest(vm));
+      uptime = await this.boot.waitReady(vm, handles, ctx, await this.guest(vm));
     } catch (e) {
       // An ssh timeout keeps the VM running for inspection (SPEC §4).
       if (e instanceof BootFailure && e.kind === 'ssh_timeout') this.transition(id, 'running');
@@ -380,6 +384,7 @@ export class VmService {
     }
     this.transition(id, 'running');
     await this.runtime.refreshSshConfig();
+    await recordBoot(this.d, id, ctx, uptime);
   }
 
   /** Kills the VMM (if any) and leaves the VM in `state` with its disks. */

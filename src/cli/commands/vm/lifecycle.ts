@@ -5,6 +5,7 @@ import { badRequest } from '../../../errors.js';
 import type { Act, CliContext } from '../../context.js';
 import type { Style } from '../../render/style.js';
 import { keyValues } from '../../render/table.js';
+import { renderTimings } from '../../render/timings.js';
 import { forEachVm, registerSimple } from './multi.js';
 import { addSizingFlags, sizingParams, type SizingFlags } from './spec.js';
 
@@ -27,7 +28,7 @@ export function renderVm(v: VmView, style: Style): string {
     ['created', v.created_at],
     ...(v.problems ?? []).map((p): [string, string] => ['problem', style.yellow(p)]),
   ];
-  return keyValues(rows);
+  return keyValues(rows) + (v.boot ? `\nlast boot (${v.boot.at}):\n${renderTimings(v.boot)}` : '');
 }
 
 export function register(vm: Command, ctx: () => CliContext, act: Act): void {

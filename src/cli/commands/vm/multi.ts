@@ -3,6 +3,11 @@ import type { ResolvedRef, VmView } from '../../../api/methods.js';
 import type { Act, CliContext, CommandResult } from '../../context.js';
 import { renderError } from '../../render/errors.js';
 import { progressPrinter } from '../../render/progress.js';
+import { renderTimings } from '../../render/timings.js';
+
+/** `--timings`: the spans of the boot that just finished, under the VM's name. */
+export const timingsOf = (v: VmView): string =>
+  v.boot ? `boot of ${v.name}:\n${renderTimings(v.boot)}` : `no boot timings recorded for ${v.name}\n`;
 
 /**
  * Multi-target verbs: refs are resolved against one snapshot, the operation
@@ -47,15 +52,23 @@ export function registerSimple(
   verb: string,
   description: string,
 ): void {
-  vm.command(name)
+  const cmd = vm
+    .command(name)
     .description(description)
     .argument('<vm...>', 'VM names or ids')
-    .addHelpText('after', `\nExample:\n  banger vm ${name} dev other-vm`)
-    .action(
-      act((refs: string[]) => {
-        const c = ctx();
-        const onEvent = refs.length === 1 ? progressPrinter(c.err, c.style) : undefined;
-        return forEachVm(c, refs, verb, (id) => c.client.call(method, { ref: id }, onEvent ? { onEvent } : {}));
-      }),
-    );
+    .addHelpText('after', `\nExample:\n  banger vm ${name} dev other-vm`);
+  if (method !== 'vm.stop') cmd.option('--timings', 'print where the seconds of the boot went (on stderr)');
+  cmd.action(
+    act(async (refs: string[], o: { timings?: boolean }) => {
+      const c = ctx();
+      const onEvent = refs.length === 1 ? progressPrinter(c.err, c.style) : undefined;
+      let timings = '';
+      const r = await forEachVm(c, refs, verb, async (id) => {
+        const v = await c.client.call(method, { ref: id }, onEvent ? { onEvent } : {});
+        if (o.timings) timings += timingsOf(v);
+        return v;
+      });
+      return { ...r, err: `${timings}${r.err ?? ''}` };
+    }),
+  );
 }

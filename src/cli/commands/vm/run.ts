@@ -10,6 +10,7 @@ import { renderError } from '../../render/errors.js';
 import { runAgentSession } from '../../session/agent-exec.js';
 import { progressPrinter } from '../../render/progress.js';
 import { formatBytes, formatDuration } from '../../render/table.js';
+import { timingsOf } from './multi.js';
 import { addVmSpecFlags, vmSpecParams, type VmSpecFlags } from './spec.js';
 import { GUEST_REPO } from '../../session/workspace-ship.js';
 import { bootstrapTools } from '../../session/bootstrap.js';
@@ -25,6 +26,7 @@ export interface RunOptions extends VmSpecFlags, WorkspaceFlags {
   rm?: boolean;
   detach?: boolean;
   env?: string[];
+  timings?: boolean;
 }
 
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -42,6 +44,7 @@ export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd:
     .option('--include-untracked', 'with a path: also ship untracked files that git does not ignore')
     .option('--dry-run', 'with a path: print the files that would ship and create nothing')
     .option('--no-bootstrap', "with a path: skip `mise install` for the repo's .mise.toml / .tool-versions")
+    .option('--timings', 'print where the seconds went: the boot (host and guest side), the session, --rm (on stderr)')
     .addHelpText(
       'after',
       `
@@ -103,6 +106,7 @@ export async function runVm(
       `${c.style.dim('spec:')} ${created.vcpu} vcpu | ${created.memory_mib} MiB | ${formatBytes(created.disk_bytes)} disk\n`,
     );
     c.err.write(`${c.style.dim(`VM ${created.name} ready in ${formatDuration(Date.now() - started)}`)}\n`);
+    if (opts.timings) c.err.write(timingsOf(created));
     const info = await c.client.call('vm.ssh_info', { ref: created.name }, { signal: abort.signal });
     if (ws) {
       shipFailed = true;
@@ -139,7 +143,10 @@ export async function runVm(
     // which then exits 255. That is the user's interrupt, not an ssh failure to diagnose. Noting it
     // (until the end) also keeps a Ctrl-C during the failure probe below from skipping the --rm cleanup.
     process.on('SIGINT', onSessionSigint);
+    const sessionStart = Date.now();
     const code = await runAttached(argv);
+    if (opts.timings)
+      c.err.write(`session (ssh ${commandMode ? 'command' : 'shell'}): ${formatDuration(Date.now() - sessionStart)}\n`);
     if (code === 255) {
       // Under load the Ctrl-C's SIGINT can be handled after ssh's exit: ask again once the probe ran.
       const failure = interrupted ? undefined : await sshFailure(c.runner, info);
@@ -163,7 +170,9 @@ export async function runVm(
     process.off('SIGINT', onSigint);
     process.off('SIGINT', onSessionSigint);
     // A VM whose workspace did not ship is not what was asked for: it goes too.
+    const rmStart = Date.now();
     if ((opts.rm || shipFailed) && created) await removeSurvivingCtrlC(c, created.name);
+    if (opts.timings && opts.rm && created) c.err.write(`--rm (VM deleted): ${formatDuration(Date.now() - rmStart)}\n`);
   }
 }
 
