@@ -90,6 +90,11 @@ export async function main(argv: string[]): Promise<number> {
     log.warn('BANGER_TEST_VERSION is set: this daemon reports a made-up version (test-only)', { version });
   if (config.testInstallSshdOffline)
     log.warn('test_install_sshd_offline is set: image pull --install-sshd runs offline (test-only)', {});
+  if (config.testAssumeKvm)
+    log.warn(
+      'test_assume_kvm is set: this daemon acts as if KVM were usable (test-only; only a fake firecracker runs)',
+      {},
+    );
   const db = openStore(paths.dbFile);
   const ops = new OperationRepo(db);
   ops.closeInterrupted();

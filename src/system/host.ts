@@ -1,4 +1,4 @@
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, readdir, readFile, stat } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -60,13 +60,32 @@ export class HostProbe {
     }
   }
 
-  /** systemd-resolved runs here (its runtime dir exists) and resolvectl is installed. */
+  /**
+   * systemd-resolved runs (its runtime dir exists), resolvectl is installed, and this process
+   * is in the host's network namespace, where resolved lives: in another one (a test's from
+   * `ip netns add`, a container's) link names mean other links to resolved, so nothing is routed.
+   */
   async systemdResolved(): Promise<boolean> {
     const dir = await access('/run/systemd/resolve').then(
       () => true,
       () => false,
     );
-    return dir && (await this.which('resolvectl')) !== undefined;
+    if (!dir || (await this.which('resolvectl')) === undefined) return false;
+    return !(await this.inOtherNetns());
+  }
+
+  /** Whether this process's network namespace is not PID 1's, or is a named one (`/run/netns/*`). */
+  async inOtherNetns(): Promise<boolean> {
+    const self = await stat('/proc/self/ns/net').catch(() => undefined);
+    if (self === undefined) return false;
+    // PID 1's is readable only with ptrace rights; where it is, it decides.
+    const init = await stat('/proc/1/ns/net').catch(() => undefined);
+    if (init !== undefined) return init.ino !== self.ino || init.dev !== self.dev;
+    for (const name of await readdir('/run/netns').catch(() => [] as string[])) {
+      const ns = await stat(join('/run/netns', name)).catch(() => undefined);
+      if (ns !== undefined && ns.ino === self.ino && ns.dev === self.dev) return true;
+    }
+    return false;
   }
 
   cpuCount(): number {

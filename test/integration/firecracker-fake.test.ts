@@ -317,3 +317,20 @@ test(
     );
   },
 );
+
+test(
+  'resolver routing guard: the daemon knows when it runs in a network namespace other than the host one',
+  { skip },
+  async () => {
+    // systemd-resolved lives in the host namespace; inside a test's namespace banger must not route ~vm through it.
+    const probe = `import('${join(REPO, 'dist', 'src', 'system', 'host.js')}').then(async (m) => process.stdout.write(String(await new m.HostProbe().inOtherNetns())))`;
+    const outside = await host.run([process.execPath, '-e', probe], { timeoutMs: 30_000 });
+    assert.equal(outside.stdout, 'false', outside.stderr);
+    if (!nsMade) {
+      await host.check(['ip', 'netns', 'add', NS], { timeoutMs: 30_000 });
+      nsMade = true;
+    }
+    const inside = await inNs([process.execPath, '-e', probe]);
+    assert.equal(inside.stdout, 'true', inside.stderr);
+  },
+);
