@@ -114,6 +114,8 @@ async function runWorkspace(
   const runner = {
     run: async (argv: readonly string[], o?: { stdin?: AsyncIterable<Uint8Array> }) => {
       if (argv[0] === 'git') return real.run(argv);
+      // The probe (no stdin): a guest without git and an empty /root/repo.
+      if (!o?.stdin) return { code: 0, stdout: 'nogit\nempty\n', stderr: '' };
       ssh++;
       if (o?.stdin) for await (const chunk of o.stdin) void chunk;
       return { code: sshCode, stdout: '', stderr: 'tar: something broke\n' };

@@ -12,7 +12,14 @@ import { progressPrinter } from '../../render/progress.js';
 import { formatBytes, formatDuration } from '../../render/table.js';
 import { addVmSpecFlags, vmSpecParams, type VmSpecFlags } from './spec.js';
 import { GUEST_REPO } from '../../session/workspace-ship.js';
-import { dryRunResult, planWorkspace, remoteCommand, shipInto, type WorkspaceFlags } from './workspace.js';
+import {
+  addWorkspaceFlags,
+  dryRunResult,
+  planWorkspace,
+  remoteCommand,
+  shipInto,
+  type WorkspaceFlags,
+} from './workspace.js';
 
 /** Exit status when banger itself failed in command mode (never ssh's 255). */
 export const EXIT_BANGER_FAILED = 125;
@@ -26,7 +33,7 @@ export interface RunOptions extends VmSpecFlags, WorkspaceFlags {
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd: () => string[] | undefined): void {
-  addVmSpecFlags(
+  const cmdRun = addVmSpecFlags(
     vm
       .command('run')
       .description('create a VM, start it and open a shell in it (or run a command and exit with its status)')
@@ -34,9 +41,8 @@ export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd:
   )
     .option('--rm', 'delete the VM when the session or command ends')
     .option('-d, --detach', 'create and start the VM, then exit')
-    .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect)
-    .option('--include-untracked', 'with a path: also ship untracked files that git does not ignore')
-    .option('--dry-run', 'with a path: print the files that would ship and create nothing')
+    .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect);
+  addWorkspaceFlags(cmdRun, 'with a path: ')
     .addHelpText(
       'after',
       `
