@@ -18,6 +18,7 @@ import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
 import { ImageRepo } from '../store/images.js';
 import { IpRepo } from '../store/ips.js';
+import { VmWorkspaces } from '../services/vm/workspace.js';
 import { KernelRepo } from '../store/kernels.js';
 import { migrationStatus } from '../store/migrations.js';
 import { OperationRepo } from '../store/operations.js';
@@ -192,6 +193,7 @@ export async function main(argv: string[]): Promise<number> {
       vms,
       new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) }),
       new VmFiles({ vms: vmRepo, images: imageRepo, agents }),
+      new VmWorkspaces(vmRepo),
     ),
     ...imageRoutes({
       images,

@@ -83,6 +83,10 @@ export const MIGRATIONS: readonly string[] = [
     allocated_at TEXT NOT NULL
   );
   `,
+  // 5: the VM's workspace ({guestPath, hostPath, head, preparedAt}: what `vm workspace prepare` shipped last).
+  `
+  ALTER TABLE vms ADD COLUMN workspace TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -18,6 +18,15 @@ export interface StoredRootDisk {
   vars: Record<string, string>;
 }
 
+/** What `vm workspace prepare` / `vm run PATH` shipped last (the CLI reports it after a ship). */
+export interface StoredWorkspace {
+  guestPath: string;
+  hostPath: string;
+  /** The commit the guest checkout is at; null: files without history. */
+  head: string | null;
+  preparedAt: string;
+}
+
 export interface VmRow {
   id: string;
   name: string;
@@ -37,6 +46,7 @@ export interface VmRow {
   rootDisk: StoredRootDisk | undefined;
   handles: VmHandles | undefined;
   bootId: string | undefined;
+  workspace?: StoredWorkspace | undefined;
   createdAt: string;
   updatedAt: string;
 }
@@ -58,6 +68,8 @@ type Raw = {
   disk_strategy: string;
   /** Absent in a store opened read-only before migration 3. */
   root_disk?: string | null;
+  /** Absent in a store opened read-only before migration 5. */
+  workspace?: string | null;
   handles: string | null;
   boot_id: string | null;
   created_at: string;
@@ -91,6 +103,7 @@ const fromRaw = (r: Raw): VmRow => ({
   rootDisk: parseJson<StoredRootDisk>(r.root_disk),
   handles: parseJson<VmHandles>(r.handles),
   bootId: r.boot_id ?? undefined,
+  workspace: parseJson<StoredWorkspace>(r.workspace),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -186,6 +199,11 @@ export class VmRepo {
         new Date().toISOString(),
         id,
       );
+  }
+
+  /** Records the workspace the VM holds now. */
+  setWorkspace(id: string, ws: StoredWorkspace): void {
+    this.db.prepare('UPDATE vms SET workspace = ? WHERE id = ?').run(JSON.stringify(ws), id);
   }
 
   /** Marks the VM as used now (auto_stop_stale_after counts from here). */

@@ -3,6 +3,7 @@ import { badRequest } from '../../errors.js';
 import type { VmExec } from '../../services/vm/exec.js';
 import type { VmFiles } from '../../services/vm/files.js';
 import type { VmService } from '../../services/vm/service.js';
+import type { VmWorkspaces } from '../../services/vm/workspace.js';
 import type { Routes } from '../server.js';
 
 function checkSignal(sig: string | undefined): NodeJS.Signals {
@@ -12,7 +13,7 @@ function checkSignal(sig: string | undefined): NodeJS.Signals {
 }
 
 /** vm.*: straight to the VmService. */
-export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles): Routes<'vm'> {
+export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles, ws: VmWorkspaces): Routes<'vm'> {
   return {
     'vm.create': (p, ctx) => vms.create(p, ctx),
     'vm.list': () => vms.list(),
@@ -29,6 +30,7 @@ export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles): Routes<'
     'vm.show': (p) => vms.show(p.ref),
     'vm.delete': (p, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p) => exec.sessionInfo(p.ref),
+    'vm.workspace_set': (p) => ws.set(p),
     'vm.exec': (p, ctx, ch) => exec.exec(p, ctx, ch),
     'vm.file_put': (p, ctx, ch) => files.put(p, ctx, ch),
     'vm.file_get': (p, ctx, ch) => files.get(p, ctx, ch),

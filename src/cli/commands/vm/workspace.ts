@@ -97,6 +97,12 @@ export async function shipInto(
   signal?: AbortSignal,
 ): Promise<ShipResult> {
   const r = await shipWorkspace(c.runner, c.client, plan, { vm, info, force, signal, history: plan.history });
+  await c.client.call('vm.workspace_set', {
+    ref: vm,
+    guest_path: GUEST_REPO,
+    host_path: plan.root,
+    head: r.git && plan.history ? plan.history.commit : null,
+  });
   const files = plan.history?.checkout ? plural(plan.files.length, 'file') : plural(r.files, 'file');
   c.err.write(
     c.style.dim(
