@@ -155,6 +155,11 @@ export async function shipWorkspace(
   const refused = reshipRefusal(t.vm, st, t.force);
   if (refused) throw refused;
   const h = t.history;
+  if (!st.git && h?.checkout)
+    throw precondition(
+      `VM ${t.vm} has no git: --from ${h.commit.slice(0, 12)} (not the work tree's HEAD) cannot be checked out there`,
+      'leave --from out to ship the work tree as it is, or use an image with git (the default image has it)',
+    );
   if (!st.git || !h) return { files: await shipFilesOnly(runner, client, plan, t), git: false };
   const packer = streamPack(runner, plan.root, h);
   try {
