@@ -4,7 +4,7 @@
  * Uses an isolated banger home under .test-cache/bench-home (kept between
  * runs so the default image is built once). Network: loopback only.
  *
- *   npm run bench                 B4, B6, B3, B2, B1, B1w
+ *   npm run bench                 B4, B6, B3, B2, B1, B1w, B8
  *   npm run bench -- --only B4,B3
  *   npm run bench -- --runs 5
  */
@@ -211,6 +211,42 @@ async function bench1(): Promise<void> {
   }
 }
 
+/**
+ * B8: `vm workspace prepare` of a repo of 20,000 small tracked files into a running VM (default image,
+ * sshd) vs a hand-written `git archive HEAD | ssh … tar -x` into the same VM.
+ */
+function bench8(): void {
+  const work = join(home, 'b8');
+  const src = join(work, 'repo');
+  if (!existsSync(join(src, '.git'))) {
+    rmSync(work, { recursive: true, force: true });
+    for (let d = 0; d < 200; d++) {
+      mkdirSync(join(src, `d${d}`), { recursive: true });
+      for (let f = 0; f < 100; f++) writeFileSync(join(src, `d${d}`, `f${f}.txt`), `file ${d}/${f}\n`);
+    }
+    const git = ['git', '-C', src, '-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid'];
+    time([...git, 'init', '-q']);
+    time([...git, 'add', '-A']);
+    time([...git, 'commit', '-q', '-m', '20000 files']);
+  }
+  const vm = 'bench-b8';
+  spawnSync(process.execPath, [banger, 'vm', 'delete', vm], { env });
+  time(b('vm', 'create', '--name', vm));
+  try {
+    const sshConfig = spawnSync(process.execPath, [banger, 'ssh-config'], { env, encoding: 'utf8' }).stdout.trim();
+    const peerCmd = `git -C '${src}' archive HEAD | ssh -F '${sshConfig}' -o BatchMode=yes ${vm}.vm 'rm -rf /root/peer && mkdir -p /root/peer && tar -x -C /root/peer'`;
+    const ours: number[] = [];
+    const peer: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      ours.push(time(b('vm', 'workspace', 'prepare', vm, src, '--force')));
+      peer.push(time(['sh', '-c', peerCmd]));
+    }
+    add('B8', 'workspace prepare, 20,000 small files vs git archive | ssh tar -x', median(ours), median(peer), '≤ 1.5');
+  } finally {
+    spawnSync(process.execPath, [banger, 'vm', 'delete', vm], { env });
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(join(home, 'run'), { recursive: true, mode: 0o700 });
   mkdirSync(env.HOME as string, { recursive: true });
@@ -221,6 +257,7 @@ async function main(): Promise<void> {
   if (want('B3')) bench3();
   if (want('B2')) bench2();
   if (want('B1') && existsSync('/usr/bin/skopeo') && existsSync('/usr/bin/umoci')) await bench1();
+  if (want('B8')) bench8();
   const w = [8, 58, 10, 10, 8, 10];
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(w[i] ?? 10)).join(' ');
   console.log(line(['id', 'what', 'banger', 'peer', 'ratio', 'target']));

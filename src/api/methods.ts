@@ -14,6 +14,7 @@ import type {
   VmStats,
   VmHealth,
   VmPorts,
+  VmPublished,
   ImageView,
   KernelView,
   KernelCatalogView,
@@ -169,6 +170,7 @@ export const methods = {
         ...vmSpec,
         nat: z.boolean().optional(),
         start: z.boolean().optional(),
+        publish: z.array(z.string()).optional(),
       })
       .transform(parseVmSpec),
     returns<VmView>(),
@@ -204,6 +206,14 @@ export const methods = {
   'vm.stats': unary(vmRef, returns<VmStats>()),
   'vm.health': unary(vmRef, returns<VmHealth>()),
   'vm.ports': unary(vmRef, returns<VmPorts>()),
+  'vm.publish': unary(
+    z.strictObject({ ref: z.string().min(1), ports: z.array(z.string()).min(1) }),
+    returns<VmPublished>(),
+  ),
+  'vm.unpublish': unary(
+    z.strictObject({ ref: z.string().min(1), ports: z.array(z.string()).min(1) }),
+    returns<VmPublished>(),
+  ),
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),

@@ -13,6 +13,8 @@ export interface VmView {
   memory_mib: number;
   disk_bytes: number;
   vmm: string;
+  /** Why the daemon runs this VMM (vmm = "auto" settles at daemon start), e.g. "firecracker: binary not found". */
+  vmm_reason?: string;
   accel: string;
   accel_reason?: string;
   network_mode: string;
@@ -27,6 +29,24 @@ export interface VmView {
   workspace: WorkspaceView | null;
   /** Problems `vm show` found with the VM's runtime files (e.g. a corrupt handles.json). */
   problems?: string[];
+  /** Published ports (`-p`, `vm publish`), applied while the VM runs. */
+  published?: PublishedPort[];
+}
+
+/** One published port: the host's address:host_port forwards to the guest's guest_port. */
+export interface PublishedPort {
+  protocol: 'tcp' | 'udp';
+  address: string;
+  host_port: number;
+  guest_port: number;
+  /** The full spec, `127.0.0.1:8080:80/tcp` (what `vm unpublish` takes). */
+  spec: string;
+}
+
+/** `vm.publish` / `vm.unpublish`: the VM's published ports afterwards. */
+export interface VmPublished {
+  name: string;
+  published: PublishedPort[];
 }
 
 export interface WorkspaceView {
@@ -112,7 +132,7 @@ export interface VmPort {
   address: string;
   port: number;
   uid: number;
-  /** Where the host reaches it: `127.0.0.1:<port>` when published (user mode), null when unpublished. */
+  /** Where the host reaches it: a published ADDR:PORT (or the ssh forward) in user mode, `<name>.vm:<port>` in bridge mode, null when unpublished. */
   endpoint: string | null;
 }
 
@@ -120,6 +140,8 @@ export interface VmPort {
 export interface VmPorts {
   name: string;
   ports: VmPort[];
+  /** The VM's published ports, listened on in the guest or not. */
+  published?: PublishedPort[];
   /** The agent had more than fit in one reply. */
   truncated: boolean;
 }

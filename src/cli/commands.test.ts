@@ -141,3 +141,22 @@ test('vm ports: one row per socket with its endpoint, "unpublished" when the hos
   assert.deepEqual(text.calls, [['vm.ports', { ref: 'dev' }]]);
   assert.deepEqual(JSON.parse((await run(['vm', 'ports', 'dev', '--json'], () => p)).out), p);
 });
+
+test('-p is repeatable on vm create; vm publish/unpublish send the specs; vm show lists what is published', async () => {
+  const created = await run(['vm', 'create', '--name', 'dev', '-p', '8080:80', '--publish', '127.0.0.1:5353:53/udp']);
+  assert.deepEqual((created.calls[0]?.[1] as { publish?: string[] }).publish, ['8080:80', '127.0.0.1:5353:53/udp']);
+  const r = {
+    name: 'dev',
+    published: [
+      { protocol: 'tcp', address: '127.0.0.1', host_port: 8080, guest_port: 80, spec: '127.0.0.1:8080:80/tcp' },
+    ],
+  };
+  const pub = await run(['vm', 'publish', 'dev', '8080:80'], () => r);
+  assert.deepEqual(pub.calls, [['vm.publish', { ref: 'dev', ports: ['8080:80'] }]]);
+  assert.equal(pub.out, 'dev: 127.0.0.1:8080 -> guest 80/tcp\n');
+  const un = await run(['vm', 'unpublish', 'dev', '8080'], () => ({ name: 'dev', published: [] }));
+  assert.deepEqual(un.calls, [['vm.unpublish', { ref: 'dev', ports: ['8080'] }]]);
+  assert.equal(un.out, 'dev: no published ports\n');
+  const shown = await run(['vm', 'show', 'dev'], () => ({ ...VM, published: r.published }));
+  assert.match(shown.out, /^published +127\.0\.0\.1:8080:80\/tcp$/m);
+});

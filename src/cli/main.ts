@@ -16,6 +16,7 @@ import { register as registerVmCreate } from './commands/vm/create.js';
 import { register as registerVmCp } from './commands/vm/cp.js';
 import { register as registerVmStats } from './commands/vm/stats.js';
 import { register as registerVmAgent } from './commands/vm/agent.js';
+import { register as registerVmPublish } from './commands/vm/publish.js';
 import { register as registerVmWorkspace } from './commands/vm/workspace.js';
 import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
@@ -108,6 +109,7 @@ export function buildProgram(
   registerVmCp(vm, ctx, act);
   registerVmStats(vm, ctx, act);
   registerVmAgent(vm, ctx, act);
+  registerVmPublish(vm, ctx, act);
   registerVmWorkspace(vm, ctx, act);
   program
     .command('ps')

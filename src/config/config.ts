@@ -44,6 +44,11 @@ export interface Config {
    * check and its throwaway VM keeps restrict=on, so tests run it against a fake package manager offline.
    */
   testInstallSshdOffline?: boolean;
+  /**
+   * Test-only (test_assume_kvm): the daemon acts as if KVM were usable, so the firecracker path runs
+   * end to end against a fake firecracker (test/fakes/firecracker-bin.ts). Never boots anything real.
+   */
+  testAssumeKvm?: boolean;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
   provenance: {
     vcpu: Provenance;
@@ -159,6 +164,7 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
   if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
   if (f.test_install_sshd_offline === true) cfg.testInstallSshdOffline = true;
+  if (f.test_assume_kvm === true) cfg.testAssumeKvm = true;
 
   const vd = f.vm_defaults;
   // Limits that depend on this host (the schema checks what holds everywhere).

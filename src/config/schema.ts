@@ -195,6 +195,7 @@ export const configFileSchema = z.strictObject({
   auto_stop_stale_after: durationField({ allowZero: true }).optional(),
   max_unpacked_size: sizeField.optional(),
   test_install_sshd_offline: z.boolean().optional(),
+  test_assume_kvm: z.boolean().optional(),
   vm_defaults: vmDefaultsSchema.optional(),
   file_sync: z.array(fileSyncEntrySchema).optional(),
 });
@@ -231,6 +232,7 @@ const EXPECTED: Readonly<Record<string, string>> = {
   auto_stop_stale_after: 'a duration string such as "2h" ("0" disables)',
   max_unpacked_size: 'a size such as "32G"',
   test_install_sshd_offline: 'true or false (test-only)',
+  test_assume_kvm: 'true or false (test-only)',
   vm_defaults: 'a table ([vm_defaults])',
   'vm_defaults.vcpu': 'an integer of at least 1',
   'vm_defaults.memory_mib': 'a whole number of MiB (at least 128) or a size such as "2G"',

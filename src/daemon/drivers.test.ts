@@ -5,14 +5,12 @@ import { selectVmmDriver } from './drivers.js';
 
 const bins = { qemuBin: 'qemu-system-x86_64', firecrackerBin: 'firecracker' };
 
-test('selectVmmDriver: auto and qemu select the qemu driver', () => {
-  for (const vmm of ['auto', 'qemu'] as const) {
-    assert.equal(selectVmmDriver({ vmm, ...bins }, new FakeRunner(), { accel: 'tcg' }).kind, 'qemu', vmm);
-  }
+test('selectVmmDriver: qemu selects the qemu driver', () => {
+  assert.equal(selectVmmDriver('qemu', bins, new FakeRunner(), { accel: 'tcg' }).kind, 'qemu');
 });
 
 test('selectVmmDriver: firecracker selects the firecracker driver, which declares KVM and bridge networking', () => {
-  const d = selectVmmDriver({ vmm: 'firecracker', ...bins }, new FakeRunner(), { accel: 'tcg' });
+  const d = selectVmmDriver('firecracker', bins, new FakeRunner(), { accel: 'tcg' });
   assert.equal(d.kind, 'firecracker');
   assert.equal(d.capabilities.needsKvm, true);
   assert.ok(!d.capabilities.networks.some((n) => n.mode === 'user'));

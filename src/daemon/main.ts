@@ -19,6 +19,7 @@ import { openStore, schemaVersion } from '../store/db.js';
 import { ImageRepo } from '../store/images.js';
 import { IpRepo } from '../store/ips.js';
 import { VmWorkspaces } from '../services/vm/workspace.js';
+import { PortRepo } from '../store/ports.js';
 import { KernelRepo } from '../store/kernels.js';
 import { migrationStatus } from '../store/migrations.js';
 import { OperationRepo } from '../store/operations.js';
@@ -27,11 +28,13 @@ import { prepareDirs } from '../system/dirs.js';
 import { StateLock } from '../system/statelock.js';
 import { sweepOrphans } from '../services/sweep.js';
 import { testPauses } from '../services/testpause.js';
-import { decideAccel, HostProbe } from '../system/host.js';
+import { decideAccel, HostProbe, type AccelDecision } from '../system/host.js';
+import { decideVmm } from '../vmm/choice.js';
+import { probeVmmFacts } from '../vmm/facts.js';
 import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
-import { selectVmmDriver } from './drivers.js';
+import { agentDialer, selectVmmDriver } from './drivers.js';
 import { DAEMON_USAGE, parseDaemonArgs, type DaemonMode } from './args.js';
 import { streamLogger } from './logger.js';
 import { logDoctorRows } from './startup-doctor.js';
@@ -39,6 +42,7 @@ import { daemonRoutes } from './routes/daemon.js';
 import { imageRoutes } from './routes/image.js';
 import { kernelRoutes } from './routes/kernel.js';
 import { vmRoutes } from './routes/vm.js';
+import { FileSync } from '../services/vm/filesync.js';
 import { DaemonServer, type Handlers } from './server.js';
 import { pullWithSshd } from './install-sshd.js';
 import { checkEgress } from '../services/image/install-sshd.js';
@@ -95,10 +99,18 @@ export async function main(argv: string[]): Promise<number> {
   const lifetime = new AbortController();
   const runner = new NodeRunner();
   const cpu = await host.cpuInfo();
-  const accel = decideAccel(config.accel, await host.kvmReadWrite(), cpu);
+  const accel: AccelDecision = config.testAssumeKvm
+    ? { accel: 'kvm', reason: 'test_assume_kvm = true (test-only: nothing boots under it)' }
+    : decideAccel(config.accel, await host.kvmReadWrite(), cpu);
   log.info('bangerd starting', { version, pid: process.pid, accel: accel.accel, reason: accel.reason });
 
   const kernelRepo = new KernelRepo(db);
+  // SPEC §1: vmm = "auto" settles here, once per daemon; `vm show` and doctor give the reason.
+  const vmm = decideVmm(
+    await probeVmmFacts({ config, accel, runner, which: (b) => host.which(b), kernel: (n) => kernelRepo.get(n) }),
+  );
+  log.info('vmm', { ...vmm });
+  const driver = selectVmmDriver(vmm.vmm, config, runner, accel);
   const imageRepo = new ImageRepo(db);
   const vmRepo = new VmRepo(db);
   // Downloads honour HTTPS_PROXY/HTTP_PROXY/NO_PROXY from the daemon's environment (net/proxy.ts).
@@ -131,17 +143,20 @@ export async function main(argv: string[]): Promise<number> {
         ips: new IpRepo(db),
         records: dns.records,
         ...(uid === 0 ? {} : { tapOwner: uid }),
+        routeResolver: await host.systemdResolved(),
+        log,
       })
     : undefined;
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
-  const agents = new VmAgents({ paths, log });
+  const agents = new VmAgents({ paths, log, dial: agentDialer(driver.kind, paths) });
   const vms = new VmService({
     agents,
     paths,
     vms: vmRepo,
     images: imageRepo,
     imageService: images,
-    driver: selectVmmDriver(config, runner, accel),
+    driver,
+    vmm,
     runner,
     keys,
     config,
@@ -150,6 +165,7 @@ export async function main(argv: string[]): Promise<number> {
     log,
     host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
     pause: testPauses(process.env.BANGER_TEST_PAUSE, log),
+    ports: new PortRepo(db),
     ...(bridge ? { bridge } : {}),
   });
 
@@ -193,6 +209,7 @@ export async function main(argv: string[]): Promise<number> {
       vms,
       new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) }),
       new VmFiles({ vms: vmRepo, images: imageRepo, agents }),
+      new FileSync({ entries: config.fileSync, home: paths.home, vms: vmRepo, images: imageRepo, agents, log }),
       new VmWorkspaces(vmRepo),
     ),
     ...imageRoutes({

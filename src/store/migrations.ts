@@ -83,7 +83,18 @@ export const MIGRATIONS: readonly string[] = [
     allocated_at TEXT NOT NULL
   );
   `,
-  // 5: the VM's workspace ({guestPath, hostPath, head, preparedAt}: what `vm workspace prepare` shipped last).
+  // 5: published ports (store/ports.ts): UNIQUE host side, so no two VMs publish one ADDR:PORT/proto; gone with their VM.
+  `
+  CREATE TABLE vm_ports (
+    vm_id       TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+    protocol    TEXT NOT NULL,
+    address     TEXT NOT NULL,
+    host_port   INTEGER NOT NULL,
+    guest_port  INTEGER NOT NULL,
+    UNIQUE (address, host_port, protocol)
+  );
+  `,
+  // 6: the VM's workspace ({guestPath, hostPath, head, preparedAt}: what `vm workspace prepare` shipped last).
   `
   ALTER TABLE vms ADD COLUMN workspace TEXT;
   `,

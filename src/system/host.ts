@@ -60,6 +60,15 @@ export class HostProbe {
     }
   }
 
+  /** systemd-resolved runs here (its runtime dir exists) and resolvectl is installed. */
+  async systemdResolved(): Promise<boolean> {
+    const dir = await access('/run/systemd/resolve').then(
+      () => true,
+      () => false,
+    );
+    return dir && (await this.which('resolvectl')) !== undefined;
+  }
+
   cpuCount(): number {
     return cpus().length;
   }

@@ -52,12 +52,21 @@ export interface VmmCapabilities {
   };
 }
 
+/** A host port forwarded into a user-mode guest (issue 14): ADDR:HOST_PORT on the host → GUEST_PORT in the guest. */
+export interface PortForward {
+  protocol: 'tcp' | 'udp';
+  address: string;
+  hostPort: number;
+  guestPort: number;
+}
+
 /**
  * The guest's network: qemu's user-mode network with ssh forwarded to a
  * loopback port, or a tap the VM service made on the bridge (SPEC §7.3).
  */
 export type VmmNet =
-  { mode: 'user'; sshPort: number; allowOutbound: boolean; mac: string } | { mode: 'bridge'; tap: string; mac: string };
+  | { mode: 'user'; sshPort: number; allowOutbound: boolean; mac: string; forwards?: readonly PortForward[] }
+  | { mode: 'bridge'; tap: string; mac: string };
 
 /** What a VMM needs to boot one VM; built by the VM service, never by a driver. */
 export interface DiskSpec {
@@ -117,4 +126,6 @@ export interface VmmDriver {
   /** Stops the VMM now (no guest shutdown); resolves when the process is gone. */
   kill(handles: VmmHandles, signal?: NodeJS.Signals): Promise<void>;
   isAlive(handles: VmmHandles): Promise<boolean>;
+  /** Adds or removes a port forward of a running user-mode VM; absent when the VMM has no user-mode network. */
+  forward?(handles: VmmHandles, op: 'add' | 'remove', f: PortForward): Promise<void>;
 }

@@ -6,7 +6,7 @@ import {
   type Server as HttpServer,
   type ServerResponse,
 } from 'node:http';
-import { createServer as createNetServer, type Server as NetServer } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { decodeBody, SCHEMAS, type Schema } from './firecracker-schema.js';
 import { MIN_FIRECRACKER_VERSION } from '../../src/vmm/firecracker/version.js';
 
@@ -55,6 +55,13 @@ export interface FakeFirecrackerOptions {
   openTap?: (name: string) => boolean;
   /** Called after SendCtrlAltDel is accepted, as a guest that honours it would shut down. */
   onCtrlAltDel?: () => void;
+  /**
+   * A host connection to the vsock Unix socket (firecracker's hybrid vsock); the default closes
+   * it, as firecracker does when nothing in the guest listens.
+   */
+  onVsockConnect?: (socket: Socket) => void;
+  /** Called with each request once answered (the fake binary logs them for its test). */
+  onRequest?: (r: RecordedRequest) => void;
 }
 
 export interface RecordedRequest {
@@ -187,6 +194,7 @@ export class FakeFirecracker {
     const fm = (reply.body as { fault_message?: string } | undefined)?.fault_message;
     if (fm !== undefined) rec.fault = fm;
     this.requests.push(rec);
+    this.opts.onRequest?.(rec);
     if (reply.body === undefined) {
       res.writeHead(reply.status).end();
     } else {
@@ -431,7 +439,7 @@ export class FakeFirecracker {
       this.vsockServer = undefined;
       this.vsock = undefined;
     }
-    const server = createNetServer((c) => c.destroy());
+    const server = createNetServer((c) => (this.opts.onVsockConnect ? this.opts.onVsockConnect(c) : c.destroy()));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
         reject(

@@ -17,17 +17,23 @@ export class FakeNetHost {
   /** stderr of a failing `sudo -n` (no sudo rule for this user). */
   sudoRefuses = false;
   readonly runner = new FakeRunner();
+  /** Whether sudo is installed at all (false: the runner's missing-binary error). */
+  sudoInstalled = true;
+  /** systemd-resolved's per-link settings (`resolvectl dns|domain|revert`); resolvedDown: it is not running. */
+  readonly resolved = new Map<string, { dns?: string; domains?: string[] }>();
+  resolvedDown = false;
   /** Runs before each command (sudo stripped): e.g. another process racing us. */
   beforeCommand: ((cmd: string) => void) | undefined;
 
   constructor() {
     const respond = (argv: readonly string[]): FakeOutcome => this.exec(argv);
-    this.runner.on((a) => ['ip', 'iptables', 'sysctl', 'sudo'].includes(a[0] ?? ''), respond);
+    this.runner.on((a) => ['ip', 'iptables', 'sysctl', 'sudo', 'resolvectl'].includes(a[0] ?? ''), respond);
   }
 
   private exec(argv0: readonly string[]): FakeOutcome {
     let argv = [...argv0];
     if (argv[0] === 'sudo') {
+      if (!this.sudoInstalled) return { missing: true };
       if (argv[1] !== '-n') return { code: 1, stderr: 'sudo: expected -n' };
       if (this.sudoRefuses) return { code: 1, stderr: 'sudo: a password is required\n' };
       argv = argv.slice(2);
@@ -37,6 +43,7 @@ export class FakeNetHost {
       this.failOn = undefined;
       return { code: 2, stderr: 'RTNETLINK answers: Operation not permitted\n' };
     }
+    if (argv[0] === 'resolvectl') return this.resolvectl(argv);
     const a = argv[0] === 'iptables' ? argv.filter((x, i) => !(x === '-w' || argv[i - 1] === '-w')) : argv;
     const s = a.join(' ');
     let m: RegExpExecArray | null;
@@ -101,6 +108,19 @@ export class FakeNetHost {
       }
     }
     return { code: 99, stderr: `FakeNetHost: no model for ${s}` };
+  }
+
+  private resolvectl(argv: readonly string[]): FakeOutcome {
+    if (this.resolvedDown) return { code: 1, stderr: 'Failed to connect to bus: resolved is not running\n' };
+    const [, verb, link, ...args] = argv;
+    if (link === undefined || !this.links.has(link))
+      return { code: 1, stderr: `Failed to resolve interface "${link ?? ''}": No such device\n` };
+    const cur = this.resolved.get(link) ?? {};
+    if (verb === 'dns' && args.length === 1) this.resolved.set(link, { ...cur, dns: args[0] as string });
+    else if (verb === 'domain') this.resolved.set(link, { ...cur, domains: [...args] });
+    else if (verb === 'revert' && args.length === 0) this.resolved.delete(link);
+    else return { code: 99, stderr: `FakeNetHost: no model for ${argv.join(' ')}` };
+    return {};
   }
 
   private add(name: string, kind: 'bridge' | 'tap'): FakeOutcome {

@@ -6,7 +6,9 @@
  * (`ip netns exec`), so the bridge, the taps, the NAT rules and the guest
  * addresses never exist in the host's namespace. Guests are busybox-only
  * images (banger-init as PID 1, the agent; no sshd): cheap under TCG.
- * Traffic: DNS queries to the daemon on the namespace's 127.0.0.1 only.
+ * Traffic: DNS queries to the daemon on the namespace's 127.0.0.1 only, and
+ * HTTP to a published port on the namespace's 127.0.0.1 (relayed by the
+ * daemon to the guest on the namespace's bridge).
  */
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -130,7 +132,7 @@ test(
   'bridge mode in a namespace: two VMs get distinct IPs and <name>.vm answers; --nat gives one MASQUERADE rule across stop/start; delete leaves no name, tap or rule',
   { skip },
   async () => {
-    await ok(['vm', 'create', '--name', 'bra', '--image', 'bb', '--nat']);
+    await ok(['vm', 'create', '--name', 'bra', '--image', 'bb', '--nat', '-p', '127.0.0.1:18080:8080']);
     await ok(['vm', 'create', '--name', 'brb', '--image', 'bb']);
     const a = await show('bra');
     const b = await show('brb');
@@ -148,12 +150,39 @@ test(
     assert.equal(natRulesFor(net.rules, a.ip as string), 1, net.rules.join('\n'));
     assert.equal(natRulesFor(net.rules, b.ip as string), 0, 'no rule without --nat');
 
+    // Published ports (issue 14): a guest HTTP server reached on the namespace's 127.0.0.1:18080.
+    const serve =
+      'busybox mkdir -p /tmp/www && echo hello-from-bra > /tmp/www/index.html && ' +
+      'busybox setsid busybox httpd -f -p 8080 -h /tmp/www </dev/null >/dev/null 2>&1 &';
+    const httpGet = async (port: number): Promise<string> => {
+      for (let i = 0; i < 20; i++) {
+        const r = await inNs([BUSYBOX, 'wget', '-q', '-T', '3', '-O', '-', `http://127.0.0.1:${port}/`]);
+        if (r.code === 0) return r.stdout;
+        await new Promise((res) => setTimeout(res, 500));
+      }
+      return '(no answer)';
+    };
+    await ok(['vm', 'ssh', 'bra', '--', 'sh', '-c', serve]);
+    assert.equal(await httpGet(18080), 'hello-from-bra\n', '-p reaches the guest in bridge mode');
+    await ok(['vm', 'publish', 'bra', '18081:8080']);
+    assert.equal(await httpGet(18081), 'hello-from-bra\n', 'vm publish on the running VM');
+    await ok(['vm', 'unpublish', 'bra', '18081']);
+    const gone = await inNs([BUSYBOX, 'wget', '-q', '-T', '3', '-O', '-', 'http://127.0.0.1:18081/']);
+    assert.notEqual(gone.code, 0, 'unpublished');
+    const clash = await bangerNs(['vm', 'publish', 'brb', '18080:80']);
+    assert.notEqual(clash.code, 0);
+    assert.match(clash.stderr, /port 127\.0\.0\.1:18080\/tcp is already published by VM "bra"/);
+
     await ok(['vm', 'stop', 'bra']);
     assert.equal((await dig('bra.vm')).status, 'NXDOMAIN', 'a stopped VM has no name');
     net = await nsNet();
     assert.equal(natRulesFor(net.rules, a.ip as string), 0);
+    const stopped = await inNs([BUSYBOX, 'wget', '-q', '-T', '3', '-O', '-', 'http://127.0.0.1:18080/']);
+    assert.notEqual(stopped.code, 0, 'the relay closes at stop');
     await ok(['vm', 'start', 'bra']);
     assert.equal((await show('bra')).ip, a.ip, 'the IP is kept across stop/start');
+    await ok(['vm', 'ssh', 'bra', '--', 'sh', '-c', serve]);
+    assert.equal(await httpGet(18080), 'hello-from-bra\n', 'published again at start');
     net = await nsNet();
     assert.equal(
       natRulesFor(net.rules, a.ip as string),
@@ -163,6 +192,8 @@ test(
 
     await ok(['vm', 'delete', 'bra']);
     assert.equal((await dig('bra.vm')).status, 'NXDOMAIN', 'deleted');
+    await ok(['vm', 'publish', 'brb', '18080:8080']); // the port is free again, also in the store
+    await ok(['vm', 'unpublish', 'brb', '18080']);
     assert.deepEqual(await dig('brb.vm'), { status: 'NOERROR', answers: [b.ip] });
     net = await nsNet();
     assert.equal(natRulesFor(net.rules, a.ip as string), 0, 'no rule after delete');

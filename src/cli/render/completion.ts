@@ -8,7 +8,8 @@ export interface CompletionNode {
 }
 
 const argKind = (path: string): CompletionNode['args'] => {
-  if (/^vm (start|stop|restart|kill|delete|rm|set|show|logs|ssh|stats|cp|health|ports)$/.test(path)) return 'vms';
+  if (/^vm (start|stop|restart|kill|delete|rm|set|show|logs|ssh|stats|cp|health|ports|publish|unpublish)$/.test(path))
+    return 'vms';
   if (/^kernel (show|rm|pull)$/.test(path)) return 'kernels';
   if (/^image /.test(path)) return 'images';
   return 'none';

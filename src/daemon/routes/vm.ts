@@ -1,7 +1,10 @@
 import { constants as osConstants } from 'node:os';
+import type { VmView } from '../../api/views.js';
 import { badRequest } from '../../errors.js';
+import type { OpContext } from '../../services/context.js';
 import type { VmExec } from '../../services/vm/exec.js';
 import type { VmFiles } from '../../services/vm/files.js';
+import type { FileSync } from '../../services/vm/filesync.js';
 import type { VmService } from '../../services/vm/service.js';
 import type { VmWorkspaces } from '../../services/vm/workspace.js';
 import type { Routes } from '../server.js';
@@ -12,21 +15,31 @@ function checkSignal(sig: string | undefined): NodeJS.Signals {
   return sig as NodeJS.Signals;
 }
 
-/** vm.*: straight to the VmService. */
-export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles, ws: VmWorkspaces): Routes<'vm'> {
+/** vm.*: straight to the VmService; a create or start that boots then applies [[file_sync]]. */
+export function vmRoutes(
+  vms: VmService,
+  exec: VmExec,
+  files: VmFiles,
+  sync: FileSync | undefined,
+  ws: VmWorkspaces,
+): Routes<'vm'> {
+  const synced = async (was: string | undefined, view: VmView, ctx: OpContext): Promise<VmView> =>
+    sync && was !== 'running' ? sync.afterBoot(view, ctx) : view;
   return {
-    'vm.create': (p, ctx) => vms.create(p, ctx),
+    'vm.create': async (p, ctx) => synced(undefined, await vms.create(p, ctx), ctx),
     'vm.list': () => vms.list(),
     'vm.resolve': (p) => vms.resolveMany(p.refs),
-    'vm.start': (p, ctx) => vms.start(p.ref, ctx),
+    'vm.start': async (p, ctx) => synced(vms.resolve(p.ref).state, await vms.start(p.ref, ctx), ctx),
     'vm.stop': (p, ctx) => vms.stop(p.ref, ctx),
-    'vm.restart': (p, ctx) => vms.restart(p.ref, ctx),
+    'vm.restart': async (p, ctx) => synced(undefined, await vms.restart(p.ref, ctx), ctx),
     'vm.kill': (p) => vms.kill(p.ref, checkSignal(p.signal)),
     'vm.set': (p, ctx) => vms.set(p.ref, p, ctx),
     'vm.prune': (_p, ctx) => vms.prune(ctx),
     'vm.stats': (p) => vms.stats(p.ref),
     'vm.health': (p) => vms.health(p.ref),
     'vm.ports': (p) => vms.ports(p.ref),
+    'vm.publish': (p) => vms.publisher.publish(p.ref, p.ports),
+    'vm.unpublish': (p) => vms.publisher.unpublish(p.ref, p.ports),
     'vm.show': (p) => vms.show(p.ref),
     'vm.delete': (p, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p) => exec.sessionInfo(p.ref),

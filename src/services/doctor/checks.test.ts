@@ -261,7 +261,10 @@ test('doctor: firecracker is reported with its version; too old warns; vmm = "fi
   });
   const vmm = row(rows, 'vmm');
   assert.equal(vmm.status, 'FAIL');
-  assert.match(vmm.detail, /needs hardware virtualization \(KVM\)/);
+  assert.equal(
+    vmm.detail,
+    'vmm = "firecracker" cannot run here: firecracker 1.4.1 is too old; banger needs 1.5.0 or later; no usable KVM (/dev/kvm is missing or not read-write: software emulation (TCG)); needs network_mode = "bridge"; default kernel "debian-bookworm-cloud" is not pulled yet',
+  );
 });
 
 test('doctor: the state store: default image without work-seed warns, a kernel qemu cannot boot fails, a corrupt store fails', async (t) => {
@@ -320,4 +323,13 @@ test('doctor: with the network probe given, the host-networking rows are there (
   for (const name of ['network mode', 'network privilege', 'bridge', 'iptables', 'IP forwarding', 'DNS listener'])
     assert.notEqual(row(rows, name).status, 'FAIL', name);
   assert.equal(rows.filter((r) => r.status === 'FAIL').length, 0);
+});
+
+test('doctor: vmm = "auto" shows the VMM the daemon picks and why', async (t) => {
+  const rows = await runChecks(input(t));
+  assert.deepEqual(row(rows, 'vmm'), {
+    name: 'vmm',
+    status: 'PASS',
+    detail: 'qemu (firecracker: binary not found (firecracker_bin = "firecracker"))',
+  });
 });

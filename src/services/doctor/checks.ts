@@ -15,6 +15,7 @@ import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { DnsProbe } from '../network/dns.js';
 import { networkChecks } from './network.js';
+import { vmmRow } from './vmm.js';
 
 export type CheckStatus = 'PASS' | 'WARN' | 'FAIL';
 
@@ -109,29 +110,17 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
     const v = checkFirecrackerVersion(res?.stdout ?? '');
     rows.push({ name: 'firecracker', status: v.ok ? 'PASS' : 'WARN', detail: v.message ?? `${fcBin} ${v.version}` });
   }
-  if (i.config?.vmm === 'firecracker') {
+  if (i.config)
     rows.push(
-      accel.accel === 'kvm' && fcBin
-        ? {
-            name: 'vmm',
-            status: 'FAIL',
-            detail: 'vmm = "firecracker" needs bridge networking, which this banger does not set up yet',
-            fix: 'set vmm = "auto" in config.toml',
-          }
-        : {
-            name: 'vmm',
-            status: 'FAIL',
-            detail: `vmm = "firecracker" needs ${fcBin ? 'hardware virtualization (KVM)' : 'the firecracker binary and KVM'}`,
-            fix: 'set vmm = "auto" or "qemu" in config.toml',
-          },
+      await vmmRow({
+        config: i.config,
+        paths: i.paths,
+        accel,
+        runner: i.runner,
+        which: (bin) => i.host.which(bin),
+        hasStore: existsSync(i.paths.dbFile),
+      }),
     );
-  } else {
-    rows.push({
-      name: 'vmm',
-      status: 'PASS',
-      detail: `qemu (${fcBin && accel.accel === 'kvm' ? 'firecracker needs bridge networking' : 'firecracker needs its binary and KVM'})`,
-    });
-  }
 
   for (const t of HOST_TOOLS) {
     const path = await i.host.which(t.bin);
@@ -167,6 +156,7 @@ export async function runChecks(i: DoctorInput): Promise<CheckRow[]> {
         euid: i.network.euid,
         which: (bin) => i.host.which(bin),
         probeDns: i.network.probeDns,
+        resolved: () => i.host.systemdResolved(),
       })),
     );
   rows.push(...storeChecks(i));

@@ -20,6 +20,8 @@ interface Host {
   sudo?: boolean;
   /** `resolvectl domain br-fc` output; undefined: the link is unknown to resolved. */
   resolved?: string;
+  /** Whether systemd-resolved runs (default: yes when resolvectl is there). */
+  active?: boolean;
 }
 
 function runner(h: Host): FakeRunner {
@@ -47,6 +49,7 @@ async function rows(cfg: Config, h: Host, euid: number, dns: DnsProbe): Promise<
     euid,
     which: async (b) => (bins.includes(b) ? `/usr/sbin/${b}` : undefined),
     probeDns: async () => dns,
+    resolved: async () => h.active ?? true,
   });
   r.assertNoUnexpected();
   return Object.fromEntries(out.map((x) => [x.name, `${x.status} ${x.detail}${x.fix ? ` | ${x.fix}` : ''}`]));
@@ -123,7 +126,16 @@ test('network doctor, resolver routing (bridge mode only): routed, not routed, n
     "WARN systemd-resolved does not route ~vm on br-fc | resolvectl dns br-fc 127.0.0.1:42069 && resolvectl domain br-fc '~vm'",
   );
   const noLink = await rows(bridgeCfg, { bins: ['ip', 'iptables', 'resolvectl'] }, 0, dns);
-  assert.match(noLink['resolver routing'] ?? '', /^WARN .*\(no such link yet\) \| resolvectl dns/);
+  assert.match(
+    noLink['resolver routing'] ?? '',
+    /^WARN .*\(no such link yet: banger routes it when the bridge comes up\) \| resolvectl dns/,
+  );
+  const stopped = await rows(bridgeCfg, { bins: ['ip', 'iptables', 'resolvectl'], active: false }, 0, dns);
+  assert.match(
+    stopped['resolver routing'] ?? '',
+    /^WARN no systemd-resolved.* \| with dnsmasq: /,
+    'resolvectl without resolved running',
+  );
   const none = await rows(bridgeCfg, {}, 0, dns);
   assert.match(
     none['resolver routing'] ?? '',

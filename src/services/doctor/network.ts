@@ -18,6 +18,8 @@ export interface NetworkDoctorInput {
   euid: number;
   which: (bin: string) => Promise<string | undefined>;
   probeDns: (listen: string) => Promise<DnsProbe>;
+  /** Whether systemd-resolved runs (HostProbe.systemdResolved); omitted: resolvectl being installed. */
+  resolved?: () => Promise<boolean>;
 }
 
 const T = { timeoutMs: 5000 };
@@ -124,7 +126,8 @@ export function resolverRecipe(c: Pick<Config, 'bridgeName' | 'dnsListen'>, reso
 async function resolverRow(i: NetworkDoctorInput): Promise<CheckRow> {
   const c = i.config;
   const resolvectl = await i.which('resolvectl');
-  if (!resolvectl)
+  const active = resolvectl !== undefined && (i.resolved ? await i.resolved() : true);
+  if (!resolvectl || !active)
     return {
       name: 'resolver routing',
       status: 'WARN',
@@ -137,7 +140,7 @@ async function resolverRow(i: NetworkDoctorInput): Promise<CheckRow> {
   return {
     name: 'resolver routing',
     status: 'WARN',
-    detail: `systemd-resolved does not route ~vm on ${c.bridgeName}${res.code === 0 ? '' : ' (no such link yet)'}`,
+    detail: `systemd-resolved does not route ~vm on ${c.bridgeName}${res.code === 0 ? '' : ' (no such link yet: banger routes it when the bridge comes up)'}`,
     fix: resolverRecipe(c, true),
   };
 }

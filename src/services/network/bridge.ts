@@ -1,5 +1,6 @@
 import type { Config } from '../../config/config.js';
 import type { IpRepo } from '../../store/ips.js';
+import type { Logger } from '../context.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { VmRecords } from './dns.js';
 import { applyHostNet, removeHostNet } from './hostexec.js';
@@ -15,13 +16,17 @@ import { sweepHostNet, type SweepResult } from './netsweep.js';
  */
 
 export interface BridgeNetworkDeps {
-  config: Pick<Config, 'bridgeName' | 'bridgeIp' | 'cidr'>;
+  config: Pick<Config, 'bridgeName' | 'bridgeIp' | 'cidr'> & Partial<Pick<Config, 'dnsListen'>>;
   runner: CommandRunner;
   euid: number;
   ips: IpRepo;
   records: VmRecords;
   /** uid that opens taps (the VMM's user); omitted: root only. */
   tapOwner?: number;
+  /** systemd-resolved runs: route `~vm` on the bridge to dns_listen (resolver.ts), best effort. */
+  routeResolver?: boolean;
+  /** Where a best-effort step that failed is reported. */
+  log?: Pick<Logger, 'warn'>;
 }
 
 export interface BridgeVm {
@@ -72,6 +77,7 @@ export class BridgeNetwork {
       guestIp: address,
       nat: vm.nat,
       ...(this.d.tapOwner === undefined ? {} : { tapOwner: this.d.tapOwner }),
+      ...(this.d.routeResolver && c.dnsListen !== undefined ? { resolverDns: c.dnsListen } : {}),
     });
   }
 
@@ -83,7 +89,8 @@ export class BridgeNetwork {
   async up(vm: BridgeVm, signal?: AbortSignal): Promise<GuestNet> {
     const address = this.address(vm.id);
     const plan = this.plan(vm, address);
-    await applyHostNet(this.d.runner, plan, signal ? { euid: this.d.euid, signal } : { euid: this.d.euid });
+    const r = await applyHostNet(this.d.runner, plan, signal ? { euid: this.d.euid, signal } : { euid: this.d.euid });
+    if (r.skipped.length > 0) this.d.log?.warn('bridge networking: skipped best-effort steps', { skipped: r.skipped });
     this.d.records.set(vm.name, address);
     return { ip: `${address}/${this.d.config.cidr}`, address, gateway: this.d.config.bridgeIp, tap: plan.tap };
   }

@@ -114,3 +114,57 @@ test('remove: the rule (every copy) and the tap go, the shared bridge stays; rem
   assert.deepEqual([...h.links.keys()], ['br-fc']);
   assert.deepEqual(await removeHostNet(h.runner, plan, { euid: 0 }), []);
 });
+
+test('with systemd-resolved: the bridge link routes ~vm to dns_listen, as shared steps after the bridge', async () => {
+  const h = new FakeNetHost();
+  const plan = hostNetPlan({ ...input, resolverDns: '127.0.0.1:42069' });
+  const r = await applyHostNet(h.runner, plan, { euid: 0 });
+  assert.deepEqual(r.skipped, []);
+  assert.deepEqual(h.resolved.get('br-fc'), { dns: '127.0.0.1:42069', domains: ['~vm'] });
+  const cmds = h.commands();
+  assert.ok(cmds.indexOf('resolvectl dns br-fc 127.0.0.1:42069') > cmds.indexOf('ip link set dev br-fc up'));
+  // Shared like the bridge: a VM's stop leaves it; a failed run that made it reverts it.
+  await removeHostNet(h.runner, plan, { euid: 0 });
+  assert.ok(h.resolved.has('br-fc'));
+  const fresh = new FakeNetHost();
+  fresh.failOn = '-A POSTROUTING';
+  await assert.rejects(applyHostNet(fresh.runner, plan, { euid: 0 }));
+  assert.ok(fresh.commands().includes('resolvectl revert br-fc'));
+  assert.deepEqual([...fresh.links.keys()], []);
+  // Not root: through sudo -n like the other privileged steps.
+  const user = new FakeNetHost();
+  await applyHostNet(user.runner, plan, { euid: 1000 });
+  assert.ok(user.commands().includes('sudo -n resolvectl domain br-fc ~vm'));
+});
+
+test('resolver routing is best effort: resolved refusing it skips those steps, names why, and the VM still gets its tap', async () => {
+  const h = new FakeNetHost();
+  h.resolvedDown = true;
+  const r = await applyHostNet(h.runner, hostNetPlan({ ...input, resolverDns: '127.0.0.1:42069' }), { euid: 0 });
+  assert.equal(r.skipped.length, 2);
+  assert.match(r.skipped[0] ?? '', /^resolver: DNS of br-fc is 127\.0\.0\.1:42069: .*command failed/);
+  assert.ok(h.links.has(TAP));
+  assert.equal(h.rules.length, 1);
+});
+
+test('without resolver routing (no systemd-resolved) no resolvectl runs', async () => {
+  const h = new FakeNetHost();
+  await applyHostNet(h.runner, hostNetPlan(input), { euid: 0 });
+  assert.ok(!h.commands().some((c) => c.includes('resolvectl')));
+});
+
+test('not root and no sudo installed: a precondition naming the step and the missing sudo', async () => {
+  const h = new FakeNetHost();
+  h.sudoInstalled = false;
+  await assert.rejects(applyHostNet(h.runner, hostNetPlan(input), { euid: 1000 }), (e: unknown) => {
+    assert.ok(e instanceof AppError);
+    assert.equal(e.code, 'precondition');
+    assert.equal(
+      e.message,
+      'bridge networking needs root for: ip link add name br-fc type bridge; the daemon is not root and sudo is not installed',
+    );
+    assert.match(e.hint ?? '', /run bangerd as root/);
+    return true;
+  });
+  assert.deepEqual([...h.links.keys()], []);
+});

@@ -22,14 +22,23 @@ function opts(o: NetExecOptions): { timeoutMs: number; signal?: AbortSignal } {
   return o.signal ? { timeoutMs: STEP_TIMEOUT_MS, signal: o.signal } : { timeoutMs: STEP_TIMEOUT_MS };
 }
 
-/** A `sudo -n` that needs a password: say what to do instead of "a password is required". */
+const PRIVILEGE_HINT =
+  'run bangerd as root, allow passwordless sudo for ip, iptables and sysctl, or use network_mode = "user"';
+
+/** A `sudo -n` that needs a password, or no sudo at all: say what is missing and what to do instead. */
 function privilegeError(e: unknown, step: NetStep, o: NetExecOptions): unknown {
   if (o.euid === 0 || !(e instanceof AppError)) return e;
+  if (e.message.startsWith('sudo is not installed'))
+    return new AppError(
+      'precondition',
+      `bridge networking needs root for: ${step.argv.join(' ')}; the daemon is not root and sudo is not installed`,
+      { hint: PRIVILEGE_HINT, cause: e },
+    );
   const text = `${e.message}\n${e.detail ?? ''}`;
   if (!/sudo: (a password is required|a terminal is required)|is not in the sudoers|not allowed to execute/.test(text))
     return e;
   return new AppError('precondition', `bridge networking needs root for: ${step.argv.join(' ')}`, {
-    hint: 'run bangerd as root, allow passwordless sudo for ip, iptables and sysctl, or use network_mode = "user"',
+    hint: PRIVILEGE_HINT,
     cause: e,
   });
 }
@@ -38,6 +47,8 @@ function privilegeError(e: unknown, step: NetStep, o: NetExecOptions): unknown {
 export interface AppliedNet {
   plan: HostNetPlan;
   applied: string[];
+  /** Best-effort steps that failed (NetStep.bestEffort), with why; the rest of the plan ran. */
+  skipped: string[];
 }
 
 /**
@@ -48,6 +59,7 @@ export interface AppliedNet {
  */
 export async function applyHostNet(runner: CommandRunner, plan: HostNetPlan, o: NetExecOptions): Promise<AppliedNet> {
   const done: NetStep[] = [];
+  const skipped: string[] = [];
   let current: NetStep | undefined;
   try {
     for (const step of plan.steps) {
@@ -59,6 +71,10 @@ export async function applyHostNet(runner: CommandRunner, plan: HostNetPlan, o: 
       try {
         await runner.check(withPrivilege(step.argv, o.euid), opts(o));
       } catch (e) {
+        if (step.bestEffort && !o.signal?.aborted) {
+          skipped.push(`${step.what}: ${e instanceof Error ? e.message : String(e)}`);
+          continue;
+        }
         // Another start made it between our check and our step (two VMs starting at once, one bridge): not ours to undo.
         const now = step.check
           ? await runner.run(withPrivilege(step.check, o.euid), opts(o)).catch(() => undefined)
@@ -68,7 +84,7 @@ export async function applyHostNet(runner: CommandRunner, plan: HostNetPlan, o: 
       }
       done.push(step);
     }
-    return { plan, applied: done.map((s) => s.what) };
+    return { plan, applied: done.map((s) => s.what), skipped };
   } catch (e) {
     for (const step of done.reverse()) {
       if (step.undo)

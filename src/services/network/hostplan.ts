@@ -1,5 +1,6 @@
 import { isBridgeName } from '../../config/schema.js';
 import { badRequest } from '../../errors.js';
+import { resolverSteps } from './resolver.js';
 import { isGuestAddress, subnet } from './subnet.js';
 
 /*
@@ -28,6 +29,8 @@ export interface NetStep {
   check?: string[];
   /** Shared by every bridge-mode VM (the bridge, forwarding): undone only by a failed run that made it, or the sweep. */
   shared?: boolean;
+  /** A failure is reported (AppliedNet.skipped) and the plan goes on: the VM runs without it (resolver routing). */
+  bestEffort?: boolean;
 }
 
 export interface HostNetInput {
@@ -39,6 +42,8 @@ export interface HostNetInput {
   nat: boolean;
   /** uid that may open the tap (the VMM's user); omitted: root only. */
   tapOwner?: number;
+  /** With systemd-resolved: route `~vm` on the bridge to banger's name server at this address (resolver.ts). */
+  resolverDns?: string;
 }
 
 export interface HostNetPlan {
@@ -113,6 +118,7 @@ export function hostNetPlan(i: HostNetInput): HostNetPlan {
   const tap = tapName(i.vmId);
   const steps: NetStep[] = [
     ...bridgeSteps(i),
+    ...(i.resolverDns === undefined ? [] : resolverSteps(i.bridgeName, i.resolverDns)),
     {
       what: `tap ${tap}`,
       check: ['ip', 'link', 'show', 'dev', tap],

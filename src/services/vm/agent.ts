@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { AgentClient } from '../../agent/client.js';
 import { formatMs } from '../../agent/connection.js';
 import type { AgentHealth, ListeningPort } from '../../agent/payloads.js';
+import { AGENT_VSOCK_PORT, connectFirecrackerVsock } from '../../agent/vsock.js';
 import { AppError, operationFailed } from '../../errors.js';
 import type { Paths } from '../../system/paths.js';
 import type { Logger } from '../context.js';
@@ -73,6 +74,11 @@ export function socketDialer(paths: Paths): AgentDialer {
         );
       });
     });
+}
+
+/** Connects to a firecracker VM's agent: its hybrid vsock socket at Paths.agentSocket, then `CONNECT <port>`. */
+export function vsockDialer(paths: Paths): AgentDialer {
+  return (vm, timeoutMs) => connectFirecrackerVsock(paths.agentSocket(vm.id), AGENT_VSOCK_PORT, timeoutMs);
 }
 
 /** The hint of every agent failure: where to look, and the pre-agent images. */

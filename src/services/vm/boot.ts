@@ -4,6 +4,7 @@ import type { SshInfo } from '../../api/methods.js';
 import { precondition } from '../../errors.js';
 import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
 import { sshArgv } from '../../ssh/argv.js';
+import type { PortRepo } from '../../store/ports.js';
 import type { VmHandles, VmRow } from '../../store/vms.js';
 import { readSshBanner, freeLoopbackPort } from '../../system/net.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
@@ -63,6 +64,8 @@ export interface BootDeps {
   /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
   stopGraceMs?: number | undefined;
   clock?: Clock | undefined;
+  /** Published ports: a user-mode VM's VMM forwards them from boot (publish.ts). */
+  ports?: Pick<PortRepo, 'list'> | undefined;
 }
 
 /** The guest's addresses on the user-mode network the VMM declares, or why this VMM cannot give one. */
@@ -139,7 +142,7 @@ export class VmBoot {
         disks,
         net: bridged
           ? { mode: 'bridge', tap: bridged.tap, mac }
-          : { mode: 'user', sshPort, allowOutbound: vm.nat, mac },
+          : { mode: 'user', sshPort, allowOutbound: vm.nat, mac, forwards: this.d.ports?.list(vm.id) ?? [] },
         consoleLog,
         controlSocket: this.d.runtime.controlSocket(vm.id),
         vmmLog: join(dir, vmFiles.vmmLog),

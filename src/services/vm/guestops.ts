@@ -10,6 +10,8 @@ import type { GuestNet } from '../../vmm/driver.js';
 import type { Logger } from '../context.js';
 import { FIRST_AGENT_ASSETS, ORDERLY_SHUTDOWN_ASSETS, type VmAgents } from './agent.js';
 import type { GuestTraits } from './boot.js';
+import type { Publication } from './portspec.js';
+import { publishedView } from './publish.js';
 
 /* What the guest agent answers about a running VM: health and listening ports. */
 
@@ -76,15 +78,23 @@ export function portEndpoint(
   p: ListeningPort,
   vm: Pick<VmRow, 'networkMode' | 'name' | 'sshPort'>,
   net: GuestNet | undefined,
+  published: readonly Publication[] = [],
 ): string | null {
   if (vm.networkMode !== 'user') return `${vm.name}.vm:${p.port}`;
   const guestIp = net?.guestIp.split('/')[0];
   const reachable = WILDCARD.has(p.address) || (guestIp !== undefined && p.address === guestIp);
-  if (p.protocol === 'tcp' && p.port === 22 && vm.sshPort !== undefined && reachable) return `127.0.0.1:${vm.sshPort}`;
-  return null;
+  if (!reachable) return null;
+  if (p.protocol === 'tcp' && p.port === 22 && vm.sshPort !== undefined) return `127.0.0.1:${vm.sshPort}`;
+  const pub = published.find((x) => x.protocol === p.protocol && x.guestPort === p.port);
+  return pub ? `${pub.address}:${pub.hostPort}` : null;
 }
 
-export async function vmPorts(vm: VmRow, agents: VmAgents, net: GuestNet | undefined): Promise<VmPorts> {
+export async function vmPorts(
+  vm: VmRow,
+  agents: VmAgents,
+  net: GuestNet | undefined,
+  published: readonly Publication[] = [],
+): Promise<VmPorts> {
   const r = await agents.ports(vm);
   const ports: VmPort[] = r.ports
     .map((p) => ({
@@ -92,8 +102,8 @@ export async function vmPorts(vm: VmRow, agents: VmAgents, net: GuestNet | undef
       address: p.address,
       port: p.port,
       uid: p.uid,
-      endpoint: portEndpoint(p, vm, net),
+      endpoint: portEndpoint(p, vm, net, published),
     }))
     .sort((a, b) => a.protocol.localeCompare(b.protocol) || a.port - b.port || a.address.localeCompare(b.address));
-  return { name: vm.name, ports, truncated: r.truncated };
+  return { name: vm.name, ports, published: published.map(publishedView), truncated: r.truncated };
 }

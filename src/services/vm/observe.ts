@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { VmStats, VmView } from '../../api/methods.js';
+import type { PublishedPort, VmStats, VmView } from '../../api/methods.js';
 import { sshArgv } from '../../ssh/argv.js';
 import type { VmRow } from '../../store/vms.js';
 import { processUsage } from '../../system/process.js';
@@ -9,11 +9,20 @@ import type { Logger } from '../context.js';
 import type { GuestTraits } from './boot.js';
 import { CONSOLE_MAX_BYTES, cutConsole, LOGS_TAIL_BYTES, previousLog, readConsoleTail } from './console.js';
 import type { RuntimeFiles } from './runtime.js';
+import type { VmmChoice } from '../../vmm/choice.js';
 
 /* What users see of VMs: the view, console logs, and process/guest stats. Reads only. */
 
+/** What the view shows beyond the row: the guest IP, the daemon's VMM choice, published ports. */
+export interface ViewExtras {
+  ip?: string;
+  vmm?: VmmChoice;
+  published?: PublishedPort[];
+}
+
 /** The API view of a VM row. */
-export function vmView(v: VmRow, imageName: string | undefined, accelReason: string, ip?: string): VmView {
+export function vmView(v: VmRow, imageName: string | undefined, accelReason: string, extra: ViewExtras = {}): VmView {
+  const { ip, vmm, published = [] } = extra;
   return {
     id: v.id,
     name: v.name,
@@ -23,6 +32,8 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     memory_mib: v.memoryMib,
     disk_bytes: v.diskBytes,
     vmm: v.vmm,
+    // The daemon's reason holds for the VMs it made with that VMM (a VM keeps the one it was made with).
+    ...(vmm !== undefined && v.vmm === vmm.vmm ? { vmm_reason: vmm.reason } : {}),
     accel: v.accel,
     accel_reason: accelReason,
     network_mode: v.networkMode,
@@ -40,6 +51,7 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
         }
       : null,
     created_at: v.createdAt,
+    published,
   };
 }
 

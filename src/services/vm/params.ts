@@ -11,6 +11,8 @@ export interface CreateParams {
   disk_bytes?: number | undefined;
   nat?: boolean | undefined;
   start?: boolean | undefined;
+  /** Port specs `[ADDR:]HOST_PORT:GUEST_PORT[/tcp|/udp]` (services/vm/portspec.ts). */
+  publish?: string[] | undefined;
 }
 
 export interface SetParams {

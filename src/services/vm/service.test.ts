@@ -17,6 +17,12 @@ import { defaultConfig } from '../../config/config.js';
 import { ASSETS_VERSION } from '../../guest/assets.js';
 
 import { openStore } from '../../store/db.js';
+import { PortRepo } from '../../store/ports.js';
+import { createServer, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { freeLoopbackPort } from '../../system/net.js';
+import { formatPublication } from './portspec.js';
+import { AppError } from '../../errors.js';
 import { ImageRepo, type ImageRow } from '../../store/images.js';
 import type { KernelManifest } from '../kernel/manifest.js';
 import { VmRepo, type VmRow } from '../../store/vms.js';
@@ -257,6 +263,7 @@ function setup(opts: SetupOpts = {}) {
     },
     stallMs: 60_000,
     clock,
+    ports: new PortRepo(db),
   };
   if (opts.bridge)
     deps.bridge = new BridgeNetwork({ config, runner: netHost.runner, euid: 0, ips: new IpRepo(db), records });
@@ -411,6 +418,51 @@ test('a failing host step removes the row and the VM dir', async () => {
   );
   assert.deepEqual(vms.list(), []);
   assert.deepEqual(readdirSync(paths.vmsDir), []);
+});
+
+test('-p: published ports go to the VMM as forwards, show in the view, and go with the VM', async () => {
+  const { svc, driver } = setup();
+  const port = await freeLoopbackPort();
+  const view = await svc.create({ name: 'dev', publish: [`127.0.0.1:${port}:8080`, `${port}:53/udp`] }, ctx());
+  const want = [`127.0.0.1:${port}:8080/tcp`, `127.0.0.1:${port}:53/udp`];
+  assert.deepEqual(view.published?.map((p) => p.spec).sort(), want.sort());
+  const net = driver.specs[0]?.net;
+  assert.ok(net?.mode === 'user');
+  assert.deepEqual(net.forwards?.map(formatPublication).sort(), want.sort());
+  await svc.delete('dev', ctx());
+  assert.deepEqual(svc.publisher.list(view.id), []);
+});
+
+test('-p: a port taken on the host, or published by another VM, is refused before anything is made', async () => {
+  const { svc, vms, paths, driver } = setup();
+  const taken = createServer().listen(0, '127.0.0.1');
+  await once(taken, 'listening');
+  const port = (taken.address() as AddressInfo).port;
+  try {
+    await assert.rejects(
+      svc.create({ name: 'dev', publish: [`${port}:80`] }, ctx()),
+      (e: unknown) =>
+        e instanceof AppError &&
+        e.code === 'precondition' &&
+        e.message === `cannot publish 127.0.0.1:${port}/tcp: the port is taken on the host`,
+    );
+    await assert.rejects(svc.create({ name: 'dev', publish: ['0:80'] }, ctx()), /host port "0"/);
+    assert.deepEqual(vms.list(), []);
+    assert.deepEqual(readdirSync(paths.vmsDir), []);
+    assert.equal(driver.specs.length, 0);
+  } finally {
+    taken.close();
+  }
+  const free = await freeLoopbackPort();
+  await svc.create({ name: 'one', publish: [`${free}:80`], start: false }, ctx());
+  await assert.rejects(
+    svc.create({ name: 'two', publish: [`127.0.0.1:${free}:81`], start: false }, ctx()),
+    /port 127\.0\.0\.1:\d+\/tcp is already published by VM "one"/,
+  );
+  assert.deepEqual(
+    vms.list().map((v) => v.name),
+    ['one'],
+  );
 });
 
 test('the root disk falls back from qcow2 to a raw copy (root.raw) and records its plan', async () => {
@@ -966,6 +1018,7 @@ test('an image with the agent and without sshd: start waits for the agent only; 
   assert.deepEqual(p, {
     name: 'dev',
     truncated: false,
+    published: [],
     ports: [
       { protocol: 'tcp', address: '::', port: 22, uid: 0, endpoint: v.ssh },
       { protocol: 'tcp', address: '0.0.0.0', port: 8080, uid: 0, endpoint: null },

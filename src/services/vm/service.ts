@@ -2,16 +2,18 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
 import type { Config, HostFacts } from '../../config/config.js';
-import { formatSize } from '../../config/sizes.js';
-import { AppError, alreadyExists, badRequest, precondition } from '../../errors.js';
+import { AppError, alreadyExists, precondition } from '../../errors.js';
 import type { ImageRepo } from '../../store/images.js';
+import type { PortRepo } from '../../store/ports.js';
 import type { VmPatch, VmRepo, VmRow } from '../../store/vms.js';
 import type { AccelDecision } from '../../system/host.js';
 import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
+import type { VmmChoice } from '../../vmm/choice.js';
 import type { VmmDriver } from '../../vmm/driver.js';
 import { quietContext, type Logger, type OpContext } from '../context.js';
 import { removeTree } from '../fsutil.js';
+import { KeyedLock } from '../keylock.js';
 import type { ImageService } from '../image/service.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { noPause, type Pause } from '../testpause.js';
@@ -21,6 +23,7 @@ import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
 import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
+import { applySetParams, checkSetParams } from './resize.js';
 import { newVmRow, type CreateParams, type SetParams } from './params.js';
 import { checkAgentVm, guestTraits, vmHealth, vmPorts } from './guestops.js';
 import { generateName, resolveRef, resolveRefs, validateVmName, type ResolvedRef } from './names.js';
@@ -30,6 +33,8 @@ import { RuntimeFiles, vmmHandles } from './runtime.js';
 import type { SshKeys } from './sshkeys.js';
 import { transition, type VmState } from './states.js';
 import { VmNetworking, type BridgeNetwork } from './vmnet.js';
+import { PortProxies } from '../network/portproxy.js';
+import { VmPublisher } from './publish.js';
 
 export interface VmServiceDeps {
   paths: Paths;
@@ -44,6 +49,8 @@ export interface VmServiceDeps {
   /** CPUs and RAM of this host: the upper limits of vcpu and memory_mib. */
   host: HostFacts;
   accel: AccelDecision;
+  /** Which VMM the daemon runs and why (vmm/choice.ts), shown by `vm show`. */
+  vmm?: VmmChoice;
   tscKhz: number | undefined;
   log: Logger;
   /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
@@ -59,6 +66,8 @@ export interface VmServiceDeps {
   agents?: VmAgents;
   /** Bridge-mode networking (SPEC §7.3); given when network_mode = "bridge". */
   bridge?: BridgeNetwork;
+  /** Published ports of VMs (publish.ts). */
+  ports: PortRepo;
 }
 
 export type { Clock } from './boot.js';
@@ -70,13 +79,15 @@ export type { CreateParams, SetParams } from './params.js';
  * which checks it against states.ts.
  */
 export class VmService {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   private readonly pause: Pause;
   private readonly runtime: RuntimeFiles;
   private readonly disks: VmDisks;
   private readonly boot: VmBoot;
   private readonly agents: VmAgents;
   private readonly net: VmNetworking;
+  /** Published ports: checked at create, applied at start, dropped at stop; vm publish/unpublish. */
+  readonly publisher: VmPublisher;
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
@@ -84,6 +95,13 @@ export class VmService {
     this.net = new VmNetworking(d.bridge, d.config, d.log);
     this.runtime = new RuntimeFiles({ ...d, net: this.net, socketSuffix: d.driver.capabilities.controlSocket.suffix });
     this.disks = new VmDisks(d);
+    this.publisher = new VmPublisher({
+      ...d,
+      proxies: new PortProxies(),
+      address: (v) => this.net.address(v),
+      resolve: (r) => this.resolve(r),
+      lock: (id, fn) => this.withLock(id, fn),
+    });
     this.boot = new VmBoot({
       ...d,
       runtime: this.runtime,
@@ -127,6 +145,7 @@ export class VmService {
       );
     }
 
+    const published = await this.publisher.checkNew(p.publish);
     const image = await this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx);
     const kernel = await this.d.imageService.kernelFilesFor(image, ctx);
     checkKernel(kernel, this.d.driver.kind);
@@ -158,6 +177,7 @@ export class VmService {
         ctx.progress({ stage: 'disks', message: 'preparing disks' });
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
         this.net.allocate(row);
+        this.d.ports.add(id, published);
         const rootDisk = await this.d.imageService.withRootfs(image.id, () =>
           this.disks.makeRoot(row, image.rootfsPath, ctx.signal),
         ); // under the image's lease
@@ -243,38 +263,13 @@ export class VmService {
     });
   }
 
-  /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows. */
+  /** Changes vcpu/memory/disk of a stopped VM; the work disk only grows (resize.ts). */
   async set(ref: string, p: SetParams, ctx: OpContext): Promise<VmView> {
     const vm = this.resolve(ref);
-    if (p.vcpu !== undefined) checkVcpu(p.vcpu, this.d.host);
-    if (p.memory_mib !== undefined) checkMemory(p.memory_mib, this.d.host);
-    if (p.disk_bytes !== undefined) checkDiskBytes(p.disk_bytes);
-    const disk = p.disk_bytes;
-    if (p.vcpu === undefined && p.memory_mib === undefined && disk === undefined) {
-      throw badRequest('nothing to change', 'pass vcpu, memory_mib or disk_bytes (--vcpu, --memory or --disk-size)');
-    }
+    checkSetParams(p, this.d.host);
     return this.withLock(vm.id, async () => {
-      const cur = this.mustGet(vm.id);
-      if (cur.state !== 'stopped' && cur.state !== 'error') {
-        throw precondition(
-          `VM "${cur.name}" is ${cur.state}; vm set needs it stopped`,
-          `run \`banger vm stop ${cur.name}\` first`,
-        );
-      }
-      if (disk !== undefined && disk !== cur.diskBytes) {
-        if (disk < cur.diskBytes)
-          throw badRequest(
-            `invalid disk_bytes ${disk} (${formatSize(disk)}): smaller than the current ${cur.diskBytes} (${formatSize(cur.diskBytes)})`,
-            `disks only grow: give at least ${cur.diskBytes} bytes (--disk-size ${formatSize(cur.diskBytes)})`,
-          );
-        await this.disks.growWork(cur.id, disk, ctx.signal);
-      }
-      this.d.vms.setSpec(cur.id, {
-        vcpu: p.vcpu ?? cur.vcpu,
-        memoryMib: p.memory_mib ?? cur.memoryMib,
-        diskBytes: disk ?? cur.diskBytes,
-      });
-      return this.view(this.mustGet(cur.id));
+      await applySetParams({ vms: this.d.vms, disks: this.disks }, this.mustGet(vm.id), p, ctx.signal);
+      return this.view(this.mustGet(vm.id));
     });
   }
 
@@ -337,7 +332,8 @@ export class VmService {
 
   /** The guest's listening sockets, from its agent, with where the host reaches them. */
   async ports(ref: string): Promise<VmPorts> {
-    return vmPorts(this.agentVm(ref, 'vm ports'), this.agents, userNet(this.d.driver));
+    const vm = this.agentVm(ref, 'vm ports');
+    return vmPorts(vm, this.agents, userNet(this.d.driver), this.publisher.list(vm.id));
   }
 
   /** Startup, after a clean stop or a crash: see reconcile.ts. */
@@ -353,6 +349,7 @@ export class VmService {
       destroy: (id) => this.destroy(id),
     });
     await this.net.startup(this.d.vms.list());
+    await this.publisher.startup(this.d.vms.list());
   }
 
   /** The one place a VM's state is written (states.ts checks the move). */
@@ -365,6 +362,7 @@ export class VmService {
     // A create's first boot stays `creating` (see create); any other start moves to `starting`.
     if (vm.state !== 'creating') this.transition(id, 'starting');
     const root = this.disks.root(vm);
+    await this.publisher.up(vm);
     const bridged = await this.net.up(vm, ctx.signal);
     const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, async (h) => {
       // Recorded the moment the process exists, before the VMM opens its control socket: a daemon
@@ -392,6 +390,7 @@ export class VmService {
     const { handles } = await this.runtime.handles(vm);
     if (handles) await this.d.driver.kill(vmmHandles(handles));
     await this.net.down(vm);
+    await this.publisher.down(id);
     await this.runtime.clear(id);
     const patch = { handles: undefined, sshPort: undefined };
     // Already there (a kill or delete of a stopped VM): no move, only the runtime fields are cleared.
@@ -433,18 +432,12 @@ export class VmService {
   }
 
   private view(v: VmRow): VmView {
-    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason, this.net.address(v));
+    const extras = { ip: this.net.address(v), vmm: this.d.vmm, published: this.publisher.view(v.id) };
+    return vmView(v, this.d.images.get(v.imageId)?.name, this.d.accel.reason, extras);
   }
 
   /** Serialises operations on one VM; different VMs proceed in parallel. */
-  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(fn);
-    this.locks.set(id, next);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(id) === next) this.locks.delete(id);
-    }
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(id, fn);
   }
 }

@@ -168,10 +168,12 @@ export function driveBodies(spec: VmmSpec): DriveBody[] {
   });
 }
 
-export function networkInterfaceBody(spec: VmmSpec, tap: string | undefined): NetworkInterfaceBody {
-  // VmmSpec's net is user-mode only today; a bridge variant carries the tap in FirecrackerExtra.
-  const net: { mode: string; mac: string } = spec.net;
+export function networkInterfaceBody(spec: VmmSpec, extraTap: string | undefined): NetworkInterfaceBody {
+  let tap = extraTap;
+  const net: { mode: string; mac: string; tap?: string } = spec.net;
   if (net.mode === 'user') throw precondition('firecracker needs bridge networking (a tap device)', HINT_BRIDGE);
+  // The VM service's tap (VmmSpec.net) decides; FirecrackerExtra.tap is for a spec that names none.
+  if (net.tap !== undefined && net.tap !== '') tap = net.tap;
   if (tap === undefined || tap === '') {
     throw precondition(`no tap device was given for firecracker VM "${spec.name}"`, HINT_BRIDGE);
   }

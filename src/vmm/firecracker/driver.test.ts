@@ -266,3 +266,21 @@ test('firecracker driver: a stale API socket is removed; default spawn goes thro
     [['firecracker', '--api-sock', s2.controlSocket, '--id', 'dev']],
   );
 });
+
+test('firecracker driver: the tap comes from the spec (bridge), the agent gets a vsock on spec.agentSocket', async () => {
+  const { host, driver } = setup({}, { tapFor: undefined });
+  const s = spec({
+    net: { mode: 'bridge', tap: 'tap-0123abcd', mac: '06:00:ac:10:00:07' },
+    agentSocket: `${spec().controlSocket}.agent`,
+  });
+  await driver.start(s);
+  const reqs = host.only.requests;
+  assert.deepEqual(reqs.find((r) => r.path === '/network-interfaces/eth0')?.body, {
+    iface_id: 'eth0',
+    host_dev_name: 'tap-0123abcd',
+    guest_mac: '06:00:ac:10:00:07',
+  });
+  assert.deepEqual(reqs.find((r) => r.path === '/vsock')?.body, { guest_cid: 3, uds_path: s.agentSocket });
+  const boot = reqs.find((r) => r.path === '/boot-source')?.body as { boot_args: string };
+  assert.match(boot.boot_args, / banger\.agent=vsock:1024$/);
+});

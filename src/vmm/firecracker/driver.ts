@@ -3,6 +3,7 @@ import { AppError, operationFailed, precondition } from '../../errors.js';
 import type { CommandRunner, DetachedOptions } from '../../system/runner.js';
 import { realProcessOps, type ProcessOps } from '../../system/process.js';
 import type { VmmCapabilities, VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
+import { AGENT_VSOCK_PORT } from '../../agent/vsock.js';
 import { FirecrackerApi } from './api.js';
 import { firecrackerPlan, type FirecrackerExtra, type FirecrackerLogLevel } from './config.js';
 import { checkFirecrackerVersion } from './version.js';
@@ -56,6 +57,17 @@ async function touch(path: string): Promise<void> {
   await (await open(path, 'a', 0o600)).close();
 }
 
+/** Every firecracker VM has its own vsock device, so one guest CID (the first free one) serves all. */
+export const GUEST_CID = 3;
+
+/**
+ * The agent channel of a VM: firecracker's hybrid vsock, whose host side is a Unix socket
+ * at spec.agentSocket (the host connects and sends `CONNECT <port>`, agent/vsock.ts).
+ */
+function agentVsock(spec: VmmSpec): { udsPath: string; guestCid: number } | undefined {
+  return spec.agentSocket === undefined ? undefined : { udsPath: spec.agentSocket, guestCid: GUEST_CID };
+}
+
 /** What firecracker offers: raw disks only, a tap (bridge) network only, KVM only. */
 export const FIRECRACKER_CAPABILITIES: VmmCapabilities = {
   diskFormats: ['raw'],
@@ -95,15 +107,19 @@ export class FirecrackerDriver implements VmmDriver {
   async start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
     if (!this.opts.kvmUsable)
       throw precondition('firecracker needs hardware virtualization (KVM), which this host does not offer', KVM_HINT);
+    const vsock = this.opts.vsockFor?.(spec) ?? agentVsock(spec);
+    // The guest agent listens on vsock under firecracker (guest-src/banger-agent/transport.c).
+    const booted =
+      vsock === undefined ? spec : { ...spec, cmdline: `${spec.cmdline} banger.agent=vsock:${AGENT_VSOCK_PORT}` };
     const extra: FirecrackerExtra = {
       tap: this.opts.tapFor?.(spec),
-      vsock: this.opts.vsockFor?.(spec),
+      vsock,
       logPath: spec.vmmLog,
       logLevel: this.opts.logLevel ?? 'Info',
       metricsPath: this.opts.metricsFor?.(spec),
     };
     // Built before anything starts, so a spec firecracker cannot run fails without side effects.
-    const plan = firecrackerPlan(spec, extra);
+    const plan = firecrackerPlan(booted, extra);
     // Firecracker refuses to start when its API socket (or the vsock socket) path exists.
     await rm(spec.controlSocket, { force: true });
     if (extra.vsock) await rm(extra.vsock.udsPath, { force: true });

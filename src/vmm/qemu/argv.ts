@@ -1,4 +1,5 @@
 import type { VmmCapabilities, VmmSpec } from '../driver.js';
+import { hostfwdRule, USER_NETDEV_ID } from './hostfwd.js';
 
 /**
  * A value inside a qemu option string (`-drive a=b,c=d`): qemu splits those
@@ -79,9 +80,11 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
     argv.push('-netdev', `tap,id=net0,ifname=${qemuOptValue(s.net.tap)},script=no,downscript=no`);
   } else {
     const restrict = s.net.allowOutbound ? 'off' : 'on';
-    argv.push('-netdev', `user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:${s.net.sshPort}-:22`);
+    const fwd = [{ protocol: 'tcp', address: '127.0.0.1', hostPort: s.net.sshPort, guestPort: 22 } as const];
+    const rules = [...fwd, ...(s.net.forwards ?? [])].map((f) => `,hostfwd=${hostfwdRule(f)}`).join('');
+    argv.push('-netdev', `user,id=${USER_NETDEV_ID},restrict=${restrict}${rules}`);
   }
-  argv.push('-device', `virtio-net-device,netdev=net0,mac=${s.net.mac}`);
+  argv.push('-device', `virtio-net-device,netdev=${USER_NETDEV_ID},mac=${s.net.mac}`);
   return argv;
 }
 

@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { operationFailed } from '../../errors.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { realProcessOps, type ProcessOps } from '../../system/process.js';
-import { PortInUse, type VmmDriver, type VmmHandles, type VmmSpec } from '../driver.js';
+import { PortInUse, type PortForward, type VmmDriver, type VmmHandles, type VmmSpec } from '../driver.js';
+import { checkHostfwdReply, hostfwdCommand } from './hostfwd.js';
 import { QEMU_CAPABILITIES, qemuArgv } from './argv.js';
 import { qmpCommand } from './qmp.js';
 
@@ -35,6 +36,8 @@ export class QemuDriver implements VmmDriver {
     private readonly qemuBin: string,
     /** Process primitives; tests pass a fake process. */
     private readonly proc: ProcessOps = realProcessOps,
+    /** One QMP command; tests pass a fake. */
+    private readonly qmp: typeof qmpCommand = qmpCommand,
   ) {}
 
   async start(spec: VmmSpec, signal?: AbortSignal, onSpawn?: (h: VmmHandles) => Promise<void>): Promise<VmmHandles> {
@@ -103,5 +106,13 @@ export class QemuDriver implements VmmDriver {
 
   isAlive(h: VmmHandles): Promise<boolean> {
     return this.proc.isAlive(h.pid, h.startTime);
+  }
+
+  /** A port forward on the running user netdev, through QMP's human-monitor-command (hostfwd_add/remove). */
+  async forward(h: VmmHandles, op: 'add' | 'remove', f: PortForward): Promise<void> {
+    const reply = await this.qmp(h.controlSocket, 'human-monitor-command', {
+      'command-line': hostfwdCommand(op, f),
+    });
+    checkHostfwdReply(op, f, reply);
   }
 }

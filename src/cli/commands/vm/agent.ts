@@ -19,7 +19,8 @@ export function renderPorts(p: VmPorts): string {
     s.endpoint ?? 'unpublished',
   ]);
   const note = p.truncated ? '(the guest has more sockets than the agent could list)\n' : '';
-  return table(['PROTO', 'LISTEN', 'UID', 'ENDPOINT'], rows) + note;
+  const pub = (p.published ?? []).map((x) => `published ${x.spec}\n`).join('');
+  return table(['PROTO', 'LISTEN', 'UID', 'ENDPOINT'], rows) + note + pub;
 }
 
 export function register(vm: Command, ctx: () => CliContext, act: Act): void {

@@ -17,9 +17,11 @@ export function renderVm(v: VmView, style: Style): string {
     ['vcpu', String(v.vcpu)],
     ['memory', `${v.memory_mib} MiB`],
     ['disk', `${v.disk_bytes} bytes`],
-    ['vmm', `${v.vmm} (${v.accel}${v.accel_reason ? `: ${v.accel_reason}` : ''})`],
+    ['vmm', `${v.vmm}${v.vmm_reason ? ` (${v.vmm_reason})` : ''}`],
+    ['accel', `${v.accel}${v.accel_reason ? ` (${v.accel_reason})` : ''}`],
     ['network', `${v.network_mode}${v.nat ? ' + nat' : ''}${v.ip ? `, ${v.ip} (${v.name}.vm)` : ''}`],
     ['ssh', v.ssh ?? '-'],
+    ['published', (v.published ?? []).map((p) => p.spec).join(', ') || '-'],
     ['root disk', v.disk_strategy],
     ['pid', v.pid === null ? '-' : String(v.pid)],
     [

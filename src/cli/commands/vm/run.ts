@@ -12,6 +12,8 @@ import { progressPrinter } from '../../render/progress.js';
 import { formatBytes, formatDuration } from '../../render/table.js';
 import { addVmSpecFlags, vmSpecParams, type VmSpecFlags } from './spec.js';
 import { GUEST_REPO } from '../../session/workspace-ship.js';
+import { bootstrapTools } from '../../session/bootstrap.js';
+import { bootstrapDecision, toolFiles } from '../../../workspace/bootstrap.js';
 import {
   addWorkspaceFlags,
   dryRunResult,
@@ -25,6 +27,8 @@ import {
 export const EXIT_BANGER_FAILED = 125;
 
 export interface RunOptions extends VmSpecFlags, WorkspaceFlags {
+  /** false with --no-bootstrap. */
+  bootstrap?: boolean;
   rm?: boolean;
   detach?: boolean;
   env?: string[];
@@ -43,6 +47,7 @@ export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd:
     .option('-d, --detach', 'create and start the VM, then exit')
     .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect);
   addWorkspaceFlags(cmdRun, 'with a path: ')
+    .option('--no-bootstrap', "with a path: skip `mise install` for the repo's .mise.toml / .tool-versions")
     .addHelpText(
       'after',
       `
@@ -93,6 +98,7 @@ export async function runVm(
     // Before any VM exists: a path that cannot ship fails here.
     const ws = path === undefined ? undefined : await planWorkspace(c, path, opts);
     if (ws && opts.dryRun) return dryRunResult(ws);
+    const bootstrap = ws !== undefined && bootstrapDecision(toolFiles(ws.files), opts);
     const params = { ...vmSpecParams(opts), start: true };
     const started = Date.now();
     created = await c.client.call('vm.create', params, {
@@ -108,6 +114,7 @@ export async function runVm(
       shipFailed = true;
       await shipInto(c, created.name, info, ws, false, abort.signal);
       shipFailed = false;
+      if (bootstrap) await bootstrapTools(c, created.name, info, commandMode || opts.detach === true, abort.signal);
     }
     if (opts.detach) return { text: `${created.name}\n`, err: `connect with: banger vm ssh ${created.name}\n` };
     const cwd = ws ? GUEST_REPO : undefined;

@@ -14,6 +14,7 @@ export interface VmSpecFlags extends SizingFlags {
   name?: string;
   image?: string;
   nat?: boolean;
+  publish?: string[];
 }
 
 /** Strict integer flag parsing: '2' ok; '2x', '', '1.5' rejected. */
@@ -36,10 +37,13 @@ export function addVmSpecFlags(cmd: Command): Command {
   cmd
     .option('--name <name>', 'VM name (a-z, 0-9, -); generated when omitted')
     .option('--image <image>', 'image name (default: debian-bookworm, built on first use)');
-  return addSizingFlags(cmd, 'size of the /root work disk (e.g. 8G)').option(
-    '--nat',
-    'allow the guest outbound network access',
-  );
+  return addSizingFlags(cmd, 'size of the /root work disk (e.g. 8G)')
+    .option('--nat', 'allow the guest outbound network access')
+    .option(
+      '-p, --publish <spec>',
+      'publish a guest port: [ADDR:]HOST_PORT:GUEST_PORT[/tcp|/udp], ADDR 127.0.0.1 unless given (repeatable)',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    );
 }
 
 export function sizingParams(o: SizingFlags): Pick<WireParams<'vm.set'>, 'vcpu' | 'memory' | 'disk_size'> {
@@ -58,5 +62,6 @@ export function vmSpecParams(o: VmSpecFlags): Omit<WireParams<'vm.create'>, 'sta
     ...(o.image === undefined ? {} : { image: o.image }),
     ...sizingParams(o),
     nat: o.nat ?? false,
+    ...(o.publish === undefined ? {} : { publish: o.publish }),
   };
 }

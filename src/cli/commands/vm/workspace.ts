@@ -7,6 +7,7 @@ import { resolveHistory, treeFiles, type History } from '../../../workspace/gith
 import { preflight, type WorkspacePlan } from '../../../workspace/preflight.js';
 import type { Act, CliContext, CommandResult } from '../../context.js';
 import { GUEST_REPO, shipWorkspace, type ShipResult } from '../../session/workspace-ship.js';
+import { registerExport } from './workspace-export.js';
 
 /* Workspaces on the CLI: `vm workspace prepare`, and the steps `vm run PATH` takes. */
 
@@ -119,7 +120,7 @@ export async function shipInto(
 }
 
 export function register(vm: Command, ctx: () => CliContext, act: Act): void {
-  const ws = vm.command('workspace').description('ship a git checkout into a VM');
+  const ws = vm.command('workspace').description('ship a git checkout into a VM, bring its changes back');
   addWorkspaceFlags(
     ws
       .command('prepare')
@@ -142,5 +143,6 @@ export function register(vm: Command, ctx: () => CliContext, act: Act): void {
         return {};
       }),
     );
+  registerExport(ws, ctx, act);
   ws.commands.forEach((cmd) => cmd.exitOverride());
 }
