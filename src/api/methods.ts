@@ -23,6 +23,7 @@ import type {
   ImageRefreshResult,
   CachePruneResult,
   ExportResult,
+  WorkspaceView,
 } from './views.js';
 export type * from './views.js';
 
@@ -144,6 +145,16 @@ function parseImageSize<T extends { size?: string | number | undefined }>(
 }
 
 const vmRef = z.strictObject({ ref: z.string().min(1) });
+/** vm.workspace_set: what the CLI shipped into the VM (it calls this after a successful ship). */
+const workspaceSet = z.strictObject({
+  ref: z.string().min(1),
+  guest_path: z.string().startsWith('/').max(4096),
+  host_path: z.string().startsWith('/').max(4096),
+  head: z
+    .string()
+    .regex(/^[0-9a-f]{40}([0-9a-f]{24})?$/)
+    .nullable(),
+});
 
 const none = z.strictObject({});
 
@@ -184,6 +195,7 @@ export const methods = {
   'vm.show': unary(vmRef, returns<VmView>()),
   'vm.delete': unary(vmRef, returns<{ name: string }>()),
   'vm.ssh_info': unary(vmRef, returns<VmSessionInfo>()),
+  'vm.workspace_set': unary(workspaceSet, returns<WorkspaceView>()),
   'vm.exec': stream(execParams, execFrame, returns<ExecResult>(), returns<ExecOutFrame>()),
   'vm.file_put': stream(files.putParams, files.putFrame, returns<files.FileResult>(), returns<never>()),
   'vm.file_get': stream(files.getParams, files.getFrame, returns<files.FileResult>(), returns<files.GetOutFrame>()),

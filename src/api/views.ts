@@ -25,6 +25,8 @@ export interface VmView {
   disk_strategy: string;
   pid: number | null;
   created_at: string;
+  /** What `vm workspace prepare` / `vm run PATH` shipped last; null: no workspace. */
+  workspace: WorkspaceView | null;
   /** Problems `vm show` found with the VM's runtime files (e.g. a corrupt handles.json). */
   problems?: string[];
   /** Published ports (`-p`, `vm publish`), applied while the VM runs. */
@@ -64,6 +66,14 @@ export interface BootTimings {
   /** Host side, from the request to ready. */
   total_ms: number;
   spans: BootSpan[];
+}
+
+export interface WorkspaceView {
+  guest_path: string;
+  host_path: string;
+  /** The commit the guest checkout was prepared at; null: files without history. */
+  head: string | null;
+  prepared_at: string;
 }
 
 export interface ResolvedRef {

@@ -22,6 +22,7 @@ const VM: VmView = {
   ssh: null,
   disk_strategy: 'qcow2',
   pid: null,
+  workspace: null,
   created_at: '2026-01-01T00:00:00Z',
   boot: null,
 };

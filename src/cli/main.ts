@@ -22,6 +22,7 @@ import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
 import { register as registerVmRun } from './commands/vm/run.js';
 import { register as registerVmSsh } from './commands/vm/ssh.js';
+import { register as registerVmExec } from './commands/vm/exec.js';
 import type { Act, CliContext, ExitCode } from './context.js';
 import { renderError } from './render/errors.js';
 import { makeStyle } from './render/style.js';
@@ -101,6 +102,7 @@ export function buildProgram(
   registerVmList(vm, ctx, act);
   registerVmLogs(vm, ctx, act);
   registerVmSsh(vm, ctx, act, guest);
+  registerVmExec(vm, ctx, act, guest);
   registerVmDelete(vm, ctx, act);
   registerVmLifecycle(vm, ctx, act);
   registerVmCreate(vm, ctx, act);
@@ -159,7 +161,8 @@ export async function main(argv: string[]): Promise<never> {
     await program.parseAsync(own, { from: 'user' });
   } catch (e) {
     // `vm run ... -- cmd` passes the guest's status through, so banger's own failures are 125 there (SPEC §4).
-    const commandMode = guest !== undefined && guest.length > 0 && own[0] === 'vm' && own[1] === 'run';
+    const commandMode =
+      guest !== undefined && guest.length > 0 && own[0] === 'vm' && (own[1] === 'run' || own[1] === 'exec');
     if (e instanceof CommanderError) {
       code = e.exitCode === 0 ? 0 : commandMode ? 125 : 2;
     } else {

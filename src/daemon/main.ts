@@ -18,6 +18,7 @@ import { CONSOLE_CHECK_MS } from '../services/vm/console.js';
 import { openStore, schemaVersion } from '../store/db.js';
 import { ImageRepo } from '../store/images.js';
 import { IpRepo } from '../store/ips.js';
+import { VmWorkspaces } from '../services/vm/workspace.js';
 import { PortRepo } from '../store/ports.js';
 import { KernelRepo } from '../store/kernels.js';
 import { migrationStatus } from '../store/migrations.js';
@@ -214,6 +215,7 @@ export async function main(argv: string[]): Promise<number> {
       new VmExec({ vms: vmRepo, images: imageRepo, agents, log, sshInfo: (ref) => vms.sshInfo(ref) }),
       new VmFiles({ vms: vmRepo, images: imageRepo, agents }),
       new FileSync({ entries: config.fileSync, home: paths.home, vms: vmRepo, images: imageRepo, agents, log }),
+      new VmWorkspaces(vmRepo),
     ),
     ...imageRoutes({
       images,

@@ -98,6 +98,10 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE vms ADD COLUMN boot_timings TEXT;
   `,
+  // 7: the VM's workspace ({guestPath, hostPath, head, preparedAt}: what `vm workspace prepare` shipped last).
+  `
+  ALTER TABLE vms ADD COLUMN workspace TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -19,6 +19,15 @@ export interface StoredRootDisk {
   vars: Record<string, string>;
 }
 
+/** What `vm workspace prepare` / `vm run PATH` shipped last (the CLI reports it after a ship). */
+export interface StoredWorkspace {
+  guestPath: string;
+  hostPath: string;
+  /** The commit the guest checkout is at; null: files without history. */
+  head: string | null;
+  preparedAt: string;
+}
+
 export interface VmRow {
   id: string;
   name: string;
@@ -40,6 +49,7 @@ export interface VmRow {
   bootId: string | undefined;
   /** The spans of the last boot (schema 5); kept across stops, replaced by the next boot. */
   bootTimings?: BootTimings | undefined;
+  workspace?: StoredWorkspace | undefined;
   createdAt: string;
   updatedAt: string;
 }
@@ -61,6 +71,8 @@ type Raw = {
   disk_strategy: string;
   /** Absent in a store opened read-only before migration 3. */
   root_disk?: string | null;
+  /** Absent in a store opened read-only before migration 5. */
+  workspace?: string | null;
   handles: string | null;
   boot_id: string | null;
   /** Absent in a store opened read-only before migration 5. */
@@ -97,6 +109,7 @@ const fromRaw = (r: Raw): VmRow => ({
   handles: parseJson<VmHandles>(r.handles),
   bootId: r.boot_id ?? undefined,
   bootTimings: parseJson<BootTimings>(r.boot_timings),
+  workspace: parseJson<StoredWorkspace>(r.workspace),
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -197,6 +210,11 @@ export class VmRepo {
   /** Records the spans of the VM's last boot (not a state change: updated_at stays). */
   setBootTimings(id: string, t: BootTimings): void {
     this.db.prepare('UPDATE vms SET boot_timings = ? WHERE id = ?').run(JSON.stringify(t), id);
+  }
+
+  /** Records the workspace the VM holds now. */
+  setWorkspace(id: string, ws: StoredWorkspace): void {
+    this.db.prepare('UPDATE vms SET workspace = ? WHERE id = ?').run(JSON.stringify(ws), id);
   }
 
   /** Marks the VM as used now (auto_stop_stale_after counts from here). */

@@ -99,8 +99,12 @@ export class NodeRunner implements CommandRunner {
       cwd: opts.cwd,
       env: opts.env === undefined ? process.env : { ...process.env, ...opts.env },
       signal: opts.signal,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
+    // stdin: streamed when given (e.g. git pack-objects' rev list), else closed at once.
+    child.stdin.on('error', () => undefined);
+    if (opts.stdin !== undefined) pipeline(opts.stdin, child.stdin).catch(() => undefined);
+    else child.stdin.end();
     const err: Buffer[] = [];
     child.stderr.on('data', (b: Buffer) => {
       err.push(b);

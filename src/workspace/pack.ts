@@ -23,11 +23,22 @@ export interface PackResult {
   done: Promise<number>;
 }
 
-export function packFiles(root: string, files: readonly string[]): PackResult {
+/** A file made on the host for the guest (e.g. .git/config), packed before the work tree's files. */
+export interface ExtraFile {
+  name: string;
+  content: string;
+  mode?: number;
+}
+
+export function packFiles(root: string, files: readonly string[], extra: readonly ExtraFile[] = []): PackResult {
   const pack = tarPack();
   const done = (async (): Promise<number> => {
     let n = 0;
     try {
+      for (const x of extra) {
+        const body = Buffer.from(x.content);
+        pack.entry({ name: x.name, mode: x.mode ?? 0o644, mtime: new Date(), uid: 0, gid: 0, size: body.length }, body);
+      }
       for (const rel of files) {
         const abs = join(root, rel);
         const st = await lstat(abs).catch((e: NodeJS.ErrnoException) => {

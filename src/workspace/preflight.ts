@@ -21,6 +21,8 @@ export interface WorkspacePlan {
   includeUntracked: boolean;
   /** Untracked non-ignored files left out (without --include-untracked). */
   skippedUntracked: number;
+  /** The untracked files among `files` (empty without --include-untracked). */
+  untracked: string[];
 }
 
 /** One entry of `git ls-files -s -z`. */
@@ -119,15 +121,14 @@ export async function preflight(
   if (others.code !== 0)
     throw new AppError('operation_failed', `git ls-files --others failed in ${root}: ${others.err}`);
   const head = await git(runner, root, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}']);
-  const list = fileList(
-    entries.map((e) => e.path),
-    splitNul(others.out),
-    opts.includeUntracked,
-  );
+  const tracked = entries.map((e) => e.path);
+  const list = fileList(tracked, splitNul(others.out), opts.includeUntracked);
+  const trackedSet = new Set(tracked);
   return {
     root,
     head: head.code === 0 ? head.out.trim() : null,
     includeUntracked: opts.includeUntracked,
+    untracked: opts.includeUntracked ? list.files.filter((p) => !trackedSet.has(p)) : [],
     ...list,
   };
 }

@@ -5,14 +5,18 @@ import { sshFailure } from '../../ssh/failure.js';
 import { shellJoin } from '../../ssh/quote.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { coalesce } from '../../workspace/coalesce.js';
-import { packFiles } from '../../workspace/pack.js';
+import type { History } from '../../workspace/githost.js';
+import { streamPack } from '../../workspace/githost.js';
+import { packFiles, type ExtraFile } from '../../workspace/pack.js';
 import type { WorkspacePlan } from '../../workspace/preflight.js';
 import type { DaemonClient } from '../client.js';
+import { cleanupArgv, finishArgv, parseProbe, probeArgv, receivePackArgv, type GuestState } from './workspace-guest.js';
 
 /*
- * Ships a workspace's files into a running VM: a tar stream, made as it is
- * sent, into `tar -x` in the guest, over ssh's stdin (images with sshd) or the
- * agent exec's stdin (images without). No copy of the tree on the host.
+ * Ships a workspace into a running VM over ssh's stdin (images with sshd) or
+ * the agent exec's stdin (images without): the history as a pack streamed from
+ * `git pack-objects` into `git index-pack --stdin`, then the files as a tar
+ * made as it is sent into `tar -x`. No copy of the tree on the host.
  */
 
 /** Where the workspace lands in the guest. */
@@ -23,6 +27,8 @@ const EXIT_NOT_EMPTY = 3;
 const FRAME_BYTES = 32 * 1024;
 /** The guest's stderr kept for an error message. */
 const STDERR_KEEP = 8 * 1024;
+/** The guest's stdout kept (probes print a few lines). */
+const STDOUT_KEEP = 64 * 1024;
 
 /**
  * argv of the guest side: refuse a non-empty target unless forced, else
@@ -59,31 +65,156 @@ export interface ShipTarget {
   vm: string;
   info: VmSessionInfo;
   force: boolean;
+  /** The history to ship; absent: the files only. */
+  history?: History | undefined;
   /** Ctrl-C: stops the transfer (the error is `cancelled`). */
   signal?: AbortSignal | undefined;
 }
 
-/** Ships plan.files into target.vm:/root/repo; resolves with the number of entries shipped. */
+export interface ShipResult {
+  /** Entries of the work-tree tar. */
+  files: number;
+  /** false: the guest has no git (or there was no history): the files landed without .git. */
+  git: boolean;
+}
+
+export interface GuestRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs argv in the guest (ssh when it has sshd, else the agent), stdin streamed from `stdin` when given. */
+export async function guestRun(
+  runner: CommandRunner,
+  client: DaemonClient,
+  vm: string,
+  info: VmSessionInfo,
+  argv: string[],
+  stdin?: AsyncIterable<Uint8Array>,
+  signal?: AbortSignal,
+): Promise<GuestRun> {
+  if (info.has_sshd) {
+    const ssh = sshArgv('ssh', info, { tty: false, batch: true, remoteCommand: shellJoin(argv) });
+    const r = await runner.run(ssh, { ...(stdin ? { stdin } : {}), ...(signal ? { signal } : {}) });
+    if (r.code === 255) throw await sshFailure(runner, info);
+    return r;
+  }
+  return throughAgent(client, vm, argv, stdin, signal);
+}
+
+/** Where the guest stands (git or not, and what it has at /root/repo). */
+export async function probeGuest(
+  runner: CommandRunner,
+  client: DaemonClient,
+  vm: string,
+  info: VmSessionInfo,
+  signal?: AbortSignal,
+): Promise<GuestState> {
+  const r = await guestRun(runner, client, vm, info, probeArgv(GUEST_REPO), undefined, signal);
+  const st = r.code === 0 ? parseProbe(r.stdout) : undefined;
+  if (!st)
+    throw new AppError('operation_failed', `could not look at ${vm}:${GUEST_REPO} (exit ${r.code})`, {
+      hint: r.stderr.trim()
+        ? `the guest said:\n${r.stderr.trim().split('\n').slice(-6).join('\n')}`
+        : `see banger vm logs ${vm}`,
+    });
+  return st;
+}
+
+/** The refusal of a re-ship over a tree with changes; undefined when it may go ahead. */
+export function reshipRefusal(vm: string, st: GuestState, force: boolean): AppError | undefined {
+  if (force) return undefined;
+  if (st.target === 'dirty')
+    return precondition(
+      `VM ${vm} has uncommitted changes at ${GUEST_REPO}`,
+      `look at them with \`banger vm exec ${vm} -- git status\`; --force replaces the tree (the changes are lost)`,
+    );
+  if (st.target === 'files') return unpackFailure(vm, GUEST_REPO, EXIT_NOT_EMPTY, '');
+  return undefined;
+}
+
+function fail(vm: string, what: string, r: GuestRun): AppError {
+  const tail = r.stderr.trim().split('\n').slice(-6).join('\n');
+  return new AppError('operation_failed', `${what} in ${vm}:${GUEST_REPO} failed (exit ${r.code})`, {
+    hint: tail ? `the guest said:\n${tail}` : `see banger vm logs ${vm}`,
+  });
+}
+
+/**
+ * Ships the plan into target.vm:/root/repo. With git in the guest and a
+ * history: the pack into a fresh repository beside the target, then the files
+ * with .git/config and .git/shallow, then the swap. Without: the files only.
+ */
 export async function shipWorkspace(
+  runner: CommandRunner,
+  client: DaemonClient,
+  plan: WorkspacePlan,
+  t: ShipTarget,
+): Promise<ShipResult> {
+  const st = await probeGuest(runner, client, t.vm, t.info, t.signal);
+  const refused = reshipRefusal(t.vm, st, t.force);
+  if (refused) throw refused;
+  const h = t.history;
+  if (!st.git && h?.checkout)
+    throw precondition(
+      `VM ${t.vm} has no git: --from ${h.commit.slice(0, 12)} (not the work tree's HEAD) cannot be checked out there`,
+      'leave --from out to ship the work tree as it is, or use an image with git (the default image has it)',
+    );
+  if (!st.git || !h) return { files: await shipFilesOnly(runner, client, plan, t), git: false };
+  const packer = streamPack(runner, plan.root, h);
+  try {
+    const r = await guestRun(runner, client, t.vm, t.info, receivePackArgv(GUEST_REPO), packer.stdout, t.signal);
+    const p = await packer.done;
+    if (p.code !== 0)
+      throw new AppError('operation_failed', `git pack-objects failed in ${plan.root} (exit ${p.code})`, {
+        hint: p.stderr.trim().split('\n').slice(-4).join('\n') || 'run git fsck there',
+      });
+    if (r.code !== 0) throw fail(t.vm, 'receiving the git history', r);
+    const extra: ExtraFile[] = [{ name: '.git/config', content: h.config }];
+    if (h.shallow.length > 0) extra.push({ name: '.git/shallow', content: h.shallow.map((c) => `${c}\n`).join('') });
+    const tar = packFiles(plan.root, h.checkout ? plan.untracked : plan.files, extra);
+    try {
+      const argv = finishArgv({
+        dir: GUEST_REPO,
+        commit: h.commit,
+        branch: h.branch,
+        checkout: h.checkout,
+        identity: h.identity,
+      });
+      const f = await guestRun(runner, client, t.vm, t.info, argv, coalesce(tar.bytes), t.signal);
+      if (f.code !== 0) throw fail(t.vm, 'checking out the workspace', f);
+      return { files: (await tar.done) - extra.length, git: true };
+    } finally {
+      tar.stream.destroy();
+    }
+  } catch (e) {
+    packer.kill();
+    await guestRun(runner, client, t.vm, t.info, cleanupArgv(GUEST_REPO)).catch(() => undefined);
+    throw e;
+  }
+}
+
+async function shipFilesOnly(
   runner: CommandRunner,
   client: DaemonClient,
   plan: WorkspacePlan,
   t: ShipTarget,
 ): Promise<number> {
   const pack = packFiles(plan.root, plan.files);
-  const argv = unpackArgv(GUEST_REPO, t.force);
   try {
-    if (t.info.has_sshd) {
-      const ssh = sshArgv('ssh', t.info, { tty: false, batch: true, remoteCommand: shellJoin(argv) });
-      const r = await runner.run(ssh, { stdin: coalesce(pack.bytes), ...(t.signal ? { signal: t.signal } : {}) });
-      if (r.code === 255) throw await sshFailure(runner, t.info);
-      const failed = unpackFailure(t.vm, GUEST_REPO, r.code, r.stderr);
-      if (failed) throw failed;
-    } else {
-      const code = await throughAgent(client, t.vm, argv, coalesce(pack.bytes), t.signal);
-      const failed = unpackFailure(t.vm, GUEST_REPO, code.code, code.stderr);
-      if (failed) throw failed;
-    }
+    // The probe checked the target (and --force); replace what is there.
+    const r = await guestRun(
+      runner,
+      client,
+      t.vm,
+      t.info,
+      unpackArgv(GUEST_REPO, true),
+      coalesce(pack.bytes),
+      t.signal,
+    );
+    const failed = unpackFailure(t.vm, GUEST_REPO, r.code, r.stderr);
+    if (failed) throw failed;
     // The guest read everything it was sent; a file the host could not read fails here.
     return await pack.done;
   } finally {
@@ -95,23 +226,24 @@ async function throughAgent(
   client: DaemonClient,
   vm: string,
   argv: string[],
-  tar: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | undefined,
   signal: AbortSignal | undefined,
-): Promise<{ code: number; stderr: string }> {
+): Promise<GuestRun> {
   let stderr = '';
+  let stdout = '';
   const call = client.stream(
     'vm.exec',
     { ref: vm, argv, env: {}, tty: false },
     {
       onFrame: (f) => {
-        const text = Buffer.from('stderr' in f ? f.stderr : f.stdout, 'base64').toString('utf8');
-        stderr = (stderr + text).slice(-STDERR_KEEP);
+        if ('stderr' in f) stderr = (stderr + Buffer.from(f.stderr, 'base64').toString('utf8')).slice(-STDERR_KEEP);
+        else stdout = (stdout + Buffer.from(f.stdout, 'base64').toString('utf8')).slice(-STDOUT_KEEP);
       },
     },
   );
   let stop = false;
   const pumping = (async (): Promise<void> => {
-    for await (const raw of tar) {
+    for await (const raw of input ?? []) {
       const chunk = Buffer.from(raw);
       for (let off = 0; off < chunk.length; off += FRAME_BYTES) {
         if (stop) return;
@@ -126,7 +258,7 @@ async function throughAgent(
   signal?.addEventListener('abort', onAbort);
   try {
     const r = await call.result;
-    return { code: r.exit_code ?? 128 + (r.signal ?? 0), stderr };
+    return { code: r.exit_code ?? 128 + (r.signal ?? 0), stdout, stderr };
   } catch (e) {
     throw signal?.aborted ? cancelled() : e;
   } finally {

@@ -6,6 +6,7 @@ import type { VmExec } from '../../services/vm/exec.js';
 import type { VmFiles } from '../../services/vm/files.js';
 import type { FileSync } from '../../services/vm/filesync.js';
 import type { VmService } from '../../services/vm/service.js';
+import type { VmWorkspaces } from '../../services/vm/workspace.js';
 import { vmRoutes } from './vm.js';
 
 test('vm routes: [[file_sync]] runs after a create, a restart and a start that booted, not after a start of a running VM', async () => {
@@ -24,7 +25,7 @@ test('vm routes: [[file_sync]] runs after a create, a restart and a start that b
       return v;
     },
   } as unknown as FileSync;
-  const r = vmRoutes(vms, {} as VmExec, {} as VmFiles, sync);
+  const r = vmRoutes(vms, {} as VmExec, {} as VmFiles, sync, {} as VmWorkspaces);
   const ctx = quietContext();
   const call = (m: 'vm.create' | 'vm.start' | 'vm.restart', p: unknown): Promise<unknown> =>
     (r[m] as (p: unknown, c: unknown) => Promise<unknown>)(p, ctx);

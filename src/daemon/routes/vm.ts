@@ -6,6 +6,7 @@ import type { VmExec } from '../../services/vm/exec.js';
 import type { VmFiles } from '../../services/vm/files.js';
 import type { FileSync } from '../../services/vm/filesync.js';
 import type { VmService } from '../../services/vm/service.js';
+import type { VmWorkspaces } from '../../services/vm/workspace.js';
 import type { Routes } from '../server.js';
 
 function checkSignal(sig: string | undefined): NodeJS.Signals {
@@ -15,7 +16,13 @@ function checkSignal(sig: string | undefined): NodeJS.Signals {
 }
 
 /** vm.*: straight to the VmService; a create or start that boots then applies [[file_sync]]. */
-export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles, sync?: FileSync): Routes<'vm'> {
+export function vmRoutes(
+  vms: VmService,
+  exec: VmExec,
+  files: VmFiles,
+  sync: FileSync | undefined,
+  ws: VmWorkspaces,
+): Routes<'vm'> {
   const synced = async (was: string | undefined, view: VmView, ctx: OpContext): Promise<VmView> =>
     sync && was !== 'running' ? sync.afterBoot(view, ctx) : view;
   return {
@@ -36,6 +43,7 @@ export function vmRoutes(vms: VmService, exec: VmExec, files: VmFiles, sync?: Fi
     'vm.show': (p) => vms.show(p.ref),
     'vm.delete': (p, ctx) => vms.delete(p.ref, ctx),
     'vm.ssh_info': (p) => exec.sessionInfo(p.ref),
+    'vm.workspace_set': (p) => ws.set(p),
     'vm.exec': (p, ctx, ch) => exec.exec(p, ctx, ch),
     'vm.file_put': (p, ctx, ch) => files.put(p, ctx, ch),
     'vm.file_get': (p, ctx, ch) => files.get(p, ctx, ch),

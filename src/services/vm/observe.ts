@@ -42,6 +42,14 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     ssh: v.state === 'running' && v.sshPort ? `${ip ?? '127.0.0.1'}:${v.sshPort}` : null,
     disk_strategy: v.diskStrategy,
     pid: v.handles?.pid ?? null,
+    workspace: v.workspace
+      ? {
+          guest_path: v.workspace.guestPath,
+          host_path: v.workspace.hostPath,
+          head: v.workspace.head,
+          prepared_at: v.workspace.preparedAt,
+        }
+      : null,
     created_at: v.createdAt,
     published,
     boot: v.bootTimings ?? null,

@@ -25,6 +25,12 @@ export function renderVm(v: VmView, style: Style): string {
     ['published', (v.published ?? []).map((p) => p.spec).join(', ') || '-'],
     ['root disk', v.disk_strategy],
     ['pid', v.pid === null ? '-' : String(v.pid)],
+    [
+      'workspace',
+      v.workspace
+        ? `${v.workspace.guest_path} from ${v.workspace.host_path}${v.workspace.head ? ` at ${v.workspace.head.slice(0, 12)}` : ''} (${v.workspace.prepared_at})`
+        : '-',
+    ],
     ['created', v.created_at],
     ...(v.problems ?? []).map((p): [string, string] => ['problem', style.yellow(p)]),
   ];

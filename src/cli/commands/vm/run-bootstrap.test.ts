@@ -49,6 +49,8 @@ function fakeCli(bootstrapCode: number): { ctx: CliContext; calls: string[]; rem
   const runner = {
     run: async (argv: readonly string[], o: RunOptions = {}) => {
       if (argv[0] !== 'ssh') return real.run(argv, o);
+      // The workspace probe (no stdin): a guest without git and an empty /root/repo.
+      if (!o.stdin) return { code: 0, stdout: 'nogit\nempty\n', stderr: '' };
       remote.push(argv.at(-1) as string);
       if (o.stdin) for await (const _ of o.stdin) void _;
       return { code: 0, stdout: '', stderr: '' };
@@ -96,7 +98,7 @@ test('vm run PATH --no-bootstrap: the VM is made and the workspace shipped, no m
   const f = fakeCli(0);
   const r = await runVm(f.ctx, d, { detach: true, bootstrap: false }, undefined);
   assert.equal(r.code ?? 0, 0, f.out.err);
-  assert.deepEqual(f.calls, ['vm.create', 'vm.ssh_info']);
+  assert.deepEqual(f.calls, ['vm.create', 'vm.ssh_info', 'vm.workspace_set']);
   assert.equal(f.remote.length, 1, 'only the workspace unpack ran in the guest');
   assert.ok(!f.remote.some((c) => c.includes('mise')));
 });

@@ -106,7 +106,7 @@ async function tinyRepo(t: import('node:test').TestContext): Promise<string> {
 /** vm run PATH against a fake daemon (sshd image); git runs for real, ssh (the tar -x) answers `sshCode`. */
 async function runWorkspace(
   path: string,
-  opts: { dryRun?: boolean; rm?: boolean },
+  opts: { dryRun?: boolean; rm?: boolean; from?: string },
   sshCode: number,
 ): Promise<{ code: number | undefined; text: string | undefined; err: string; calls: string[]; ssh: number }> {
   const real = new NodeRunner();
@@ -114,6 +114,8 @@ async function runWorkspace(
   const runner = {
     run: async (argv: readonly string[], o?: { stdin?: AsyncIterable<Uint8Array> }) => {
       if (argv[0] === 'git') return real.run(argv);
+      // The probe (no stdin): a guest without git and an empty /root/repo.
+      if (!o?.stdin) return { code: 0, stdout: 'nogit\nempty\n', stderr: '' };
       ssh++;
       if (o?.stdin) for await (const chunk of o.stdin) void chunk;
       return { code: sshCode, stdout: '', stderr: 'tar: something broke\n' };
@@ -151,5 +153,18 @@ test('vm run PATH: a workspace that fails to ship deletes the VM (even without -
   assert.equal(r.code, 125);
   assert.match(r.err, /unpacking the workspace into ws:\/root\/repo failed \(exit 2\)/);
   assert.match(r.err, /tar: something broke/);
+  assert.deepEqual(r.calls, ['vm.create', 'vm.ssh_info', 'vm.delete']);
+});
+
+test('vm run PATH --from another commit into a guest without git: refused (no wrong files), the VM deleted', async (t) => {
+  const repo = await tinyRepo(t);
+  const git = new NodeRunner();
+  const id = ['-c', 'user.name=t', '-c', 'user.email=t@example.invalid'];
+  await git.check(['git', '-C', repo, ...id, 'commit', '-q', '-m', 'one']);
+  await git.check(['git', '-C', repo, ...id, 'commit', '-q', '--allow-empty', '-m', 'two']);
+  const r = await runWorkspace(repo, { from: 'HEAD~1' }, 0);
+  assert.equal(r.code, 125);
+  assert.match(r.err, /VM ws has no git: --from [0-9a-f]{12} \(not the work tree's HEAD\) cannot be checked out there/);
+  assert.equal(r.ssh, 0, 'nothing shipped');
   assert.deepEqual(r.calls, ['vm.create', 'vm.ssh_info', 'vm.delete']);
 });

@@ -15,7 +15,14 @@ import { addVmSpecFlags, vmSpecParams, type VmSpecFlags } from './spec.js';
 import { GUEST_REPO } from '../../session/workspace-ship.js';
 import { bootstrapTools } from '../../session/bootstrap.js';
 import { bootstrapDecision, toolFiles } from '../../../workspace/bootstrap.js';
-import { dryRunResult, planWorkspace, remoteCommand, shipInto, type WorkspaceFlags } from './workspace.js';
+import {
+  addWorkspaceFlags,
+  dryRunResult,
+  planWorkspace,
+  remoteCommand,
+  shipInto,
+  type WorkspaceFlags,
+} from './workspace.js';
 
 /** Exit status when banger itself failed in command mode (never ssh's 255). */
 export const EXIT_BANGER_FAILED = 125;
@@ -32,7 +39,7 @@ export interface RunOptions extends VmSpecFlags, WorkspaceFlags {
 export const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd: () => string[] | undefined): void {
-  addVmSpecFlags(
+  const cmdRun = addVmSpecFlags(
     vm
       .command('run')
       .description('create a VM, start it and open a shell in it (or run a command and exit with its status)')
@@ -40,9 +47,8 @@ export function register(vm: Command, ctx: () => CliContext, act: Act, guestCmd:
   )
     .option('--rm', 'delete the VM when the session or command ends')
     .option('-d, --detach', 'create and start the VM, then exit')
-    .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect)
-    .option('--include-untracked', 'with a path: also ship untracked files that git does not ignore')
-    .option('--dry-run', 'with a path: print the files that would ship and create nothing')
+    .option('-e, --env <KEY=VAL>', 'environment variable for the guest command (repeatable)', collect);
+  addWorkspaceFlags(cmdRun, 'with a path: ')
     .option('--no-bootstrap', "with a path: skip `mise install` for the repo's .mise.toml / .tool-versions")
     .option('--timings', 'print where the seconds went: the boot (host and guest side), the session, --rm (on stderr)')
     .addHelpText(

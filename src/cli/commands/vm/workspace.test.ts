@@ -10,6 +10,7 @@ const plan = (over: Partial<WorkspacePlan> = {}): WorkspacePlan => ({
   files: ['a.txt', 'dir/b c.txt'],
   includeUntracked: false,
   skippedUntracked: 0,
+  untracked: [],
   ...over,
 });
 
@@ -30,7 +31,20 @@ test('dryRunResult: the exact list on stdout, whether untracked files are includ
   assert.equal(r.text, 'a.txt\ndir/b c.txt\n');
   assert.match(
     r.err ?? '',
-    /2 files from \/src\/app \(aaaaaaaaaaaa\).*untracked files not included \(2 left out\); nothing created/,
+    /2 files from \/src\/app \(aaaaaaaaaaaa\).*untracked files not included \(2 left out\); no git history; nothing created/,
+  );
+  const history = {
+    commit: 'b'.repeat(40),
+    branch: 'main',
+    checkout: false,
+    shallow: [],
+    commits: 3,
+    config: '',
+    identity: { name: '', email: '' },
+  };
+  assert.match(
+    dryRunResult({ ...plan(), history }).err ?? '',
+    /; git history: 3 commits up to bbbbbbbbbbbb on branch main; nothing created/,
   );
   assert.match(dryRunResult(plan({ includeUntracked: true })).err ?? '', /untracked files included;/);
   assert.match(dryRunResult(plan({ head: null, files: [] })).err ?? '', /0 files .*\(no commits\)/);
