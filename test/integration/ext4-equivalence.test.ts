@@ -31,7 +31,7 @@ import { pack, type Header } from 'tar-stream';
 import { readTar, type TarEntry } from '../../src/archive/tar-reader.js';
 import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../src/ext4/mkfs.js';
 import { Ext4Writer } from '../../src/ext4/writer/writer.js';
-import { isBuildTimeSecret, MOUNT_POINTS } from '../../src/guest/assets.js';
+import { guestAssets, isBuildTimeSecret, MOUNT_POINTS } from '../../src/guest/assets.js';
 import { Flattener } from '../../src/imagepull/flatten.js';
 import { LayerMerger } from '../../src/imagepull/layer-merge.js';
 import { nullLogger, quietContext } from '../../src/services/context.js';
@@ -227,9 +227,20 @@ test(
       [old.rootfs, newRootfs, 'rootfs'],
       [old.seed, newSeed, 'seed'],
     ] as const) {
-      // Directory mtimes are left out: the asset directories debugfs makes carry its own clock.
-      const oldRows = await withMount(o, join(dir, `mo-${what}`), () => walk(join(dir, `mo-${what}`), false));
-      const newRows = await withMount(n, join(dir, `mn-${what}`), () => walk(join(dir, `mn-${what}`), false));
+      // Directory mtimes are left out, and the guest assets' mtimes: both carry the clock of the build.
+      const assets = new Set(guestAssets().files.map((f) => f.path.slice(1)));
+      const unclocked = (rows: string[]): string[] =>
+        rows.map((r) => {
+          const f = r.split(' ');
+          if (assets.has(f[0] as string)) f[6] = '';
+          return f.join(' ');
+        });
+      const oldRows = unclocked(
+        await withMount(o, join(dir, `mo-${what}`), () => walk(join(dir, `mo-${what}`), false)),
+      );
+      const newRows = unclocked(
+        await withMount(n, join(dir, `mn-${what}`), () => walk(join(dir, `mn-${what}`), false)),
+      );
       const oldSet = new Set(oldRows);
       const newSet = new Set(newRows);
       const diff = {
