@@ -34,6 +34,7 @@ export function layerCompression(mediaType: string): LayerCompression | undefine
 }
 
 const GZIP_MAGIC = [0x1f, 0x8b];
+const STREAM_CHUNK = 1024 * 1024;
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
 /** Compression recognised from a blob's first bytes; 'none' when neither gzip nor zstd. */
@@ -119,9 +120,14 @@ export async function openLayer(path: string, mediaType: string, opts: OpenLayer
     throw operationFailed(`cannot open ${label}: ${(err as Error).message}`, { cause: err });
   }
   const actual = sniffCompression(head);
-  const source = createReadStream(path, opts.signal === undefined ? {} : { signal: opts.signal });
+  // 1 MiB reads and gzip output chunks: with zlib's 16 KiB default, its per-chunk callbacks cost as much as the inflating.
+  const source = createReadStream(path, {
+    highWaterMark: STREAM_CHUNK,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
   if (actual === 'none') return source;
-  const decompressor: Transform = actual === 'gzip' ? createGunzip() : new DecompressStream();
+  const decompressor: Transform =
+    actual === 'gzip' ? createGunzip({ chunkSize: STREAM_CHUNK }) : new DecompressStream();
   const out = new PassThrough();
   // pipe() rather than pipeline(): pipeline would destroy `out` with the raw zlib/zstd error first.
   let failed = false;
