@@ -1,7 +1,7 @@
 import { normalizeEntryPath } from '../archive/tar-entry.js';
 import type { TarEntry, TarHeader } from '../archive/tar-reader.js';
 import { AppError, badRequest, cancelled, errorMessage } from '../errors.js';
-import type { Attrs, Ext4Writer } from '../ext4/writer/writer.js';
+import { Ext4FullError, type Attrs, type Ext4Writer } from '../ext4/writer/writer.js';
 import { IMPLICIT_DIR, UNSAFE_HINT, dirnameOf, whiteoutOf, type EntryMeta, type Reject } from './tar-header.js';
 
 /*
@@ -27,9 +27,17 @@ import { IMPLICIT_DIR, UNSAFE_HINT, dirnameOf, whiteoutOf, type EntryMeta, type 
  * - The same path twice in one layer: a directory takes the later attributes;
  *   anything else is refused (the earlier one is already written).
  * - Hard links are made to an earlier regular file of the same layer. A link
- *   to a file of another layer, or to one a higher layer replaced or removed
- *   (its data was never written), is refused: not supported yet.
+ *   to a file that a higher layer replaced or removed (its data was skipped)
+ *   is written once the layer is done: the layer is read a second time
+ *   (`reread`) and the target's data and attributes go to the first such
+ *   link, the others link to it, as bottom-up extraction leaves them. Without
+ *   `reread`, or for a link to a file of another layer, it is refused.
+ * - `tap` sees every entry as it is written (final: top-down, the first seen
+ *   wins), and may ask for a copy of a regular file's data.
  */
+
+/** Sees an entry the merger writes (or a directory it gives attributes); may return a sink for a file's data. */
+export type EntryTap = (rel: string, h: TarHeader, linkTarget?: string) => ((chunk: Buffer) => void) | undefined;
 
 export interface MergeOptions {
   /** Relative paths (e.g. 'etc/ssh/ssh_host_rsa_key') that are skipped entirely. */
@@ -37,6 +45,7 @@ export interface MergeOptions {
   signal?: AbortSignal;
   /** Seconds since the epoch for implicit directories' times. */
   now?: number;
+  tap?: EntryTap;
 }
 
 export interface MergeResult {
@@ -64,6 +73,8 @@ export class LayerMerger {
   #pendingOpaque: string[] = [];
   /** Regular files of the current layer that were not written (hidden or replaced from above). */
   #unwritten = new Set<string>();
+  /** Hard links of the current layer to unwritten files: target → link paths, in tar order. */
+  #pendingLinks = new Map<string, string[]>();
   #layer = -1;
 
   constructor(w: Ext4Writer, opts: MergeOptions = {}) {
@@ -71,25 +82,35 @@ export class LayerMerger {
     this.#opts = opts;
   }
 
-  /** Applies one layer; call it for the topmost layer first. */
-  async applyLayer(entries: AsyncIterable<TarEntry>, layerName: string): Promise<void> {
+  /**
+   * Applies one layer; call it for the topmost layer first. `reread` reads the
+   * same layer again (only needed for hard links to files a higher layer hid).
+   */
+  async applyLayer(
+    entries: AsyncIterable<TarEntry>,
+    layerName: string,
+    reread?: () => AsyncIterable<TarEntry>,
+  ): Promise<void> {
     const { signal } = this.#opts;
     this.#layer++;
     this.#pendingRemoved = [];
     this.#pendingOpaque = [];
     this.#unwritten = new Set();
+    this.#pendingLinks = new Map();
+    const canReread = reread !== undefined;
     for await (const entry of entries) {
       if (signal?.aborted) throw cancelled();
       const h = entry.header;
       const reject: Reject = (reason) =>
         badRequest(`unsafe entry in ${layerName}: ${JSON.stringify(h.name)} (${reason})`, UNSAFE_HINT);
       try {
-        await this.#entry(entry, reject, layerName);
+        await this.#entry(entry, reject, layerName, canReread);
       } catch (e) {
-        if (e instanceof AppError) throw e;
+        if (e instanceof AppError || e instanceof Ext4FullError) throw e;
         throw reject(errorMessage(e));
       }
     }
+    if (this.#pendingLinks.size > 0 && reread !== undefined) await this.#linkHidden(reread(), layerName);
     for (const p of this.#pendingRemoved) this.#removed.add(p);
     for (const p of this.#pendingOpaque) this.#opaque.add(p);
   }
@@ -109,7 +130,39 @@ export class LayerMerger {
     return this.#opaque.has('');
   }
 
-  async #entry(entry: TarEntry, reject: Reject, layerName: string): Promise<void> {
+  /** Second read of a layer: the data of hidden link targets, written at their first link. */
+  async #linkHidden(entries: AsyncIterable<TarEntry>, layerName: string): Promise<void> {
+    const pending = this.#pendingLinks;
+    for await (const entry of entries) {
+      if (this.#opts.signal?.aborted) throw cancelled();
+      const h = entry.header;
+      if (h.type !== 'file') continue;
+      const norm = normalizeEntryPath(h.name);
+      const links = 'rel' in norm ? pending.get(norm.rel) : undefined;
+      if (links === undefined) continue;
+      pending.delete((norm as { rel: string }).rel);
+      const [first, ...rest] = links as [string, ...string[]];
+      const sink = this.#opts.tap?.(first, h);
+      await this.#w.writeFile(first, this.#attrs(h), h.size, sink ? teeBody(entry.body, sink) : entry.body);
+      this.#bytes += h.size;
+      this.#meta.set(first, this.#metaOf(h, 'hardlink'));
+      for (const r of rest) {
+        this.#w.link(r, first);
+        this.#opts.tap?.(r, h, first);
+        this.#meta.set(r, this.#metaOf(h, 'hardlink'));
+      }
+      if (pending.size === 0) break;
+    }
+    const [target, links] = [...pending][0] ?? [];
+    if (target !== undefined) {
+      throw badRequest(
+        `unsafe entry in ${layerName}: ${JSON.stringify(links?.[0])} (hardlink target ${JSON.stringify(target)} is not a regular file of the layer)`,
+        UNSAFE_HINT,
+      );
+    }
+  }
+
+  async #entry(entry: TarEntry, reject: Reject, layerName: string, canReread: boolean): Promise<void> {
     const h = entry.header;
     const norm = normalizeEntryPath(h.name);
     if ('reason' in norm) throw reject(norm.reason);
@@ -131,6 +184,7 @@ export class LayerMerger {
       if (prior.dir && h.type === 'dir') {
         this.#w.setDirAttrs(rel, this.#attrs(h));
         this.#meta.set(rel, this.#metaOf(h, 'dir'));
+        this.#opts.tap?.(rel, h);
         return;
       }
       throw reject('the same path twice in one layer (only directories may repeat)');
@@ -149,32 +203,37 @@ export class LayerMerger {
         throw reject(h.type === 'symlink' ? 'path goes through a symlink' : 'parent is not a directory');
       this.#w.setDirAttrs(rel, this.#attrs(h));
       this.#meta.set(rel, this.#metaOf(h, 'dir'));
+      this.#opts.tap?.(rel, h);
       return;
     }
     this.#parents(rel, reject);
-    await this.#make(entry, rel, reject, layerName);
+    await this.#make(entry, rel, reject, layerName, canReread);
   }
 
-  async #make(entry: TarEntry, rel: string, reject: Reject, layerName: string): Promise<void> {
+  async #make(entry: TarEntry, rel: string, reject: Reject, layerName: string, canReread: boolean): Promise<void> {
     const h = entry.header;
     switch (h.type) {
-      case 'file':
-        await this.#w.writeFile(rel, this.#attrs(h), h.size, entry.body);
+      case 'file': {
+        const sink = this.#opts.tap?.(rel, h);
+        await this.#w.writeFile(rel, this.#attrs(h), h.size, sink ? teeBody(entry.body, sink) : entry.body);
         this.#bytes += h.size;
         this.#meta.set(rel, this.#metaOf(h, 'file'));
         return;
+      }
       case 'dir':
         this.#w.mkdir(rel, this.#attrs(h));
         this.#meta.set(rel, this.#metaOf(h, 'dir'));
+        this.#opts.tap?.(rel, h);
         return;
       case 'symlink':
         if (h.linkname === '') throw reject('empty symlink target');
         // Linux symlinks are always 0777 (what a host tree and mkfs -d give); the header's mode is kept in meta.
         await this.#w.symlink(rel, h.linkname, { ...this.#attrs(h), mode: 0o777 });
         this.#meta.set(rel, this.#metaOf(h, 'symlink'));
+        this.#opts.tap?.(rel, h);
         return;
       case 'link':
-        this.#link(rel, h.linkname, reject);
+        this.#link(rel, h, reject, canReread);
         return;
       default:
         this.#skipped.push(
@@ -183,7 +242,8 @@ export class LayerMerger {
     }
   }
 
-  #link(rel: string, linkname: string, reject: Reject): void {
+  #link(rel: string, h: TarHeader, reject: Reject, canReread: boolean): void {
+    const linkname = h.linkname;
     const quoted = JSON.stringify(linkname);
     const norm = normalizeEntryPath(linkname);
     if ('reason' in norm) throw reject(`hardlink target ${quoted}: ${norm.reason}`);
@@ -193,8 +253,14 @@ export class LayerMerger {
       this.#declared.delete(rel);
       return;
     }
-    if (this.#unwritten.has(target)) {
-      throw reject(`hardlink target ${quoted} was replaced or removed by a higher layer (not supported yet)`);
+    const pendingTo = [...this.#pendingLinks].find(([, links]) => links.includes(target))?.[0];
+    const hiddenTarget = this.#unwritten.has(target) ? target : pendingTo;
+    if (hiddenTarget !== undefined) {
+      if (!canReread) throw reject(`hardlink target ${quoted} was replaced or removed by a higher layer`);
+      const links = this.#pendingLinks.get(hiddenTarget) ?? [];
+      links.push(rel);
+      this.#pendingLinks.set(hiddenTarget, links);
+      return;
     }
     const d = this.#declared.get(target);
     const source = this.#meta.get(target);
@@ -203,6 +269,7 @@ export class LayerMerger {
     }
     this.#w.link(rel, target);
     this.#meta.set(rel, { ...source, type: 'hardlink' });
+    this.#opts.tap?.(rel, h, target);
   }
 
   /** The parents of a hidden entry that no higher layer hides, made as implicit directories. */
@@ -242,5 +309,13 @@ export class LayerMerger {
 
   #metaOf(h: TarHeader, type: EntryMeta['type']): EntryMeta {
     return { uid: h.uid, gid: h.gid, mode: h.mode, type };
+  }
+}
+
+/** A file's data passed through, each chunk also given to `sink`. */
+async function* teeBody(body: AsyncIterable<Buffer>, sink: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of body) {
+    sink(chunk);
+    yield chunk;
   }
 }

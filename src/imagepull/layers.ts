@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { PassThrough, pipeline, type Readable, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
@@ -33,6 +34,7 @@ export function layerCompression(mediaType: string): LayerCompression | undefine
 }
 
 const GZIP_MAGIC = [0x1f, 0x8b];
+const STREAM_CHUNK = 1024 * 1024;
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 
 /** Compression recognised from a blob's first bytes; 'none' when neither gzip nor zstd. */
@@ -41,6 +43,53 @@ export function sniffCompression(head: Uint8Array): LayerCompression {
   if (starts(GZIP_MAGIC)) return 'gzip';
   if (starts(ZSTD_MAGIC)) return 'zstd';
   return 'none';
+}
+
+/**
+ * The uncompressed size a layer blob declares about itself, without reading
+ * it: a gzip member's ISIZE trailer (mod 2^32, last member only), a zstd
+ * frame header's content size (when the compressor wrote one), an
+ * uncompressed blob's length. Untrusted and possibly wrong: only a hint to
+ * size an image before writing it (a wrong hint costs a second pass, never
+ * correctness). Undefined when the blob does not say.
+ */
+export async function uncompressedSizeHint(path: string): Promise<number | undefined> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const head = Buffer.alloc(Math.min(size, 18));
+    await fh.read(head, 0, head.length, 0);
+    const kind = sniffCompression(head);
+    if (kind === 'none') return size;
+    if (kind === 'gzip') {
+      if (size < 18) return undefined;
+      const tail = Buffer.alloc(4);
+      await fh.read(tail, 0, 4, size - 4);
+      const isize = tail.readUInt32LE(0);
+      // ISIZE is mod 2^32: add the wraps a blob this big must have had (deflate expands at most ~0.03 %).
+      return isize + Math.floor(size / 2 ** 32) * 2 ** 32;
+    }
+    return zstdContentSize(head);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Frame_Content_Size of a zstd frame header, or undefined when the frame does not carry it. */
+function zstdContentSize(h: Buffer): number | undefined {
+  if (h.length < 6) return undefined;
+  const fhd = h[4] as number;
+  const fcsFlag = fhd >> 6;
+  const single = (fhd >> 5) & 1;
+  const didFlag = fhd & 3;
+  if (fcsFlag === 0 && single === 0) return undefined;
+  const off = 5 + (single ? 0 : 1) + [0, 1, 2, 4][didFlag]!;
+  const len = [single ? 1 : 0, 2, 4, 8][fcsFlag]!;
+  if (h.length < off + len) return undefined;
+  if (len === 1) return h.readUInt8(off);
+  if (len === 2) return h.readUInt16LE(off) + 256;
+  if (len === 4) return h.readUInt32LE(off);
+  return Number(h.readBigUInt64LE(off));
 }
 
 export interface OpenLayerOptions {
@@ -71,9 +120,14 @@ export async function openLayer(path: string, mediaType: string, opts: OpenLayer
     throw operationFailed(`cannot open ${label}: ${(err as Error).message}`, { cause: err });
   }
   const actual = sniffCompression(head);
-  const source = createReadStream(path, opts.signal === undefined ? {} : { signal: opts.signal });
+  // 1 MiB reads and gzip output chunks: with zlib's 16 KiB default, its per-chunk callbacks cost as much as the inflating.
+  const source = createReadStream(path, {
+    highWaterMark: STREAM_CHUNK,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
   if (actual === 'none') return source;
-  const decompressor: Transform = actual === 'gzip' ? createGunzip() : new DecompressStream();
+  const decompressor: Transform =
+    actual === 'gzip' ? createGunzip({ chunkSize: STREAM_CHUNK }) : new DecompressStream();
   const out = new PassThrough();
   // pipe() rather than pipeline(): pipeline would destroy `out` with the raw zlib/zstd error first.
   let failed = false;

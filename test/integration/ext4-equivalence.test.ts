@@ -7,6 +7,8 @@
  * symlink targets, device numbers, mtimes (but of symlinks), content hashes.
  * Device nodes and fifos are left out by both (as the Flattener does). xattrs: the old way
  * writes none; the new image must hold exactly the tar's (checked by debugfs).
+ * The last case runs both whole pipelines (guest assets, mount points and the
+ * work-seed included) and compares rootfs and seed the same way.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -19,6 +21,7 @@ import {
   readFileSync,
   readlinkSync,
   rmSync,
+  statSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,11 +29,15 @@ import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import { pack, type Header } from 'tar-stream';
 import { readTar, type TarEntry } from '../../src/archive/tar-reader.js';
-import { mkfsFromTreeArgv } from '../../src/ext4/mkfs.js';
+import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../src/ext4/mkfs.js';
 import { Ext4Writer } from '../../src/ext4/writer/writer.js';
-import { isBuildTimeSecret } from '../../src/guest/assets.js';
+import { guestAssets, isBuildTimeSecret, MOUNT_POINTS } from '../../src/guest/assets.js';
 import { Flattener } from '../../src/imagepull/flatten.js';
 import { LayerMerger } from '../../src/imagepull/layer-merge.js';
+import { nullLogger, quietContext } from '../../src/services/context.js';
+import { treeBytes } from '../../src/services/fsutil.js';
+import { injectGuestAssets } from '../../src/services/image/guest-assets.js';
+import { RootfsBuilder } from '../../src/services/image/pipeline.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { debianBaseTar } from '../helpers/oci-push.js';
 import { missingRoot, missingTools, requirements } from '../helpers/requirements.js';
@@ -167,5 +174,82 @@ test(
       { label: 'layer 1/2', open: () => createReadStream(tar) },
       { label: 'layer 2/2', open: () => Readable.from([upper]) },
     ]);
+  },
+);
+
+/** The pre-issue-15 RootfsBuilder.build: Flattener → mkfs.ext4 -d → guest assets and mount points by debugfs; the seed from the tree's /root. */
+async function oldPipeline(dir: string, tar: string): Promise<{ rootfs: string; seed: string }> {
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { mode: 0o700 });
+  const flat = new Flattener(tree, { applyOwnership: true, skip: isBuildTimeSecret });
+  await flat.applyLayer(createReadStream(tar), 'debian');
+  const { meta, bytes } = flat.result();
+  const rootfs = join(dir, 'old-rootfs.ext4');
+  await runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: defaultRootfsBytes(bytes), label: 'rootfs' }));
+  const dirs = MOUNT_POINTS.filter((d) => !meta.has(d.path.slice(1)));
+  await injectGuestAssets(runner, dir, rootfs, { dirs }, new AbortController().signal);
+  const seed = join(dir, 'old-seed.ext4');
+  const rootDir = join(tree, 'root');
+  const { bytes: b, files } = await treeBytes(rootDir);
+  const spec = workSeedSpec(b + files * 4096);
+  await runner.check(
+    mkfsFromTreeArgv({ image: seed, tree: rootDir, sizeBytes: spec.sizeBytes, label: 'work', inodes: spec.inodes }),
+  );
+  rmSync(tree, { recursive: true, force: true });
+  return { rootfs, seed };
+}
+
+test(
+  'the whole pipeline on the Debian image: RootfsBuilder (writer) vs Flattener + mkfs.ext4 -d + debugfs, rootfs and work-seed',
+  { skip },
+  async (t) => {
+    const dir = tmp(t);
+    const tar = debianBaseTar(PACKAGES);
+    const old = await oldPipeline(dir, tar);
+    const staging = join(dir, 'staging');
+    mkdirSync(staging);
+    const b = new RootfsBuilder(runner, nullLogger, true, 2 ** 34);
+    const layer = {
+      label: 'debian',
+      open: async () => ({ stream: createReadStream(tar) }),
+      sizeHint: async () => statSync(tar).size,
+    };
+    const res = await b.build(staging, [layer], {}, quietContext(), new AbortController().signal);
+    assert.equal(res.distro, 'debian');
+    assert.equal(res.hasSshd && res.hasSystemd && res.workSeed, true);
+    const newRootfs = join(staging, 'rootfs.ext4');
+    const newSeed = join(staging, 'work-seed.ext4');
+    for (const img of [newRootfs, newSeed]) {
+      const fsck = await runner.run(['e2fsck', '-fn', img]);
+      assert.equal(fsck.code, 0, fsck.stdout);
+    }
+    for (const [o, n, what] of [
+      [old.rootfs, newRootfs, 'rootfs'],
+      [old.seed, newSeed, 'seed'],
+    ] as const) {
+      // Directory mtimes are left out, and the guest assets' mtimes: both carry the clock of the build.
+      const assets = new Set(guestAssets().files.map((f) => f.path.slice(1)));
+      const unclocked = (rows: string[]): string[] =>
+        rows.map((r) => {
+          const f = r.split(' ');
+          if (assets.has(f[0] as string)) f[6] = '';
+          return f.join(' ');
+        });
+      const oldRows = unclocked(
+        await withMount(o, join(dir, `mo-${what}`), () => walk(join(dir, `mo-${what}`), false)),
+      );
+      const newRows = unclocked(
+        await withMount(n, join(dir, `mn-${what}`), () => walk(join(dir, `mn-${what}`), false)),
+      );
+      const oldSet = new Set(oldRows);
+      const newSet = new Set(newRows);
+      const diff = {
+        onlyOld: oldRows.filter((r) => !newSet.has(r)).slice(0, 20),
+        onlyNew: newRows.filter((r) => !oldSet.has(r)).slice(0, 20),
+      };
+      assert.deepEqual(diff, { onlyOld: [], onlyNew: [] }, what);
+      assert.equal(newRows.length, oldRows.length, what);
+    }
+    assert.ok((await withMount(newRootfs, join(dir, 'mn-x'), () => walk(join(dir, 'mn-x'), false))).length > 5000);
   },
 );

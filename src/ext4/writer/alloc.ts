@@ -3,6 +3,9 @@ import type { Extent } from './extents.js';
 import type { Geometry } from './geometry.js';
 import { metadataRanges } from './geometry.js';
 
+/** The image has no block or inode left: a bigger image can hold what was refused. */
+export class Ext4FullError extends Error {}
+
 export class BlockAllocator {
   readonly #bits: Uint8Array;
   readonly #count: number;
@@ -31,7 +34,7 @@ export class BlockAllocator {
 
   /** `n` blocks as runs (physical start, length), in allocation order. Throws when the image is full. */
   allocRuns(n: number): Array<{ start: number; len: number }> {
-    if (n > this.#count - this.#used) throw new Error(`the image is full (${n} more blocks needed)`);
+    if (n > this.#count - this.#used) throw new Ext4FullError(`the image is full (${n} more blocks needed)`);
     const runs: Array<{ start: number; len: number }> = [];
     let left = n;
     while (left > 0) {

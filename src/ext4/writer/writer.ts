@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { appendRuns, BlockAllocator } from './alloc.js';
+import { appendRuns, BlockAllocator, Ext4FullError } from './alloc.js';
 import type { DirEntry, FileType } from './dirblocks.js';
 import type { Extent } from './extents.js';
 import { BLOCK_SIZE, planGeometry, type Geometry } from './geometry.js';
@@ -33,7 +33,7 @@ import { streamFileData } from './filedata.js';
 import { planXattrs, xattrEntry } from './xattr.js';
 import { checksumSeed, FIRST_INO, LOST_FOUND_INO, ROOT_INO } from './superblock.js';
 
-export { LOST_FOUND_INO, ROOT_INO };
+export { Ext4FullError, LOST_FOUND_INO, ROOT_INO };
 
 export interface WriterOptions {
   sizeBytes: number;
@@ -201,7 +201,7 @@ export class Ext4Writer {
 
   #allocIno(): number {
     const max = this.#s.geo.inodesPerGroup * this.#s.geo.groupCount;
-    if (this.#nextIno > max) throw new Error(`the image is out of inodes (${max})`);
+    if (this.#nextIno > max) throw new Ext4FullError(`the image is out of inodes (${max})`);
     return this.#nextIno++;
   }
 

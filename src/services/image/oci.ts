@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { BlobCache } from '../../imagepull/blobcache.js';
-import { openVerifiedLayer } from '../../imagepull/layers.js';
+import { openVerifiedLayer, uncompressedSizeHint } from '../../imagepull/layers.js';
 import { formatReference, type ImageRef } from '../../imagepull/reference.js';
 import { RegistryClient, type ResolvedImage } from '../../imagepull/registry.js';
 import type { HttpFetch } from '../../net/transport.js';
@@ -73,6 +73,7 @@ export async function fetchOciLayers(
     open: async () => ({
       stream: await openVerifiedLayer(cache.path(l.digest), l, i, config.rootfs.diff_ids[i] as string, opts.signal),
     }),
+    sizeHint: () => uncompressedSizeHint(cache.path(l.digest)),
   }));
   return { resolved, layers };
 }

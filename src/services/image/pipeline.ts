@@ -1,28 +1,31 @@
-import { readlinkSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { AppError, badRequest } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { ownershipScript } from '../../ext4/debugfs.js';
 import { runDebugfs } from '../../ext4/inject.js';
-import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
-import { isBuildTimeSecret, MOUNT_POINTS } from '../../guest/assets.js';
+import { mkfsFromTreeArgv, workSeedSpec } from '../../ext4/mkfs.js';
 import { Flattener, type EntryMeta } from '../../imagepull/flatten.js';
-import { isImageFile, readImageFile } from '../../imagepull/image-path.js';
 import { ByteBudget } from '../../archive/byte-budget.js';
 import { imageFiles } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, removeTree, treeBytes } from '../fsutil.js';
 import { checkCleanExt4, rootSubtreeLayer } from './bundle-seed.js';
-import { injectGuestAssets } from './guest-assets.js';
 import { meteredLayer } from './layer-progress.js';
+import { writeRootfs } from './rootfs-writer.js';
 
 /** One tar stream applied in order (an OCI layer, or mmdebstrap's whole tree). */
 export interface LayerInput {
   label: string;
   /** Opens the stream; `finished` resolves once its producer is known to have succeeded. */
   open(): Promise<{ stream: Readable; finished?: Promise<void> }>;
+  /**
+   * The uncompressed tar bytes the source declares, read without decompressing
+   * (a hint to size the image; see rootfs-writer.ts). Without it the stream is
+   * spooled to the staging dir first. Every open() must give the same bytes.
+   */
+  sizeHint?: () => Promise<number | undefined>;
 }
 
 export interface RootfsResult {
@@ -32,23 +35,6 @@ export interface RootfsResult {
   distro: string;
   hasSshd: boolean;
   hasSystemd: boolean;
-}
-
-/** os-release is a few hundred bytes; anything bigger is not read. */
-const MAX_OS_RELEASE_BYTES = 64 * 1024;
-
-/** /etc/os-release ID of a flattened image, read through the image's own links (never the host's). */
-export async function osReleaseId(
-  tree: string,
-  meta: ReadonlyMap<string, EntryMeta>,
-  readlink: (rel: string) => string,
-): Promise<string> {
-  for (const p of ['etc/os-release', 'usr/lib/os-release']) {
-    const text = (await readImageFile(tree, p, meta, readlink, MAX_OS_RELEASE_BYTES))?.toString('utf8');
-    const id = text && /^ID="?([^"\n]+)"?$/m.exec(text)?.[1];
-    if (id) return id;
-  }
-  return 'unknown';
 }
 
 /** Feeds one layer's tar stream to the Flattener (through `budget` when given); the layer's producer must succeed too. */
@@ -85,6 +71,12 @@ export class RootfsBuilder {
     private readonly maxUnpackedBytes: number,
   ) {}
 
+  /**
+   * Writes rootfs.ext4 straight from the layer streams (rootfs-writer.ts:
+   * tar reader → LayerMerger → Ext4Writer, guest assets included) and the
+   * work-seed from the image's /root the same way. No file of the image is
+   * created on the host.
+   */
   async build(
     staging: string,
     layers: readonly LayerInput[],
@@ -92,56 +84,30 @@ export class RootfsBuilder {
     ctx: OpContext,
     signal: AbortSignal,
   ): Promise<RootfsResult> {
-    const tree = join(staging, 'tree');
-    await mkdir(tree, { recursive: true, mode: 0o700 });
+    const rootfs = join(staging, imageFiles.rootfs);
+    const now = Math.floor(Date.now() / 1000);
+    const r = await writeRootfs(
+      layers,
+      { image: rootfs, scratch: staging, sizeBytes: opts.sizeBytes, maxUnpackedBytes: this.maxUnpackedBytes, now },
+      ctx,
+      signal,
+    );
+    const out = join(staging, imageFiles.workSeed);
+    let workSeed = true;
     try {
-      const flat = new Flattener(tree, { applyOwnership: this.isRoot, skip: isBuildTimeSecret, signal });
-      const budget = new ByteBudget(
-        this.maxUnpackedBytes,
-        'the image content',
-        'a bigger image needs a larger max_unpacked_size in config.toml',
-      );
-      for (const [i, layer] of layers.entries()) {
-        ctx.progress({ stage: 'layers', message: `applying ${layer.label}`, current: i, total: layers.length });
-        // Bytes and rate while it runs (a build's tar has no known length: no percentage).
-        await applyLayer(flat, layer, budget, (message) =>
-          ctx.progress({ stage: 'layers', message, current: i, total: layers.length }),
-        );
-      }
-      const { meta, bytes } = flat.result();
-      const rootMeta = meta.get('root');
-      if (rootMeta !== undefined && rootMeta.type !== 'dir') {
-        throw badRequest(
-          `the image's /root is a ${rootMeta.type}, not a directory`,
-          'VMs mount their work disk at /root; rebuild the image with /root as a plain directory',
-        );
-      }
-      // The tree's symlinks are the image's: resolve them against its root, from the extractor's record.
-      const readlink = (rel: string): string => readlinkSync(join(tree, rel));
-      const has = (...paths: string[]): boolean => paths.some((p) => isImageFile(p, meta, readlink));
-      const hasSshd = has('usr/sbin/sshd', 'sbin/sshd');
-      // Without systemd, banger-init stays PID 1 and runs the agent (guest-src/banger-init.c).
-      const hasSystemd = has('lib/systemd/systemd', 'usr/lib/systemd/systemd');
-      // Mount points banger-init (or systemd) needs and the image lacks; one that is there as a link or file stays as it is.
-      const missingDirs = MOUNT_POINTS.filter((d) => !meta.has(d.path.slice(1)));
-      const distro = await osReleaseId(tree, meta, readlink);
-      const size = opts.sizeBytes ?? defaultRootfsBytes(bytes);
-      if (opts.sizeBytes !== undefined && opts.sizeBytes < bytes * 1.05 + 64 * 1048576) {
-        throw badRequest(
-          `size ${opts.sizeBytes} bytes is too small for ${Math.round(bytes / 1048576)} MiB of files`,
-          `use at least ${Math.ceil((bytes * 1.1) / 1048576) + 64}M`,
-        );
-      }
-      ctx.progress({ stage: 'image', message: `writing ext4 (${Math.round(bytes / 1048576)} MiB of files)` });
-      const rootfs = join(staging, imageFiles.rootfs);
-      await this.runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: size, label: 'rootfs' }), { signal });
-      if (!this.isRoot) await runDebugfs(this.runner, rootfs, ownershipScript(meta), signal);
-      await injectGuestAssets(this.runner, staging, rootfs, { dirs: missingDirs }, signal);
-      const workSeed = await this.buildWorkSeed(staging, tree, meta, signal);
-      return { sizeBytes: size, contentBytes: bytes, workSeed, distro, hasSshd, hasSystemd };
-    } finally {
-      await removeTree(tree);
+      await r.seed.write(out, now);
+      if (r.seed.outside.length > 0)
+        this.log.warn('work-seed: hard links from /root to files outside it are left out', {
+          paths: r.seed.outside.slice(0, 5),
+        });
+    } catch (e) {
+      if (e instanceof AppError && e.code === 'cancelled') throw e;
+      this.log.warn('work-seed build failed; VMs of this image start with an empty /root', { error: String(e) });
+      await removeTree(out);
+      workSeed = false;
     }
+    const { sizeBytes, contentBytes, distro, hasSshd, hasSystemd } = r;
+    return { sizeBytes, contentBytes, workSeed, distro, hasSshd, hasSystemd };
   }
 
   /**
