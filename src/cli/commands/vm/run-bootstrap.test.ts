@@ -9,8 +9,8 @@ import { NodeRunner } from '../../../system/node-runner.js';
 import type { CommandRunner, RunOptions } from '../../../system/runner.js';
 import { BOOTSTRAP_EXIT } from '../../../workspace/bootstrap.js';
 import type { CliContext } from '../../context.js';
-import { makeStyle } from '../../render/style.js';
 import { runVm } from './run.js';
+import { fakeCli as cliWith } from '../../../../test/fakes/cli.js';
 
 const real = new NodeRunner();
 const info: VmSessionInfo = {
@@ -43,9 +43,7 @@ async function repo(t: TestContext): Promise<string> {
  * bootstrap) exits `bootstrapCode`. Records the remote commands.
  */
 function fakeCli(bootstrapCode: number): { ctx: CliContext; calls: string[]; remote: string[]; out: { err: string } } {
-  const calls: string[] = [];
   const remote: string[] = [];
-  const out = { err: '' };
   const runner = {
     run: async (argv: readonly string[], o: RunOptions = {}) => {
       if (argv[0] !== 'ssh') return real.run(argv, o);
@@ -65,21 +63,7 @@ function fakeCli(bootstrapCode: number): { ctx: CliContext; calls: string[]; rem
       };
     },
   } as unknown as CommandRunner;
-  const ctx = {
-    client: {
-      call: async (method: string) => {
-        calls.push(method);
-        if (method === 'vm.ssh_info') return info;
-        return { name: info.name, vcpu: 1, memory_mib: 512, disk_bytes: 1 << 30 };
-      },
-    },
-    runner,
-    out: { write: () => true },
-    err: { write: (s: string) => ((out.err += s), true) },
-    style: makeStyle(false, {}),
-    stdinIsTty: false,
-    env: {},
-  } as unknown as CliContext;
+  const { ctx, calls, out } = cliWith(info, runner);
   return { ctx, calls, remote, out };
 }
 

@@ -3,10 +3,9 @@ import { createServer } from 'node:net';
 import { test } from 'node:test';
 import type { VmSessionInfo } from '../../../api/methods.js';
 import type { CommandRunner } from '../../../system/runner.js';
-import type { CliContext } from '../../context.js';
-import { makeStyle } from '../../render/style.js';
 import { NodeRunner } from '../../../system/node-runner.js';
 import { runVm } from './run.js';
+import { fakeCli } from '../../../../test/fakes/cli.js';
 
 /** A loopback port nothing listens on: ssh to it exits 255 at once (connection refused). */
 async function closedPort(): Promise<number> {
@@ -15,31 +14,6 @@ async function closedPort(): Promise<number> {
   const port = (srv.address() as { port: number }).port;
   await new Promise((r) => srv.close(r));
   return port;
-}
-
-/** A CLI context whose daemon answers vm.ssh_info with `info` and every other call with a small VM; output collects in `out.err`. */
-function fakeCli(
-  info: VmSessionInfo,
-  runner: CommandRunner,
-): { ctx: CliContext; calls: string[]; out: { err: string } } {
-  const calls: string[] = [];
-  const out = { err: '' };
-  const ctx = {
-    client: {
-      call: async (method: string) => {
-        calls.push(method);
-        if (method === 'vm.ssh_info') return info;
-        return { name: info.name, vcpu: 1, memory_mib: 512, disk_bytes: 1 << 30 };
-      },
-    },
-    runner,
-    out: { write: () => true },
-    err: { write: (s: string) => ((out.err += s), true) },
-    style: makeStyle(false, {}),
-    stdinIsTty: false,
-    env: {},
-  } as unknown as CliContext;
-  return { ctx, calls, out };
 }
 
 /**
