@@ -7,8 +7,11 @@
  * symlink targets, device numbers, mtimes (but of symlinks), content hashes.
  * Device nodes and fifos are left out by both (as the Flattener does). xattrs: the old way
  * writes none; the new image must hold exactly the tar's (checked by debugfs).
- * The last case runs both whole pipelines (guest assets, mount points and the
- * work-seed included) and compares rootfs and seed the same way.
+ * The last cases run both whole pipelines (guest assets, mount points and the
+ * work-seed included) and compare rootfs and seed the same way, on the Debian
+ * test image and on the default image (the embedded recipe's mmdebstrap tar,
+ * cached under .test-cache/ like the other test images, fed without a size
+ * hint as a local build's stream is).
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -29,6 +32,7 @@ import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import { pack, type Header } from 'tar-stream';
 import { readTar, type TarEntry } from '../../src/archive/tar-reader.js';
+import { findImageEntry } from '../../src/catalog/embedded.js';
 import { defaultRootfsBytes, mkfsFromTreeArgv, workSeedSpec } from '../../src/ext4/mkfs.js';
 import { Ext4Writer } from '../../src/ext4/writer/writer.js';
 import { guestAssets, isBuildTimeSecret, MOUNT_POINTS } from '../../src/guest/assets.js';
@@ -199,57 +203,71 @@ async function oldPipeline(dir: string, tar: string): Promise<{ rootfs: string; 
   return { rootfs, seed };
 }
 
+/** Both whole pipelines on `tar` (one layer; no size hint, as a local build's mmdebstrap stream, when `hint` is false): rootfs and work-seed compared. */
+async function wholePipeline(t: TestContext, tar: string, label: string, hint: boolean): Promise<void> {
+  const dir = tmp(t);
+  const old = await oldPipeline(dir, tar);
+  const staging = join(dir, 'staging');
+  mkdirSync(staging);
+  const b = new RootfsBuilder(runner, nullLogger, true, 2 ** 34);
+  const layer = {
+    label,
+    open: async () => ({ stream: createReadStream(tar) }),
+    ...(hint ? { sizeHint: async () => statSync(tar).size } : {}),
+  };
+  const res = await b.build(staging, [layer], {}, quietContext(), new AbortController().signal);
+  assert.equal(res.distro, 'debian');
+  assert.equal(res.hasSshd && res.hasSystemd && res.workSeed, true);
+  const newRootfs = join(staging, 'rootfs.ext4');
+  const newSeed = join(staging, 'work-seed.ext4');
+  for (const img of [newRootfs, newSeed]) {
+    const fsck = await runner.run(['e2fsck', '-fn', img]);
+    assert.equal(fsck.code, 0, fsck.stdout);
+  }
+  const counts: Record<string, number> = {};
+  for (const [o, n, what] of [
+    [old.rootfs, newRootfs, 'rootfs'],
+    [old.seed, newSeed, 'seed'],
+  ] as const) {
+    // Directory mtimes are left out, and the guest assets' mtimes: both carry the clock of the build.
+    const assets = new Set(guestAssets().files.map((f) => f.path.slice(1)));
+    const unclocked = (rows: string[]): string[] =>
+      rows.map((r) => {
+        const f = r.split(' ');
+        if (assets.has(f[0] as string)) f[6] = '';
+        return f.join(' ');
+      });
+    const oldRows = unclocked(await withMount(o, join(dir, `mo-${what}`), () => walk(join(dir, `mo-${what}`), false)));
+    const newRows = unclocked(await withMount(n, join(dir, `mn-${what}`), () => walk(join(dir, `mn-${what}`), false)));
+    const oldSet = new Set(oldRows);
+    const newSet = new Set(newRows);
+    const diff = {
+      onlyOld: oldRows.filter((r) => !newSet.has(r)).slice(0, 20),
+      onlyNew: newRows.filter((r) => !oldSet.has(r)).slice(0, 20),
+    };
+    assert.deepEqual(diff, { onlyOld: [], onlyNew: [] }, what);
+    assert.equal(newRows.length, oldRows.length, what);
+    counts[what] = newRows.length;
+  }
+  assert.ok((counts.rootfs ?? 0) > 5000, `${counts.rootfs} rootfs entries`);
+  t.diagnostic(`${label}: ${counts.rootfs} rootfs entries and ${counts.seed} work-seed entries equal`);
+}
+
 test(
   'the whole pipeline on the Debian image: RootfsBuilder (writer) vs Flattener + mkfs.ext4 -d + debugfs, rootfs and work-seed',
   { skip },
   async (t) => {
-    const dir = tmp(t);
-    const tar = debianBaseTar(PACKAGES);
-    const old = await oldPipeline(dir, tar);
-    const staging = join(dir, 'staging');
-    mkdirSync(staging);
-    const b = new RootfsBuilder(runner, nullLogger, true, 2 ** 34);
-    const layer = {
-      label: 'debian',
-      open: async () => ({ stream: createReadStream(tar) }),
-      sizeHint: async () => statSync(tar).size,
-    };
-    const res = await b.build(staging, [layer], {}, quietContext(), new AbortController().signal);
-    assert.equal(res.distro, 'debian');
-    assert.equal(res.hasSshd && res.hasSystemd && res.workSeed, true);
-    const newRootfs = join(staging, 'rootfs.ext4');
-    const newSeed = join(staging, 'work-seed.ext4');
-    for (const img of [newRootfs, newSeed]) {
-      const fsck = await runner.run(['e2fsck', '-fn', img]);
-      assert.equal(fsck.code, 0, fsck.stdout);
-    }
-    for (const [o, n, what] of [
-      [old.rootfs, newRootfs, 'rootfs'],
-      [old.seed, newSeed, 'seed'],
-    ] as const) {
-      // Directory mtimes are left out, and the guest assets' mtimes: both carry the clock of the build.
-      const assets = new Set(guestAssets().files.map((f) => f.path.slice(1)));
-      const unclocked = (rows: string[]): string[] =>
-        rows.map((r) => {
-          const f = r.split(' ');
-          if (assets.has(f[0] as string)) f[6] = '';
-          return f.join(' ');
-        });
-      const oldRows = unclocked(
-        await withMount(o, join(dir, `mo-${what}`), () => walk(join(dir, `mo-${what}`), false)),
-      );
-      const newRows = unclocked(
-        await withMount(n, join(dir, `mn-${what}`), () => walk(join(dir, `mn-${what}`), false)),
-      );
-      const oldSet = new Set(oldRows);
-      const newSet = new Set(newRows);
-      const diff = {
-        onlyOld: oldRows.filter((r) => !newSet.has(r)).slice(0, 20),
-        onlyNew: newRows.filter((r) => !oldSet.has(r)).slice(0, 20),
-      };
-      assert.deepEqual(diff, { onlyOld: [], onlyNew: [] }, what);
-      assert.equal(newRows.length, oldRows.length, what);
-    }
-    assert.ok((await withMount(newRootfs, join(dir, 'mn-x'), () => walk(join(dir, 'mn-x'), false))).length > 5000);
+    await wholePipeline(t, debianBaseTar(PACKAGES), 'debian', true);
+  },
+);
+
+test(
+  'the whole pipeline on the default image (the embedded recipe by mmdebstrap, spooled as a local build is): the same rootfs and work-seed',
+  { skip },
+  async (t) => {
+    // The recipe's own mmdebstrap argv (mmdebstrapLayer, no mirror), built once into .test-cache/.
+    const recipe = findImageEntry('debian-bookworm');
+    assert.equal(recipe?.suite, 'bookworm');
+    await wholePipeline(t, debianBaseTar([...recipe.packages]), 'mmdebstrap', false);
   },
 );
