@@ -47,8 +47,11 @@ import { debianBaseTar } from '../helpers/oci-push.js';
 import { missingRoot, missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
-  [...missingTools(['mmdebstrap', 'mkfs.ext4', 'debugfs', 'mount', 'umount']), ...missingRoot('loop mounts')],
-  'apt install mmdebstrap e2fsprogs mount; run as root',
+  [
+    ...missingTools(['mmdebstrap', 'mkfs.ext4', 'debugfs', 'mount', 'umount', 'python3']),
+    ...missingRoot('loop mounts'),
+  ],
+  'apt install mmdebstrap e2fsprogs mount python3; run as root',
 );
 const PACKAGES = ['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo'];
 const SIZE = 2 * 2 ** 30;
@@ -82,11 +85,11 @@ function walk(root: string, dirMtimes: boolean): string[] {
   return out;
 }
 
-async function withMount<T>(img: string, dir: string, fn: () => T): Promise<T> {
+async function withMount<T>(img: string, dir: string, fn: () => T | Promise<T>): Promise<T> {
   mkdirSync(dir);
   await runner.check(['mount', '-o', 'loop,ro', img, dir]);
   try {
-    return fn();
+    return await fn();
   } finally {
     await runner.check(['umount', dir]);
   }
@@ -203,6 +206,38 @@ async function oldPipeline(dir: string, tar: string): Promise<{ rootfs: string; 
   return { rootfs, seed };
 }
 
+/** Every xattr of a mounted tree (lost+found left out), as `path name hex` lines, read by the kernel (python's os.listxattr: node has no xattr call). */
+async function mountedXattrs(root: string): Promise<string[]> {
+  const py = [
+    'import os, sys',
+    'root = sys.argv[1]',
+    'def visit(rel):',
+    '    for name in sorted(os.listdir(os.path.join(root, rel))):',
+    '        r = name if rel == "" else rel + "/" + name',
+    '        if r == "lost+found": continue',
+    '        p = os.path.join(root, r)',
+    '        for k in sorted(os.listxattr(p, follow_symlinks=False)):',
+    '            print(r, k, os.getxattr(p, k, follow_symlinks=False).hex())',
+    '        if os.path.isdir(p) and not os.path.islink(p): visit(r)',
+    'visit("")',
+  ].join('\n');
+  const out = (await runner.check(['python3', '-c', py, root])).stdout;
+  return out.split('\n').filter((l) => l !== '');
+}
+
+/** The xattrs a tar declares, as `path name hex` lines (paths under `under`, relative to it). */
+async function tarXattrs(tar: string, under = ''): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of readTar(createReadStream(tar), 'xattrs')) {
+    const name = e.header.name.replace(/^\.\//, '').replace(/\/$/, '');
+    if (e.header.xattrs.length > 0 && (under === '' || name.startsWith(`${under}/`))) {
+      const rel = under === '' ? name : name.slice(under.length + 1);
+      for (const [k, v] of e.header.xattrs) out.push(`${rel} ${k} ${Buffer.from(v).toString('hex')}`);
+    }
+  }
+  return out.sort();
+}
+
 /** Both whole pipelines on `tar` (one layer; no size hint, as a local build's mmdebstrap stream, when `hint` is false): rootfs and work-seed compared. */
 async function wholePipeline(t: TestContext, tar: string, label: string, hint: boolean): Promise<void> {
   const dir = tmp(t);
@@ -225,6 +260,7 @@ async function wholePipeline(t: TestContext, tar: string, label: string, hint: b
     assert.equal(fsck.code, 0, fsck.stdout);
   }
   const counts: Record<string, number> = {};
+  const xattrCounts: Record<string, number> = {};
   for (const [o, n, what] of [
     [old.rootfs, newRootfs, 'rootfs'],
     [old.seed, newSeed, 'seed'],
@@ -237,8 +273,14 @@ async function wholePipeline(t: TestContext, tar: string, label: string, hint: b
         if (assets.has(f[0] as string)) f[6] = '';
         return f.join(' ');
       });
-    const oldRows = unclocked(await withMount(o, join(dir, `mo-${what}`), () => walk(join(dir, `mo-${what}`), false)));
-    const newRows = unclocked(await withMount(n, join(dir, `mn-${what}`), () => walk(join(dir, `mn-${what}`), false)));
+    const mo = join(dir, `mo-${what}`);
+    const mn = join(dir, `mn-${what}`);
+    const [oldRows, oldX] = await withMount(o, mo, async () => [unclocked(walk(mo, false)), await mountedXattrs(mo)]);
+    const [newRows, newX] = await withMount(n, mn, async () => [unclocked(walk(mn, false)), await mountedXattrs(mn)]);
+    // xattrs: the old pipeline wrote none (the Flattener drops them); the writer's image holds exactly the tar's, byte for byte.
+    assert.deepEqual(oldX, [], what);
+    assert.deepEqual(newX.sort(), await tarXattrs(tar, what === 'seed' ? 'root' : ''), what);
+    xattrCounts[what] = newX.length;
     const oldSet = new Set(oldRows);
     const newSet = new Set(newRows);
     const diff = {
@@ -250,7 +292,9 @@ async function wholePipeline(t: TestContext, tar: string, label: string, hint: b
     counts[what] = newRows.length;
   }
   assert.ok((counts.rootfs ?? 0) > 5000, `${counts.rootfs} rootfs entries`);
-  t.diagnostic(`${label}: ${counts.rootfs} rootfs entries and ${counts.seed} work-seed entries equal`);
+  t.diagnostic(
+    `${label}: ${counts.rootfs} rootfs entries and ${counts.seed} work-seed entries equal; ${xattrCounts.rootfs} + ${xattrCounts.seed} xattrs as in the tar`,
+  );
 }
 
 test(
