@@ -303,3 +303,19 @@ test('refusals: unsafe names, links and layouts, and the top-down open cases, ea
     });
   }
 });
+
+test('a full host disk while writing passes through as ENOSPC, not as an unsafe entry of the image', async (t) => {
+  const img = join(tmp(t), 'fs.img');
+  const w = await Ext4Writer.create(img, { sizeBytes: 32 * 2 ** 20, inodes: 256, label: 'm', now: 1700000000 });
+  t.after(() => w.abort());
+  w.writeFile = () => {
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  };
+  const m = new LayerMerger(w, { now: 1700000000 });
+  const layer = await tarBuffer([{ name: 'a.txt', body: 'a' }]);
+  await assert.rejects(m.applyLayer(readTar(Readable.from([layer]), 'layer 1'), 'layer 1'), (e: Error) => {
+    assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC');
+    assert.doesNotMatch(e.message, /unsafe entry/);
+    return true;
+  });
+});

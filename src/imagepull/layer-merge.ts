@@ -1,6 +1,6 @@
 import { normalizeEntryPath } from '../archive/tar-entry.js';
 import type { TarEntry, TarHeader } from '../archive/tar-reader.js';
-import { AppError, badRequest, cancelled, errorMessage } from '../errors.js';
+import { AppError, badRequest, cancelled, errorMessage, noSpaceError } from '../errors.js';
 import { Ext4FullError, type Attrs, type Ext4Writer } from '../ext4/writer/writer.js';
 import { IMPLICIT_DIR, UNSAFE_HINT, dirnameOf, whiteoutOf, type EntryMeta, type Reject } from './tar-header.js';
 
@@ -106,7 +106,8 @@ export class LayerMerger {
       try {
         await this.#entry(entry, reject, layerName, canReread);
       } catch (e) {
-        if (e instanceof AppError || e instanceof Ext4FullError) throw e;
+        // A full host disk is the host's problem, not the entry's: it passes through as it is.
+        if (e instanceof AppError || e instanceof Ext4FullError || noSpaceError(e) !== undefined) throw e;
         throw reject(errorMessage(e));
       }
     }

@@ -1,12 +1,12 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { meteredLayer } from './layer-progress.js';
 import { readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ByteBudget } from '../../archive/byte-budget.js';
 import { readTar, type TarEntry, type TarHeader } from '../../archive/tar-reader.js';
-import { badRequest, operationFailed, precondition } from '../../errors.js';
+import { badRequest, noSpaceError, operationFailed, precondition } from '../../errors.js';
 import { defaultRootfsBytes } from '../../ext4/mkfs.js';
 import { Ext4FullError, Ext4Writer } from '../../ext4/writer/writer.js';
 import { guestAssets, isBuildTimeSecret, MOUNT_POINTS } from '../../guest/assets.js';
@@ -166,6 +166,14 @@ export async function writeRootfs(
         throw operationFailed(`the image did not fit the ${scan.bytes} bytes its layers declare: ${e.message}`);
       },
     );
+  } catch (e) {
+    // A full host disk (ENOSPC/EDQUOT, on the image or a spooled layer): name where, and the fix.
+    const full = noSpaceError(e);
+    if (full === undefined) throw e;
+    throw operationFailed(`cannot write the image: ${full.message}`, {
+      hint: `free space on the filesystem holding ${dirname(opts.image)} (see \`df -h\`) and retry`,
+      cause: e,
+    });
   } finally {
     for (const [i, l] of layers.entries())
       if (l.sizeHint === undefined) await rm(join(opts.scratch, `layer-${i}.tar`), { force: true });
