@@ -156,7 +156,7 @@ test(
       'busybox setsid busybox httpd -f -p 8080 -h /tmp/www </dev/null >/dev/null 2>&1 &';
     const httpGet = async (port: number): Promise<string> => {
       for (let i = 0; i < 20; i++) {
-        const r = await inNs([BUSYBOX, 'wget', '-q', '-T', '3', '-O', '-', `http://127.0.0.1:${port}/`]);
+        const r = await inNs([BUSYBOX, 'wget', '-q', '-O', '-', `http://127.0.0.1:${port}/`], 5_000);
         if (r.code === 0) return r.stdout;
         await new Promise((res) => setTimeout(res, 500));
       }
@@ -167,7 +167,7 @@ test(
     await ok(['vm', 'publish', 'bra', '18081:8080']);
     assert.equal(await httpGet(18081), 'hello-from-bra\n', 'vm publish on the running VM');
     await ok(['vm', 'unpublish', 'bra', '18081']);
-    const gone = await inNs([BUSYBOX, 'wget', '-q', '-T', '3', '-O', '-', 'http://127.0.0.1:18081/']);
+    const gone = await inNs([BUSYBOX, 'wget', '-q', '-O', '-', 'http://127.0.0.1:18081/'], 5_000);
     assert.notEqual(gone.code, 0, 'unpublished');
     const clash = await bangerNs(['vm', 'publish', 'brb', '18080:80']);
     assert.notEqual(clash.code, 0);
@@ -177,7 +177,7 @@ test(
     assert.equal((await dig('bra.vm')).status, 'NXDOMAIN', 'a stopped VM has no name');
     net = await nsNet();
     assert.equal(natRulesFor(net.rules, a.ip as string), 0);
-    const stopped = await inNs([BUSYBOX, 'wget', '-q', '-T', '3', '-O', '-', 'http://127.0.0.1:18080/']);
+    const stopped = await inNs([BUSYBOX, 'wget', '-q', '-O', '-', 'http://127.0.0.1:18080/'], 5_000);
     assert.notEqual(stopped.code, 0, 'the relay closes at stop');
     await ok(['vm', 'start', 'bra']);
     assert.equal((await show('bra')).ip, a.ip, 'the IP is kept across stop/start');
