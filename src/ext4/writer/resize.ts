@@ -26,7 +26,9 @@ export function resizeInode(geo: Geometry, dind: number): ResizeInode {
   const blocks: ResizeInode['blocks'] = [{ block: dind, data: dindData }];
   for (let i = 0; i < geo.reservedGdt; i++) {
     const primary = 1 + geo.gdtBlocks + i;
-    dindData.writeUInt32LE(primary, (primary % ADDR_PER_BLOCK) * 4);
+    // The slot is the descriptor block's index in the table (what the kernel's online resize reads),
+    // not its block number: with 4 KiB blocks the table starts at block 1, not 0.
+    dindData.writeUInt32LE(primary, ((geo.gdtBlocks + i) % ADDR_PER_BLOCK) * 4);
     const list = Buffer.alloc(BLOCK_SIZE);
     backups.forEach((g, j) => list.writeUInt32LE(g.start + 1 + geo.gdtBlocks + i, j * 4));
     blocks.push({ block: primary, data: list });
