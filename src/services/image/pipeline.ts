@@ -97,8 +97,8 @@ export class RootfsBuilder {
   /**
    * The rootfs through a host tree: layers flattened into staging, then
    * `mkfs.ext4 -d`, debugfs for ownership and the guest assets. What pulls and
-   * builds use while buildDirect's images are not grown by the guest's online
-   * resize2fs (the kernel refuses it with EPERM; docs/ext4-writer-eval.md).
+   * builds use until a guest's online resize2fs is shown to grow buildDirect's
+   * images (docs/ext4-writer-eval.md, "Unwired again").
    */
   async build(
     staging: string,
