@@ -183,6 +183,9 @@ test('images of several groups keep superblock backups and pass e2fsck', async (
   const resize = statFields(await debugfs(img, 'stat <7>'));
   assert.deepEqual([resize.type, resize.mode, resize.size], ['regular', '0600', '4299210752']);
   assert.match(await debugfs(img, 'stat <7>'), /Blockcount: 2792\n/);
+  // Reserved descriptor block k of the table sits at double-indirect slot k (block 2 is index 1:
+  // logical block 12 + 1024 + 1024), where the kernel's online resize looks for it.
+  assert.match(await debugfs(img, 'stat <7>'), /\(IND\):2, \(2060\):32770,/);
   // A backup superblock alone is enough for e2fsck.
   const r = await runner.run(['e2fsck', '-fn', '-b', '32768', img]);
   assert.equal(r.code, 0, r.stdout);
