@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -40,4 +40,28 @@ test('concurrent first uses share one ssh-keygen and all get the same key', asyn
   assert.deepEqual(readdirSync(tmp), [], 'the work dir is gone');
   assert.equal(await keys.ensureKey(), pubs[0]);
   assert.equal(runner.callsTo('ssh-keygen').length, 1, 'an existing key is reused');
+});
+
+test('concurrent forgets (vm delete a b) both take effect: ssh-keygen -R rewrites the whole file', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'sshkeys-'));
+  roots.push(root);
+  const kh = join(root, 'known_hosts');
+  writeFileSync(kh, 'a.vm ssh-ed25519 AAAA1\nb.vm ssh-ed25519 AAAA2\nc.vm ssh-ed25519 AAAA3\n');
+  // Like the real one: read the file, take a while, write it back without the alias.
+  const runner = new FakeRunner().on('ssh-keygen', async (argv) => {
+    const alias = argv[argv.indexOf('-R') + 1] as string;
+    const text = readFileSync(kh, 'utf8');
+    await new Promise((r) => setTimeout(r, 30));
+    writeFileSync(
+      kh,
+      text
+        .split('\n')
+        .filter((l) => !l.startsWith(`${alias} `))
+        .join('\n'),
+    );
+    return { code: 0, stdout: '', stderr: '' };
+  });
+  const keys = new SshKeys(runner, join(root, 'id_ed25519'), kh, root);
+  await Promise.all([keys.forget('a.vm'), keys.forget('b.vm')]);
+  assert.equal(readFileSync(kh, 'utf8').trim(), 'c.vm ssh-ed25519 AAAA3');
 });

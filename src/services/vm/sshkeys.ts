@@ -19,6 +19,7 @@ async function move(from: string, to: string): Promise<void> {
 /** banger's own ssh key pair and known_hosts (SPEC §7.5). */
 export class SshKeys {
   private making: Promise<void> | undefined;
+  private forgetting: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly runner: CommandRunner,
@@ -57,8 +58,18 @@ export class SshKeys {
     }
   }
 
-  /** Forgets a VM's host key (on delete), so a new VM of the same name is trusted afresh. */
-  async forget(alias: string): Promise<void> {
+  /**
+   * Forgets a VM's host key (on delete), so a new VM of the same name is trusted afresh.
+   * One at a time: `ssh-keygen -R` rewrites the whole file, so two deletes at once
+   * (`vm delete a b`) would each write back the other's entry.
+   */
+  forget(alias: string): Promise<void> {
+    const run = this.forgetting.catch(() => undefined).then(() => this.forgetNow(alias));
+    this.forgetting = run;
+    return run;
+  }
+
+  private async forgetNow(alias: string): Promise<void> {
     if (!(await exists(this.knownHosts))) return;
     await this.runner.run(['ssh-keygen', '-R', alias, '-f', this.knownHosts]);
     await rm(`${this.knownHosts}.old`, { force: true });
