@@ -4,7 +4,7 @@
  *
  * Contract (kept in step with src/kernel/initramfs.ts):
  *   /etc/banger-modules  one module path per line, already in modules.dep order
- *   kernel cmdline       banger.root=<virtio serial> (or root=/dev/X), banger.rootfstype=ext4,
+ *   kernel cmdline       banger.root=<virtio serial or /dev/X> (or root=/dev/X), banger.rootfstype=ext4,
  *                        banger.init=<path>|agent (optional), ro|rw
  * Stage 1 (the initramfs /init): loads the listed modules, waits for the root
  * disk, mounts it, moves /dev, /proc and /sys into it and switches root. Then:

@@ -16,7 +16,7 @@ void read_cmdline(void);
 const char *param(const char *key, char *buf, size_t len);
 int has_flag(const char *flag);
 
-/* Finds /dev/<name> of the block device whose virtio serial equals want. */
+/* Finds /dev/<name> of the block device whose virtio serial equals want; a want of /dev/X is X itself, once it exists. */
 int find_by_serial(const char *want, char *out, size_t len);
 double now(void);
 

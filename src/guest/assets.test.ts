@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { NodeRunner } from '../system/node-runner.js';
 import { BOOTSTRAP_SCRIPT, guestAssets } from './assets.js';
 
 test('boot speed (issue 16): every image masks udev driver autoload and e2scrub_reap', () => {
@@ -22,4 +26,37 @@ test('boot speed (issue 16): the bootstrap reads files with read, never by forki
   // What it still has to read: the command line, disk serials, the kernel release, MACs.
   for (const file of ['/proc/cmdline', '"$d/serial"', '/proc/sys/kernel/osrelease', '"$n/address"'])
     assert.ok(BOOTSTRAP_SCRIPT.includes(`<${file}`), file);
+});
+
+test('bootstrap disk_by_serial: a serial is looked up in /sys/block, a /dev/ path (firecracker) is the device', async () => {
+  const fn = /^disk_by_serial\(\) \{\n[\s\S]*?\n\}\n/m.exec(BOOTSTRAP_SCRIPT)?.[0];
+  assert.ok(fn, 'the bootstrap defines disk_by_serial');
+  const dir = mkdtempSync(join(tmpdir(), 'bootstrap-disks-'));
+  try {
+    // A fake /sys/block: vda has serial banger-root, vdb banger-work, vdc none.
+    for (const [dev, serial] of [
+      ['vda', 'banger-root'],
+      ['vdb', 'banger-work'],
+      ['vdc', undefined],
+    ] as const) {
+      mkdirSync(join(dir, dev));
+      if (serial !== undefined) writeFileSync(join(dir, dev, 'serial'), `${serial}\n`);
+    }
+    const script = fn.replaceAll('/sys/block', dir);
+    const cases = [
+      { want: 'banger-work', out: '/dev/vdb\n', code: 0 },
+      { want: 'banger-root', out: '/dev/vda\n', code: 0 },
+      { want: 'banger-modules', out: '', code: 1 },
+      { want: '/dev/null', out: '/dev/null\n', code: 0 },
+      { want: '/dev/banger-no-such-disk', out: '', code: 1 },
+    ];
+    for (const c of cases) {
+      const r = await new NodeRunner().run(['sh', '-c', `${script}disk_by_serial "$1"`, 'sh', c.want], {
+        timeoutMs: 10_000,
+      });
+      assert.deepEqual({ out: r.stdout, code: r.code }, { out: c.out, code: c.code }, c.want);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

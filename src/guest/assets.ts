@@ -3,9 +3,10 @@
  * any of them changes; images record the version they were built with
  * (v4: the agent's SHUTDOWN asks PID 1 for an orderly poweroff; no first-boot sshd installer;
  * v5: boot speed (issue 16, docs/boot-profile.md): no udev driver autoload, e2scrub_reap masked,
- * a bootstrap that reads files with the shell's `read` instead of forking `cat`).
+ * a bootstrap that reads files with the shell's `read` instead of forking `cat`);
+ * v6: banger.root/work/modules may name a /dev/ path instead of a serial (firecracker).
  */
-export const ASSETS_VERSION = 5;
+export const ASSETS_VERSION = 6;
 
 import { guestBinary } from '../system/paths.js';
 
@@ -16,7 +17,7 @@ export const BOOTSTRAP_UNIT = 'banger-bootstrap.service';
  * Runs before udev, networking and sshd. Reads the per-VM identity from
  * banger.* kernel parameters so the shared base image is never edited per VM.
  * Disks are found by their virtio serial (device order is not stable on
- * virtio-mmio).
+ * virtio-mmio), or by the /dev/ path the host gives (firecracker, which fixes the order).
  */
 export const BOOTSTRAP_SCRIPT = `#!/bin/sh
 # banger guest bootstrap: applies the banger.* kernel parameters.
@@ -39,7 +40,9 @@ for arg in $cmdline; do
   esac
 done
 
+# A /dev/ path is the device itself (firecracker cannot set serials; the host names the device).
 disk_by_serial() {
+  case "$1" in /dev/*) [ -e "$1" ] && echo "$1"; return ;; esac
   for d in /sys/block/*; do
     [ -r "$d/serial" ] || continue
     s=; read -r s <"$d/serial" || true
@@ -64,7 +67,7 @@ if [ -n "$work" ]; then
   if dev=$(disk_by_serial "$work"); then
     mount -o noatime "$dev" /root || log "cannot mount the work disk $dev on /root"
   else
-    log "no work disk with serial $work"
+    log "no work disk $work (by serial or device)"
   fi
 fi
 

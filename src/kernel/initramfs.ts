@@ -21,8 +21,9 @@ export const INITRAMFS_MODULES = [
  * when they are next booted (services/kernel/initramfs-refresh.ts).
  *   1: virtio-mmio, blk, net, vsock
  *   2: + virtio_console; banger-init runs as PID 1 in images without systemd
+ *   3: banger.root=/dev/X (firecracker: disks by order, not serial)
  */
-export const INITRAMFS_VERSION = 2;
+export const INITRAMFS_VERSION = 3;
 
 export interface InitramfsInput {
   /** Kernel release, e.g. 6.1.0-56-cloud-amd64. */

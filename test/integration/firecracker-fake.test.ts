@@ -280,6 +280,15 @@ test(
       String(body('/boot-source').boot_args),
       new RegExp(`banger\\.ip=${vm.ip}/\\d+ .*banger\\.agent=vsock:1024`),
     );
+    // Firecracker cannot set virtio serials: the guest finds its disks by the order the drives were PUT.
+    const bootArgs = String(body('/boot-source').boot_args);
+    for (const want of ['banger.root=/dev/vda', 'banger.work=/dev/vdb', 'banger.modules=/dev/vdc'])
+      assert.ok(bootArgs.split(' ').includes(want), `${want} in ${bootArgs}`);
+    assert.doesNotMatch(bootArgs, /=banger-(root|work|modules)\b/, 'no serials on the firecracker command line');
+    assert.deepEqual(
+      ['root', 'work', 'modules'].map((id) => body(`/drives/${id}`).is_root_device),
+      [true, false, false],
+    );
     assert.deepEqual(body('/actions'), { action_type: 'InstanceStart' });
 
     // The agent answers over firecracker's vsock socket (CONNECT handshake), from the fake guest.

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isAppError } from '../../errors.js';
 import type { DiskSpec, VmmSpec } from '../driver.js';
-import { firecrackerDiskDevices, firecrackerPlan, virtioBlockName, type FirecrackerExtra } from './config.js';
+import {
+  diskArgsByDevice,
+  firecrackerDiskDevices,
+  firecrackerPlan,
+  virtioBlockName,
+  type FirecrackerExtra,
+} from './config.js';
 
 const disks: DiskSpec[] = [
   { id: 'root', path: '/v/root.ext4', format: 'raw', readonly: false, serial: 'banger-root' },
@@ -223,4 +229,55 @@ test('firecracker disk devices: root is /dev/vda, the rest follow in spec order'
   ] as const) {
     assert.equal(virtioBlockName(n), name, String(n));
   }
+});
+
+test('firecracker finds disks by order: banger.*=<serial> becomes the device firecracker attaches the disk as', () => {
+  const base = 'console=ttyS0 rw';
+  const cases: { name: string; cmdline: string; disks: DiskSpec[]; want: string }[] = [
+    {
+      name: 'root, work, modules',
+      cmdline: `${base} banger.root=banger-root banger.work=banger-work banger.hostname=dev banger.modules=banger-modules`,
+      disks,
+      want: `${base} banger.root=/dev/vda banger.work=/dev/vdb banger.hostname=dev banger.modules=/dev/vdc`,
+    },
+    {
+      name: 'root listed last still leads',
+      cmdline: 'banger.work=banger-work banger.root=banger-root',
+      disks: [disks[1]!, disks[0]!],
+      want: 'banger.work=/dev/vdb banger.root=/dev/vda',
+    },
+    {
+      name: 'no modules disk: its parameter is left alone',
+      cmdline: 'banger.root=banger-root banger.modules=banger-modules',
+      disks: disks.slice(0, 2),
+      want: 'banger.root=/dev/vda banger.modules=banger-modules',
+    },
+    {
+      name: 'only banger.* parameters, only exact serial values',
+      cmdline: 'root=banger-root banger.hostname=banger-rootx banger.x',
+      disks,
+      want: 'root=banger-root banger.hostname=banger-rootx banger.x',
+    },
+  ];
+  for (const c of cases) assert.equal(diskArgsByDevice(c.cmdline, c.disks), c.want, c.name);
+});
+
+test('firecracker plan: the boot args name disks by device and drives go root first (is_root_device)', () => {
+  const p = firecrackerPlan(
+    spec({ cmdline: 'rw banger.root=banger-root banger.work=banger-work banger.modules=banger-modules' }),
+    extra(),
+  );
+  const boot = p.find((c) => c.path === '/boot-source')?.body as { boot_args: string };
+  assert.equal(boot.boot_args, 'rw banger.root=/dev/vda banger.work=/dev/vdb banger.modules=/dev/vdc');
+  const drives = p
+    .filter((c) => c.path.startsWith('/drives/'))
+    .map((c) => c.body as { drive_id: string; is_root_device: boolean });
+  assert.deepEqual(
+    drives.map((d) => [d.drive_id, d.is_root_device]),
+    [
+      ['root', true],
+      ['work', false],
+      ['modules', false],
+    ],
+  );
 });

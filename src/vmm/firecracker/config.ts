@@ -13,8 +13,13 @@ import type { DiskSpec, VmmSpec } from '../driver.js';
  * in the order they were PUT, and the guest's virtio-blk devices are named in
  * that order. So for firecracker banger must pass disk roles by order:
  * root = /dev/vda, then work = /dev/vdb, then modules = /dev/vdc (whatever
- * firecrackerDiskDevices returns). Firecracker also appends "root=/dev/vda rw"
- * (or "ro") to the boot arguments itself when a root drive is configured.
+ * firecrackerDiskDevices returns). diskArgsByDevice rewrites every banger.*
+ * parameter whose value is a disk's serial (banger.root=banger-root, ...) to
+ * that disk's device (banger.root=/dev/vda, ...); the guest (banger-init's
+ * find_by_serial, the bootstrap's disk_by_serial) takes a /dev/ path as the
+ * device itself and anything else as a serial. qemu keeps serials.
+ * Firecracker also appends "root=/dev/vda rw" (or "ro") to the boot arguments
+ * itself when a root drive is configured.
  */
 
 export type FirecrackerLogLevel = 'Error' | 'Warning' | 'Info' | 'Debug' | 'Trace' | 'Off';
@@ -151,6 +156,20 @@ export function firecrackerDiskDevices(disks: readonly DiskSpec[]): { id: string
   return orderedDisks(disks).map((d, n) => ({ id: d.id, device: virtioBlockName(n) }));
 }
 
+/** The command line with each banger.*=<disk serial> parameter naming that disk's firecracker device instead. */
+export function diskArgsByDevice(cmdline: string, disks: readonly DiskSpec[]): string {
+  const bySerial = new Map(orderedDisks(disks).map((d, n) => [d.serial, virtioBlockName(n)]));
+  return cmdline
+    .split(' ')
+    .map((arg) => {
+      const eq = arg.indexOf('=');
+      if (!arg.startsWith('banger.') || eq < 0) return arg;
+      const device = bySerial.get(arg.slice(eq + 1));
+      return device === undefined ? arg : `${arg.slice(0, eq + 1)}${device}`;
+    })
+    .join(' ');
+}
+
 export function driveBodies(spec: VmmSpec): DriveBody[] {
   return orderedDisks(spec.disks).map((d, n) => {
     if (d.format !== 'raw') {
@@ -219,7 +238,10 @@ export function firecrackerPlan(spec: VmmSpec, extra: FirecrackerExtra): ApiCall
   const net = networkInterfaceBody(spec, extra.tap);
   const plan: ApiCall[] = [put('/logger', loggerBody(extra.logPath, extra.logLevel))];
   if (extra.metricsPath !== undefined) plan.push(put('/metrics', metricsBody(extra.metricsPath)));
-  plan.push(put('/machine-config', machineConfigBody(spec)), put('/boot-source', bootSourceBody(spec)));
+  plan.push(
+    put('/machine-config', machineConfigBody(spec)),
+    put('/boot-source', bootSourceBody({ ...spec, cmdline: diskArgsByDevice(spec.cmdline, spec.disks) })),
+  );
   for (const d of driveBodies(spec)) plan.push(put(`/drives/${d.drive_id}`, d));
   plan.push(put(`/network-interfaces/${net.iface_id}`, net));
   if (extra.vsock !== undefined) plan.push(put('/vsock', vsockBody(extra.vsock)));
