@@ -1,6 +1,3 @@
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { EntryMeta } from './flatten.js';
 
 /*
@@ -66,37 +63,4 @@ export function isImageFile(
 ): boolean {
   const r = resolveImagePath(path, meta, readlink);
   return r !== undefined && (r.meta.type === 'file' || r.meta.type === 'hardlink');
-}
-
-/**
- * Reads a regular file of the image tree at `tree`/`path` (resolved inside the
- * image), at most `maxBytes`; undefined when it is missing, not a regular file
- * or larger. The final open is O_NOFOLLOW|O_NONBLOCK and checked with fstat,
- * so even a tree changed behind banger's back cannot make it read a link
- * target or block on a FIFO.
- */
-export async function readImageFile(
-  tree: string,
-  path: string,
-  meta: ReadonlyMap<string, EntryMeta>,
-  readlink: (rel: string) => string,
-  maxBytes: number,
-): Promise<Buffer | undefined> {
-  const r = resolveImagePath(path, meta, readlink);
-  if (r === undefined || (r.meta.type !== 'file' && r.meta.type !== 'hardlink')) return undefined;
-  let fh;
-  try {
-    fh = await open(join(tree, r.rel), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile() || st.size > maxBytes) return undefined;
-    const buf = Buffer.alloc(st.size);
-    const { bytesRead } = await fh.read(buf, 0, st.size, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
 }

@@ -250,7 +250,7 @@ async function wholePipeline(t: TestContext, tar: string, label: string, hint: b
     open: async () => ({ stream: createReadStream(tar) }),
     ...(hint ? { sizeHint: async () => statSync(tar).size } : {}),
   };
-  const res = await b.buildDirect(staging, [layer], {}, quietContext(), new AbortController().signal);
+  const res = await b.build(staging, [layer], {}, quietContext(), new AbortController().signal);
   assert.equal(res.distro, 'debian');
   assert.equal(res.hasSshd && res.hasSystemd && res.workSeed, true);
   const newRootfs = join(staging, 'rootfs.ext4');

@@ -1,19 +1,22 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { once } from 'node:events';
 import { Readable } from 'node:stream';
+import { pack } from 'tar-stream';
 import { tarOf } from '../../../test/helpers/registry.js';
 import { AppError } from '../../errors.js';
 import { FakeRunner } from '../../../test/fakes/runner.js';
 import { nullLogger, quietContext, type Logger } from '../context.js';
+import { NodeRunner } from '../../system/node-runner.js';
 import { RootfsBuilder, type LayerInput } from './pipeline.js';
 
 /*
- * RootfsBuilder against the fake runner: real tar parsing and tree
- * flattening into a temp dir, mkfs.ext4 and debugfs faked (the integration
- * tier runs them for real).
+ * RootfsBuilder: real tar parsing, merging and ext4 writing into a temp dir
+ * (no mkfs.ext4, no debugfs pass: the fake runner expects no call), read back
+ * with debugfs and checked with e2fsck.
  */
 
 const BOOTABLE = {
@@ -35,15 +38,20 @@ function staging(t: TestContext): string {
 }
 
 function runner(t: TestContext): FakeRunner {
-  const r = new FakeRunner().on('mkfs.ext4', {}).on('debugfs', {});
+  const r = new FakeRunner();
   t.after(() => r.assertNoUnexpected());
   return r;
 }
 
-/** mkfs.ext4 calls, by the label they give the filesystem. */
-const mkfsLabels = (r: FakeRunner): string[] => r.callsTo('mkfs.ext4').map((a) => a[a.indexOf('-L') + 1] ?? '?');
+const host = new NodeRunner();
+const debugfs = async (img: string, cmd: string): Promise<string> =>
+  (await host.check(['debugfs', '-R', cmd, img])).stdout;
+const fsckClean = async (img: string): Promise<void> => {
+  const res = await host.run(['e2fsck', '-fn', img]);
+  assert.equal(res.code, 0, `${img}: ${res.stdout}`);
+};
 
-test('builds rootfs and work-seed from the layers, reports what it found, and removes its tree', async (t) => {
+test('builds rootfs and work-seed straight from the layers, with the guest assets, and no host tree', async (t) => {
   const dir = staging(t);
   const r = runner(t);
   const b = new RootfsBuilder(r, nullLogger, false, 2 ** 30);
@@ -52,41 +60,49 @@ test('builds rootfs and work-seed from the layers, reports what it found, and re
   assert.equal(res.hasSshd, true);
   assert.equal(res.hasSystemd, true);
   assert.equal(res.workSeed, true);
-  assert.ok(res.sizeBytes > res.contentBytes);
-  assert.deepEqual(mkfsLabels(r), ['rootfs', 'work']);
-  const rootfsArgv = r.callsTo('mkfs.ext4')[0] ?? [];
-  assert.ok(rootfsArgv.includes(join(dir, 'tree')), `mkfs.ext4 -d the flattened tree: ${rootfsArgv.join(' ')}`);
-  const ownership = r.calls.filter(
-    (c) => c.argv[0] === 'debugfs' && /sif \S*\/etc\/os-release\S* uid/.test(String(c.input ?? '')),
+  assert.equal(res.sizeBytes, 2 ** 30);
+  assert.deepEqual(r.calls, [], 'no mkfs.ext4, no debugfs');
+  assert.deepEqual(readdirSync(dir).sort(), ['rootfs.ext4', 'work-seed.ext4']);
+  const rootfs = join(dir, 'rootfs.ext4');
+  const seed = join(dir, 'work-seed.ext4');
+  await fsckClean(rootfs);
+  await fsckClean(seed);
+  assert.equal(await debugfs(rootfs, 'cat /usr/sbin/sshd'), 'sshd\n');
+  assert.match(await debugfs(rootfs, 'cat /usr/local/libexec/banger-bootstrap'), /banger guest bootstrap/);
+  assert.match(await debugfs(rootfs, 'stat /usr/local/libexec/banger-agent'), /Mode:\s+0755/);
+  assert.match(
+    await debugfs(rootfs, 'stat /etc/systemd/system/sysinit.target.wants/banger-agent.service'),
+    /Type: symlink/,
   );
-  assert.equal(ownership.length, 1, 'not root: ownership is set with one debugfs pass');
-  assert.equal(existsSync(join(dir, 'tree')), false, 'the tree is removed');
+  assert.match(await debugfs(rootfs, 'stat /tmp'), /Mode:\s+01777/, 'missing mount points are made');
+  assert.equal(await debugfs(seed, 'cat /.bashrc'), '# rc\n');
+  assert.match((await host.check(['dumpe2fs', '-h', seed])).stdout, /Filesystem volume name:\s+work/);
 });
 
-test('running as root sets ownership while extracting: no debugfs ownership pass', async (t) => {
+test("os-release and sshd are found through the image's own symlinks", async (t) => {
   const dir = staging(t);
-  const r = runner(t);
-  const b = new RootfsBuilder(r, nullLogger, true, 2 ** 30);
-  await b.build(dir, [await layer(BOOTABLE)], {}, quietContext(), new AbortController().signal);
-  const ownership = r.calls.filter(
-    (c) => c.argv[0] === 'debugfs' && /sif \S*\/etc\/os-release\S* uid/.test(String(c.input ?? '')),
-  );
-  assert.deepEqual(ownership, []);
-});
-
-test('an image without systemd is built (banger-init runs it) and recorded as such', async (t) => {
-  const dir = staging(t);
-  const r = runner(t);
-  const b = new RootfsBuilder(r, nullLogger, false, 2 ** 30);
+  const b = new RootfsBuilder(runner(t), nullLogger, false, 2 ** 30);
+  const tar = await tarOf({ 'usr/lib/os-release': 'ID="alpine"\n', 'usr/bin/sshd': 'x', 'sbin/init': 'x' });
+  const p = pack();
+  p.entry({ name: 'etc/os-release', type: 'symlink', linkname: '../usr/lib/os-release' });
+  p.entry({ name: 'usr/sbin', type: 'symlink', linkname: 'bin' });
+  p.finalize();
+  const parts: Buffer[] = [];
+  for await (const c of p) parts.push(c as Buffer);
+  const links = Buffer.concat(parts);
   const built = await b.build(
     dir,
-    [await layer({ 'etc/os-release': 'ID=alpine\n', 'sbin/init': 'x' })],
+    [
+      { label: 'l1', open: async () => ({ stream: Readable.from([tar]) }) },
+      { label: 'l2', open: async () => ({ stream: Readable.from([links]) }) },
+    ],
     {},
     quietContext(),
     new AbortController().signal,
   );
+  assert.equal(built.distro, 'alpine');
+  assert.equal(built.hasSshd, true);
   assert.equal(built.hasSystemd, false);
-  assert.ok(r.callsTo('mkfs.ext4').length > 0, 'the rootfs is written');
 });
 
 const refusals: { name: string; files: Record<string, string>; size?: number; re: RegExp }[] = [
@@ -99,24 +115,21 @@ const refusals: { name: string; files: Record<string, string>; size?: number; re
 ];
 
 for (const c of refusals) {
-  test(`refused before mkfs: ${c.name}; the tree is removed`, async (t) => {
+  test(`refused: ${c.name}; no image is left`, async (t) => {
     const dir = staging(t);
-    const r = runner(t);
-    const b = new RootfsBuilder(r, nullLogger, false, 2 ** 30);
+    const b = new RootfsBuilder(runner(t), nullLogger, false, 2 ** 30);
     await assert.rejects(
       b.build(dir, [await layer(c.files)], { sizeBytes: c.size }, quietContext(), new AbortController().signal),
       (e: unknown) =>
         e instanceof AppError && e.code === 'bad_request' && c.re.test(e.message) && (e.hint ?? '') !== '',
     );
-    assert.deepEqual(r.callsTo('mkfs.ext4'), []);
-    assert.equal(existsSync(join(dir, 'tree')), false);
+    assert.deepEqual(readdirSync(dir), []);
   });
 }
 
 test('layers larger than max_unpacked_size are refused, naming the setting', async (t) => {
   const dir = staging(t);
-  const r = runner(t);
-  const b = new RootfsBuilder(r, nullLogger, false, 4096);
+  const b = new RootfsBuilder(runner(t), nullLogger, false, 4096);
   await assert.rejects(
     b.build(
       dir,
@@ -127,27 +140,33 @@ test('layers larger than max_unpacked_size are refused, naming the setting', asy
     ),
     (e: unknown) => e instanceof AppError && /max_unpacked_size/.test(`${e.message} ${e.hint ?? ''}`),
   );
-  assert.deepEqual(r.callsTo('mkfs.ext4'), []);
+  assert.deepEqual(readdirSync(dir), []);
 });
 
-test('a failing mkfs.ext4 fails the build and leaves no tree', async (t) => {
+test('a /root too big to keep only loses the seed, with a warning', async (t) => {
   const dir = staging(t);
-  const r = runner(t).on('mkfs.ext4', { code: 1, stderr: 'mkfs.ext4: No space left on device' });
-  const b = new RootfsBuilder(r, nullLogger, false, 2 ** 30);
-  await assert.rejects(
-    b.build(dir, [await layer(BOOTABLE)], {}, quietContext(), new AbortController().signal),
-    (e: unknown) => e instanceof AppError && /mkfs\.ext4/.test(e.message),
-  );
-  assert.equal(existsSync(join(dir, 'tree')), false);
-});
-
-test('a failing work-seed mkfs only loses the seed, with a warning', async (t) => {
-  const dir = staging(t);
-  const r = runner(t).on((a) => a[0] === 'mkfs.ext4' && a.includes('work'), { code: 1, stderr: 'boom' });
   const warnings: string[] = [];
   const log: Logger = { ...nullLogger, warn: (msg) => warnings.push(msg) };
-  const b = new RootfsBuilder(r, log, false, 2 ** 30);
-  const res = await b.build(dir, [await layer(BOOTABLE)], {}, quietContext(), new AbortController().signal);
+  const b = new RootfsBuilder(runner(t), log, false, 2 ** 30);
+  // A stream of zeros: the writer leaves them as holes, so this is cheap.
+  const size = 257 * 1048576;
+  const big = pack();
+  const entry = big.entry({ name: 'root/big', size }, () => big.finalize());
+  void (async () => {
+    const zeros = Buffer.alloc(1048576);
+    for (let n = 0; n < size; n += zeros.length) if (!entry.write(zeros)) await once(entry, 'drain');
+    entry.end(() => undefined);
+  })();
+  const res = await b.build(
+    dir,
+    [
+      await layer(BOOTABLE),
+      { label: 'big', open: async () => ({ stream: Readable.from(big) }), sizeHint: async () => size + 2048 },
+    ],
+    {},
+    quietContext(),
+    new AbortController().signal,
+  );
   assert.equal(res.workSeed, false);
   assert.equal(existsSync(join(dir, 'work-seed.ext4')), false);
   assert.match(warnings.join('\n'), /work-seed build failed/);

@@ -1,9 +1,3 @@
-import { readlinkSync } from 'node:fs';
-import { badRequest } from '../../errors.js';
-import { defaultRootfsBytes } from '../../ext4/mkfs.js';
-import { isBuildTimeSecret, MOUNT_POINTS } from '../../guest/assets.js';
-import { isImageFile, readImageFile } from '../../imagepull/image-path.js';
-import { injectGuestAssets } from './guest-assets.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -63,23 +57,6 @@ async function applyLayer(
   });
 }
 
-/** os-release is a few hundred bytes; anything bigger is not read. */
-const MAX_OS_RELEASE_BYTES = 64 * 1024;
-
-/** /etc/os-release ID of a flattened image, read through the image's own links (never the host's). */
-export async function osReleaseId(
-  tree: string,
-  meta: ReadonlyMap<string, EntryMeta>,
-  readlink: (rel: string) => string,
-): Promise<string> {
-  for (const p of ['etc/os-release', 'usr/lib/os-release']) {
-    const text = (await readImageFile(tree, p, meta, readlink, MAX_OS_RELEASE_BYTES))?.toString('utf8');
-    const id = text && /^ID="?([^"\n]+)"?$/m.exec(text)?.[1];
-    if (id) return id;
-  }
-  return 'unknown';
-}
-
 /**
  * The shared tar → tree → mkfs.ext4 -d → ownership → guest assets → work-seed
  * pipeline (SPEC §6.1 steps 4–8) behind local builds, OCI pulls and more.
@@ -95,77 +72,12 @@ export class RootfsBuilder {
   ) {}
 
   /**
-   * The rootfs through a host tree: layers flattened into staging, then
-   * `mkfs.ext4 -d`, debugfs for ownership and the guest assets. What pulls and
-   * builds use until a guest's online resize2fs is shown to grow buildDirect's
-   * images (docs/ext4-writer-eval.md, "Unwired again").
-   */
-  async build(
-    staging: string,
-    layers: readonly LayerInput[],
-    opts: { sizeBytes?: number | undefined },
-    ctx: OpContext,
-    signal: AbortSignal,
-  ): Promise<RootfsResult> {
-    const tree = join(staging, 'tree');
-    await mkdir(tree, { recursive: true, mode: 0o700 });
-    try {
-      const flat = new Flattener(tree, { applyOwnership: this.isRoot, skip: isBuildTimeSecret, signal });
-      const budget = new ByteBudget(
-        this.maxUnpackedBytes,
-        'the image content',
-        'a bigger image needs a larger max_unpacked_size in config.toml',
-      );
-      for (const [i, layer] of layers.entries()) {
-        ctx.progress({ stage: 'layers', message: `applying ${layer.label}`, current: i, total: layers.length });
-        // Bytes and rate while it runs (a build's tar has no known length: no percentage).
-        await applyLayer(flat, layer, budget, (message) =>
-          ctx.progress({ stage: 'layers', message, current: i, total: layers.length }),
-        );
-      }
-      const { meta, bytes } = flat.result();
-      const rootMeta = meta.get('root');
-      if (rootMeta !== undefined && rootMeta.type !== 'dir') {
-        throw badRequest(
-          `the image's /root is a ${rootMeta.type}, not a directory`,
-          'VMs mount their work disk at /root; rebuild the image with /root as a plain directory',
-        );
-      }
-      // The tree's symlinks are the image's: resolve them against its root, from the extractor's record.
-      const readlink = (rel: string): string => readlinkSync(join(tree, rel));
-      const has = (...paths: string[]): boolean => paths.some((p) => isImageFile(p, meta, readlink));
-      const hasSshd = has('usr/sbin/sshd', 'sbin/sshd');
-      // Without systemd, banger-init stays PID 1 and runs the agent (guest-src/banger-init.c).
-      const hasSystemd = has('lib/systemd/systemd', 'usr/lib/systemd/systemd');
-      // Mount points banger-init (or systemd) needs and the image lacks; one that is there as a link or file stays as it is.
-      const missingDirs = MOUNT_POINTS.filter((d) => !meta.has(d.path.slice(1)));
-      const distro = await osReleaseId(tree, meta, readlink);
-      const size = opts.sizeBytes ?? defaultRootfsBytes(bytes);
-      if (opts.sizeBytes !== undefined && opts.sizeBytes < bytes * 1.05 + 64 * 1048576) {
-        throw badRequest(
-          `size ${opts.sizeBytes} bytes is too small for ${Math.round(bytes / 1048576)} MiB of files`,
-          `use at least ${Math.ceil((bytes * 1.1) / 1048576) + 64}M`,
-        );
-      }
-      ctx.progress({ stage: 'image', message: `writing ext4 (${Math.round(bytes / 1048576)} MiB of files)` });
-      const rootfs = join(staging, imageFiles.rootfs);
-      await this.runner.check(mkfsFromTreeArgv({ image: rootfs, tree, sizeBytes: size, label: 'rootfs' }), { signal });
-      if (!this.isRoot) await runDebugfs(this.runner, rootfs, ownershipScript(meta), signal);
-      await injectGuestAssets(this.runner, staging, rootfs, { dirs: missingDirs }, signal);
-      const workSeed = await this.buildWorkSeed(staging, tree, meta, signal);
-      return { sizeBytes: size, contentBytes: bytes, workSeed, distro, hasSshd, hasSystemd };
-    } finally {
-      await removeTree(tree);
-    }
-  }
-
-  /**
    * Writes rootfs.ext4 straight from the layer streams (rootfs-writer.ts:
    * tar reader → LayerMerger → Ext4Writer, guest assets included) and the
    * work-seed from the image's /root the same way. No file of the image is
    * created on the host.
    */
-  async buildDirect(
+  async build(
     staging: string,
     layers: readonly LayerInput[],
     opts: { sizeBytes?: number | undefined },
