@@ -32,6 +32,8 @@ import type { BridgedGuest } from './vmnet.js';
 const SSH_PORT_ATTEMPTS = 3;
 
 const STALL_MS = 30_000;
+/** How often the boot watch probes sshd: each probe is one loopback connect (the bare boot's loop: 250 ms). */
+const SSH_POLL_MS = 250;
 const STOP_GRACE_MS = 10_000;
 
 /** What the guest of a boot has: the agent (guest assets v3 and later) and sshd. */
@@ -59,7 +61,7 @@ export interface BootDeps {
   log: Logger;
   sshWaitTimeoutMs: number;
   tscKhz: number | undefined;
-  /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
+  /** How readiness is probed; the default reads the sshd banner (probeSshBanner). */
   sshProbe?: ((info: SshInfo, signal: AbortSignal) => Promise<'none' | 'banner' | 'ready'>) | undefined;
   stallMs?: number | undefined;
   /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
@@ -180,7 +182,7 @@ export class VmBoot {
     if (!guest.sshd) return uptimeMs;
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
     const info = this.d.runtime.sshInfo({ ...vm, sshPort: handles.sshPort });
-    const probe = this.d.sshProbe ?? ((i, s) => this.probeSsh(i, s));
+    const probe = this.d.sshProbe ?? ((i) => probeSshBanner(i));
     await timed(ctx, 'ssh ready', () =>
       waitForSsh({
         vmName: vm.name,
@@ -188,6 +190,7 @@ export class VmBoot {
         timeoutMs: this.d.sshWaitTimeoutMs,
         stallMs: this.d.stallMs ?? STALL_MS,
         signal: ctx.signal,
+        pollMs: SSH_POLL_MS,
         isAlive: () => this.d.driver.isAlive(handles),
         probe: () => probe(info, ctx.signal),
       }),
@@ -255,11 +258,14 @@ export class VmBoot {
       );
     }
   }
+}
 
-  private async probeSsh(info: SshInfo, signal: AbortSignal): Promise<'none' | 'banner' | 'ready'> {
-    if (!(await readSshBanner(info.host, info.port, 1500))) return 'none';
-    const argv = sshArgv('ssh', info, { batch: true, connectTimeoutS: 5, remoteCommand: 'true' });
-    const res = await this.d.runner.run(argv, { timeoutMs: 20_000, signal }).catch(() => undefined);
-    return res?.code === 0 ? 'ready' : 'banner';
-  }
+/**
+ * Readiness of sshd: its banner on the VM's ssh port. No `ssh true` on top (issue 16): that was
+ * a full key exchange and login under emulation, paid again by the session that follows
+ * (`vm run -- cmd`), and the agent has already shown the guest is up. The guest's sshd starts
+ * only after the bootstrap has mounted the work disk (authorized_keys) and made the host key.
+ */
+export async function probeSshBanner(info: Pick<SshInfo, 'host' | 'port'>): Promise<'none' | 'ready'> {
+  return (await readSshBanner(info.host, info.port, 1500)) ? 'ready' : 'none';
 }
