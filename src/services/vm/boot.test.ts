@@ -31,6 +31,22 @@ test('probeSshBanner: an sshd banner is ready; a connection closed without one i
   }
 });
 
+test('probeSshBanner: an sshd that accepted is waited for (a slow re-exec under TCG), not abandoned and probed again', async () => {
+  // The banner comes 2 s after the connection: a 1.5 s probe gave up and started another sshd child.
+  const srv = createServer((s) => {
+    const t = setTimeout(() => s.end('SSH-2.0-OpenSSH_9.2p1\r\n'), 2000);
+    s.on('close', () => clearTimeout(t));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const addr = srv.address();
+  try {
+    assert.ok(addr !== null && typeof addr !== 'string');
+    assert.equal(await probeSshBanner({ host: '127.0.0.1', port: addr.port }), 'ready');
+  } finally {
+    srv.close();
+  }
+});
+
 test('waitReady: sshd is ready at its banner, with no ssh login of its own (vm run -- cmd pays one handshake)', async () => {
   const up = await server('SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n');
   const dir = mkdtempSync(join(tmpdir(), 'boot-test-'));

@@ -34,6 +34,8 @@ const SSH_PORT_ATTEMPTS = 3;
 const STALL_MS = 30_000;
 /** How often the boot watch probes sshd: each probe is one loopback connect (the bare boot's loop: 250 ms). */
 const SSH_POLL_MS = 250;
+/** How long one probe waits for the banner of an sshd that accepted its connection. */
+const SSH_BANNER_WAIT_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
 
 /** What the guest of a boot has: the agent (guest assets v3 and later) and sshd. */
@@ -265,7 +267,14 @@ export class VmBoot {
  * a full key exchange and login under emulation, paid again by the session that follows
  * (`vm run -- cmd`), and the agent has already shown the guest is up. The guest's sshd starts
  * only after the bootstrap has mounted the work disk (authorized_keys) and made the host key.
+ * A guest without a listener resets the connection at once; one whose sshd accepted it is
+ * waited for: under TCG, while the rest of the boot competes for the vCPU, sshd's re-exec can
+ * take seconds before its banner, and a probe that gave up then would only start another
+ * (each one more sshd child in the guest).
  */
-export async function probeSshBanner(info: Pick<SshInfo, 'host' | 'port'>): Promise<'none' | 'ready'> {
-  return (await readSshBanner(info.host, info.port, 1500)) ? 'ready' : 'none';
+export async function probeSshBanner(
+  info: Pick<SshInfo, 'host' | 'port'>,
+  timeoutMs = SSH_BANNER_WAIT_MS,
+): Promise<'none' | 'ready'> {
+  return (await readSshBanner(info.host, info.port, timeoutMs)) ? 'ready' : 'none';
 }
