@@ -81,6 +81,17 @@ test('waitReady: sshd is ready at its banner, with no ssh login of its own (vm r
     const handles = { pid: 1, startTime: 1, controlSocket: '', sshPort: up.port };
     await boot.waitReady(vm, handles, quietContext(), { agent: false, sshd: true, orderlyShutdown: true });
     assert.deepEqual(ran, [], 'no ssh process is run to decide readiness');
+    // With an agent, the host key the login used to record (accept-new) is read through it.
+    const learned: string[] = [];
+    deps.keys = { learn: async (alias, key) => void learned.push(`${alias} ${key}`) };
+    (deps as unknown as { agents: unknown }).agents = {
+      waitBoot: async () => ({ uptimeMs: 1 }),
+      use: async (_vm: unknown, fn: (c: unknown) => Promise<unknown>) =>
+        fn({ getFile: async () => ({ data: Buffer.from('ssh-ed25519 AAAAkey root@t\n'), info: {} }) }),
+    };
+    await new VmBoot(deps).waitReady(vm, handles, quietContext(), { agent: true, sshd: true, orderlyShutdown: true });
+    assert.deepEqual(ran, []);
+    assert.deepEqual(learned, ['t.vm ssh-ed25519 AAAAkey']);
   } finally {
     up.srv.close();
     rmSync(dir, { recursive: true, force: true });

@@ -25,6 +25,7 @@ import { BootFailure, consoleTail, waitForSsh } from './bootwatch.js';
 import { previousLog } from './console.js';
 import type { RootDisk } from './disks.js';
 import type { RuntimeFiles } from './runtime.js';
+import { parseHostPubKey, type SshKeys } from './sshkeys.js';
 import { mark, timed } from './spans.js';
 import type { BridgedGuest } from './vmnet.js';
 
@@ -34,6 +35,8 @@ const SSH_PORT_ATTEMPTS = 3;
 const STALL_MS = 30_000;
 /** How often the boot watch probes sshd: each probe is one loopback connect (the bare boot's loop: 250 ms). */
 const SSH_POLL_MS = 250;
+/** The host key the bootstrap makes (guest/assets.ts; the sshd drop-in names only this one). */
+const GUEST_HOST_KEY_PUB = '/etc/ssh/ssh_host_ed25519_key.pub';
 /** How long one probe waits for the banner of an sshd that accepted its connection. */
 const SSH_BANNER_WAIT_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
@@ -69,6 +72,8 @@ export interface BootDeps {
   /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
   stopGraceMs?: number | undefined;
   clock?: Clock | undefined;
+  /** known_hosts: the guest's host key is recorded once sshd is up (read through the agent). */
+  keys?: Pick<SshKeys, 'learn'> | undefined;
   /** Published ports: a user-mode VM's VMM forwards them from boot (publish.ts). */
   ports?: Pick<PortRepo, 'list'> | undefined;
 }
@@ -197,6 +202,7 @@ export class VmBoot {
         probe: () => probe(info, ctx.signal),
       }),
     );
+    if (guest.agent) await this.learnHostKey(vm, info.host_key_alias);
     return uptimeMs;
   }
 
@@ -235,6 +241,26 @@ export class VmBoot {
     const deadline = clock.now() + (this.d.stopGraceMs ?? STOP_GRACE_MS);
     while (clock.now() < deadline && (await this.d.driver.isAlive(handles))) await clock.sleep(100);
     return how;
+  }
+
+  /**
+   * Readiness no longer logs in over ssh (which recorded the host key by accept-new): the key is
+   * read from the guest through its agent and recorded, so `vm run -d` / `vm start` still leave
+   * it pinned. Best effort: without it, the first ssh connection records it (accept-new).
+   */
+  private async learnHostKey(vm: VmRow, alias: string): Promise<void> {
+    if (!this.d.keys) return;
+    try {
+      const { data } = await this.d.agents.use(vm, (c) => c.getFile(GUEST_HOST_KEY_PUB, { maxBytes: 8192 }));
+      const key = parseHostPubKey(data.toString('utf8'));
+      if (key) await this.d.keys.learn(alias, key);
+      else
+        this.d.log.warn('the guest host key file is not one public key; left to the first connection', {
+          name: vm.name,
+        });
+    } catch (e) {
+      this.d.log.warn('could not read the guest host key through the agent', { name: vm.name, error: String(e) });
+    }
   }
 
   /** The agent's health, bounded by the ssh wait; a VMM that exits meanwhile is an `exited` failure. */
