@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NodeRunner } from '../system/node-runner.js';
-import { BOOTSTRAP_SCRIPT, guestAssets } from './assets.js';
+import { BOOTSTRAP_SCRIPT, BOOTSTRAP_UNIT_TEXT, guestAssets } from './assets.js';
 
 test('boot speed (issue 16): every image masks udev driver autoload and e2scrub_reap', () => {
   const { files, symlinks } = guestAssets();
@@ -15,6 +15,24 @@ test('boot speed (issue 16): every image masks udev driver autoload and e2scrub_
     symlinks.filter((s) => s.target === '/dev/null').map((s) => s.path),
     ['/etc/systemd/system/e2scrub_reap.service'],
   );
+});
+
+test('boot speed (issue 16): sshd starts right after the bootstrap, not after udev coldplug/sysinit/basic.target', () => {
+  const dropin = guestAssets().files.find((f) => f.path === '/etc/systemd/system/ssh.service.d/banger-early.conf');
+  assert.ok(dropin && 'content' in dropin, 'an ssh.service drop-in');
+  const lines = dropin.content.split('\n');
+  for (const want of [
+    'DefaultDependencies=no', // no After=sysinit.target basic.target
+    'After=banger-bootstrap.service', // network, work disk (authorized_keys), host key
+    'Conflicts=shutdown.target', // what DefaultDependencies=no drops: sshd still stops at shutdown
+    'Before=shutdown.target',
+    'ExecStartPre=', // Debian's `sshd -t`: one more exec of sshd
+  ])
+    assert.ok(lines.includes(want), want);
+  // Nothing that would stop another unit from ordering sshd after itself (a drop-in adding After=).
+  assert.ok(!lines.some((l) => /^(Before=.*ssh|Requires=|BindsTo=)/.test(l)), 'no Requires/BindsTo');
+  // The bootstrap still orders itself before sshd.
+  assert.match(BOOTSTRAP_UNIT_TEXT, /^Before=.*\bssh\.service\b/m);
 });
 
 test('boot speed (issue 16): the bootstrap reads files with read, never by forking cat or uname', () => {

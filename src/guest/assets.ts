@@ -4,9 +4,10 @@
  * (v4: the agent's SHUTDOWN asks PID 1 for an orderly poweroff; no first-boot sshd installer;
  * v5: boot speed (issue 16, docs/boot-profile.md): no udev driver autoload, e2scrub_reap masked,
  * a bootstrap that reads files with the shell's `read` instead of forking `cat`);
- * v6: banger.root/work/modules may name a /dev/ path instead of a serial (firecracker).
+ * v6: banger.root/work/modules may name a /dev/ path instead of a serial (firecracker);
+ * v7: sshd starts right after the bootstrap, not after basic.target (SSHD_EARLY_DROPIN).
  */
-export const ASSETS_VERSION = 6;
+export const ASSETS_VERSION = 7;
 
 import { guestBinary } from '../system/paths.js';
 
@@ -135,6 +136,26 @@ UseDNS no
 `;
 
 /**
+ * ssh.service drop-in (issue 16, docs/boot-profile.md): sshd needs only what the bootstrap makes
+ * (network, the work disk's authorized_keys, the host key; the bootstrap is ordered before
+ * ssh.service), not udev's coldplug, sysinit and basic.target, which held it seconds under TCG.
+ * Ordering after other units (e.g. a banger identity unit) still works: a drop-in adds After=.
+ * The empty ExecStartPre= drops Debian's `sshd -t` (one more sshd exec; `sshd -D` checks the
+ * configuration itself).
+ */
+export const SSHD_EARLY_DROPIN_PATH = '/etc/systemd/system/ssh.service.d/banger-early.conf';
+export const SSHD_EARLY_DROPIN = `# Managed by banger: sshd starts right after banger-bootstrap (boot speed; banger's docs/boot-profile.md).
+[Unit]
+DefaultDependencies=no
+After=${BOOTSTRAP_UNIT}
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+ExecStartPre=
+`;
+
+/**
  * Masks udev's /lib/udev/rules.d/80-drivers.rules: no module is loaded for a device's modalias at
  * coldplug. Under TCG that loading (kvm, the CPU's crypto and cpufreq modules, ACPI button, each
  * signature-checked) competed with sshd for the one vCPU; the drivers a VM needs (virtio) are in
@@ -202,6 +223,7 @@ export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] }
       { path: `/etc/systemd/system/${AGENT_UNIT}`, content: AGENT_UNIT_TEXT, mode: 0o644 },
       { path: '/etc/ssh/sshd_config.d/banger.conf', content: SSHD_DROPIN, mode: 0o644 },
       { path: UDEV_NO_AUTOLOAD_PATH, content: UDEV_NO_AUTOLOAD, mode: 0o644 },
+      { path: SSHD_EARLY_DROPIN_PATH, content: SSHD_EARLY_DROPIN, mode: 0o644 },
     ],
     symlinks: [
       {

@@ -25,6 +25,7 @@ import { BootFailure, consoleTail, waitForSsh } from './bootwatch.js';
 import { previousLog } from './console.js';
 import type { RootDisk } from './disks.js';
 import type { RuntimeFiles } from './runtime.js';
+import { parseHostPubKey, type SshKeys } from './sshkeys.js';
 import { mark, timed } from './spans.js';
 import type { BridgedGuest } from './vmnet.js';
 
@@ -32,6 +33,12 @@ import type { BridgedGuest } from './vmnet.js';
 const SSH_PORT_ATTEMPTS = 3;
 
 const STALL_MS = 30_000;
+/** How often the boot watch probes sshd: each probe is one loopback connect (the bare boot's loop: 250 ms). */
+const SSH_POLL_MS = 250;
+/** The host key the bootstrap makes (guest/assets.ts; the sshd drop-in names only this one). */
+const GUEST_HOST_KEY_PUB = '/etc/ssh/ssh_host_ed25519_key.pub';
+/** How long one probe waits for the banner of an sshd that accepted its connection. */
+const SSH_BANNER_WAIT_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
 
 /** What the guest of a boot has: the agent (guest assets v3 and later) and sshd. */
@@ -59,12 +66,14 @@ export interface BootDeps {
   log: Logger;
   sshWaitTimeoutMs: number;
   tscKhz: number | undefined;
-  /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
+  /** How readiness is probed; the default reads the sshd banner (probeSshBanner). */
   sshProbe?: ((info: SshInfo, signal: AbortSignal) => Promise<'none' | 'banner' | 'ready'>) | undefined;
   stallMs?: number | undefined;
   /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
   stopGraceMs?: number | undefined;
   clock?: Clock | undefined;
+  /** known_hosts: the guest's host key is recorded once sshd is up (read through the agent). */
+  keys?: Pick<SshKeys, 'learn'> | undefined;
   /** Published ports: a user-mode VM's VMM forwards them from boot (publish.ts). */
   ports?: Pick<PortRepo, 'list'> | undefined;
 }
@@ -180,7 +189,7 @@ export class VmBoot {
     if (!guest.sshd) return uptimeMs;
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
     const info = this.d.runtime.sshInfo({ ...vm, sshPort: handles.sshPort });
-    const probe = this.d.sshProbe ?? ((i, s) => this.probeSsh(i, s));
+    const probe = this.d.sshProbe ?? ((i) => probeSshBanner(i));
     await timed(ctx, 'ssh ready', () =>
       waitForSsh({
         vmName: vm.name,
@@ -188,10 +197,12 @@ export class VmBoot {
         timeoutMs: this.d.sshWaitTimeoutMs,
         stallMs: this.d.stallMs ?? STALL_MS,
         signal: ctx.signal,
+        pollMs: SSH_POLL_MS,
         isAlive: () => this.d.driver.isAlive(handles),
         probe: () => probe(info, ctx.signal),
       }),
     );
+    if (guest.agent) await this.learnHostKey(vm, info.host_key_alias);
     return uptimeMs;
   }
 
@@ -232,6 +243,26 @@ export class VmBoot {
     return how;
   }
 
+  /**
+   * Readiness no longer logs in over ssh (which recorded the host key by accept-new): the key is
+   * read from the guest through its agent and recorded, so `vm run -d` / `vm start` still leave
+   * it pinned. Best effort: without it, the first ssh connection records it (accept-new).
+   */
+  private async learnHostKey(vm: VmRow, alias: string): Promise<void> {
+    if (!this.d.keys) return;
+    try {
+      const { data } = await this.d.agents.use(vm, (c) => c.getFile(GUEST_HOST_KEY_PUB, { maxBytes: 8192 }));
+      const key = parseHostPubKey(data.toString('utf8'));
+      if (key) await this.d.keys.learn(alias, key);
+      else
+        this.d.log.warn('the guest host key file is not one public key; left to the first connection', {
+          name: vm.name,
+        });
+    } catch (e) {
+      this.d.log.warn('could not read the guest host key through the agent', { name: vm.name, error: String(e) });
+    }
+  }
+
   /** The agent's health, bounded by the ssh wait; a VMM that exits meanwhile is an `exited` failure. */
   private async waitAgent(vm: VmRow, handles: VmHandles, consoleLog: string, signal: AbortSignal): Promise<number> {
     const logsHint = `run \`banger vm logs ${vm.name}\` to see the whole console`;
@@ -255,11 +286,21 @@ export class VmBoot {
       );
     }
   }
+}
 
-  private async probeSsh(info: SshInfo, signal: AbortSignal): Promise<'none' | 'banner' | 'ready'> {
-    if (!(await readSshBanner(info.host, info.port, 1500))) return 'none';
-    const argv = sshArgv('ssh', info, { batch: true, connectTimeoutS: 5, remoteCommand: 'true' });
-    const res = await this.d.runner.run(argv, { timeoutMs: 20_000, signal }).catch(() => undefined);
-    return res?.code === 0 ? 'ready' : 'banner';
-  }
+/**
+ * Readiness of sshd: its banner on the VM's ssh port. No `ssh true` on top (issue 16): that was
+ * a full key exchange and login under emulation, paid again by the session that follows
+ * (`vm run -- cmd`), and the agent has already shown the guest is up. The guest's sshd starts
+ * only after the bootstrap has mounted the work disk (authorized_keys) and made the host key.
+ * A guest without a listener resets the connection at once; one whose sshd accepted it is
+ * waited for: under TCG, while the rest of the boot competes for the vCPU, sshd's re-exec can
+ * take seconds before its banner, and a probe that gave up then would only start another
+ * (each one more sshd child in the guest).
+ */
+export async function probeSshBanner(
+  info: Pick<SshInfo, 'host' | 'port'>,
+  timeoutMs = SSH_BANNER_WAIT_MS,
+): Promise<'none' | 'ready'> {
+  return (await readSshBanner(info.host, info.port, timeoutMs)) ? 'ready' : 'none';
 }

@@ -1030,7 +1030,8 @@ test('an image with the agent and without sshd: start waits for the agent only; 
 test('an image with the agent and sshd: start waits for the agent, then for ssh', async () => {
   const { svc, agents, probes } = setup({ agent: {}, hasSshd: true });
   await svc.create({ name: 'dev' }, ctx());
-  assert.equal(agents.length, 1);
+  // Health at boot, then (once sshd is up) the pooled connection that reads the guest's host key.
+  assert.equal(agents.length, 2);
   assert.ok(probes() >= 1, 'ssh was waited for');
 });
 

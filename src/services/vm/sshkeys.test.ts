@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { FakeRunner } from '../../../test/fakes/runner.js';
-import { SshKeys } from './sshkeys.js';
+import { parseHostPubKey, SshKeys } from './sshkeys.js';
 
 const roots: string[] = [];
 after(() => roots.forEach((r) => rmSync(r, { recursive: true, force: true })));
@@ -64,4 +64,27 @@ test('concurrent forgets (vm delete a b) both take effect: ssh-keygen -R rewrite
   const keys = new SshKeys(runner, join(root, 'id_ed25519'), kh, root);
   await Promise.all([keys.forget('a.vm'), keys.forget('b.vm')]);
   assert.equal(readFileSync(kh, 'utf8').trim(), 'c.vm ssh-ed25519 AAAA3');
+});
+
+test('parseHostPubKey: one known-type key line from the guest, comment dropped; anything else refused', () => {
+  const b64 = 'AAAAC3NzaC1lZDI1NTE5AAAAIOv3';
+  const cases: [string, string, string | undefined][] = [
+    ['ed25519 with comment', `ssh-ed25519 ${b64} root@guest\n`, `ssh-ed25519 ${b64}`],
+    ['ecdsa, no comment', `ecdsa-sha2-nistp256 ${b64}`, `ecdsa-sha2-nistp256 ${b64}`],
+    ['two keys', `ssh-ed25519 ${b64}\nssh-ed25519 ${b64}\n`, undefined],
+    ['unknown type', `ssh-dss ${b64}`, undefined],
+    ['not base64 (a known_hosts pattern list)', `ssh-ed25519 ${b64},other.vm`, undefined],
+    ['option-like', `@revoked ssh-ed25519 ${b64}`, undefined],
+    ['empty', '', undefined],
+    ['too long', `ssh-ed25519 ${'A'.repeat(5000)}`, undefined],
+  ];
+  for (const [what, text, want] of cases) assert.equal(parseHostPubKey(text), want, what);
+});
+
+test('learn records a host key once under its alias; an alias already known keeps its key (accept-new)', async () => {
+  const { keys } = setup();
+  await keys.learn('a.vm', 'ssh-ed25519 AAAA1');
+  await keys.learn('a.vm', 'ssh-ed25519 AAAA2');
+  await keys.learn('b.vm', 'ssh-ed25519 AAAA3');
+  assert.equal(readFileSync(keys.knownHosts, 'utf8'), 'a.vm ssh-ed25519 AAAA1\nb.vm ssh-ed25519 AAAA3\n');
 });

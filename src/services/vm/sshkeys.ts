@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, readFile, rename, rm } from 'node:fs/promises';
+import { appendFile, copyFile, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { CommandRunner } from '../../system/runner.js';
 import { ensureDir, exists, removeTree } from '../fsutil.js';
@@ -14,6 +14,28 @@ async function move(from: string, to: string): Promise<void> {
     await rename(`${to}.partial`, to);
     await rm(from, { force: true });
   }
+}
+
+/** Key types a guest's sshd may present (the host key line of a .pub file). */
+const HOST_KEY_TYPES = new Set([
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'ssh-rsa',
+]);
+
+/**
+ * `TYPE BASE64` of an sshd host public key file a guest wrote (untrusted): one line, a known
+ * type, base64 of at most 4 KiB; the comment is dropped. Anything else is refused (undefined).
+ */
+export function parseHostPubKey(text: string): string | undefined {
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length !== 1) return undefined;
+  const [type, b64] = (lines[0] as string).trim().split(/\s+/);
+  if (type === undefined || b64 === undefined || !HOST_KEY_TYPES.has(type)) return undefined;
+  if (b64.length > 4096 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return undefined;
+  return `${type} ${b64}`;
 }
 
 /** banger's own ssh key pair and known_hosts (SPEC §7.5). */
@@ -67,6 +89,27 @@ export class SshKeys {
     const run = this.forgetting.catch(() => undefined).then(() => this.forgetNow(alias));
     this.forgetting = run;
     return run;
+  }
+
+  /**
+   * Records a VM's host key under its alias, as ssh's accept-new would at the first connection
+   * (the key is read from the guest through its agent, so no ssh login is needed for it). An
+   * alias that already has an entry is left alone: a changed key still fails loudly at connect.
+   * In the same queue as forget: `ssh-keygen -R` rewrites the file.
+   */
+  learn(alias: string, key: string): Promise<void> {
+    const run = this.forgetting.catch(() => undefined).then(() => this.learnNow(alias, key));
+    this.forgetting = run;
+    return run;
+  }
+
+  private async learnNow(alias: string, key: string): Promise<void> {
+    const text = (await exists(this.knownHosts)) ? await readFile(this.knownHosts, 'utf8') : '';
+    if (text.split('\n').some((l) => l.split(' ')[0] === alias)) return;
+    await ensureDir(dirname(this.knownHosts), 0o700);
+    await appendFile(this.knownHosts, `${text === '' || text.endsWith('\n') ? '' : '\n'}${alias} ${key}\n`, {
+      mode: 0o600,
+    });
   }
 
   private async forgetNow(alias: string): Promise<void> {
