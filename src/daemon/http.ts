@@ -14,6 +14,7 @@ export class Refusal {
   constructor(
     readonly status: number,
     readonly error: AppError,
+    readonly headers: Record<string, string> = {},
   ) {}
 }
 
@@ -46,6 +47,7 @@ export function gate(req: IncomingMessage, auth: TokenCheck | undefined): Refusa
         req.headers.authorization === undefined ? 'missing bearer token' : 'wrong bearer token',
         'send "Authorization: Bearer <token>"; `banger api token` prints the token',
       ),
+      { 'www-authenticate': 'Bearer' },
     );
   return undefined;
 }

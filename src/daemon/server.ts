@@ -231,13 +231,18 @@ export class DaemonServer {
   /** Answers a request that is not let in on a raw socket, and closes it. */
   private refuse(sock: Socket, r: Refusal, opId = newOpId()): void {
     this.log.warn('bad request', { op: opId, error: r.error.message });
-    rawResponse(sock, r.status, { error: toWireError(r.error, opId, this.log) }, { [HEADER_OP_ID]: opId });
+    rawResponse(
+      sock,
+      r.status,
+      { error: toWireError(r.error, opId, this.log) },
+      { [HEADER_OP_ID]: opId, ...r.headers },
+    );
   }
 
   private refuseResponse(res: ServerResponse, r: Refusal): void {
     const opId = newOpId();
     this.log.warn('bad request', { op: opId, error: r.error.message });
-    res.writeHead(r.status, { 'content-type': FRAMES_CONTENT_TYPE, [HEADER_OP_ID]: opId });
+    res.writeHead(r.status, { 'content-type': FRAMES_CONTENT_TYPE, [HEADER_OP_ID]: opId, ...r.headers });
     res.end(encodeLine({ error: toWireError(r.error, opId, this.log) }), () => res.socket?.destroy());
   }
 
