@@ -108,9 +108,15 @@ export const statusOf = (code: AppError['code']): number => HTTP_STATUS[code];
 
 /**
  * Writes a complete response of one frame to a raw socket and closes it: for a request
- * node:http could not parse, one that timed out before its headers, or an upgrade refused.
+ * node:http could not parse, one that timed out before its headers, an upgrade refused, or a body too long.
  */
-export function rawResponse(sock: Socket, status: number, frame: unknown, headers: Record<string, string> = {}): void {
+export function rawResponse(
+  sock: Socket,
+  status: number,
+  frame: unknown,
+  headers: Record<string, string> = {},
+  lingerMs = 0,
+): void {
   if (!sock.writable) return void sock.destroy();
   const body = encodeLine(frame);
   const head = [
@@ -120,5 +126,12 @@ export function rawResponse(sock: Socket, status: number, frame: unknown, header
     'connection: close',
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
-  sock.end(`${head.join('\r\n')}\r\n\r\n${body}`, () => sock.destroy());
+  const text = `${head.join('\r\n')}\r\n\r\n${body}`;
+  if (lingerMs === 0) return void sock.end(text, () => sock.destroy());
+  // A client still sending (a body over the limit) would get a reset, and lose this answer, if the
+  // socket closed now: what it sends is read and dropped until it closes, for at most lingerMs.
+  sock.end(text);
+  const timer = setTimeout(() => sock.destroy(), lingerMs);
+  timer.unref();
+  sock.on('close', () => clearTimeout(timer));
 }

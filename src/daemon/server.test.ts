@@ -205,6 +205,13 @@ test('outcomes map to HTTP statuses; every error carries code, message, hint and
   const cases: { name: string; bytes: Buffer | string; status: number; code: string; msg: RegExp }[] = [
     { name: 'a result', bytes: post(ok), status: 200, code: '', msg: /^$/ },
     {
+      name: 'no Host header (a Unix-socket client has none to send)',
+      bytes: 'POST /v1/vm.list HTTP/1.1\r\nbanger-version: 1.0+test\r\ncontent-length: 0\r\n\r\n',
+      status: 200,
+      code: '',
+      msg: /^$/,
+    },
+    {
       name: 'unknown method',
       bytes: post({ ...ok, method: 'nope' }),
       status: 404,

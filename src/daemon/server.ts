@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { ZodError } from 'zod';
 import {
   isMethod,
   methods,
@@ -24,13 +23,13 @@ import {
   STREAM_UPGRADE,
   WIRE_LIMITS,
   type ProgressEvent,
-  type WireError,
 } from '../api/protocol.js';
-import { AppError, badRequest, noSpaceError } from '../errors.js';
+import { AppError, badRequest } from '../errors.js';
 import type { Logger, OpContext } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
 import { gate, methodOf, OPENAPI_PATH, rawResponse, readBody, Refusal, statusOf, type TokenCheck } from './http.js';
 import { serveStream, UpgradedInput, type StreamChannel } from './stream.js';
+import { opIdUsed, shorten, toWireError, zodMessage } from './wire-error.js';
 
 export type { StreamChannel } from './stream.js';
 
@@ -56,54 +55,7 @@ const VERSION_EXEMPT = new Set<string>(['daemon.status', 'daemon.stop', 'daemon.
 
 type WireLimits = Record<keyof typeof WIRE_LIMITS, number>;
 
-const MAX_ECHO = 80;
-
-/** Client-supplied text echoed in messages and logs, cut to a readable length. */
-function shorten(text: string): string {
-  return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}… (${text.length} characters)` : text;
-}
-
-const MAX_ISSUES = 5;
-
-const opIdUsed = (opId: string): AppError =>
-  badRequest(`op id "${opId}" is already used`, 'leave op_id out and the daemon picks a fresh one');
-
-export function zodMessage(e: ZodError, root = 'params'): string {
-  const more = e.issues.length > MAX_ISSUES ? `; and ${e.issues.length - MAX_ISSUES} more` : '';
-  return (
-    e.issues
-      .slice(0, MAX_ISSUES)
-      .map((i) => {
-        const where = i.path.length ? i.path.join('.') : root;
-        if (i.code === 'unrecognized_keys') {
-          const keys = i.keys.slice(0, MAX_ISSUES).map((k) => `"${shorten(k)}"`);
-          if (i.keys.length > MAX_ISSUES) keys.push(`and ${i.keys.length - MAX_ISSUES} more`);
-          return `unknown field${i.keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
-        }
-        return where ? `${shorten(where)}: ${i.message}` : i.message;
-      })
-      .join('; ') + more
-  );
-}
-
-/** Turns anything thrown into the wire error; unknown errors are bugs and say so. */
-export function toWireError(e: unknown, opId: string, log: Logger): WireError {
-  e = noSpaceError(e) ?? e;
-  if (e instanceof AppError) {
-    const w: WireError = { code: e.code, message: e.message, op_id: opId };
-    if (e.hint !== undefined) w.hint = e.hint;
-    if (e.detail !== undefined) w.detail = e.detail;
-    return w;
-  }
-  const err = e instanceof Error ? e : new Error(String(e));
-  log.error('unexpected error (bug)', { op: opId, error: err.message, stack: err.stack });
-  return {
-    code: 'operation_failed',
-    message: `internal error: ${err.message}`,
-    hint: 'this is a bug in banger; the daemon log (`banger daemon logs`) has the stack trace',
-    op_id: opId,
-  };
-}
+export { shorten, toWireError, zodMessage };
 
 /** How one request's frames go back: an HTTP response (unary) or an upgraded socket (stream). */
 interface Reply {
@@ -187,8 +139,8 @@ export class DaemonServer {
   }
 
   private makeServer(auth: TokenCheck | undefined): Server {
-    // Our own timer bounds the request (headers and body); node's would answer without a frame.
-    const server = createServer({ requestTimeout: 0 });
+    // Our own timer bounds the request (node's answers without a frame); a Unix-socket client has no Host to send.
+    const server = createServer({ requestTimeout: 0, requireHostHeader: false });
     server.on('connection', (sock: Socket) => {
       const timer = setTimeout(() => this.timedOut(sock), this.limits.requestTimeoutMs);
       timer.unref();
@@ -229,14 +181,10 @@ export class DaemonServer {
   }
 
   /** Answers a request that is not let in on a raw socket, and closes it. */
-  private refuse(sock: Socket, r: Refusal, opId = newOpId()): void {
+  private refuse(sock: Socket, r: Refusal, opId = newOpId(), lingerMs = 0): void {
     this.log.warn('bad request', { op: opId, error: r.error.message });
-    rawResponse(
-      sock,
-      r.status,
-      { error: toWireError(r.error, opId, this.log) },
-      { [HEADER_OP_ID]: opId, ...r.headers },
-    );
+    const frame = { error: toWireError(r.error, opId, this.log) };
+    rawResponse(sock, r.status, frame, { [HEADER_OP_ID]: opId, ...r.headers }, lingerMs);
   }
 
   private refuseResponse(res: ServerResponse, r: Refusal): void {
@@ -289,7 +237,13 @@ export class DaemonServer {
           };
           return this.handle(call);
         },
-        (e: unknown) => this.refuseResponse(res, e instanceof Refusal ? e : new Refusal(400, badRequest(String(e)))),
+        (e: unknown) => {
+          // The body is dropped, not read (node:http answers nothing itself: res is left unused).
+          req.removeAllListeners('data');
+          req.resume();
+          const r = e instanceof Refusal ? e : new Refusal(400, badRequest(String(e)));
+          this.refuse(sock, r, newOpId(), LINGER_MS);
+        },
       )
       .catch((e: unknown) => {
         // handle() answers every error itself; this is a last resort so nothing a client sends can crash the daemon.
@@ -442,6 +396,9 @@ export class DaemonServer {
     }
   }
 }
+
+/** How long a client whose body is refused may go on sending (dropped) while it reads the answer. */
+const LINGER_MS = 2000;
 
 const USAGE = 'see docs/http-api.md: POST /v1/<method> with the params as a JSON body';
 
