@@ -162,6 +162,11 @@ export const methods = {
   'daemon.status': unary(none, returns<DaemonStatus>()),
   'daemon.stop': unary(none, returns<{ stopping: boolean }>()),
   'daemon.operations.list': unary(none, returns<OperationView[]>()),
+  /** The TCP listener's bearer token (made on first use); `rotate` replaces it. */
+  'daemon.api_token': unary(
+    z.strictObject({ rotate: z.boolean().optional() }),
+    returns<{ token: string; path: string }>(),
+  ),
   'vm.create': unary(
     z
       .strictObject({

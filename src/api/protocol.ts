@@ -1,18 +1,33 @@
 import { badRequest, type ErrorCode } from '../errors.js';
 
 /**
- * The CLI↔daemon wire: one request per Unix-socket connection, newline-delimited JSON.
- * client → `Request`; daemon → zero or more `{event}` lines, then exactly one `{result}` or `{error}`.
+ * The CLI↔daemon wire: HTTP/1.1 on the daemon's Unix socket (and on the optional TCP
+ * listener, `api_listen`), one request per connection. docs/http-api.md is the full description.
+ *
+ * A unary method: `POST /v1/<method>`, the params as a JSON body, the client's version in
+ * `Banger-Version` (and optionally an op id in `Banger-Op-Id`). The response body is a sequence of
+ * frames, one JSON object per line (`application/x-ndjson`, sent chunked): zero or more `{event}`,
+ * then exactly one `{result}` or `{error}`. The status is the outcome's (`httpStatus`) when the
+ * operation ends before its first event; once an event went out it is 200 and the last frame tells.
  * Closing the connection early cancels the operation.
  *
- * A streaming method (api/methods.ts `StreamMethod`: vm.exec) keeps the connection open both ways after the request line: each side
- * sends `StreamFrame` lines (client → daemon `In`, daemon → client `Out`, interleaved with
- * `{event}` lines), the client sends `{end: true}` when it has no more input, and the daemon
- * ends the exchange with one `{result}` or `{error}` line as for any method. Client frames are
- * checked against the method's frame schema: a bad one ends the operation with bad_request.
- * Either side stops reading while the other's frames wait unhandled (daemon/stream.ts); meanwhile
- * the daemon writes a blank line every second (readers skip blank lines) to notice a client gone.
+ * A streaming method (api/methods.ts `StreamMethod`: vm.exec, vm.file_put, vm.file_get) is the
+ * same POST with `Connection: Upgrade` and `Upgrade: banger-stream` and no body; after the daemon's
+ * `101 Switching Protocols` the connection carries frames both ways, one JSON object per line: the
+ * client first sends its params (one line), then `StreamFrame` lines (client → daemon `In`, daemon
+ * → client `Out`, interleaved with `{event}` lines), then `{end: true}` when it has no more input;
+ * the daemon ends the exchange with one `{result}` or `{error}` line. Client frames are checked
+ * against the method's frame schema: a bad one ends the operation with bad_request. Either side
+ * stops reading while the other's frames wait unhandled (daemon/stream.ts); meanwhile the daemon
+ * writes a blank line every second (readers skip blank lines) to notice a client gone.
  */
+export const API_PREFIX = '/v1/';
+/** The Upgrade token of a streaming method's request. */
+export const STREAM_UPGRADE = 'banger-stream';
+export const HEADER_VERSION = 'banger-version';
+export const HEADER_OP_ID = 'banger-op-id';
+export const FRAMES_CONTENT_TYPE = 'application/x-ndjson';
+
 export interface Request {
   method: string;
   params: unknown;
@@ -44,15 +59,30 @@ export type StreamFrame<T> = { frame: T } | { end: true };
 
 /** Limits of the wire, in one place. */
 export const WIRE_LIMITS = {
-  /** A request line (without its newline) longer than this gets bad_request and the connection is closed. */
-  maxRequestLineBytes: 1024 * 1024,
   /**
-   * A client must complete its request line this long after connecting, or it
-   * gets bad_request and is disconnected. It does not apply once the request
-   * is read: operations and their progress streams may run for as long as they need.
+   * A request body (a streaming method: its params line, and each frame line) longer than this gets
+   * bad_request (HTTP 413) and the connection is closed.
    */
-  requestLineTimeoutMs: 10_000,
+  maxRequestBytes: 1024 * 1024,
+  /**
+   * A client must complete its request (headers and body; a streaming method: its params line)
+   * this long after connecting, or it gets bad_request (HTTP 408) and is disconnected. It does not
+   * apply once the request is read: operations and their progress streams may run for as long as they need.
+   */
+  requestTimeoutMs: 10_000,
 } as const;
+
+/** The HTTP status of an outcome: 200 for a result, else by error code. */
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  bad_request: 400,
+  not_found: 404,
+  unknown_method: 404,
+  already_exists: 409,
+  precondition: 409,
+  bad_version: 409,
+  operation_failed: 500,
+  cancelled: 503,
+};
 
 const NEWLINE = 0x0a;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -116,8 +146,8 @@ export class LineSplitter {
       this.buf = Buffer.alloc(0);
       this.len = 0;
       throw badRequest(
-        `request line is longer than ${this.maxLineBytes} bytes`,
-        'requests are small JSON objects on one line',
+        `request is longer than ${this.maxLineBytes} bytes`,
+        'requests and stream frames are small JSON objects, at most 1 MiB each',
       );
     }
   }

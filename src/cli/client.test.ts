@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -80,8 +80,8 @@ test('a daemon that lost a start race to another one (which holds the state dir)
   mkdirSync(paths.stateDir, { recursive: true });
   // The winner: holds the state-dir lock now and answers on the socket a moment later.
   const lock = await StateLock.acquire(paths.stateLock, paths.stateDir);
-  const winner = createServer((sock) =>
-    sock.once('data', () => sock.end(`${JSON.stringify({ result: ['from-the-winner'], op_id: 'op-x' })}\n`)),
+  const winner = createServer((_req, res) =>
+    res.end(`${JSON.stringify({ result: ['from-the-winner'], op_id: 'op-x' })}\n`),
   );
   const listening = new Promise<void>((r) => setTimeout(() => winner.listen(paths.socket, r), 500));
   try {
@@ -123,9 +123,9 @@ test('the CLI does not talk to a socket in a runtime dir that is a planted symli
   mkdirSync(planted);
   symlinkSync(planted, paths.runtimeDir);
   let contacted = false;
-  const impostor = createServer((sock) => {
+  const impostor = createServer((_req, res) => {
     contacted = true;
-    sock.end(`${JSON.stringify({ result: { pid: 1 }, op_id: 'op-x' })}\n`);
+    res.end(`${JSON.stringify({ result: { pid: 1 }, op_id: 'op-x' })}\n`);
   });
   await new Promise<void>((r) => impostor.listen(join(planted, 'bangerd.sock'), r));
   t.after(() => impostor.close());

@@ -1,5 +1,4 @@
 import { mkdir } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import type {
   DaemonStatus,
@@ -11,33 +10,23 @@ import type {
   UnaryMethodName,
   WireParams,
 } from '../api/methods.js';
-import { encodeLine, LineDecoder, type ProgressEvent, type ResponseLine, type WireError } from '../api/protocol.js';
+import {
+  callMethod,
+  openStream,
+  RemoteError,
+  type CallOptions,
+  type StreamCall,
+  type StreamOptions,
+} from '../api/http-client.js';
 import { AppError } from '../errors.js';
 import { checkRuntimeDir } from '../system/dirs.js';
 import { checkConfigBeforeStart, exitedAtStart, logSize } from './daemon-start.js';
-import { openStream, type StreamCall, type StreamOptions } from './stream-call.js';
 import { packageRoot, type Paths } from '../system/paths.js';
 import { processExists } from '../system/process.js';
 import { StateLock } from '../system/statelock.js';
 import type { CommandRunner } from '../system/runner.js';
 
-/** An error the daemon returned, with its op id kept for display. */
-export class RemoteError extends AppError {
-  readonly opId: string;
-  constructor(w: WireError) {
-    super(w.code, w.message, {
-      ...(w.hint === undefined ? {} : { hint: w.hint }),
-      ...(w.detail === undefined ? {} : { detail: w.detail }),
-    });
-    this.opId = w.op_id;
-  }
-}
-
-export interface CallOptions {
-  onEvent?: (e: ProgressEvent) => void;
-  /** Aborting closes the connection, which cancels the operation in the daemon. */
-  signal?: AbortSignal;
-}
+export { RemoteError, type CallOptions };
 
 const START_TIMEOUT_MS = 20_000;
 
@@ -82,7 +71,7 @@ export class DaemonClient {
   ): StreamCall<StreamIn<M>, Result<M>> {
     // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
     checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
-    return openStream(this.paths.socket, { method, params, version: this.version }, opts, (w) => new RemoteError(w));
+    return openStream({ socketPath: this.paths.socket }, this.version, method, params, opts);
   }
 
   /** Calls without auto-starting (for `daemon status` / `daemon stop`). */
@@ -95,49 +84,14 @@ export class DaemonClient {
     }
   }
 
-  private callOnce<M extends UnaryMethodName>(method: M, params: WireParams<M>, opts: CallOptions): Promise<Result<M>> {
-    return new Promise<Result<M>>((resolve, reject) => {
-      try {
-        // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
-        checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
-      } catch (e) {
-        return reject(e);
-      }
-      const sock = createConnection(this.paths.socket);
-      const dec = new LineDecoder();
-      let settled = false;
-      const settle = (fn: () => void): void => {
-        if (settled) return;
-        settled = true;
-        opts.signal?.removeEventListener('abort', onAbort);
-        fn();
-      };
-      const onAbort = (): void => {
-        sock.destroy();
-        settle(() => reject(new AppError('cancelled', 'cancelled')));
-      };
-      if (opts.signal?.aborted) return onAbort();
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      sock.setEncoding('utf8');
-      sock.on('connect', () => sock.write(encodeLine({ method, params, version: this.version })));
-      sock.on('data', (chunk: string) => {
-        for (const line of dec.push(chunk) as ResponseLine[]) {
-          if ('event' in line) opts.onEvent?.(line.event);
-          else if ('result' in line) settle(() => resolve(line.result as Result<M>));
-          else if ('error' in line) settle(() => reject(new RemoteError(line.error)));
-        }
-      });
-      sock.on('error', (e) => settle(() => reject(e)));
-      sock.on('close', () =>
-        settle(() =>
-          reject(
-            new AppError('operation_failed', `the daemon closed the connection during ${method}`, {
-              hint: 'see `banger daemon logs`',
-            }),
-          ),
-        ),
-      );
-    });
+  private async callOnce<M extends UnaryMethodName>(
+    method: M,
+    params: WireParams<M>,
+    opts: CallOptions,
+  ): Promise<Result<M>> {
+    // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
+    checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
+    return (await callMethod({ socketPath: this.paths.socket }, this.version, method, params, opts)) as Result<M>;
   }
 
   private async startDaemon(): Promise<void> {

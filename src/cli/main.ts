@@ -4,6 +4,7 @@ import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
 import { DaemonClient } from './client.js';
+import { register as registerApi } from './commands/api.js';
 import { register as registerDaemon } from './commands/daemon/index.js';
 import { register as registerDoctor } from './commands/doctor.js';
 import { register as registerSshConfig } from './commands/ssh-config.js';
@@ -119,6 +120,7 @@ export function buildProgram(
   registerImage(program, ctx, act);
   registerKernel(program, ctx, act);
   registerDaemon(program, ctx, act);
+  registerApi(program, ctx, act);
   registerDoctor(program, ctx, act);
   registerSshConfig(program, ctx, act);
   registerCompletion(program, ctx, act);

@@ -1,4 +1,5 @@
 import { parse as parseToml, TomlError } from 'smol-toml';
+import { parseApiListen } from './api-listen.js';
 import { AppError, badRequest } from '../errors.js';
 import { validateConfigFile } from './schema.js';
 
@@ -35,6 +36,10 @@ export interface Config {
   bridgeIp: string;
   cidr: number;
   dnsListen: string;
+  /** The TCP API listener (docs/http-api.md); off unless set. */
+  apiListen?: string;
+  /** Allows apiListen beyond loopback. */
+  apiListenRemote?: boolean;
   /** 0 disables auto-stopping stale VMs. */
   autoStopStaleAfterMs: number;
   /** Most bytes of uncompressed tar an image pull or build may read, all layers together (max_unpacked_size). */
@@ -161,6 +166,10 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.bridge_ip !== undefined) cfg.bridgeIp = f.bridge_ip;
   if (f.cidr !== undefined) cfg.cidr = f.cidr;
   if (f.dns_listen !== undefined) cfg.dnsListen = f.dns_listen;
+  // Checked here, so the CLI names a bad one before it starts the daemon.
+  if (f.api_listen !== undefined) parseApiListen(f.api_listen, f.api_listen_remote === true);
+  if (f.api_listen !== undefined) cfg.apiListen = f.api_listen;
+  if (f.api_listen_remote !== undefined) cfg.apiListenRemote = f.api_listen_remote;
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
   if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
   if (f.test_install_sshd_offline === true) cfg.testInstallSshdOffline = true;

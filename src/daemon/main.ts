@@ -44,6 +44,8 @@ import { kernelRoutes } from './routes/kernel.js';
 import { vmRoutes } from './routes/vm.js';
 import { FileSync } from '../services/vm/filesync.js';
 import { DaemonServer, type Handlers } from './server.js';
+import { ApiToken } from './api-token.js';
+import { parseApiListen } from '../config/api-listen.js';
 import { pullWithSshd } from './install-sshd.js';
 import { checkEgress } from '../services/image/install-sshd.js';
 
@@ -188,6 +190,7 @@ export async function main(argv: string[]): Promise<number> {
   const started = Date.now();
   const handlers = {} as Handlers;
   const server = new DaemonServer(paths.socket, version, handlers, ops, log);
+  const apiToken = new ApiToken(paths.apiToken);
   const shutdown = async (why: string): Promise<void> => {
     log.info('bangerd stopping', { why });
     lifetime.abort();
@@ -209,6 +212,7 @@ export async function main(argv: string[]): Promise<number> {
       started,
       inflight: server.inflight,
       shutdown,
+      apiToken,
     }),
     ...vmRoutes(
       vms,
@@ -243,6 +247,12 @@ export async function main(argv: string[]): Promise<number> {
   } satisfies Handlers);
 
   await server.listen();
+  if (config.apiListen !== undefined) {
+    const { host, port } = parseApiListen(config.apiListen, config.apiListenRemote === true);
+    await apiToken.get();
+    const at = await server.listenTcp(host, port, apiToken);
+    log.info('API listening on TCP (bearer token required)', { address: `${at.address}:${at.port}` });
+  }
   setInterval(() => void vms.capConsoles(), CONSOLE_CHECK_MS).unref();
   if (config.autoStopStaleAfterMs > 0) {
     const every = Math.min(60_000, Math.max(1000, Math.floor(config.autoStopStaleAfterMs / 4)));

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { LineDecoder, WIRE_LIMITS } from '../api/protocol.js';
+import { WIRE_LIMITS } from '../api/protocol.js';
+import { dechunk, exchange as httpExchange, post, type WireRequest } from '../../test/helpers/http-wire.js';
+import { createConnection } from 'node:net';
 import { badRequest } from '../errors.js';
 import type { OpContext } from '../services/context.js';
 import { nullLogger } from '../services/context.js';
@@ -47,7 +48,7 @@ const server = new DaemonServer(socket, '1.0+test', handlers, new OperationRepo(
 /** The same handlers with a short wait for the request line. */
 const impatientSocket = join(dir, 'i.sock');
 const impatient = new DaemonServer(impatientSocket, '1.0+test', handlers, new OperationRepo(db), nullLogger, {
-  requestLineTimeoutMs: 300,
+  requestTimeoutMs: 300,
 });
 
 before(async () => {
@@ -61,21 +62,25 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Sends one request and collects every response line (or stops after `take` lines). */
-function request(req: unknown, take?: number): Promise<unknown[]> {
+/** Sends one request and collects every response frame (or stops after `take` frames). */
+async function request(req: WireRequest, take?: number): Promise<unknown[]> {
+  if (take === undefined) return (await httpExchange(socket, post(req))).lines;
   return new Promise((resolve, reject) => {
     const sock = createConnection(socket);
-    const dec = new LineDecoder();
-    const lines: unknown[] = [];
-    sock.on('connect', () => sock.write(`${JSON.stringify(req)}\n`));
+    let raw = '';
+    sock.on('connect', () => sock.write(post(req)));
     sock.on('data', (d) => {
-      lines.push(...dec.push(d.toString()));
-      if (take !== undefined && lines.length >= take) {
+      raw += d.toString();
+      // Chunked: each frame line sits in its own chunk after the headers.
+      const lines = raw
+        .split('\r\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as unknown);
+      if (lines.length >= take) {
         sock.destroy();
         resolve(lines);
       }
     });
-    sock.on('end', () => resolve(lines));
     sock.on('error', reject);
   });
 }
@@ -93,7 +98,7 @@ test('a result line carries the op id', async () => {
 });
 
 test('errors: codes, hints, op ids', async () => {
-  const cases: { req: Record<string, unknown>; code: string; msg: RegExp }[] = [
+  const cases: { req: WireRequest; code: string; msg: RegExp }[] = [
     { req: { method: 'nope', params: {} }, code: 'unknown_method', msg: /unknown method "nope"/ },
     {
       req: { method: 'vm.list', params: {}, version: 'other' },
@@ -147,16 +152,10 @@ test('progress events stream, and a disconnect cancels the operation', async () 
   await cancelled;
 });
 
-test('invalid JSON is answered with bad_request', async () => {
-  const lines = await new Promise<unknown[]>((resolve) => {
-    const sock = createConnection(socket);
-    const dec = new LineDecoder();
-    const out: unknown[] = [];
-    sock.on('connect', () => sock.write('{not json\n'));
-    sock.on('data', (d) => out.push(...dec.push(d.toString())));
-    sock.on('end', () => resolve(out));
-  });
-  assert.equal((lines[0] as { error: { code: string } }).error.code, 'bad_request');
+test('a body that is not JSON is answered with bad_request (400)', async () => {
+  const x = await httpExchange(socket, post({ method: 'vm.list', version: '1.0+test' }, {}, '{not json'));
+  assert.equal(x.status, 400);
+  assert.equal((x.lines[0] as { error: { code: string } }).error.code, 'bad_request');
 });
 
 test('a full disk is an error the user can act on, naming the path, never a bug', () => {
@@ -185,108 +184,162 @@ test('a full disk is an error the user can act on, naming the path, never a bug'
   );
 });
 
-interface Exchange {
-  lines: unknown[];
-  /** The daemon closed the connection (or reset it). */
-  closed: boolean;
-}
-
-/**
- * Writes raw bytes (no newline added) and collects every reply line until the
- * daemon closes the connection. A write the daemon refused to read (EPIPE,
- * ECONNRESET once it closed) still counts as closed.
- */
-function exchange(bytes: Buffer | string, path = socket): Promise<Exchange> {
-  return new Promise((resolve) => {
-    const sock = createConnection(path);
-    const dec = new LineDecoder();
-    const lines: unknown[] = [];
-    sock.on('connect', () => sock.write(bytes));
-    sock.on('data', (d) => lines.push(...dec.push(d)));
-    sock.on('error', () => undefined);
-    sock.on('close', () => resolve({ lines, closed: true }));
-  });
-}
+type Exchange = Awaited<ReturnType<typeof httpExchange>>;
+const exchange = (bytes: Buffer | string | (Buffer | string)[], path = socket): Promise<Exchange> =>
+  httpExchange(path, bytes);
 
 const errorCode = (x: Exchange): string | undefined =>
   (x.lines.at(-1) as { error?: { code: string } } | undefined)?.error?.code;
 const errorMessage = (x: Exchange): string =>
   (x.lines.at(-1) as { error?: { message: string } } | undefined)?.error?.message ?? '';
 
+const ok = { method: 'vm.list', params: {}, version: '1.0+test' };
+
 async function stillServes(path = socket): Promise<void> {
-  const x = await exchange(`${JSON.stringify({ method: 'vm.list', params: {}, version: '1.0+test' })}\n`, path);
+  const x = await exchange(post(ok), path);
+  assert.equal(x.status, 200);
   assert.deepEqual((x.lines[0] as { result: unknown }).result, []);
 }
 
+test('outcomes map to HTTP statuses; every error carries code, message, hint and op id', async () => {
+  const cases: { name: string; bytes: Buffer | string; status: number; code: string; msg: RegExp }[] = [
+    { name: 'a result', bytes: post(ok), status: 200, code: '', msg: /^$/ },
+    {
+      name: 'no Host header (a Unix-socket client has none to send)',
+      bytes: 'POST /v1/vm.list HTTP/1.1\r\nbanger-version: 1.0+test\r\ncontent-length: 0\r\n\r\n',
+      status: 200,
+      code: '',
+      msg: /^$/,
+    },
+    {
+      name: 'unknown method',
+      bytes: post({ ...ok, method: 'nope' }),
+      status: 404,
+      code: 'unknown_method',
+      msg: /"nope"/,
+    },
+    { name: 'other version', bytes: post({ ...ok, version: 'x' }), status: 409, code: 'bad_version', msg: /version/ },
+    { name: 'no version', bytes: post({ method: 'vm.list' }), status: 409, code: 'bad_version', msg: /version/ },
+    {
+      name: 'bad params',
+      bytes: post({ ...ok, params: { extra: 1 } }),
+      status: 400,
+      code: 'bad_request',
+      msg: /extra/,
+    },
+    { name: 'params null', bytes: post({ ...ok, params: null }), status: 400, code: 'bad_request', msg: /params/ },
+    { name: 'params an array', bytes: post({ ...ok, params: [] }), status: 400, code: 'bad_request', msg: /params/ },
+    {
+      name: 'a handler bug',
+      bytes: post({ method: 'vm.logs', params: { ref: 'x' }, version: '1.0+test' }),
+      status: 500,
+      code: 'operation_failed',
+      msg: /internal error: boom/,
+    },
+    {
+      name: 'GET',
+      bytes: 'GET /v1/vm.list HTTP/1.1\r\nhost: x\r\n\r\n',
+      status: 405,
+      code: 'bad_request',
+      msg: /GET is not allowed/,
+    },
+    {
+      name: 'another path',
+      bytes: 'POST /v2/vm.list HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n',
+      status: 404,
+      code: 'bad_request',
+      msg: /no such path/,
+    },
+    {
+      name: 'not HTTP',
+      bytes: '{"method":"vm.list"}\n',
+      status: 400,
+      code: 'bad_request',
+      msg: /not a well-formed HTTP/,
+    },
+    {
+      name: 'binary garbage',
+      bytes: Buffer.from([0x00, 0x01, 0xff, 0x7b, 0x0a, 0x0d, 0x0a, 0x0d, 0x0a]),
+      status: 400,
+      code: 'bad_request',
+      msg: /HTTP/,
+    },
+    {
+      name: 'a stream method without upgrade',
+      bytes: post({ method: 'vm.exec', params: { ref: 'x', argv: ['a'] }, version: '1.0+test' }),
+      status: 400,
+      code: 'bad_request',
+      msg: /vm.exec streams/,
+    },
+    {
+      name: 'an Origin header',
+      bytes: post(ok, { origin: 'https://example.com' }),
+      status: 403,
+      code: 'bad_request',
+      msg: /Origin/,
+    },
+    {
+      name: 'a body that is not UTF-8',
+      bytes: post(ok, {}, Buffer.from([0x22, 0xff, 0xfe, 0x22])),
+      status: 400,
+      code: 'bad_request',
+      msg: /UTF-8/,
+    },
+  ];
+  for (const c of cases) {
+    const x = await exchange(c.bytes);
+    assert.equal(x.status, c.status, `${c.name}: ${x.raw.toString().slice(0, 300)}`);
+    assert.ok(x.closed, c.name);
+    if (c.code === '') continue;
+    const err = (x.lines.at(-1) as { error?: { code: string; message: string; op_id: string } }).error;
+    assert.equal(err?.code, c.code, c.name);
+    assert.match(err.message, c.msg, c.name);
+    assert.match(err.op_id, /^op-/, c.name);
+  }
+  await stillServes();
+});
+
 test(
-  'a request line that is not a well-formed request object gets bad_request; the daemon keeps serving',
+  'a request body over 1 MiB gets 413 bad_request, declared or chunked, without reading it all',
   { timeout: 30_000 },
   async () => {
-    const ok = { method: 'vm.list', params: {}, version: '1.0+test' };
-    const cases: [string, Buffer | string][] = [
-      ['null', 'null\n'],
-      ['a number', '42\n'],
-      ['a string', '"vm.list"\n'],
-      ['true', 'true\n'],
-      ['an empty array', '[]\n'],
-      ['an array of requests', `[${JSON.stringify(ok)}]\n`],
-      ['method is a number', `${JSON.stringify({ ...ok, method: 5 })}\n`],
-      ['method is missing', `${JSON.stringify({ params: {}, version: '1.0+test' })}\n`],
-      ['version is a number', `${JSON.stringify({ ...ok, version: 7 })}\n`],
-      ['op_id is an object', `${JSON.stringify({ ...ok, op_id: {} })}\n`],
-      ['params is an array', `${JSON.stringify({ ...ok, params: [] })}\n`],
-      ['params is null', `${JSON.stringify({ ...ok, params: null })}\n`],
-      [
-        'invalid UTF-8 in a string',
-        Buffer.concat([
-          Buffer.from('{"method":"vm.list","params":{},"version":"1.0+test","op_id":"op-'),
-          Buffer.from([0xff, 0xfe]),
-          Buffer.from('"}\n'),
-        ]),
-      ],
-      ['binary garbage', Buffer.from([0x00, 0x01, 0xff, 0x7b, 0x0a])],
-    ];
-    for (const [name, bytes] of cases) {
-      const x = await exchange(bytes);
-      assert.equal(errorCode(x), 'bad_request', `${name}: ${JSON.stringify(x.lines)}`);
-      assert.ok(x.closed, name);
-    }
+    const big = `{"x":"${'a'.repeat(WIRE_LIMITS.maxRequestBytes)}"}`;
+    const declared = await exchange(post(ok, {}, big));
+    assert.equal(declared.status, 413);
+    assert.equal(errorCode(declared), 'bad_request');
+    assert.match(errorMessage(declared), /longer than 1048576 bytes/);
+    const head =
+      'POST /v1/vm.list HTTP/1.1\r\nhost: x\r\nbanger-version: 1.0+test\r\ntransfer-encoding: chunked\r\n\r\n';
+    const chunk = (n: number): string => `${n.toString(16)}\r\n${'a'.repeat(n)}\r\n`;
+    // No end chunk: the daemon must stop at the limit, not wait for the end of the body.
+    const chunked = await exchange([head, ...Array.from({ length: 20 }, () => chunk(64 * 1024))]);
+    assert.equal(chunked.status, 413, chunked.raw.toString().slice(0, 200));
+    assert.ok(chunked.closed);
     await stillServes();
   },
 );
 
-test(
-  'a request line over 1 MiB gets bad_request and the connection is closed without waiting for a newline',
-  { timeout: 30_000 },
-  async () => {
-    const x = await exchange(`{"method":"vm.list","params":{"x":"${'a'.repeat(WIRE_LIMITS.maxRequestLineBytes)}`);
-    assert.equal(errorCode(x), 'bad_request', JSON.stringify(x.lines).slice(0, 300));
-    assert.match(errorMessage(x), /longer than 1048576 bytes/);
-    assert.ok(x.closed);
-    await stillServes();
-  },
-);
-
-test('a request line of exactly 1 MiB is accepted', async () => {
-  const req = JSON.stringify({ method: 'vm.list', params: {}, version: '1.0+test' });
-  const x = await exchange(`${req}${' '.repeat(WIRE_LIMITS.maxRequestLineBytes - req.length)}\n`);
+test('a request body of exactly 1 MiB is accepted', async () => {
+  const body = JSON.stringify({});
+  const x = await exchange(post(ok, {}, `${body}${' '.repeat(WIRE_LIMITS.maxRequestBytes - body.length)}`));
+  assert.equal(x.status, 200);
   assert.deepEqual(x.lines, [{ result: [], op_id: (x.lines[0] as { op_id: string }).op_id }]);
 });
 
-test('a client that never completes its request line is answered and closed', { timeout: 30_000 }, async () => {
-  const x = await exchange('{"method":"vm.li', impatientSocket);
-  assert.equal(errorCode(x), 'bad_request', JSON.stringify(x.lines));
-  assert.match(errorMessage(x), /no complete request line within 0.3 s/);
-  assert.ok(x.closed);
+test('a client that never completes its request is answered (408) and closed', { timeout: 30_000 }, async () => {
+  for (const partial of ['POST /v1/vm.li', post(ok).subarray(0, post(ok).length - 1)]) {
+    const x = await exchange(partial, impatientSocket);
+    assert.equal(x.status, 408, x.raw.toString());
+    assert.equal(errorCode(x), 'bad_request', JSON.stringify(x.lines));
+    assert.match(errorMessage(x), /no complete request within 0.3 s/);
+    assert.ok(x.closed);
+  }
   await stillServes(impatientSocket);
 });
 
-test('the request-line timeout does not cut an operation in progress', { timeout: 30_000 }, async () => {
-  const pending = exchange(
-    `${JSON.stringify({ method: 'vm.stats', params: { ref: 'x' }, version: '1.0+test' })}\n`,
-    impatientSocket,
-  );
-  // Several request-line timeouts pass while the operation runs.
+test('the request timeout does not cut an operation in progress', { timeout: 30_000 }, async () => {
+  const pending = exchange(post({ method: 'vm.stats', params: { ref: 'x' }, version: '1.0+test' }), impatientSocket);
+  // Several request timeouts pass while the operation runs.
   await sleep(1200);
   release({ cpu: 1 });
   const x = await pending;
@@ -295,7 +348,7 @@ test('the request-line timeout does not cut an operation in progress', { timeout
 });
 
 test('an op id a client reuses is refused, not a crash', { timeout: 30_000 }, async () => {
-  const req = `${JSON.stringify({ method: 'vm.show', params: { ref: 'x' }, version: '1.0+test', op_id: 'op-reused-1' })}\n`;
+  const req = post({ method: 'vm.show', params: { ref: 'x' }, version: '1.0+test', op_id: 'op-reused-1' });
   const first = await exchange(req);
   assert.equal(errorCode(first), 'bad_request');
   assert.match(errorMessage(first), /no x/);
@@ -303,4 +356,16 @@ test('an op id a client reuses is refused, not a crash', { timeout: 30_000 }, as
   assert.equal(errorCode(second), 'bad_request', JSON.stringify(second.lines));
   assert.match(errorMessage(second), /op id "op-reused-1" is already used/);
   await stillServes();
+});
+
+test('GET /v1/openapi.json serves the OpenAPI document', async () => {
+  const x = await exchange('GET /v1/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n');
+  assert.equal(x.status, 200);
+  const body = x.raw.subarray(x.raw.indexOf('\r\n\r\n') + 4);
+  const doc = JSON.parse((x.headers['transfer-encoding'] === 'chunked' ? dechunk(body) : body)?.toString() ?? '') as {
+    openapi: string;
+    paths: Record<string, unknown>;
+  };
+  assert.equal(doc.openapi, '3.1.0');
+  assert.ok(doc.paths['/v1/vm.list']);
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
-import { z, type ZodError } from 'zod';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import {
   isMethod,
   methods,
@@ -13,19 +13,23 @@ import {
   type StreamOut,
   type UnaryMethodName,
 } from '../api/methods.js';
+import { openApiDocument } from '../api/openapi.js';
 import {
   encodeLine,
-  LineSplitter,
+  FRAMES_CONTENT_TYPE,
+  HEADER_OP_ID,
+  HEADER_VERSION,
   parseLine,
+  STREAM_UPGRADE,
   WIRE_LIMITS,
   type ProgressEvent,
-  type Request,
-  type WireError,
 } from '../api/protocol.js';
-import { AppError, badRequest, noSpaceError } from '../errors.js';
+import { AppError, badRequest } from '../errors.js';
 import type { Logger, OpContext } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
-import { StreamConnection, type StreamChannel } from './stream.js';
+import { gate, methodOf, OPENAPI_PATH, rawResponse, readBody, Refusal, statusOf, type TokenCheck } from './http.js';
+import { serveStream, UpgradedInput, type StreamChannel } from './stream.js';
+import { opIdUsed, shorten, toWireError, zodMessage } from './wire-error.js';
 
 export type { StreamChannel } from './stream.js';
 
@@ -51,71 +55,50 @@ const VERSION_EXEMPT = new Set<string>(['daemon.status', 'daemon.stop', 'daemon.
 
 type WireLimits = Record<keyof typeof WIRE_LIMITS, number>;
 
-/** The request envelope (SPEC §2); params are checked per method. Extra fields are ignored. */
-const requestSchema = z.object({
-  method: z.string(),
-  params: z.unknown().optional(),
-  op_id: z.string().optional(),
-  version: z.string().optional(),
-});
+export { shorten, toWireError, zodMessage };
 
-const MAX_ECHO = 80;
-
-/** Client-supplied text echoed in messages and logs, cut to a readable length. */
-function shorten(text: string): string {
-  return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}… (${text.length} characters)` : text;
+/** How one request's frames go back: an HTTP response (unary) or an upgraded socket (stream). */
+interface Reply {
+  /** The checks that answer with an HTTP status passed (a stream: the 101 goes out). */
+  begin(opId: string): void;
+  event(e: ProgressEvent): void;
+  /** The terminal frame; `status` is used when no event went out yet (or, for a stream, before its 101). */
+  end(frame: unknown, status: number, opId: string): void;
+  /** Called once when the client goes away. */
+  onGone(cb: () => void): void;
 }
 
-const MAX_ISSUES = 5;
-
-const opIdUsed = (opId: string): AppError =>
-  badRequest(`op id "${opId}" is already used`, 'leave op_id out and the daemon picks a fresh one');
-
-export function zodMessage(e: ZodError, root = 'params'): string {
-  const more = e.issues.length > MAX_ISSUES ? `; and ${e.issues.length - MAX_ISSUES} more` : '';
-  return (
-    e.issues
-      .slice(0, MAX_ISSUES)
-      .map((i) => {
-        const where = i.path.length ? i.path.join('.') : root;
-        if (i.code === 'unrecognized_keys') {
-          const keys = i.keys.slice(0, MAX_ISSUES).map((k) => `"${shorten(k)}"`);
-          if (i.keys.length > MAX_ISSUES) keys.push(`and ${i.keys.length - MAX_ISSUES} more`);
-          return `unknown field${i.keys.length > 1 ? 's' : ''} ${keys.join(', ')}`;
-        }
-        return where ? `${shorten(where)}: ${i.message}` : i.message;
-      })
-      .join('; ') + more
-  );
+/** A request as the method layer sees it, whichever way it came. */
+interface Call {
+  method: string;
+  version: string | undefined;
+  opId: string | undefined;
+  /** The params: the body (unary), or the first line after the upgrade (stream). */
+  params(): Promise<unknown>;
+  reply: Reply;
+  /** A stream's socket and the lines it sends after its params. */
+  stream?: { sock: Socket; input: UpgradedInput };
 }
 
-/** Turns anything thrown into the wire error; unknown errors are bugs and say so. */
-export function toWireError(e: unknown, opId: string, log: Logger): WireError {
-  e = noSpaceError(e) ?? e;
-  if (e instanceof AppError) {
-    const w: WireError = { code: e.code, message: e.message, op_id: opId };
-    if (e.hint !== undefined) w.hint = e.hint;
-    if (e.detail !== undefined) w.detail = e.detail;
-    return w;
-  }
-  const err = e instanceof Error ? e : new Error(String(e));
-  log.error('unexpected error (bug)', { op: opId, error: err.message, stack: err.stack });
-  return {
-    code: 'operation_failed',
-    message: `internal error: ${err.message}`,
-    hint: 'this is a bug in banger; the daemon log (`banger daemon logs`) has the stack trace',
-    op_id: opId,
-  };
-}
+const header = (req: IncomingMessage, name: string): string | undefined => {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+};
 
 /**
- * The Unix-socket server: one request per connection, op ids, validation,
- * progress events, cancellation when the client goes away, and the only place
- * where errors become wire errors.
+ * The daemon's HTTP/1.1 server (api/protocol.ts, docs/http-api.md) on its Unix socket and,
+ * optionally, a TCP listener that requires a bearer token: one request per connection, op
+ * ids, validation, progress events, cancellation when the client goes away, and the only
+ * place where errors become wire errors.
  */
 export class DaemonServer {
-  private server: Server | undefined;
+  private readonly servers: Server[] = [];
   readonly inflight = new Map<string, { method: string; started: number }>();
+  private readonly limits: WireLimits;
+  /** What a connection gets when its request is not complete in time (daemon/http.ts). */
+  private readonly onTimeout = new WeakMap<Socket, (e: AppError) => void>();
+  private readonly timers = new WeakMap<Socket, NodeJS.Timeout>();
+  private openapi: string | undefined;
 
   constructor(
     private readonly socketPath: string,
@@ -128,98 +111,222 @@ export class DaemonServer {
     this.limits = { ...WIRE_LIMITS, ...limits };
   }
 
-  private readonly limits: WireLimits;
-
   async listen(): Promise<void> {
     await rm(this.socketPath, { force: true });
-    const server = createServer((sock) => this.onConnection(sock));
+    const server = this.makeServer(undefined);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       // Created with a restrictive umask window closed by the chmod right after.
       server.listen(this.socketPath, () => resolve());
     });
     await chmod(this.socketPath, 0o600);
-    this.server = server;
+    this.servers.push(server);
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.server) return resolve();
-      this.server.close(() => resolve());
+  /** The TCP listener (`api_listen`): every request must carry the bearer token `auth` checks. */
+  async listenTcp(host: string, port: number, auth: TokenCheck): Promise<AddressInfo> {
+    const server = this.makeServer(auth);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
     });
+    this.servers.push(server);
+    return server.address() as AddressInfo;
   }
 
-  private onConnection(sock: Socket): void {
-    const splitter = new LineSplitter(this.limits.maxRequestLineBytes);
-    let started = false;
-    const timer = setTimeout(() => {
-      refuse(
-        badRequest(
-          `no complete request line within ${this.limits.requestLineTimeoutMs / 1000} s`,
-          'send one JSON request followed by a newline',
-        ),
-      );
-    }, this.limits.requestLineTimeoutMs);
-    timer.unref();
-    /** Answers a request that could not be read, then closes the connection without reading more. */
-    const refuse = (e: AppError): void => {
-      started = true;
-      clearTimeout(timer);
-      sock.pause();
-      const opId = newOpId();
-      this.log.warn('bad request line', { op: opId, error: e.message });
-      sock.end(encodeLine({ error: toWireError(e, opId, this.log) }), () => sock.destroy());
-    };
-    sock.on('data', (chunk: Buffer) => {
-      if (started) return;
-      let request: unknown;
-      let rest: Buffer[] = [];
-      try {
-        const lines = splitter.push(chunk);
-        for (let i = 0; i < lines.length && request === undefined; i++) {
-          request = parseLine(lines[i] as Buffer);
-          rest = lines.slice(i + 1);
-        }
-      } catch (e) {
-        refuse(e instanceof AppError ? e : badRequest(String(e)));
-        return;
-      }
-      if (request === undefined) return;
-      started = true;
-      clearTimeout(timer);
-      // A streaming method reads on: the lines after the request (already split) and the bytes still to come.
-      void this.handle(request, sock, { rest, splitter }).catch((e: unknown) => {
+  async close(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+
+  private makeServer(auth: TokenCheck | undefined): Server {
+    // Our own timer bounds the request (node's answers without a frame); a Unix-socket client has no Host to send.
+    const server = createServer({ requestTimeout: 0, requireHostHeader: false });
+    server.on('connection', (sock: Socket) => {
+      const timer = setTimeout(() => this.timedOut(sock), this.limits.requestTimeoutMs);
+      timer.unref();
+      this.timers.set(sock, timer);
+      sock.on('close', () => clearTimeout(timer));
+    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, auth));
+    server.on('upgrade', (req: IncomingMessage, sock: Socket, head: Buffer) => this.onUpgrade(req, sock, head, auth));
+    server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => {
+      // Bytes after a request already answered (or being answered) only end the connection.
+      if (!sock.writable || sock.bytesWritten > 0) return void sock.destroy();
+      const e =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? new Refusal(
+              431,
+              badRequest('the request headers are too large', 'send small headers; params go in the body'),
+            )
+          : new Refusal(400, badRequest(`not a well-formed HTTP/1.1 request (${err.code ?? 'parse error'})`, USAGE));
+      this.refuse(sock, e);
+    });
+    return server;
+  }
+
+  /** The request was read in full: the request timeout no longer applies. */
+  private requestRead(sock: Socket): void {
+    clearTimeout(this.timers.get(sock));
+    this.onTimeout.delete(sock);
+  }
+
+  private timedOut(sock: Socket): void {
+    const e = badRequest(
+      `no complete request within ${this.limits.requestTimeoutMs / 1000} s`,
+      'send the whole request at once: headers and body (a stream: its params line right after the upgrade)',
+    );
+    const custom = this.onTimeout.get(sock);
+    if (custom) return custom(e);
+    this.refuse(sock, new Refusal(408, e));
+  }
+
+  /** Answers a request that is not let in on a raw socket, and closes it. */
+  private refuse(sock: Socket, r: Refusal, opId = newOpId(), lingerMs = 0): void {
+    this.log.warn('bad request', { op: opId, error: r.error.message });
+    const frame = { error: toWireError(r.error, opId, this.log) };
+    rawResponse(sock, r.status, frame, { [HEADER_OP_ID]: opId, ...r.headers }, lingerMs);
+  }
+
+  private refuseResponse(res: ServerResponse, r: Refusal): void {
+    const opId = newOpId();
+    this.log.warn('bad request', { op: opId, error: r.error.message });
+    res.writeHead(r.status, { 'content-type': FRAMES_CONTENT_TYPE, [HEADER_OP_ID]: opId, ...r.headers });
+    res.end(encodeLine({ error: toWireError(r.error, opId, this.log) }), () => res.socket?.destroy());
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse, auth: TokenCheck | undefined): void {
+    const sock = req.socket;
+    res.setHeader('connection', 'close');
+    this.onTimeout.set(sock, (e) => this.refuseResponse(res, new Refusal(408, e)));
+    const refused = gate(req, auth);
+    if (refused) return this.refuseResponse(res, refused);
+    if (req.method === 'GET' && (req.url ?? '').split('?')[0] === OPENAPI_PATH) {
+      this.requestRead(sock);
+      this.openapi ??= JSON.stringify(openApiDocument(this.version), null, 2);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end(this.openapi);
+    }
+    const method = methodOf(req);
+    if (method instanceof Refusal) return this.refuseResponse(res, method);
+    readBody(req, this.limits.maxRequestBytes)
+      .then(
+        (body) => {
+          this.requestRead(sock);
+          let started = false;
+          const reply: Reply = {
+            begin: (opId) => res.setHeader(HEADER_OP_ID, opId),
+            event: (e) => {
+              if (res.destroyed) return;
+              if (!started) res.writeHead(200, { 'content-type': FRAMES_CONTENT_TYPE });
+              started = true;
+              res.write(encodeLine({ event: e }));
+            },
+            end: (frame, status, opId) => {
+              if (res.destroyed) return;
+              if (!started) res.writeHead(status, { 'content-type': FRAMES_CONTENT_TYPE, [HEADER_OP_ID]: opId });
+              res.end(encodeLine(frame));
+            },
+            onGone: (cb) => res.on('close', cb),
+          };
+          const call: Call = {
+            method,
+            version: header(req, HEADER_VERSION),
+            opId: header(req, HEADER_OP_ID),
+            params: () => Promise.resolve(body.length === 0 ? undefined : parseLine(body)),
+            reply,
+          };
+          return this.handle(call);
+        },
+        (e: unknown) => {
+          // The body is dropped, not read (node:http answers nothing itself: res is left unused).
+          req.removeAllListeners('data');
+          req.resume();
+          const r = e instanceof Refusal ? e : new Refusal(400, badRequest(String(e)));
+          this.refuse(sock, r, newOpId(), LINGER_MS);
+        },
+      )
+      .catch((e: unknown) => {
         // handle() answers every error itself; this is a last resort so nothing a client sends can crash the daemon.
         this.log.error('unexpected error (bug) while answering a request', { error: String(e) });
-        sock.destroy();
+        res.destroy();
       });
-    });
-    sock.on('close', () => clearTimeout(timer));
-    sock.on('error', () => undefined);
   }
 
-  private async handle(raw: unknown, sock: Socket, input: { rest: Buffer[]; splitter: LineSplitter }): Promise<void> {
-    const envelope = requestSchema.safeParse(raw);
-    const req: Partial<Request> = envelope.success ? envelope.data : {};
-    const opId = typeof req.op_id === 'string' && /^[A-Za-z0-9-]{4,64}$/.test(req.op_id) ? req.op_id : newOpId();
-    const method = typeof req.method === 'string' ? req.method : '';
+  private onUpgrade(req: IncomingMessage, sock: Socket, head: Buffer, auth: TokenCheck | undefined): void {
+    sock.on('error', () => undefined);
+    // The client's end is its going away, as node:http treats it for other requests (no half-open streams).
+    sock.on('end', () => sock.destroy());
+    const refused = gate(req, auth);
+    if (refused) return this.refuse(sock, refused);
+    const method = methodOf(req);
+    if (method instanceof Refusal) return this.refuse(sock, method);
+    if ((header(req, 'upgrade') ?? '').toLowerCase() !== STREAM_UPGRADE)
+      return this.refuse(
+        sock,
+        new Refusal(
+          400,
+          badRequest(
+            `unknown Upgrade ${JSON.stringify(header(req, 'upgrade'))}`,
+            `streams upgrade to ${STREAM_UPGRADE}`,
+          ),
+        ),
+      );
+    let upgraded = false;
+    const input = new UpgradedInput(sock, this.limits.maxRequestBytes, () => this.requestRead(sock));
+    this.onTimeout.set(sock, (e) => {
+      const frame = { error: toWireError(e, newOpId(), this.log) };
+      // Before the 101 it is an HTTP response; after it the connection carries frames.
+      if (upgraded) sock.end(encodeLine(frame), () => sock.destroy());
+      else rawResponse(sock, 408, frame);
+    });
+    const reply: Reply = {
+      begin: (opId) => {
+        upgraded = true;
+        sock.write(
+          `HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: ${STREAM_UPGRADE}\r\n${HEADER_OP_ID}: ${opId}\r\n\r\n`,
+        );
+        input.start(head);
+      },
+      event: (e) => {
+        if (upgraded && !sock.destroyed) sock.write(encodeLine({ event: e }));
+      },
+      end: (frame, status, opId) => {
+        if (!upgraded) return rawResponse(sock, status, frame, { [HEADER_OP_ID]: opId });
+        if (!sock.destroyed) sock.end(encodeLine(frame));
+      },
+      onGone: (cb) => sock.on('close', cb),
+    };
+    const call: Call = {
+      method,
+      version: header(req, HEADER_VERSION),
+      opId: header(req, HEADER_OP_ID),
+      params: () => input.first(),
+      reply,
+      stream: { sock, input },
+    };
+    this.handle(call).catch((e: unknown) => {
+      this.log.error('unexpected error (bug) while answering a request', { error: String(e) });
+      sock.destroy();
+    });
+  }
+
+  private async handle(call: Call): Promise<void> {
+    const opId = call.opId !== undefined && /^[A-Za-z0-9-]{4,64}$/.test(call.opId) ? call.opId : newOpId();
+    const method = call.method;
     const abort = new AbortController();
     let finished = false;
-    sock.on('close', () => {
+    call.reply.onGone(() => {
       if (!finished) {
         this.log.info('client went away; cancelling', { op: opId, method: shorten(method) });
         abort.abort();
       }
     });
-    const send = (v: unknown): void => {
-      if (!sock.destroyed) sock.write(encodeLine(v));
-    };
     const ctx: OpContext = {
       opId,
       signal: abort.signal,
       progress: (event: ProgressEvent) => {
         this.log.debug('progress', { op: opId, ...event });
-        send({ event });
+        call.reply.event(event);
       },
     };
     this.log.info('request', { op: opId, method: shorten(method) });
@@ -229,17 +336,20 @@ export class DaemonServer {
     let record = false;
     if (!reused) this.inflight.set(opId, { method, started: Date.now() });
     try {
-      if (!envelope.success)
-        throw badRequest(
-          `malformed request: ${zodMessage(envelope.error, '')}`,
-          'a request is one JSON object {"method", "params", "version", "op_id"?} on one line',
-        );
       if (!isMethod(method)) {
         throw new AppError('unknown_method', `unknown method "${shorten(method)}"`, {
           hint: 'the CLI and daemon may be different versions; run `banger daemon stop` and retry',
         });
       }
       if (reused) throw opIdUsed(opId);
+      const def: AnyMethod = methods[method];
+      if (def.kind === 'stream' && !call.stream)
+        throw badRequest(
+          `${method} streams: send it with "Connection: Upgrade" and "Upgrade: ${STREAM_UPGRADE}"`,
+          USAGE,
+        );
+      if (def.kind === 'unary' && call.stream)
+        throw badRequest(`${method} does not stream: POST it without an Upgrade header`, USAGE);
       // Only requests for a known method become operations: junk from a client leaves no rows behind.
       if (method !== 'daemon.status' && method !== 'vm.list') {
         try {
@@ -249,18 +359,17 @@ export class DaemonServer {
         }
         record = true;
       }
-      if (req.version !== this.version && !VERSION_EXEMPT.has(method)) {
+      if (call.version !== this.version && !VERSION_EXEMPT.has(method)) {
         throw new AppError(
           'bad_version',
-          `daemon is version ${this.version}, client is ${shorten(String(req.version))}`,
-          {
-            hint: 'run `banger daemon stop`; the next command starts the matching daemon',
-          },
+          `daemon is version ${this.version}, client is ${shorten(String(call.version))}`,
+          { hint: 'run `banger daemon stop`; the next command starts the matching daemon' },
         );
       }
-      const def: AnyMethod = methods[method];
+      call.reply.begin(opId);
+      const raw = await call.params();
       // A size the schema cannot parse throws its own bad_request, naming the field, from inside safeParse.
-      const parsed = def.params.safeParse(req.params === undefined ? {} : req.params);
+      const parsed = def.params.safeParse(raw === undefined ? {} : raw);
       if (!parsed.success) throw badRequest(`invalid params for ${method}: ${zodMessage(parsed.error)}`);
       // The handler's own type (Handlers) matches this method's params; the table lookup by a runtime name loses that.
       const handler = this.handlers[method] as (
@@ -269,60 +378,29 @@ export class DaemonServer {
         ch?: StreamChannel<unknown, unknown>,
       ) => unknown;
       const result =
-        def.kind === 'stream' && def.frames
-          ? await serveStream(sock, input, def.frames, method, abort, (ch) => handler(parsed.data, ctx, ch))
+        def.kind === 'stream' && def.frames && call.stream
+          ? await serveStream(call.stream, def.frames, method, abort, zodMessage, (ch) => handler(parsed.data, ctx, ch))
           : await handler(parsed.data, ctx);
       finished = true;
       if (record) this.ops.finish(opId, 'ok');
-      send({ result: result ?? null, op_id: opId });
+      call.reply.end({ result: result ?? null, op_id: opId }, 200, opId);
     } catch (e) {
       finished = true;
       const wire = toWireError(e, replyId, this.log);
       const status = wire.code === 'cancelled' ? 'cancelled' : 'error';
       if (record) this.ops.finish(opId, status, wire.message);
       this.log.warn('request failed', { op: replyId, method: shorten(method), code: wire.code, error: wire.message });
-      send({ error: wire });
+      call.reply.end({ error: wire }, statusOf(wire.code), replyId);
     } finally {
       if (!reused) this.inflight.delete(opId);
-      sock.end();
     }
   }
 }
 
-/**
- * Runs a streaming method's handler with the connection as its channel. A bad
- * client frame ends the operation at once: the handler is cancelled and the
- * request is answered with the bad frame's error.
- */
-async function serveStream(
-  sock: Socket,
-  input: { rest: Buffer[]; splitter: LineSplitter },
-  schema: z.ZodType,
-  method: string,
-  abort: AbortController,
-  run: (ch: StreamChannel<unknown, unknown>) => unknown,
-): Promise<unknown> {
-  const conn = new StreamConnection<unknown, unknown>(sock, schema, method, zodMessage);
-  for (const line of input.rest) conn.pushLine(line);
-  sock.on('data', (chunk: Buffer) => {
-    let lines: Buffer[];
-    try {
-      lines = input.splitter.push(chunk);
-    } catch (e) {
-      conn.fail(e instanceof AppError ? e : badRequest(String(e)));
-      return;
-    }
-    for (const line of lines) conn.pushLine(line);
-  });
-  const handled = Promise.resolve().then(() => run(conn));
-  const bad = conn.badFrame.then((e) => {
-    abort.abort();
-    throw e;
-  });
-  handled.catch(() => undefined);
-  bad.catch(() => undefined);
-  return Promise.race([handled, bad]);
-}
+/** How long a client whose body is refused may go on sending (dropped) while it reads the answer. */
+const LINGER_MS = 2000;
+
+const USAGE = 'see docs/http-api.md: POST /v1/<method> with the params as a JSON body';
 
 export function newOpId(): string {
   return `op-${randomBytes(6).toString('hex')}`;

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ExecInFrame, ExecOutFrame } from '../api/methods.js';
 import { LineDecoder } from '../api/protocol.js';
+import { upgrade } from '../../test/helpers/http-wire.js';
 import type { OpContext } from '../services/context.js';
 import { nullLogger } from '../services/context.js';
 import { openStore } from '../store/db.js';
@@ -41,7 +42,17 @@ function connect(): { sock: Socket; lines: unknown[]; closed: Promise<void>; nex
   const dec = new LineDecoder();
   const lines: unknown[] = [];
   let waiters: (() => void)[] = [];
+  /** The response head (the 101), before the frames. */
+  let head: Buffer | undefined = Buffer.alloc(0);
   sock.on('data', (d: Buffer) => {
+    if (head !== undefined) {
+      head = Buffer.concat([head, d]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      assert.match(head.subarray(0, end).toString(), /^HTTP\/1\.1 101 /);
+      d = head.subarray(end + 4);
+      head = undefined;
+    }
     lines.push(...dec.push(d));
     const w = waiters;
     waiters = [];
@@ -85,7 +96,7 @@ test('a stream method: client frames (also those in the request chunk) reach the
   const c = connect();
   const b64 = Buffer.from('hi\n').toString('base64');
   // The request and its first frames in one write.
-  c.sock.write(line(REQUEST) + line({ frame: { stdin: b64 } }) + line({ frame: { resize: { rows: 3, cols: 4 } } }));
+  c.sock.write(upgrade(REQUEST) + line({ frame: { stdin: b64 } }) + line({ frame: { resize: { rows: 3, cols: 4 } } }));
   c.sock.write(line({ frame: { signal: 'SIGINT' } }) + line({ frame: { eof: true } }) + line({ end: true }));
   await c.closed;
   assert.deepEqual(c.lines[0], { frame: { stdout: b64 } });
@@ -108,7 +119,7 @@ for (const [what, bad, message] of [
       return new Promise(() => undefined); // never ends on its own
     };
     const c = connect();
-    c.sock.write(line(REQUEST));
+    c.sock.write(upgrade(REQUEST));
     c.sock.write(bad);
     await c.closed;
     const err = (c.lines.at(-1) as { error: { code: string; message: string } }).error;
@@ -129,7 +140,7 @@ test('a client that goes away cancels the handler, and frames() ends', async () 
     return { exit_code: 0, signal: null };
   };
   const c = connect();
-  c.sock.write(line(REQUEST) + line({ frame: { eof: true } }));
+  c.sock.write(upgrade(REQUEST) + line({ frame: { eof: true } }));
   await new Promise((r) => setTimeout(r, 50));
   c.sock.destroy();
   await aborted((await waitFor(() => signal)) as AbortSignal);
@@ -172,7 +183,7 @@ test('client → daemon backpressure: while the handler does not pull, the daemo
     return { exit_code: 0, signal: null };
   };
   const c = connect();
-  c.sock.write(line(REQUEST));
+  c.sock.write(upgrade(REQUEST));
   // Frames of 64 KiB of padding each (whitespace between JSON tokens).
   const sent = await fill(c.sock);
   // The kernel's socket buffers hold a few hundred KiB; the daemon holds MAX_QUEUED_FRAMES; nothing grows beyond.
@@ -194,7 +205,7 @@ test('a client that goes away while the daemon is not reading it (the handler is
     return new Promise(() => undefined); // never pulls, never ends
   };
   const c = connect();
-  c.sock.write(line(REQUEST));
+  c.sock.write(upgrade(REQUEST));
   await fill(c.sock);
   c.sock.destroy();
   await aborted((await waitFor(() => signal)) as AbortSignal);
@@ -213,7 +224,7 @@ test('daemon → client backpressure: send() waits while the client does not rea
   };
   const c = connect();
   c.sock.pause();
-  c.sock.write(line(REQUEST));
+  c.sock.write(upgrade(REQUEST));
   await new Promise((r) => setTimeout(r, 300));
   assert.ok(sentCount < total, 'send() kept resolving though the client read nothing');
   c.sock.resume();
@@ -225,7 +236,7 @@ test('daemon → client backpressure: send() waits while the client does not rea
 test('the params of a stream method are checked before its handler runs', async () => {
   serve = () => Promise.resolve({ exit_code: 0, signal: null });
   const c = connect();
-  c.sock.write(line({ ...REQUEST, params: { ref: 'dev', argv: [] } }));
+  c.sock.write(upgrade({ ...REQUEST, params: { ref: 'dev', argv: [] } }));
   await c.closed;
   const err = (c.lines.at(-1) as { error: { code: string; message: string } }).error;
   assert.equal(err.code, 'bad_request');

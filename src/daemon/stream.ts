@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { z, ZodError } from 'zod';
-import { encodeLine, parseLine } from '../api/protocol.js';
+import { encodeLine, LineSplitter, parseLine } from '../api/protocol.js';
 import { AppError, badRequest } from '../errors.js';
 
 /*
@@ -158,4 +158,104 @@ export class StreamConnection<In, Out> implements StreamChannel<In, Out> {
     this.wake = undefined;
     w?.();
   }
+}
+
+/**
+ * The lines an upgraded connection sends: the first is the params, the rest go to the
+ * stream (StreamConnection). Nothing more is read between the two.
+ */
+export class UpgradedInput {
+  private readonly splitter: LineSplitter;
+  private readonly held: Buffer[] = [];
+  private sink: StreamConnection<unknown, unknown> | undefined;
+  private firstLine: { resolve: (v: unknown) => void; reject: (e: unknown) => void } | undefined;
+  private readonly firstValue: Promise<unknown>;
+  private gotFirst = false;
+
+  constructor(
+    private readonly sock: Socket,
+    maxBytes: number,
+    private readonly onFirst: () => void,
+  ) {
+    this.splitter = new LineSplitter(maxBytes);
+    this.firstValue = new Promise((resolve, reject) => (this.firstLine = { resolve, reject }));
+    this.firstValue.catch(() => undefined);
+  }
+
+  /** Starts reading, after the 101 (`head`: bytes node:http read past the request headers). */
+  start(head: Buffer): void {
+    this.sock.on('data', (c: Buffer) => this.push(c));
+    this.sock.on('close', () => this.firstLine?.reject(new AppError('cancelled', 'the client went away')));
+    if (head.length > 0) this.push(head);
+  }
+
+  first(): Promise<unknown> {
+    return this.firstValue;
+  }
+
+  attach(conn: StreamConnection<unknown, unknown>): void {
+    this.sink = conn;
+    for (const line of this.held.splice(0)) conn.pushLine(line);
+    this.sock.resume();
+  }
+
+  private push(chunk: Buffer): void {
+    let lines: Buffer[];
+    try {
+      lines = this.splitter.push(chunk);
+    } catch (e) {
+      const err = e instanceof AppError ? e : badRequest(String(e));
+      if (!this.gotFirst) this.firstLine?.reject(err);
+      this.sink?.fail(err);
+      this.sock.pause();
+      return;
+    }
+    for (const line of lines) {
+      if (this.sink) this.sink.pushLine(line);
+      else if (this.gotFirst) this.held.push(line);
+      else this.takeFirst(line);
+    }
+  }
+
+  private takeFirst(line: Buffer): void {
+    let v: unknown;
+    try {
+      v = parseLine(line);
+    } catch (e) {
+      this.gotFirst = true;
+      this.sock.pause();
+      return this.firstLine?.reject(e);
+    }
+    if (v === undefined) return; // blank lines are skipped
+    this.gotFirst = true;
+    this.onFirst();
+    // The stream reads on once its handler is attached.
+    this.sock.pause();
+    this.firstLine?.resolve(v);
+  }
+}
+
+/**
+ * Runs a streaming method's handler with the upgraded connection as its channel. A bad
+ * client frame ends the operation at once: the handler is cancelled and the
+ * request is answered with the bad frame's error.
+ */
+export async function serveStream(
+  stream: { sock: Socket; input: UpgradedInput },
+  schema: z.ZodType,
+  method: string,
+  abort: AbortController,
+  zodMessage: (e: ZodError, root: string) => string,
+  run: (ch: StreamChannel<unknown, unknown>) => unknown,
+): Promise<unknown> {
+  const conn = new StreamConnection<unknown, unknown>(stream.sock, schema, method, zodMessage);
+  stream.input.attach(conn);
+  const handled = Promise.resolve().then(() => run(conn));
+  const bad = conn.badFrame.then((e) => {
+    abort.abort();
+    throw e;
+  });
+  handled.catch(() => undefined);
+  bad.catch(() => undefined);
+  return Promise.race([handled, bad]);
 }

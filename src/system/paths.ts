@@ -52,6 +52,11 @@ export class Paths {
   get stateLock(): string {
     return join(this.stateDir, 'bangerd.lock');
   }
+  /** The TCP API listener's bearer token (0600; daemon/api-token.ts). */
+  get apiToken(): string {
+    return join(this.stateDir, 'api-token');
+  }
+
   get daemonLog(): string {
     return join(this.stateDir, 'bangerd.log');
   }

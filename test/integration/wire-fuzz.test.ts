@@ -1,25 +1,25 @@
 /**
  * Integration (no network, no VMs): throws random, truncated, oversized,
- * binary and non-object request lines at a real bangerd's socket for a
+ * binary and malformed HTTP requests (docs/http-api.md) at a real bangerd's socket for a
  * bounded time and count. Every connection must end (answered or closed), no
- * answer may be anything but a well-formed result or error, the daemon must
+ * answer may be anything but a well-formed HTTP response carrying one result or error frame, the daemon must
  * stay up and serve normal requests afterwards, its RSS must stay under a
  * generous bound, and junk must leave no rows in the operations table.
  * BANGER_FUZZ_SEED=<n> replays a run (the seed is printed as a diagnostic).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { ERROR_CODES } from '../../src/errors.js';
 import { TestHome } from '../helpers/home.js';
+import { dial, parseResponse, post } from '../helpers/http-wire.js';
 
 const MAX_CASES = 600;
 const MAX_RUN_MS = 15_000;
 const CONCURRENCY = 8;
-/** Longer than the daemon's request-line timeout (10 s), so a silent client is always closed by the daemon first. */
+/** Longer than the daemon's request timeout (10 s), so a silent client is always closed by the daemon first. */
 const CONNECTION_DEADLINE_MS = 20_000;
 const MiB = 1024 * 1024;
 /** Generous: an idle daemon is well under 100 MiB; the quadratic framing reached ~1 GB on one 100 MB line. */
@@ -37,7 +37,7 @@ before(async () => {
   socket = join(home.runtimeDir, 'bangerd.sock');
   pid = Number(readFileSync(join(home.runtimeDir, 'bangerd.pid'), 'utf8').trim());
   const status = await talk({
-    bytes: [`${JSON.stringify({ method: 'daemon.status', params: {}, version: 'any' })}\n`],
+    bytes: [post({ method: 'daemon.status', params: {}, version: 'any' })],
     expect: 'answer',
     end: false,
   });
@@ -63,11 +63,11 @@ function prng(seed: number): () => number {
 interface Case {
   /** Written in order, each as its own write. */
   bytes: (string | Buffer)[];
-  /** 'answer': a complete non-blank line was sent, so a reply line must come; 'either': a reply or a plain close. */
+  /** 'answer': a complete request (or one the daemon must refuse) was sent, so a response must come; 'either': a response or a plain close. */
   expect: 'answer' | 'either';
   /** Half-close after writing (the daemon sees EOF), else wait for the daemon. */
   end: boolean;
-  /** A stream of this many bytes without a newline (in 64 KiB writes, following backpressure). */
+  /** A chunked body of this many bytes (in 64 KiB chunks, following backpressure). */
   flood?: number;
   /** The request names a real method with a well-formed envelope, so it may be recorded as an operation. */
   known?: boolean;
@@ -75,6 +75,8 @@ interface Case {
 
 interface Outcome {
   lines: unknown[];
+  status: number;
+  malformed: boolean;
   closed: boolean;
   raw: string;
 }
@@ -96,105 +98,135 @@ function generator(rand: () => number): () => Case {
     '',
     'vm.list\u0000',
   ];
-  const valid = (): Record<string, unknown> => ({
+  const valid = (): { method: string; params: unknown; version: string } => ({
     method: pick(['vm.list', 'kernel.list', 'image.list']),
     params: {},
     version,
   });
   const junkValue = (): unknown =>
     pick<unknown>([null, 0, -1, 1e308, true, 'x', '', [], [1, [2]], {}, { a: { b: null } }, text(20)]);
+  const cutAt = (b: Buffer): Buffer => b.subarray(0, int(b.length));
   const kinds: (() => Case)[] = [
-    () => ({ bytes: [Buffer.concat([bytes(int(4096)), Buffer.from('\n')])], expect: 'either', end: rand() < 0.5 }),
+    // Not HTTP at all.
+    () => ({
+      bytes: [Buffer.concat([bytes(int(4096)), Buffer.from('\r\n\r\n')])],
+      expect: 'either',
+      end: rand() < 0.5,
+    }),
     () => ({ bytes: [bytes(1 + int(2048))], expect: 'either', end: true }),
-    () => {
-      const line = JSON.stringify(valid());
-      return { bytes: [`${line.slice(0, int(line.length))}\n`], expect: 'either', end: rand() < 0.5 };
-    },
-    () => ({ bytes: [`${JSON.stringify(junkValue())}\n`], expect: 'answer', end: false }),
-    () => {
-      const req: Record<string, unknown> = valid();
-      req[pick(['method', 'params', 'version', 'op_id'])] = junkValue();
-      return { bytes: [`${JSON.stringify(req)}\n`], expect: 'answer', end: false };
-    },
+    // A valid request cut short.
+    () => ({ bytes: [cutAt(post(valid()))], expect: 'either', end: rand() < 0.5 }),
+    // A valid head, a junk JSON body.
+    () => ({ bytes: [post(valid(), {}, JSON.stringify(junkValue()))], expect: 'answer', end: false, known: true }),
+    // A valid head, a binary body.
+    () => ({ bytes: [post(valid(), {}, bytes(int(512)))], expect: 'answer', end: false, known: true }),
+    // Junk method names, versions, op ids and params.
     () => ({
       bytes: [
-        `${JSON.stringify({ method: pick(methods), params: { ref: text(int(50)), [text(5)]: junkValue() }, version: pick([version, 'old', '']) })}\n`,
+        post({
+          method: encodeURIComponent(pick(methods)),
+          params: { ref: text(int(50)), [text(5)]: junkValue() },
+          version: pick([version, 'old', '']),
+          op_id: pick([undefined, text(8), 'op-x', '']),
+        }),
       ],
       expect: 'answer',
       end: false,
       known: true,
     }),
-    () => ({ bytes: [`${'['.repeat(1 + int(200_000))}\n`], expect: 'answer', end: false }),
-    () => ({
-      bytes: [`{"method":"vm.list","params":{"x":"${'a'.repeat(MiB + int(64 * 1024))}`],
-      expect: 'answer',
-      end: false,
-    }),
+    // Deeply nested JSON.
+    () => ({ bytes: [post(valid(), {}, '['.repeat(1 + int(200_000)))], expect: 'answer', end: false, known: true }),
+    // A body over the limit, declared.
+    () => ({ bytes: [post(valid(), {}, `{"x":"${'a'.repeat(MiB + int(64 * 1024))}"}`)], expect: 'answer', end: false }),
+    // A valid request in small pieces.
     () => {
-      // A valid request in small pieces.
-      const line = `${JSON.stringify(valid())}\n`;
-      const cuts = [0, ...Array.from({ length: 4 }, () => int(line.length)).sort((a, b) => a - b), line.length];
+      const req = post(valid());
+      const cuts = [0, ...Array.from({ length: 4 }, () => int(req.length)).sort((a, b) => a - b), req.length];
       return {
         bytes: cuts
           .slice(1)
-          .map((c, i) => line.slice(cuts[i], c))
-          .filter((s) => s.length > 0),
+          .map((c, i) => req.subarray(cuts[i], c))
+          .filter((b) => b.length > 0),
         expect: 'answer',
         end: false,
         known: true,
       };
     },
+    // Bad header bytes, or an odd verb or target.
     () => ({
       bytes: [
         Buffer.concat([
-          Buffer.from('{"method":"vm.list","params":{},"version":"'),
+          Buffer.from('POST /v1/vm.list HTTP/1.1\r\nbanger-version: '),
           bytes(1 + int(8)),
-          Buffer.from('"}\n'),
+          Buffer.from('\r\ncontent-length: 2\r\n\r\n{}'),
         ]),
+      ],
+      expect: 'either',
+      end: false,
+    }),
+    () => ({
+      bytes: [
+        `${pick(['GET', 'PUT', 'DELETE', 'POST', 'FOO'])} ${pick(['/', '/v1/', '/v1/%zz', '/v1/vm.list?x=1', '*', `/${text(30)}`])} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n`,
       ],
       expect: 'answer',
       end: false,
     }),
-    () => ({ bytes: ['\n\n   \n'], expect: 'either', end: true }),
+    // A stream method upgraded to something else, or not upgraded.
+    () => ({
+      bytes: [
+        `POST /v1/vm.exec HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: ${pick(['websocket', 'h2c', 'banger-stream'])}\r\nbanger-version: old\r\n\r\n`,
+      ],
+      expect: 'answer',
+      end: false,
+    }),
+    // Headers over the limit.
+    () => ({
+      bytes: [`POST /v1/vm.list HTTP/1.1\r\nx-pad: ${'a'.repeat(20_000 + int(50_000))}\r\n\r\n`],
+      expect: 'answer',
+      end: false,
+    }),
+    // A request with an Origin.
+    () => ({ bytes: [post(valid(), { origin: 'https://evil.example' })], expect: 'answer', end: false }),
+    () => ({ bytes: ['\r\n\r\n   \r\n'], expect: 'either', end: true }),
   ];
   let n = 0;
   return () => {
     n++;
-    // A few slow cases at fixed points: 64 MiB without a newline (the daemon
-    // must stop it at 1 MiB), and silent clients the daemon must time out (10 s).
-    if (n === 3 || n === 40) return { bytes: [], expect: 'either', end: false, flood: 64 * MiB };
-    if (n === 5 || n === 60) return { bytes: [`{"method":"vm.li`], expect: 'answer', end: false };
+    // A few slow cases at fixed points: a chunked body of 64 MiB (the daemon must
+    // stop it at 1 MiB), and silent clients the daemon must time out (10 s).
+    if (n === 3 || n === 40)
+      return {
+        bytes: [`POST /v1/vm.list HTTP/1.1\r\nbanger-version: ${version}\r\ntransfer-encoding: chunked\r\n\r\n`],
+        // The 413 may be lost in the reset of a connection still being written to.
+        expect: 'either',
+        end: false,
+        flood: 64 * MiB,
+      };
+    if (n === 5 || n === 60) return { bytes: ['POST /v1/vm.li'], expect: 'answer', end: false };
+    if (n === 7) return { bytes: [cutAt(post(valid()))], expect: 'either', end: false };
     return pick(kinds)();
   };
 }
 
-/** One connection: writes the case, collects reply lines until the daemon closes it (or the deadline). */
+/** One connection: writes the case, reads the response until the daemon closes it (or the deadline). */
 function talk(c: Case): Promise<Outcome> {
   return new Promise((resolve) => {
-    const sock = createConnection(socket);
-    let raw = '';
+    const sock = dial(socket);
+    const parts: Buffer[] = [];
+    let size = 0;
     let closed = false;
     const finish = (): void => {
       clearTimeout(timer);
-      const lines = raw
-        .split('\n')
-        .filter((l) => l.trim() !== '')
-        .map((l) => {
-          try {
-            return JSON.parse(l) as unknown;
-          } catch {
-            return { unparseable: l.slice(0, 200) };
-          }
-        });
-      resolve({ lines, closed, raw: raw.slice(0, 300) });
+      const raw = Buffer.concat(parts);
+      resolve({ ...parseResponse(raw), closed, raw: raw.toString('latin1').slice(0, 300) });
     };
     const timer = setTimeout(() => {
       sock.destroy();
       finish();
     }, CONNECTION_DEADLINE_MS);
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      if (raw.length < 4 * MiB) raw += d;
+    sock.on('data', (d: Buffer) => {
+      if (size < 4 * MiB) parts.push(d);
+      size += d.length;
     });
     sock.on('error', () => undefined);
     sock.on('close', () => {
@@ -204,11 +236,11 @@ function talk(c: Case): Promise<Outcome> {
     sock.on('connect', () => {
       for (const b of c.bytes) sock.write(b);
       if (c.flood !== undefined) {
-        const chunk = Buffer.alloc(64 * 1024, 0x61);
+        const chunk = Buffer.concat([Buffer.from('10000\r\n'), Buffer.alloc(64 * 1024, 0x61), Buffer.from('\r\n')]);
         let left = c.flood;
         const pump = (): void => {
           while (left > 0 && !sock.destroyed) {
-            left -= chunk.length;
+            left -= 64 * 1024;
             if (!sock.write(chunk)) return void sock.once('drain', pump);
           }
         };
@@ -257,9 +289,11 @@ test(
         if (c.known) known++;
         const out = await talk(c);
         peak = Math.max(peak, rss());
-        const what = `${JSON.stringify(c.bytes.map((b) => b.toString().slice(0, 60)))}${c.flood ? ` + ${c.flood} bytes` : ''} → ${out.raw}`;
+        const what = `${JSON.stringify(c.bytes.map((b) => b.toString().slice(0, 200)))}${c.flood ? ` + ${c.flood} bytes` : ''} → ${out.raw}`;
         if (!out.closed) failures.push(`not closed within ${CONNECTION_DEADLINE_MS} ms: ${what}`);
-        if (out.lines.length > 1) failures.push(`more than one reply line: ${what}`);
+        if (out.malformed) failures.push(`not a well-formed HTTP response: ${what}`);
+        if (out.lines.length > 1) failures.push(`more than one frame: ${what}`);
+        if (out.status !== 0 && out.lines.length === 0) failures.push(`a response without a frame: ${what}`);
         const last = out.lines.at(-1) as
           { result?: unknown; error?: { code?: string; message?: string; op_id?: string } } | undefined;
         if (c.expect === 'answer' && last === undefined) failures.push(`no answer: ${what}`);

@@ -12,9 +12,11 @@ export interface DaemonRouteDeps {
   inflight: ReadonlyMap<string, { method: string; started: number }>;
   /** Stops the daemon; called shortly after daemon.stop answers. */
   shutdown: (why: string) => Promise<void>;
+  /** The TCP listener's bearer token (daemon/api-token.ts). */
+  apiToken: { readonly path: string; get(): Promise<string>; rotate(): Promise<string> };
 }
 
-/** daemon.*: status, stop, the operations in flight. */
+/** daemon.*: status, stop, the operations in flight, the API token. */
 export function daemonRoutes(d: DaemonRouteDeps): Routes<'daemon'> {
   return {
     'daemon.status': (): DaemonStatus => ({
@@ -36,5 +38,9 @@ export function daemonRoutes(d: DaemonRouteDeps): Routes<'daemon'> {
         method: o.method,
         running_s: Math.round((Date.now() - o.started) / 1000),
       })),
+    'daemon.api_token': async (p) => ({
+      token: p.rotate === true ? await d.apiToken.rotate() : await d.apiToken.get(),
+      path: d.apiToken.path,
+    }),
   };
 }
