@@ -3,6 +3,8 @@ import { parseSize } from '../config/sizes.js';
 import { badRequest } from '../errors.js';
 import { execFrame, execParams, type ExecOutFrame, type ExecResult } from './exec-contract.js';
 import * as files from './file-contract.js';
+import * as proc from './proc-contract.js';
+export type * from './proc-contract.js';
 export type { ExecInFrame, ExecOutFrame, ExecResult } from './exec-contract.js';
 import type {
   VmView,
@@ -214,6 +216,14 @@ export const methods = {
     z.strictObject({ ref: z.string().min(1), ports: z.array(z.string()).min(1) }),
     returns<VmPublished>(),
   ),
+  'proc.start': unary(proc.startParams, returns<proc.ProcView>()),
+  'proc.exec': unary(proc.execParams, returns<proc.ProcExecResult>()),
+  'proc.read': unary(proc.readParams, returns<proc.ProcRead>()),
+  'proc.write': unary(proc.writeParams, returns<{ written: number }>()),
+  'proc.signal': unary(proc.signalParams, returns<proc.ProcStatus>()),
+  'proc.wait': unary(proc.waitParams, returns<proc.ProcStatus>()),
+  'proc.show': unary(proc.idParams, returns<proc.ProcView>()),
+  'proc.list': unary(proc.listParams, returns<proc.ProcView[]>()),
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),

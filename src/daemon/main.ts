@@ -42,6 +42,8 @@ import { daemonRoutes } from './routes/daemon.js';
 import { imageRoutes } from './routes/image.js';
 import { kernelRoutes } from './routes/kernel.js';
 import { vmRoutes } from './routes/vm.js';
+import { procRoutes } from './routes/proc.js';
+import { VmProcesses } from '../services/vm/processes.js';
 import { FileSync } from '../services/vm/filesync.js';
 import { DaemonServer, type Handlers } from './server.js';
 import { pullWithSshd } from './install-sshd.js';
@@ -185,6 +187,7 @@ export async function main(argv: string[]): Promise<number> {
     log,
   );
 
+  const procs = new VmProcesses({ vms: vmRepo, images: imageRepo, agents, log });
   const started = Date.now();
   const handlers = {} as Handlers;
   const server = new DaemonServer(paths.socket, version, handlers, ops, log);
@@ -240,6 +243,7 @@ export async function main(argv: string[]): Promise<number> {
         ),
     }),
     ...kernelRoutes(kernels),
+    ...procRoutes(procs),
   } satisfies Handlers);
 
   await server.listen();
