@@ -173,6 +173,7 @@ export const methods = {
         nat: z.boolean().optional(),
         start: z.boolean().optional(),
         publish: z.array(z.string()).optional(),
+        ...proc.lifetimeFields,
       })
       .transform(parseVmSpec),
     returns<VmView>(),

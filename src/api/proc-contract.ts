@@ -33,6 +33,19 @@ const startFields = {
   timeout_ms: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
 };
 
+/** vm.create's lifetime fields (services/vm/reaper.ts); a key makes a retried create return the same VM for 24 h. */
+export const lifetimeFields = {
+  idempotency_key: z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]{1,128}$/, '1 to 128 of A-Z a-z 0-9 . _ : -')
+    .optional(),
+  /** Stop (rm: delete) the VM this long after its create. */
+  ttl_ms: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
+  /** Stop (rm: delete) the VM once unused this long. */
+  idle_ttl_ms: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
+  rm: z.boolean().optional(),
+};
+
 export const startParams = z.strictObject({
   ...startFields,
   /** Keep stdin open for proc.write (without it and without `stdin`, input ends at once). */

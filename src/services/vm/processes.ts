@@ -374,11 +374,11 @@ export class VmProcesses {
     };
   }
 
-  /** The VM is going away: its processes end (the agent connection closes with it; this covers the rest). */
-  forgetVm(vmId: string): void {
+  /** The VM is going away (`why`): its processes end with that error and are dropped. */
+  forgetVm(vmId: string, why = 'the VM stopped'): void {
     for (const p of this.procs.values()) {
       if (p.vm.id !== vmId) continue;
-      p.end({ error: 'the VM stopped' });
+      p.end({ error: why });
       this.procs.delete(p.id);
     }
     this.activity.delete(vmId);
