@@ -225,6 +225,8 @@ export const methods = {
   'proc.wait': unary(proc.waitParams, returns<proc.ProcStatus>()),
   'proc.show': unary(proc.idParams, returns<proc.ProcView>()),
   'proc.list': unary(proc.listParams, returns<proc.ProcView[]>()),
+  'fs.read': unary(proc.fsReadParams, returns<proc.FsReadResult>()),
+  'fs.write': unary(proc.fsWriteParams, returns<proc.FsWriteResult>()),
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),

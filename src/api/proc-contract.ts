@@ -13,8 +13,11 @@ const procId = z.string().regex(/^p-[0-9a-f]{12}$/, 'a process id as proc.start 
 const MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
 /** The longest a read or wait blocks before it answers anyway (the client asks again). */
 export const MAX_WAIT_MS = 60_000;
-/** Stdin given with proc.start / proc.exec, and each proc.write. */
-export const MAX_STDIN_BYTES = 4 * 1024 * 1024;
+/**
+ * Stdin given with proc.start / proc.exec, each proc.write, and each fs.write: within one request
+ * line of the wire (api/protocol.ts WIRE_LIMITS, 1 MiB) once base64 grew it by a third.
+ */
+export const MAX_STDIN_BYTES = 512 * 1024;
 /** The most one proc.read returns per stream. */
 export const MAX_READ_BYTES = 1024 * 1024;
 
@@ -127,4 +130,35 @@ export interface ProcExecResult extends ProcStatus {
   stderr: string;
   stdout_lost: number;
   stderr_lost: number;
+}
+
+/** fs.read answers files up to this size (larger ones: vm.file_get). */
+export const MAX_FS_READ_BYTES = 16 * 1024 * 1024;
+
+const guestPath = z.string().startsWith('/', 'an absolute guest path').max(4096);
+
+export const fsReadParams = z.strictObject({
+  ref: z.string().min(1),
+  path: guestPath,
+  max_bytes: z.number().int().positive().max(MAX_FS_READ_BYTES).optional(),
+});
+
+export const fsWriteParams = z.strictObject({
+  ref: z.string().min(1),
+  path: guestPath,
+  data: z.base64().max(Math.ceil(MAX_STDIN_BYTES / 3) * 4),
+  mode: z.number().int().min(0).max(0o7777).optional(),
+});
+
+export interface FsReadResult {
+  path: string;
+  data: string;
+  mode: number;
+  size: number;
+}
+
+export interface FsWriteResult {
+  path: string;
+  size: number;
+  mode: number;
 }

@@ -42,7 +42,8 @@ import { daemonRoutes } from './routes/daemon.js';
 import { imageRoutes } from './routes/image.js';
 import { kernelRoutes } from './routes/kernel.js';
 import { vmRoutes } from './routes/vm.js';
-import { procRoutes } from './routes/proc.js';
+import { fsRoutes, procRoutes } from './routes/proc.js';
+import { VmFileOps } from '../services/vm/fileops.js';
 import { VmProcesses } from '../services/vm/processes.js';
 import { VmReaper } from '../services/vm/reaper.js';
 import { LifetimeRepo } from '../store/lifetimes.js';
@@ -260,6 +261,7 @@ export async function main(argv: string[]): Promise<number> {
     }),
     ...kernelRoutes(kernels),
     ...procRoutes(procs),
+    ...fsRoutes(new VmFileOps({ vms: vmRepo, images: imageRepo, agents })),
   } satisfies Handlers);
 
   await server.listen();

@@ -1,3 +1,4 @@
+import type { VmFileOps } from '../../services/vm/fileops.js';
 import type { VmProcesses } from '../../services/vm/processes.js';
 import type { Routes } from '../server.js';
 
@@ -12,5 +13,13 @@ export function procRoutes(procs: VmProcesses): Routes<'proc'> {
     'proc.wait': (p, ctx) => procs.wait(p, ctx),
     'proc.show': (p) => procs.get(p.id).view(),
     'proc.list': (p) => procs.list(p.ref),
+  };
+}
+
+/** fs.*: whole small guest files in one call (services/vm/fileops.ts). */
+export function fsRoutes(files: VmFileOps): Routes<'fs'> {
+  return {
+    'fs.read': (p, ctx) => files.read(p, ctx),
+    'fs.write': (p, ctx) => files.write(p, ctx),
   };
 }
