@@ -13,7 +13,7 @@ const noTestImports = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'guest-src/'] },
+  { ignores: ['dist/', 'packages/*/dist/', 'node_modules/', 'guest-src/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -159,3 +159,17 @@ test('proc: an image without the agent is refused naming image refresh; an unkno
   );
   assert.throws(() => procs.get('p-000000000000'), /no process p-000000000000/);
 });
+
+test('proc.start whose client went away while it started kills the command (nobody has its id)', async () => {
+  const c = ctx();
+  let aborted = false;
+  const { procs } = await setup({
+    command: (x) => {
+      x.onAbort(() => (aborted = true));
+      c.abort();
+    },
+  });
+  await assert.rejects(procs.start({ ref: 'dev', argv: ['sleep'] }, c), /cancelled/);
+  for (let i = 0; i < 500 && !aborted; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(aborted, true);
+});

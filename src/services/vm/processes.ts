@@ -213,6 +213,11 @@ export class VmProcesses {
       });
     await ready;
     this.procs.set(proc.id, proc);
+    if (ctx.signal.aborted) {
+      // The client went away before it learned the id: nobody could ever stop this command.
+      proc.exec?.abort();
+      throw cancelled();
+    }
     this.trim();
     return proc;
   }
