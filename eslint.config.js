@@ -41,7 +41,7 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': 'off' },
   },
   {
-    files: ['bin/*.js', 'scripts/*.mjs', 'eslint.config.js'],
+    files: ['bin/*.js', 'scripts/*.mjs', 'examples/*.mjs', 'eslint.config.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
 );

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { FakeAgent, type FakeExecIO } from '../../../test/fakes/agent.js';
-import { Banger, BangerTimeoutError, ExecError, type Transport } from '../../../packages/sdk/src/index.js';
+import { Banger, BangerTimeoutError, ExecError, type Transport } from '@banger/sdk';
 import { AgentClient } from '../../agent/client.js';
 import { duplexPair } from '../../agent/duplex-pair.js';
 import { isMethod, methods } from '../../api/methods.js';
