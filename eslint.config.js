@@ -13,7 +13,7 @@ const noTestImports = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'guest-src/'] },
+  { ignores: ['dist/', 'packages/*/dist/', 'node_modules/', 'guest-src/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -41,7 +41,7 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': 'off' },
   },
   {
-    files: ['bin/*.js', 'scripts/*.mjs', 'eslint.config.js'],
+    files: ['bin/*.js', 'scripts/*.mjs', 'examples/*.mjs', 'eslint.config.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
 );

@@ -3,6 +3,8 @@ import { parseSize } from '../config/sizes.js';
 import { badRequest } from '../errors.js';
 import { execFrame, execParams, type ExecOutFrame, type ExecResult } from './exec-contract.js';
 import * as files from './file-contract.js';
+import * as proc from './proc-contract.js';
+export type * from './proc-contract.js';
 export type { ExecInFrame, ExecOutFrame, ExecResult } from './exec-contract.js';
 import type {
   VmView,
@@ -176,6 +178,7 @@ export const methods = {
         nat: z.boolean().optional(),
         start: z.boolean().optional(),
         publish: z.array(z.string()).optional(),
+        ...proc.lifetimeFields,
       })
       .transform(parseVmSpec),
     returns<VmView>(),
@@ -219,6 +222,16 @@ export const methods = {
     z.strictObject({ ref: z.string().min(1), ports: z.array(z.string()).min(1) }),
     returns<VmPublished>(),
   ),
+  'proc.start': unary(proc.startParams, returns<proc.ProcView>()),
+  'proc.exec': unary(proc.execParams, returns<proc.ProcExecResult>()),
+  'proc.read': unary(proc.readParams, returns<proc.ProcRead>()),
+  'proc.write': unary(proc.writeParams, returns<{ written: number }>()),
+  'proc.signal': unary(proc.signalParams, returns<proc.ProcStatus>()),
+  'proc.wait': unary(proc.waitParams, returns<proc.ProcStatus>()),
+  'proc.show': unary(proc.idParams, returns<proc.ProcView>()),
+  'proc.list': unary(proc.listParams, returns<proc.ProcView[]>()),
+  'fs.read': unary(proc.fsReadParams, returns<proc.FsReadResult>()),
+  'fs.write': unary(proc.fsWriteParams, returns<proc.FsWriteResult>()),
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),

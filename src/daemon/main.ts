@@ -42,12 +42,21 @@ import { daemonRoutes } from './routes/daemon.js';
 import { imageRoutes } from './routes/image.js';
 import { kernelRoutes } from './routes/kernel.js';
 import { vmRoutes } from './routes/vm.js';
+import { fsRoutes, procRoutes } from './routes/proc.js';
+import { VmFileOps } from '../services/vm/fileops.js';
+import { VmProcesses } from '../services/vm/processes.js';
+import { VmReaper } from '../services/vm/reaper.js';
+import { LifetimeRepo } from '../store/lifetimes.js';
+import { quietContext } from '../services/context.js';
 import { FileSync } from '../services/vm/filesync.js';
 import { DaemonServer, type Handlers } from './server.js';
 import { ApiToken } from './api-token.js';
 import { parseApiListen } from '../config/api-listen.js';
 import { pullWithSshd } from './install-sshd.js';
 import { checkEgress } from '../services/image/install-sshd.js';
+
+/** How often VM lifetimes (ttl, idle_ttl) are checked. */
+const REAP_EVERY_MS = 5000;
 
 /** `bangerd --check-migrations`: 0 compatible, 1 needs migration, 2 incompatible. */
 async function checkMigrations(paths: Paths): Promise<number> {
@@ -187,6 +196,16 @@ export async function main(argv: string[]): Promise<number> {
     log,
   );
 
+  const procs = new VmProcesses({ vms: vmRepo, images: imageRepo, agents, log });
+  const reaper = new VmReaper({
+    lifetimes: new LifetimeRepo(db),
+    vms: vmRepo,
+    lastUse: (id) => procs.lastActivity(id),
+    endProcesses: (id, why) => procs.forgetVm(id, why),
+    stop: (id) => vms.stop(id, quietContext('reaper')),
+    delete: (id) => vms.delete(id, quietContext('reaper')),
+    log,
+  });
   const started = Date.now();
   const handlers = {} as Handlers;
   const server = new DaemonServer(paths.socket, version, handlers, ops, log);
@@ -220,6 +239,7 @@ export async function main(argv: string[]): Promise<number> {
       new VmFiles({ vms: vmRepo, images: imageRepo, agents }),
       new FileSync({ entries: config.fileSync, home: paths.home, vms: vmRepo, images: imageRepo, agents, log }),
       new VmWorkspaces(vmRepo),
+      reaper,
     ),
     ...imageRoutes({
       images,
@@ -244,6 +264,8 @@ export async function main(argv: string[]): Promise<number> {
         ),
     }),
     ...kernelRoutes(kernels),
+    ...procRoutes(procs),
+    ...fsRoutes(new VmFileOps({ vms: vmRepo, images: imageRepo, agents })),
   } satisfies Handlers);
 
   await server.listen();
@@ -254,6 +276,9 @@ export async function main(argv: string[]): Promise<number> {
     log.info('API listening on TCP (bearer token required)', { address: `${at.address}:${at.port}` });
   }
   setInterval(() => void vms.capConsoles(), CONSOLE_CHECK_MS).unref();
+  // VM lifetimes (ttl, idle_ttl) from the store: a restarted daemon enforces them at once.
+  void reaper.sweep();
+  setInterval(() => void reaper.sweep(), REAP_EVERY_MS).unref();
   if (config.autoStopStaleAfterMs > 0) {
     const every = Math.min(60_000, Math.max(1000, Math.floor(config.autoStopStaleAfterMs / 4)));
     setInterval(() => void vms.stopStale(config.autoStopStaleAfterMs), every).unref();

@@ -102,6 +102,21 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE vms ADD COLUMN workspace TEXT;
   `,
+  // 9: VM lifetimes (store/lifetimes.ts: ttl, idle_ttl, rm; enforced by services/vm/reaper.ts) and the
+  // idempotency keys of vm.create (a retry with the same key returns the same VM for 24 h).
+  `
+  CREATE TABLE vm_lifetimes (
+    vm_id        TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE,
+    deadline_at  TEXT,
+    idle_ttl_ms  INTEGER,
+    rm           INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE idempotency_keys (
+    key          TEXT PRIMARY KEY,
+    vm_id        TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+    created_at   TEXT NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

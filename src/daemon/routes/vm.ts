@@ -7,6 +7,7 @@ import type { VmFiles } from '../../services/vm/files.js';
 import type { FileSync } from '../../services/vm/filesync.js';
 import type { VmService } from '../../services/vm/service.js';
 import type { VmWorkspaces } from '../../services/vm/workspace.js';
+import type { VmReaper } from '../../services/vm/reaper.js';
 import type { Routes } from '../server.js';
 
 function checkSignal(sig: string | undefined): NodeJS.Signals {
@@ -22,11 +23,15 @@ export function vmRoutes(
   files: VmFiles,
   sync: FileSync | undefined,
   ws: VmWorkspaces,
+  reaper?: VmReaper,
 ): Routes<'vm'> {
   const synced = async (was: string | undefined, view: VmView, ctx: OpContext): Promise<VmView> =>
     sync && was !== 'running' ? sync.afterBoot(view, ctx) : view;
   return {
-    'vm.create': async (p, ctx) => synced(undefined, await vms.create(p, ctx), ctx),
+    'vm.create': async (p, ctx) => {
+      const create = async (q: typeof p, c: OpContext): Promise<VmView> => synced(undefined, await vms.create(q, c), c);
+      return reaper ? reaper.create(p, ctx, create, (id) => vms.show(id)) : create(p, ctx);
+    },
     'vm.list': () => vms.list(),
     'vm.resolve': (p) => vms.resolveMany(p.refs),
     'vm.start': async (p, ctx) => synced(vms.resolve(p.ref).state, await vms.start(p.ref, ctx), ctx),

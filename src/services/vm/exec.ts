@@ -46,7 +46,7 @@ interface Planned {
 }
 
 /** A guest file's text, '' when it does not exist. */
-async function guestText(c: AgentClient, path: string): Promise<string> {
+export async function guestText(c: AgentClient, path: string): Promise<string> {
   try {
     return (await c.getFile(path, { maxBytes: MAX_ACCOUNT_FILE_BYTES })).data.toString('utf8');
   } catch (e) {

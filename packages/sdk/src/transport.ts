@@ -1,0 +1,55 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { BangerError } from './errors.js';
+
+/*
+ * The SDK's one seam to the daemon: a unary call by method name. Everything
+ * else in the SDK is written against `Transport`. Today it is the CLI's own
+ * daemon client (socket discovery, auto-start, version swap: src/cli/connect.ts
+ * of this repo, loaded from its build); swapping the wire means changing only
+ * this file.
+ */
+
+export interface CallOptions {
+  signal?: AbortSignal | undefined;
+}
+
+export interface Transport {
+  call(method: string, params: unknown, opts: CallOptions): Promise<unknown>;
+}
+
+interface ConnectModule {
+  sdkTransport(env?: NodeJS.ProcessEnv): Transport;
+}
+
+/** dist/src/cli/connect.js of the banger package this SDK sits in (packages/sdk/dist → the repo root). */
+function cliConnectModule(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return pathToFileURL(join(here, '..', '..', '..', 'dist', 'src', 'cli', 'connect.js')).href;
+}
+
+/** The default transport: the CLI's daemon client; daemon errors become BangerError. */
+export async function defaultTransport(env?: NodeJS.ProcessEnv): Promise<Transport> {
+  let mod: ConnectModule;
+  try {
+    mod = (await import(cliConnectModule())) as ConnectModule;
+  } catch (e) {
+    throw new BangerError(
+      'operation_failed',
+      `cannot load banger's daemon client: ${e instanceof Error ? e.message : String(e)}`,
+      'build banger first (`npm ci && npm run build` at the repo root)',
+    );
+  }
+  const inner = mod.sdkTransport(env);
+  return {
+    async call(method, params, opts) {
+      try {
+        return await inner.call(method, params, opts);
+      } catch (e) {
+        const plain = (e as { banger?: { code: string; message: string; hint?: string } }).banger;
+        if (plain) throw new BangerError(plain.code, plain.message, plain.hint);
+        throw e;
+      }
+    },
+  };
+}

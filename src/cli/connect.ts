@@ -1,0 +1,48 @@
+import { NodeRunner } from '../system/node-runner.js';
+import { Paths } from '../system/paths.js';
+import { bangerVersion } from '../version.js';
+import { DaemonClient, RemoteError } from './client.js';
+
+/*
+ * The daemon client as the CLI builds it (same paths, same auto-start and
+ * version swap), for other programs in this package: @banger/sdk's transport
+ * (packages/sdk/src/transport.ts) loads this module.
+ */
+
+export function daemonClient(env: NodeJS.ProcessEnv = process.env): DaemonClient {
+  const uid = process.getuid?.() ?? 0;
+  return new DaemonClient(new Paths(env, uid), new NodeRunner(), bangerVersion());
+}
+
+/** A daemon error as plain fields (the SDK has its own error classes). */
+export interface PlainError {
+  code: string;
+  message: string;
+  hint?: string;
+}
+
+/** One unary call by method name; errors from the daemon become {code, message, hint}. */
+export function sdkTransport(env: NodeJS.ProcessEnv = process.env): {
+  call(method: string, params: unknown, opts: { signal?: AbortSignal }): Promise<unknown>;
+} {
+  const client = daemonClient(env);
+  return {
+    async call(method, params, opts) {
+      try {
+        // The contract's table types each method; the SDK calls by name and carries its own types.
+        return await (client.call as (m: string, p: unknown, o: { signal?: AbortSignal }) => Promise<unknown>)(
+          method,
+          params,
+          opts.signal ? { signal: opts.signal } : {},
+        );
+      } catch (e) {
+        if (e instanceof RemoteError || (e instanceof Error && 'code' in e && typeof e.code === 'string')) {
+          const a = e as Error & { code: string; hint?: string };
+          const plain: PlainError = { code: a.code, message: a.message, ...(a.hint ? { hint: a.hint } : {}) };
+          throw Object.assign(new Error(a.message), { banger: plain });
+        }
+        throw e;
+      }
+    },
+  };
+}
