@@ -107,7 +107,12 @@ test(
     // The guest clock stood still for the > 3 s the VM was paused; resume set it.
     const guestNow = Number((await ok(['vm', 'ssh', name, '--', 'date', '+%s'])).trim());
     const skew = Math.abs(guestNow - Date.now() / 1000);
-    assert.ok(skew < 2.5, `guest clock is ${skew} s off the host's after resume`);
+    const clockLog = home
+      .daemonLog()
+      .split('\n')
+      .filter((l) => /clock|resumed/.test(l))
+      .join('\n');
+    assert.ok(skew < 2.5, `guest clock is ${skew} s off the host's after resume; daemon log:\n${clockLog}`);
 
     // A restarted daemon finds the VMM paused (query-status) and keeps it so.
     await ok(['vm', 'pause', name]);

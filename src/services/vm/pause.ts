@@ -5,6 +5,7 @@ import type { VmRepo, VmRow } from '../../store/vms.js';
 import type { VmmDriver } from '../../vmm/driver.js';
 import type { Logger } from '../context.js';
 import type { VmAgents } from './agent.js';
+import { DEFAULT_PATH } from '../image/oci-config.js';
 import { guestTraits } from './guestops.js';
 import { vmmHandles } from './runtime.js';
 import { transition } from './states.js';
@@ -101,7 +102,7 @@ export class VmPauser {
     if (!(await guestTraits(this.d.images.get(vm.imageId), this.d.log)).agent) return;
     const argv = clockArgv((this.d.now ?? Date.now)());
     const status = await this.d.agents.use(vm, async (c) => {
-      const e = c.exec({ argv });
+      const e = c.exec({ argv, env: { PATH: DEFAULT_PATH } });
       e.stdout.resume();
       e.stderr.resume();
       let timer: NodeJS.Timeout | undefined;
