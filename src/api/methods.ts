@@ -188,6 +188,8 @@ export const methods = {
   'vm.start': unary(vmRef, returns<VmView>()),
   'vm.stop': unary(vmRef, returns<VmView>()),
   'vm.restart': unary(vmRef, returns<VmView>()),
+  'vm.pause': unary(vmRef, returns<VmView>()),
+  'vm.resume': unary(vmRef, returns<VmView>()),
   'vm.kill': unary(
     z.strictObject({
       ref: z.string().min(1),

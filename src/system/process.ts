@@ -71,14 +71,29 @@ export async function waitForExit(pid: number, startTime: number, timeoutMs: num
 /** CPU time (user+system) and resident memory of a process, from /proc. */
 export async function processUsage(pid: number): Promise<{ cpuSeconds: number; rssBytes: number } | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 (f[11], f[12]); rss in pages is field 24 (f[21]).
-    const ticks = Number(f[11]) + Number(f[12]);
-    return { cpuSeconds: ticks / 100, rssBytes: Number(f[21]) * 4096 };
+    return parseProcStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU time (utime + stime, in USER_HZ = 100 ticks a second) and resident size
+ * (pages of 4 KiB) from the text of /proc/<pid>/stat; undefined when it is not
+ * one. The command name (field 2) may hold spaces and parentheses: fields are
+ * counted after its last ')'.
+ */
+export function parseProcStat(text: string): { cpuSeconds: number; rssBytes: number } | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const f = text
+    .slice(close + 2)
+    .trim()
+    .split(' ');
+  // After the name: state is field 3 (f[0]); utime and stime fields 14 and 15 (f[11], f[12]); rss field 24 (f[21]).
+  const [utime, stime, rss] = [f[11], f[12], f[21]].map((x) => (x !== undefined && /^\d+$/.test(x) ? Number(x) : NaN));
+  if (!Number.isFinite(utime) || !Number.isFinite(stime) || !Number.isFinite(rss)) return undefined;
+  return { cpuSeconds: ((utime as number) + (stime as number)) / 100, rssBytes: (rss as number) * 4096 };
 }
 
 /** Split a /proc/<pid>/cmdline (NUL-separated, NUL-terminated) into argv. */

@@ -109,6 +109,12 @@ export interface VmmHandles {
 }
 
 /**
+ * What a live VMM says of its guest's vCPUs: running, paused (`vm pause`),
+ * or anything else (qemu's shutdown, internal-error, migration states ...).
+ */
+export type VmmRunState = 'running' | 'paused' | 'other';
+
+/**
  * One interface for every VMM. Services hold a VmmDriver and never branch on
  * which one it is.
  */
@@ -126,6 +132,12 @@ export interface VmmDriver {
   /** Stops the VMM now (no guest shutdown); resolves when the process is gone. */
   kill(handles: VmmHandles, signal?: NodeJS.Signals): Promise<void>;
   isAlive(handles: VmmHandles): Promise<boolean>;
+  /** Stops the guest's vCPUs; the process stays with its memory and devices (`vm pause`). */
+  pause(handles: VmmHandles): Promise<void>;
+  /** Lets the vCPUs of a paused guest run again (`vm resume`). */
+  resume(handles: VmmHandles): Promise<void>;
+  /** The run state the VMM reports (reconcile adopts a paused VM as paused). */
+  runState(handles: VmmHandles): Promise<VmmRunState>;
   /** Adds or removes a port forward of a running user-mode VM; absent when the VMM has no user-mode network. */
   forward?(handles: VmmHandles, op: 'add' | 'remove', f: PortForward): Promise<void>;
 }

@@ -326,6 +326,15 @@ const BAD: { name: string; setup?: Step[]; req: Step; opts?: { chunked?: boolean
     req,
     fault: /^The requested operation is not supported after starting the microVM\.$/,
   })),
+  // PATCH /vm (pause / resume)
+  { name: 'pause before boot', req: ['PATCH', '/vm', { state: 'Paused' }], fault: /not supported before starting/ },
+  {
+    name: 'unknown vm state',
+    setup: boot,
+    req: ['PATCH', '/vm', { state: 'Stopped' }],
+    fault: /unknown variant `Stopped`, expected one of `Paused`, `Resumed`/,
+  },
+  { name: 'vm state missing', setup: boot, req: ['PATCH', '/vm', {}], fault: /missing field `state`/ },
   {
     name: 'body errors come before the boot-state check',
     setup: boot,

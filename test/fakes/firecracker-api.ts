@@ -121,7 +121,7 @@ const RW_NONBLOCK = constants.O_RDWR | constants.O_NONBLOCK;
 
 export class FakeFirecracker {
   readonly requests: RecordedRequest[] = [];
-  state: 'Not started' | 'Running' = 'Not started';
+  state: 'Not started' | 'Running' | 'Paused' = 'Not started';
   machine = { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: false };
   bootSource: { kernel_image_path: string; initrd_path?: string; boot_args?: string } | undefined;
   readonly drives: FakeDrive[] = [];
@@ -254,10 +254,19 @@ export class FakeFirecracker {
         return this.putLogger(body(SCHEMAS.logger));
       case 'PUT metrics':
         return this.putMetrics(body(SCHEMAS.metrics));
+      case 'PATCH vm':
+        return this.patchVm(body(SCHEMAS.vm).state as 'Paused' | 'Resumed');
     }
-    const real = ['balloon', 'mmds', 'snapshot', 'vm', 'cpu-config', 'entropy'];
+    const real = ['balloon', 'mmds', 'snapshot', 'cpu-config', 'entropy'];
     if (real.includes(first)) throw fault(`the fake firecracker does not model ${method} /${first}`);
     throw fault(`Invalid request method and/or path: ${method} ${first}.`);
+  }
+
+  /** PATCH /vm: pause or resume the vCPUs of a started VM (again in the same state is accepted). */
+  private patchVm(to: 'Paused' | 'Resumed'): Reply {
+    this.postBoot();
+    this.state = to === 'Paused' ? 'Paused' : 'Running';
+    return { status: 204 };
   }
 
   private preBoot(): void {
@@ -284,7 +293,8 @@ export class FakeFirecracker {
     this.postBoot();
     if (type === 'SendCtrlAltDel') {
       this.ctrlAltDelCount++;
-      if (this.opts.onCtrlAltDel) setImmediate(this.opts.onCtrlAltDel);
+      // A paused guest's vCPUs do not run: nothing acts on the key press.
+      if (this.opts.onCtrlAltDel && this.state === 'Running') setImmediate(this.opts.onCtrlAltDel);
     }
     return { status: 204 };
   }

@@ -126,6 +126,10 @@ export const SCHEMAS = {
   },
   // MetricsConfig has no deny_unknown_fields in firecracker: extra fields are ignored.
   metrics: { denyUnknown: false, fields: { metrics_path: f(str) } },
+  vm: {
+    denyUnknown: true,
+    fields: { state: f(oneOf('Paused', 'Resumed')) },
+  },
   action: {
     denyUnknown: true,
     fields: { action_type: f(oneOf('FlushMetrics', 'InstanceStart', 'SendCtrlAltDel')) },

@@ -37,6 +37,8 @@ export function vmRoutes(
     'vm.start': async (p, ctx) => synced(vms.resolve(p.ref).state, await vms.start(p.ref, ctx), ctx),
     'vm.stop': (p, ctx) => vms.stop(p.ref, ctx),
     'vm.restart': async (p, ctx) => synced(undefined, await vms.restart(p.ref, ctx), ctx),
+    'vm.pause': (p) => vms.pauser.pause(p.ref),
+    'vm.resume': (p) => vms.pauser.resume(p.ref),
     'vm.kill': (p) => vms.kill(p.ref, checkSignal(p.signal)),
     'vm.set': (p, ctx) => vms.set(p.ref, p, ctx),
     'vm.prune': (_p, ctx) => vms.prune(ctx),

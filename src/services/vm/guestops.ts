@@ -12,6 +12,7 @@ import { FIRST_AGENT_ASSETS, ORDERLY_SHUTDOWN_ASSETS, type VmAgents } from './ag
 import type { GuestTraits } from './boot.js';
 import type { Publication } from './portspec.js';
 import { publishedView } from './publish.js';
+import { notRunning } from './states.js';
 
 /* What the guest agent answers about a running VM: health and listening ports. */
 
@@ -41,11 +42,7 @@ export async function guestTraits(image: ImageRow | undefined, log: Logger): Pro
 
 /** Refuses a VM that is not running, or whose image has no agent, with what to do. */
 export function checkAgentVm(vm: VmRow, image: ImageRow | undefined, what: string): void {
-  if (vm.state !== 'running')
-    throw precondition(
-      `VM "${vm.name}" is ${vm.state}; ${what} needs it running`,
-      `start it with \`banger vm start ${vm.name}\``,
-    );
+  if (vm.state !== 'running') throw notRunning(vm, what);
   if (!image || image.assetsVersion < FIRST_AGENT_ASSETS) {
     const name = image?.name ?? vm.imageId;
     throw precondition(

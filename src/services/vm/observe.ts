@@ -9,6 +9,7 @@ import type { Logger } from '../context.js';
 import type { GuestTraits } from './boot.js';
 import { CONSOLE_MAX_BYTES, cutConsole, LOGS_TAIL_BYTES, previousLog, readConsoleTail } from './console.js';
 import type { RuntimeFiles } from './runtime.js';
+import { isLive } from './states.js';
 import type { VmmChoice } from '../../vmm/choice.js';
 
 /* What users see of VMs: the view, console logs, and process/guest stats. Reads only. */
@@ -98,7 +99,7 @@ export interface UptimeAgents {
 }
 
 /**
- * VMM process cpu/memory from /proc; guest uptime from the agent's health when
+ * VMM process cpu/memory from /proc (running and paused VMs); guest uptime from the agent's health when
  * the guest has one (no sshd needed), else (or when it does not answer) over ssh.
  */
 export async function vmStats(
@@ -109,9 +110,10 @@ export async function vmStats(
   guestOf: (vm: VmRow) => Promise<GuestTraits>,
 ): Promise<VmStats> {
   const base = { name: vm.name, state: vm.state, pid: null, cpu_seconds: null, rss_bytes: null, guest_uptime_s: null };
-  if (vm.state !== 'running' || !vm.handles) return base;
+  if (!isLive(vm.state) || !vm.handles) return base;
   const usage = await processUsage(vm.handles.pid);
-  const guest = await guestOf(vm);
+  // A paused guest answers nothing until resumed: only its VMM process is read.
+  const guest = vm.state === 'paused' ? { agent: false, sshd: false, orderlyShutdown: false } : await guestOf(vm);
   let up = guest.agent
     ? await agents.health(vm).then(
         (h) => h.uptimeMs / 1000,

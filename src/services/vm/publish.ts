@@ -15,6 +15,7 @@ import {
   type Publication,
 } from './portspec.js';
 import { vmmHandles } from './runtime.js';
+import { isLive } from './states.js';
 
 /*
  * Published ports (issue 14): recorded on the VM (store/ports.ts) from
@@ -98,7 +99,7 @@ export class VmPublisher {
   /** Daemon start: the relays of running bridge-mode VMs open again (they died with the last daemon). */
   async startup(vms: readonly VmRow[]): Promise<void> {
     for (const vm of vms) {
-      if (vm.state !== 'running' || vm.networkMode !== 'bridge') continue;
+      if (!isLive(vm.state) || vm.networkMode !== 'bridge') continue;
       await this.up(vm).catch((e: unknown) =>
         this.d.log.warn('cannot publish the ports of a running VM again', { name: vm.name, error: String(e) }),
       );

@@ -4,7 +4,7 @@ import type { VmmDriver } from '../../vmm/driver.js';
 import type { Logger } from '../context.js';
 import type { VmDisks } from './disks.js';
 import { vmmHandles, type RuntimeFiles } from './runtime.js';
-import type { VmState } from './states.js';
+import { isLive, type VmState } from './states.js';
 
 export interface ReconcileDeps {
   vms: VmRepo;
@@ -27,8 +27,11 @@ export interface ReconcileDeps {
  * - `starting` (a start whose boot was never confirmed) and `stopping` (a
  *   stop that was asked for): the VMM, if any, is killed; the VM is stopped
  *   with its disks, and `vm start` works again.
- * - `running`: adopted when its VMM is alive (same pid and start time),
- *   else marked stopped.
+ * - `running` and `paused`: adopted when its VMM is alive (same pid and
+ *   start time), else marked stopped. The VMM's run state says which of the
+ *   two it is (a daemon killed between a pause and its state write); a VMM
+ *   that does not answer keeps the recorded state. A paused VM is never taken
+ *   for a dead one: its process lives, only its vCPUs are stopped.
  * The VMM is found by the handles recorded right after its spawn
  * (handles.json, else the store's copy); a VM interrupted before even those
  * were written has its VMM found by its control socket on the process's
@@ -48,7 +51,7 @@ export async function reconcileVms(d: ReconcileDeps): Promise<void> {
   for (const vm of d.vms.list()) {
     if (vm.state === 'stopped' || vm.state === 'error') continue;
     const { handles, problem } = await d.runtime.handles(vm);
-    if (problem !== undefined && handles === undefined && vm.state === 'running') {
+    if (problem !== undefined && handles === undefined && isLive(vm.state)) {
       // Nothing says which process is its VMM: marking it stopped could orphan a live one.
       d.log.error('cannot tell whether the VMM of a VM still runs; marking it error', { name: vm.name, problem });
       d.transition(vm.id, 'error');
@@ -67,13 +70,14 @@ export async function reconcileVms(d: ReconcileDeps): Promise<void> {
       }
       continue;
     }
-    // running, or starting (a start interrupted after its VMM was spawned): a live VMM is adopted.
+    // running, paused, or starting (a start interrupted after its VMM was spawned): a live VMM is adopted.
     const alive = handles ? await d.driver.isAlive(vmmHandles(handles)) : false;
-    if (alive) {
-      d.log.info('adopted running VM', { name: vm.name, pid: handles?.pid });
+    if (alive && handles) {
+      const to = await adoptedState(d, vm, handles);
+      d.log.info(`adopted ${to} VM`, { name: vm.name, pid: handles.pid });
       // A row that lost its handles (known only through handles.json) gets them back.
-      const patch = { handles, sshPort: handles?.sshPort ?? vm.sshPort };
-      if (vm.state !== 'running') d.transition(vm.id, 'running', patch);
+      const patch = { handles, sshPort: handles.sshPort ?? vm.sshPort };
+      if (vm.state !== to) d.transition(vm.id, to, patch);
       else if (!vm.handles) d.vms.update(vm.id, patch);
       continue;
     }
@@ -82,6 +86,17 @@ export async function reconcileVms(d: ReconcileDeps): Promise<void> {
     await d.runtime.clear(vm.id);
     d.transition(vm.id, 'stopped', { handles: undefined, sshPort: undefined });
   }
+}
+
+/** What a live VMM's VM is: paused or running as its VMM says; the recorded state when it does not say. */
+async function adoptedState(d: ReconcileDeps, vm: VmRow, h: VmHandles): Promise<'running' | 'paused'> {
+  const recorded = vm.state === 'paused' ? 'paused' : 'running';
+  if (vm.state === 'starting') return recorded;
+  const says = await d.driver.runState(vmmHandles(h)).catch((e: unknown) => {
+    d.log.warn('cannot read the run state of a VMM; keeping the recorded state', { name: vm.name, error: String(e) });
+    return 'other' as const;
+  });
+  return says === 'other' ? recorded : says;
 }
 
 /** Kills a VM's VMM that has no recorded handles (the daemon died within microseconds of its spawn). */

@@ -35,7 +35,14 @@ import { vmRow } from '../../../test/helpers/rows.js';
 import { NodeRunner } from '../../system/node-runner.js';
 import { signalProcess } from '../../system/process.js';
 import { Paths } from '../../system/paths.js';
-import { PortInUse, type VmmCapabilities, type VmmDriver, type VmmHandles, type VmmSpec } from '../../vmm/driver.js';
+import {
+  PortInUse,
+  type VmmCapabilities,
+  type VmmDriver,
+  type VmmHandles,
+  type VmmRunState,
+  type VmmSpec,
+} from '../../vmm/driver.js';
 import { QEMU_CAPABILITIES } from '../../vmm/qemu/argv.js';
 import { FIRECRACKER_CAPABILITIES } from '../../vmm/firecracker/driver.js';
 import { nullLogger, type OpContext } from '../context.js';
@@ -76,6 +83,8 @@ interface FakeVmm {
   host: string;
   /** Pretend time at which the process exits by itself (its guest powered off). */
   exitAt?: number;
+  /** Its vCPUs are stopped (`stop`/PATCH /vm): the guest acts on nothing, a poweroff included. */
+  paused?: boolean;
 }
 
 /**
@@ -140,10 +149,37 @@ class FakeDriver implements VmmDriver {
     return this.procs.get(h.pid)?.startTime === h.startTime;
   }
 
-  /** The guest forwarded on `sshPort` was asked to power off. */
+  /** pause/resume/runState calls, as `<verb> <pid>`. */
+  readonly runCalls: string[] = [];
+  /** What runState answers instead of the fake's own state (a VMM that says something else, or fails). */
+  runStateSays: VmmRunState | 'fail' | undefined;
+
+  async pause(h: VmmHandles): Promise<void> {
+    this.runCalls.push(`pause ${h.pid}`);
+    const p = this.procs.get(h.pid);
+    if (p) p.paused = true;
+  }
+
+  /** resume fails (the VMM does not take `cont`). */
+  failResume = false;
+
+  async resume(h: VmmHandles): Promise<void> {
+    this.runCalls.push(`resume ${h.pid}`);
+    if (this.failResume) throw new AppError('operation_failed', 'QMP cont failed');
+    const p = this.procs.get(h.pid);
+    if (p) p.paused = false;
+  }
+
+  async runState(h: VmmHandles): Promise<VmmRunState> {
+    this.runCalls.push(`runState ${h.pid}`);
+    if (this.runStateSays === 'fail') throw new AppError('operation_failed', 'QMP query-status timed out');
+    return this.runStateSays ?? (this.procs.get(h.pid)?.paused ? 'paused' : 'running');
+  }
+
+  /** The guest forwarded on `sshPort` was asked to power off (a paused guest does nothing). */
   poweroff(sshPort: number, host = '127.0.0.1'): void {
     for (const p of this.procs.values()) {
-      if (p.sshPort === sshPort && p.host === host && this.poweroffMs !== undefined)
+      if (p.sshPort === sshPort && p.host === host && this.poweroffMs !== undefined && !p.paused)
         p.exitAt = this.clock.now() + this.poweroffMs;
     }
   }
@@ -1309,4 +1345,126 @@ test('boot spans (issue 16): create records each host step of the boot on the ro
   const started = await svc.start('dev', ctx());
   assert.deepEqual(host(started), ['network', 'spawn', 'agent ready', 'ssh ready'], 'a start has no disk steps');
   assert.deepEqual(vms.byName('dev')?.bootTimings, started.boot);
+});
+
+test('pause/resume: the VMM stops and restarts the vCPUs; only running pauses, only paused resumes; list shows paused', async () => {
+  const { svc, vms, driver } = setup();
+  const v = await svc.create({ name: 'dev' }, ctx());
+  const paused = await svc.pauser.pause('dev');
+  assert.equal(paused.state, 'paused');
+  assert.equal(vms.byName('dev')?.state, 'paused');
+  assert.deepEqual(
+    svc.list().map((x) => [x.name, x.state]),
+    [['dev', 'paused']],
+  );
+  assert.deepEqual(driver.runCalls, [`pause ${v.pid}`]);
+  const refused = (re: RegExp, hint: RegExp) => (e: Error & { code?: string; hint?: string }) =>
+    e.code === 'precondition' && re.test(e.message) && hint.test(e.hint ?? '');
+  await assert.rejects(svc.pauser.pause('dev'), refused(/is paused; only a running VM/, /banger vm resume dev/));
+  assert.throws(() => svc.sshInfo('dev'), refused(/is paused; ssh needs it running/, /banger vm resume dev/));
+  await assert.rejects(svc.start('dev', ctx()), refused(/is paused/, /banger vm resume dev/));
+  const stats = await svc.stats('dev');
+  assert.equal(stats.state, 'paused');
+  assert.equal(stats.pid, v.pid, 'a paused VM is live: its VMM process is read');
+  assert.equal(stats.guest_uptime_s, null, 'the frozen guest is not asked');
+  const resumed = await svc.pauser.resume('dev');
+  assert.equal(resumed.state, 'running');
+  assert.deepEqual(driver.runCalls, [`pause ${v.pid}`, `resume ${v.pid}`]);
+  await assert.rejects(svc.pauser.resume('dev'), refused(/is running; only a paused VM can be resumed/, /^$/));
+  await svc.stop('dev', ctx());
+  await assert.rejects(svc.pauser.pause('dev'), refused(/is stopped; only a running VM can be paused/, /^$/));
+  await assert.rejects(svc.pauser.resume('dev'), refused(/is stopped; only a paused VM/, /banger vm start dev/));
+  assert.equal(driver.runCalls.length, 2, 'refused moves never reach the VMM');
+});
+
+test('pause: a paused VM is never auto-stopped (auto_stop_stale_after) nor pruned', async () => {
+  const { svc, vms, driver } = setup();
+  await svc.create({ name: 'parked' }, ctx());
+  await svc.create({ name: 'old' }, ctx());
+  await svc.pauser.pause('parked');
+  const now = Date.now();
+  for (const n of ['parked', 'old']) vms.touch(vms.byName(n)?.id as string, new Date(now - 3_600_000));
+  assert.deepEqual(await svc.stopStale(600_000, now), ['old']);
+  assert.equal(vms.byName('parked')?.state, 'paused');
+  assert.deepEqual((await svc.prune(ctx())).deleted, ['old']);
+  assert.equal(vms.byName('parked')?.state, 'paused');
+  assert.equal(driver.procs.size, 1, 'its VMM lives');
+});
+
+test('stop of a paused VM: the VMM resumes it first, then the guest powers off in order (no grace wait, no signal)', async () => {
+  const { svc, driver, clock, poweroffs } = setup();
+  const v = await svc.create({ name: 'dev' }, ctx());
+  await svc.pauser.pause('dev');
+  const start = clock.now();
+  const stopped = await svc.stop('dev', ctx());
+  assert.equal(stopped.state, 'stopped');
+  assert.deepEqual(driver.runCalls, [`pause ${v.pid}`, `resume ${v.pid}`]);
+  assert.equal(poweroffs.length, 1);
+  assert.deepEqual(driver.signals, [], 'the resumed guest powered off by itself');
+  assert.ok(clock.now() - start < 10_000, 'no wait for a frozen guest');
+});
+
+test('stop of a paused VM whose VMM refuses to resume: killed at once, without asking the frozen guest', async () => {
+  const { svc, driver, clock, poweroffs } = setup();
+  const v = await svc.create({ name: 'dev' }, ctx());
+  await svc.pauser.pause('dev');
+  driver.failResume = true;
+  const start = clock.now();
+  assert.equal((await svc.stop('dev', ctx())).state, 'stopped');
+  assert.deepEqual(poweroffs, [], 'no poweroff sent to a guest that cannot run');
+  assert.deepEqual(driver.signals, [{ pid: v.pid, signal: 'SIGKILL', at: start }]);
+  assert.equal(driver.procs.size, 0);
+});
+
+test('resume sets the guest clock to the host clock through the agent; exec and health on a paused VM name vm resume', async () => {
+  const ran: string[][] = [];
+  const { svc } = setup({
+    agent: {
+      command: (io) => {
+        ran.push([...io.request.argv]);
+        io.exit({ kind: 'exited', code: 0 });
+      },
+    },
+    hasSshd: false,
+  });
+  await svc.create({ name: 'dev' }, ctx());
+  await svc.pauser.pause('dev');
+  await assert.rejects(
+    svc.health('dev'),
+    (e: Error & { hint?: string }) => /is paused/.test(e.message) && /banger vm resume dev/.test(e.hint ?? ''),
+  );
+  assert.equal(ran.length, 0, 'the frozen guest is not asked');
+  const before = Math.floor(Date.now() / 1000);
+  await svc.pauser.resume('dev');
+  const after = Math.ceil(Date.now() / 1000);
+  assert.equal(ran.length, 1);
+  const [date, u, s, at] = ran[0] as string[];
+  assert.deepEqual([date, u, s], ['date', '-u', '-s']);
+  const secs = Number(at?.slice(1));
+  assert.ok(at?.startsWith('@') && secs >= before && secs <= after, `${at} is the host's time`);
+});
+
+test('reconcile: a paused VM stays paused; the VMM run state wins over the recorded one; a dead paused VM is stopped', async () => {
+  const { svc, vms, driver, restart } = setup();
+  const a = await svc.create({ name: 'a' }, ctx());
+  const b = await svc.create({ name: 'b' }, ctx());
+  const c = await svc.create({ name: 'c' }, ctx());
+  const dead = await svc.create({ name: 'dead' }, ctx());
+  for (const n of ['a', 'c', 'dead']) await svc.pauser.pause(n);
+  // b's VMM was paused by a daemon killed before it wrote the state; c's was resumed that way.
+  (driver.procs.get(b.pid as number) as FakeVmm).paused = true;
+  (driver.procs.get(c.pid as number) as FakeVmm).paused = false;
+  driver.procs.delete(dead.pid as number);
+  await restart().reconcile();
+  assert.equal(vms.byName('a')?.state, 'paused');
+  assert.equal(vms.byName('b')?.state, 'paused');
+  assert.equal(vms.byName('c')?.state, 'running');
+  assert.equal(vms.byName('dead')?.state, 'stopped');
+  assert.equal(driver.procs.size, 3, 'no live VMM was killed');
+  assert.ok(driver.procs.has(a.pid as number));
+  // A VMM that does not answer keeps the recorded state.
+  driver.runStateSays = 'fail';
+  await restart().reconcile();
+  assert.equal(vms.byName('a')?.state, 'paused');
+  assert.equal(vms.byName('c')?.state, 'running');
 });

@@ -11,7 +11,7 @@ import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import type { VmmChoice } from '../../vmm/choice.js';
 import type { VmmDriver } from '../../vmm/driver.js';
-import { quietContext, type Logger, type OpContext } from '../context.js';
+import type { Logger, OpContext } from '../context.js';
 import { removeTree } from '../fsutil.js';
 import { KeyedLock } from '../keylock.js';
 import type { ImageService } from '../image/service.js';
@@ -32,7 +32,9 @@ import { capConsoles, consoleLogs, vmStats, vmView, type VmStats } from './obser
 import { reconcileVms } from './reconcile.js';
 import { RuntimeFiles, vmmHandles } from './runtime.js';
 import type { SshKeys } from './sshkeys.js';
-import { transition, type VmState } from './states.js';
+import { notRunning, resumeHint, transition, type VmState } from './states.js';
+import { VmPauser } from './pause.js';
+import { prune, stopStale, type SweepDeps } from './sweep.js';
 import { VmNetworking, type BridgeNetwork } from './vmnet.js';
 import { PortProxies } from '../network/portproxy.js';
 import { VmPublisher } from './publish.js';
@@ -89,6 +91,7 @@ export class VmService {
   private readonly net: VmNetworking;
   /** Published ports: checked at create, applied at start, dropped at stop; vm publish/unpublish. */
   readonly publisher: VmPublisher;
+  readonly pauser: VmPauser;
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
@@ -102,6 +105,13 @@ export class VmService {
       address: (v) => this.net.address(v),
       resolve: (r) => this.resolve(r),
       lock: (id, fn) => this.withLock(id, fn),
+    });
+    this.pauser = new VmPauser({
+      ...d,
+      agents: this.agents,
+      resolve: (r) => this.resolve(r),
+      lock: (id, fn) => this.withLock(id, fn),
+      view: (v) => this.view(v),
     });
     this.boot = new VmBoot({
       ...d,
@@ -215,6 +225,7 @@ export class VmService {
     return this.withLock(vm.id, async () => {
       const cur = this.mustGet(vm.id);
       if (cur.state === 'running') return this.view(cur);
+      if (cur.state === 'paused') throw precondition(`VM "${cur.name}" is paused`, resumeHint(cur.name));
       const image = this.d.images.get(cur.imageId);
       if (!image)
         throw precondition(
@@ -239,9 +250,11 @@ export class VmService {
     return this.withLock(vm.id, async () => {
       const cur = this.mustGet(vm.id);
       if (cur.state === 'stopped') return this.view(cur);
-      if (cur.state === 'running') {
+      if (cur.state === 'running' || cur.state === 'paused') {
+        // A paused VM runs again first and stops as a running one does; killed at once when it cannot (pause.ts).
+        const graceful = cur.state === 'running' || (await this.pauser.thaw(cur));
         this.transition(cur.id, 'stopping');
-        if (cur.handles) await this.boot.powerOff(cur, vmmHandles(cur.handles), await this.guest(cur));
+        if (cur.handles && graceful) await this.boot.powerOff(cur, vmmHandles(cur.handles), await this.guest(cur));
       }
       await this.stopVmm(cur.id, 'stopped');
       this.d.log.info('VM stopped', { name: cur.name });
@@ -276,23 +289,14 @@ export class VmService {
     });
   }
 
-  /** auto_stop_stale_after: stops running VMs no banger command touched for that long. */
-  async stopStale(maxIdleMs: number, now = Date.now()): Promise<string[]> {
-    const stale = this.d.vms.list().filter((v) => v.state === 'running' && now - Date.parse(v.updatedAt) > maxIdleMs);
-    for (const v of stale) {
-      this.d.log.info('stopping a VM untouched for longer than auto_stop_stale_after', { name: v.name });
-      await this.stop(v.id, quietContext('auto-stop')).catch((e: unknown) =>
-        this.d.log.warn('auto-stop failed', { name: v.name, error: String(e) }),
-      );
-    }
-    return stale.map((v) => v.name);
+  /** auto_stop_stale_after: stops running VMs no banger command touched for that long (never a paused one). */
+  stopStale(maxIdleMs: number, now = Date.now()): Promise<string[]> {
+    return stopStale(this.sweeps, maxIdleMs, now);
   }
 
-  /** Deletes every VM that is not running; returns their names. */
-  async prune(ctx: OpContext): Promise<{ deleted: string[] }> {
-    const victims = this.d.vms.list().filter((v) => v.state === 'stopped' || v.state === 'error');
-    for (const v of victims) await this.delete(v.id, ctx);
-    return { deleted: victims.map((v) => v.name) };
+  /** Deletes every VM that is stopped or failed (never a running or paused one); returns their names. */
+  prune(ctx: OpContext): Promise<{ deleted: string[] }> {
+    return prune(this.sweeps, ctx);
   }
 
   async delete(ref: string, _ctx: OpContext): Promise<{ name: string }> {
@@ -304,12 +308,7 @@ export class VmService {
   sshInfo(ref: string): SshInfo {
     const vm = this.resolve(ref);
     this.d.vms.touch(vm.id);
-    if (vm.state !== 'running' || vm.sshPort === undefined) {
-      throw precondition(
-        `VM "${vm.name}" is ${vm.state}; ssh needs it running`,
-        `start it first, or create one with \`banger vm run\``,
-      );
-    }
+    if (vm.state !== 'running' || vm.sshPort === undefined) throw notRunning(vm, 'ssh');
     return this.runtime.sshInfo(vm);
   }
 
@@ -342,9 +341,7 @@ export class VmService {
   /** Startup, after a clean stop or a crash: see reconcile.ts. */
   async reconcile(): Promise<void> {
     await reconcileVms({
-      vms: this.d.vms,
-      driver: this.d.driver,
-      log: this.d.log,
+      ...this.d,
       runtime: this.runtime,
       disks: this.disks,
       transition: (id, to, patch) => this.transition(id, to, patch),
@@ -426,6 +423,11 @@ export class VmService {
     const vm = this.resolve(ref);
     checkAgentVm(vm, this.d.images.get(vm.imageId), what);
     return vm;
+  }
+
+  /** The lifecycle steps the sweeps (sweep.ts) run. */
+  private get sweeps(): SweepDeps {
+    return { ...this.d, stop: (id, ctx) => this.stop(id, ctx), delete: (id, ctx) => this.delete(id, ctx) };
   }
 
   private readonly guest = (vm: VmRow): Promise<GuestTraits> => guestTraits(this.d.images.get(vm.imageId), this.d.log);

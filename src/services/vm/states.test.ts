@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { VmPatch, VmRepo, VmRow } from '../../store/vms.js';
-import { assertTransition, canTransition, transition, TRANSITIONS, VM_STATES, type VmState } from './states.js';
+import {
+  assertTransition,
+  canTransition,
+  isLive,
+  notRunning,
+  transition,
+  TRANSITIONS,
+  VM_STATES,
+  type VmState,
+} from './states.js';
 
 test('transition table covers every state and only names known states', () => {
   for (const s of VM_STATES) {
@@ -18,6 +27,19 @@ test('transitions', () => {
     ['running', 'starting', false],
     ['stopped', 'running', false],
     ['error', 'starting', true],
+    // vm pause / vm resume: pause only from running, resume only from paused; a paused VM can be stopped.
+    ['running', 'paused', true],
+    ['paused', 'running', true],
+    ['paused', 'stopping', true],
+    ['paused', 'stopped', true],
+    ['paused', 'error', true],
+    ['stopped', 'paused', false],
+    ['starting', 'paused', false],
+    ['creating', 'paused', false],
+    ['stopping', 'paused', false],
+    ['error', 'paused', false],
+    ['paused', 'starting', false],
+    ['paused', 'paused', false],
   ];
   for (const [from, to, ok] of cases) assert.equal(canTransition(from, to), ok, `${from} → ${to}`);
 });
@@ -76,5 +98,18 @@ test('transition(): an allowed move writes the state and its patch in one write'
   assert.throws(
     () => transition(repo, 'nope', 'stopped'),
     (e: Error & { code?: string }) => e.code === 'not_found',
+  );
+});
+
+test('notRunning: a paused VM names vm resume, any other state vm start; isLive is running or paused', () => {
+  const paused = notRunning({ name: 'dev', state: 'paused' }, 'ssh');
+  assert.equal(paused.code, 'precondition');
+  assert.equal(paused.message, 'VM "dev" is paused; ssh needs it running');
+  assert.equal(paused.hint, 'resume it with `banger vm resume dev`');
+  for (const s of ['stopped', 'error', 'starting'] as const)
+    assert.equal(notRunning({ name: 'dev', state: s }, 'exec').hint, 'start it with `banger vm start dev`');
+  assert.deepEqual(
+    VM_STATES.filter((s) => isLive(s)),
+    ['running', 'paused'],
   );
 });

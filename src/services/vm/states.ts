@@ -2,7 +2,7 @@ import { AppError, precondition } from '../../errors.js';
 import type { VmPatch, VmRepo } from '../../store/vms.js';
 
 /** The closed set of VM states. */
-export const VM_STATES = ['creating', 'stopped', 'starting', 'running', 'stopping', 'error'] as const;
+export const VM_STATES = ['creating', 'stopped', 'starting', 'running', 'paused', 'stopping', 'error'] as const;
 export type VmState = (typeof VM_STATES)[number];
 
 /** Allowed transitions: from → the states it may move to. */
@@ -11,7 +11,9 @@ export const TRANSITIONS: Readonly<Record<VmState, readonly VmState[]>> = {
   creating: ['stopped', 'starting', 'running', 'error'],
   stopped: ['starting'],
   starting: ['running', 'stopped', 'error'],
-  running: ['stopping', 'stopped', 'error'],
+  running: ['paused', 'stopping', 'stopped', 'error'],
+  // `vm pause`: the VMM lives with its vCPUs stopped; only `vm resume`, a stop or a failure leave it.
+  paused: ['running', 'stopping', 'stopped', 'error'],
   stopping: ['stopped', 'error'],
   error: ['starting', 'stopped'],
 };
@@ -40,4 +42,24 @@ export function transition(vms: Pick<VmRepo, 'get' | 'setState'>, id: string, to
   if (!vm) throw new AppError('not_found', `VM ${id} disappeared`);
   assertTransition(vm.name, vm.state, to);
   vms.setState(id, to, patch);
+}
+
+/** A VM whose VMM process lives (running, or paused with its vCPUs stopped). */
+export function isLive(state: VmState): boolean {
+  return state === 'running' || state === 'paused';
+}
+
+/**
+ * The error for an action that needs a running guest (ssh, exec, files):
+ * a paused VM names `vm resume`, any other state `vm start`.
+ */
+export function notRunning(vm: { name: string; state: VmState }, what: string): AppError {
+  return precondition(
+    `VM "${vm.name}" is ${vm.state}; ${what} needs it running`,
+    vm.state === 'paused' ? resumeHint(vm.name) : `start it with \`banger vm start ${vm.name}\``,
+  );
+}
+
+export function resumeHint(name: string): string {
+  return `resume it with \`banger vm resume ${name}\``;
 }

@@ -2,6 +2,7 @@ import type { Config } from '../../config/config.js';
 import { precondition } from '../../errors.js';
 import type { VmRow } from '../../store/vms.js';
 import type { Logger } from '../context.js';
+import { isLive } from './states.js';
 import { bridgeGuestDns, type BridgeNetwork, type BridgeVm } from '../network/bridge.js';
 
 /** A bridge-mode guest's side of one boot: its static configuration (banger.ip/gw/dns) and its tap. */
@@ -79,7 +80,8 @@ export class VmNetworking {
   async startup(vms: readonly VmRow[]): Promise<void> {
     if (!this.bridge) return;
     const bridged = vms.filter((v) => v.networkMode === 'bridge');
-    const running = bridged.filter((v) => v.state === 'running').map(bridgeVm);
+    // A paused VM keeps its tap and addresses: its VMM lives.
+    const running = bridged.filter((v) => isLive(v.state)).map(bridgeVm);
     const swept = await this.bridge.startup(running, bridged.length > 0);
     if (swept.taps.length + swept.rules.length > 0 || swept.bridge)
       this.log.info('removed host networking of VMs that are gone', { ...swept });

@@ -71,7 +71,8 @@ test('api client: non-2xx becomes operation_failed naming method, path, status a
         method: 'PATCH',
         path: '/vm',
         body: { state: 'Paused' },
-        message: /PATCH \/vm failed with HTTP 400: .*not model/,
+        message:
+          /PATCH \/vm failed with HTTP 400: The requested operation is not supported before starting the microVM\.$/,
       },
       {
         method: 'GET',

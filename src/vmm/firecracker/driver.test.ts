@@ -284,3 +284,28 @@ test('firecracker driver: the tap comes from the spec (bridge), the agent gets a
   const boot = reqs.find((r) => r.path === '/boot-source')?.body as { boot_args: string };
   assert.match(boot.boot_args, / banger\.agent=vsock:1024$/);
 });
+
+test('firecracker driver: pause and resume are PATCH /vm; runState reads GET /; the fake refuses both before boot', async () => {
+  const { host, driver } = setup();
+  const h = await driver.start(spec());
+  const fake = host.only;
+  assert.equal(await driver.runState(h), 'running');
+  await driver.pause(h);
+  assert.equal(fake.state, 'Paused');
+  assert.equal(await driver.runState(h), 'paused');
+  await driver.resume(h);
+  assert.equal(fake.state, 'Running');
+  assert.deepEqual(
+    fake.requests.filter((r) => r.path === '/vm').map((r) => [r.method, r.status, r.body]),
+    [
+      ['PATCH', 204, { state: 'Paused' }],
+      ['PATCH', 204, { state: 'Resumed' }],
+    ],
+  );
+  fake.state = 'Not started';
+  await assert.rejects(
+    driver.pause(h),
+    /PATCH \/vm failed with HTTP 400: The requested operation is not supported before starting/,
+  );
+  assert.equal(await driver.runState(h), 'other');
+});

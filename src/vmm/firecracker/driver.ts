@@ -2,7 +2,7 @@ import { access, open, readFile, rm } from 'node:fs/promises';
 import { AppError, operationFailed, precondition } from '../../errors.js';
 import type { CommandRunner, DetachedOptions } from '../../system/runner.js';
 import { realProcessOps, type ProcessOps } from '../../system/process.js';
-import type { VmmCapabilities, VmmDriver, VmmHandles, VmmSpec } from '../driver.js';
+import type { VmmCapabilities, VmmDriver, VmmHandles, VmmRunState, VmmSpec } from '../driver.js';
 import { AGENT_VSOCK_PORT } from '../../agent/vsock.js';
 import { FirecrackerApi } from './api.js';
 import { firecrackerPlan, type FirecrackerExtra, type FirecrackerLogLevel } from './config.js';
@@ -212,5 +212,24 @@ export class FirecrackerDriver implements VmmDriver {
 
   isAlive(h: VmmHandles): Promise<boolean> {
     return this.proc.isAlive(h.pid, h.startTime);
+  }
+
+  /** PATCH /vm {"state": "Paused"}: firecracker stops the vCPUs (GET / then reports "Paused"). */
+  async pause(h: VmmHandles): Promise<void> {
+    await this.api(h).request('PATCH', '/vm', { state: 'Paused' });
+  }
+
+  /** PATCH /vm {"state": "Resumed"}. */
+  async resume(h: VmmHandles): Promise<void> {
+    await this.api(h).request('PATCH', '/vm', { state: 'Resumed' });
+  }
+
+  async runState(h: VmmHandles): Promise<VmmRunState> {
+    const { state } = await this.api(h).instanceInfo();
+    return state === 'Running' ? 'running' : state === 'Paused' ? 'paused' : 'other';
+  }
+
+  private api(h: VmmHandles): FirecrackerApi {
+    return new FirecrackerApi(h.controlSocket, { timeoutMs: this.opts.apiTimeoutMs });
   }
 }

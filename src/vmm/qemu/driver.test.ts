@@ -9,7 +9,7 @@ import { FakeRunner } from '../../../test/fakes/runner.js';
 import type { ProcessOps } from '../../system/process.js';
 import { PortInUse, type VmmSpec } from '../driver.js';
 import { QemuDriver } from './driver.js';
-import { qmpCommand } from './qmp.js';
+import { qmpCommand, qmpRunState } from './qmp.js';
 
 /*
  * The qemu driver and its QMP client against a fake QMP server on a Unix
@@ -99,6 +99,8 @@ async function fakeQmp(
   onQuit: () => void = () => undefined,
 ): Promise<{ received: string[] }> {
   const received: string[] = [];
+  // What `stop` and `cont` change, as in qemu: query-status reports "paused" after a stop.
+  let status = 'running';
   const sockets = new Set<Socket>();
   const server: Server = createServer((sock) => {
     sockets.add(sock);
@@ -123,8 +125,12 @@ async function fakeQmp(
             onQuit();
             sock.end();
           }
-        } else if (msg.execute === 'query-status') sock.write('{"return": {"status": "running", "running": true}}\n');
-        else
+        } else if (msg.execute === 'query-status')
+          sock.write(`${JSON.stringify({ return: { status, running: status === 'running' } })}\n`);
+        else if (msg.execute === 'stop' || msg.execute === 'cont') {
+          status = msg.execute === 'stop' ? 'paused' : 'running';
+          sock.write('{"return": {}}\n');
+        } else
           sock.write(
             `${JSON.stringify({ error: { class: 'CommandNotFound', desc: `The command ${msg.execute} has not been found` } })}\n`,
           );
@@ -289,4 +295,36 @@ test('QMP client: negotiates, skips events, returns the result; an error reply a
     /QMP query-status on .*silent\.qmp timed out after 100 ms/,
   );
   await assert.rejects(qmpCommand(join(root, 'missing.qmp'), 'quit'), /QMP connection to .*missing\.qmp failed/);
+});
+
+test('qemu driver: pause is QMP stop, resume QMP cont; runState reads query-status', async (t) => {
+  const sock = join(root, 'pause.qmp');
+  const qmp = await fakeQmp(t, sock, 'ignore-quit');
+  const { driver } = driverWith(506);
+  const h = { pid: 506, startTime: 1, controlSocket: sock };
+  assert.equal(await driver.runState(h), 'running');
+  await driver.pause(h);
+  assert.equal(await driver.runState(h), 'paused');
+  await driver.resume(h);
+  assert.equal(await driver.runState(h), 'running');
+  assert.deepEqual(
+    qmp.received.filter((c) => c !== 'qmp_capabilities'),
+    ['query-status', 'stop', 'query-status', 'cont', 'query-status'],
+  );
+  await assert.rejects(driver.pause({ ...h, controlSocket: join(root, 'absent.qmp') }), /QMP connection to/);
+});
+
+test('qmpRunState: only "paused" is paused; every other stopped status is other', () => {
+  const cases: [unknown, string][] = [
+    [{ status: 'running', running: true, singlestep: false }, 'running'],
+    [{ status: 'paused', running: false }, 'paused'],
+    [{ status: 'shutdown', running: false }, 'other'],
+    [{ status: 'internal-error', running: false }, 'other'],
+    [{ status: 'inmigrate', running: false }, 'other'],
+    [{ status: 'running', running: false }, 'other'],
+    [{}, 'other'],
+    [null, 'other'],
+    [undefined, 'other'],
+  ];
+  for (const [reply, want] of cases) assert.equal(qmpRunState(reply), want, JSON.stringify(reply));
 });

@@ -3,10 +3,17 @@ import { readFile } from 'node:fs/promises';
 import { operationFailed } from '../../errors.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { realProcessOps, type ProcessOps } from '../../system/process.js';
-import { PortInUse, type PortForward, type VmmDriver, type VmmHandles, type VmmSpec } from '../driver.js';
+import {
+  PortInUse,
+  type PortForward,
+  type VmmDriver,
+  type VmmHandles,
+  type VmmRunState,
+  type VmmSpec,
+} from '../driver.js';
 import { checkHostfwdReply, hostfwdCommand } from './hostfwd.js';
 import { QEMU_CAPABILITIES, qemuArgv } from './argv.js';
-import { qmpCommand } from './qmp.js';
+import { qmpCommand, qmpRunState } from './qmp.js';
 
 const START_TIMEOUT_MS = 10_000;
 
@@ -106,6 +113,20 @@ export class QemuDriver implements VmmDriver {
 
   isAlive(h: VmmHandles): Promise<boolean> {
     return this.proc.isAlive(h.pid, h.startTime);
+  }
+
+  /** QMP `stop`: the vCPUs halt at once (qemu's run state becomes "paused"). */
+  async pause(h: VmmHandles): Promise<void> {
+    await this.qmp(h.controlSocket, 'stop');
+  }
+
+  /** QMP `cont`: the vCPUs run again. */
+  async resume(h: VmmHandles): Promise<void> {
+    await this.qmp(h.controlSocket, 'cont');
+  }
+
+  async runState(h: VmmHandles): Promise<VmmRunState> {
+    return qmpRunState(await this.qmp(h.controlSocket, 'query-status'));
   }
 
   /** A port forward on the running user netdev, through QMP's human-monitor-command (hostfwd_add/remove). */

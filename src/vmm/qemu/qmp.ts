@@ -1,5 +1,6 @@
 import { createConnection } from 'node:net';
 import { operationFailed } from '../../errors.js';
+import type { VmmRunState } from '../driver.js';
 
 /**
  * Minimal QMP client: connect, negotiate capabilities, run one command, close.
@@ -57,4 +58,16 @@ export function qmpCommand(
       }
     });
   });
+}
+
+/**
+ * The run state in a `query-status` reply ({"status": "paused", "running": false, ...}):
+ * "paused" is only what `stop` leaves; every other stopped status (shutdown,
+ * internal-error, inmigrate ...) is 'other'.
+ */
+export function qmpRunState(reply: unknown): VmmRunState {
+  const r = reply as { status?: unknown; running?: unknown } | null | undefined;
+  if (r?.status === 'running' && r.running === true) return 'running';
+  if (r?.status === 'paused' && r.running === false) return 'paused';
+  return 'other';
 }

@@ -63,7 +63,12 @@ export async function execVm(
     const env = parseEnvFlags(o.env ?? []);
     const view: VmView = await c.client.call('vm.show', { ref });
     if (view.state !== 'running')
-      throw precondition(`VM ${view.name} is ${view.state}`, `start it first: banger vm start ${view.name}`);
+      throw precondition(
+        `VM ${view.name} is ${view.state}`,
+        view.state === 'paused'
+          ? `resume it first: banger vm resume ${view.name}`
+          : `start it first: banger vm start ${view.name}`,
+      );
     const info = await c.client.call('vm.ssh_info', { ref: view.name });
     const ws = view.workspace;
     if (ws && o.guestPath === undefined) {

@@ -41,6 +41,19 @@ export function register(vm: Command, ctx: () => CliContext, act: Act): void {
   registerSimple(vm, ctx, act, 'start', 'vm.start', 'started', 'start stopped VMs (waits for ssh)');
   registerSimple(vm, ctx, act, 'stop', 'vm.stop', 'stopped', 'stop VMs: guest poweroff, then kill after 10 s');
   registerSimple(vm, ctx, act, 'restart', 'vm.restart', 'restarted', 'stop then start VMs (a fresh boot)');
+  for (const [name, verb, description] of [
+    ['pause', 'paused', 'stop the vCPUs of running VMs (processes, memory and devices kept; no CPU used)'],
+    ['resume', 'resumed', 'let paused VMs run again (their clock is set to the host clock)'],
+  ] as const)
+    vm.command(name)
+      .description(description)
+      .argument('<vm...>', 'VM names or ids')
+      .action(
+        act((refs: string[]) => {
+          const c = ctx();
+          return forEachVm(c, refs, verb, (id) => c.client.call(`vm.${name}`, { ref: id }));
+        }),
+      );
   vm.command('kill')
     .description('kill the VMM of VMs at once (no guest shutdown)')
     .argument('<vm...>', 'VM names or ids')
