@@ -20,6 +20,7 @@ import type {
   KernelCatalogView,
   KernelShowView,
   ImageShowView,
+  ImageWarmResult,
   ImageRefreshResult,
   CachePruneResult,
   ExportResult,
@@ -171,6 +172,7 @@ export const methods = {
         nat: z.boolean().optional(),
         start: z.boolean().optional(),
         publish: z.array(z.string()).optional(),
+        cold: z.boolean().optional(),
       })
       .transform(parseVmSpec),
     returns<VmView>(),
@@ -217,6 +219,7 @@ export const methods = {
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),
+  'image.warm': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageWarmResult>()),
   'image.pull': unary(
     z
       .strictObject({

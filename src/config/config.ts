@@ -39,6 +39,8 @@ export interface Config {
   autoStopStaleAfterMs: number;
   /** Most bytes of uncompressed tar an image pull or build may read, all layers together (max_unpacked_size). */
   maxUnpackedBytes: number;
+  /** warm_start: a VM's first start restores from a current template of its spec (SPEC §7.6). */
+  warmStart: boolean;
   /**
    * Test-only (test_install_sshd_offline, docs/TESTING.md): `image pull --install-sshd` skips its egress
    * check and its throwaway VM keeps restrict=on, so tests run it against a fake package manager offline.
@@ -108,6 +110,7 @@ export function defaultConfig(host: HostFacts): Config {
     dnsListen: '127.0.0.1:42069',
     autoStopStaleAfterMs: 0,
     maxUnpackedBytes: DEFAULT_MAX_UNPACKED_BYTES,
+    warmStart: true,
     vmDefaults: {
       vcpu: autoVcpu(host),
       memoryMib: autoMemoryMib(host),
@@ -163,6 +166,7 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.dns_listen !== undefined) cfg.dnsListen = f.dns_listen;
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
   if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
+  if (f.warm_start !== undefined) cfg.warmStart = f.warm_start;
   if (f.test_install_sshd_offline === true) cfg.testInstallSshdOffline = true;
   if (f.test_assume_kvm === true) cfg.testAssumeKvm = true;
 

@@ -219,6 +219,7 @@ export async function main(argv: string[]): Promise<number> {
     ),
     ...imageRoutes({
       images,
+      warm: vms.warm,
       usedBy: (id) => vmRepo.namesByImage(id),
       pullWithSshd: (p, ctx) =>
         pullWithSshd(

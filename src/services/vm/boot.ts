@@ -94,6 +94,8 @@ export class VmBoot {
     ctx: OpContext,
     bridged: BridgedGuest | undefined,
     onSpawn: (h: VmHandles) => Promise<void>,
+    /** incoming: the VMM waits for a saved guest (warm start); template: the guest boots as a template. */
+    opts: { incoming?: boolean; template?: boolean } = {},
   ): Promise<{ handles: VmHandles; sshPort: number }> {
     const user = userNet(this.d.driver);
     const net = bridged ? { guestIp: bridged.ip, gateway: bridged.gateway, dns: bridged.dns } : user;
@@ -123,6 +125,7 @@ export class VmBoot {
       hasModulesDisk: k.modulesDisk !== undefined,
       rootByDevice: k.manifest.initrd !== 'banger',
       tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
+      ...(opts.template ? { template: true } : {}),
     });
     ctx.progress({
       stage: 'boot',
@@ -149,6 +152,7 @@ export class VmBoot {
         controlSocket: this.d.runtime.controlSocket(vm.id),
         vmmLog: join(dir, vmFiles.vmmLog),
         agentSocket: this.d.paths.agentSocket(vm.id),
+        incoming: opts.incoming,
       };
       try {
         const h = await this.d.driver.start(spec, ctx.signal, (spawned) =>

@@ -484,7 +484,13 @@ test('the root disk falls back from qcow2 to a raw copy (root.raw) and records i
     readonly: false,
     serial: 'banger-root',
   });
-  assert.deepEqual(vms.get(v.id)?.rootDisk, { strategy: 'sparse-copy', path: raw, vars: {} }, 'the plan is recorded');
+  const { warm, ...vars } = vms.get(v.id)?.rootDisk?.vars ?? {};
+  assert.deepEqual(
+    { ...vms.get(v.id)?.rootDisk, vars },
+    { strategy: 'sparse-copy', path: raw, vars: {} },
+    'the plan is recorded',
+  );
+  assert.match(warm ?? '', /^cold: /, 'vm show says why the VM booted cold');
   assert.deepEqual(
     runner.calls.map((c) => c.argv[0]),
     ['qemu-img', 'cp', 'cp', 'truncate', 'mkfs.ext4', 'debugfs', 'debugfs'],
