@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { Config } from '../../config/config.js';
 import { errorMessage, precondition } from '../../errors.js';
@@ -21,6 +21,7 @@ import type { VmAgents } from './agent.js';
 import type { VmBoot } from './boot.js';
 import type { VmDisks } from './disks.js';
 import { guestTraits } from './guestops.js';
+import { readHandlesFile } from './handles.js';
 import { newVmRow } from './params.js';
 import { executePlan, rootDiskPlans } from './rootdisk.js';
 import type { RuntimeFiles } from './runtime.js';
@@ -198,6 +199,29 @@ export class WarmStart {
     return { template: await raceAbort(flight, ctx.signal), built: true };
   }
 
+  /**
+   * Startup, before the sweep of VM dirs without a row: the VMM of a template build a killed daemon
+   * left (its handles.json in such a dir) is killed, so no orphan qemu stays; the sweep then removes
+   * the half-made template. `knownIds`: the VM rows.
+   */
+  async killOrphanBuilds(knownIds: ReadonlySet<string>): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.d.paths.vmsDir);
+    } catch {
+      return;
+    }
+    for (const id of names.filter((n) => !knownIds.has(n))) {
+      const file = await readHandlesFile(join(this.d.paths.vmDir(id), vmFiles.handles));
+      if (file.state !== 'ok') continue;
+      if (await this.d.driver.isAlive(file.handles)) {
+        this.d.log.warn('killing the VMM of a template build a stopped daemon left', { pid: file.handles.pid });
+        await this.d.driver.kill(file.handles);
+      }
+      await rm(file.handles.controlSocket, { force: true });
+    }
+  }
+
   /** Image delete: its templates stop serving and go (VMs of a deleted image cannot exist). */
   async removeForImage(imageId: string): Promise<void> {
     await this.store.removeForImage(imageId, this.refs());
@@ -257,6 +281,8 @@ export class WarmStart {
         undefined,
         async (h) => {
           handles = h;
+          // For a daemon killed mid-build: the next startup kills this VMM (killOrphanBuilds).
+          await this.d.runtime.writeHandles(id, h);
         },
         { template: true },
       );
