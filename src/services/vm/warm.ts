@@ -35,6 +35,24 @@ import { TemplateStore, type Template } from './templates.js';
 
 const SAVE_TIMEOUT_MS = 300_000;
 const LOAD_TIMEOUT_MS = 120_000;
+/** A template is saved once the guest's console has been quiet this long (at most QUIET_MAX_MS after agent-ready). */
+const QUIET_MS = 3000;
+const QUIET_MAX_MS = 90_000;
+
+/** Waits until `file` has not grown for `quietMs`, or `maxMs` passed. */
+export async function consoleQuiet(file: string, quietMs: number, maxMs: number, signal: AbortSignal): Promise<void> {
+  const start = Date.now();
+  let size = -1;
+  let since = start;
+  while (Date.now() - start < maxMs && !signal.aborted) {
+    const now = (await stat(file).catch(() => undefined))?.size ?? 0;
+    if (now !== size) {
+      size = now;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 export interface WarmDeps {
   paths: Paths;
@@ -288,6 +306,9 @@ export class WarmStart {
       );
       handles = spawned.handles;
       await this.d.boot.waitReady(row, spawned.handles, ctx, { agent: true, sshd: false, orderlyShutdown: true });
+      // The agent answers early in the boot; what else starts (all but the units behind the identity
+      // gate) should be done before the save, or every restore runs it again.
+      await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
       ctx.progress({ stage: 'template', message: 'saving the guest' });
       await saveState(spawned.handles.controlSocket, join(dir, templateFiles.state), SAVE_TIMEOUT_MS);
       await this.d.driver.kill(spawned.handles);
