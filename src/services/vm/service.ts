@@ -108,6 +108,7 @@ export class VmService {
       runtime: this.runtime,
       agents: this.agents,
       sshWaitTimeoutMs: d.config.sshWaitTimeoutMs,
+      templateBoot: d.config.testTemplateBoot,
     });
   }
 
