@@ -51,6 +51,13 @@ export interface Config {
    * end to end against a fake firecracker (test/fakes/firecracker-bin.ts). Never boots anything real.
    */
   testAssumeKvm?: boolean;
+  /**
+   * Test-only (test_template_boot): every VM boots as a template would (banger.template=1: sshd waits
+   * at the gate) and its boot waits for the agent only; the test opens the gate with refreshIdentity.
+   */
+  testTemplateBoot?: boolean;
+  /** Test-only (test_skip_reseed): refreshIdentity may skip RNDRESEEDCRNG, to show the cloned RNG state. */
+  testSkipReseed?: boolean;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
   provenance: {
     vcpu: Provenance;
@@ -169,6 +176,8 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.warm_start !== undefined) cfg.warmStart = f.warm_start;
   if (f.test_install_sshd_offline === true) cfg.testInstallSshdOffline = true;
   if (f.test_assume_kvm === true) cfg.testAssumeKvm = true;
+  if (f.test_template_boot === true) cfg.testTemplateBoot = true;
+  if (f.test_skip_reseed === true) cfg.testSkipReseed = true;
 
   const vd = f.vm_defaults;
   // Limits that depend on this host (the schema checks what holds everywhere).

@@ -197,6 +197,8 @@ export const configFileSchema = z.strictObject({
   warm_start: z.boolean().optional(),
   test_install_sshd_offline: z.boolean().optional(),
   test_assume_kvm: z.boolean().optional(),
+  test_template_boot: z.boolean().optional(),
+  test_skip_reseed: z.boolean().optional(),
   vm_defaults: vmDefaultsSchema.optional(),
   file_sync: z.array(fileSyncEntrySchema).optional(),
 });
@@ -235,6 +237,8 @@ const EXPECTED: Readonly<Record<string, string>> = {
   warm_start: 'true or false',
   test_install_sshd_offline: 'true or false (test-only)',
   test_assume_kvm: 'true or false (test-only)',
+  test_template_boot: 'true or false (test-only)',
+  test_skip_reseed: 'true or false (test-only)',
   vm_defaults: 'a table ([vm_defaults])',
   'vm_defaults.vcpu': 'an integer of at least 1',
   'vm_defaults.memory_mib': 'a whole number of MiB (at least 128) or a size such as "2G"',

@@ -65,6 +65,8 @@ export interface BootDeps {
   /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
   stopGraceMs?: number | undefined;
   clock?: Clock | undefined;
+  /** Test-only (config test_template_boot): boot as a template (sshd waits at the gate), ready once the agent answers. */
+  templateBoot?: boolean | undefined;
   /** Published ports: a user-mode VM's VMM forwards them from boot (publish.ts). */
   ports?: Pick<PortRepo, 'list'> | undefined;
 }
@@ -125,7 +127,7 @@ export class VmBoot {
       hasModulesDisk: k.modulesDisk !== undefined,
       rootByDevice: k.manifest.initrd !== 'banger',
       tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
-      ...(opts.template ? { template: true } : {}),
+      template: opts.template === true || this.d.templateBoot === true,
     });
     ctx.progress({
       stage: 'boot',
@@ -175,6 +177,7 @@ export class VmBoot {
    * Returns the guest's uptime when its agent first answered (no agent: undefined).
    */
   async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext, guest: GuestTraits): Promise<number | undefined> {
+    if (this.d.templateBoot) guest = { ...guest, sshd: false }; // sshd waits at the gate
     const consoleLog = join(this.d.paths.vmDir(vm.id), vmFiles.console);
     let uptimeMs: number | undefined;
     if (guest.agent) {

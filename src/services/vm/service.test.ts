@@ -1,3 +1,4 @@
+import { PROTOCOL_VERSION } from '../../agent/protocol.js';
 import assert from 'node:assert/strict';
 import {
   copyFileSync,
@@ -1014,7 +1015,7 @@ test('an image with the agent and without sshd: start waits for the agent only; 
       name: 'dev',
       healthy: true,
       agent: 'fake-agent',
-      protocol_version: 1,
+      protocol_version: PROTOCOL_VERSION,
       uptime_s: 0,
       sessions: 0,
     },

@@ -71,8 +71,6 @@ export interface VmServiceDeps {
   bridge?: BridgeNetwork;
   /** Published ports of VMs (publish.ts). */
   ports: PortRepo;
-  /** Gives a restored guest its VM's identity (warm.ts); none: the template's stays. */
-  identity?: (vm: VmRow, ctx: OpContext) => Promise<void>;
 }
 
 export type { Clock } from './boot.js';
@@ -114,6 +112,7 @@ export class VmService {
       runtime: this.runtime,
       agents: this.agents,
       sshWaitTimeoutMs: d.config.sshWaitTimeoutMs,
+      templateBoot: d.config.testTemplateBoot,
     });
     this.warm = new WarmStart({ ...d, ...this, accel: d.accel.accel });
   }

@@ -3,14 +3,14 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { Config } from '../../config/config.js';
 import { errorMessage, precondition } from '../../errors.js';
-import { DISK_SERIALS } from '../../guest/bootargs.js';
+import { DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
 import type { ImageRow } from '../../store/images.js';
 import type { StoredRootDisk, VmRepo, VmRow } from '../../store/vms.js';
 import { templateFiles, vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { bangerVersion } from '../../version.js';
 import type { VmmDriver, VmmSpec } from '../../vmm/driver.js';
-import { qemuArgv } from '../../vmm/qemu/argv.js';
+import { qemuArgv, USER_NET } from '../../vmm/qemu/argv.js';
 import { loadState, saveState } from '../../vmm/qemu/migrate.js';
 import type { Logger, OpContext } from '../context.js';
 import { exists, raceAbort, removeTree, sha256File } from '../fsutil.js';
@@ -22,6 +22,7 @@ import type { VmBoot } from './boot.js';
 import type { VmDisks } from './disks.js';
 import { guestTraits } from './guestops.js';
 import { readHandlesFile } from './handles.js';
+import { freshIdentity, refreshIdentity } from './identity.js';
 import { newVmRow } from './params.js';
 import { executePlan, rootDiskPlans } from './rootdisk.js';
 import type { RuntimeFiles } from './runtime.js';
@@ -68,8 +69,6 @@ export interface WarmDeps {
   runtime: RuntimeFiles;
   log: Logger;
   accel: 'kvm' | 'tcg';
-  /** Applies the VM's identity to a restored guest and opens its gate (the guest side, services/vm/identity.ts). */
-  identity?: (vm: VmRow, ctx: OpContext) => Promise<void>;
 }
 
 /** The spec fields a template is made for: what create decides before any disk exists. */
@@ -180,10 +179,14 @@ export class WarmStart {
     if (!state || !(await exists(state))) throw precondition(`template ${tpl.key.slice(0, 12)} was superseded`);
     ctx.progress({ stage: 'restore', message: `restoring from template ${tpl.key.slice(0, 12)}` });
     await timed(ctx, 'restore', () => loadState(controlSocket, state, LOAD_TIMEOUT_MS));
-    if (this.d.identity) {
-      const identity = this.d.identity;
-      await timed(ctx, 'identity', () => identity(vm, ctx));
-    }
+    // The guest resumes at the gate with the template's identity: the VM's own, then the gate opens.
+    await this.d.agents.waitBoot(vm, LOAD_TIMEOUT_MS, ctx.signal);
+    const net = { ip: USER_NET.guestIp, gateway: USER_NET.gateway, dns: USER_NET.dns, mac: macFromId(vm.id) };
+    const skip = this.d.config.testSkipReseed === true;
+    const input = { ...freshIdentity(vm.name, net), openGate: true, reseed: !skip };
+    await timed(ctx, 'identity', () =>
+      this.d.agents.use(vm, (c) => refreshIdentity(c, input, { testSkipReseed: skip })),
+    );
   }
 
   /**
