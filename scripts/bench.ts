@@ -4,7 +4,7 @@
  * Uses an isolated banger home under .test-cache/bench-home (kept between
  * runs so the default image is built once). Network: loopback only.
  *
- *   npm run bench                 B4, B6, B3, B2, B1, B1w, B8
+ *   npm run bench                 B4, B6, B3, B2, B1, B1w, B8, B7
  *   npm run bench -- --only B4,B3
  *   npm run bench -- --runs 5
  */
@@ -113,7 +113,8 @@ function bench6(): void {
  */
 function bench3(): void {
   const ours: number[] = [];
-  for (let i = 0; i < RUNS; i++) ours.push(time(b('vm', 'run', '--rm', '--', 'true')));
+  // --cold: B3 measures a cold boot, whether or not a warm-start template exists (B7 measures those).
+  for (let i = 0; i < RUNS; i++) ours.push(time(b('vm', 'run', '--rm', '--cold', '--', 'true')));
   const out = spawnSync('sh', [join(repo, 'scripts', 'bench', 'bare-boot.sh'), String(RUNS)], {
     env,
     encoding: 'utf8',
@@ -265,6 +266,38 @@ function bench8(): void {
   }
 }
 
+/**
+ * B7: warm start (issue 17). On an image of Debian with systemd and sshd pulled from a local registry:
+ * one cold run (kernel install, untimed), `image warm` (the template, untimed), then `vm run --rm -- true`
+ * restored from the template (median of RUNS) vs one `vm run --rm --cold -- true`.
+ */
+async function bench7(): Promise<void> {
+  const reg = await LocalRegistry.start();
+  try {
+    const base = readFileSync(
+      debianBaseTar(['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo']),
+    );
+    await pushImage(reg.port, 'bench/deb7', 'v1', [{ tar: base, compression: 'gzip' }]);
+    spawnSync(process.execPath, [banger, 'image', 'delete', 'b7'], { env });
+    time(b('image', 'pull', `127.0.0.1:${reg.port}/bench/deb7:v1`, '--name', 'b7'));
+    time(b('vm', 'run', '--rm', '--image', 'b7', '--cold', '--', 'true'));
+    const warmMs = time(b('image', 'warm', 'b7'));
+    const ours: number[] = [];
+    for (let i = 0; i < RUNS; i++) ours.push(time(b('vm', 'run', '--rm', '--image', 'b7', '--', 'true')));
+    const cold = time(b('vm', 'run', '--rm', '--image', 'b7', '--cold', '--', 'true'));
+    add(
+      'B7',
+      'vm run --rm -- true from a template vs the same with --cold',
+      median(ours),
+      cold,
+      '< 3 s and ≤ 0.25',
+      `image warm took ${Math.round(warmMs)} ms`,
+    );
+  } finally {
+    reg.stop();
+  }
+}
+
 async function main(): Promise<void> {
   mkdirSync(join(home, 'run'), { recursive: true, mode: 0o700 });
   mkdirSync(env.HOME as string, { recursive: true });
@@ -277,6 +310,7 @@ async function main(): Promise<void> {
   if (want('B2')) bench2();
   if (want('B1') && existsSync('/usr/bin/skopeo') && existsSync('/usr/bin/umoci')) await bench1();
   if (want('B8')) bench8();
+  if (want('B7')) await bench7();
   const w = [8, 58, 10, 10, 8, 10];
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(w[i] ?? 10)).join(' ');
   console.log(line(['id', 'what', 'banger', 'peer', 'ratio', 'target']));

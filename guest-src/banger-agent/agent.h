@@ -94,7 +94,12 @@ void op_hello(const struct ag_frame *f);
 void op_health(const struct ag_frame *f);
 void op_ports(const struct ag_frame *f);
 void op_shutdown(const struct ag_frame *f);
+
+/* identity.c */
 void op_identity(const struct ag_frame *f);
+#ifdef AGENT_HOST_BUILD
+int write_test_file(const char *name, const void *data, size_t len, int append);
+#endif
 
 /* exec.c */
 void op_exec(const struct ag_frame *f);

@@ -1,4 +1,4 @@
-/* One-shot operations: HELLO, HEALTH, PORTS, SHUTDOWN, SET_IDENTITY. */
+/* One-shot operations: HELLO, HEALTH, PORTS, SHUTDOWN (SET_IDENTITY: identity.c). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -72,7 +72,7 @@ static int pid1_is_systemd(void) {
 #endif
 
 #ifdef AGENT_HOST_BUILD
-static int write_test_file(const char *name, const void *data, size_t len, int append) {
+int write_test_file(const char *name, const void *data, size_t len, int append) {
   char path[4200];
   snprintf(path, sizeof path, "%s/%s", A.test_dir, name);
   int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
@@ -113,40 +113,4 @@ void op_shutdown(const struct ag_frame *f) {
   reboot(reboot_instead ? RB_AUTOBOOT : RB_POWER_OFF);
   say("reboot(): %s", strerror(errno));
 #endif
-}
-
-void op_identity(const struct ag_frame *f) {
-  struct ag_identity id;
-  char err[160];
-  if (ag_decode_identity(f->payload, f->length, &id, err, sizeof err) != 0)
-    return emit_error(f->session, AG_E_BAD_REQUEST, 0, "%s", err);
-#ifdef AGENT_HOST_BUILD
-  if (id.has_hostname && write_test_file("hostname", id.hostname, strlen(id.hostname), 0) != 0)
-    return emit_error(f->session, AG_E_SYSTEM, errno, "sethostname: %s", strerror(errno));
-  if (id.entropy_len) {
-    char line[32];
-    int n = snprintf(line, sizeof line, "%zu\n", id.entropy_len);
-    if (write_test_file("entropy", line, (size_t)n, 1) != 0)
-      return emit_error(f->session, AG_E_SYSTEM, errno, "add entropy: %s", strerror(errno));
-  }
-#else
-  if (id.has_hostname && sethostname(id.hostname, strlen(id.hostname)) != 0)
-    return emit_error(f->session, AG_E_SYSTEM, errno, "sethostname %s: %s", id.hostname, strerror(errno));
-  if (id.entropy_len) {
-    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return emit_error(f->session, AG_E_SYSTEM, errno, "open /dev/urandom: %s", strerror(errno));
-    struct {
-      struct rand_pool_info info;
-      uint8_t buf[AG_MAX_ENTROPY];
-    } pool;
-    pool.info.entropy_count = (int)id.entropy_len * 8;
-    pool.info.buf_size = (int)id.entropy_len;
-    memcpy(pool.info.buf, id.entropy, id.entropy_len);
-    int ok = ioctl(fd, RNDADDENTROPY, &pool) == 0 || write(fd, id.entropy, id.entropy_len) == (ssize_t)id.entropy_len;
-    int e = errno;
-    close(fd);
-    if (!ok) return emit_error(f->session, AG_E_SYSTEM, e, "add entropy: %s", strerror(e));
-  }
-#endif
-  emit(f->session, AG_OK, NULL, 0);
 }

@@ -308,6 +308,44 @@ int ag_decode_identity(const uint8_t *p, size_t len, struct ag_identity *out, ch
         memcpy(out->entropy, v, n);
         out->entropy_len = n;
         break;
+      case 3: {
+        int zero = 1;
+        for (size_t i = 0; i < n; i++) zero &= v[i] == 0;
+        if (n != 16 || zero) return fail(err, errlen, "machine-id must be 16 bytes, not all zero (got %u)", n);
+        static const char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 16; i++) {
+          out->machine_id[2 * i] = hex[v[i] >> 4];
+          out->machine_id[2 * i + 1] = hex[v[i] & 15];
+        }
+        out->machine_id[32] = 0;
+        out->has_machine_id = 1;
+        break;
+      }
+      case 4: {
+        uint64_t ns = 0;
+        for (size_t i = 0; i < n && n == 8; i++) ns = ns << 8 | v[i];
+        if (n != 8 || ns == 0) return fail(err, errlen, "clock must be a non-zero u64 of ns (got %u bytes)", n);
+        out->clock_ns = ns;
+        break;
+      }
+      case 5:
+        if (n != 15 && n != 19) return fail(err, errlen, "network record must be 15 or 19 bytes (got %u)", n);
+        if (v[4] < 1 || v[4] > 32) return fail(err, errlen, "network prefix %u is not within 1..32", v[4]);
+        if (v[9] & 1) return fail(err, errlen, "network MAC is a multicast address");
+        memcpy(out->ip, v, 4);
+        out->prefix = v[4];
+        memcpy(out->gateway, v + 5, 4);
+        memcpy(out->mac, v + 9, 6);
+        out->has_dns = n == 19;
+        if (out->has_dns) memcpy(out->dns, v + 15, 4);
+        out->has_network = 1;
+        break;
+      case 6:
+      case 7:
+        if (n) return fail(err, errlen, "%s record takes no value (got %u bytes)", tag == 6 ? "reseed" : "open-gate", n);
+        if (tag == 6) out->reseed = 1;
+        else out->open_gate = 1;
+        break;
       default:
         return fail(err, errlen, "SET_IDENTITY record tag %u is unknown to this agent", tag);
     }

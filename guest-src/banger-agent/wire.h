@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AG_VERSION 1
+#define AG_VERSION 2
 #define AG_HEADER 9
 #define AG_MAX_PAYLOAD 131072
 #define AG_WINDOW_INITIAL 131072
@@ -122,6 +122,12 @@ struct ag_identity {
   char hostname[AG_MAX_HOSTNAME + 1];
   size_t entropy_len;
   uint8_t entropy[AG_MAX_ENTROPY];
+  int has_machine_id;
+  char machine_id[33]; /* 32 lowercase hex digits */
+  uint64_t clock_ns;   /* 0: not given */
+  int has_network, has_dns;
+  uint8_t ip[4], prefix, gateway[4], mac[6], dns[4];
+  int reseed, open_gate;
 };
 
 /* Decoders: 0 on success, -1 with a message in err (naming the bad field). */

@@ -31,10 +31,10 @@ test('connect performs the handshake; health answers', async () => {
 
 test('an agent speaking another version is refused by name and version', async () => {
   const [host, guest] = duplexPair();
-  new FakeAgent(guest, { version: 2, name: 'banger-agent 2' });
+  new FakeAgent(guest, { version: 1, name: 'banger-agent 1' });
   await assert.rejects(
     AgentClient.connect(host),
-    /\(banger-agent 2\) answered protocol version 2 .* banger speaks version 1/,
+    /\(banger-agent 1\) answered protocol version 1 .* banger speaks version 2/,
   );
 });
 

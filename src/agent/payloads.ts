@@ -1,4 +1,3 @@
-import { badRequest } from '../errors.js';
 import { MAGIC, agentErrorName } from './protocol.js';
 import { PayloadReader, PayloadWriter } from './wire-io.js';
 
@@ -14,10 +13,9 @@ import { PayloadReader, PayloadWriter } from './wire-io.js';
 
 export * from './payloads-exec.js';
 export * from './payloads-files.js';
+export * from './payloads-identity.js';
 export * from './payloads-ports.js';
 
-const MAX_HOSTNAME = 64;
-const MAX_ENTROPY = 512;
 const MAX_NAME = 64;
 const MAX_ERROR_MESSAGE = 1024;
 
@@ -133,7 +131,7 @@ export function decodeHealthReply(p: Buffer): AgentHealth {
   return { uptimeMs, sessions, name: name.toString('utf8') };
 }
 
-// ---- SHUTDOWN, SET_IDENTITY ---------------------------------------------------
+// ---- SHUTDOWN (SET_IDENTITY: payloads-identity.ts) ---------------------------------------------------
 
 export type ShutdownAction = 'poweroff' | 'reboot';
 
@@ -147,51 +145,4 @@ export function decodeShutdown(p: Buffer): ShutdownAction {
   r.end();
   if (a > 1) r.fail(`action ${a}`);
   return a === 1 ? 'reboot' : 'poweroff';
-}
-
-export interface Identity {
-  hostname?: string;
-  /** Random bytes mixed (and credited) into the guest's entropy pool. */
-  entropy?: Buffer;
-}
-
-const HOSTNAME = /^[A-Za-z0-9.-]{1,64}$/;
-
-export function encodeIdentity(id: Identity): Buffer {
-  const w = new PayloadWriter();
-  if (id.hostname !== undefined) {
-    if (!HOSTNAME.test(id.hostname)) {
-      throw badRequest(
-        `hostname ${JSON.stringify(id.hostname)} must be 1..${MAX_HOSTNAME} characters of A-Z a-z 0-9 . -`,
-      );
-    }
-    w.u8(1).u16(id.hostname.length).bytes(Buffer.from(id.hostname, 'latin1'));
-  }
-  if (id.entropy !== undefined) {
-    if (id.entropy.length < 1 || id.entropy.length > MAX_ENTROPY) {
-      throw badRequest(`entropy of ${id.entropy.length} bytes is not within 1..${MAX_ENTROPY}`);
-    }
-    w.u8(2).u16(id.entropy.length).bytes(id.entropy);
-  }
-  return w.finish();
-}
-
-export function decodeIdentity(p: Buffer): Identity {
-  const r = new PayloadReader(p, 'SET_IDENTITY');
-  const id: Identity = {};
-  while (r.left) {
-    const tag = r.u8('tag');
-    const value = r.bytes(r.u16('length'), 'value');
-    if (tag === 1) {
-      const h = value.toString('latin1');
-      if (!HOSTNAME.test(h)) r.fail(`hostname ${JSON.stringify(h)}`);
-      id.hostname = h;
-    } else if (tag === 2) {
-      if (value.length < 1 || value.length > MAX_ENTROPY) r.fail(`entropy of ${value.length} bytes`);
-      id.entropy = Buffer.from(value);
-    } else {
-      r.fail(`record tag ${tag} is unknown`);
-    }
-  }
-  return id;
 }

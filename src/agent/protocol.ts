@@ -1,8 +1,8 @@
 /**
- * Constants of the guest agent protocol, version 1 (docs/agent-protocol.md).
+ * Constants of the guest agent protocol, version 2 (docs/agent-protocol.md).
  * guest-src/banger-agent/wire.h holds the same numbers for the C side.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 export const HEADER_SIZE = 9;
 export const MAX_PAYLOAD = 131072;
 export const WINDOW_INITIAL = 131072;

@@ -22,6 +22,7 @@ import type {
   KernelCatalogView,
   KernelShowView,
   ImageShowView,
+  ImageWarmResult,
   ImageRefreshResult,
   CachePruneResult,
   ExportResult,
@@ -179,6 +180,7 @@ export const methods = {
         start: z.boolean().optional(),
         publish: z.array(z.string()).optional(),
         ...proc.lifetimeFields,
+        cold: z.boolean().optional(),
       })
       .transform(parseVmSpec),
     returns<VmView>(),
@@ -237,6 +239,7 @@ export const methods = {
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),
+  'image.warm': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageWarmResult>()),
   'image.pull': unary(
     z
       .strictObject({

@@ -33,6 +33,8 @@ export interface VmView {
   published?: PublishedPort[];
   /** Where the seconds of the last boot went (null: never booted by a banger that records them). */
   boot: BootTimings | null;
+  /** How the first start went: `restored from template <key>` or `cold: <why>` (warm start, SPEC §7.6). */
+  warm_start?: string;
 }
 
 /** One published port: the host's address:host_port forwards to the guest's guest_port. */
@@ -215,6 +217,25 @@ export interface ImageShowView extends ImageView {
   vms: string[];
   /** The OCI image config exec applies (empty values: none recorded, the guest's defaults). */
   config: ImageConfigView;
+  /** Warm-start templates of the image (services/vm/templates.ts); serving: restores use it. */
+  templates?: TemplateView[];
+}
+
+/** image.warm: the image's current template at the default VM spec; built: made by this call (or the build it joined). */
+export interface ImageWarmResult {
+  name: string;
+  template: TemplateView;
+  built: boolean;
+}
+
+/** One warm-start template of an image. */
+export interface TemplateView {
+  key: string;
+  serving: boolean;
+  vcpu: number;
+  memory_mib: number;
+  disk_bytes: number;
+  created_at: string;
 }
 
 /** From the OCI image config at pull time: `Env`, `WorkingDir`, `User`; `Entrypoint` and `Cmd` for reference. */

@@ -29,6 +29,7 @@ test('empty text gives all defaults', () => {
     dnsListen: '127.0.0.1:42069',
     autoStopStaleAfterMs: 0,
     maxUnpackedBytes: 32 * G,
+    warmStart: true,
     vmDefaults: { vcpu: 2, memoryMib: 2048, diskSizeBytes: 8 * G, systemOverlaySizeBytes: 8 * G },
     provenance: { vcpu: 'auto', memoryMib: 'auto', diskSizeBytes: 'builtin', systemOverlaySizeBytes: 'builtin' },
     fileSync: [],
@@ -79,6 +80,7 @@ dns_listen = "127.0.0.1:5353"
 auto_stop_stale_after = "1h30m"
 
 max_unpacked_size = "100G"
+warm_start = false
 
 [vm_defaults]
 vcpu = 6
@@ -116,6 +118,7 @@ mode = "0640"
     dnsListen: '127.0.0.1:5353',
     autoStopStaleAfterMs: 5_400_000,
     maxUnpackedBytes: 100 * G,
+    warmStart: false,
     vmDefaults: { vcpu: 6, memoryMib: 3072, diskSizeBytes: 20 * G, systemOverlaySizeBytes: 4 * G },
     provenance: { vcpu: 'config', memoryMib: 'config', diskSizeBytes: 'config', systemOverlaySizeBytes: 'config' },
     fileSync: [

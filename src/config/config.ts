@@ -44,6 +44,8 @@ export interface Config {
   autoStopStaleAfterMs: number;
   /** Most bytes of uncompressed tar an image pull or build may read, all layers together (max_unpacked_size). */
   maxUnpackedBytes: number;
+  /** warm_start: a VM's first start restores from a current template of its spec (SPEC §7.6). */
+  warmStart: boolean;
   /**
    * Test-only (test_install_sshd_offline, docs/TESTING.md): `image pull --install-sshd` skips its egress
    * check and its throwaway VM keeps restrict=on, so tests run it against a fake package manager offline.
@@ -54,6 +56,13 @@ export interface Config {
    * end to end against a fake firecracker (test/fakes/firecracker-bin.ts). Never boots anything real.
    */
   testAssumeKvm?: boolean;
+  /**
+   * Test-only (test_template_boot): every VM boots as a template would (banger.template=1: sshd waits
+   * at the gate) and its boot waits for the agent only; the test opens the gate with refreshIdentity.
+   */
+  testTemplateBoot?: boolean;
+  /** Test-only (test_skip_reseed): refreshIdentity may skip RNDRESEEDCRNG, to show the cloned RNG state. */
+  testSkipReseed?: boolean;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
   provenance: {
     vcpu: Provenance;
@@ -113,6 +122,7 @@ export function defaultConfig(host: HostFacts): Config {
     dnsListen: '127.0.0.1:42069',
     autoStopStaleAfterMs: 0,
     maxUnpackedBytes: DEFAULT_MAX_UNPACKED_BYTES,
+    warmStart: true,
     vmDefaults: {
       vcpu: autoVcpu(host),
       memoryMib: autoMemoryMib(host),
@@ -172,8 +182,11 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.api_listen_remote !== undefined) cfg.apiListenRemote = f.api_listen_remote;
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
   if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
+  if (f.warm_start !== undefined) cfg.warmStart = f.warm_start;
   if (f.test_install_sshd_offline === true) cfg.testInstallSshdOffline = true;
   if (f.test_assume_kvm === true) cfg.testAssumeKvm = true;
+  if (f.test_template_boot === true) cfg.testTemplateBoot = true;
+  if (f.test_skip_reseed === true) cfg.testSkipReseed = true;
 
   const vd = f.vm_defaults;
   // Limits that depend on this host (the schema checks what holds everywhere).

@@ -186,6 +186,7 @@ export async function main(argv: string[]): Promise<number> {
   });
 
   await vms.reconcile();
+  await vms.warm.killOrphanBuilds(new Set(vmRepo.list().map((v) => v.id)));
   await sweepOrphans(
     paths,
     {
@@ -243,6 +244,7 @@ export async function main(argv: string[]): Promise<number> {
     ),
     ...imageRoutes({
       images,
+      warm: vms.warm,
       usedBy: (id) => vmRepo.namesByImage(id),
       pullWithSshd: (p, ctx) =>
         pullWithSshd(

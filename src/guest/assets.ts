@@ -6,13 +6,18 @@
  * a bootstrap that reads files with the shell's `read` instead of forking `cat`);
  * v6: banger.root/work/modules may name a /dev/ path instead of a serial (firecracker);
  * v7: sshd starts right after the bootstrap, not after basic.target (SSHD_EARLY_DROPIN).
+ * v8: agent protocol 2 (SET_IDENTITY machine-id/clock/network/reseed/open-gate), the bootstrap's
+ * `identity` and `gate` modes and banger-gate.service (templates, docs/warm-start.md).
  */
-export const ASSETS_VERSION = 7;
+export const ASSETS_VERSION = 8;
 
 import { guestBinary } from '../system/paths.js';
 
 export const BOOTSTRAP_PATH = '/usr/local/libexec/banger-bootstrap';
 export const BOOTSTRAP_UNIT = 'banger-bootstrap.service';
+export const GATE_UNIT = 'banger-gate.service';
+/** Where the gate opens (the bootstrap's `identity gate=1` creates it; `gate` waits for it). */
+export const GATE_OPEN_PATH = '/run/banger/gate-open';
 
 /**
  * Runs before udev, networking and sshd. Reads the per-VM identity from
@@ -25,11 +30,111 @@ export const BOOTSTRAP_SCRIPT = `#!/bin/sh
 set -u
 log() { echo "banger-bootstrap: $*" >/dev/console 2>/dev/null || echo "banger-bootstrap: $*"; }
 
+set_hostname() {
+  echo "$1" >/etc/hostname
+  hostname "$1"
+  if grep -q '^127\\.0\\.1\\.1' /etc/hosts 2>/dev/null; then
+    sed -i "s/^127\\.0\\.1\\.1.*/127.0.1.1\\t$1/" /etc/hosts
+  else
+    printf '127.0.1.1\\t%s\\n' "$1" >>/etc/hosts
+  fi
+}
+
+set_dns() {
+  rm -f /etc/resolv.conf
+  echo "nameserver $1" >/etc/resolv.conf
+}
+
+# Each VM makes its own host key (images ship none; a template boot makes none: see gate).
+host_key() {
+  [ -s /etc/ssh/ssh_host_ed25519_key ] && return 0
+  command -v ssh-keygen >/dev/null 2>&1 || return 0
+  ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key || { log "ssh-keygen failed"; return 1; }
+}
+
+is_mounted() { grep -q " $1 " /proc/self/mountinfo; }
+
+# banger-gate.service of a template boot (banger.template=1): waits until the agent opens the gate
+# (\`identity gate=1\`) once the restored guest has its own identity; sshd and sysinit.target wait.
+# Holding the FIFO open read-write, a wake-up written before the read is never lost.
+gate_wait() {
+  mkdir -p /run/banger
+  [ -p /run/banger/gate ] || mkfifo -m 600 /run/banger/gate || return 1
+  exec 3<>/run/banger/gate
+  while [ ! -e ${GATE_OPEN_PATH} ]; do read -r line <&3 || sleep 1; done
+  exec 3<&-
+  log "gate open"
+}
+
+# The agent's SET_IDENTITY (after its clock, entropy and sethostname): files, network, the gate.
+apply_identity() {
+  status=0 hostname= machine_id= ip= gw= dns= mac= gate=
+  for a in "$@"; do
+    case "$a" in
+      hostname=*) hostname=\${a#*=} ;;
+      machine_id=*) machine_id=\${a#*=} ;;
+      ip=*) ip=\${a#*=} ;;
+      gw=*) gw=\${a#*=} ;;
+      dns=*) dns=\${a#*=} ;;
+      mac=*) mac=\${a#*=} ;;
+      gate=*) gate=\${a#*=} ;;
+    esac
+  done
+  [ -n "$hostname" ] && { set_hostname "$hostname" || status=1; }
+  if [ -n "$machine_id" ]; then
+    # A template's id is transient (mounted over /etc/machine-id): this VM's own is written to its disk.
+    if is_mounted /etc/machine-id; then umount /etc/machine-id || { log "cannot unmount /etc/machine-id"; status=1; }; fi
+    printf '%s\\n' "$machine_id" >/etc/machine-id || status=1
+    [ -f /run/machine-id ] && printf '%s\\n' "$machine_id" >/run/machine-id
+    if [ -d /run/systemd/system ]; then
+      systemctl --no-block restart systemd-journald.service || { log "cannot restart journald"; status=1; }
+    fi
+  fi
+  if [ -n "$ip" ] && [ -n "$mac" ]; then
+    # A restored guest's NIC still has the template's MAC and address: the one with the MAC, else the first Ethernet.
+    iface=
+    for n in /sys/class/net/*; do
+      a=; read -r a 2>/dev/null <"$n/address" || true
+      [ "$a" = "$mac" ] && iface=\${n##*/}
+    done
+    if [ -z "$iface" ]; then
+      for n in /sys/class/net/*; do
+        t=; read -r t 2>/dev/null <"$n/type" || true
+        [ "$t" = 1 ] && [ "\${n##*/}" != lo ] && { iface=\${n##*/}; break; }
+      done
+    fi
+    if [ -z "$iface" ]; then
+      log "no Ethernet interface for MAC $mac"
+      status=1
+    else
+      ip link set dev "$iface" address "$mac" ||
+        { ip link set dev "$iface" down && ip link set dev "$iface" address "$mac"; } || status=1
+      ip link set dev "$iface" up || status=1
+      ip addr flush dev "$iface" scope global
+      ip addr add "$ip" dev "$iface" || status=1
+      [ -n "$gw" ] && { ip route replace default via "$gw" dev "$iface" || status=1; }
+    fi
+  fi
+  [ -n "$dns" ] && { set_dns "$dns" || status=1; }
+  if [ "$gate" = 1 ]; then
+    host_key || status=1
+    mkdir -p /run/banger && : >${GATE_OPEN_PATH} || status=1
+    [ -p /run/banger/gate ] && echo open 1<>/run/banger/gate
+  fi
+  return $status
+}
+
+case "\${1:-}" in
+  gate) gate_wait; exit ;;
+  identity) shift; apply_identity "$@"; exit ;;
+esac
+
 # Under TCG every fork+exec costs tens of ms on the boot's critical path: read files with \`read\`.
 cmdline=; read -r cmdline </proc/cmdline || true
-hostname=; ip=; gw=; dns=; mac=; work=; modules=; root=
+hostname=; ip=; gw=; dns=; mac=; work=; modules=; root=; template=
 for arg in $cmdline; do
   case "$arg" in
+    banger.template=1) template=1 ;;
     banger.root=*) root=\${arg#*=} ;;
     banger.hostname=*) hostname=\${arg#*=} ;;
     banger.ip=*) ip=\${arg#*=} ;;
@@ -72,15 +177,7 @@ if [ -n "$work" ]; then
   fi
 fi
 
-if [ -n "$hostname" ]; then
-  echo "$hostname" >/etc/hostname
-  hostname "$hostname"
-  if grep -q '^127\\.0\\.1\\.1' /etc/hosts 2>/dev/null; then
-    sed -i "s/^127\\.0\\.1\\.1.*/127.0.1.1\\t$hostname/" /etc/hosts
-  else
-    printf '127.0.1.1\\t%s\\n' "$hostname" >>/etc/hosts
-  fi
-fi
+[ -n "$hostname" ] && set_hostname "$hostname"
 
 ip link set lo up
 if [ -n "$ip" ] && [ -n "$mac" ]; then
@@ -97,14 +194,18 @@ if [ -n "$ip" ] && [ -n "$mac" ]; then
     log "no network interface with MAC $mac"
   fi
 fi
-if [ -n "$dns" ]; then
-  rm -f /etc/resolv.conf
-  echo "nameserver $dns" >/etc/resolv.conf
-fi
+[ -n "$dns" ] && set_dns "$dns"
 
-# Each VM makes its own host key at first boot; images ship none.
-if [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then
-  ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key || log "ssh-keygen failed"
+if [ -n "$template" ]; then
+  # A template (docs/warm-start.md): no host key (the gate makes the restored VM's own), and a
+  # machine-id that never reaches the disk every VM restored from it shares.
+  if ! is_mounted /etc/machine-id; then
+    IFS=- read -r a b c d e </proc/sys/kernel/random/uuid
+    mkdir -p /run/banger && echo "$a$b$c$d$e" >/run/banger/machine-id && : >>/etc/machine-id &&
+      mount --bind /run/banger/machine-id /etc/machine-id || log "cannot make the template's machine-id transient"
+  fi
+else
+  host_key
 fi
 log "ready"
 `;
@@ -120,6 +221,28 @@ Wants=network-pre.target
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=${BOOTSTRAP_PATH}
+
+[Install]
+WantedBy=sysinit.target
+`;
+
+/**
+ * A template boot's gate (banger.template=1; skipped at no cost otherwise): sysinit.target, and with
+ * it sshd and every ordinary unit, waits until the agent applied the restored VM's identity and
+ * opened it. The template's transient machine-id is never committed while it waits.
+ */
+export const GATE_UNIT_TEXT = `[Unit]
+Description=banger template gate (waits for the VM's own identity after a restore)
+DefaultDependencies=no
+ConditionKernelCommandLine=banger.template=1
+After=banger-bootstrap.service banger-agent.service
+Before=sysinit.target ssh.service sshd.service systemd-machine-id-commit.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+TimeoutStartSec=infinity
+ExecStart=${BOOTSTRAP_PATH} gate
 
 [Install]
 WantedBy=sysinit.target
@@ -221,6 +344,7 @@ export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] }
       { path: `/etc/systemd/system/${BOOTSTRAP_UNIT}`, content: BOOTSTRAP_UNIT_TEXT, mode: 0o644 },
       { path: AGENT_PATH, hostSource: guestBinary('banger-agent'), mode: 0o755 },
       { path: `/etc/systemd/system/${AGENT_UNIT}`, content: AGENT_UNIT_TEXT, mode: 0o644 },
+      { path: `/etc/systemd/system/${GATE_UNIT}`, content: GATE_UNIT_TEXT, mode: 0o644 },
       { path: '/etc/ssh/sshd_config.d/banger.conf', content: SSHD_DROPIN, mode: 0o644 },
       { path: UDEV_NO_AUTOLOAD_PATH, content: UDEV_NO_AUTOLOAD, mode: 0o644 },
       { path: SSHD_EARLY_DROPIN_PATH, content: SSHD_EARLY_DROPIN, mode: 0o644 },
@@ -233,6 +357,10 @@ export function guestAssets(): { files: GuestAsset[]; symlinks: GuestSymlink[] }
       {
         path: `/etc/systemd/system/sysinit.target.wants/${AGENT_UNIT}`,
         target: `/etc/systemd/system/${AGENT_UNIT}`,
+      },
+      {
+        path: `/etc/systemd/system/sysinit.target.wants/${GATE_UNIT}`,
+        target: `/etc/systemd/system/${GATE_UNIT}`,
       },
       ...MASKED_UNITS.map((u) => ({ path: `/etc/systemd/system/${u}`, target: '/dev/null' })),
     ],

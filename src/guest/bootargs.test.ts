@@ -56,3 +56,13 @@ test('no dns (bridge mode with nothing answering on the bridge) → no banger.dn
   const { dns: _dns, ...noDns } = base;
   assert.ok(!bootArgs({ ...noDns, tscKhz: undefined }).includes('banger.dns'));
 });
+
+test('a template boot adds banger.template=1; other boots do not', () => {
+  assert.ok(
+    bootArgs({ ...base, tscKhz: undefined, template: true })
+      .split(' ')
+      .includes('banger.template=1'),
+  );
+  assert.ok(!bootArgs({ ...base, tscKhz: undefined }).includes('banger.template'));
+  assert.ok(!bootArgs({ ...base, tscKhz: undefined, template: false }).includes('banger.template'));
+});

@@ -16,6 +16,12 @@ export interface BootArgsInput {
   tscKhz: number | undefined;
   /** CONFIG_HZ of the guest kernel (Debian: 250). */
   hz?: number;
+  /**
+   * A template boot (issue 17, docs/warm-start.md): `banger.template=1` holds sshd, host key
+   * generation and every unit after banger's identity step at a gate that the agent opens once the
+   * host gave the restored guest its own identity; the machine-id stays transient.
+   */
+  template?: boolean;
 }
 
 /**
@@ -38,6 +44,7 @@ export function bootArgs(i: BootArgsInput): string {
   ];
   if (i.rootByDevice) args.push('root=/dev/vda', 'rootfstype=ext4');
   if (i.hasModulesDisk) args.push(`banger.modules=${DISK_SERIALS.modules}`);
+  if (i.template) args.push('banger.template=1');
   if (i.tscKhz !== undefined) {
     const hz = i.hz ?? 250;
     args.push(`tsc_early_khz=${i.tscKhz}`, `lpj=${Math.round((i.tscKhz * 1000) / hz)}`);

@@ -81,6 +81,13 @@ export class Paths {
   get blobsDir(): string {
     return join(this.cacheDir, 'oci', 'blobs', 'sha256');
   }
+  /** Warm-start templates (services/vm/templates.ts), one dir per key, outside every VM dir. */
+  get templatesDir(): string {
+    return join(this.stateDir, 'templates');
+  }
+  templateDir(key: string): string {
+    return join(this.templatesDir, key);
+  }
   get tmpDir(): string {
     return join(this.stateDir, 'tmp');
   }
@@ -170,6 +177,13 @@ export const vmFiles = {
   console: 'console.log',
   vmmLog: 'vmm.log',
   handles: 'handles.json',
+} as const;
+
+/** Names inside a template dir (Paths.templateDir); its disks keep their VM-dir names (vmFiles). */
+export const templateFiles = {
+  /** The saved guest (qemu migration stream); gone once the template is superseded. */
+  state: 'state.bin',
+  meta: 'template.json',
 } as const;
 
 /** The installed package's root (…/banger), found from this compiled file (dist/src/system). */

@@ -98,6 +98,8 @@ export interface VmmSpec {
    * Undefined: the VM gets no agent channel.
    */
   agentSocket?: string | undefined;
+  /** The VMM waits for a saved guest state (qemu `-incoming defer`) instead of booting the kernel (warm start). */
+  incoming?: boolean | undefined;
 }
 
 export interface VmmHandles {

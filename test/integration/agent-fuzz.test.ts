@@ -26,7 +26,7 @@ import { AgentClient } from '../../src/agent/client.js';
 import { encodeFrame, FrameDecoder } from '../../src/agent/codec.js';
 import { duplexPair } from '../../src/agent/duplex-pair.js';
 import * as P from '../../src/agent/payloads.js';
-import { FrameType, HEADER_SIZE, MAX_PAYLOAD, type Frame } from '../../src/agent/protocol.js';
+import { FrameType, HEADER_SIZE, MAX_PAYLOAD, PROTOCOL_VERSION, type Frame } from '../../src/agent/protocol.js';
 import { AGENT_HOST, startHostAgent } from '../helpers/agent-host.js';
 import { requirements } from '../helpers/requirements.js';
 
@@ -104,7 +104,7 @@ class Fuzz {
 const f = (type: number, session: number, payload?: Buffer | string): Buffer =>
   encodeFrame(type, session, typeof payload === 'string' ? Buffer.from(payload) : payload);
 const u32 = (v: number): Buffer => P.encodeU32(v);
-const HELLO = f(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 1, maxVersion: 1 }));
+const HELLO = f(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 2, maxVersion: 2 }));
 
 /** Valid host frames the mutations start from. */
 function hostCorpus(dir: string): Buffer[] {
@@ -203,7 +203,9 @@ test(
       const [host, guest] = duplexPair();
       guest.on('data', () => undefined);
       const connecting = AgentClient.connect(host, { timeoutMs: 5_000 });
-      guest.write(f(FrameType.HELLO, 0, P.encodeAgentHello({ version: 1, maxPayload: MAX_PAYLOAD, name: 'fuzz' })));
+      guest.write(
+        f(FrameType.HELLO, 0, P.encodeAgentHello({ version: PROTOCOL_VERSION, maxPayload: MAX_PAYLOAD, name: 'fuzz' })),
+      );
       const client = await connecting;
       const calls: Promise<unknown>[] = [
         client.health(),

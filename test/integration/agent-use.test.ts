@@ -85,7 +85,7 @@ test(
     assert.match(text.stdout, /^use1: healthy \(banger-agent.*\)\n$/);
     const h = await json<VmHealth>(['vm', 'health', 'use1']);
     assert.equal(h.healthy, true);
-    assert.equal(h.protocol_version, 1);
+    assert.equal(h.protocol_version, 2);
     assert.ok(h.uptime_s > 0);
 
     // Guest listeners, started through ssh (the image has sshd) as transient units.

@@ -86,7 +86,7 @@ test(
     try {
       const health = await client.health();
       assert.match(health.name, /banger-agent/);
-      assert.equal(client.agent.version, 1);
+      assert.equal(client.agent.version, 2);
       const hi = await run(client, 'echo hi; exit 7');
       t.diagnostic(`default image: create to exec result ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       assert.deepEqual(hi, { out: 'hi\n', err: '', status: { kind: 'exited', code: 7 } });

@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import { AgentClient } from '../../src/agent/client.js';
 import { encodeFrame, FrameDecoder } from '../../src/agent/codec.js';
 import * as P from '../../src/agent/payloads.js';
-import { FrameType, MAX_PAYLOAD, WINDOW_INITIAL, type Frame } from '../../src/agent/protocol.js';
+import { FrameType, MAX_PAYLOAD, PROTOCOL_VERSION, WINDOW_INITIAL, type Frame } from '../../src/agent/protocol.js';
 import { AGENT_HOST, processAlive, startHostAgent, type HostAgent } from '../helpers/agent-host.js';
 import { sh } from '../helpers/home.js';
 import { missingRoot, requirements } from '../helpers/requirements.js';
@@ -69,7 +69,7 @@ async function waitUntil(cond: () => boolean, what: string, ms = 10_000): Promis
 test('health answers with the agent name', { skip }, async () => {
   const h = await client.health();
   assert.equal(h.name, 'banger-agent 1');
-  assert.equal(client.agent.version, 1);
+  assert.equal(client.agent.version, PROTOCOL_VERSION);
   assert.ok(h.uptimeMs > 0);
 });
 
@@ -303,6 +303,30 @@ test('set identity and shutdown act on the stubs of the host build', { skip }, a
     assert.equal(readFileSync(join(own.dir, 'hostname'), 'utf8'), 'dev-1');
     assert.equal(readFileSync(join(own.dir, 'entropy'), 'utf8'), '64\n');
     await assert.rejects(c.setIdentity({ hostname: 'bad host' }), { code: 'bad_request' });
+    // Protocol v2 records (issue 17): the C decoder reads every field the host encodes.
+    await c.setIdentity({
+      hostname: 'vm-2',
+      entropy: randomBytes(256),
+      machineId: '0123456789abcdef0123456789abcdef',
+      clockNs: 1_796_000_000_123_456_789n,
+      network: { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', mac: '52:54:00:0a:0b:0c' },
+      reseed: true,
+      openGate: true,
+    });
+    await c.setIdentity({ network: { ip: '192.168.7.9/32', gateway: '192.168.7.1', mac: 'fe:00:00:00:00:01' } });
+    assert.equal(readFileSync(join(own.dir, 'hostname'), 'utf8'), 'vm-2');
+    assert.equal(readFileSync(join(own.dir, 'entropy'), 'utf8'), '64\n256\n');
+    assert.equal(readFileSync(join(own.dir, 'clock'), 'utf8'), '1796000000123456789\n');
+    assert.equal(readFileSync(join(own.dir, 'reseed'), 'utf8'), '1\n');
+    assert.equal(
+      readFileSync(join(own.dir, 'identity'), 'utf8'),
+      [
+        'identity hostname=dev-1',
+        'identity hostname=vm-2 machine_id=0123456789abcdef0123456789abcdef ip=10.0.2.15/24 gw=10.0.2.2 mac=52:54:00:0a:0b:0c dns=10.0.2.3 gate=1',
+        'identity ip=192.168.7.9/32 gw=192.168.7.1 mac=fe:00:00:00:00:01',
+        '',
+      ].join('\n'),
+    );
     await c.shutdown();
     assert.deepEqual(await own.exited, { code: 0, signal: null });
     assert.equal(readFileSync(join(own.dir, 'poweroff'), 'utf8'), 'poweroff\n');
@@ -344,10 +368,33 @@ async function talk(
 
 const fr = (type: number, session: number, payload?: Buffer | string): Buffer =>
   encodeFrame(type, session, typeof payload === 'string' ? Buffer.from(payload) : payload);
-const HELLO = fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 1, maxVersion: 1 }));
+const HELLO = fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 2, maxVersion: 2 }));
 const HEALTH = fr(FrameType.HEALTH, 99);
 const errorsOf = (frames: Frame[]): string[] =>
   frames.filter((f) => f.type === FrameType.ERROR).map((f) => `${f.session}: ${P.decodeError(f.payload).message}`);
+
+test('malformed SET_IDENTITY v2 records are refused by the agent, naming the field', { skip }, async () => {
+  const raw = (tag: number, v: number[]): Buffer =>
+    fr(FrameType.SET_IDENTITY, 7, Buffer.from([tag, 0, v.length, ...v]));
+  const cases: [Buffer, RegExp][] = [
+    [raw(3, new Array<number>(16).fill(0)), /^7: machine-id must be 16 bytes, not all zero \(got 16\)$/],
+    [raw(4, [1, 2]), /^7: clock must be a non-zero u64 of ns \(got 2 bytes\)$/],
+    [raw(5, [10, 0, 2, 15, 33, 10, 0, 2, 2, 0x52, 0x54, 0, 1, 2, 3]), /^7: network prefix 33 is not within 1\.\.32$/],
+    [raw(5, [10, 0, 2, 15, 24, 10, 0, 2, 2, 0x01, 0x54, 0, 1, 2, 3]), /^7: network MAC is a multicast address$/],
+    [raw(5, [10, 0, 2]), /^7: network record must be 15 or 19 bytes \(got 3\)$/],
+    [raw(6, [1]), /^7: reseed record takes no value \(got 1 bytes\)$/],
+    [raw(7, [1]), /^7: open-gate record takes no value \(got 1 bytes\)$/],
+    [raw(8, []), /^7: SET_IDENTITY record tag 8 is unknown to this agent$/],
+  ];
+  for (const [bytes, re] of cases) {
+    const { frames, exit, stderr } = await talk(Buffer.concat([HELLO, bytes]));
+    const errors = errorsOf(frames);
+    assert.equal(errors.length, 1, String(re));
+    assert.match(errors[0]!, re);
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.doesNotMatch(stderr, /Sanitizer|runtime error/);
+  }
+});
 
 test('malformed input: fatal errors close the stream, session errors keep it', { skip }, async () => {
   const oversized = Buffer.alloc(9);
@@ -371,9 +418,9 @@ test('malformed input: fatal errors close the stream, session errors keep it', {
     ],
     [
       'no common version',
-      fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 2, maxVersion: 3 })),
+      fr(FrameType.HELLO, 0, P.encodeHostHello({ minVersion: 3, maxVersion: 4 })),
       'fatal',
-      /the host speaks versions 2\.\.3, this agent speaks 1/,
+      /the host speaks versions 3\.\.4, this agent speaks 2/,
     ],
     ['second HELLO', Buffer.concat([HELLO, HELLO]), 'fatal', /HELLO after the handshake/],
     [

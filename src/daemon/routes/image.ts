@@ -4,6 +4,9 @@ import type { OpContext } from '../../services/context.js';
 import type { PullParams } from '../../services/image/params.js';
 import type { ImageService } from '../../services/image/service.js';
 import type { ImageRow } from '../../store/images.js';
+import { precondition } from '../../errors.js';
+import { templateView } from '../../services/vm/templates.js';
+import type { WarmStart } from '../../services/vm/warm.js';
 import type { Routes } from '../server.js';
 
 export function imageView(i: ImageRow): ImageView {
@@ -25,10 +28,12 @@ export interface ImageRouteDeps {
   usedBy: (imageId: string) => string[];
   /** `image pull --install-sshd` (daemon/install-sshd.ts); without it ImageService.pull refuses the flag. */
   pullWithSshd?: (p: PullParams, ctx: OpContext) => Promise<ImageRow>;
+  /** Warm-start templates (services/vm/warm.ts): image warm, the list in image show, removal with the image. */
+  warm?: Pick<WarmStart, 'warm' | 'removeForImage' | 'store'>;
 }
 
 /** image.*: the ImageService's rows as the API's views. */
-export function imageRoutes({ images, usedBy, pullWithSshd }: ImageRouteDeps): Routes<'image'> {
+export function imageRoutes({ images, usedBy, pullWithSshd, warm }: ImageRouteDeps): Routes<'image'> {
   return {
     'image.list': () => images.list().map(imageView),
     'image.show': async (p) => {
@@ -42,9 +47,20 @@ export function imageRoutes({ images, usedBy, pullWithSshd }: ImageRouteDeps): R
         assets_version: i.assetsVersion,
         vms: usedBy(i.id),
         config,
+        templates: (await warm?.store.list())?.filter((t) => t.meta.image_id === i.id).map(templateView) ?? [],
       };
     },
-    'image.delete': (p) => images.delete(p.name),
+    'image.delete': async (p) => {
+      const id = images.get(p.name).id;
+      const r = await images.delete(p.name);
+      await warm?.removeForImage(id);
+      return r;
+    },
+    'image.warm': async (p, ctx) => {
+      if (!warm) throw precondition('this daemon has no warm start');
+      const r = await warm.warm(p.name, ctx);
+      return { name: r.template.meta.image_name, template: templateView(r.template), built: r.built };
+    },
     'image.build': async (p, ctx) => imageView(await images.buildCustom(p, ctx)),
     'image.pull': async (p, ctx) =>
       imageView(await (p.install_sshd && pullWithSshd ? pullWithSshd(p, ctx) : images.pull(p, ctx))),

@@ -84,11 +84,11 @@ test('a guest that never answers the handshake times out naming the VM', async (
 });
 
 test('an agent of another protocol version is refused, naming the VM and both versions', async () => {
-  const f = fakes({ version: 2 });
+  const f = fakes({ version: 1 });
   const agents = new VmAgents({ paths: paths(), log: nullLogger, dial: f.dial, timeoutMs: 1000 });
   await assert.rejects(
     agents.health(VM),
-    /VM "dev" \(fake-agent\) answered protocol version 2 .*banger speaks version 1/,
+    /VM "dev" \(fake-agent\) answered protocol version 1 .*banger speaks version 2/,
   );
 });
 

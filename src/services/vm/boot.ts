@@ -74,6 +74,8 @@ export interface BootDeps {
   clock?: Clock | undefined;
   /** known_hosts: the guest's host key is recorded once sshd is up (read through the agent). */
   keys?: Pick<SshKeys, 'learn'> | undefined;
+  /** Test-only (config test_template_boot): boot as a template (sshd waits at the gate), ready once the agent answers. */
+  templateBoot?: boolean | undefined;
   /** Published ports: a user-mode VM's VMM forwards them from boot (publish.ts). */
   ports?: Pick<PortRepo, 'list'> | undefined;
 }
@@ -103,6 +105,8 @@ export class VmBoot {
     ctx: OpContext,
     bridged: BridgedGuest | undefined,
     onSpawn: (h: VmHandles) => Promise<void>,
+    /** incoming: the VMM waits for a saved guest (warm start); template: the guest boots as a template. */
+    opts: { incoming?: boolean; template?: boolean } = {},
   ): Promise<{ handles: VmHandles; sshPort: number }> {
     const user = userNet(this.d.driver);
     const net = bridged ? { guestIp: bridged.ip, gateway: bridged.gateway, dns: bridged.dns } : user;
@@ -132,6 +136,7 @@ export class VmBoot {
       hasModulesDisk: k.modulesDisk !== undefined,
       rootByDevice: k.manifest.initrd !== 'banger',
       tscKhz: vm.accel === 'tcg' ? this.d.tscKhz : undefined,
+      template: opts.template === true || this.d.templateBoot === true,
     });
     ctx.progress({
       stage: 'boot',
@@ -158,6 +163,7 @@ export class VmBoot {
         controlSocket: this.d.runtime.controlSocket(vm.id),
         vmmLog: join(dir, vmFiles.vmmLog),
         agentSocket: this.d.paths.agentSocket(vm.id),
+        incoming: opts.incoming,
       };
       try {
         const h = await this.d.driver.start(spec, ctx.signal, (spawned) =>
@@ -180,6 +186,7 @@ export class VmBoot {
    * Returns the guest's uptime when its agent first answered (no agent: undefined).
    */
   async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext, guest: GuestTraits): Promise<number | undefined> {
+    if (this.d.templateBoot) guest = { ...guest, sshd: false }; // sshd waits at the gate
     const consoleLog = join(this.d.paths.vmDir(vm.id), vmFiles.console);
     let uptimeMs: number | undefined;
     if (guest.agent) {

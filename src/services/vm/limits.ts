@@ -1,4 +1,4 @@
-import { maxMemoryMib, maxVcpu, type HostFacts } from '../../config/config.js';
+import { maxMemoryMib, maxVcpu, type Config, type HostFacts } from '../../config/config.js';
 import { formatSize, MAX_DISK_BYTES } from '../../config/sizes.js';
 import { badRequest, precondition } from '../../errors.js';
 import { checkCompat } from '../../kernel/compat.js';
@@ -96,4 +96,19 @@ export function checkKernel(kernel: KernelFiles, vmm: 'qemu' | 'firecracker'): v
     vmm,
   );
   if (incompatible) throw incompatible;
+}
+
+/** A create's sizes, the config's defaults filling what it leaves out, each checked against this host. */
+export function createSizes(
+  p: { vcpu?: number | undefined; memory_mib?: number | undefined; disk_bytes?: number | undefined },
+  cfg: Pick<Config, 'vmDefaults'>,
+  host: HostFacts,
+): { vcpu: number; memoryMib: number; diskBytes: number } {
+  const vcpu = p.vcpu ?? cfg.vmDefaults.vcpu;
+  checkVcpu(vcpu, host);
+  const memoryMib = p.memory_mib ?? cfg.vmDefaults.memoryMib;
+  checkMemory(memoryMib, host);
+  const diskBytes = p.disk_bytes ?? cfg.vmDefaults.diskSizeBytes;
+  checkDiskBytes(diskBytes);
+  return { vcpu, memoryMib, diskBytes };
 }

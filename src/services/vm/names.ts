@@ -1,4 +1,4 @@
-import { badRequest, notFound, type AppError } from '../../errors.js';
+import { alreadyExists, badRequest, notFound, type AppError } from '../../errors.js';
 import type { VmRepo, VmRow } from '../../store/vms.js';
 
 const MAX = 63;
@@ -147,4 +147,24 @@ export function resolveRefs(vms: Pick<VmRepo, 'byName' | 'get' | 'list'>, refs: 
       return { ref, error: { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) } };
     }
   });
+}
+
+/** Refuses a name a VM has already (create, before anything is made). */
+export function checkNameFree(vms: Pick<VmRepo, 'byName'>, name: string | undefined): void {
+  if (name && vms.byName(name))
+    throw alreadyExists(
+      `a VM named "${name}" already exists`,
+      `pick another --name or delete it with \`banger vm delete ${name}\``,
+    );
+}
+
+/** Inserts a new VM's row; a name taken meanwhile (a concurrent create) is the same error. */
+export function insertRow(vms: Pick<VmRepo, 'insert'>, row: VmRow): void {
+  try {
+    vms.insert(row);
+  } catch (e) {
+    if (String(e).includes('UNIQUE'))
+      throw alreadyExists(`a VM named "${row.name}" already exists`, 'pick another --name');
+    throw e;
+  }
 }

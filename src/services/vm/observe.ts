@@ -54,6 +54,7 @@ export function vmView(v: VmRow, imageName: string | undefined, accelReason: str
     created_at: v.createdAt,
     published,
     boot: v.bootTimings ?? null,
+    ...(v.rootDisk?.vars.warm ? { warm_start: v.rootDisk.vars.warm } : {}),
   };
 }
 

@@ -13,6 +13,8 @@ export interface CreateParams {
   start?: boolean | undefined;
   /** Port specs `[ADDR:]HOST_PORT:GUEST_PORT[/tcp|/udp]` (services/vm/portspec.ts). */
   publish?: string[] | undefined;
+  /** Boot cold even when a current template exists (warm start, SPEC §7.6). */
+  cold?: boolean | undefined;
 }
 
 export interface SetParams {

@@ -1,3 +1,4 @@
+import { PROTOCOL_VERSION } from '../../agent/protocol.js';
 import assert from 'node:assert/strict';
 import {
   copyFileSync,
@@ -520,7 +521,13 @@ test('the root disk falls back from qcow2 to a raw copy (root.raw) and records i
     readonly: false,
     serial: 'banger-root',
   });
-  assert.deepEqual(vms.get(v.id)?.rootDisk, { strategy: 'sparse-copy', path: raw, vars: {} }, 'the plan is recorded');
+  const { warm, ...vars } = vms.get(v.id)?.rootDisk?.vars ?? {};
+  assert.deepEqual(
+    { ...vms.get(v.id)?.rootDisk, vars },
+    { strategy: 'sparse-copy', path: raw, vars: {} },
+    'the plan is recorded',
+  );
+  assert.match(warm ?? '', /^cold: /, 'vm show says why the VM booted cold');
   assert.deepEqual(
     runner.calls.map((c) => c.argv[0]),
     ['qemu-img', 'cp', 'cp', 'truncate', 'mkfs.ext4', 'debugfs', 'debugfs'],
@@ -1044,7 +1051,7 @@ test('an image with the agent and without sshd: start waits for the agent only; 
       name: 'dev',
       healthy: true,
       agent: 'fake-agent',
-      protocol_version: 1,
+      protocol_version: PROTOCOL_VERSION,
       uptime_s: 0,
       sessions: 0,
     },

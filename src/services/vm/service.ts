@@ -2,10 +2,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
 import type { Config, HostFacts } from '../../config/config.js';
-import { AppError, alreadyExists, precondition } from '../../errors.js';
+import { AppError, precondition } from '../../errors.js';
 import type { ImageRepo } from '../../store/images.js';
 import type { PortRepo } from '../../store/ports.js';
-import type { VmPatch, VmRepo, VmRow } from '../../store/vms.js';
+import type { VmHandles, VmPatch, VmRepo, VmRow } from '../../store/vms.js';
 import type { AccelDecision } from '../../system/host.js';
 import type { Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
@@ -23,11 +23,12 @@ import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
 import { recordBoot, timed, withSpans } from './spans.js';
-import { checkDiskBytes, checkKernel, checkMemory, checkVcpu, checkVmm } from './limits.js';
+import { checkKernel, checkVmm, createSizes } from './limits.js';
 import { applySetParams, checkSetParams } from './resize.js';
 import { newVmRow, type CreateParams, type SetParams } from './params.js';
 import { checkAgentVm, guestTraits, vmHealth, vmPorts } from './guestops.js';
-import { generateName, resolveRef, resolveRefs, validateVmName, type ResolvedRef } from './names.js';
+import { checkNameFree, generateName, insertRow, resolveRef, resolveRefs, validateVmName } from './names.js';
+import type { ResolvedRef } from './names.js';
 import { capConsoles, consoleLogs, vmStats, vmView, type VmStats } from './observe.js';
 import { reconcileVms } from './reconcile.js';
 import { RuntimeFiles, vmmHandles } from './runtime.js';
@@ -38,6 +39,7 @@ import { prune, stopStale, type SweepDeps } from './sweep.js';
 import { VmNetworking, type BridgeNetwork } from './vmnet.js';
 import { PortProxies } from '../network/portproxy.js';
 import { VmPublisher } from './publish.js';
+import { WarmStart, type WarmChoice } from './warm.js';
 
 export interface VmServiceDeps {
   paths: Paths;
@@ -76,11 +78,7 @@ export interface VmServiceDeps {
 export type { Clock } from './boot.js';
 export type { CreateParams, SetParams } from './params.js';
 
-/**
- * VM lifecycle: the state machine over disks (disks.ts), boots (boot.ts) and
- * runtime files (runtime.ts). Every state change goes through transition(),
- * which checks it against states.ts.
- */
+/** VM lifecycle: the state machine over disks.ts, boot.ts and runtime.ts; every change goes through transition() (states.ts). */
 export class VmService {
   private readonly locks = new KeyedLock();
   private readonly pause: Pause;
@@ -92,6 +90,8 @@ export class VmService {
   /** Published ports: checked at create, applied at start, dropped at stop; vm publish/unpublish. */
   readonly publisher: VmPublisher;
   readonly pauser: VmPauser;
+  /** Warm start: templates and restores (warm.ts). */
+  readonly warm: WarmStart;
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
@@ -118,7 +118,9 @@ export class VmService {
       runtime: this.runtime,
       agents: this.agents,
       sshWaitTimeoutMs: d.config.sshWaitTimeoutMs,
+      templateBoot: d.config.testTemplateBoot,
     });
+    this.warm = new WarmStart({ ...d, ...this, accel: d.accel.accel });
   }
 
   list(): VmView[] {
@@ -143,19 +145,9 @@ export class VmService {
     const cfg = this.d.config;
     // An omitted name is generated; an empty one is a mistake (SPEC §4).
     if (p.name !== undefined) validateVmName(p.name);
-    const vcpu = p.vcpu ?? cfg.vmDefaults.vcpu;
-    checkVcpu(vcpu, this.d.host);
-    const memoryMib = p.memory_mib ?? cfg.vmDefaults.memoryMib;
-    checkMemory(memoryMib, this.d.host);
-    const diskBytes = p.disk_bytes ?? cfg.vmDefaults.diskSizeBytes;
-    checkDiskBytes(diskBytes);
+    const { vcpu, memoryMib, diskBytes } = createSizes(p, cfg, this.d.host);
     checkVmm(this.d.driver, this.d.accel, cfg.networkMode);
-    if (p.name && this.d.vms.byName(p.name)) {
-      throw alreadyExists(
-        `a VM named "${p.name}" already exists`,
-        `pick another --name or delete it with \`banger vm delete ${p.name}\``,
-      );
-    }
+    checkNameFree(this.d.vms, p.name);
 
     const published = await this.publisher.checkNew(p.publish);
     const image = await timed(ctx, 'image', () => this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx));
@@ -177,27 +169,29 @@ export class VmService {
       accel: this.d.accel.accel,
       networkMode: this.net.mode,
     });
-    try {
-      this.d.vms.insert(row);
-    } catch (e) {
-      if (String(e).includes('UNIQUE'))
-        throw alreadyExists(`a VM named "${row.name}" already exists`, 'pick another --name');
-      throw e;
-    }
+    insertRow(this.d.vms, row);
     return this.withLock(id, async () => {
       try {
         ctx.progress({ stage: 'disks', message: 'preparing disks' });
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
         this.net.allocate(row);
         this.d.ports.add(id, published);
-        const rootDisk = await timed(ctx, 'root disk', () =>
-          this.d.imageService.withRootfs(image.id, () => this.disks.makeRoot(row, image.rootfsPath, ctx.signal)),
-        ); // under the image's lease
-        this.d.vms.update(id, { rootDisk, diskStrategy: rootDisk.strategy });
-        await timed(ctx, 'work disk', () => this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal));
+        const warm = await this.warm.choose(row, image, kernel, pub, p.cold === true || p.start === false);
+        const cold = async (reason: string): Promise<void> => {
+          const rootDisk = await timed(ctx, 'root disk', () =>
+            this.d.imageService.withRootfs(image.id, () => this.disks.makeRoot(row, image.rootfsPath, ctx.signal)),
+          ); // under the image's lease
+          const vars = { ...rootDisk.vars, warm: reason };
+          this.d.vms.update(id, { rootDisk: { ...rootDisk, vars }, diskStrategy: rootDisk.strategy });
+          await timed(ctx, 'work disk', () => this.disks.makeWork(id, image.workSeedPath, diskBytes, pub, ctx.signal));
+        };
+        if (warm.tpl) this.d.vms.update(id, { rootDisk: await this.warm.disksFrom(row, warm.tpl, ctx.signal) });
+        else await cold(warm.reason);
         // With a boot the row stays `creating` until the guest is up: a daemon killed before then
         // leaves a create that never finished, which the next start rolls back (reconcile).
-        if (p.start ?? true) await this.startLocked(id, kernel, ctx);
+        const start = (w?: WarmChoice): Promise<void> => this.startLocked(id, kernel, ctx, w);
+        const stop = (): Promise<void> => this.stopVmm(id, 'stopped');
+        if (p.start ?? true) await this.warm.firstStart(warm, { start, stop, cold, vm: () => this.mustGet(id) }, ctx);
         else this.transition(id, 'stopped');
         return this.view(this.mustGet(id));
       } catch (e) {
@@ -357,21 +351,23 @@ export class VmService {
     transition(this.d.vms, id, to, patch);
   }
 
-  private async startLocked(id: string, k: KernelFiles, ctx: OpContext): Promise<void> {
+  private async startLocked(id: string, k: KernelFiles, ctx: OpContext, w?: WarmChoice): Promise<void> {
     const vm = this.mustGet(id);
     // A create's first boot stays `creating` (see create); any other start moves to `starting`.
     if (vm.state !== 'creating') this.transition(id, 'starting');
     const root = this.disks.root(vm);
     await this.publisher.up(vm);
     const bridged = await timed(ctx, 'network', () => this.net.up(vm, ctx.signal));
-    const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, async (h) => {
+    const onSpawn = async (h: VmHandles): Promise<void> => {
       // Recorded the moment the process exists, before the VMM opens its control socket: a daemon
       // killed from here on leaves a VMM that reconcile can find by pid and start time.
       await this.runtime.writeHandles(id, h);
       this.d.vms.update(id, { handles: h, sshPort: h.sshPort, bootId: randomUUID() });
       await this.pause('after-spawn');
-    });
+    };
+    const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, onSpawn, { incoming: w?.tpl !== undefined });
     let uptime: number | undefined;
+    if (w?.tpl) await this.warm.restore(vm, handles.controlSocket, w.tpl, ctx);
     try {
       uptime = await this.boot.waitReady(vm, handles, ctx, await this.guest(vm));
     } catch (e) {
@@ -415,6 +411,7 @@ export class VmService {
     this.d.vms.delete(id);
     await removeTree(this.d.paths.vmDir(id));
     await this.runtime.refreshSshConfig();
+    await this.warm.collect();
     this.d.log.info('VM deleted', { name: vm.name });
   }
 

@@ -158,3 +158,16 @@ test('qemu argv: the guest agent channel is a virtserialport org.banger.agent on
     }
   }
 });
+
+test('qemu argv: a restore waits with -incoming defer; a cold boot has no -incoming; the devices are the same', () => {
+  const cases = [
+    { name: 'restore', incoming: true, want: ['defer'] },
+    { name: 'cold', incoming: false, want: [] },
+    { name: 'unset', incoming: undefined, want: [] },
+  ];
+  for (const c of cases) {
+    const argv = qemuArgv('q', spec({ incoming: c.incoming }));
+    assert.deepEqual(values(argv, '-incoming'), c.want, c.name);
+    assert.deepEqual(values(argv, '-device'), values(qemuArgv('q', spec()), '-device'), c.name);
+  }
+});

@@ -85,6 +85,9 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
     argv.push('-netdev', `user,id=${USER_NETDEV_ID},restrict=${restrict}${rules}`);
   }
   argv.push('-device', `virtio-net-device,netdev=${USER_NETDEV_ID},mac=${s.net.mac}`);
+  // Warm start: the guest state comes by QMP migrate-incoming (vmm/qemu/migrate.ts); the device set
+  // above must be the template's, in the same order.
+  if (s.incoming) argv.push('-incoming', 'defer');
   return argv;
 }
 

@@ -9,9 +9,10 @@ import { register as cacheCmd } from './cache.js';
 import { register as exportCmd } from './export.js';
 import { register as registerCmd } from './register.js';
 import { register as refresh } from './refresh.js';
+import { register as warm } from './warm.js';
 
 export function register(program: Command, ctx: () => CliContext, act: Act): void {
   const image = program.command('image').description('manage images');
-  for (const r of [list, show, del, build, pull, registerCmd, refresh, exportCmd, cacheCmd]) r(image, ctx, act);
+  for (const r of [list, show, del, build, pull, registerCmd, refresh, warm, exportCmd, cacheCmd]) r(image, ctx, act);
   for (const c of image.commands) c.exitOverride();
 }

@@ -29,6 +29,10 @@ export function renderImage(i: ImageShowView): string {
     ['guest assets', `v${i.assets_version}`],
     ['used by', i.vms.length ? i.vms.join(', ') : '-'],
     ...configRows(i),
+    ...(i.templates ?? []).map((t): [string, string] => [
+      'template',
+      `${t.key.slice(0, 12)} ${t.vcpu} vcpu, ${t.memory_mib} MiB, ${formatBytes(t.disk_bytes)} disk${t.serving ? '' : ' (superseded)'}`,
+    ]),
     ['created', i.created_at],
   ]);
 }

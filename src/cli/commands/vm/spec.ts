@@ -15,6 +15,7 @@ export interface VmSpecFlags extends SizingFlags {
   image?: string;
   nat?: boolean;
   publish?: string[];
+  cold?: boolean;
 }
 
 /** Strict integer flag parsing: '2' ok; '2x', '', '1.5' rejected. */
@@ -39,6 +40,7 @@ export function addVmSpecFlags(cmd: Command): Command {
     .option('--image <image>', 'image name (default: debian-bookworm, built on first use)');
   return addSizingFlags(cmd, 'size of the /root work disk (e.g. 8G)')
     .option('--nat', 'allow the guest outbound network access')
+    .option('--cold', 'boot cold even when a warm-start template of the image is current')
     .option(
       '-p, --publish <spec>',
       'publish a guest port: [ADDR:]HOST_PORT:GUEST_PORT[/tcp|/udp], ADDR 127.0.0.1 unless given (repeatable)',
@@ -63,5 +65,6 @@ export function vmSpecParams(o: VmSpecFlags): Omit<WireParams<'vm.create'>, 'sta
     ...sizingParams(o),
     nat: o.nat ?? false,
     ...(o.publish === undefined ? {} : { publish: o.publish }),
+    ...(o.cold ? { cold: true } : {}),
   };
 }

@@ -1,0 +1,414 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import type { Config } from '../../config/config.js';
+import { errorMessage, precondition } from '../../errors.js';
+import { DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
+import type { ImageRow } from '../../store/images.js';
+import type { StoredRootDisk, VmRepo, VmRow } from '../../store/vms.js';
+import { templateFiles, vmFiles, type Paths } from '../../system/paths.js';
+import type { CommandRunner } from '../../system/runner.js';
+import { bangerVersion } from '../../version.js';
+import type { VmmDriver, VmmSpec } from '../../vmm/driver.js';
+import { qemuArgv, USER_NET } from '../../vmm/qemu/argv.js';
+import { loadState, saveState } from '../../vmm/qemu/migrate.js';
+import type { Logger, OpContext } from '../context.js';
+import { exists, raceAbort, removeTree, sha256File } from '../fsutil.js';
+import { KeyedLock } from '../keylock.js';
+import type { ImageService } from '../image/service.js';
+import type { KernelFiles } from '../kernel/manifest.js';
+import type { VmAgents } from './agent.js';
+import type { VmBoot } from './boot.js';
+import type { VmDisks } from './disks.js';
+import { guestTraits } from './guestops.js';
+import { readHandlesFile } from './handles.js';
+import { freshIdentity, refreshIdentity } from './identity.js';
+import { newVmRow } from './params.js';
+import { executePlan, rootDiskPlans } from './rootdisk.js';
+import type { RuntimeFiles } from './runtime.js';
+import { timed } from './spans.js';
+import { templateKey, vmmShape } from './template-key.js';
+import { TemplateStore, type Template } from './templates.js';
+
+/* Warm start (issue 17, SPEC §7.6): templates made by a throwaway boot (`image warm`), and a VM's
+   first start restored from the current template of its key. Every step that fails leaves a cold
+   boot possible: the caller falls back to one. */
+
+const SAVE_TIMEOUT_MS = 300_000;
+const LOAD_TIMEOUT_MS = 120_000;
+/** A template is saved once the guest's console has been quiet this long (at most QUIET_MAX_MS after agent-ready). */
+const QUIET_MS = 3000;
+const QUIET_MAX_MS = 90_000;
+
+/** Waits until `file` has not grown for `quietMs`, or `maxMs` passed. */
+export async function consoleQuiet(file: string, quietMs: number, maxMs: number, signal: AbortSignal): Promise<void> {
+  const start = Date.now();
+  let size = -1;
+  let since = start;
+  while (Date.now() - start < maxMs && !signal.aborted) {
+    const now = (await stat(file).catch(() => undefined))?.size ?? 0;
+    if (now !== size) {
+      size = now;
+      since = Date.now();
+    } else if (Date.now() - since >= quietMs) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export interface WarmDeps {
+  paths: Paths;
+  config: Config;
+  driver: VmmDriver;
+  runner: CommandRunner;
+  vms: VmRepo;
+  imageService: Pick<ImageService, 'ensure' | 'kernelFilesFor' | 'withRootfs'>;
+  keys: { ensureKey(): Promise<string> };
+  disks: VmDisks;
+  boot: VmBoot;
+  agents: VmAgents;
+  runtime: RuntimeFiles;
+  log: Logger;
+  accel: 'kvm' | 'tcg';
+}
+
+/** The spec fields a template is made for: what create decides before any disk exists. */
+type Shape = Pick<VmRow, 'vcpu' | 'memoryMib' | 'accel' | 'diskBytes' | 'overlayBytes'>;
+
+/** What the first start of a VM does: restore from `tpl`, or boot cold for `reason`. */
+export interface WarmChoice {
+  tpl?: Template;
+  reason: string;
+}
+
+/** The lifecycle steps firstStart drives (VmService's). */
+export interface FirstBoot {
+  start(w?: WarmChoice): Promise<void>;
+  stop(): Promise<void>;
+  /** Makes the cold disks, recording `reason` for `vm show`. */
+  cold(reason: string): Promise<void>;
+  vm(): VmRow;
+}
+
+export class WarmStart {
+  readonly store: TemplateStore;
+  private readonly flights = new Map<string, Promise<Template>>();
+  /** Template builds run one at a time. */
+  private readonly buildLock = new KeyedLock();
+  private qemuId: Promise<string> | undefined;
+  private readonly fileHashes = new Map<string, string>();
+
+  constructor(private readonly d: WarmDeps) {
+    this.store = new TemplateStore(d.paths, d.log);
+  }
+
+  /** Keys of the templates some VM's root disk stands on. */
+  refs(): Set<string> {
+    const out = new Set<string>();
+    for (const v of this.d.vms.list()) if (v.rootDisk?.vars.template) out.add(v.rootDisk.vars.template);
+    return out;
+  }
+
+  /** Whether a new VM's first start restores, and from which template. */
+  async choose(row: VmRow, image: ImageRow, k: KernelFiles, pub: string, cold: boolean): Promise<WarmChoice> {
+    if (cold) return { reason: 'cold: asked for (--cold or no start)' };
+    if (!this.d.config.warmStart) return { reason: 'cold: warm_start = false' };
+    if (this.d.driver.kind !== 'qemu')
+      return { reason: 'cold: firecracker VMs boot cold (its snapshots record drive, tap and vsock paths)' };
+    if (row.networkMode !== 'user') return { reason: 'cold: bridge-mode VMs boot cold for now' };
+    try {
+      const key = await this.key(row, image, k, pub);
+      const tpl = await this.store.current(key);
+      if (tpl) return { tpl, reason: `restored from template ${key.slice(0, 12)}` };
+      const stale = (await this.store.list()).filter((t) => t.state && t.meta.image_id === image.id);
+      if (stale.length > 0)
+        this.d.log.warn('ignoring templates of this image made by another banger, qemu or kernel build or spec', {
+          image: image.name,
+          templates: stale.map((t) => t.key.slice(0, 12)),
+        });
+      return { reason: `cold: no current template (\`banger image warm ${image.name}\` makes one)` };
+    } catch (e) {
+      this.d.log.warn('cannot compute the template key; booting cold', { name: row.name, error: String(e) });
+      return { reason: `cold: ${errorMessage(e)}` };
+    }
+  }
+
+  /** A restored VM's disks: a qcow2 overlay over the template's root layer, a copy of its work disk. */
+  async disksFrom(vm: VmRow, tpl: Template, signal: AbortSignal): Promise<StoredRootDisk> {
+    const target = join(this.d.paths.vmDir(vm.id), vmFiles.rootQcow2);
+    const size = String(vm.overlayBytes);
+    await this.d.runner.check(
+      ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', tpl.root, target, size],
+      {
+        signal,
+      },
+    );
+    await this.d.runner.check(['cp', '--reflink=auto', '--sparse=always', tpl.work, this.d.disks.workPath(vm.id)], {
+      signal,
+    });
+    return {
+      strategy: 'qcow2-overlay',
+      path: target,
+      vars: { template: tpl.key, warm: `restored from template ${tpl.key.slice(0, 12)}` },
+    };
+  }
+
+  /**
+   * A create's boot: restored from the template when there is one; a restore that fails (qemu
+   * refuses the state, the guest does not come up) boots cold on remade disks, with a warning.
+   */
+  async firstStart(w: WarmChoice, b: FirstBoot, ctx: OpContext): Promise<void> {
+    if (!w.tpl) return b.start();
+    try {
+      return await b.start(w);
+    } catch (e) {
+      if (ctx.signal.aborted) throw e;
+      const vm = b.vm();
+      this.d.log.warn('restore from the template failed; booting cold', { name: vm.name, error: String(e) });
+      ctx.progress({ stage: 'restore', message: `restore failed; booting cold (${errorMessage(e)})` });
+      await b.stop();
+      await removeTree(this.d.disks.workPath(vm.id));
+      await removeTree(this.d.disks.root(vm).path);
+      await b.cold(`cold: restore from template ${w.tpl.key.slice(0, 12)} failed: ${errorMessage(e)}`);
+      return b.start();
+    }
+  }
+
+  /** Loads the template's guest into a VMM started with `incoming`, runs it, then gives it the VM's identity. */
+  async restore(vm: VmRow, controlSocket: string, tpl: Template, ctx: OpContext): Promise<void> {
+    const state = tpl.state;
+    if (!state || !(await exists(state))) throw precondition(`template ${tpl.key.slice(0, 12)} was superseded`);
+    ctx.progress({ stage: 'restore', message: `restoring from template ${tpl.key.slice(0, 12)}` });
+    await timed(ctx, 'restore', () => loadState(controlSocket, state, LOAD_TIMEOUT_MS));
+    // The guest resumes at the gate with the template's identity: the VM's own, then the gate opens.
+    await this.d.agents.waitBoot(vm, LOAD_TIMEOUT_MS, ctx.signal);
+    const net = { ip: USER_NET.guestIp, gateway: USER_NET.gateway, dns: USER_NET.dns, mac: macFromId(vm.id) };
+    const skip = this.d.config.testSkipReseed === true;
+    const input = { ...freshIdentity(vm.name, net), openGate: true, reseed: !skip };
+    await timed(ctx, 'identity', () =>
+      this.d.agents.use(vm, (c) => refreshIdentity(c, input, { testSkipReseed: skip })),
+    );
+  }
+
+  /**
+   * `image warm`: the current template of the image at the default VM spec, made when missing by a
+   * throwaway boot. Joins a build of the same key in flight; builds run one at a time.
+   */
+  async warm(imageRef: string, ctx: OpContext): Promise<{ template: Template; built: boolean }> {
+    if (this.d.driver.kind !== 'qemu')
+      throw precondition(
+        `vmm = "${this.d.driver.kind}" has no warm start: firecracker VMs boot cold (its snapshots record drive, tap and vsock paths)`,
+        'use vmm = "qemu" for warm starts',
+      );
+    const image = await this.d.imageService.ensure(imageRef, ctx);
+    const k = await this.d.imageService.kernelFilesFor(image, ctx);
+    if (!(await guestTraits(image, this.d.log)).agent)
+      throw precondition(
+        `image "${image.name}" has no guest agent; a template needs one`,
+        `refresh it with \`banger image refresh ${image.name}\``,
+      );
+    const pub = await this.d.keys.ensureKey();
+    const shape = this.defaultShape(image);
+    const key = await this.key(shape, image, k, pub);
+    const cur = await this.store.current(key);
+    if (cur) return { template: cur, built: false };
+    let flight = this.flights.get(key);
+    if (!flight) {
+      const f = this.buildLock.run('build', () => this.build(key, shape, image, k, pub, ctx));
+      flight = f.finally(() => this.flights.delete(key));
+      this.flights.set(key, flight);
+    }
+    return { template: await raceAbort(flight, ctx.signal), built: true };
+  }
+
+  /**
+   * Startup, before the sweep of VM dirs without a row: the VMM of a template build a killed daemon
+   * left (its handles.json in such a dir) is killed, so no orphan qemu stays; the sweep then removes
+   * the half-made template. `knownIds`: the VM rows.
+   */
+  async killOrphanBuilds(knownIds: ReadonlySet<string>): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.d.paths.vmsDir);
+    } catch {
+      return;
+    }
+    for (const id of names.filter((n) => !knownIds.has(n))) {
+      const file = await readHandlesFile(join(this.d.paths.vmDir(id), vmFiles.handles));
+      if (file.state !== 'ok') continue;
+      if (await this.d.driver.isAlive(file.handles)) {
+        this.d.log.warn('killing the VMM of a template build a stopped daemon left', { pid: file.handles.pid });
+        await this.d.driver.kill(file.handles);
+      }
+      await rm(file.handles.controlSocket, { force: true });
+    }
+  }
+
+  /** Image delete: its templates stop serving and go (VMs of a deleted image cannot exist). */
+  async removeForImage(imageId: string): Promise<void> {
+    await this.store.removeForImage(imageId, this.refs());
+  }
+
+  /** After a VM delete: superseded templates no VM stands on any more go. */
+  async collect(): Promise<void> {
+    await this.store.collect(this.refs());
+  }
+
+  private defaultShape(image: ImageRow): Shape {
+    const v = this.d.config.vmDefaults;
+    return {
+      vcpu: v.vcpu,
+      memoryMib: v.memoryMib,
+      accel: this.d.accel,
+      diskBytes: v.diskSizeBytes,
+      overlayBytes: Math.max(v.systemOverlaySizeBytes, image.sizeBytes),
+    };
+  }
+
+  private async build(
+    key: string,
+    s: Shape,
+    image: ImageRow,
+    k: KernelFiles,
+    pub: string,
+    ctx: OpContext,
+  ): Promise<Template> {
+    const again = await this.store.current(key);
+    if (again) return again;
+    const id = randomBytes(16).toString('hex');
+    const row = newVmRow({
+      ...s,
+      id,
+      name: `template-${key.slice(0, 8)}`,
+      imageId: image.id,
+      nat: false,
+      vmm: 'qemu',
+      networkMode: 'user',
+    });
+    // In the VMs dir without a row: a daemon killed meanwhile leaves a dir startup sweeps.
+    const dir = this.d.paths.vmDir(id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    let handles: { pid: number; startTime: number; controlSocket: string } | undefined;
+    try {
+      ctx.progress({ stage: 'template', message: `making a template of ${image.name} (a throwaway boot)` });
+      const plan = rootDiskPlans['qcow2-overlay']({ base: image.rootfsPath, dir, sizeBytes: s.overlayBytes, vmId: id });
+      await this.d.imageService.withRootfs(image.id, () => executePlan(this.d.runner, plan, ctx.signal));
+      await this.d.disks.makeWork(id, image.workSeedPath, s.diskBytes, pub, ctx.signal);
+      const root = { strategy: 'qcow2-overlay' as const, path: plan.path, format: 'qcow2' as const, vars: {} };
+      const spawned = await this.d.boot.spawn(
+        row,
+        root,
+        k,
+        ctx,
+        undefined,
+        async (h) => {
+          handles = h;
+          // For a daemon killed mid-build: the next startup kills this VMM (killOrphanBuilds).
+          await this.d.runtime.writeHandles(id, h);
+        },
+        { template: true },
+      );
+      handles = spawned.handles;
+      await this.d.boot.waitReady(row, spawned.handles, ctx, { agent: true, sshd: false, orderlyShutdown: true });
+      // The agent answers early in the boot; what else starts (all but the units behind the identity
+      // gate) should be done before the save, or every restore runs it again.
+      await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
+      ctx.progress({ stage: 'template', message: 'saving the guest' });
+      await saveState(spawned.handles.controlSocket, join(dir, templateFiles.state), SAVE_TIMEOUT_MS);
+      await this.d.driver.kill(spawned.handles);
+      handles = undefined;
+      for (const f of [vmFiles.console, vmFiles.vmmLog, `${vmFiles.console}.1`])
+        await rm(join(dir, f), { force: true });
+      const t = await this.store.install(
+        dir,
+        {
+          key,
+          image_id: image.id,
+          image_name: image.name,
+          vcpu: s.vcpu,
+          memory_mib: s.memoryMib,
+          disk_bytes: s.diskBytes,
+          overlay_bytes: s.overlayBytes,
+          created_at: new Date().toISOString(),
+        },
+        this.refs(),
+      );
+      this.d.log.info('template made', { image: image.name, key });
+      return t;
+    } finally {
+      if (handles) await this.d.driver.kill(handles).catch(() => undefined);
+      this.d.agents.close(id);
+      await rm(this.d.runtime.controlSocket(id), { force: true });
+      await rm(this.d.paths.agentSocket(id), { force: true });
+      await removeTree(dir);
+    }
+  }
+
+  /** The template key of a VM of this shape from this image and kernel (template-key.ts). */
+  private async key(s: Shape, image: ImageRow, k: KernelFiles, pub: string): Promise<string> {
+    const st = await stat(image.rootfsPath);
+    const kernel = [k.manifest.name, await this.hashFile(k.kernel)];
+    if (k.initrd) kernel.push(await this.hashFile(k.initrd));
+    if (k.modulesDisk) kernel.push(await this.hashFile(k.modulesDisk));
+    const spec: VmmSpec = {
+      id: 'template',
+      name: 'template',
+      vcpu: s.vcpu,
+      memoryMib: s.memoryMib,
+      accel: s.accel,
+      kernelPath: k.kernel,
+      initrdPath: k.initrd,
+      cmdline: '',
+      disks: [
+        { id: 'root', path: 'root', format: 'qcow2', readonly: false, serial: DISK_SERIALS.root },
+        { id: 'work', path: 'work', format: 'raw', readonly: false, serial: DISK_SERIALS.work },
+        ...(k.modulesDisk
+          ? [{ id: 'modules', path: 'modules', format: 'raw' as const, readonly: true, serial: DISK_SERIALS.modules }]
+          : []),
+      ],
+      net: { mode: 'user', sshPort: 22, allowOutbound: false, mac: '52:54:00:00:00:00' },
+      consoleLog: 'console',
+      controlSocket: 'qmp',
+      vmmLog: 'vmm',
+      agentSocket: 'agent',
+    };
+    return templateKey({
+      banger: bangerVersion(),
+      imageId: image.id,
+      rootfs: `${st.size}:${st.mtimeMs}`,
+      assetsVersion: image.assetsVersion,
+      kernel: kernel.join(':'),
+      qemu: await (this.qemuId ??= this.qemuIdentity()),
+      sshKey: pub.trim(),
+      overlayBytes: s.overlayBytes,
+      diskBytes: s.diskBytes,
+      shape: vmmShape(qemuArgv(this.d.config.qemuBin, spec)),
+    });
+  }
+
+  /** `qemu --version` and the binary's hash (an upgrade of the qemu package means other templates). */
+  private async qemuIdentity(): Promise<string> {
+    const bin = this.d.config.qemuBin;
+    let path = bin;
+    if (!bin.includes('/')) {
+      for (const dir of (process.env.PATH ?? '/usr/bin').split(delimiter)) {
+        if (dir && (await exists(join(dir, bin)))) {
+          path = join(dir, bin);
+          break;
+        }
+      }
+    }
+    const v = await this.d.runner.check([path, '--version'], { timeoutMs: 10_000 });
+    return `${v.stdout.split('\n')[0] ?? ''}:${await sha256File(path)}`;
+  }
+
+  private async hashFile(path: string): Promise<string> {
+    const st = await stat(path);
+    const id = `${path}:${st.size}:${st.mtimeMs}`;
+    let h = this.fileHashes.get(id);
+    if (!h) {
+      h = await sha256File(path);
+      this.fileHashes.set(id, h);
+    }
+    return h;
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * Integration (network: user mode with restrict=on, loopback only): warm start (issue 17) with real
+ * qemu. A busybox-only image (banger-init as PID 1 and the agent: the shortest boot) pushed to a local
+ * registry; `image warm` makes its template by a throwaway boot; a VM's first start restores from it;
+ * a corrupt template falls back to a cold boot; deleting the image removes its templates.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
+import { TestHome } from '../helpers/home.js';
+import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
+import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
+
+const skip = requirements(
+  [...missingTools([...DEFAULT_VM_TOOLS, 'docker-registry']), ...(existsSync(BUSYBOX) ? [] : [BUSYBOX])],
+  'apt install qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg kmod busybox-static docker-registry',
+);
+
+let home: TestHome;
+let reg: LocalRegistry | undefined;
+
+before(async () => {
+  if (skip) return;
+  home = new TestHome('banger-it-warm-');
+  reg = await LocalRegistry.start();
+});
+
+after(async () => {
+  reg?.stop();
+  if (!skip) await home.cleanup();
+});
+
+interface Shown {
+  warm_start?: string;
+  boot: { spans: { name: string }[] } | null;
+}
+
+async function show(name: string): Promise<Shown> {
+  const r = await home.banger(['vm', 'show', name, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as Shown;
+}
+
+const templatesDir = (): string => join(home.stateDir, 'templates');
+
+test(
+  'warm start: image warm makes a template; the first start of a VM restores from it and works; a corrupt template boots cold; image delete removes the templates',
+  { skip, timeout: 20 * 60_000 },
+  async (t) => {
+    await home.banger(['image', 'delete', 'bbw']); // a kept home (BANGER_TEST_HOME) may have it
+    await pushImage((reg as LocalRegistry).port, 'test/busybox', 'v1', [
+      { tar: await busyboxTar(), compression: 'gzip' },
+    ]);
+    const pull = await home.banger([
+      'image',
+      'pull',
+      `127.0.0.1:${(reg as LocalRegistry).port}/test/busybox:v1`,
+      '--name',
+      'bbw',
+    ]);
+    assert.equal(pull.code, 0, pull.stderr);
+
+    let t0 = Date.now();
+    const warm = await home.banger(['image', 'warm', 'bbw', '--json'], 600_000);
+    assert.equal(warm.code, 0, warm.stderr);
+    t.diagnostic(`image warm (throwaway boot + save): ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const made = JSON.parse(warm.stdout) as { built: boolean; template: { key: string; serving: boolean } };
+    assert.equal(made.built, true);
+    const again = await home.banger(['image', 'warm', 'bbw', '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((JSON.parse(again.stdout) as { built: boolean }).built, false, 'a current template is not made again');
+    const shown = await home.banger(['image', 'show', 'bbw', '--json']);
+    const templates = (JSON.parse(shown.stdout) as { templates: { key: string; serving: boolean }[] }).templates;
+    assert.deepEqual(
+      templates.map((x) => [x.key, x.serving]),
+      [[made.template.key, true]],
+      'image show lists the template',
+    );
+    assert.deepEqual(home.qemuPids(), [], 'the throwaway boot left no qemu');
+    assert.deepEqual(readdirSync(join(home.stateDir, 'vms')), [], 'nor a VM dir');
+
+    // A restored VM: vm show says so, the boot has a restore span, and the guest answers.
+    t0 = Date.now();
+    const c = await home.banger(['vm', 'create', '--name', 'w1', '--image', 'bbw'], 600_000);
+    assert.equal(c.code, 0, c.stderr);
+    t.diagnostic(`vm create from the template: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const w1 = await show('w1');
+    assert.match(w1.warm_start ?? '', /^restored from template /, JSON.stringify(w1));
+    assert.ok(
+      w1.boot?.spans.some((s) => s.name === 'restore'),
+      'the boot has a restore span',
+    );
+    const hi = await home.banger(['vm', 'ssh', 'w1', '--', 'sh', '-c', 'echo hi; exit 3']);
+    assert.equal(hi.stdout, 'hi\n', hi.stderr);
+    assert.equal(hi.code, 3, hi.stderr);
+    // A restart boots cold (the disks no longer match the saved memory) and works.
+    const rs = await home.banger(['vm', 'restart', 'w1'], 600_000);
+    assert.equal(rs.code, 0, rs.stderr);
+    const after1 = await show('w1');
+    assert.ok(!after1.boot?.spans.some((s) => s.name === 'restore'), 'a restart does not restore');
+
+    // --cold opts out.
+    const cold = await home.banger(['vm', 'create', '--name', 'w3', '--image', 'bbw', '--cold', '--no-start']);
+    assert.equal(cold.code, 0, cold.stderr);
+    assert.match((await show('w3')).warm_start ?? '', /^cold: /);
+
+    // A corrupt template: the restore fails, the VM boots cold with a warning and works.
+    writeFileSync(join(templatesDir(), made.template.key, 'state.bin'), 'not a qemu migration stream\n'.repeat(100));
+    const c2 = await home.banger(['vm', 'create', '--name', 'w2', '--image', 'bbw'], 600_000);
+    assert.equal(c2.code, 0, c2.stderr);
+    const w2 = await show('w2');
+    assert.match(w2.warm_start ?? '', /^cold: restore from template \w+ failed/, JSON.stringify(w2));
+    const hi2 = await home.banger(['vm', 'ssh', 'w2', '--', 'sh', '-c', 'echo cold']);
+    assert.equal(hi2.stdout, 'cold\n', hi2.stderr);
+
+    const del = await home.banger(['vm', 'delete', 'w1', 'w2', 'w3']);
+    assert.equal(del.code, 0, del.stderr);
+    const idel = await home.banger(['image', 'delete', 'bbw']);
+    assert.equal(idel.code, 0, idel.stderr);
+    assert.deepEqual(readdirSync(templatesDir()), [], 'deleting the image removed its templates');
+    assert.deepEqual(home.qemuPids(), [], 'no qemu left');
+  },
+);
+
+test(
+  'warm start, Debian with systemd and sshd: two VMs restored from one template differ in hostname, host key, /dev/urandom output and machine-id',
+  {
+    skip,
+    timeout: 20 * 60_000,
+    // Fails today (2026-12-03): the restore and identity succeed, then the boot watch sees a silent
+    // console and no sshd for 30 s and the VM falls back to a cold boot. Not counted as passing.
+    todo: 'a restored systemd guest does not bring sshd up after the gate opens within the stall window',
+  },
+  async () => {
+    await home.banger(['image', 'delete', 'debw']);
+    const tar = readFileSync(
+      debianBaseTar(['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo']),
+    );
+    await pushImage((reg as LocalRegistry).port, 'test/debw', 'v1', [{ tar, compression: 'gzip' }]);
+    const pull = await home.banger([
+      'image',
+      'pull',
+      `127.0.0.1:${(reg as LocalRegistry).port}/test/debw:v1`,
+      '--name',
+      'debw',
+    ]);
+    assert.equal(pull.code, 0, pull.stderr);
+    const warm = await home.banger(['image', 'warm', 'debw'], 600_000);
+    assert.equal(warm.code, 0, warm.stderr);
+    const facts: string[] = [];
+    for (const name of ['id1', 'id2']) {
+      const c = await home.banger(['vm', 'create', '--name', name, '--image', 'debw'], 600_000);
+      assert.equal(c.code, 0, c.stderr);
+      assert.match((await show(name)).warm_start ?? '', /^restored from template /);
+      const r = await home.banger([
+        'vm',
+        'ssh',
+        name,
+        '--',
+        'sh',
+        '-c',
+        'hostname; cat /etc/ssh/ssh_host_ed25519_key.pub; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; cat /etc/machine-id',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      facts.push(r.stdout);
+    }
+    const [a, b] = facts.map((f) => f.trim().split('\n'));
+    assert.equal(a?.length, 4, facts[0]);
+    assert.deepEqual([a?.[0], b?.[0]], ['id1', 'id2'], 'each has its own hostname');
+    for (const [i, what] of [
+      [1, 'host key'],
+      [2, '/dev/urandom output'],
+      [3, 'machine-id'],
+    ] as const)
+      assert.notEqual(a?.[i], b?.[i], `${what} differs`);
+    const del = await home.banger(['vm', 'delete', 'id1', 'id2']);
+    assert.equal(del.code, 0, del.stderr);
+    await home.banger(['image', 'delete', 'debw']);
+  },
+);
