@@ -127,11 +127,11 @@ test(
 test(
   'warm start, Debian with systemd and sshd: two VMs restored from one template differ in hostname, host key, /dev/urandom output and machine-id',
   {
-    skip,
     timeout: 20 * 60_000,
     // Fails today (2026-12-03): the restore and identity succeed, then the boot watch sees a silent
-    // console and no sshd for 30 s and the VM falls back to a cold boot. Not counted as passing.
-    todo: 'a restored systemd guest does not bring sshd up after the gate opens within the stall window',
+    // console and no sshd for 30 s and the VM falls back to a cold boot. Skipped (it would cost CI a
+    // Debian build and three boots for a known failure), reported as not done, never counted as passing.
+    skip: 'known failure: a restored systemd guest does not bring sshd up after the gate opens (issue 17)',
   },
   async () => {
     await home.banger(['image', 'delete', 'debw']);
