@@ -27,6 +27,7 @@ import type {
   CachePruneResult,
   ExportResult,
   WorkspaceView,
+  SnapshotView,
 } from './views.js';
 export type * from './views.js';
 
@@ -181,6 +182,7 @@ export const methods = {
         publish: z.array(z.string()).optional(),
         ...proc.lifetimeFields,
         cold: z.boolean().optional(),
+        from_snapshot: z.string().min(1).optional(),
       })
       .transform(parseVmSpec),
     returns<VmView>(),
@@ -192,6 +194,13 @@ export const methods = {
   'vm.restart': unary(vmRef, returns<VmView>()),
   'vm.pause': unary(vmRef, returns<VmView>()),
   'vm.resume': unary(vmRef, returns<VmView>()),
+  'vm.snapshot_create': unary(
+    z.strictObject({ ref: z.string().min(1), name: z.string().min(1) }),
+    returns<SnapshotView>(),
+  ),
+  'vm.snapshot_list': unary(none, returns<SnapshotView[]>()),
+  'vm.snapshot_rm': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),
+  'vm.fork': unary(z.strictObject({ ref: z.string().min(1), name: z.string().min(1) }), returns<VmView>()),
   'vm.kill': unary(
     z.strictObject({
       ref: z.string().min(1),

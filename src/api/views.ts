@@ -37,6 +37,18 @@ export interface VmView {
   warm_start?: string;
 }
 
+/** A VM snapshot (`vm snapshot list`, issue 18). */
+export interface SnapshotView {
+  name: string;
+  /** The VM it was made of (by name at the time). */
+  vm: string;
+  image: string;
+  vcpu: number;
+  memory_mib: number;
+  disk_bytes: number;
+  created_at: string;
+}
+
 /** One published port: the host's address:host_port forwards to the guest's guest_port. */
 export interface PublishedPort {
   protocol: 'tcp' | 'udp';

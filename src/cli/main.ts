@@ -18,6 +18,7 @@ import { register as registerVmCp } from './commands/vm/cp.js';
 import { register as registerVmStats } from './commands/vm/stats.js';
 import { register as registerVmAgent } from './commands/vm/agent.js';
 import { register as registerVmPublish } from './commands/vm/publish.js';
+import { register as registerVmSnapshot } from './commands/vm/snapshot.js';
 import { register as registerVmWorkspace } from './commands/vm/workspace.js';
 import { listVms, register as registerVmList } from './commands/vm/list.js';
 import { register as registerVmLogs } from './commands/vm/logs.js';
@@ -111,6 +112,7 @@ export function buildProgram(
   registerVmStats(vm, ctx, act);
   registerVmAgent(vm, ctx, act);
   registerVmPublish(vm, ctx, act);
+  registerVmSnapshot(vm, ctx, act);
   registerVmWorkspace(vm, ctx, act);
   program
     .command('ps')

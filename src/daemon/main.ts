@@ -20,6 +20,7 @@ import { ImageRepo } from '../store/images.js';
 import { IpRepo } from '../store/ips.js';
 import { VmWorkspaces } from '../services/vm/workspace.js';
 import { PortRepo } from '../store/ports.js';
+import { SnapshotRepo } from '../store/snapshots.js';
 import { KernelRepo } from '../store/kernels.js';
 import { migrationStatus } from '../store/migrations.js';
 import { OperationRepo } from '../store/operations.js';
@@ -182,6 +183,7 @@ export async function main(argv: string[]): Promise<number> {
     host: { cpus: host.cpuCount(), memBytes: host.memBytes() },
     pause: testPauses(process.env.BANGER_TEST_PAUSE, log),
     ports: new PortRepo(db),
+    snaps: new SnapshotRepo(db),
     ...(bridge ? { bridge } : {}),
   });
 
@@ -245,6 +247,7 @@ export async function main(argv: string[]): Promise<number> {
     ...imageRoutes({
       images,
       warm: vms.warm,
+      snapshotsOf: (id) => vms.snapshots.usersOfImage(id),
       usedBy: (id) => vmRepo.namesByImage(id),
       pullWithSshd: (p, ctx) =>
         pullWithSshd(

@@ -8,8 +8,10 @@
  * v7: sshd starts right after the bootstrap, not after basic.target (SSHD_EARLY_DROPIN).
  * v8: agent protocol 2 (SET_IDENTITY machine-id/clock/network/reseed/open-gate), the bootstrap's
  * `identity` and `gate` modes and banger-gate.service (templates, docs/warm-start.md).
+ * v9: `identity gate=1` on a guest that has a host key already (a VM restored from a snapshot of a
+ * running VM, issue 18) makes a new one and reloads the running sshd.
  */
-export const ASSETS_VERSION = 8;
+export const ASSETS_VERSION = 9;
 
 import { guestBinary } from '../system/paths.js';
 
@@ -53,6 +55,20 @@ host_key() {
 }
 
 is_mounted() { grep -q " $1 " /proc/self/mountinfo; }
+
+# A VM restored from a snapshot of a running VM: its sshd runs with the parent's host key. A new
+# key, then the running sshd reloads (SIGHUP: it re-executes and reads its keys again).
+rekey() {
+  rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
+  host_key || return 1
+  if [ -d /run/systemd/system ]; then
+    for u in ssh.service sshd.service; do
+      systemctl -q is-active "$u" 2>/dev/null && { systemctl reload "$u" || return 1; return 0; }
+    done
+  fi
+  pid=; [ -r /run/sshd.pid ] && read -r pid </run/sshd.pid
+  [ -z "$pid" ] || kill -HUP "$pid"
+}
 
 # banger-gate.service of a template boot (banger.template=1): waits until the agent opens the gate
 # (\`identity gate=1\`) once the restored guest has its own identity; sshd and sysinit.target wait.
@@ -117,6 +133,7 @@ apply_identity() {
   fi
   [ -n "$dns" ] && { set_dns "$dns" || status=1; }
   if [ "$gate" = 1 ]; then
+    if [ -s /etc/ssh/ssh_host_ed25519_key ]; then rekey || { log "cannot make a new host key"; status=1; }; fi
     host_key || status=1
     mkdir -p /run/banger && : >${GATE_OPEN_PATH} || status=1
     [ -p /run/banger/gate ] && echo open 1<>/run/banger/gate

@@ -10,9 +10,11 @@ import type { Logger } from './context.js';
  *
  * Points: `after-spawn` — the VMM process exists and its handles are
  * recorded, its control socket is not up yet; `vm-delete` — delete has
- * stopped the VMM, the row and files are not removed yet.
+ * stopped the VMM, the row and files are not removed yet; `snapshot-saved` — a
+ * snapshot stopped its VM and saved the guest state, its disks are not copied
+ * and the VM not resumed yet.
  */
-export type PausePoint = 'after-spawn' | 'vm-delete';
+export type PausePoint = 'after-spawn' | 'vm-delete' | 'snapshot-saved';
 export type Pause = (point: PausePoint) => Promise<void>;
 
 const PAUSE_MS = 10 * 60_000;

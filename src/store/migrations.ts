@@ -117,6 +117,31 @@ export const MIGRATIONS: readonly string[] = [
     created_at   TEXT NOT NULL
   );
   `,
+  // 9 (issue 18; the 9th entry, user_version 9): snapshots of running VMs (services/vm/snapshots.ts) and the frozen root-disk
+  // layers they and the VMs restored from them stand on (outside every VM dir, collected when no
+  // snapshot, VM or other layer refers to them). A snapshot row in state `creating` is one a daemon
+  // died making: startup resumes its parent and removes it.
+  `
+  CREATE TABLE layers (
+    id            TEXT PRIMARY KEY,
+    format        TEXT NOT NULL,
+    backing_layer TEXT,
+    image_id      TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+  );
+  CREATE TABLE snapshots (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    state       TEXT NOT NULL,
+    internal    INTEGER NOT NULL,
+    vm_id       TEXT NOT NULL,
+    vm_name     TEXT NOT NULL,
+    image_id    TEXT NOT NULL,
+    layer_id    TEXT,
+    record      TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+  );
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -88,6 +88,20 @@ export class Paths {
   templateDir(key: string): string {
     return join(this.templatesDir, key);
   }
+  /** VM snapshots (services/vm/snapshots.ts): one dir per snapshot (saved guest, work disk), outside every VM dir. */
+  get snapshotsDir(): string {
+    return join(this.stateDir, 'snapshots');
+  }
+  snapshotDir(id: string): string {
+    return join(this.snapshotsDir, id);
+  }
+  /** Frozen root-disk layers snapshots and the VMs restored from them stand on (refcounted, shared). */
+  get layersDir(): string {
+    return join(this.stateDir, 'layers');
+  }
+  layerPath(id: string, format: 'qcow2' | 'raw'): string {
+    return join(this.layersDir, `${id}.${format}`);
+  }
   get tmpDir(): string {
     return join(this.stateDir, 'tmp');
   }
@@ -184,6 +198,13 @@ export const templateFiles = {
   /** The saved guest (qemu migration stream); gone once the template is superseded. */
   state: 'state.bin',
   meta: 'template.json',
+} as const;
+
+/** Names inside a snapshot dir (Paths.snapshotDir). */
+export const snapshotFiles = {
+  /** The saved guest (qemu migration stream). */
+  state: 'state.bin',
+  work: 'work.ext4',
 } as const;
 
 /** The installed package's root (…/banger), found from this compiled file (dist/src/system). */

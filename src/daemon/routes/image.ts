@@ -30,10 +30,12 @@ export interface ImageRouteDeps {
   pullWithSshd?: (p: PullParams, ctx: OpContext) => Promise<ImageRow>;
   /** Warm-start templates (services/vm/warm.ts): image warm, the list in image show, removal with the image. */
   warm?: Pick<WarmStart, 'warm' | 'removeForImage' | 'store'>;
+  /** Names of the snapshots made from an image (image delete refuses while there are any). */
+  snapshotsOf?: (imageId: string) => string[];
 }
 
 /** image.*: the ImageService's rows as the API's views. */
-export function imageRoutes({ images, usedBy, pullWithSshd, warm }: ImageRouteDeps): Routes<'image'> {
+export function imageRoutes({ images, usedBy, pullWithSshd, warm, snapshotsOf }: ImageRouteDeps): Routes<'image'> {
   return {
     'image.list': () => images.list().map(imageView),
     'image.show': async (p) => {
@@ -51,7 +53,13 @@ export function imageRoutes({ images, usedBy, pullWithSshd, warm }: ImageRouteDe
       };
     },
     'image.delete': async (p) => {
-      const id = images.get(p.name).id;
+      const { id, name } = images.get(p.name);
+      const snaps = snapshotsOf?.(id) ?? [];
+      if (snaps.length > 0)
+        throw precondition(
+          `image "${name}" is used by snapshot${snaps.length > 1 ? 's' : ''} ${snaps.join(', ')}`,
+          `remove ${snaps.length > 1 ? 'them' : 'it'} first with \`banger vm snapshot rm ${snaps.join(' ')}\``,
+        );
       const r = await images.delete(p.name);
       await warm?.removeForImage(id);
       return r;

@@ -6,6 +6,7 @@ import type { VmExec } from '../../services/vm/exec.js';
 import type { VmFiles } from '../../services/vm/files.js';
 import type { FileSync } from '../../services/vm/filesync.js';
 import type { VmService } from '../../services/vm/service.js';
+import { snapshotView } from '../../services/vm/snapshots.js';
 import type { VmWorkspaces } from '../../services/vm/workspace.js';
 import type { VmReaper } from '../../services/vm/reaper.js';
 import type { Routes } from '../server.js';
@@ -39,6 +40,14 @@ export function vmRoutes(
     'vm.restart': async (p, ctx) => synced(undefined, await vms.restart(p.ref, ctx), ctx),
     'vm.pause': (p) => vms.pauser.pause(p.ref),
     'vm.resume': (p) => vms.pauser.resume(p.ref),
+    'vm.snapshot_create': async (p, ctx) => {
+      const s = await vms.snapshots.create(p.ref, p.name, ctx);
+      return snapshotView(s, vms.imageName(s.imageId));
+    },
+    'vm.snapshot_list': () => vms.snapshots.list(),
+    'vm.snapshot_rm': (p) => vms.snapshots.remove(p.name),
+    'vm.fork': async (p, ctx) =>
+      synced(undefined, await vms.snapshots.fork(p.ref, p.name, ctx, (q, src) => vms.create(q, ctx, src)), ctx),
     'vm.kill': (p) => vms.kill(p.ref, checkSignal(p.signal)),
     'vm.set': (p, ctx) => vms.set(p.ref, p, ctx),
     'vm.prune': (_p, ctx) => vms.prune(ctx),

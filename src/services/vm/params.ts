@@ -15,6 +15,8 @@ export interface CreateParams {
   publish?: string[] | undefined;
   /** Boot cold even when a current template exists (warm start, SPEC §7.6). */
   cold?: boolean | undefined;
+  /** Restore the named snapshot (issue 18): its image and sizes, its guest's memory and processes. */
+  from_snapshot?: string | undefined;
 }
 
 export interface SetParams {

@@ -98,7 +98,7 @@ export class VmPauser {
   }
 
   /** `date -s` through the guest agent (nothing to do without one: such a guest keeps its clock). */
-  private async syncClock(vm: VmRow): Promise<void> {
+  async syncClock(vm: VmRow): Promise<void> {
     if (!(await guestTraits(this.d.images.get(vm.imageId), this.d.log)).agent) return;
     const argv = clockArgv((this.d.now ?? Date.now)());
     const status = await this.d.agents.use(vm, async (c) => {

@@ -19,6 +19,7 @@ import { ASSETS_VERSION } from '../../guest/assets.js';
 
 import { openStore } from '../../store/db.js';
 import { PortRepo } from '../../store/ports.js';
+import { SnapshotRepo } from '../../store/snapshots.js';
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { freeLoopbackPort } from '../../system/net.js';
@@ -301,6 +302,7 @@ function setup(opts: SetupOpts = {}) {
     stallMs: 60_000,
     clock,
     ports: new PortRepo(db),
+    snaps: new SnapshotRepo(db),
   };
   if (opts.bridge)
     deps.bridge = new BridgeNetwork({ config, runner: netHost.runner, euid: 0, ips: new IpRepo(db), records });

@@ -1,24 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
-import type { Config, HostFacts } from '../../config/config.js';
 import { AppError, precondition } from '../../errors.js';
-import type { ImageRepo } from '../../store/images.js';
-import type { PortRepo } from '../../store/ports.js';
-import type { VmHandles, VmPatch, VmRepo, VmRow } from '../../store/vms.js';
-import type { AccelDecision } from '../../system/host.js';
-import type { Paths } from '../../system/paths.js';
-import type { CommandRunner } from '../../system/runner.js';
-import type { VmmChoice } from '../../vmm/choice.js';
-import type { VmmDriver } from '../../vmm/driver.js';
-import type { Logger, OpContext } from '../context.js';
+import type { VmHandles, VmPatch, VmRow } from '../../store/vms.js';
+import type { OpContext } from '../context.js';
 import { removeTree } from '../fsutil.js';
 import { KeyedLock } from '../keylock.js';
-import type { ImageService } from '../image/service.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { noPause, type Pause } from '../testpause.js';
 import { VmAgents } from './agent.js';
-import { userNet, VmBoot, type Clock, type GuestTraits } from './boot.js';
+import { userNet, VmBoot, type GuestTraits } from './boot.js';
 import { BootFailure } from './bootwatch.js';
 import { CONSOLE_MAX_BYTES } from './console.js';
 import { VmDisks } from './disks.js';
@@ -32,48 +23,16 @@ import type { ResolvedRef } from './names.js';
 import { capConsoles, consoleLogs, vmStats, vmView, type VmStats } from './observe.js';
 import { reconcileVms } from './reconcile.js';
 import { RuntimeFiles, vmmHandles } from './runtime.js';
-import type { SshKeys } from './sshkeys.js';
 import { notRunning, resumeHint, transition, type VmState } from './states.js';
 import { VmPauser } from './pause.js';
 import { prune, stopStale, type SweepDeps } from './sweep.js';
-import { VmNetworking, type BridgeNetwork } from './vmnet.js';
+import { VmNetworking } from './vmnet.js';
 import { PortProxies } from '../network/portproxy.js';
 import { VmPublisher } from './publish.js';
 import { WarmStart, type WarmChoice } from './warm.js';
-
-export interface VmServiceDeps {
-  paths: Paths;
-  vms: VmRepo;
-  images: ImageRepo;
-  imageService: Pick<ImageService, 'ensure' | 'kernelFilesFor' | 'withRootfs'>;
-  /** The VMM; the service uses only what its capabilities declare. */
-  driver: VmmDriver;
-  runner: CommandRunner;
-  keys: SshKeys;
-  config: Config;
-  /** CPUs and RAM of this host: the upper limits of vcpu and memory_mib. */
-  host: HostFacts;
-  accel: AccelDecision;
-  /** Which VMM the daemon runs and why (vmm/choice.ts), shown by `vm show`. */
-  vmm?: VmmChoice;
-  tscKhz: number | undefined;
-  log: Logger;
-  /** How readiness is probed; the default reads the sshd banner, then runs `true` over ssh. */
-  sshProbe?: (info: SshInfo, signal: AbortSignal) => Promise<'none' | 'banner' | 'ready'>;
-  stallMs?: number;
-  /** How long a graceful stop waits for the VMM to exit before killing it (SPEC §4: 10 s). */
-  stopGraceMs?: number;
-  /** Test-only pause points (BANGER_TEST_PAUSE); none by default. */
-  pause?: Pause;
-  /** Time for the graceful-stop wait; tests pass a pretend clock. */
-  clock?: Clock;
-  /** The guest-agent connections; by default over Paths.agentSocket. */
-  agents?: VmAgents;
-  /** Bridge-mode networking (SPEC §7.3); given when network_mode = "bridge". */
-  bridge?: BridgeNetwork;
-  /** Published ports of VMs (publish.ts). */
-  ports: PortRepo;
-}
+import { VmSnapshots, type RestoreSource } from './snapshots.js';
+import type { VmServiceDeps } from './service-deps.js';
+export type { VmServiceDeps } from './service-deps.js';
 
 export type { Clock } from './boot.js';
 export type { CreateParams, SetParams } from './params.js';
@@ -92,6 +51,8 @@ export class VmService {
   readonly pauser: VmPauser;
   /** Warm start: templates and restores (warm.ts). */
   readonly warm: WarmStart;
+  /** Snapshots and fork (snapshots.ts). */
+  readonly snapshots: VmSnapshots;
 
   constructor(private readonly d: VmServiceDeps) {
     this.pause = d.pause ?? noPause;
@@ -121,6 +82,16 @@ export class VmService {
       templateBoot: d.config.testTemplateBoot,
     });
     this.warm = new WarmStart({ ...d, ...this, accel: d.accel.accel });
+    this.snapshots = new VmSnapshots({
+      ...d,
+      warm: this.warm,
+      pause: this.pause,
+      accel: d.accel.accel,
+      netMode: this.net.mode,
+      resolve: (r) => this.resolve(r),
+      lock: (id, fn) => this.withLock(id, fn),
+      syncClock: (vm) => this.pauser.syncClock(vm),
+    });
   }
 
   list(): VmView[] {
@@ -140,17 +111,21 @@ export class VmService {
     return problem === undefined ? v : { ...v, problems: [problem] };
   }
 
-  async create(p: CreateParams, opCtx: OpContext): Promise<VmView> {
+  /** `src`: restored from a snapshot (vm fork; else from p.from_snapshot), its sizes and image. */
+  async create(p: CreateParams, opCtx: OpContext, src?: RestoreSource): Promise<VmView> {
     const ctx = withSpans(opCtx);
     const cfg = this.d.config;
     // An omitted name is generated; an empty one is a mistake (SPEC §4).
     if (p.name !== undefined) validateVmName(p.name);
-    const { vcpu, memoryMib, diskBytes } = createSizes(p, cfg, this.d.host);
+    src ??= p.from_snapshot === undefined ? undefined : await this.snapshots.source(p.from_snapshot, p, ctx);
+    const { vcpu, memoryMib, diskBytes } = src?.sizes ?? createSizes(p, cfg, this.d.host);
     checkVmm(this.d.driver, this.d.accel, cfg.networkMode);
     checkNameFree(this.d.vms, p.name);
 
     const published = await this.publisher.checkNew(p.publish);
-    const image = await timed(ctx, 'image', () => this.d.imageService.ensure(p.image ?? cfg.defaultImageName, ctx));
+    const image = await timed(ctx, 'image', () =>
+      this.d.imageService.ensure(src?.imageName ?? p.image ?? cfg.defaultImageName, ctx),
+    );
     const kernel = await timed(ctx, 'kernel', () => this.d.imageService.kernelFilesFor(image, ctx));
     checkKernel(kernel, this.d.driver.kind);
     const pub = await this.d.keys.ensureKey();
@@ -163,7 +138,7 @@ export class VmService {
       vcpu,
       memoryMib,
       diskBytes,
-      overlayBytes: Math.max(cfg.vmDefaults.systemOverlaySizeBytes, image.sizeBytes),
+      overlayBytes: src?.overlayBytes ?? Math.max(cfg.vmDefaults.systemOverlaySizeBytes, image.sizeBytes),
       nat: p.nat ?? false,
       vmm: this.d.driver.kind,
       accel: this.d.accel.accel,
@@ -176,7 +151,8 @@ export class VmService {
         await mkdir(this.d.paths.vmDir(id), { recursive: true, mode: 0o700 });
         this.net.allocate(row);
         this.d.ports.add(id, published);
-        const warm = await this.warm.choose(row, image, kernel, pub, p.cold === true || p.start === false);
+        const warm =
+          src?.choice ?? (await this.warm.choose(row, image, kernel, pub, p.cold === true || p.start === false));
         const cold = async (reason: string): Promise<void> => {
           const rootDisk = await timed(ctx, 'root disk', () =>
             this.d.imageService.withRootfs(image.id, () => this.disks.makeRoot(row, image.rootfsPath, ctx.signal)),
@@ -206,6 +182,11 @@ export class VmService {
         throw e;
       }
     });
+  }
+
+  /** The name of an image by id (a snapshot's view). */
+  imageName(id: string): string | undefined {
+    return this.d.images.get(id)?.name;
   }
 
   /** Resolves several refs against one snapshot of the VM table (multi-target verbs). */
@@ -334,6 +315,7 @@ export class VmService {
 
   /** Startup, after a clean stop or a crash: see reconcile.ts. */
   async reconcile(): Promise<void> {
+    await this.snapshots.recover();
     await reconcileVms({
       ...this.d,
       runtime: this.runtime,
@@ -412,6 +394,7 @@ export class VmService {
     await removeTree(this.d.paths.vmDir(id));
     await this.runtime.refreshSshConfig();
     await this.warm.collect();
+    await this.snapshots.collect();
     this.d.log.info('VM deleted', { name: vm.name });
   }
 

@@ -74,11 +74,22 @@ export interface WarmDeps {
 /** The spec fields a template is made for: what create decides before any disk exists. */
 type Shape = Pick<VmRow, 'vcpu' | 'memoryMib' | 'accel' | 'diskBytes' | 'overlayBytes'>;
 
+/** A saved guest with its disks: a template, or a VM snapshot (`layer`: its root is a shared layer). */
+export type Restorable = Pick<Template, 'key' | 'state' | 'root' | 'work'> & {
+  layer?: { id: string; format: 'qcow2' | 'raw' };
+  /** How progress and vm show name it. */
+  label?: string;
+};
+
 /** What the first start of a VM does: restore from `tpl`, or boot cold for `reason`. */
 export interface WarmChoice {
-  tpl?: Template;
+  tpl?: Restorable;
   reason: string;
+  /** A failed restore fails the create (a snapshot's processes cannot come from a cold boot). */
+  strict?: boolean;
 }
+
+const labelOf = (t: Restorable): string => t.label ?? `template ${t.key.slice(0, 12)}`;
 
 /** The lifecycle steps firstStart drives (VmService's). */
 export interface FirstBoot {
@@ -133,22 +144,22 @@ export class WarmStart {
   }
 
   /** A restored VM's disks: a qcow2 overlay over the template's root layer, a copy of its work disk. */
-  async disksFrom(vm: VmRow, tpl: Template, signal: AbortSignal): Promise<StoredRootDisk> {
+  async disksFrom(vm: VmRow, tpl: Restorable, signal: AbortSignal): Promise<StoredRootDisk> {
     const target = join(this.d.paths.vmDir(vm.id), vmFiles.rootQcow2);
     const size = String(vm.overlayBytes);
-    await this.d.runner.check(
-      ['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', tpl.root, target, size],
-      {
-        signal,
-      },
-    );
+    const fmt = tpl.layer?.format ?? 'qcow2';
+    await this.d.runner.check(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', fmt, '-b', tpl.root, target, size], {
+      signal,
+    });
     await this.d.runner.check(['cp', '--reflink=auto', '--sparse=always', tpl.work, this.d.disks.workPath(vm.id)], {
       signal,
     });
     return {
       strategy: 'qcow2-overlay',
       path: target,
-      vars: { template: tpl.key, warm: `restored from template ${tpl.key.slice(0, 12)}` },
+      vars: tpl.layer
+        ? { layer: tpl.layer.id, warm: `restored from ${labelOf(tpl)}` }
+        : { template: tpl.key, warm: `restored from template ${tpl.key.slice(0, 12)}` },
     };
   }
 
@@ -161,7 +172,7 @@ export class WarmStart {
     try {
       return await b.start(w);
     } catch (e) {
-      if (ctx.signal.aborted) throw e;
+      if (ctx.signal.aborted || w.strict) throw e;
       const vm = b.vm();
       this.d.log.warn('restore from the template failed; booting cold', { name: vm.name, error: String(e) });
       ctx.progress({ stage: 'restore', message: `restore failed; booting cold (${errorMessage(e)})` });
@@ -174,10 +185,10 @@ export class WarmStart {
   }
 
   /** Loads the template's guest into a VMM started with `incoming`, runs it, then gives it the VM's identity. */
-  async restore(vm: VmRow, controlSocket: string, tpl: Template, ctx: OpContext): Promise<void> {
+  async restore(vm: VmRow, controlSocket: string, tpl: Restorable, ctx: OpContext): Promise<void> {
     const state = tpl.state;
-    if (!state || !(await exists(state))) throw precondition(`template ${tpl.key.slice(0, 12)} was superseded`);
-    ctx.progress({ stage: 'restore', message: `restoring from template ${tpl.key.slice(0, 12)}` });
+    if (!state || !(await exists(state))) throw precondition(`${labelOf(tpl)} was superseded or removed`);
+    ctx.progress({ stage: 'restore', message: `restoring from ${labelOf(tpl)}` });
     await timed(ctx, 'restore', () => loadState(controlSocket, state, LOAD_TIMEOUT_MS));
     // The guest resumes at the gate with the template's identity: the VM's own, then the gate opens.
     await this.d.agents.waitBoot(vm, LOAD_TIMEOUT_MS, ctx.signal);
@@ -343,12 +354,18 @@ export class WarmStart {
     }
   }
 
-  /** The template key of a VM of this shape from this image and kernel (template-key.ts). */
-  private async key(s: Shape, image: ImageRow, k: KernelFiles, pub: string): Promise<string> {
-    const st = await stat(image.rootfsPath);
+  /** The kernel and VMM a guest saved now depends on (snapshot records, snapshot-model.ts). */
+  async restoreFacts(k: KernelFiles): Promise<{ kernel: string; vmm: string }> {
     const kernel = [k.manifest.name, await this.hashFile(k.kernel)];
     if (k.initrd) kernel.push(await this.hashFile(k.initrd));
     if (k.modulesDisk) kernel.push(await this.hashFile(k.modulesDisk));
+    return { kernel: kernel.join(':'), vmm: await (this.qemuId ??= this.qemuIdentity()) };
+  }
+
+  /** The template key of a VM of this shape from this image and kernel (template-key.ts). */
+  private async key(s: Shape, image: ImageRow, k: KernelFiles, pub: string): Promise<string> {
+    const st = await stat(image.rootfsPath);
+    const facts = await this.restoreFacts(k);
     const spec: VmmSpec = {
       id: 'template',
       name: 'template',
@@ -376,8 +393,8 @@ export class WarmStart {
       imageId: image.id,
       rootfs: `${st.size}:${st.mtimeMs}`,
       assetsVersion: image.assetsVersion,
-      kernel: kernel.join(':'),
-      qemu: await (this.qemuId ??= this.qemuIdentity()),
+      kernel: facts.kernel,
+      qemu: facts.vmm,
       sshKey: pub.trim(),
       overlayBytes: s.overlayBytes,
       diskBytes: s.diskBytes,

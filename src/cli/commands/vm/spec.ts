@@ -16,6 +16,7 @@ export interface VmSpecFlags extends SizingFlags {
   nat?: boolean;
   publish?: string[];
   cold?: boolean;
+  fromSnapshot?: string;
 }
 
 /** Strict integer flag parsing: '2' ok; '2x', '', '1.5' rejected. */
@@ -42,6 +43,10 @@ export function addVmSpecFlags(cmd: Command): Command {
     .option('--nat', 'allow the guest outbound network access')
     .option('--cold', 'boot cold even when a warm-start template of the image is current')
     .option(
+      '--from-snapshot <name>',
+      'restore a snapshot: its image, sizes, files and running processes (`vm snapshot`)',
+    )
+    .option(
       '-p, --publish <spec>',
       'publish a guest port: [ADDR:]HOST_PORT:GUEST_PORT[/tcp|/udp], ADDR 127.0.0.1 unless given (repeatable)',
       (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
@@ -66,5 +71,6 @@ export function vmSpecParams(o: VmSpecFlags): Omit<WireParams<'vm.create'>, 'sta
     nat: o.nat ?? false,
     ...(o.publish === undefined ? {} : { publish: o.publish }),
     ...(o.cold ? { cold: true } : {}),
+    ...(o.fromSnapshot === undefined ? {} : { from_snapshot: o.fromSnapshot }),
   };
 }
