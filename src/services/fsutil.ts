@@ -60,3 +60,22 @@ export function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
     );
   });
 }
+
+/**
+ * Bytes allocated on disk by the regular files directly in `dir` (st_blocks × 512: a sparse or
+ * reflinked file counts what it holds, not its size); 0 when it is missing.
+ */
+export async function allocatedBytes(dir: string): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const n of names) {
+    const st = await lstat(join(dir, n)).catch(() => undefined);
+    if (st?.isFile()) total += st.blocks * 512;
+  }
+  return total;
+}

@@ -4,7 +4,7 @@ import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
 import { AppError, precondition } from '../../errors.js';
 import type { VmHandles, VmPatch, VmRow } from '../../store/vms.js';
 import type { OpContext } from '../context.js';
-import { removeTree } from '../fsutil.js';
+import { allocatedBytes, removeTree } from '../fsutil.js';
 import { KeyedLock } from '../keylock.js';
 import type { KernelFiles } from '../kernel/manifest.js';
 import { noPause, type Pause } from '../testpause.js';
@@ -103,11 +103,12 @@ export class VmService {
     return resolveRef(this.d.vms, ref);
   }
 
-  /** One VM, with any problem found in its runtime files (a corrupt handles.json). */
+  /** One VM, with any problem found in its runtime files (a corrupt handles.json) and its own bytes on disk. */
   async show(ref: string): Promise<VmView> {
     const vm = this.resolve(ref);
     const { problem } = await this.runtime.handles(vm);
-    const v = this.view(vm);
+    // Its dir only: the image and the shared layers it stands on are not its own.
+    const v = { ...this.view(vm), own_bytes: await allocatedBytes(this.d.paths.vmDir(vm.id)) };
     return problem === undefined ? v : { ...v, problems: [problem] };
   }
 
