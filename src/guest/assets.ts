@@ -8,8 +8,9 @@
  * v7: sshd starts right after the bootstrap, not after basic.target (SSHD_EARLY_DROPIN).
  * v8: agent protocol 2 (SET_IDENTITY machine-id/clock/network/reseed/open-gate), the bootstrap's
  * `identity` and `gate` modes and banger-gate.service (templates, docs/warm-start.md).
+ * v9: the agent's FILE_LIST (a directory's entries, lstat'ed: the SDK's vm.files.list).
  */
-export const ASSETS_VERSION = 8;
+export const ASSETS_VERSION = 9;
 
 import { guestBinary } from '../system/paths.js';
 

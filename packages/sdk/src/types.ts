@@ -30,7 +30,55 @@ export interface CreateOptions {
   rm?: boolean;
   /** A retried create with the same key (within 24 h) returns the same VM. */
   idempotencyKey?: string;
+  /**
+   * A directory in a git work tree on this host: shipped to /root/repo once the VM runs, as
+   * `banger vm run PATH` does (tracked files and recent history). If it cannot ship, the VM is deleted.
+   */
+  workspace?: string;
+  /** How the workspace ships (`workspace` only). */
+  workspaceOptions?: WorkspaceOptions;
   signal?: AbortSignal;
+}
+
+export interface WorkspaceOptions {
+  /** Replace what the VM has at /root/repo, uncommitted changes included. */
+  force?: boolean;
+  /** Also ship untracked files that git does not ignore. */
+  includeUntracked?: boolean;
+  /** Commits of history to ship. */
+  depth?: number;
+  /** The commit to check out in the guest (default HEAD: the work tree as it is). */
+  from?: string;
+  /** The guest's branch name. */
+  branch?: string;
+  signal?: AbortSignal;
+}
+
+export interface WorkspaceInfo {
+  guest_path: string;
+  host_path: string;
+  /** The commit the guest's checkout is at; null without git (in the guest, or no commits). */
+  head: string | null;
+  files: number;
+  git: boolean;
+  /** Notices the CLI would print (untracked files left out, no git in the guest). */
+  notes: string[];
+}
+
+export interface WorkspaceExportOptions {
+  /** Export the commits made since this one (git format-patch output, for git am) instead of a diff. */
+  baseCommit?: string;
+  /** The git work tree in the guest (default /root/repo). */
+  guestPath?: string;
+  /** Write the patch to this host file (atomically) instead of returning it. */
+  output?: string;
+  signal?: AbortSignal;
+}
+
+export interface WorkspaceExport {
+  /** `git apply`-able (or `git am`-able with baseCommit); empty when nothing changed (or with output). */
+  patch: Buffer;
+  notes: string[];
 }
 
 export interface ExecOptions {
@@ -90,4 +138,26 @@ export interface ListeningPort {
 export interface FileReadResult {
   data: Buffer;
   mode: number;
+}
+
+/** One entry of a guest directory, as lstat(2) sees it (a symlink is never followed). */
+export interface FileEntry {
+  name: string;
+  /** The entry's full guest path. */
+  path: string;
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  /** Permission bits. */
+  mode: number;
+  /** Bytes of a regular file, or of a symlink's target path; 0 otherwise. */
+  size: number;
+  /** Last modification, ISO 8601. */
+  mtime: string;
+}
+
+export interface FileListResult {
+  path: string;
+  /** Sorted by name. */
+  entries: FileEntry[];
+  /** The directory had more entries than maxEntries (or than one agent reply holds). */
+  truncated: boolean;
 }
