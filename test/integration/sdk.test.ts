@@ -4,11 +4,11 @@
  * pushed to a local registry, driven through the guest agent by the daemon's proc.* methods).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO, sh, TestHome } from '../helpers/home.js';
+import { runBounded } from '../helpers/run.js';
 import { after, before, test } from 'node:test';
 import { Banger, BangerError, BangerTimeoutError, ExecError, type Vm } from '@banger/sdk';
 import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
@@ -199,13 +199,13 @@ test(
       git('add', 'a.txt');
       git('commit', '-q', '-m', 'one');
       const started = Date.now();
-      const r = spawnSync(process.execPath, [EXAMPLE, repo, 'cat a.txt && echo tests-ran', 'bb'], {
-        encoding: 'utf8',
-        env: { ...process.env, ...home.env },
-        timeout: 4 * 60_000,
-      });
+      const r = await runBounded(
+        [process.execPath, EXAMPLE, repo, 'cat a.txt && echo tests-ran', 'bb'],
+        home.env,
+        4 * 60_000,
+      );
       console.log(`# example ${Date.now() - started} ms`);
-      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /from the repo\ntests-ran\n/);
       assert.match(r.stdout, /tests exited with 0/);
       assert.match(r.stdout, /\/root\/repo: a\.txt\n/);
