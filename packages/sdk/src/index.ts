@@ -23,6 +23,7 @@ export { BangerError, BangerTimeoutError, ExecError, type TimeoutKind } from './
 export { ProcessHandle } from './process.js';
 export type { Transport, CallOptions } from './transport.js';
 export type * from './types.js';
+export type * from './generated/contract.js';
 
 /*
  * @banger/sdk: banger's sandboxes from code.

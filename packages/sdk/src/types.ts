@@ -1,18 +1,19 @@
-/* The SDK's own types (self-contained: no import from banger's sources). */
+/*
+ * The SDK's own types (self-contained: no import from banger's sources). What the daemon returns
+ * is generated from banger's contract into ./generated/contract.ts (never edited by hand).
+ */
+import type { FsEntry, FsListResult, ProcView, VmPort, VmView } from './generated/contract.js';
 
-export interface VmInfo {
-  id: string;
-  name: string;
-  state: string;
-  image: string;
-  vcpu: number;
-  memory_mib: number;
-  disk_bytes: number;
-  ip: string | null;
-  ssh: string | null;
-  created_at: string;
-  [field: string]: unknown;
-}
+/** A VM as the daemon describes it (vm.show). */
+export type VmInfo = VmView;
+/** A daemon-side process (proc.show). */
+export type ProcessInfo = ProcView;
+/** A listening socket in the guest, with where the host reaches it. */
+export type ListeningPort = VmPort;
+/** One entry of a guest directory, as lstat(2) sees it (a symlink is never followed). */
+export type FileEntry = FsEntry;
+/** vm.files.list: entries sorted by name; `truncated` when there were more than maxEntries. */
+export type FileListResult = FsListResult;
 
 export interface CreateOptions {
   name?: string;
@@ -107,57 +108,13 @@ export interface ExecResult {
   stderr: string;
 }
 
-export interface ProcessInfo {
-  id: string;
-  vm: string;
-  argv: string[];
-  state: 'running' | 'exited';
-  exit_code: number | null;
-  signal: number | null;
-  timed_out: boolean;
-  error: string | null;
-  stdout_bytes: number;
-  stderr_bytes: number;
-}
-
 export interface AttachOptions {
   /** Byte offset to read both streams from (0: from the start; an evicted offset starts at the oldest kept byte). */
   fromOffset?: number;
   signal?: AbortSignal;
 }
 
-export interface ListeningPort {
-  protocol: 'tcp' | 'udp';
-  address: string;
-  port: number;
-  uid: number;
-  /** Where the host reaches it (a published ADDR:PORT, `<name>.vm:<port>`), null when unpublished. */
-  endpoint: string | null;
-}
-
 export interface FileReadResult {
   data: Buffer;
   mode: number;
-}
-
-/** One entry of a guest directory, as lstat(2) sees it (a symlink is never followed). */
-export interface FileEntry {
-  name: string;
-  /** The entry's full guest path. */
-  path: string;
-  type: 'file' | 'directory' | 'symlink' | 'other';
-  /** Permission bits. */
-  mode: number;
-  /** Bytes of a regular file, or of a symlink's target path; 0 otherwise. */
-  size: number;
-  /** Last modification, ISO 8601. */
-  mtime: string;
-}
-
-export interface FileListResult {
-  path: string;
-  /** Sorted by name. */
-  entries: FileEntry[];
-  /** The directory had more entries than maxEntries (or than one agent reply holds). */
-  truncated: boolean;
 }
