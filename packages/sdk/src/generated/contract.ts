@@ -1,6 +1,6 @@
 /*
  * GENERATED from src/api (views.ts, proc-contract.ts) by src/api/sdk-types.ts: do not edit.
- * Rewrite with `npm run build && node dist/scripts/gen-sdk-types.js`; a unit test fails on drift.
+ * Rewrite with `npm run build && npm run gen:sdk-types`; a unit test fails on drift.
  */
 
 /*
