@@ -26,8 +26,8 @@ const vm = await banger.vms.create({
 try {
   const cwd = '/root/repo';
   // A failing test run is a result to look at, not an exception.
-  const run = await vm.sh(`(${testCmd}) > /tmp/test-output.txt 2>&1`, { cwd, timeout: 30 * 60_000 });
-  const output = (await vm.files.read('/tmp/test-output.txt')).data.toString('utf8');
+  const run = await vm.sh(`(${testCmd}) > /root/test-output.txt 2>&1`, { cwd, timeout: 30 * 60_000 });
+  const output = (await vm.files.read('/root/test-output.txt')).data.toString('utf8');
   console.log(output.slice(-4000));
   console.log(run.timedOut ? 'tests timed out' : `tests exited with ${run.exitCode}`);
   const top = await vm.files.list(cwd);
