@@ -182,7 +182,7 @@ test(
     const c = await home.banger(['vm', 'create', '--name', 'k1', '--image', 'bbk'], 600_000);
     assert.equal(c.code, 0, c.stderr);
     assert.match((await show('k1')).warm_start ?? '', /^restored from template /);
-    const hi = await home.banger(['vm', 'ssh', 'k1', '--', 'echo', 'ok']);
+    const hi = await home.banger(['vm', 'ssh', 'k1', '--', 'sh', '-c', 'echo ok']);
     assert.equal(hi.stdout, 'ok\n', hi.stderr);
     assert.equal((await home.banger(['vm', 'delete', 'k1'])).code, 0);
     assert.equal((await home.banger(['image', 'delete', 'bbk'])).code, 0);
