@@ -8,7 +8,9 @@
  * v7: sshd starts right after the bootstrap, not after basic.target (SSHD_EARLY_DROPIN).
  * v8: agent protocol 2 (SET_IDENTITY machine-id/clock/network/reseed/open-gate), the bootstrap's
  * `identity` and `gate` modes and banger-gate.service (templates, docs/warm-start.md).
- * v9: the agent's FILE_LIST (a directory's entries, lstat'ed: the SDK's vm.files.list).
+ * v9: the agent's FILE_LIST (a directory's entries, lstat'ed: the SDK's vm.files.list); the
+ * identity's new MAC is announced (arp_notify, link down/up), or qemu's user-mode network keeps
+ * sending to the template's MAC and a restored guest's sshd is unreachable; boot trims (i16).
  */
 export const ASSETS_VERSION = 9;
 
@@ -108,11 +110,15 @@ apply_identity() {
       log "no Ethernet interface for MAC $mac"
       status=1
     else
-      ip link set dev "$iface" address "$mac" ||
-        { ip link set dev "$iface" down && ip link set dev "$iface" address "$mac"; } || status=1
-      ip link set dev "$iface" up || status=1
+      # qemu's user-mode network learnt the template's MAC (the guest's announce after the restore):
+      # with arp_notify the kernel announces the new MAC and address when the link comes up again,
+      # or every packet to the guest (ssh included) goes to the old MAC and is dropped.
+      echo 1 >"/proc/sys/net/ipv4/conf/$iface/arp_notify" 2>/dev/null || true
+      ip link set dev "$iface" down || status=1
+      ip link set dev "$iface" address "$mac" || status=1
       ip addr flush dev "$iface" scope global
       ip addr add "$ip" dev "$iface" || status=1
+      ip link set dev "$iface" up || status=1
       [ -n "$gw" ] && { ip route replace default via "$gw" dev "$iface" || status=1; }
     fi
   fi

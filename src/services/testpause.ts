@@ -10,9 +10,11 @@ import type { Logger } from './context.js';
  *
  * Points: `after-spawn` — the VMM process exists and its handles are
  * recorded, its control socket is not up yet; `vm-delete` — delete has
- * stopped the VMM, the row and files are not removed yet.
+ * stopped the VMM, the row and files are not removed yet; `template-save` — a template build's
+ * guest is up (its VMM's handles recorded), the save has not begun; `after-restore` — a restored
+ * guest runs, its identity is not applied yet.
  */
-export type PausePoint = 'after-spawn' | 'vm-delete';
+export type PausePoint = 'after-spawn' | 'vm-delete' | 'template-save' | 'after-restore';
 export type Pause = (point: PausePoint) => Promise<void>;
 
 const PAUSE_MS = 10 * 60_000;
