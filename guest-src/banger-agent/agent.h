@@ -119,6 +119,9 @@ void put_data(struct session *s, const struct ag_frame *f);
 void op_get(const struct ag_frame *f);
 void pump_get(struct session *s);
 
+/* list.c */
+void op_list(const struct ag_frame *f);
+
 /* transport.c */
 int open_virtio_port(void);
 int listen_unix(const char *path);

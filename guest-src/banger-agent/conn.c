@@ -152,6 +152,7 @@ void handle_frame(const struct ag_frame *f) {
     case AG_PORTS:
     case AG_FILE_PUT:
     case AG_FILE_GET:
+    case AG_FILE_LIST:
     case AG_SHUTDOWN:
     case AG_SET_IDENTITY:
       if (f->session == 0) return protocol_error(AG_E_PROTOCOL, "frame type 0x%02x on session 0", f->type);
@@ -162,6 +163,7 @@ void handle_frame(const struct ag_frame *f) {
         case AG_PORTS: return op_ports(f);
         case AG_FILE_PUT: return op_put(f);
         case AG_FILE_GET: return op_get(f);
+        case AG_FILE_LIST: return op_list(f);
         case AG_SHUTDOWN: return op_shutdown(f);
         default: return op_identity(f);
       }
@@ -197,6 +199,7 @@ void handle_frame(const struct ag_frame *f) {
     case AG_EXIT:
     case AG_PORTS_REPLY:
     case AG_FILE_INFO:
+    case AG_FILE_LIST_REPLY:
       return protocol_error(AG_E_PROTOCOL, "frame type 0x%02x is sent by the agent, not the host", f->type);
     default:
       if (f->session == 0 || session_find(f->session))

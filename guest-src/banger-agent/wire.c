@@ -251,6 +251,19 @@ int ag_decode_get(const uint8_t *p, size_t len, char *path, size_t pathlen, char
   return finish(&r, "FILE_GET", err, errlen);
 }
 
+int ag_decode_list(const uint8_t *p, size_t len, uint32_t *max_entries, char *path, size_t pathlen, char *err,
+                   size_t errlen) {
+  struct ag_reader r;
+  ag_reader_init(&r, p, len);
+  *max_entries = ag_get_u32(&r);
+  if (!r.bad && (*max_entries == 0 || *max_entries > AG_MAX_LIST)) {
+    snprintf(err, errlen, "FILE_LIST max_entries %u is not within 1..%d", *max_entries, AG_MAX_LIST);
+    return -1;
+  }
+  if (decode_path(&r, path, pathlen, "FILE_LIST", err, errlen)) return -1;
+  return finish(&r, "FILE_LIST", err, errlen);
+}
+
 int ag_decode_u32(const uint8_t *p, size_t len, uint32_t *out, const char *what, char *err, size_t errlen) {
   struct ag_reader r;
   ag_reader_init(&r, p, len);

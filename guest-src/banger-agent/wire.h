@@ -20,6 +20,8 @@
 #define AG_MAX_PATH 4095
 #define AG_MAX_HOSTNAME 64
 #define AG_MAX_ENTROPY 512
+#define AG_MAX_LIST 65536 /* FILE_LIST: most entries a host may ask for */
+#define AG_LIST_ENTRY 25 /* FILE_LIST_REPLY entry before its name */
 #define AG_MAGIC "BANGERAG"
 #define AG_MAGIC_LEN 8
 #define AG_NONE 0xFFFFFFFFu
@@ -47,6 +49,8 @@ enum ag_type {
   AG_FILE_GET = 0x41,
   AG_FILE_INFO = 0x42,
   AG_FILE_DATA = 0x43,
+  AG_FILE_LIST = 0x44,
+  AG_FILE_LIST_REPLY = 0x45,
   AG_SHUTDOWN = 0x50,
   AG_SET_IDENTITY = 0x60,
 };
@@ -136,6 +140,8 @@ int ag_decode_exec(const uint8_t *p, size_t len, struct ag_exec_req *out, char *
 void ag_exec_req_free(struct ag_exec_req *req);
 int ag_decode_put(const uint8_t *p, size_t len, struct ag_put_req *out, char *err, size_t errlen);
 int ag_decode_get(const uint8_t *p, size_t len, char *path, size_t pathlen, char *err, size_t errlen);
+int ag_decode_list(const uint8_t *p, size_t len, uint32_t *max_entries, char *path, size_t pathlen, char *err,
+                   size_t errlen);
 int ag_decode_u32(const uint8_t *p, size_t len, uint32_t *out, const char *what, char *err, size_t errlen);
 int ag_decode_resize(const uint8_t *p, size_t len, uint16_t *rows, uint16_t *cols, char *err, size_t errlen);
 int ag_decode_shutdown(const uint8_t *p, size_t len, int *reboot_instead, char *err, size_t errlen);

@@ -4,6 +4,8 @@
 # builders -- and times qemu start -> `ssh root@... true` succeeding. Prints one duration (ms) per run.
 #
 #   scripts/bench/bare-boot.sh [RUNS]      (default 1; run with the bench home's XDG variables)
+#   BARE_SMP=N BARE_MEM_MIB=M              the vCPUs and memory (default 1, 1024); the bench passes
+#                                          those a default `vm run` VM gets, so both boot the same VM size
 #
 # What the guest gets: one raw root disk (no work disk, no modules disk), a host key and root's
 # authorized_keys written into the copy beforehand, and only the kernel parameters the image needs
@@ -18,6 +20,7 @@ BANGER="node $REPO/bin/banger.js"
 STATE=${XDG_STATE_HOME:-$HOME/.local/state}/banger
 KEY=$STATE/ssh/id_ed25519
 MEM_MIB=${BARE_MEM_MIB:-1024}
+SMP=${BARE_SMP:-1}
 
 IMG_JSON=$($BANGER image show debian-bookworm --json)
 field() { printf '%s' "$IMG_JSON" | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>console.log(JSON.parse(s)['$1']))"; }
@@ -54,7 +57,7 @@ EOF
   # --- timed: qemu start -> ssh true ---
   T0=$(date +%s%N)
   qemu-system-x86_64 \
-    -M microvm -accel tcg -cpu max -smp 1 -m "$MEM_MIB" \
+    -M microvm -accel tcg -cpu max -smp "$SMP" -m "$MEM_MIB" \
     -nodefaults -no-user-config -display none \
     -kernel "$KDIR/bzImage" -initrd "$KDIR/initrd.img" \
     -append "console=ttyS0 root=/dev/vda rw banger.ip=10.0.2.15/24 banger.gw=10.0.2.2 banger.dns=10.0.2.3 banger.mac=52:54:00:12:34:56 tsc_early_khz=$KHZ lpj=$((KHZ * 4))" \

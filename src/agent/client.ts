@@ -6,9 +6,11 @@ import {
   decodeAgentHello,
   decodeEmpty,
   decodeFileInfo,
+  decodeFileListReply,
   decodeHealthReply,
   decodePortsReply,
   encodeFileGet,
+  encodeFileList,
   encodeFilePut,
   encodeHostHello,
   encodeIdentity,
@@ -17,6 +19,7 @@ import {
   type AgentHealth,
   type AgentHello,
   type FileInfo,
+  type FileListReply,
   type Identity,
   type ListeningPort,
   type ShutdownAction,
@@ -213,6 +216,16 @@ export class AgentClient {
       };
       send().catch((e: AppError) => abort(e));
     });
+  }
+
+  /** A guest directory's entries (lstat: links are not followed), at most maxEntries of them, in the agent's order. */
+  listDir(path: string, maxEntries: number): Promise<FileListReply> {
+    return this.request(
+      `list ${path}`,
+      FrameType.FILE_LIST,
+      encodeFileList(path, maxEntries),
+      reply(FrameType.FILE_LIST_REPLY, (p) => decodeFileListReply(p, maxEntries)),
+    );
   }
 
   /** Reads a regular guest file into memory, refusing more than maxBytes. */

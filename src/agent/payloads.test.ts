@@ -17,6 +17,20 @@ test('payloads round-trip through their encoder and decoder', () => {
     ['exit', { kind: 'exited', code: 7 }, P.encodeExit, P.decodeExit],
     ['killed', { kind: 'signaled', signal: 9 }, P.encodeExit, P.decodeExit],
     ['shutdown', 'reboot', P.encodeShutdown, P.decodeShutdown],
+    [
+      'file list reply',
+      {
+        truncated: true,
+        entries: [
+          { name: 'a', kind: 'file', mode: 0o644, size: 2 ** 40, mtimeS: -5 },
+          { name: 'ünï', kind: 'symlink', mode: 0o777, size: 4, mtimeS: 1 },
+          { name: 'd', kind: 'directory', mode: 0o755, size: 0, mtimeS: 0 },
+          { name: 'p', kind: 'other', mode: 0, size: 0, mtimeS: 0 },
+        ],
+      },
+      P.encodeFileListReply,
+      (b: Buffer) => P.decodeFileListReply(b),
+    ],
     ['identity', { hostname: 'dev-1.vm', entropy: Buffer.alloc(512, 1) }, P.encodeIdentity, P.decodeIdentity],
     ['empty identity', {}, P.encodeIdentity, P.decodeIdentity],
     ['file info', { mode: 0o4755, uid: 1000, gid: 100, size: 2 ** 33, mtimeS: -5 }, P.encodeFileInfo, P.decodeFileInfo],
@@ -202,4 +216,20 @@ test('ERROR messages from the guest are kept on one printable line', () => {
   const e = P.decodeError(P.encodeError({ code: 6, errno: 0, message: 'bad\n\x1b[31mred' }));
   assert.equal(e.message, 'bad  [31mred');
   assert.equal(P.decodeError(P.encodeError({ code: 7, errno: 0, message: '' })).message, 'aborted');
+});
+
+test('FILE_LIST: the request round-trips; replies with bad entries or more than asked are refused', () => {
+  assert.deepEqual(P.decodeFileList(P.encodeFileList('/root', 7)), { path: '/root', maxEntries: 7 });
+  assert.throws(() => P.encodeFileList('/root', 65537), /max entries 65537/);
+  assert.throws(() => P.encodeFileList('root', 1), /not absolute/);
+  const entry = (name: string, kind = 'file') => ({ name, kind, mode: 0o644, size: 1, mtimeS: 1 }) as P.DirEntry;
+  const bad: [string, Buffer, RegExp, number?][] = [
+    ['a name with a slash', P.encodeFileListReply({ truncated: false, entries: [entry('a/b')] }), /not a file name/],
+    ['an empty name', P.encodeFileListReply({ truncated: false, entries: [entry('')] }), /not a file name/],
+    ['dot-dot', P.encodeFileListReply({ truncated: false, entries: [entry('..')] }), /is \.\./],
+    ['more than asked', P.encodeFileListReply({ truncated: false, entries: [entry('a'), entry('b')] }), /count 2/, 1],
+    ['a bad kind', Buffer.from([0, 0, 0, 0, 1, 9, ...Buffer.alloc(20), 0, 0, 0, 1, 0x61]), /kind 9/],
+    ['a short payload', Buffer.from([0, 0, 0, 0, 1]), /count 1|truncated|short/],
+  ];
+  for (const [what, payload, re, max] of bad) assert.throws(() => P.decodeFileListReply(payload, max), re, what);
 });

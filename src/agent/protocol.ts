@@ -34,6 +34,8 @@ export const FrameType = {
   FILE_GET: 0x41,
   FILE_INFO: 0x42,
   FILE_DATA: 0x43,
+  FILE_LIST: 0x44,
+  FILE_LIST_REPLY: 0x45,
   SHUTDOWN: 0x50,
   SET_IDENTITY: 0x60,
 } as const;
@@ -62,6 +64,7 @@ export const AGENT_FRAME_TYPES: ReadonlySet<number> = new Set([
   FrameType.PORTS_REPLY,
   FrameType.FILE_INFO,
   FrameType.FILE_DATA,
+  FrameType.FILE_LIST_REPLY,
 ]);
 
 export const AgentErrorCode = {

@@ -245,6 +245,7 @@ export const methods = {
   'proc.list': unary(proc.listParams, returns<proc.ProcView[]>()),
   'fs.read': unary(proc.fsReadParams, returns<proc.FsReadResult>()),
   'fs.write': unary(proc.fsWriteParams, returns<proc.FsWriteResult>()),
+  'fs.list': unary(proc.fsListParams, returns<proc.FsListResult>()),
   'image.list': unary(none, returns<ImageView[]>()),
   'image.show': unary(z.strictObject({ name: z.string().min(1) }), returns<ImageShowView>()),
   'image.delete': unary(z.strictObject({ name: z.string().min(1) }), returns<{ name: string }>()),

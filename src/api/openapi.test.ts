@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { methods } from './methods.js';
-import { openApiDocument } from './openapi.js';
+import { openApiDocument, STANDARD_FORMATS, standardFormats } from './openapi.js';
 
 type Obj = Record<string, unknown>;
 const obj = (v: unknown, what: string): Obj => {
@@ -81,4 +81,84 @@ test('the OpenAPI document is structurally valid 3.1: info, operations, response
   const body = JSON.stringify(vmShow);
   assert.match(body, /"additionalProperties":false/);
   assert.match(body, /"required":\["ref"\]/);
+});
+
+test('the OpenAPI document validates against the OpenAPI 3.1 schema (@seriousme/openapi-schema-validator)', async () => {
+  const { Validator } = await import('@seriousme/openapi-schema-validator');
+  const validator = new Validator();
+  const doc = JSON.parse(JSON.stringify(openApiDocument('1.2.3'))) as Obj;
+  const r = await validator.validate(doc);
+  assert.deepEqual(r.errors ?? [], [], 'no validation errors');
+  assert.equal(r.valid, true);
+  assert.equal(validator.version, '3.1');
+  // The validator does catch a broken document (so the check above can fail).
+  const broken = JSON.parse(JSON.stringify(doc)) as Obj;
+  (obj(obj(broken.paths, 'paths')['/v1/vm.list'], 'vm.list').post as Obj).responses = { ok: {} };
+  assert.equal((await new Validator().validate(broken)).valid, false);
+});
+
+/** Ajv for JSON Schema 2020-12, strict: unknown keywords and formats are errors. */
+async function strictAjv(): Promise<{ compile(s: unknown): ((d: unknown) => boolean) & { errors?: unknown } }> {
+  const { Ajv2020 } = await import('ajv/dist/2020.js');
+  const formats = Object.fromEntries(STANDARD_FORMATS.map((f) => [f, true as const]));
+  return new Ajv2020({ strict: true, allowUnionTypes: true, formats }) as never;
+}
+
+test('every schema in the document compiles in strict JSON Schema 2020-12, with standard formats only', async () => {
+  const ajv = await strictAjv();
+  const doc = openApiDocument('1.2.3');
+  let n = 0;
+  for (const [path, item] of Object.entries(obj(doc.paths, 'paths')))
+    for (const op of Object.values(obj(item, path))) {
+      const o = obj(op, path);
+      const body = (o.requestBody as { content?: Record<string, { schema?: unknown }> } | undefined)?.content?.[
+        'application/json'
+      ]?.schema;
+      for (const [what, s] of [
+        ['body', body],
+        ['params', o['x-banger-params']],
+        ['frame', o['x-banger-frame']],
+      ] as const) {
+        if (s === undefined) continue;
+        assert.doesNotThrow(() => ajv.compile(s), `${path} ${what}`);
+        n++;
+      }
+    }
+  assert.ok(n >= Object.keys(methods).length, `${n} schemas compiled`);
+  // zod's own format names are gone; the pattern beside them carries the rule.
+  assert.deepEqual(standardFormats({ type: 'string', format: 'starts_with', pattern: '^/' }), {
+    type: 'string',
+    pattern: '^/',
+  });
+  assert.throws(() => ajv.compile({ type: 'string', format: 'starts_with' }), /unknown format/);
+});
+
+test('request schemas in the document accept and refuse what the contract does', async () => {
+  const ajv = await strictAjv();
+  const doc = openApiDocument('1.2.3');
+  const bodySchema = (name: string): unknown =>
+    (
+      obj(obj(obj(doc.paths, 'paths')[`/v1/${name}`], name).post, name).requestBody as {
+        content: Record<string, { schema: unknown }>;
+      }
+    ).content['application/json']?.schema;
+  const cases: [string, unknown, boolean][] = [
+    ['fs.list', { ref: 'dev', path: '/root' }, true],
+    ['fs.list', { ref: 'dev', path: 'root' }, false],
+    ['fs.list', { ref: 'dev', path: '/root', max_entries: 0 }, false],
+    ['fs.list', { ref: 'dev', path: '/root', extra: 1 }, false],
+    ['fs.write', { ref: 'dev', path: '/a', data: 'aGk=' }, true],
+    ['fs.write', { ref: 'dev', path: '/a', data: 'not base64!' }, false],
+    ['vm.create', { name: 'x', memory: '2G' }, true],
+    ['vm.create', { name: 'x', memory: 2048 }, true],
+    ['vm.list', {}, true],
+  ];
+  for (const [name, params, ok] of cases) {
+    const check = ajv.compile(bodySchema(name));
+    assert.equal(check(params), ok, `${name} ${JSON.stringify(params)}: JSON Schema`);
+    const zod = (methods as unknown as Record<string, { params: { safeParse(v: unknown): { success: boolean } } }>)[
+      name
+    ];
+    assert.equal(zod?.params.safeParse(params).success, ok, `${name} ${JSON.stringify(params)}: zod`);
+  }
 });

@@ -19,9 +19,31 @@ import {
 
 type Json = Record<string, unknown>;
 
+/** The `format` values JSON Schema 2020-12 and OpenAPI 3.1 define; the rest are zod's own names. */
+export const STANDARD_FORMATS: readonly string[] = [
+  ...['date-time', 'date', 'time', 'duration', 'email', 'idn-email', 'hostname', 'idn-hostname', 'ipv4', 'ipv6'],
+  ...['uri', 'uri-reference', 'iri', 'iri-reference', 'uuid', 'uri-template', 'json-pointer'],
+  ...['relative-json-pointer', 'regex', 'int32', 'int64', 'float', 'double', 'password'],
+];
+
+/**
+ * Drops the formats zod invents (`starts_with`, `base64`, …): validators reject or ignore them, and
+ * what they mean is already in `pattern` / `contentEncoding` beside them. Pure; returns a copy.
+ */
+export function standardFormats(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(standardFormats);
+  if (typeof v !== 'object' || v === null) return v;
+  const out: Json = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (k === 'format' && typeof x === 'string' && !STANDARD_FORMATS.includes(x)) continue;
+    out[k] = standardFormats(x);
+  }
+  return out;
+}
+
 /** A zod schema as JSON Schema 2020-12 (OpenAPI 3.1's dialect), as a client writes it. */
 function jsonSchema(schema: z.ZodType): Json {
-  const out = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Json;
+  const out = standardFormats(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' })) as Json;
   delete out.$schema;
   return out;
 }

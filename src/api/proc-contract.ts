@@ -162,3 +162,34 @@ export interface FsWriteResult {
   size: number;
   mode: number;
 }
+
+/** fs.list answers at most this many entries by default, and never more than MAX_FS_LIST_ENTRIES. */
+export const DEFAULT_FS_LIST_ENTRIES = 1000;
+export const MAX_FS_LIST_ENTRIES = 10000;
+
+export const fsListParams = z.strictObject({
+  ref: z.string().min(1),
+  path: guestPath,
+  max_entries: z.number().int().positive().max(MAX_FS_LIST_ENTRIES).optional(),
+});
+
+/** One entry of a guest directory, as lstat(2) sees it (a symlink is never followed). */
+export interface FsEntry {
+  name: string;
+  /** The entry's full guest path. */
+  path: string;
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  /** Permission bits. */
+  mode: number;
+  /** Bytes of a regular file, or of a symlink's target path; 0 otherwise. */
+  size: number;
+  /** Last modification, ISO 8601. */
+  mtime: string;
+}
+
+/** fs.list: the entries sorted by name; `truncated` when the directory had more than `max_entries` (or than one agent reply holds). */
+export interface FsListResult {
+  path: string;
+  entries: FsEntry[];
+  truncated: boolean;
+}

@@ -2,6 +2,7 @@ import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
 import { DaemonClient, RemoteError } from './client.js';
+import { sdkExport, sdkPrepare, type SdkExportOptions, type SdkPrepareOptions } from './sdk-workspace.js';
 
 /*
  * The daemon client as the CLI builds it (same paths, same auto-start and
@@ -24,25 +25,35 @@ export interface PlainError {
 /** One unary call by method name; errors from the daemon become {code, message, hint}. */
 export function sdkTransport(env: NodeJS.ProcessEnv = process.env): {
   call(method: string, params: unknown, opts: { signal?: AbortSignal }): Promise<unknown>;
+  workspacePrepare(ref: string, path: string, opts: SdkPrepareOptions): Promise<unknown>;
+  workspaceExport(ref: string, opts: SdkExportOptions): Promise<unknown>;
 } {
   const client = daemonClient(env);
   return {
-    async call(method, params, opts) {
-      try {
+    call: (method, params, opts) =>
+      plainErrors(() =>
         // The contract's table types each method; the SDK calls by name and carries its own types.
-        return await (client.call as (m: string, p: unknown, o: { signal?: AbortSignal }) => Promise<unknown>)(
+        (client.call as (m: string, p: unknown, o: { signal?: AbortSignal }) => Promise<unknown>)(
           method,
           params,
           opts.signal ? { signal: opts.signal } : {},
-        );
-      } catch (e) {
-        if (e instanceof RemoteError || (e instanceof Error && 'code' in e && typeof e.code === 'string')) {
-          const a = e as Error & { code: string; hint?: string };
-          const plain: PlainError = { code: a.code, message: a.message, ...(a.hint ? { hint: a.hint } : {}) };
-          throw Object.assign(new Error(a.message), { banger: plain });
-        }
-        throw e;
-      }
-    },
+        ),
+      ),
+    workspacePrepare: (ref, path, opts) => plainErrors(() => sdkPrepare(client, env, ref, path, opts)),
+    workspaceExport: (ref, opts) => plainErrors(() => sdkExport(client, env, ref, opts)),
   };
+}
+
+/** Errors with a code (the daemon's, or the CLI's own AppErrors) as {banger: {code, message, hint}}. */
+async function plainErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof RemoteError || (e instanceof Error && 'code' in e && typeof e.code === 'string')) {
+      const a = e as Error & { code: string; hint?: string };
+      const plain: PlainError = { code: a.code, message: a.message, ...(a.hint ? { hint: a.hint } : {}) };
+      throw Object.assign(new Error(a.message), { banger: plain });
+    }
+    throw e;
+  }
 }

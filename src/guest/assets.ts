@@ -8,7 +8,12 @@
  * v7: sshd starts right after the bootstrap, not after basic.target (SSHD_EARLY_DROPIN).
  * v8: agent protocol 2 (SET_IDENTITY machine-id/clock/network/reseed/open-gate), the bootstrap's
  * `identity` and `gate` modes and banger-gate.service (templates, docs/warm-start.md).
- * v9: `identity gate=1` on a guest that has a host key already (a VM restored from a snapshot of a
+ * v9: the agent's FILE_LIST (a directory's entries, lstat'ed: the SDK's vm.files.list); the
+ * identity's new MAC is announced (arp_notify, link down/up), or qemu's user-mode network keeps
+ * sending to the template's MAC and a restored guest's sshd is unreachable;
+ * boot speed round 3 (docs/boot-profile.md): the root grow at nice 19, the hostname set without
+ * forks, the modules mount point not re-made;
+ * `identity gate=1` on a guest that has a host key already (a VM restored from a snapshot of a
  * running VM, issue 18) makes a new one and reloads the running sshd.
  */
 export const ASSETS_VERSION = 9;
@@ -32,14 +37,24 @@ export const BOOTSTRAP_SCRIPT = `#!/bin/sh
 set -u
 log() { echo "banger-bootstrap: $*" >/dev/console 2>/dev/null || echo "banger-bootstrap: $*"; }
 
+# No fork: the kernel's hostname through /proc, /etc/hosts rewritten by the shell (127.0.1.1 names this VM).
 set_hostname() {
   echo "$1" >/etc/hostname
-  hostname "$1"
-  if grep -q '^127\\.0\\.1\\.1' /etc/hosts 2>/dev/null; then
-    sed -i "s/^127\\.0\\.1\\.1.*/127.0.1.1\\t$1/" /etc/hosts
-  else
-    printf '127.0.1.1\\t%s\\n' "$1" >>/etc/hosts
+  echo "$1" >/proc/sys/kernel/hostname 2>/dev/null || hostname "$1"
+  hosts= found=
+  if [ -r /etc/hosts ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in
+        127.0.1.1[[:space:]]*) [ -z "$found" ] && hosts="\${hosts}127.0.1.1	$1
+"; found=1 ;;
+        *) hosts="\${hosts}$line
+" ;;
+      esac
+    done </etc/hosts
   fi
+  [ -n "$found" ] || hosts="\${hosts}127.0.1.1	$1
+"
+  printf '%s' "$hosts" >/etc/hosts
 }
 
 set_dns() {
@@ -123,11 +138,15 @@ apply_identity() {
       log "no Ethernet interface for MAC $mac"
       status=1
     else
-      ip link set dev "$iface" address "$mac" ||
-        { ip link set dev "$iface" down && ip link set dev "$iface" address "$mac"; } || status=1
-      ip link set dev "$iface" up || status=1
+      # qemu's user-mode network learnt the template's MAC (the guest's announce after the restore):
+      # with arp_notify the kernel announces the new MAC and address when the link comes up again,
+      # or every packet to the guest (ssh included) goes to the old MAC and is dropped.
+      echo 1 >"/proc/sys/net/ipv4/conf/$iface/arp_notify" 2>/dev/null || true
+      ip link set dev "$iface" down || status=1
+      ip link set dev "$iface" address "$mac" || status=1
       ip addr flush dev "$iface" scope global
       ip addr add "$ip" dev "$iface" || status=1
+      ip link set dev "$iface" up || status=1
       [ -n "$gw" ] && { ip route replace default via "$gw" dev "$iface" || status=1; }
     fi
   fi
@@ -175,15 +194,16 @@ disk_by_serial() {
 }
 
 # The root disk is a copy-on-write layer whose virtual size is system_overlay_size:
-# grow the filesystem into it (online, in the background: boot does not wait).
+# grow the filesystem into it (online, in the background: boot does not wait; at nice 19, so under
+# emulation it does not take the vCPU from sshd and the first login).
 if [ -n "$root" ] && dev=$(disk_by_serial "$root"); then
-  (resize2fs "$dev" >/dev/null 2>&1 || log "cannot grow the root filesystem on $dev") &
+  (nice -n 19 resize2fs "$dev" >/dev/null 2>&1 || log "cannot grow the root filesystem on $dev") &
 fi
 
 if [ -n "$modules" ] && dev=$(disk_by_serial "$modules"); then
   rel=; read -r rel </proc/sys/kernel/osrelease || true
   dir=/lib/modules/$rel
-  mkdir -p "$dir" && mount -o ro "$dev" "$dir" || log "cannot mount the modules disk $dev"
+  { [ -d "$dir" ] || mkdir -p "$dir"; } && mount -o ro "$dev" "$dir" || log "cannot mount the modules disk $dev"
 fi
 
 if [ -n "$work" ]; then

@@ -63,6 +63,12 @@ test('a template boot adds banger.template=1; other boots do not', () => {
       .split(' ')
       .includes('banger.template=1'),
   );
+  assert.ok(
+    bootArgs({ ...base, tscKhz: undefined, template: true })
+      .split(' ')
+      .includes('systemd.show_status=error'),
+  );
   assert.ok(!bootArgs({ ...base, tscKhz: undefined }).includes('banger.template'));
+  assert.ok(!bootArgs({ ...base, tscKhz: undefined }).includes('show_status'));
   assert.ok(!bootArgs({ ...base, tscKhz: undefined, template: false }).includes('banger.template'));
 });

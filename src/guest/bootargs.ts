@@ -44,7 +44,9 @@ export function bootArgs(i: BootArgsInput): string {
   ];
   if (i.rootByDevice) args.push('root=/dev/vda', 'rootfstype=ext4');
   if (i.hasModulesDisk) args.push(`banger.modules=${DISK_SERIALS.modules}`);
-  if (i.template) args.push('banger.template=1');
+  // systemd.show_status=error: at the gate systemd would redraw "A start job is running for
+  // banger-gate.service" every second, and a template is saved once the console is quiet.
+  if (i.template) args.push('banger.template=1', 'systemd.show_status=error');
   if (i.tscKhz !== undefined) {
     const hz = i.hz ?? 250;
     args.push(`tsc_early_khz=${i.tscKhz}`, `lpj=${Math.round((i.tscKhz * 1000) / hz)}`);

@@ -10,11 +10,12 @@ import type { Logger } from './context.js';
  *
  * Points: `after-spawn` — the VMM process exists and its handles are
  * recorded, its control socket is not up yet; `vm-delete` — delete has
- * stopped the VMM, the row and files are not removed yet; `snapshot-saved` — a
- * snapshot stopped its VM and saved the guest state, its disks are not copied
- * and the VM not resumed yet.
+ * stopped the VMM, the row and files are not removed yet; `template-save` — a template build's
+ * guest is up (its VMM's handles recorded), the save has not begun; `after-restore` — a restored
+ * guest runs, its identity is not applied yet; `snapshot-saved` — a snapshot stopped its VM and
+ * saved the guest state, its disks are not copied and the VM not resumed yet.
  */
-export type PausePoint = 'after-spawn' | 'vm-delete' | 'snapshot-saved';
+export type PausePoint = 'after-spawn' | 'vm-delete' | 'template-save' | 'after-restore' | 'snapshot-saved';
 export type Pause = (point: PausePoint) => Promise<void>;
 
 const PAUSE_MS = 10 * 60_000;

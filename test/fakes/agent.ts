@@ -3,6 +3,9 @@ import { encodeFrame, FrameDecoder } from '../../src/agent/codec.js';
 import {
   decodeExec,
   decodeFileGet,
+  decodeFileList,
+  encodeFileListReply,
+  type DirEntry,
   decodeFilePut,
   decodeHostHello,
   decodeIdentity,
@@ -49,7 +52,7 @@ export interface FakeExecIO {
 
 export type FakeCommand = (io: FakeExecIO) => void;
 
-export type FakeOp = 'hello' | 'health' | 'exec' | 'ports' | 'put' | 'get' | 'shutdown' | 'identity';
+export type FakeOp = 'hello' | 'health' | 'exec' | 'ports' | 'put' | 'get' | 'list' | 'shutdown' | 'identity';
 
 export interface FakeAgentOptions {
   name?: string;
@@ -222,6 +225,28 @@ export class FakeAgent {
         );
         this.gets.set(f.session, { data: file.data, sent: 0, credit: WINDOW_INITIAL });
         this.pumpGet(f.session);
+        return;
+      }
+      case FrameType.FILE_LIST: {
+        const { path, maxEntries } = decodeFileList(f.payload);
+        if (this.silent('list')) return;
+        if (this.files.has(path)) return this.error(f.session, 'bad_request', `${path} is not a directory`, 20);
+        const base = path.endsWith('/') ? path : `${path}/`;
+        const child = (p: string): string | undefined =>
+          p.startsWith(base) && !p.slice(base.length).includes('/') ? p.slice(base.length) : undefined;
+        const entries: DirEntry[] = [];
+        for (const [p, file] of this.files) {
+          const name = child(p);
+          if (name) entries.push({ name, kind: 'file', mode: file.mode, size: file.data.length, mtimeS: 1 });
+        }
+        for (const d of this.opts.dirs ?? []) {
+          const name = child(d);
+          if (name) entries.push({ name, kind: 'directory', mode: 0o755, size: 0, mtimeS: 1 });
+        }
+        if (!entries.length && !this.opts.dirs?.includes(path))
+          return this.error(f.session, 'system', `lstat ${path}: No such file or directory`, 2);
+        const reply = { truncated: entries.length > maxEntries, entries: entries.slice(0, maxEntries) };
+        this.send(FrameType.FILE_LIST_REPLY, f.session, encodeFileListReply(reply));
         return;
       }
       case FrameType.FILE_DATA: {

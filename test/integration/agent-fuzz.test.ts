@@ -125,6 +125,8 @@ function hostCorpus(dir: string): Buffer[] {
     f(FrameType.FILE_DATA, 7, 'abc'),
     f(FrameType.FILE_DATA, 7),
     f(FrameType.SET_IDENTITY, 8, P.encodeIdentity({ hostname: 'fuzz', entropy: Buffer.alloc(8, 1) })),
+    f(FrameType.FILE_LIST, 10, P.encodeFileList(dir, 3)),
+    f(FrameType.FILE_LIST, 11, P.encodeFileList('/nonexistent/banger-fuzz', 1)),
     f(0x77, 9, 'x'),
     HELLO,
   ];

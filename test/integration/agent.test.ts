@@ -272,6 +272,49 @@ test('file put and get: bytes, mode, atomic replace, refusals', { skip }, async 
   assert.equal((await client.health()).sessions, open, 'refused sessions are closed in the agent');
 });
 
+test('file list: lstat entries, links not followed, bounded by count and reply size, errors', { skip }, async () => {
+  const dir = join(agent.dir, 'listing');
+  mkdirSync(join(dir, 'sub'), { recursive: true });
+  writeFileSync(join(dir, 'f'), 'abc', { mode: 0o640 });
+  symlinkSync('/etc', join(dir, 'link'));
+  symlinkSync('nowhere', join(dir, 'dangling'));
+  assert.equal(sh(['mkfifo', join(dir, 'fifo')]).code, 0);
+  const r = await client.listDir(dir, 100);
+  assert.equal(r.truncated, false);
+  const seen = r.entries
+    .map((e) => [e.name, e.kind, e.kind === 'directory' ? 0 : e.size, e.name === 'f' ? e.mode : 0])
+    .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+  assert.deepEqual(seen, [
+    ['dangling', 'symlink', 7, 0],
+    ['f', 'file', 3, 0o640],
+    ['fifo', 'other', 0, 0],
+    ['link', 'symlink', 4, 0],
+    ['sub', 'directory', 0, 0],
+  ]);
+  const two = await client.listDir(dir, 2);
+  assert.deepEqual([two.entries.length, two.truncated], [2, true]);
+  const exact = await client.listDir(dir, 5);
+  assert.deepEqual([exact.entries.length, exact.truncated], [5, false]);
+
+  // 600 names of 250 bytes do not fit one 128 KiB reply: the agent stops short and says so.
+  const big = join(agent.dir, 'biglist');
+  mkdirSync(big);
+  for (let i = 0; i < 600; i++) writeFileSync(join(big, `${String(i).padStart(4, '0')}${'n'.repeat(246)}`), '');
+  const cut = await client.listDir(big, 65536);
+  assert.equal(cut.truncated, true);
+  assert.ok(cut.entries.length > 400 && cut.entries.length < 600, String(cut.entries.length));
+
+  await assert.rejects(client.listDir(join(dir, 'link'), 10), /link is not a directory/);
+  await assert.rejects(client.listDir(join(dir, 'f'), 10), /f is not a directory/);
+  await assert.rejects(client.listDir(join(dir, 'absent'), 10), (e: Error & { detail?: string }) => {
+    assert.match(e.message, /lstat .*absent: No such file or directory/);
+    assert.match(e.detail ?? '', /\(errno 2\)/);
+    return true;
+  });
+  // max_entries 0 never reaches the agent; a raw one is refused there, naming the field.
+  assert.throws(() => P.encodeFileList(dir, 0), /max entries 0/);
+});
+
 test('several sessions at once', { skip }, async () => {
   const runs = Array.from({ length: 12 }, (_, i) =>
     client.exec({ argv: ['sh', '-c', `sleep 0.1; echo out$0; echo err$0 >&2; exit $0`, String(i)], env: ENV }),

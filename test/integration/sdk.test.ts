@@ -4,11 +4,14 @@
  * pushed to a local registry, driven through the guest agent by the daemon's proc.* methods).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO, sh, TestHome } from '../helpers/home.js';
+import { runBounded } from '../helpers/run.js';
 import { after, before, test } from 'node:test';
-import { Banger, BangerTimeoutError, ExecError } from '@banger/sdk';
+import { Banger, BangerError, BangerTimeoutError, ExecError, type Vm } from '@banger/sdk';
 import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
-import { TestHome } from '../helpers/home.js';
 import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
@@ -16,6 +19,8 @@ const skip = requirements(
   [...missingTools([...DEFAULT_VM_TOOLS, 'docker-registry']), ...(existsSync(BUSYBOX) ? [] : [BUSYBOX])],
   'apt install qemu-system-x86 qemu-utils mmdebstrap e2fsprogs openssh-client apt dpkg kmod busybox-static docker-registry',
 );
+
+const EXAMPLE = join(REPO, 'examples', 'sdk-run-repo-tests.mjs');
 
 let home: TestHome;
 let reg: LocalRegistry | undefined;
@@ -90,8 +95,124 @@ test(
       await vm.files.write('/root/note.txt', 'hello sdk\n');
       assert.equal((await vm.files.read('/root/note.txt')).data.toString(), 'hello sdk\n');
       assert.equal((await vm.sh('cat /root/note.txt')).stdout, 'hello sdk\n');
+      const tList = Date.now();
+      await checkList(vm);
+      const tWs = Date.now();
+      await checkWorkspace(vm);
+      console.log(`# files.list ${tWs - tList} ms, workspace ${Date.now() - tWs} ms`);
     } finally {
       await vm.delete();
+    }
+  },
+);
+
+/** vm.files.list: lstat semantics (links listed, never followed), sorting, bounds, typed errors. */
+async function checkList(vm: Vm): Promise<void> {
+  const made = await vm.sh(
+    'mkdir -p /root/ls/sub && printf abc > /root/ls/f && chmod 640 /root/ls/f && ln -s /etc /root/ls/link && ln -s nowhere /root/ls/dangling && mkfifo /root/ls/pipe',
+  );
+  assert.equal(made.exitCode, 0, made.stderr);
+  const ls = await vm.files.list('/root/ls');
+  assert.equal(ls.truncated, false);
+  assert.deepEqual(
+    ls.entries.map((e) => [e.name, e.path, e.type, e.type === 'directory' ? 0 : e.size]),
+    [
+      ['dangling', '/root/ls/dangling', 'symlink', 7],
+      ['f', '/root/ls/f', 'file', 3],
+      ['link', '/root/ls/link', 'symlink', 4],
+      ['pipe', '/root/ls/pipe', 'other', 0],
+      ['sub', '/root/ls/sub', 'directory', 0],
+    ],
+  );
+  assert.equal(ls.entries[1]?.mode, 0o640);
+  assert.ok(Date.now() - Date.parse(ls.entries[1]?.mtime ?? '') < 3600_000, ls.entries[1]?.mtime);
+  const two = await vm.files.list('/root/ls', { maxEntries: 2 });
+  assert.deepEqual([two.entries.length, two.truncated], [2, true]);
+  const code = (p: Promise<unknown>): Promise<string> =>
+    p.then(
+      () => 'resolved',
+      (e: unknown) => (e instanceof BangerError ? e.code : String(e)),
+    );
+  assert.equal(await code(vm.files.list('/root/ls/link')), 'bad_request', 'a link to a directory is not followed');
+  assert.equal(await code(vm.files.list('/root/ls/f')), 'bad_request');
+  assert.equal(await code(vm.files.list('/root/nope')), 'not_found');
+  assert.equal(await code(vm.files.list('/root/ls', { maxEntries: 0 })), 'bad_request');
+}
+
+/** vm.workspace: a host git checkout ships to /root/repo (files only: busybox has no git); export says why it cannot. */
+async function checkWorkspace(vm: Vm): Promise<void> {
+  const repo = mkdtempSync(join(tmpdir(), 'banger-sdk-ws-'));
+  try {
+    writeFileSync(join(repo, 'a.txt'), 'tracked\n');
+    writeFileSync(join(repo, 'untracked.txt'), 'not shipped\n');
+    const git = (...a: string[]): void => {
+      const r = sh(['git', '-C', repo, '-c', 'user.email=t@t', '-c', 'user.name=t', ...a]);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    git('init', '-q');
+    git('add', 'a.txt');
+    git('commit', '-q', '-m', 'one');
+    const ws = await vm.workspace.prepare(repo);
+    assert.deepEqual([ws.guest_path, ws.git, ws.head, ws.files], ['/root/repo', false, null, 1]);
+    assert.ok(
+      ws.notes.some((n) => /no git/.test(n)),
+      ws.notes.join('\n'),
+    );
+    assert.deepEqual(
+      (await vm.files.list('/root/repo')).entries.map((e) => e.name),
+      ['a.txt'],
+    );
+    assert.equal((await vm.files.read('/root/repo/a.txt')).data.toString(), 'tracked\n');
+    assert.equal((await vm.refresh()).workspace !== null, true, 'vm show records the workspace');
+    // A second prepare over files it did not make is refused unless forced.
+    assert.equal(
+      await vm.workspace.prepare(repo).then(
+        () => 'resolved',
+        (e: unknown) => (e instanceof BangerError ? e.code : String(e)),
+      ),
+      'precondition',
+    );
+    assert.equal((await vm.workspace.prepare(repo, { force: true })).files, 1);
+    await assert.rejects(vm.workspace.export(), (e: unknown) => {
+      assert.ok(e instanceof BangerError, String(e));
+      assert.equal(e.code, 'precondition');
+      assert.match(e.message, /has no git/);
+      return true;
+    });
+  } finally {
+    rmSync(repo, { recursive: true, force: true });
+  }
+}
+
+test(
+  'examples/sdk-run-repo-tests.mjs: a VM with the repo as its workspace, the tests run, a listing, the VM deleted',
+  { skip, timeout: 5 * 60_000 },
+  async () => {
+    const repo = mkdtempSync(join(tmpdir(), 'banger-sdk-example-'));
+    try {
+      writeFileSync(join(repo, 'a.txt'), 'from the repo\n');
+      const git = (...a: string[]): void => {
+        const r = sh(['git', '-C', repo, '-c', 'user.email=t@t', '-c', 'user.name=t', ...a]);
+        assert.equal(r.code, 0, r.stderr);
+      };
+      git('init', '-q');
+      git('add', 'a.txt');
+      git('commit', '-q', '-m', 'one');
+      const started = Date.now();
+      const r = await runBounded(
+        [process.execPath, EXAMPLE, repo, 'cat a.txt && echo tests-ran', 'bb'],
+        home.env,
+        4 * 60_000,
+      );
+      console.log(`# example ${Date.now() - started} ms`);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /from the repo\ntests-ran\n/);
+      assert.match(r.stdout, /tests exited with 0/);
+      assert.match(r.stdout, /\/root\/repo: a\.txt\n/);
+      const banger = await Banger.connect({ env: home.env });
+      assert.deepEqual(await banger.vms.list(), [], 'the example deleted its VM');
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
     }
   },
 );

@@ -2,15 +2,18 @@
  * Integration (network: user mode with restrict=on, loopback only): warm start (issue 17) with real
  * qemu. A busybox-only image (banger-init as PID 1 and the agent: the shortest boot) pushed to a local
  * registry; `image warm` makes its template by a throwaway boot; a VM's first start restores from it;
- * a corrupt template falls back to a cold boot; deleting the image removes its templates.
+ * a corrupt template falls back to a cold boot; deleting the image removes its templates. kill -9 of
+ * the daemon while a template is made and while a VM is restored converges (test pause points).
+ * Last, a Debian image with systemd and sshd (one image, one template, two restores): the restored
+ * guests answer ssh and differ in hostname, host key, /dev/urandom output and machine-id.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
 import { TestHome } from '../helpers/home.js';
-import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
+import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
@@ -121,5 +124,122 @@ test(
     assert.equal(idel.code, 0, idel.stderr);
     assert.deepEqual(readdirSync(templatesDir()), [], 'deleting the image removed its templates');
     assert.deepEqual(home.qemuPids(), [], 'no qemu left');
+  },
+);
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !cond()) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(cond(), `timed out waiting for ${what}\ndaemon log tail:\n${home.daemonLog().slice(-3000)}`);
+}
+
+/** Runs `banger args` under a daemon that pauses at `point` (BANGER_TEST_PAUSE), kills it with SIGKILL there. */
+async function killDaemonAt(point: string, args: string[]): Promise<void> {
+  assert.equal((await home.banger(['daemon', 'stop'])).code, 0);
+  const logBefore = home.daemonLog().length;
+  const cli = home.banger(args, 10 * 60_000, { BANGER_TEST_PAUSE: point });
+  await waitFor(
+    `test pause: ${point}`,
+    () => home.daemonLog().slice(logBefore).includes(`test pause: ${point}`),
+    300_000,
+  );
+  assert.equal(home.qemuPids().length, 1, `a qemu runs at ${point}`);
+  process.kill(home.daemonPid(), 'SIGKILL');
+  assert.notEqual((await cli).code, 0, 'the interrupted command fails');
+}
+
+test(
+  'warm start: kill -9 of the daemon while a template is made and while a VM is restored converges (no half template, no orphan qemu; the next warm and create work)',
+  { skip, timeout: 20 * 60_000 },
+  async () => {
+    await home.banger(['image', 'delete', 'bbk']);
+    const pull = await home.banger([
+      'image',
+      'pull',
+      `127.0.0.1:${(reg as LocalRegistry).port}/test/busybox:v1`,
+      '--name',
+      'bbk',
+    ]);
+    assert.equal(pull.code, 0, pull.stderr);
+
+    // During the template build: its guest is up, the save has not begun.
+    await killDaemonAt('template-save', ['image', 'warm', 'bbk']);
+    const list = await home.banger(['vm', 'list']); // starts the daemon: its startup converges
+    assert.equal(list.code, 0, list.stderr);
+    assert.deepEqual(home.qemuPids(), [], "the build's qemu was killed");
+    assert.deepEqual(readdirSync(join(home.stateDir, 'vms')), [], 'the half-made build is gone');
+    assert.deepEqual(existsSync(templatesDir()) ? readdirSync(templatesDir()) : [], [], 'no half template');
+    const warm = await home.banger(['image', 'warm', 'bbk'], 600_000);
+    assert.equal(warm.code, 0, warm.stderr);
+
+    // During a restore: the guest runs from the template, its identity is not applied yet.
+    await killDaemonAt('after-restore', ['vm', 'create', '--name', 'k1', '--image', 'bbk']);
+    const names = await home.banger(['vm', 'list', '--json']);
+    assert.equal(names.code, 0, names.stderr);
+    assert.deepEqual(JSON.parse(names.stdout), [], 'the unfinished create is rolled back');
+    assert.deepEqual(home.qemuPids(), [], 'no orphan qemu');
+    assert.deepEqual(readdirSync(join(home.stateDir, 'vms')), [], 'no VM dir is left');
+    const c = await home.banger(['vm', 'create', '--name', 'k1', '--image', 'bbk'], 600_000);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match((await show('k1')).warm_start ?? '', /^restored from template /);
+    const hi = await home.banger(['vm', 'ssh', 'k1', '--', 'sh', '-c', 'echo ok']);
+    assert.equal(hi.stdout, 'ok\n', hi.stderr);
+    assert.equal((await home.banger(['vm', 'delete', 'k1'])).code, 0);
+    assert.equal((await home.banger(['image', 'delete', 'bbk'])).code, 0);
+    assert.deepEqual(home.qemuPids(), [], 'no qemu left');
+  },
+);
+
+test(
+  'warm start, Debian with systemd and sshd: two VMs restored from one template differ in hostname, host key, /dev/urandom output and machine-id',
+  {
+    skip,
+    timeout: 20 * 60_000,
+  },
+  async () => {
+    await home.banger(['image', 'delete', 'debw']);
+    const tar = readFileSync(
+      debianBaseTar(['systemd', 'systemd-sysv', 'udev', 'dbus', 'kmod', 'openssh-server', 'iproute2', 'sudo']),
+    );
+    await pushImage((reg as LocalRegistry).port, 'test/debw', 'v1', [{ tar, compression: 'gzip' }]);
+    const pull = await home.banger([
+      'image',
+      'pull',
+      `127.0.0.1:${(reg as LocalRegistry).port}/test/debw:v1`,
+      '--name',
+      'debw',
+    ]);
+    assert.equal(pull.code, 0, pull.stderr);
+    const warm = await home.banger(['image', 'warm', 'debw'], 600_000);
+    assert.equal(warm.code, 0, warm.stderr);
+    const facts: string[] = [];
+    for (const name of ['id1', 'id2']) {
+      const c = await home.banger(['vm', 'create', '--name', name, '--image', 'debw'], 600_000);
+      assert.equal(c.code, 0, c.stderr);
+      assert.match((await show(name)).warm_start ?? '', /^restored from template /);
+      const r = await home.banger([
+        'vm',
+        'ssh',
+        name,
+        '--',
+        'sh',
+        '-c',
+        'hostname; cat /etc/ssh/ssh_host_ed25519_key.pub; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; cat /etc/machine-id',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      facts.push(r.stdout);
+    }
+    const [a, b] = facts.map((f) => f.trim().split('\n'));
+    assert.equal(a?.length, 4, facts[0]);
+    assert.deepEqual([a?.[0], b?.[0]], ['id1', 'id2'], 'each has its own hostname');
+    for (const [i, what] of [
+      [1, 'host key'],
+      [2, '/dev/urandom output'],
+      [3, 'machine-id'],
+    ] as const)
+      assert.notEqual(a?.[i], b?.[i], `${what} differs`);
+    const del = await home.banger(['vm', 'delete', 'id1', 'id2']);
+    assert.equal(del.code, 0, del.stderr);
+    await home.banger(['image', 'delete', 'debw']);
   },
 );

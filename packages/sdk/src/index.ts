@@ -1,5 +1,5 @@
 import { call } from './call.js';
-import { BangerTimeoutError, ExecError } from './errors.js';
+import { BangerError, BangerTimeoutError, ExecError } from './errors.js';
 import { ProcessHandle } from './process.js';
 import { defaultTransport, type Transport } from './transport.js';
 import type {
@@ -7,17 +7,23 @@ import type {
   CreateOptions,
   ExecOptions,
   ExecResult,
+  FileListResult,
   FileReadResult,
   ListeningPort,
   ProcessInfo,
   SpawnOptions,
   VmInfo,
+  WorkspaceExport,
+  WorkspaceExportOptions,
+  WorkspaceInfo,
+  WorkspaceOptions,
 } from './types.js';
 
 export { BangerError, BangerTimeoutError, ExecError, type TimeoutKind } from './errors.js';
 export { ProcessHandle } from './process.js';
 export type { Transport, CallOptions } from './transport.js';
 export type * from './types.js';
+export type * from './generated/contract.js';
 
 /*
  * @banger/sdk: banger's sandboxes from code.
@@ -88,7 +94,17 @@ export class Vms {
     if (opts.idleTtl !== undefined) p.idle_ttl_ms = opts.idleTtl;
     if (opts.rm !== undefined) p.rm = opts.rm;
     if (opts.idempotencyKey !== undefined) p.idempotency_key = opts.idempotencyKey;
-    return new Vm(this.b, (await this.b.call('vm.create', p, opts)) as VmInfo);
+    const vm = new Vm(this.b, (await this.b.call('vm.create', p, opts)) as VmInfo);
+    if (opts.workspace === undefined) return vm;
+    try {
+      await vm.workspace.prepare(opts.workspace, { ...opts.workspaceOptions, signal: opts.signal });
+    } catch (e) {
+      // A VM whose workspace did not ship is not what was asked for (as `banger vm run PATH`).
+      await vm.delete().catch(() => undefined);
+      throw e;
+    }
+    await vm.refresh();
+    return vm;
   }
 
   async get(ref: string, opts: Signal = {}): Promise<Vm> {
@@ -123,6 +139,7 @@ export class Processes {
 
 export class Vm {
   readonly files: VmFiles;
+  readonly workspace: VmWorkspace;
 
   constructor(
     private readonly b: Banger,
@@ -130,6 +147,7 @@ export class Vm {
     public info: VmInfo,
   ) {
     this.files = new VmFiles(b, info.id);
+    this.workspace = new VmWorkspace(b, info.id);
   }
 
   get id(): string {
@@ -214,6 +232,17 @@ export class VmFiles {
     return { data: Buffer.from(r.data, 'base64'), mode: r.mode };
   }
 
+  /**
+   * A guest directory's entries, sorted by name; links are reported, never followed. At most
+   * `maxEntries` (default 1000, up to 10000): `truncated` says when there were more. A missing path
+   * throws BangerError code not_found; a path that is not a directory, bad_request.
+   */
+  async list(path: string, opts: Signal & { maxEntries?: number } = {}): Promise<FileListResult> {
+    const p: Record<string, unknown> = { ref: this.ref, path };
+    if (opts.maxEntries !== undefined) p.max_entries = opts.maxEntries;
+    return (await this.b.call('fs.list', p, opts)) as FileListResult;
+  }
+
   /** Writes a whole guest file (root-owned, `mode` default 0644; up to 512 KiB per call). */
   async write(path: string, data: string | Uint8Array, opts: Signal & { mode?: number } = {}): Promise<void> {
     await this.b.call(
@@ -221,5 +250,29 @@ export class VmFiles {
       { ref: this.ref, path, data: b64(data), ...(opts.mode === undefined ? {} : { mode: opts.mode }) },
       opts,
     );
+  }
+}
+
+export class VmWorkspace {
+  constructor(
+    private readonly b: Banger,
+    private readonly ref: string,
+  ) {}
+
+  /** Ships a host git checkout to /root/repo, as `banger vm workspace prepare VM PATH`. */
+  async prepare(path: string, opts: WorkspaceOptions = {}): Promise<WorkspaceInfo> {
+    const t = this.b.transport;
+    if (!t.workspacePrepare)
+      throw new BangerError('bad_request', 'this transport cannot ship workspaces', 'use the default transport');
+    return (await t.workspacePrepare(this.ref, path, { ...opts })) as WorkspaceInfo;
+  }
+
+  /** The guest workspace's changes as a patch, as `banger vm workspace export VM`. */
+  async export(opts: WorkspaceExportOptions = {}): Promise<WorkspaceExport> {
+    const t = this.b.transport;
+    if (!t.workspaceExport)
+      throw new BangerError('bad_request', 'this transport cannot export workspaces', 'use the default transport');
+    const { signal: _signal, ...rest } = opts;
+    return (await t.workspaceExport(this.ref, rest)) as WorkspaceExport;
   }
 }

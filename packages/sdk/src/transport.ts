@@ -16,10 +16,17 @@ export interface CallOptions {
 
 export interface Transport {
   call(method: string, params: unknown, opts: CallOptions): Promise<unknown>;
+  /**
+   * Ships a host git checkout into a VM as `banger vm run PATH` does (host-side work: the
+   * default transport runs the CLI's code in this process). Absent: workspaces are unsupported.
+   */
+  workspacePrepare?(ref: string, path: string, opts: Record<string, unknown>): Promise<unknown>;
+  /** `banger vm workspace export`: the guest's changes as a patch. */
+  workspaceExport?(ref: string, opts: Record<string, unknown>): Promise<unknown>;
 }
 
 interface ConnectModule {
-  sdkTransport(env?: NodeJS.ProcessEnv): Transport;
+  sdkTransport(env?: NodeJS.ProcessEnv): Required<Transport>;
 }
 
 /** dist/src/cli/connect.js of the banger package this SDK sits in (packages/sdk/dist → the repo root). */
@@ -42,14 +49,18 @@ export async function defaultTransport(env?: NodeJS.ProcessEnv): Promise<Transpo
   }
   const inner = mod.sdkTransport(env);
   return {
-    async call(method, params, opts) {
-      try {
-        return await inner.call(method, params, opts);
-      } catch (e) {
-        const plain = (e as { banger?: { code: string; message: string; hint?: string } }).banger;
-        if (plain) throw new BangerError(plain.code, plain.message, plain.hint);
-        throw e;
-      }
-    },
+    call: (method, params, opts) => typed(() => inner.call(method, params, opts)),
+    workspacePrepare: (ref, path, opts) => typed(() => inner.workspacePrepare(ref, path, opts)),
+    workspaceExport: (ref, opts) => typed(() => inner.workspaceExport(ref, opts)),
   };
+}
+
+async function typed<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const plain = (e as { banger?: { code: string; message: string; hint?: string } }).banger;
+    if (plain) throw new BangerError(plain.code, plain.message, plain.hint);
+    throw e;
+  }
 }

@@ -21,5 +21,6 @@ export function fsRoutes(files: VmFileOps): Routes<'fs'> {
   return {
     'fs.read': (p, ctx) => files.read(p, ctx),
     'fs.write': (p, ctx) => files.write(p, ctx),
+    'fs.list': (p, ctx) => files.list(p, ctx),
   };
 }

@@ -12,6 +12,8 @@ import type { Logger } from '../context.js';
 export const FIRST_AGENT_ASSETS = 3;
 /** From guest assets v4 the agent's SHUTDOWN asks PID 1 for an orderly poweroff; v3 rebooted at once after sync. */
 export const ORDERLY_SHUTDOWN_ASSETS = 4;
+/** Guest assets whose agent lists directories (FILE_LIST). */
+export const FILE_LIST_ASSETS = 9;
 
 /** What the manager needs of a VM: its id (the socket) and name (messages). */
 export interface AgentTarget {

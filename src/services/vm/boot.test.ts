@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { nullLogger, quietContext } from '../context.js';
-import { probeSshBanner, VmBoot, type BootDeps } from './boot.js';
+import { probeSshBanner, sshdListening, VmBoot, type BootDeps } from './boot.js';
 
 /** A loopback server that greets each connection with `greeting` (or closes it at once when undefined). */
 async function server(greeting: string | undefined): Promise<{ port: number; srv: Server }> {
@@ -96,4 +96,21 @@ test('waitReady: sshd is ready at its banner, with no ssh login of its own (vm r
     up.srv.close();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('sshdListening: a TCP socket on port 22, any address or family, is sshd up', () => {
+  const cases: { ports: { protocol: 'tcp' | 'udp'; port: number }[]; want: boolean }[] = [
+    { ports: [], want: false },
+    { ports: [{ protocol: 'tcp', port: 22 }], want: true },
+    { ports: [{ protocol: 'udp', port: 22 }], want: false },
+    { ports: [{ protocol: 'tcp', port: 2222 }], want: false },
+    {
+      ports: [
+        { protocol: 'tcp', port: 8080 },
+        { protocol: 'tcp', port: 22 },
+      ],
+      want: true,
+    },
+  ];
+  for (const c of cases) assert.equal(sshdListening(c.ports), c.want, JSON.stringify(c.ports));
 });

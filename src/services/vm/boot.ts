@@ -6,6 +6,7 @@ import { bootArgs, DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
 import { sshArgv } from '../../ssh/argv.js';
 import type { PortRepo } from '../../store/ports.js';
 import type { VmHandles, VmRow } from '../../store/vms.js';
+import type { ListeningPort } from '../../agent/payloads-ports.js';
 import { readSshBanner, freeLoopbackPort } from '../../system/net.js';
 import { vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
@@ -40,6 +41,8 @@ const GUEST_HOST_KEY_PUB = '/etc/ssh/ssh_host_ed25519_key.pub';
 /** How long one probe waits for the banner of an sshd that accepted its connection. */
 const SSH_BANNER_WAIT_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
+/** sshd's port inside the guest (user mode forwards the VM's ssh port to it; bridge mode dials it). */
+const GUEST_SSH_PORT = 22;
 
 /** What the guest of a boot has: the agent (guest assets v3 and later) and sshd. */
 export interface GuestTraits {
@@ -196,7 +199,11 @@ export class VmBoot {
     if (!guest.sshd) return uptimeMs;
     ctx.progress({ stage: 'ssh', message: 'waiting for ssh' });
     const info = this.d.runtime.sshInfo({ ...vm, sshPort: handles.sshPort });
-    const probe = this.d.sshProbe ?? ((i) => probeSshBanner(i));
+    // With an agent, sshd's listening socket is seen from inside (no connection, so no sshd child
+    // forked and re-exec'd in the guest per probe); the banner stays the fallback.
+    const probe =
+      this.d.sshProbe ??
+      (guest.agent ? (i: SshInfo) => this.probeSshViaAgent(vm, i) : (i: SshInfo) => probeSshBanner(i));
     await timed(ctx, 'ssh ready', () =>
       waitForSsh({
         vmName: vm.name,
@@ -270,6 +277,20 @@ export class VmBoot {
     }
   }
 
+  /**
+   * Whether sshd listens in the guest, from the agent's PORTS (it reads /proc/net, no fork).
+   * An agent that cannot answer PORTS falls back to the banner probe, once per poll.
+   */
+  private async probeSshViaAgent(vm: VmRow, info: SshInfo): Promise<'none' | 'ready'> {
+    let listening: ListeningPort[];
+    try {
+      listening = (await this.d.agents.ports(vm)).ports;
+    } catch {
+      return probeSshBanner(info);
+    }
+    return sshdListening(listening) ? 'ready' : 'none';
+  }
+
   /** The agent's health, bounded by the ssh wait; a VMM that exits meanwhile is an `exited` failure. */
   private async waitAgent(vm: VmRow, handles: VmHandles, consoleLog: string, signal: AbortSignal): Promise<number> {
     const logsHint = `run \`banger vm logs ${vm.name}\` to see the whole console`;
@@ -293,6 +314,11 @@ export class VmBoot {
       );
     }
   }
+}
+
+/** sshd is up: a TCP socket listens on port 22 (any address, IPv4 or IPv6). */
+export function sshdListening(ports: readonly Pick<ListeningPort, 'protocol' | 'port'>[]): boolean {
+  return ports.some((p) => p.protocol === 'tcp' && p.port === GUEST_SSH_PORT);
 }
 
 /**

@@ -19,6 +19,15 @@ import {
   type RootStrategy,
 } from './rootdisk.js';
 
+/**
+ * resize2fs zeroes the inode tables of the groups it adds (and marks them so) instead of leaving
+ * them to the guest kernel's ext4lazyinit thread, which under emulation competed with the boot for
+ * the vCPU (docs/boot-profile.md, round 3). The added groups lie in the file's new sparse tail, so
+ * zeroing is a hole punch: no data written, the file stays sparse. (Not mkfs.ext4's lazy_itable_init=0
+ * for an image without a seed: it allocates its inode tables, ~200 MiB for 8 GiB, per VM.)
+ */
+export const ZEROED_ITABLES_ENV = { RESIZE2FS_FORCE_ITABLE_INIT: '1' } as const;
+
 export interface DisksDeps {
   paths: Paths;
   runner: CommandRunner;
@@ -117,7 +126,7 @@ export class VmDisks {
       // Copy the small seed (a reflink where the filesystem can) and grow it: no full-size copy.
       await copyFile(seed, path, fsc.COPYFILE_FICLONE);
       await truncate(path, bytes);
-      await this.d.runner.check(['resize2fs', '-f', path], { signal });
+      await this.d.runner.check(['resize2fs', '-f', path], { signal, env: ZEROED_ITABLES_ENV });
     } else {
       await this.d.runner.check(
         [
@@ -159,7 +168,7 @@ export class VmDisks {
     // The guest may have been killed with a dirty journal: replay it before resizing offline.
     await this.d.runner.run(['e2fsck', '-fy', work], { signal });
     await truncate(work, bytes);
-    await this.d.runner.check(['resize2fs', work], { signal });
+    await this.d.runner.check(['resize2fs', work], { signal, env: ZEROED_ITABLES_ENV });
   }
 
   workPath(id: string): string {

@@ -13,6 +13,7 @@ import type { VmmDriver, VmmSpec } from '../../vmm/driver.js';
 import { qemuArgv, USER_NET } from '../../vmm/qemu/argv.js';
 import { loadState, saveState } from '../../vmm/qemu/migrate.js';
 import type { Logger, OpContext } from '../context.js';
+import { noPause, type Pause } from '../testpause.js';
 import { exists, raceAbort, removeTree, sha256File } from '../fsutil.js';
 import { KeyedLock } from '../keylock.js';
 import type { ImageService } from '../image/service.js';
@@ -69,6 +70,8 @@ export interface WarmDeps {
   runtime: RuntimeFiles;
   log: Logger;
   accel: 'kvm' | 'tcg';
+  /** Test-only pause points (BANGER_TEST_PAUSE). */
+  pause?: Pause;
 }
 
 /** The spec fields a template is made for: what create decides before any disk exists. */
@@ -190,6 +193,7 @@ export class WarmStart {
     if (!state || !(await exists(state))) throw precondition(`${labelOf(tpl)} was superseded or removed`);
     ctx.progress({ stage: 'restore', message: `restoring from ${labelOf(tpl)}` });
     await timed(ctx, 'restore', () => loadState(controlSocket, state, LOAD_TIMEOUT_MS));
+    await (this.d.pause ?? noPause)('after-restore');
     // The guest resumes at the gate with the template's identity: the VM's own, then the gate opens.
     await this.d.agents.waitBoot(vm, LOAD_TIMEOUT_MS, ctx.signal);
     const net = { ip: USER_NET.guestIp, gateway: USER_NET.gateway, dns: USER_NET.dns, mac: macFromId(vm.id) };
@@ -323,6 +327,7 @@ export class WarmStart {
       // The agent answers early in the boot; what else starts (all but the units behind the identity
       // gate) should be done before the save, or every restore runs it again.
       await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
+      await (this.d.pause ?? noPause)('template-save');
       ctx.progress({ stage: 'template', message: 'saving the guest' });
       await saveState(spawned.handles.controlSocket, join(dir, templateFiles.state), SAVE_TIMEOUT_MS);
       await this.d.driver.kill(spawned.handles);
