@@ -40,6 +40,8 @@ export interface VmView {
   boot: BootTimings | null;
   /** How the first start went: `restored from template <key>` or `cold: <why>` (warm start, SPEC §7.6). */
   warm_start?: string;
+  /** `vm show`: bytes the VM's own files take on disk (not the image or the shared layers it stands on). */
+  own_bytes?: number;
 }
 
 /** One published port: the host's address:host_port forwards to the guest's guest_port. */
