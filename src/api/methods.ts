@@ -183,6 +183,11 @@ export const methods = {
         ...proc.lifetimeFields,
         cold: z.boolean().optional(),
         from_snapshot: z.string().min(1).optional(),
+        /**
+         * What the create waits for: sshd answering (default), or only the guest agent (a caller that
+         * runs its commands through the agent; sshd finishes starting meanwhile). Without an agent: sshd.
+         */
+        ready: z.enum(['ssh', 'agent']).optional(),
       })
       .transform(parseVmSpec),
     returns<VmView>(),
