@@ -110,6 +110,16 @@ gate_wait() {
   log "gate open"
 }
 
+# move_iface IFACE MAC IP [GW]: the NIC's new MAC and address, one ip command each.
+move_iface() {
+  ip link set dev "$1" down &&
+    ip link set dev "$1" address "$2" &&
+    { ip addr flush dev "$1" scope global; ip addr add "$3" dev "$1"; } &&
+    ip link set dev "$1" up &&
+    { [ -z "$4" ] || ip route replace default via "$4" dev "$1"; } ||
+    { log "cannot move $1 to $2 $3"; return 1; }
+}
+
 # The agent's SET_IDENTITY (after its clock, entropy and sethostname): files, network, the gate.
 apply_identity() {
   status=0 hostname= machine_id= ip= gw= dns= mac= gate=
@@ -152,9 +162,10 @@ apply_identity() {
       # with arp_notify the kernel announces the new MAC and address when the link comes up again,
       # or every packet to the guest (ssh included) goes to the old MAC and is dropped.
       echo 1 >"/proc/sys/net/ipv4/conf/$iface/arp_notify" 2>/dev/null || true
-      # One ip for all of it (each fork costs tens of ms under emulation); it stops at the first error.
+      # One ip for all of it (each fork costs tens of ms under emulation; it stops at the first
+      # error); busybox's ip has no -batch: one command each.
       route=; [ -n "$gw" ] && route="route replace default via $gw dev $iface"
-      ip -batch - <<EOF || { log "cannot move $iface to $mac $ip"; status=1; }
+      ip -batch - 2>/dev/null <<EOF || move_iface "$iface" "$mac" "$ip" "$gw" || status=1
 link set dev $iface down
 link set dev $iface address $mac
 addr flush dev $iface scope global
