@@ -30,6 +30,7 @@ import { VmNetworking } from './vmnet.js';
 import { PortProxies } from '../network/portproxy.js';
 import { VmPublisher } from './publish.js';
 import { WarmStart, type WarmChoice } from './warm.js';
+import { BackgroundWarm } from './warm-background.js';
 import { VmSnapshots, type RestoreSource } from './snapshots.js';
 import type { VmServiceDeps } from './service-deps.js';
 export type { VmServiceDeps } from './service-deps.js';
@@ -51,6 +52,8 @@ export class VmService {
   readonly pauser: VmPauser;
   /** Warm start: templates and restores (warm.ts). */
   readonly warm: WarmStart;
+  /** Templates made in the background after a cold boot of the default spec (warm-background.ts). */
+  readonly background: BackgroundWarm;
   /** Snapshots and fork (snapshots.ts). */
   readonly snapshots: VmSnapshots;
 
@@ -82,6 +85,7 @@ export class VmService {
       templateBoot: d.config.testTemplateBoot,
     });
     this.warm = new WarmStart({ ...d, ...this, accel: d.accel.accel });
+    this.background = new BackgroundWarm({ config: d.config, warm: this.warm, log: d.log });
     this.snapshots = new VmSnapshots({
       ...d,
       warm: this.warm,
@@ -170,6 +174,7 @@ export class VmService {
         const stop = (): Promise<void> => this.stopVmm(id, 'stopped');
         if (p.start ?? true) await this.warm.firstStart(warm, { start, stop, cold, vm: () => this.mustGet(id) }, ctx);
         else this.transition(id, 'stopped');
+        this.background.afterCreate(row, image, src?.imageName ?? p.image, warm, p.start ?? true);
         return this.view(this.mustGet(id));
       } catch (e) {
         if (e instanceof BootFailure && e.kind !== 'exited') {

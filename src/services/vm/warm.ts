@@ -5,7 +5,7 @@ import type { Config } from '../../config/config.js';
 import { errorMessage, precondition } from '../../errors.js';
 import { DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
 import type { ImageRow } from '../../store/images.js';
-import type { StoredRootDisk, VmRepo, VmRow } from '../../store/vms.js';
+import type { StoredRootDisk, VmHandles, VmRepo, VmRow } from '../../store/vms.js';
 import { templateFiles, vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { bangerVersion } from '../../version.js';
@@ -15,6 +15,7 @@ import { loadState, saveState } from '../../vmm/qemu/migrate.js';
 import type { Logger, OpContext } from '../context.js';
 import { noPause, type Pause } from '../testpause.js';
 import { exists, raceAbort, removeTree, sha256File } from '../fsutil.js';
+import { consoleQuiet } from './console.js';
 import { KeyedLock } from '../keylock.js';
 import type { ImageService } from '../image/service.js';
 import type { KernelFiles } from '../kernel/manifest.js';
@@ -40,21 +41,6 @@ const LOAD_TIMEOUT_MS = 120_000;
 /** A template is saved once the guest's console has been quiet this long (at most QUIET_MAX_MS after agent-ready). */
 const QUIET_MS = 3000;
 const QUIET_MAX_MS = 90_000;
-
-/** Waits until `file` has not grown for `quietMs`, or `maxMs` passed. */
-export async function consoleQuiet(file: string, quietMs: number, maxMs: number, signal: AbortSignal): Promise<void> {
-  const start = Date.now();
-  let size = -1;
-  let since = start;
-  while (Date.now() - start < maxMs && !signal.aborted) {
-    const now = (await stat(file).catch(() => undefined))?.size ?? 0;
-    if (now !== size) {
-      size = now;
-      since = Date.now();
-    } else if (Date.now() - since >= quietMs) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 export interface WarmDeps {
   paths: Paths;
@@ -90,6 +76,8 @@ export interface WarmChoice {
   reason: string;
   /** A failed restore fails the create (a snapshot's processes cannot come from a cold boot). */
   strict?: boolean;
+  /** Cold because no current template of the VM's key exists (a background build may make it). */
+  missing?: boolean;
 }
 
 const labelOf = (t: Restorable): string => t.label ?? `template ${t.key.slice(0, 12)}`;
@@ -110,6 +98,9 @@ export class WarmStart {
   private readonly buildLock = new KeyedLock();
   private qemuId: Promise<string> | undefined;
   private readonly fileHashes = new Map<string, string>();
+  /** Aborted at daemon shutdown (halt): every build stops; `building`: the VMM of the one running. */
+  private readonly lifetime = new AbortController();
+  private building: VmHandles | undefined;
 
   constructor(private readonly d: WarmDeps) {
     this.store = new TemplateStore(d.paths, d.log);
@@ -139,7 +130,7 @@ export class WarmStart {
           image: image.name,
           templates: stale.map((t) => t.key.slice(0, 12)),
         });
-      return { reason: `cold: no current template (\`banger image warm ${image.name}\` makes one)` };
+      return { reason: `cold: no current template (\`banger image warm ${image.name}\` makes one)`, missing: true };
     } catch (e) {
       this.d.log.warn('cannot compute the template key; booting cold', { name: row.name, error: String(e) });
       return { reason: `cold: ${errorMessage(e)}` };
@@ -227,8 +218,11 @@ export class WarmStart {
     const cur = await this.store.current(key);
     if (cur) return { template: cur, built: false };
     let flight = this.flights.get(key);
-    if (!flight) {
-      const f = this.buildLock.run('build', () => this.build(key, shape, image, k, pub, ctx));
+    if (flight) ctx.progress({ stage: 'template', message: `joining the build of ${image.name}'s template in flight` });
+    else {
+      if (this.lifetime.signal.aborted) throw precondition('the daemon is stopping', 'run it again');
+      const bctx = { ...ctx, signal: AbortSignal.any([ctx.signal, this.lifetime.signal]) };
+      const f = this.buildLock.run('build', () => this.build(key, shape, image, k, pub, bctx));
       flight = f.finally(() => this.flights.delete(key));
       this.flights.set(key, flight);
     }
@@ -258,6 +252,16 @@ export class WarmStart {
     }
   }
 
+  /** Daemon shutdown: builds stop, the VMM of the one running is killed; waits (at most `ms`) for their cleanup. */
+  async halt(ms = 10_000): Promise<void> {
+    this.lifetime.abort();
+    if (this.flights.size > 0)
+      this.d.log.warn('stopping the template build in flight', { keys: [...this.flights.keys()] });
+    if (this.building) await this.d.driver.kill(this.building).catch(() => undefined);
+    const done = Promise.allSettled([...this.flights.values()]);
+    await Promise.race([done, new Promise((r) => setTimeout(r, ms).unref())]);
+  }
+
   /** Image delete: its templates stop serving and go (VMs of a deleted image cannot exist). */
   async removeForImage(imageId: string): Promise<void> {
     await this.store.removeForImage(imageId, this.refs());
@@ -268,7 +272,8 @@ export class WarmStart {
     await this.store.collect(this.refs());
   }
 
-  private defaultShape(image: ImageRow): Shape {
+  /** The spec `image warm` makes templates for: vm_defaults, this accelerator, the image's overlay size. */
+  defaultShape(image: ImageRow): Shape {
     const v = this.d.config.vmDefaults;
     return {
       vcpu: v.vcpu,
@@ -289,6 +294,7 @@ export class WarmStart {
   ): Promise<Template> {
     const again = await this.store.current(key);
     if (again) return again;
+    if (ctx.signal.aborted) throw precondition('the template build was cancelled', 'run `banger image warm` again');
     const id = randomBytes(16).toString('hex');
     const row = newVmRow({
       ...s,
@@ -316,7 +322,7 @@ export class WarmStart {
         ctx,
         undefined,
         async (h) => {
-          handles = h;
+          handles = this.building = h;
           // For a daemon killed mid-build: the next startup kills this VMM (killOrphanBuilds).
           await this.d.runtime.writeHandles(id, h);
         },
@@ -324,6 +330,10 @@ export class WarmStart {
       );
       handles = spawned.handles;
       await this.d.boot.waitReady(row, spawned.handles, ctx, { agent: true, sshd: false, orderlyShutdown: true });
+      // The CRNG's birth moves to just before the save (the quiet wait; the agent idles through it), so a
+      // clone runs about uptime/2 before Linux reseeds it from its own pool (docs/warm-start.md); the
+      // host's bytes make the CRNG ready for RNDRESEEDCRNG.
+      await this.d.agents.use(row, (c) => c.setIdentity({ entropy: randomBytes(32), reseed: true }));
       // The agent answers early in the boot; what else starts (all but the units behind the identity
       // gate) should be done before the save, or every restore runs it again.
       await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
@@ -351,6 +361,7 @@ export class WarmStart {
       this.d.log.info('template made', { image: image.name, key });
       return t;
     } finally {
+      this.building = undefined;
       if (handles) await this.d.driver.kill(handles).catch(() => undefined);
       this.d.agents.close(id);
       await rm(this.d.runtime.controlSocket(id), { force: true });
