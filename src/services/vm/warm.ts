@@ -330,10 +330,6 @@ export class WarmStart {
       );
       handles = spawned.handles;
       await this.d.boot.waitReady(row, spawned.handles, ctx, { agent: true, sshd: false, orderlyShutdown: true });
-      // The CRNG's birth moves to just before the save (the quiet wait; the agent idles through it), so a
-      // clone runs about uptime/2 before Linux reseeds it from its own pool (docs/warm-start.md); the
-      // host's bytes make the CRNG ready for RNDRESEEDCRNG.
-      await this.d.agents.use(row, (c) => c.setIdentity({ entropy: randomBytes(32), reseed: true }));
       // The agent answers early in the boot; what else starts (all but the units behind the identity
       // gate) should be done before the save, or every restore runs it again.
       await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
