@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateSdkTypes, SDK_TYPE_ROOTS, SDK_TYPES_FILE } from '../src/api/sdk-types.js';
+import { generateSdkTypes, SDK_COPIED, sdkCopy, SDK_TYPE_ROOTS, SDK_TYPES_FILE } from '../src/api/sdk-types.js';
 
 /* Rewrites packages/sdk/src/generated/contract.ts from src/api (see src/api/sdk-types.ts); argv[2]: another repo root. */
 
@@ -11,3 +11,7 @@ const sources = Object.fromEntries(
 );
 writeFileSync(join(repo, SDK_TYPES_FILE), generateSdkTypes(sources));
 console.log(`wrote ${SDK_TYPES_FILE}`);
+for (const [from, to] of Object.entries(SDK_COPIED)) {
+  writeFileSync(join(repo, to), sdkCopy(from, readFileSync(join(repo, from), 'utf8')));
+  console.log(`wrote ${to}`);
+}

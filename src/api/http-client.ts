@@ -1,6 +1,7 @@
-import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { AppError, ERROR_CODES } from '../errors.js';
+import { BINARY_FRAMES_CONTENT_TYPE } from './binframes.js';
 import type { Result, StreamIn, StreamMethodName, StreamOut, UnaryMethodName, WireParams } from './methods.js';
 import {
   API_PREFIX,
@@ -8,6 +9,7 @@ import {
   FRAMES_CONTENT_TYPE,
   HEADER_VERSION,
   LineDecoder,
+  PTY_UPGRADE,
   STREAM_UPGRADE,
   type ProgressEvent,
   type WireError,
@@ -218,6 +220,100 @@ export function callMethod(
             else if (f.kind === 'error') reject(new RemoteError(f.error, res.statusCode));
           }),
       );
+    });
+    req.end(body);
+  });
+}
+
+/** A refused request's answer (an error frame line) as the error to throw. */
+function refusal(res: IncomingMessage, method: string, reject: (e: unknown) => void): void {
+  readFrames(
+    res,
+    undefined,
+    () => undefined,
+    (f) => {
+      if (f instanceof Error) reject(f);
+      else if (f?.kind === 'error') reject(new RemoteError(f.error, res.statusCode));
+      else reject(closedDuring(method, res.statusCode));
+    },
+  );
+}
+
+/**
+ * Opens a framed method (proc.stream): resolves with the response once it is 200 with binary frames
+ * (api/binframes.ts), for the caller to read; a refusal rejects as callMethod does. Aborting `signal`
+ * closes the connection (the daemon stops streaming; the process runs on).
+ */
+export function openFramed(
+  endpoint: Endpoint,
+  version: string,
+  method: string,
+  params: unknown,
+  signal?: AbortSignal,
+): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify(params ?? {});
+    const req = open(endpoint, method, version, {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      accept: `${BINARY_FRAMES_CONTENT_TYPE}, ${FRAMES_CONTENT_TYPE}`,
+    });
+    const onAbort = (): void => {
+      reject(new AppError('cancelled', 'cancelled'));
+      req.destroy();
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('error', reject);
+    req.on('close', () => signal?.removeEventListener('abort', onAbort));
+    req.on('response', (res) => {
+      if (res.statusCode === 200 && res.headers['content-type'] === BINARY_FRAMES_CONTENT_TYPE) return resolve(res);
+      refusal(res, method, reject);
+    });
+    req.end(body);
+  });
+}
+
+/**
+ * Opens a pty method (proc.pty, `Upgrade: banger-pty`): the params go as the request's JSON body;
+ * resolves after the daemon's 101 with the raw socket and the 101's headers; a refusal rejects.
+ */
+export function openPty(
+  endpoint: Endpoint,
+  version: string,
+  method: string,
+  params: unknown,
+  signal?: AbortSignal,
+): Promise<{ socket: Socket; headers: IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify(params ?? {});
+    const req = open(endpoint, method, version, {
+      connection: 'Upgrade',
+      upgrade: PTY_UPGRADE,
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+    });
+    let done = false;
+    const onAbort = (): void => {
+      if (done) return;
+      done = true;
+      reject(new AppError('cancelled', 'cancelled'));
+      req.destroy();
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('error', (e) => !done && ((done = true), reject(e)));
+    req.on('response', (res) => {
+      done = true;
+      signal?.removeEventListener('abort', onAbort);
+      refusal(res, method, reject);
+    });
+    req.on('upgrade', (res, sock, head) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (done) return void sock.destroy();
+      done = true;
+      if (head.length > 0) sock.unshift(head);
+      resolve({ socket: sock, headers: res.headers });
     });
     req.end(body);
   });

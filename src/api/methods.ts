@@ -74,9 +74,29 @@ export interface StreamMethod<S extends z.ZodType, R, In, Out> {
   readonly output: Carries<Out>;
 }
 
+/**
+ * A method answered, once its checks passed, with `200` and a body of binary frames
+ * (api/binframes.ts, content type application/vnd.banger.frames) instead of JSON lines: proc.stream.
+ */
+export interface FramedMethod<S extends z.ZodType> {
+  readonly kind: 'framed';
+  readonly params: S;
+  readonly result: Carries<void>;
+}
+
+/**
+ * A method whose success is `101 Switching Protocols` (Upgrade: banger-pty) after which the
+ * connection carries raw terminal bytes both ways (proc.pty; its body is the params, as a unary's).
+ */
+export interface PtyMethod<S extends z.ZodType> {
+  readonly kind: 'pty';
+  readonly params: S;
+  readonly result: Carries<void>;
+}
+
 /** What the server needs of any entry (its types are checked where each is declared). */
 export interface AnyMethod {
-  readonly kind: 'unary' | 'stream';
+  readonly kind: 'unary' | 'stream' | 'framed' | 'pty';
   readonly params: z.ZodType;
   /** Stream methods: the schema of each client frame (checked by the server before the handler sees it). */
   readonly frames?: z.ZodType;
@@ -102,6 +122,9 @@ const stream = <S extends z.ZodType, F extends z.ZodType, R, Out>(
   input: {},
   output: {},
 });
+
+const framed = <S extends z.ZodType>(params: S): FramedMethod<S> => ({ kind: 'framed', params, result: {} });
+const pty = <S extends z.ZodType>(params: S): PtyMethod<S> => ({ kind: 'pty', params, result: {} });
 
 const MIB = 1048576;
 
@@ -183,6 +206,11 @@ export const methods = {
         ...proc.lifetimeFields,
         cold: z.boolean().optional(),
         from_snapshot: z.string().min(1).optional(),
+        /**
+         * What the create waits for: sshd answering (default), or only the guest agent (a caller that
+         * runs its commands through the agent; sshd finishes starting meanwhile). Without an agent: sshd.
+         */
+        ready: z.enum(['ssh', 'agent']).optional(),
       })
       .transform(parseVmSpec),
     returns<VmView>(),
@@ -241,6 +269,9 @@ export const methods = {
   'proc.write': unary(proc.writeParams, returns<{ written: number }>()),
   'proc.signal': unary(proc.signalParams, returns<proc.ProcStatus>()),
   'proc.wait': unary(proc.waitParams, returns<proc.ProcStatus>()),
+  'proc.stream': framed(proc.streamParams),
+  'proc.resize': unary(proc.resizeParams, returns<proc.ProcStatus>()),
+  'proc.pty': pty(proc.ptyParams),
   'proc.show': unary(proc.idParams, returns<proc.ProcView>()),
   'proc.list': unary(proc.listParams, returns<proc.ProcView[]>()),
   'fs.read': unary(proc.fsReadParams, returns<proc.FsReadResult>()),
@@ -326,6 +357,10 @@ export type StreamIn<M extends Method> = Def<M> extends { input: Carries<infer I
 export type StreamOut<M extends Method> = Def<M> extends { output: Carries<infer O> } ? O : never;
 /** The methods that stream (see StreamMethod). */
 export type StreamMethodName = { [M in Method]: Def<M>['kind'] extends 'stream' ? M : never }[Method];
+/** The methods answered with binary frames (see FramedMethod). */
+export type FramedMethodName = { [M in Method]: Def<M>['kind'] extends 'framed' ? M : never }[Method];
+/** The methods that upgrade to raw terminal bytes (see PtyMethod). */
+export type PtyMethodName = { [M in Method]: Def<M>['kind'] extends 'pty' ? M : never }[Method];
 
 export function isMethod(m: string): m is Method {
   return Object.prototype.hasOwnProperty.call(methods, m);

@@ -29,6 +29,7 @@ test('the OpenAPI document covers every method of the contract, once, and nothin
     .map((p) => p.replace(/^\/v1\//, ''))
     .sort();
   assert.deepEqual(documented, names);
+  for (const m of ['proc.stream', 'proc.pty', 'proc.resize']) assert.ok(names.includes(m), m);
   const ids = Object.values(paths).flatMap((p) => Object.values(obj(p, 'path')).map((op) => obj(op, 'op').operationId));
   assert.equal(new Set(ids).size, ids.length, 'operationIds are unique');
 });
@@ -59,6 +60,15 @@ test('the OpenAPI document is structurally valid 3.1: info, operations, response
         assert.equal(obj(o['x-banger-params'], `${name} params`).type, 'object');
         assert.ok(o['x-banger-frame'], `${name}: its frame schema`);
       } else {
+        if (def?.kind === 'framed') {
+          const ok = obj(obj(responses['200'], `${name} 200`).content, `${name} content`);
+          assert.deepEqual(Object.keys(ok), ['application/vnd.banger.frames'], `${name}: binary frames`);
+          assert.match(String(o.description), /16-byte header/);
+        }
+        if (def?.kind === 'pty') {
+          assert.ok(responses['101'], `${name}: a pty answers 101`);
+          assert.match(String(o.description), /Upgrade: banger-pty/);
+        }
         const schema = obj(
           obj(obj(obj(o.requestBody, `${name} body`).content, 'content')['application/json'], 'json').schema,
           `${name} schema`,

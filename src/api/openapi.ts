@@ -6,9 +6,12 @@ import {
   FRAMES_CONTENT_TYPE,
   HEADER_OP_ID,
   HEADER_VERSION,
+  HEADER_PROC_ID,
   HTTP_STATUS,
+  PTY_UPGRADE,
   STREAM_UPGRADE,
 } from './protocol.js';
+import { BINARY_FRAMES_CONTENT_TYPE, FRAME_HEADER_BYTES, MAX_FRAME_PAYLOAD } from './binframes.js';
 
 /*
  * The OpenAPI 3.1 document of the daemon's HTTP API (docs/http-api.md), generated from the
@@ -140,6 +143,34 @@ function operation(name: string, def: AnyMethod): Json {
     op['x-banger-params'] = jsonSchema(def.params);
     op['x-banger-frame'] = jsonSchema(def.frames);
     op.responses = { '101': { description: 'Switching to the frame stream.' }, ...errorResponses() };
+  } else if (def.kind === 'framed') {
+    op.description =
+      `Answers 200 with a chunked body of binary frames (${BINARY_FRAMES_CONTENT_TYPE}), not JSON lines: ` +
+      `each frame is a ${FRAME_HEADER_BYTES}-byte header (byte 0 kind: 1 data, 2 evicted, 3 exit, 4 error; byte 1 stream: ` +
+      '1 stdout, 2 stderr, 0 for exit and error; bytes 2-3 zero; bytes 4-7 payload length, big-endian, at most ' +
+      `${MAX_FRAME_PAYLOAD}; bytes 8-15 the stream offset, big-endian) and its payload: data bytes raw; evicted: ` +
+      'the bytes lost (8 bytes, big-endian; the offset is the oldest kept byte, where data resumes); exit: the status as ' +
+      'JSON, the last frame; error: an Error as JSON, the last frame. Closing the connection detaches: the process runs on. ' +
+      'A request refused before the first frame is answered as any other method (an error frame line).';
+    op.requestBody = { required: false, content: { 'application/json': { schema: jsonSchema(def.params) } } };
+    op.responses = {
+      '200': {
+        description: 'Binary frames (see the description), from the offsets asked, then live until the exit frame.',
+        content: {
+          [BINARY_FRAMES_CONTENT_TYPE]: { schema: { type: 'string', contentMediaType: BINARY_FRAMES_CONTENT_TYPE } },
+        },
+      },
+      ...errorResponses(),
+    };
+  } else if (def.kind === 'pty') {
+    op.description =
+      `Send it with "Connection: Upgrade", "Upgrade: ${PTY_UPGRADE}" and the params as a JSON body (Content-Length). ` +
+      `After 101 (its ${HEADER_PROC_ID} header names the process) the connection carries raw terminal bytes: the ` +
+      "client's go to the terminal, the terminal's output comes back; the daemon closes it once the process ended " +
+      'and its output is out. Window size: proc.resize; exit status: proc.wait. Closing the connection detaches ' +
+      '(the process runs on; attach again with {id, offset}).';
+    op.requestBody = { required: true, content: { 'application/json': { schema: jsonSchema(def.params) } } };
+    op.responses = { '101': { description: 'Switching to raw terminal bytes.' }, ...errorResponses() };
   } else {
     op.requestBody = { required: false, content: { 'application/json': { schema: jsonSchema(def.params) } } };
     op.responses = {

@@ -2,9 +2,9 @@ import { z } from 'zod';
 
 /*
  * proc.*: guest processes the daemon runs and keeps (services/vm/processes.ts),
- * their params and results. Every method is unary, so it works on any
- * transport: output is read by offset (`proc.read`, long-polled with `wait_ms`).
- * Bytes travel as base64.
+ * their params and results. Output is read by offset: `proc.read` (unary, long-polled with
+ * `wait_ms`, bytes as base64: works on any transport) or `proc.stream` (binary frames, live).
+ * A terminal process (`proc.pty`) carries raw bytes over an upgraded connection.
  */
 
 const envSchema = z.record(z.string().regex(/^[^=\0]+$/, 'a name without "=" or NUL'), z.string());
@@ -86,6 +86,41 @@ export const waitParams = z.strictObject({
 });
 
 export const idParams = z.strictObject({ id: procId });
+
+/** proc.stream: output as binary frames (api/binframes.ts) from these offsets, then live, until the exit frame. */
+export const streamParams = z.strictObject({
+  id: procId,
+  /** Where to start in each stream (bytes since the process started); absent: 0. Evicted: an evicted frame, then the oldest kept byte. */
+  stdout_offset: z.number().int().min(0).optional(),
+  stderr_offset: z.number().int().min(0).optional(),
+  streams: z
+    .array(z.enum(['stdout', 'stderr']))
+    .min(1)
+    .optional(),
+});
+
+const winSize = { rows: z.number().int().min(1).max(65535), cols: z.number().int().min(1).max(65535) };
+
+/** proc.resize: the window size of a process started on a terminal (proc.pty). */
+export const resizeParams = z.strictObject({ id: procId, ...winSize });
+
+/**
+ * proc.pty (Upgrade: banger-pty): a new command on a terminal (`ref`, `argv`…), or an existing terminal
+ * process (`id`) from `offset` of its output (absent: 0).
+ */
+export const ptyParams = z.union([
+  z.strictObject({
+    ref: z.string().min(1),
+    argv: z.array(z.string()).min(1).max(4096),
+    cwd: z.string().optional(),
+    env: envSchema.optional(),
+    user: z.string().min(1).optional(),
+    timeout_ms: startFields.timeout_ms,
+    rows: winSize.rows.optional(),
+    cols: winSize.cols.optional(),
+  }),
+  z.strictObject({ id: procId, offset: z.number().int().min(0).optional() }),
+]);
 export const listParams = z.strictObject({ ref: z.string().min(1).optional() });
 
 export type ProcState = 'running' | 'exited';

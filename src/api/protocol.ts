@@ -24,6 +24,13 @@ import { badRequest, type ErrorCode } from '../errors.js';
 export const API_PREFIX = '/v1/';
 /** The Upgrade token of a streaming method's request. */
 export const STREAM_UPGRADE = 'banger-stream';
+/**
+ * The Upgrade token of proc.pty: the request carries its params as a JSON body (as a unary method);
+ * after `101` the connection carries raw terminal bytes both ways (docs/http-api.md).
+ */
+export const PTY_UPGRADE = 'banger-pty';
+/** The header of proc.pty's 101 naming the process (for proc.resize, proc.wait, proc.signal). */
+export const HEADER_PROC_ID = 'banger-proc-id';
 export const HEADER_VERSION = 'banger-version';
 export const HEADER_OP_ID = 'banger-op-id';
 export const FRAMES_CONTENT_TYPE = 'application/x-ndjson';

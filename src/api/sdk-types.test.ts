@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { generateSdkTypes, SDK_TYPE_ROOTS, SDK_TYPES_FILE } from './sdk-types.js';
+import { generateSdkTypes, SDK_COPIED, sdkCopy, SDK_TYPE_ROOTS, SDK_TYPES_FILE } from './sdk-types.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const sources = (): Record<string, string> =>
@@ -13,6 +13,13 @@ test("the SDK's generated contract types are what src/api makes (else: node dist
   const want = generateSdkTypes(sources());
   const have = readFileSync(join(REPO, SDK_TYPES_FILE), 'utf8');
   assert.equal(have, want);
+});
+
+test("the SDK's copies of pure src/api modules are current (else: npm run gen:sdk-types)", () => {
+  assert.ok(Object.keys(SDK_COPIED).length > 0);
+  for (const [from, to] of Object.entries(SDK_COPIED))
+    assert.equal(readFileSync(join(REPO, to), 'utf8'), sdkCopy(from, readFileSync(join(REPO, from), 'utf8')), to);
+  assert.throws(() => sdkCopy('x.ts', "import { z } from 'zod';\n"), /imports other modules/);
 });
 
 test('the generator follows references, keeps doc comments, and refuses what it cannot resolve', () => {

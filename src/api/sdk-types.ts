@@ -16,6 +16,17 @@ export const SDK_TYPE_ROOTS: Readonly<Record<string, readonly string[]>> = {
 
 export const SDK_TYPES_FILE = 'packages/sdk/src/generated/contract.ts';
 
+/** Pure modules of src/api the SDK uses as code (no imports but Node's), copied verbatim under a header. */
+export const SDK_COPIED: Readonly<Record<string, string>> = {
+  'src/api/binframes.ts': 'packages/sdk/src/generated/binframes.ts',
+};
+
+/** The SDK's copy of `from` (a key of SDK_COPIED) whose text is `text`. Pure. */
+export function sdkCopy(from: string, text: string): string {
+  if (/^import /m.test(text)) throw new Error(`${from} imports other modules: the SDK cannot carry a copy of it`);
+  return `// GENERATED: a copy of ${from} (src/api/sdk-types.ts); do not edit. \`npm run gen:sdk-types\` rewrites it.\n${text}`;
+}
+
 type Decl = ts.InterfaceDeclaration | ts.TypeAliasDeclaration;
 
 /** The names a declaration refers to (type references and `extends`). */

@@ -1,8 +1,12 @@
 import { mkdir } from 'node:fs/promises';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type {
   DaemonStatus,
+  FramedMethodName,
   OperationView,
+  PtyMethodName,
   Result,
   StreamIn,
   StreamMethodName,
@@ -12,6 +16,8 @@ import type {
 } from '../api/methods.js';
 import {
   callMethod,
+  openFramed,
+  openPty,
   openStream,
   RemoteError,
   type CallOptions,
@@ -72,6 +78,26 @@ export class DaemonClient {
     // Never talk to a socket in a runtime dir someone else could have planted (SPEC §2).
     checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
     return openStream({ socketPath: this.paths.socket }, this.version, method, params, opts);
+  }
+
+  /** Opens a framed method (proc.stream): its binary frames body. Like `stream`, it does not start the daemon. */
+  framed(
+    method: FramedMethodName,
+    params: WireParams<FramedMethodName>,
+    signal?: AbortSignal,
+  ): Promise<IncomingMessage> {
+    checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
+    return openFramed({ socketPath: this.paths.socket }, this.version, method, params, signal);
+  }
+
+  /** Opens a pty method (proc.pty): the raw socket after the 101. Like `stream`, it does not start the daemon. */
+  pty(
+    method: PtyMethodName,
+    params: WireParams<PtyMethodName>,
+    signal?: AbortSignal,
+  ): Promise<{ socket: Socket; headers: IncomingHttpHeaders }> {
+    checkRuntimeDir(this.paths.runtimeDir, process.getuid?.() ?? 0);
+    return openPty({ socketPath: this.paths.socket }, this.version, method, params, signal);
   }
 
   /** Calls without auto-starting (for `daemon status` / `daemon stop`). */

@@ -1,3 +1,6 @@
+import type { Duplex, Readable } from 'node:stream';
+import type { FramedMethodName, PtyMethodName } from '../api/methods.js';
+import { HEADER_PROC_ID } from '../api/protocol.js';
 import { NodeRunner } from '../system/node-runner.js';
 import { Paths } from '../system/paths.js';
 import { bangerVersion } from '../version.js';
@@ -27,6 +30,8 @@ export function sdkTransport(env: NodeJS.ProcessEnv = process.env): {
   call(method: string, params: unknown, opts: { signal?: AbortSignal }): Promise<unknown>;
   workspacePrepare(ref: string, path: string, opts: SdkPrepareOptions): Promise<unknown>;
   workspaceExport(ref: string, opts: SdkExportOptions): Promise<unknown>;
+  frames(method: string, params: unknown, opts: { signal?: AbortSignal }): Promise<Readable>;
+  pty(method: string, params: unknown, opts: { signal?: AbortSignal }): Promise<{ socket: Duplex; procId: string }>;
 } {
   const client = daemonClient(env);
   return {
@@ -41,6 +46,14 @@ export function sdkTransport(env: NodeJS.ProcessEnv = process.env): {
       ),
     workspacePrepare: (ref, path, opts) => plainErrors(() => sdkPrepare(client, env, ref, path, opts)),
     workspaceExport: (ref, opts) => plainErrors(() => sdkExport(client, env, ref, opts)),
+    // The SDK names its methods by string and checks its params itself; the daemon validates them again.
+    frames: (method, params, opts) =>
+      plainErrors(() => client.framed(method as FramedMethodName, params as never, opts.signal)),
+    pty: (method, params, opts) =>
+      plainErrors(async () => {
+        const r = await client.pty(method as PtyMethodName, params as never, opts.signal);
+        return { socket: r.socket, procId: String(r.headers[HEADER_PROC_ID] ?? '') };
+      }),
   };
 }
 

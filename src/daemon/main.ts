@@ -189,6 +189,7 @@ export async function main(argv: string[]): Promise<number> {
 
   await vms.reconcile();
   await vms.warm.killOrphanBuilds(new Set(vmRepo.list().map((v) => v.id)));
+  await vms.warm.sweepMemory();
   await sweepOrphans(
     paths,
     {

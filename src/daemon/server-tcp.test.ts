@@ -3,19 +3,33 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ApiClient, RemoteError } from '../api/http-client.js';
+import { encodeFrame } from '../api/binframes.js';
+import { ApiClient, openFramed, openPty, RemoteError } from '../api/http-client.js';
 import { nullLogger } from '../services/context.js';
 import { openStore } from '../store/db.js';
 import { OperationRepo } from '../store/operations.js';
 import { exchange, post, upgrade } from '../../test/helpers/http-wire.js';
 import { ApiToken } from './api-token.js';
-import { DaemonServer, type Handlers } from './server.js';
+import { DaemonServer, type FrameSink, type Handlers, type PtyUpgrade } from './server.js';
 
 /* The TCP listener (loopback only here): the bearer token, Origin refusal, the same methods. */
 
 const dir = mkdtempSync(join(tmpdir(), 'srv-tcp-'));
 const token = new ApiToken(join(dir, 'api-token'));
-const handlers = { 'vm.list': () => ['listed'], 'daemon.status': () => ({ pid: 1 }) } as unknown as Handlers;
+let reached = 0;
+const handlers = {
+  'vm.list': () => ['listed'],
+  'daemon.status': () => ({ pid: 1 }),
+  'proc.stream': async (_p: unknown, _c: unknown, sink: FrameSink) => {
+    reached++;
+    await sink.write(encodeFrame({ kind: 'exit', status: { exit_code: 0 } }));
+  },
+  'proc.pty': (_p: unknown, _c: unknown, up: PtyUpgrade) => {
+    reached++;
+    up.open({}).end('hi');
+    return Promise.resolve();
+  },
+} as unknown as Handlers;
 const server = new DaemonServer(
   join(dir, 's.sock'),
   '1.0+test',
@@ -70,6 +84,38 @@ test('the TCP listener refuses an upgrade (a stream) without the token before an
     upgrade({ method: 'vm.exec', params: { ref: 'x', argv: ['a'] }, version: '1.0+test' }),
   );
   assert.equal(x.status, 401);
+});
+
+test('the TCP listener refuses proc.stream (binary frames) and proc.pty (raw upgrade) without the token', async () => {
+  const p = { id: 'p-0123456789ab' };
+  const V = '1.0+test';
+  for (const method of ['proc.stream', 'proc.pty']) {
+    const raw =
+      method === 'proc.pty'
+        ? post({ method, params: p, version: V }, { connection: 'Upgrade', upgrade: 'banger-pty' })
+        : post({ method, params: p, version: V });
+    const none = await exchange(target, raw);
+    assert.equal(none.status, 401, `${method} without a token`);
+    const open = method === 'proc.pty' ? openPty : openFramed;
+    await assert.rejects(
+      open({ ...target, token: 'wrong' }, V, method, p),
+      (e: unknown) => e instanceof RemoteError && e.status === 401 && /wrong bearer token/.test(e.message),
+      `${method} with a wrong token`,
+    );
+    const withOrigin = await exchange(
+      target,
+      post({ method, params: p, version: V }, { authorization: `Bearer ${secret}`, origin: 'http://x' }),
+    );
+    assert.equal(withOrigin.status, 403, `${method} with an Origin`);
+  }
+  assert.equal(reached, 0, 'no handler ran');
+  const res = await openFramed({ ...target, token: secret }, V, 'proc.stream', p);
+  res.resume();
+  const { socket } = await openPty({ ...target, token: secret }, V, 'proc.pty', p);
+  socket.resume();
+  assert.equal(reached, 2, 'with the token both reach their handler');
+  socket.destroy();
+  res.destroy();
 });
 
 test('the Unix socket needs no token, and refuses an Origin too', async () => {

@@ -1,18 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import {
-  isMethod,
-  methods,
-  type AnyMethod,
-  type Method,
-  type Params,
-  type Result,
-  type StreamIn,
-  type StreamOut,
-  type UnaryMethodName,
-} from '../api/methods.js';
+import { BINARY_FRAMES_CONTENT_TYPE, encodeFrame } from '../api/binframes.js';
 import { openApiDocument } from '../api/openapi.js';
 import {
   encodeLine,
@@ -20,65 +9,27 @@ import {
   HEADER_OP_ID,
   HEADER_VERSION,
   parseLine,
+  PTY_UPGRADE,
   STREAM_UPGRADE,
   WIRE_LIMITS,
-  type ProgressEvent,
 } from '../api/protocol.js';
 import { AppError, badRequest } from '../errors.js';
-import type { Logger, OpContext } from '../services/context.js';
+import type { Logger } from '../services/context.js';
 import type { OperationRepo } from '../store/operations.js';
-import { gate, methodOf, OPENAPI_PATH, rawResponse, readBody, Refusal, statusOf, type TokenCheck } from './http.js';
-import { serveStream, UpgradedInput, type StreamChannel } from './stream.js';
-import { opIdUsed, shorten, toWireError, zodMessage } from './wire-error.js';
+import { Dispatcher, newOpId, USAGE, type Call, type Reply } from './dispatch.js';
+import type { Handlers } from './handlers.js';
+import { gate, methodOf, OPENAPI_PATH, rawResponse, readBody, Refusal, type TokenCheck } from './http.js';
+import { ptyCall } from './pty-upgrade.js';
+import { UpgradedInput } from './stream.js';
+import { shorten, toWireError, zodMessage } from './wire-error.js';
 
 export type { StreamChannel } from './stream.js';
-
-/** Serves method M: gets its parsed params, returns (or resolves to) its result. */
-export type Handler<M extends Method> = (params: Params<M>, ctx: OpContext) => Promise<Result<M>> | Result<M>;
-
-/** Serves a streaming method M; its result ends the stream. */
-export type StreamHandler<M extends Method> = (
-  params: Params<M>,
-  ctx: OpContext,
-  channel: StreamChannel<StreamIn<M>, StreamOut<M>>,
-) => Promise<Result<M>>;
-
-/** One handler per method, each typed from api/methods.ts. */
-export type Handlers = { [M in Method]: M extends UnaryMethodName ? Handler<M> : StreamHandler<M> };
-
-/** The handlers of one method group (`vm`, `image`, …): what a daemon/routes/<group>.ts module builds. */
-export type Routes<G extends string> = { [M in Method as M extends `${G}.${string}` ? M : never]: Handlers[M] };
-
-/** Methods a daemon of another version still answers, so the CLI can decide to restart it. */
-// Read-only or stopping: a CLI of another version needs these to decide on and perform the swap (SPEC §2).
-const VERSION_EXEMPT = new Set<string>(['daemon.status', 'daemon.stop', 'daemon.operations.list']);
+export type * from './handlers.js';
+export { newOpId } from './dispatch.js';
 
 type WireLimits = Record<keyof typeof WIRE_LIMITS, number>;
 
 export { shorten, toWireError, zodMessage };
-
-/** How one request's frames go back: an HTTP response (unary) or an upgraded socket (stream). */
-interface Reply {
-  /** The checks that answer with an HTTP status passed (a stream: the 101 goes out). */
-  begin(opId: string): void;
-  event(e: ProgressEvent): void;
-  /** The terminal frame; `status` is used when no event went out yet (or, for a stream, before its 101). */
-  end(frame: unknown, status: number, opId: string): void;
-  /** Called once when the client goes away. */
-  onGone(cb: () => void): void;
-}
-
-/** A request as the method layer sees it, whichever way it came. */
-interface Call {
-  method: string;
-  version: string | undefined;
-  opId: string | undefined;
-  /** The params: the body (unary), or the first line after the upgrade (stream). */
-  params(): Promise<unknown>;
-  reply: Reply;
-  /** A stream's socket and the lines it sends after its params. */
-  stream?: { sock: Socket; input: UpgradedInput };
-}
 
 const header = (req: IncomingMessage, name: string): string | undefined => {
   const v = req.headers[name];
@@ -99,16 +50,18 @@ export class DaemonServer {
   private readonly onTimeout = new WeakMap<Socket, (e: AppError) => void>();
   private readonly timers = new WeakMap<Socket, NodeJS.Timeout>();
   private openapi: string | undefined;
+  private readonly dispatch: Dispatcher;
 
   constructor(
     private readonly socketPath: string,
     private readonly version: string,
-    private readonly handlers: Handlers,
-    private readonly ops: OperationRepo,
+    handlers: Handlers,
+    ops: OperationRepo,
     private readonly log: Logger,
     limits: Partial<WireLimits> = {},
   ) {
     this.limits = { ...WIRE_LIMITS, ...limits };
+    this.dispatch = new Dispatcher(version, handlers, ops, log, this.inflight);
   }
 
   async listen(): Promise<void> {
@@ -212,21 +165,37 @@ export class DaemonServer {
       .then(
         (body) => {
           this.requestRead(sock);
-          let started = false;
+          let started: false | 'lines' | 'binary' = false;
           const reply: Reply = {
             begin: (opId) => res.setHeader(HEADER_OP_ID, opId),
             event: (e) => {
-              if (res.destroyed) return;
+              if (res.destroyed || started === 'binary') return;
               if (!started) res.writeHead(200, { 'content-type': FRAMES_CONTENT_TYPE });
-              started = true;
+              started = 'lines';
               res.write(encodeLine({ event: e }));
             },
             end: (frame, status, opId) => {
               if (res.destroyed) return;
+              if (started === 'binary') {
+                // After binary frames an error is one more frame; a result is the end of the body.
+                const err = (frame as { error?: unknown }).error;
+                return void res.end(err === undefined ? undefined : encodeFrame({ kind: 'error', error: err }));
+              }
               if (!started) res.writeHead(status, { 'content-type': FRAMES_CONTENT_TYPE, [HEADER_OP_ID]: opId });
               res.end(encodeLine(frame));
             },
             onGone: (cb) => res.on('close', cb),
+            bytes: (b) => {
+              if (res.destroyed) return Promise.resolve();
+              if (!started) res.writeHead(200, { 'content-type': BINARY_FRAMES_CONTENT_TYPE });
+              started = 'binary';
+              // Nothing to send yet: the 200 goes out now, so the client knows the stream is open.
+              if (b.length === 0) {
+                res.flushHeaders();
+                return Promise.resolve();
+              }
+              return writeDrained(res, b);
+            },
           };
           const call: Call = {
             method,
@@ -235,7 +204,7 @@ export class DaemonServer {
             params: () => Promise.resolve(body.length === 0 ? undefined : parseLine(body)),
             reply,
           };
-          return this.handle(call);
+          return this.dispatch.handle(call);
         },
         (e: unknown) => {
           // The body is dropped, not read (node:http answers nothing itself: res is left unused).
@@ -260,14 +229,30 @@ export class DaemonServer {
     if (refused) return this.refuse(sock, refused);
     const method = methodOf(req);
     if (method instanceof Refusal) return this.refuse(sock, method);
-    if ((header(req, 'upgrade') ?? '').toLowerCase() !== STREAM_UPGRADE)
+    const kind = (header(req, 'upgrade') ?? '').toLowerCase();
+    if (kind === PTY_UPGRADE) {
+      const call = ptyCall(req, sock, head, method, {
+        maxBytes: this.limits.maxRequestBytes,
+        requestRead: () => this.requestRead(sock),
+        setTimeout: (fn) => this.onTimeout.set(sock, fn),
+        refuse: (r) => this.refuse(sock, r, newOpId(), LINGER_MS),
+        log: this.log,
+      });
+      if (call)
+        this.dispatch.handle(call).catch((e: unknown) => {
+          this.log.error('unexpected error (bug) while answering a request', { error: String(e) });
+          sock.destroy();
+        });
+      return;
+    }
+    if (kind !== STREAM_UPGRADE)
       return this.refuse(
         sock,
         new Refusal(
           400,
           badRequest(
             `unknown Upgrade ${JSON.stringify(header(req, 'upgrade'))}`,
-            `streams upgrade to ${STREAM_UPGRADE}`,
+            `streams upgrade to ${STREAM_UPGRADE}, terminals (proc.pty) to ${PTY_UPGRADE}`,
           ),
         ),
       );
@@ -304,104 +289,26 @@ export class DaemonServer {
       reply,
       stream: { sock, input },
     };
-    this.handle(call).catch((e: unknown) => {
+    this.dispatch.handle(call).catch((e: unknown) => {
       this.log.error('unexpected error (bug) while answering a request', { error: String(e) });
       sock.destroy();
     });
-  }
-
-  private async handle(call: Call): Promise<void> {
-    const opId = call.opId !== undefined && /^[A-Za-z0-9-]{4,64}$/.test(call.opId) ? call.opId : newOpId();
-    const method = call.method;
-    const abort = new AbortController();
-    let finished = false;
-    call.reply.onGone(() => {
-      if (!finished) {
-        this.log.info('client went away; cancelling', { op: opId, method: shorten(method) });
-        abort.abort();
-      }
-    });
-    const ctx: OpContext = {
-      opId,
-      signal: abort.signal,
-      progress: (event: ProgressEvent) => {
-        this.log.debug('progress', { op: opId, ...event });
-        call.reply.event(event);
-      },
-    };
-    this.log.info('request', { op: opId, method: shorten(method) });
-    // An op id a client reuses gets a fresh one for this reply and is refused below.
-    const reused = this.inflight.has(opId);
-    const replyId = reused ? newOpId() : opId;
-    let record = false;
-    if (!reused) this.inflight.set(opId, { method, started: Date.now() });
-    try {
-      if (!isMethod(method)) {
-        throw new AppError('unknown_method', `unknown method "${shorten(method)}"`, {
-          hint: 'the CLI and daemon may be different versions; run `banger daemon stop` and retry',
-        });
-      }
-      if (reused) throw opIdUsed(opId);
-      const def: AnyMethod = methods[method];
-      if (def.kind === 'stream' && !call.stream)
-        throw badRequest(
-          `${method} streams: send it with "Connection: Upgrade" and "Upgrade: ${STREAM_UPGRADE}"`,
-          USAGE,
-        );
-      if (def.kind === 'unary' && call.stream)
-        throw badRequest(`${method} does not stream: POST it without an Upgrade header`, USAGE);
-      // Only requests for a known method become operations: junk from a client leaves no rows behind.
-      if (method !== 'daemon.status' && method !== 'vm.list') {
-        try {
-          this.ops.start(opId, method);
-        } catch (e) {
-          throw String(e).includes('UNIQUE') ? opIdUsed(opId) : e;
-        }
-        record = true;
-      }
-      if (call.version !== this.version && !VERSION_EXEMPT.has(method)) {
-        throw new AppError(
-          'bad_version',
-          `daemon is version ${this.version}, client is ${shorten(String(call.version))}`,
-          { hint: 'run `banger daemon stop`; the next command starts the matching daemon' },
-        );
-      }
-      call.reply.begin(opId);
-      const raw = await call.params();
-      // A size the schema cannot parse throws its own bad_request, naming the field, from inside safeParse.
-      const parsed = def.params.safeParse(raw === undefined ? {} : raw);
-      if (!parsed.success) throw badRequest(`invalid params for ${method}: ${zodMessage(parsed.error)}`);
-      // The handler's own type (Handlers) matches this method's params; the table lookup by a runtime name loses that.
-      const handler = this.handlers[method] as (
-        p: unknown,
-        c: OpContext,
-        ch?: StreamChannel<unknown, unknown>,
-      ) => unknown;
-      const result =
-        def.kind === 'stream' && def.frames && call.stream
-          ? await serveStream(call.stream, def.frames, method, abort, zodMessage, (ch) => handler(parsed.data, ctx, ch))
-          : await handler(parsed.data, ctx);
-      finished = true;
-      if (record) this.ops.finish(opId, 'ok');
-      call.reply.end({ result: result ?? null, op_id: opId }, 200, opId);
-    } catch (e) {
-      finished = true;
-      const wire = toWireError(e, replyId, this.log);
-      const status = wire.code === 'cancelled' ? 'cancelled' : 'error';
-      if (record) this.ops.finish(opId, status, wire.message);
-      this.log.warn('request failed', { op: replyId, method: shorten(method), code: wire.code, error: wire.message });
-      call.reply.end({ error: wire }, statusOf(wire.code), replyId);
-    } finally {
-      if (!reused) this.inflight.delete(opId);
-    }
   }
 }
 
 /** How long a client whose body is refused may go on sending (dropped) while it reads the answer. */
 const LINGER_MS = 2000;
 
-const USAGE = 'see docs/http-api.md: POST /v1/<method> with the params as a JSON body';
-
-export function newOpId(): string {
-  return `op-${randomBytes(6).toString('hex')}`;
+/** Writes and resolves once the response can take more (or is gone). */
+function writeDrained(res: ServerResponse, b: Buffer): Promise<void> {
+  if (res.write(b)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }

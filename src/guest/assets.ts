@@ -15,8 +15,10 @@
  * forks, the modules mount point not re-made;
  * `identity gate=1` on a guest that has a host key already (a VM restored from a snapshot of a
  * running VM, issue 18) makes a new one and reloads the running sshd.
+ * v10: the gate holds only sshd and machine-id-commit (GATED_UNITS), not sysinit.target: a template
+ * is saved with the rest of the boot done, so a restore runs only what the identity needs.
  */
-export const ASSETS_VERSION = 9;
+export const ASSETS_VERSION = 10;
 
 import { guestBinary } from '../system/paths.js';
 
@@ -25,6 +27,8 @@ export const BOOTSTRAP_UNIT = 'banger-bootstrap.service';
 export const GATE_UNIT = 'banger-gate.service';
 /** Where the gate opens (the bootstrap's `identity gate=1` creates it; `gate` waits for it). */
 export const GATE_OPEN_PATH = '/run/banger/gate-open';
+/** Present (written by the agent for the host): the host made this VM's ssh host key (services/vm/hostkey.ts). */
+export const HOST_KEY_GIVEN = '/run/banger-host-key-given';
 
 /**
  * Runs before udev, networking and sshd. Reads the per-VM identity from
@@ -58,7 +62,8 @@ set_hostname() {
 }
 
 set_dns() {
-  rm -f /etc/resolv.conf
+  # A link (systemd-resolved's stub) goes; a file is rewritten in place (no fork).
+  [ -L /etc/resolv.conf ] && rm -f /etc/resolv.conf
   echo "nameserver $1" >/etc/resolv.conf
 }
 
@@ -69,13 +74,21 @@ host_key() {
   ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key || { log "ssh-keygen failed"; return 1; }
 }
 
-is_mounted() { grep -q " $1 " /proc/self/mountinfo; }
+# mountinfo's fifth field is the mount point (read by the shell: no fork).
+is_mounted() {
+  while read -r _ _ _ _ mp _; do [ "$mp" = "$1" ] && return 0; done </proc/self/mountinfo
+  return 1
+}
 
 # A VM restored from a snapshot of a running VM: its sshd runs with the parent's host key. A new
 # key, then the running sshd reloads (SIGHUP: it re-executes and reads its keys again).
 rekey() {
   rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub
   host_key || return 1
+  reload_sshd
+}
+
+reload_sshd() {
   if [ -d /run/systemd/system ]; then
     for u in ssh.service sshd.service; do
       systemctl -q is-active "$u" 2>/dev/null && { systemctl reload "$u" || return 1; return 0; }
@@ -86,7 +99,7 @@ rekey() {
 }
 
 # banger-gate.service of a template boot (banger.template=1): waits until the agent opens the gate
-# (\`identity gate=1\`) once the restored guest has its own identity; sshd and sysinit.target wait.
+# (\`identity gate=1\`) once the restored guest has its own identity; sshd waits for it.
 # Holding the FIFO open read-write, a wake-up written before the read is never lost.
 gate_wait() {
   mkdir -p /run/banger
@@ -117,9 +130,6 @@ apply_identity() {
     if is_mounted /etc/machine-id; then umount /etc/machine-id || { log "cannot unmount /etc/machine-id"; status=1; }; fi
     printf '%s\\n' "$machine_id" >/etc/machine-id || status=1
     [ -f /run/machine-id ] && printf '%s\\n' "$machine_id" >/run/machine-id
-    if [ -d /run/systemd/system ]; then
-      systemctl --no-block restart systemd-journald.service || { log "cannot restart journald"; status=1; }
-    fi
   fi
   if [ -n "$ip" ] && [ -n "$mac" ]; then
     # A restored guest's NIC still has the template's MAC and address: the one with the MAC, else the first Ethernet.
@@ -142,20 +152,38 @@ apply_identity() {
       # with arp_notify the kernel announces the new MAC and address when the link comes up again,
       # or every packet to the guest (ssh included) goes to the old MAC and is dropped.
       echo 1 >"/proc/sys/net/ipv4/conf/$iface/arp_notify" 2>/dev/null || true
-      ip link set dev "$iface" down || status=1
-      ip link set dev "$iface" address "$mac" || status=1
-      ip addr flush dev "$iface" scope global
-      ip addr add "$ip" dev "$iface" || status=1
-      ip link set dev "$iface" up || status=1
-      [ -n "$gw" ] && { ip route replace default via "$gw" dev "$iface" || status=1; }
+      # One ip for all of it (each fork costs tens of ms under emulation); it stops at the first error.
+      route=; [ -n "$gw" ] && route="route replace default via $gw dev $iface"
+      ip -batch - <<EOF || { log "cannot move $iface to $mac $ip"; status=1; }
+link set dev $iface down
+link set dev $iface address $mac
+addr flush dev $iface scope global
+addr add $ip dev $iface
+link set dev $iface up
+$route
+EOF
     fi
   fi
   [ -n "$dns" ] && { set_dns "$dns" || status=1; }
   if [ "$gate" = 1 ]; then
-    if [ -s /etc/ssh/ssh_host_ed25519_key ]; then rekey || { log "cannot make a new host key"; status=1; }; fi
-    host_key || status=1
-    mkdir -p /run/banger && : >${GATE_OPEN_PATH} || status=1
+    given=; [ -r ${HOST_KEY_GIVEN} ] && read -r given <${HOST_KEY_GIVEN}
+    if [ -n "$given" ]; then
+      # The host made this VM's key and the agent wrote it (a restore: no ssh-keygen here).
+      [ "$given" = reload ] && { reload_sshd || { log "cannot reload sshd"; status=1; }; }
+    else
+      if [ -s /etc/ssh/ssh_host_ed25519_key ]; then rekey || { log "cannot make a new host key"; status=1; }; fi
+      host_key || status=1
+    fi
+    { [ -d /run/banger ] || mkdir -p /run/banger; } && : >${GATE_OPEN_PATH} || status=1
     [ -p /run/banger/gate ] && echo open 1<>/run/banger/gate
+  fi
+  # journald names its files by machine-id: it restarts with the new one once sshd has started (a
+  # transient unit ordered after it: the two would share the vCPU), in the background (the agent
+  # answers without waiting; until then journald logs under the template's id).
+  if [ -n "$machine_id" ] && [ -d /run/systemd/system ]; then
+    (systemd-run --no-block --quiet --collect --unit=banger-journald-restart --property=After=ssh.service \\
+      --property=After=sshd.service systemctl restart systemd-journald.service ||
+      log "cannot restart journald") >/dev/null 2>&1 &
   fi
   return $status
 }
@@ -264,16 +292,23 @@ WantedBy=sysinit.target
 `;
 
 /**
- * A template boot's gate (banger.template=1; skipped at no cost otherwise): sysinit.target, and with
- * it sshd and every ordinary unit, waits until the agent applied the restored VM's identity and
- * opened it. The template's transient machine-id is never committed while it waits.
+ * The units a template boot holds at the gate: what would bake one VM's identity into every VM
+ * restored from it (sshd serves the host key the gate makes; machine-id-commit would write the
+ * template's transient machine-id to the shared disk). Every other unit runs to completion before
+ * the template is saved, so a restore does not boot them again (v10; v8 held sysinit.target).
+ */
+export const GATED_UNITS: readonly string[] = ['ssh.service', 'sshd.service', 'systemd-machine-id-commit.service'];
+
+/**
+ * A template boot's gate (banger.template=1; skipped at no cost otherwise): GATED_UNITS wait until
+ * the agent applied the restored VM's identity and opened it.
  */
 export const GATE_UNIT_TEXT = `[Unit]
 Description=banger template gate (waits for the VM's own identity after a restore)
 DefaultDependencies=no
 ConditionKernelCommandLine=banger.template=1
 After=banger-bootstrap.service banger-agent.service
-Before=sysinit.target ssh.service sshd.service systemd-machine-id-commit.service
+Before=${GATED_UNITS.join(' ')}
 
 [Service]
 Type=oneshot

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, rm, stat, lstat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cancelled } from '../errors.js';
 
@@ -16,6 +16,16 @@ export async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** Flushes a file's data to its disk (what a writer through a shared mapping left in the page cache). */
+export async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
   }
 }
 

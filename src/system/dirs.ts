@@ -9,7 +9,7 @@ const GROUP_OTHER_WRITE = 0o022;
 const GROUP_OTHER_ANY = 0o077;
 
 function unsafe(dir: string, why: string): AppError {
-  return new AppError('precondition', `runtime directory ${dir} ${why}`, {
+  return new AppError('precondition', `directory ${dir} ${why}`, {
     hint: `banger keeps its sockets there and trusts only a private directory of its own: remove it (rm -r '${dir}') or set XDG_RUNTIME_DIR to a directory of your own`,
   });
 }
@@ -47,7 +47,7 @@ export function checkRuntimeDir(dir: string, uid: number): void {
  * It is opened O_NOFOLLOW and checked and tightened through that descriptor,
  * so a link swapped in meanwhile is never followed.
  */
-async function prepareRuntimeDir(dir: string, uid: number): Promise<void> {
+export async function preparePrivateDir(dir: string, uid: number): Promise<void> {
   await mkdir(dirname(dir), { recursive: true, mode: PRIVATE_DIR });
   try {
     await mkdir(dir, { mode: PRIVATE_DIR });
@@ -81,5 +81,5 @@ export async function prepareDirs(paths: Paths, uid: number): Promise<void> {
     await mkdir(d, { recursive: true, mode: 0o755 });
   }
   await mkdir(paths.sshDir, { recursive: true, mode: PRIVATE_DIR });
-  await prepareRuntimeDir(paths.runtimeDir, uid);
+  await preparePrivateDir(paths.runtimeDir, uid);
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AppError } from '../errors.js';
@@ -87,6 +88,17 @@ export class Paths {
   }
   templateDir(key: string): string {
     return join(this.templatesDir, key);
+  }
+  /**
+   * Guest RAM of VMs restored from a template (a private copy of the template's memory file per
+   * restore, unlinked once the VMM has it mapped): on /dev/shm, a tmpfs, so the guest's writes never
+   * go to a disk. One dir per runtime dir (so per daemon), private (system/dirs.ts).
+   */
+  get ramDir(): string {
+    return join('/dev/shm', `banger-${createHash('sha256').update(this.runtimeDir).digest('hex').slice(0, 12)}`);
+  }
+  ramFile(vmId: string): string {
+    return join(this.ramDir, `${vmId}.ram`);
   }
   /** VM snapshots (services/vm/snapshots.ts): one dir per snapshot (saved guest, work disk), outside every VM dir. */
   get snapshotsDir(): string {
@@ -197,6 +209,8 @@ export const vmFiles = {
 export const templateFiles = {
   /** The saved guest (qemu migration stream); gone once the template is superseded. */
   state: 'state.bin',
+  /** The guest's RAM (a shared memory file while it ran; the state holds devices only). */
+  ram: 'ram.bin',
   meta: 'template.json',
 } as const;
 

@@ -100,6 +100,11 @@ export interface VmmSpec {
   agentSocket?: string | undefined;
   /** The VMM waits for a saved guest state (qemu `-incoming defer`) instead of booting the kernel (warm start). */
   incoming?: boolean | undefined;
+  /**
+   * Guest RAM backed by this file, mapped shared (warm start): a template's memory is its file, and a
+   * restore maps a copy, so the saved state carries devices only (qemu's x-ignore-shared). Unset: anonymous.
+   */
+  memoryFile?: string | undefined;
 }
 
 export interface VmmHandles {

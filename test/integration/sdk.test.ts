@@ -99,7 +99,9 @@ test(
       await checkList(vm);
       const tWs = Date.now();
       await checkWorkspace(vm);
-      console.log(`# files.list ${tWs - tList} ms, workspace ${Date.now() - tWs} ms`);
+      const tPty = Date.now();
+      await checkPty(vm);
+      console.log(`# files.list ${tWs - tList} ms, workspace ${tPty - tWs} ms, pty ${Date.now() - tPty} ms`);
     } finally {
       await vm.delete();
     }
@@ -137,6 +139,30 @@ async function checkList(vm: Vm): Promise<void> {
   assert.equal(await code(vm.files.list('/root/ls/f')), 'bad_request');
   assert.equal(await code(vm.files.list('/root/nope')), 'not_found');
   assert.equal(await code(vm.files.list('/root/ls', { maxEntries: 0 })), 'bad_request');
+}
+
+/** vm.pty: raw terminal bytes both ways over the daemon's Upgrade, resize by proc.resize, exit by proc.wait. */
+async function checkPty(vm: Vm): Promise<void> {
+  const t = await vm.pty(
+    ['/bin/sh', '-c', 'busybox stty size; read a; busybox stty size; read b; echo "got:$b"; exit 4'],
+    {
+      cols: 77,
+      rows: 11,
+    },
+  );
+  let text = '';
+  t.stream.on('data', (d: Buffer) => (text += d.toString()));
+  const until = async (re: RegExp): Promise<void> => {
+    for (let i = 0; i < 500 && !re.test(text); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(text, re);
+  };
+  await until(/11 77\r?\n/);
+  await t.resize(100, 30);
+  t.stream.write('x\n');
+  await until(/30 100\r?\n/);
+  t.stream.write('hello\n');
+  assert.deepEqual(await t.wait(), { exitCode: 4, signal: null, timedOut: false });
+  await until(/got:hello\r?\n/);
 }
 
 /** vm.workspace: a host git checkout ships to /root/repo (files only: busybox has no git); export says why it cannot. */

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { Banger } from '@banger/sdk';
 import { REPO, sh, TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
@@ -185,6 +186,13 @@ test(
     const onStdout = await home.banger(['vm', 'workspace', 'export', VM]);
     assert.equal(onStdout.code, 0, onStdout.stderr);
     assert.equal(onStdout.stdout, patch, 'stdout and -o carry the same patch');
+    // @banger/sdk's vm.workspace.export() on the same VM: the same patch, and it applies.
+    const tSdk = Date.now();
+    const sdkVm = await (await Banger.connect({ env: home.env })).vms.get(VM);
+    const viaSdk = await sdkVm.workspace.export();
+    assert.equal(viaSdk.patch.toString('utf8'), patch, 'the SDK exports what the CLI does');
+    assert.match(patch, /\+line two/);
+    t.diagnostic(`sdk export ${Date.now() - tSdk} ms`);
     git(repo, 'apply', '--index', patchFile);
     assert.equal(readFileSync(join(repo, 'tracked.txt'), 'utf8'), 'line one\nline two\n');
     assert.ok(readFileSync(join(repo, 'data.bin')).equals(BIN_AFTER), 'the binary change applied');

@@ -1,6 +1,7 @@
 import { call } from './call.js';
 import { BangerError, BangerTimeoutError, ExecError } from './errors.js';
 import { ProcessHandle } from './process.js';
+import { PtySession } from './pty.js';
 import { defaultTransport, type Transport } from './transport.js';
 import type {
   AttachOptions,
@@ -11,6 +12,7 @@ import type {
   FileReadResult,
   ListeningPort,
   ProcessInfo,
+  PtyOptions,
   SpawnOptions,
   VmInfo,
   WorkspaceExport,
@@ -21,6 +23,7 @@ import type {
 
 export { BangerError, BangerTimeoutError, ExecError, type TimeoutKind } from './errors.js';
 export { ProcessHandle } from './process.js';
+export { PtySession, type PtyStatus } from './pty.js';
 export type { Transport, CallOptions } from './transport.js';
 export type * from './types.js';
 export type * from './generated/contract.js';
@@ -132,6 +135,15 @@ export class Processes {
     });
   }
 
+  /** The terminal of a process started by `vm.pty`, its output from `fromOffset` (0: all that is kept). */
+  async attachPty(id: string, opts: AttachOptions = {}): Promise<PtySession> {
+    return PtySession.open(
+      this.b.transport,
+      { id, offset: opts.fromOffset ?? 0 },
+      { signal: opts.signal, requestTimeout: this.b.requestTimeout },
+    );
+  }
+
   async list(vm?: string, opts: Signal = {}): Promise<ProcessInfo[]> {
     return (await this.b.call('proc.list', vm === undefined ? {} : { ref: vm }, opts)) as ProcessInfo[];
   }
@@ -181,6 +193,21 @@ export class Vm {
       signal: opts.signal,
       requestTimeout: this.b.requestTimeout,
     });
+  }
+
+  /**
+   * Starts a command on a terminal (`cols`×`rows`, default 80×24): `stream` carries raw bytes both
+   * ways; `resize()`, `wait()`. Closing the stream detaches (the command runs on).
+   */
+  async pty(argv: readonly string[], opts: PtyOptions = {}): Promise<PtySession> {
+    const p: Record<string, unknown> = { ref: this.id, argv };
+    if (opts.cwd !== undefined) p.cwd = opts.cwd;
+    if (opts.env !== undefined) p.env = opts.env;
+    if (opts.user !== undefined) p.user = opts.user;
+    if (opts.timeout !== undefined) p.timeout_ms = opts.timeout;
+    if (opts.cols !== undefined) p.cols = opts.cols;
+    if (opts.rows !== undefined) p.rows = opts.rows;
+    return PtySession.open(this.b.transport, p, { signal: opts.signal, requestTimeout: this.b.requestTimeout });
   }
 
   /**

@@ -1,14 +1,16 @@
 import { Readable } from 'node:stream';
 import { BangerError, BangerTimeoutError } from './errors.js';
 import { call } from './call.js';
+import { FrameDecoder } from './generated/binframes.js';
 import type { Transport } from './transport.js';
 import type { ExecResult } from './types.js';
 
 /*
- * A handle on a daemon-side guest process: one poller reads both streams from
- * byte offsets (long-polled proc.read) into `stdout`/`stderr` and the output
- * kept for `wait()`. Detaching stops reading and leaves the process running;
- * `Banger.processes.attach(id, {fromOffset})` picks it up again.
+ * A handle on a daemon-side guest process: one reader follows both streams from
+ * byte offsets into `stdout`/`stderr` and the output kept for `wait()`: the
+ * daemon's proc.stream (binary frames, generated/binframes.ts) when the
+ * transport has it, else long-polled proc.read. Detaching stops reading and
+ * leaves the process running; `Banger.processes.attach(id, {fromOffset})` picks it up again.
  */
 
 interface Status {
@@ -62,7 +64,9 @@ export class ProcessHandle {
       if (!this.detached) void this.signal('SIGKILL').catch(() => undefined);
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    this.done = this.poll().finally(() => opts.signal?.removeEventListener('abort', onAbort));
+    this.done = (t.frames ? this.follow() : this.poll()).finally(() =>
+      opts.signal?.removeEventListener('abort', onAbort),
+    );
     this.done.catch(() => undefined);
   }
 
@@ -81,6 +85,60 @@ export class ProcessHandle {
       this[key].push(b);
     }
     this.offsets[key] = c.next;
+  }
+
+  /** proc.stream: frames from the offsets until the exit frame. */
+  private async follow(): Promise<Status> {
+    const frames = this.t.frames;
+    try {
+      if (!frames) throw new BangerError('bad_request', 'this transport has no frame streams');
+      // requestTimeout bounds the daemon's answer, not the stream that follows it.
+      const opened = new AbortController();
+      const timer =
+        this.requestTimeout === undefined ? undefined : setTimeout(() => opened.abort(), this.requestTimeout);
+      const body = await frames(
+        'proc.stream',
+        { id: this.id, stdout_offset: this.offsets.stdout, stderr_offset: this.offsets.stderr },
+        { signal: AbortSignal.any([this.stop.signal, opened.signal]) },
+      )
+        .catch((e: unknown) => {
+          if (opened.signal.aborted && !this.stop.signal.aborted)
+            throw new BangerTimeoutError(
+              'requestTimeout',
+              `proc.stream got no answer within ${this.requestTimeout} ms`,
+            );
+          throw e;
+        })
+        .finally(() => clearTimeout(timer));
+      const dec = new FrameDecoder();
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        for (const f of dec.push(chunk)) {
+          if (f.kind === 'data') {
+            (f.stream === 'stdout' ? this.out : this.err).push(f.data);
+            this[f.stream].push(f.data);
+            this.offsets[f.stream] = f.offset + f.data.length;
+          } else if (f.kind === 'evicted') {
+            this.lost[f.stream] += f.lost;
+            this.offsets[f.stream] = f.offset;
+          } else if (f.kind === 'error') {
+            const w = f.error as { code?: string; message?: string; hint?: string };
+            throw new BangerError(String(w.code ?? 'operation_failed'), String(w.message ?? 'stream failed'), w.hint);
+          } else {
+            this.stdout.push(null);
+            this.stderr.push(null);
+            return f.status as Status;
+          }
+        }
+      }
+      if (this.detached) throw new BangerError('cancelled', 'detached');
+      throw new BangerError('operation_failed', `the daemon closed the output stream of ${this.id} before its end`);
+    } catch (e) {
+      this.stdout.push(null);
+      this.stderr.push(null);
+      if (this.detached)
+        return { state: 'running', exit_code: null, signal: null, timed_out: false, error: 'detached' };
+      throw e;
+    }
   }
 
   private async poll(): Promise<Status> {

@@ -1,4 +1,5 @@
 import { dirname, join } from 'node:path';
+import type { Duplex, Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BangerError } from './errors.js';
 
@@ -23,6 +24,13 @@ export interface Transport {
   workspacePrepare?(ref: string, path: string, opts: Record<string, unknown>): Promise<unknown>;
   /** `banger vm workspace export`: the guest's changes as a patch. */
   workspaceExport?(ref: string, opts: Record<string, unknown>): Promise<unknown>;
+  /**
+   * A framed method (proc.stream): its response body of binary frames (generated/binframes.ts).
+   * Aborting the signal closes it. Absent: process handles long-poll proc.read instead.
+   */
+  frames?(method: string, params: unknown, opts: CallOptions): Promise<Readable>;
+  /** A pty method (proc.pty): the raw terminal connection after the daemon's 101, and the process id it named. */
+  pty?(method: string, params: unknown, opts: CallOptions): Promise<{ socket: Duplex; procId: string }>;
 }
 
 interface ConnectModule {
@@ -52,6 +60,8 @@ export async function defaultTransport(env?: NodeJS.ProcessEnv): Promise<Transpo
     call: (method, params, opts) => typed(() => inner.call(method, params, opts)),
     workspacePrepare: (ref, path, opts) => typed(() => inner.workspacePrepare(ref, path, opts)),
     workspaceExport: (ref, opts) => typed(() => inner.workspaceExport(ref, opts)),
+    frames: (method, params, opts) => typed(() => inner.frames(method, params, opts)),
+    pty: (method, params, opts) => typed(() => inner.pty(method, params, opts)),
   };
 }
 

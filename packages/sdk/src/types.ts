@@ -100,6 +100,13 @@ export interface SpawnOptions extends Omit<ExecOptions, 'check' | 'stdin'> {
   stdin?: string | Uint8Array;
 }
 
+/** vm.pty: a command on a terminal. */
+export interface PtyOptions extends Omit<ExecOptions, 'check' | 'stdin'> {
+  /** The terminal's size (default 80×24); later changes: PtySession.resize. */
+  cols?: number;
+  rows?: number;
+}
+
 export interface ExecResult {
   exitCode: number | null;
   signal: number | null;

@@ -1,5 +1,6 @@
 import type { VmFileOps } from '../../services/vm/fileops.js';
 import type { VmProcesses } from '../../services/vm/processes.js';
+import { servePty, streamFrames } from '../../services/vm/procstream.js';
 import type { Routes } from '../server.js';
 
 /** proc.*: daemon-side guest processes (services/vm/processes.ts). */
@@ -11,6 +12,9 @@ export function procRoutes(procs: VmProcesses): Routes<'proc'> {
     'proc.write': (p) => procs.write(p),
     'proc.signal': (p) => procs.signal(p),
     'proc.wait': (p, ctx) => procs.wait(p, ctx),
+    'proc.stream': (p, ctx, sink) => streamFrames(procs.get(p.id), p, ctx.signal, (b) => sink.write(b)),
+    'proc.resize': (p) => procs.resize(p),
+    'proc.pty': (p, ctx, up) => servePty(procs, p, ctx, up),
     'proc.show': (p) => procs.get(p.id).view(),
     'proc.list': (p) => procs.list(p.ref),
   };

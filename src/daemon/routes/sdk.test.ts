@@ -37,7 +37,7 @@ async function setup(command: (io: FakeExecIO) => void): Promise<Banger> {
     agents: { use: async (_vm, fn) => fn(client) },
     log: nullLogger,
   });
-  const routes = procRoutes(procs) as Record<string, (p: unknown, c: unknown) => unknown>;
+  const routes = procRoutes(procs) as unknown as Record<string, (p: unknown, c: unknown) => unknown>;
   const transport: Transport = {
     async call(method, params, opts) {
       if (method === 'daemon.status') return {};

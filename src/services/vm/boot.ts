@@ -109,7 +109,7 @@ export class VmBoot {
     bridged: BridgedGuest | undefined,
     onSpawn: (h: VmHandles) => Promise<void>,
     /** incoming: the VMM waits for a saved guest (warm start); template: the guest boots as a template. */
-    opts: { incoming?: boolean; template?: boolean } = {},
+    opts: { incoming?: boolean; template?: boolean; memoryFile?: string | undefined } = {},
   ): Promise<{ handles: VmHandles; sshPort: number }> {
     const user = userNet(this.d.driver);
     const net = bridged ? { guestIp: bridged.ip, gateway: bridged.gateway, dns: bridged.dns } : user;
@@ -167,6 +167,7 @@ export class VmBoot {
         vmmLog: join(dir, vmFiles.vmmLog),
         agentSocket: this.d.paths.agentSocket(vm.id),
         incoming: opts.incoming,
+        memoryFile: opts.memoryFile,
       };
       try {
         const h = await this.d.driver.start(spec, ctx.signal, (spawned) =>
@@ -188,11 +189,18 @@ export class VmBoot {
    * it answers over ssh (when it has sshd); a BootFailure says why it did not.
    * Returns the guest's uptime when its agent first answered (no agent: undefined).
    */
-  async waitReady(vm: VmRow, handles: VmHandles, ctx: OpContext, guest: GuestTraits): Promise<number | undefined> {
+  async waitReady(
+    vm: VmRow,
+    handles: VmHandles,
+    ctx: OpContext,
+    guest: GuestTraits,
+    /** The agent has just answered (a restore applied the identity through it): no wait for it. */
+    agentUp = false,
+  ): Promise<number | undefined> {
     if (this.d.templateBoot) guest = { ...guest, sshd: false }; // sshd waits at the gate
     const consoleLog = join(this.d.paths.vmDir(vm.id), vmFiles.console);
     let uptimeMs: number | undefined;
-    if (guest.agent) {
+    if (guest.agent && !agentUp) {
       ctx.progress({ stage: 'agent', message: 'waiting for the guest agent' });
       uptimeMs = await timed(ctx, 'agent ready', () => this.waitAgent(vm, handles, consoleLog, ctx.signal));
     }

@@ -1,4 +1,4 @@
-import { open, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, rename, writeFile, type FileHandle } from 'node:fs/promises';
 
 /** SPEC §4: a running VM's console log is cut back once it passes this size. */
 export const CONSOLE_MAX_BYTES = 10 << 20;
@@ -92,19 +92,4 @@ export async function readConsoleTail(path: string, maxBytes: number): Promise<{
   const room = maxBytes - cur.buf.length;
   const prev = room > 0 ? (await fileTail(previousLog(path), room)).buf : Buffer.alloc(0);
   return { text: Buffer.concat([prev, cur.buf]).toString('utf8'), size: cur.size };
-}
-
-/** Waits until `file` has not grown for `quietMs`, or `maxMs` passed. */
-export async function consoleQuiet(file: string, quietMs: number, maxMs: number, signal: AbortSignal): Promise<void> {
-  const start = Date.now();
-  let size = -1;
-  let since = start;
-  while (Date.now() - start < maxMs && !signal.aborted) {
-    const now = (await stat(file).catch(() => undefined))?.size ?? 0;
-    if (now !== size) {
-      size = now;
-      since = Date.now();
-    } else if (Date.now() - since >= quietMs) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }

@@ -17,6 +17,8 @@ export interface CreateParams {
   cold?: boolean | undefined;
   /** Restore the named snapshot (issue 18): its image and sizes, its guest's memory and processes. */
   from_snapshot?: string | undefined;
+  /** 'agent': the create returns once the guest agent answers, without waiting for sshd. */
+  ready?: 'ssh' | 'agent' | undefined;
 }
 
 export interface SetParams {

@@ -51,6 +51,8 @@ export class GuestProcess {
   readonly stdout: OutputBuffer;
   readonly stderr: OutputBuffer;
   exec: AgentExec | undefined;
+  /** Started on a terminal (proc.pty): its output is all in stdout, and it can be resized. */
+  tty = false;
   stdin: Writable | null = null;
   private waiters: (() => void)[] = [];
   readonly ended: Promise<void>;
@@ -172,8 +174,11 @@ export class VmProcesses {
     return [...this.procs.values()].filter((p) => vmId === undefined || p.vm.id === vmId).map((p) => p.view());
   }
 
-  /** proc.start: resolves once the command runs in the guest (its failure to start is this call's error). */
-  async start(p: StartParams, ctx: OpContext): Promise<GuestProcess> {
+  /**
+   * proc.start: resolves once the command runs in the guest (its failure to start is this call's error).
+   * With `tty` (proc.pty) it runs on a terminal of that size, its stdin open.
+   */
+  async start(p: StartParams, ctx: OpContext, tty?: { rows: number; cols: number }): Promise<GuestProcess> {
     const vm = resolveRef(this.d.vms, p.ref);
     const image = this.d.images.get(vm.imageId);
     checkAgentVm(vm, image, 'running a process');
@@ -187,6 +192,7 @@ export class VmProcesses {
       p.argv,
       this.d.bufferBytes ?? DEFAULT_BUFFER_BYTES,
     );
+    proc.tty = tty !== undefined;
     this.d.vms.touch(vm.id);
     this.touch(vm.id);
     let started!: (e?: unknown) => void;
@@ -195,7 +201,7 @@ export class VmProcesses {
     void this.d.agents
       .use(vm, async (c) => {
         try {
-          await this.run(c, vm, proc, p, cfg, started);
+          await this.run(c, vm, proc, p, cfg, started, tty);
           return undefined;
         } catch (e) {
           if (!c.isOpen) throw e;
@@ -229,6 +235,7 @@ export class VmProcesses {
     p: StartParams,
     cfg: ImageRuntimeConfig | undefined,
     started: (e?: unknown) => void,
+    tty: { rows: number; cols: number } | undefined,
   ): Promise<void> {
     const user = p.user ?? cfg?.user ?? '';
     const passwd = await guestText(c, '/etc/passwd');
@@ -237,7 +244,8 @@ export class VmProcesses {
       {
         ref: p.ref,
         argv: p.argv,
-        tty: false,
+        tty: tty !== undefined,
+        ...(tty ? { rows: tty.rows, cols: tty.cols } : {}),
         ...(p.env ? { env: p.env } : {}),
         ...(p.cwd !== undefined ? { cwd: p.cwd } : {}),
         ...(p.user !== undefined ? { user: p.user } : {}),
@@ -246,7 +254,7 @@ export class VmProcesses {
       passwd,
       group,
     );
-    const stdin = p.stdin !== undefined ? Buffer.from(p.stdin, 'base64') : p.open_stdin ? 'pipe' : undefined;
+    const stdin = p.stdin !== undefined ? Buffer.from(p.stdin, 'base64') : p.open_stdin || tty ? 'pipe' : undefined;
     const launch = (spec: ExecSpec): AgentExec => {
       const x = c.exec({ ...spec, ...(stdin === undefined ? {} : { stdin }) });
       x.exit.catch(() => undefined);
@@ -339,6 +347,13 @@ export class VmProcesses {
       if (n === 9) proc.exec?.abort();
       else proc.exec?.kill(n);
     }
+    return proc.status();
+  }
+
+  resize(p: Params<'proc.resize'>): ProcStatus {
+    const proc = this.get(p.id);
+    if (!proc.tty) throw precondition(`process ${p.id} is not on a terminal`, 'start it with proc.pty to resize it');
+    if (proc.state === 'running') proc.exec?.resize(p.rows, p.cols);
     return proc.status();
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import type { SshInfo, VmHealth, VmPorts, VmView } from '../../api/methods.js';
 import { AppError, precondition } from '../../errors.js';
 import type { VmHandles, VmPatch, VmRow } from '../../store/vms.js';
@@ -30,7 +30,6 @@ import { VmNetworking } from './vmnet.js';
 import { PortProxies } from '../network/portproxy.js';
 import { VmPublisher } from './publish.js';
 import { WarmStart, type WarmChoice } from './warm.js';
-import { BackgroundWarm } from './warm-background.js';
 import { VmSnapshots, type RestoreSource } from './snapshots.js';
 import type { VmServiceDeps } from './service-deps.js';
 export type { VmServiceDeps } from './service-deps.js';
@@ -52,8 +51,6 @@ export class VmService {
   readonly pauser: VmPauser;
   /** Warm start: templates and restores (warm.ts). */
   readonly warm: WarmStart;
-  /** Templates made in the background after a cold boot of the default spec (warm-background.ts). */
-  readonly background: BackgroundWarm;
   /** Snapshots and fork (snapshots.ts). */
   readonly snapshots: VmSnapshots;
 
@@ -85,7 +82,6 @@ export class VmService {
       templateBoot: d.config.testTemplateBoot,
     });
     this.warm = new WarmStart({ ...d, ...this, accel: d.accel.accel });
-    this.background = new BackgroundWarm({ config: d.config, warm: this.warm, log: d.log });
     this.snapshots = new VmSnapshots({
       ...d,
       warm: this.warm,
@@ -170,11 +166,10 @@ export class VmService {
         else await cold(warm.reason);
         // With a boot the row stays `creating` until the guest is up: a daemon killed before then
         // leaves a create that never finished, which the next start rolls back (reconcile).
-        const start = (w?: WarmChoice): Promise<void> => this.startLocked(id, kernel, ctx, w);
+        const start = (w?: WarmChoice): Promise<void> => this.startLocked(id, kernel, ctx, w, p.ready);
         const stop = (): Promise<void> => this.stopVmm(id, 'stopped');
         if (p.start ?? true) await this.warm.firstStart(warm, { start, stop, cold, vm: () => this.mustGet(id) }, ctx);
         else this.transition(id, 'stopped');
-        this.background.afterCreate(row, image, src?.imageName ?? p.image, warm, p.start ?? true);
         return this.view(this.mustGet(id));
       } catch (e) {
         if (e instanceof BootFailure && e.kind !== 'exited') {
@@ -339,7 +334,13 @@ export class VmService {
     transition(this.d.vms, id, to, patch);
   }
 
-  private async startLocked(id: string, k: KernelFiles, ctx: OpContext, w?: WarmChoice): Promise<void> {
+  private async startLocked(
+    id: string,
+    k: KernelFiles,
+    ctx: OpContext,
+    w?: WarmChoice,
+    ready: 'ssh' | 'agent' = 'ssh',
+  ): Promise<void> {
     const vm = this.mustGet(id);
     // A create's first boot stays `creating` (see create); any other start moves to `starting`.
     if (vm.state !== 'creating') this.transition(id, 'starting');
@@ -353,11 +354,24 @@ export class VmService {
       this.d.vms.update(id, { handles: h, sshPort: h.sshPort, bootId: randomUUID() });
       await this.pause('after-spawn');
     };
-    const { handles } = await this.boot.spawn(vm, root, k, ctx, bridged, onSpawn, { incoming: w?.tpl !== undefined });
-    let uptime: number | undefined;
-    if (w?.tpl) await this.warm.restore(vm, handles.controlSocket, w.tpl, ctx);
+    // A template's memory: a copy the VMM maps; unlinked once loaded (the mapping keeps it till qemu exits).
+    const memoryFile = w?.tpl ? await this.warm.memoryFor(vm, w.tpl, ctx) : undefined;
+    let handles: VmHandles;
     try {
-      uptime = await this.boot.waitReady(vm, handles, ctx, await this.guest(vm));
+      ({ handles } = await this.boot.spawn(vm, root, k, ctx, bridged, onSpawn, {
+        incoming: w?.tpl !== undefined,
+        memoryFile,
+      }));
+      if (w?.tpl) await this.warm.restore(vm, handles.controlSocket, w.tpl, ctx, await this.guest(vm));
+    } finally {
+      if (memoryFile) await rm(memoryFile, { force: true });
+    }
+    let uptime: number | undefined;
+    try {
+      const guest = await this.guest(vm);
+      // ready 'agent': a guest with an agent is ready when it answers; its sshd finishes starting meanwhile.
+      const wait = ready === 'agent' && guest.agent ? { ...guest, sshd: false } : guest;
+      uptime = await this.boot.waitReady(vm, handles, ctx, wait, w?.tpl !== undefined);
     } catch (e) {
       // An ssh timeout keeps the VM running for inspection (SPEC §4).
       if (e instanceof BootFailure && e.kind === 'ssh_timeout') this.transition(id, 'running');

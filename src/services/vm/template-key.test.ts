@@ -71,6 +71,8 @@ test('vmm shape: per-VM paths, ports, names, MAC and cmdline do not count; machi
     ['ssh port and mac', { net: { mode: 'user', sshPort: 40023, allowOutbound: true, mac: '52:54:00:00:00:01' } }],
     ['agent socket path', { agentSocket: '/r/def.agent' }],
   ];
+  // The memory file's path is per VM (a copy), its presence is not.
+  assert.deepEqual(shape({ memoryFile: '/dev/shm/b/a.ram' }), shape({ memoryFile: '/t/x,,y/ram.bin' }), 'ram path');
   for (const [name, o] of same) assert.deepEqual(shape(o), shape(), name);
   const differ: [string, Partial<VmmSpec>][] = [
     ['vcpu', { vcpu: 1 }],
@@ -80,6 +82,7 @@ test('vmm shape: per-VM paths, ports, names, MAC and cmdline do not count; machi
     ['network type', { net: { mode: 'bridge', tap: 'tap0', mac: '52:54:00:ab:cd:ef' } }],
     ['disk order', { disks: [...spec().disks].reverse() }],
     ['disk format', { disks: spec().disks.map((d) => ({ ...d, format: 'raw' as const })) }],
+    ['memory from a file', { memoryFile: '/t/ram.bin' }],
   ];
   for (const [name, o] of differ) assert.notDeepEqual(shape(o), shape(), name);
 });

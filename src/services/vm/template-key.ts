@@ -46,11 +46,12 @@ export function templateKey(i: TemplateKeyInput): string {
 }
 
 /** Flags whose values make the guest's machine (the rest name per-VM paths, ports and names). */
-const SHAPE_FLAGS = new Set(['-M', '-accel', '-cpu', '-smp', '-m', '-device']);
+const SHAPE_FLAGS = new Set(['-M', '-machine', '-accel', '-cpu', '-smp', '-m', '-device']);
 
 /**
  * The machine-shaping part of a VMM argv, in order: machine, accelerator, CPU model, vCPUs, memory,
- * and every -device (bus, drive ids, serials: the set and order -incoming checks), with the
+ * and every -device (bus, drive ids, serials: the set and order -incoming checks), the memory
+ * backend without its file, with the
  * per-VM MAC left out, plus each -netdev's type and each -drive's id and format. Paths and ports
  * are not part of it: a restore opens its own.
  */
@@ -60,6 +61,7 @@ export function vmmShape(argv: readonly string[]): string[] {
     const flag = argv[i] as string;
     const value = argv[i + 1] as string;
     if (flag === '-netdev') out.push(`-netdev=${value.split(',')[0] ?? ''}`);
+    else if (flag === '-object') out.push(`-object=${value.replace(/,mem-path=(?:[^,]|,,)*/, '')}`);
     else if (flag === '-drive')
       out.push(
         `-drive=${value

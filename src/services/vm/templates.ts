@@ -5,7 +5,8 @@ import { templateFiles, vmFiles, type Paths } from '../../system/paths.js';
 import type { Logger } from '../context.js';
 import { ensureDir, exists, removeTree } from '../fsutil.js';
 
-/* Warm-start templates on disk (issue 17): templates/<key>/ holds the saved guest (state.bin), its
+/* Warm-start templates on disk (issue 17): templates/<key>/ holds the saved guest (state.bin: its
+   devices; ram.bin: its memory, a sparse file), its
    root layer (root.qcow2, over the image's rootfs), its work disk and template.json. A template
    serves restores while its state file is there; superseding it removes that file at once, and
    the dir (the root layer VMs' overlays stand on) goes when no VM refers to it any more. */
@@ -27,6 +28,8 @@ export interface Template {
   meta: TemplateMeta;
   /** The saved guest; undefined once superseded. */
   state: string | undefined;
+  /** The guest's memory (a file qemu maps shared; the state then holds the devices only). */
+  ram: string | undefined;
   root: string;
   work: string;
 }
@@ -87,9 +90,10 @@ export class TemplateStore {
     return t;
   }
 
-  /** Stops `t` serving (its state file goes now) and removes its dir unless a VM stands on its root layer. */
+  /** Stops `t` serving (its state and memory go now) and removes its dir unless a VM stands on its root layer. */
   async supersede(t: Template, refs: ReadonlySet<string>): Promise<void> {
     await rm(join(t.dir, templateFiles.state), { force: true });
+    await rm(join(t.dir, templateFiles.ram), { force: true });
     if (!refs.has(t.key)) await removeTree(t.dir);
     this.log.info('template superseded', { key: t.key, image: t.meta.image_name });
   }
@@ -114,11 +118,13 @@ export class TemplateStore {
       const meta = JSON.parse(await readFile(metaPath, 'utf8')) as TemplateMeta;
       if (meta.key !== key) throw new Error(`it names key ${String(meta.key)}`);
       const state = join(dir, templateFiles.state);
+      const ram = join(dir, templateFiles.ram);
       return {
         key,
         dir,
         meta,
         state: (await exists(state)) ? state : undefined,
+        ram: (await exists(ram)) ? ram : undefined,
         root: join(dir, vmFiles.rootQcow2),
         work: join(dir, vmFiles.work),
       };

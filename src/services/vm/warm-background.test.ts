@@ -98,14 +98,14 @@ test('BackgroundWarm: one build at a time, off the caller; a failed build is log
     },
   });
   const image = { id: 'img', name: 'deb' } as ImageRow;
-  bg.afterCreate(row(), image, undefined, { reason: 'cold', missing: true }, true);
-  bg.afterCreate(row(), image, 'deb', { reason: 'cold', missing: true }, true);
+  bg.afterColdStart(row(), image);
+  bg.afterColdStart(row(), image);
   assert.deepEqual(calls, ['deb'], 'the second create joins nothing: one build at a time');
   finish(false);
   await new Promise((r) => setImmediate(r));
   assert.match(warns.join('\n'), /background template build failed/);
-  bg.afterCreate(row(), image, undefined, { reason: 'cold', missing: true }, true);
+  bg.afterColdStart(row(), image);
   assert.deepEqual(calls, ['deb'], 'not retried after a failure');
-  bg.afterCreate(row(), { id: 'img2', name: 'other' } as ImageRow, 'other', { reason: 'cold', missing: true }, true);
+  bg.afterColdStart(row(), { id: 'img2', name: 'other' } as ImageRow);
   assert.deepEqual(calls, ['deb'], 'another image is not the default');
 });

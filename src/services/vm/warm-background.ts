@@ -2,7 +2,7 @@ import { errorMessage } from '../../errors.js';
 import type { ImageRow } from '../../store/images.js';
 import type { VmRow } from '../../store/vms.js';
 import type { Logger, OpContext } from '../context.js';
-import type { WarmChoice, WarmStart } from './warm.js';
+import type { WarmStart } from './warm.js';
 
 /* Background templates (issue 17, SPEC §7.6): after the first cold boot of a VM of the configured
    default spec, the daemon makes that spec's template by the same throwaway boot as `image warm`
@@ -17,7 +17,7 @@ export interface BackgroundCase {
   /** The create booted the VM (not `--no-start`). */
   started: boolean;
   /** How its first start was chosen (warm.ts choose, or a snapshot's restore). */
-  choice: Pick<WarmChoice, 'tpl' | 'missing'>;
+  choice: { tpl?: unknown; missing?: unknown };
   /** The VM's image is the configured default image. */
   defaultImage: boolean;
   /** vCPU, memory, disk and overlay sizes are those `image warm` makes templates for. */
@@ -70,27 +70,22 @@ export class BackgroundWarm {
 
   constructor(private readonly d: BackgroundDeps) {}
 
-  /**
-   * After a create: starts the build when backgroundDecision says so and returns at once.
-   * `asked`: the image the create asked for (undefined: the default).
-   */
-  afterCreate(row: VmRow, image: ImageRow, asked: string | undefined, choice: WarmChoice, started: boolean): void {
+  /** After a VM's first start booted cold for want of a template (`image`'s): starts a build when backgroundDecision says so; returns at once. */
+  afterColdStart(row: VmRow, image: ImageRow): void {
     const cfg = this.d.config;
+    const choice = { missing: true };
     const c: BackgroundCase = {
       background: cfg.warmStartBackground,
       warmStart: cfg.warmStart,
-      started,
+      started: true,
       choice,
-      defaultImage: asked === undefined || image.name === cfg.defaultImageName,
+      defaultImage: image.name === cfg.defaultImageName,
       defaultShape: hasShape(row, this.d.warm.defaultShape(image)),
       failedBefore: this.failed.has(image.id),
       running: this.running !== undefined,
     };
     const d = backgroundDecision(c);
-    if (!d.build) {
-      if (choice.missing) this.d.log.debug('no background template build', { image: image.name, why: d.why });
-      return;
-    }
+    if (!d.build) return this.d.log.debug('no background template build', { image: image.name, why: d.why });
     this.d.log.info('making a template in the background after a cold boot of the default VM spec', {
       image: image.name,
       vm: row.name,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Config } from '../../config/config.js';
 import { errorMessage, precondition } from '../../errors.js';
 import { DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
@@ -14,8 +14,7 @@ import { qemuArgv, USER_NET } from '../../vmm/qemu/argv.js';
 import { loadState, saveState } from '../../vmm/qemu/migrate.js';
 import type { Logger, OpContext } from '../context.js';
 import { noPause, type Pause } from '../testpause.js';
-import { exists, raceAbort, removeTree, sha256File } from '../fsutil.js';
-import { consoleQuiet } from './console.js';
+import { exists, raceAbort, removeTree, syncFile } from '../fsutil.js';
 import { KeyedLock } from '../keylock.js';
 import type { ImageService } from '../image/service.js';
 import type { KernelFiles } from '../kernel/manifest.js';
@@ -23,12 +22,17 @@ import type { VmAgents } from './agent.js';
 import type { VmBoot } from './boot.js';
 import type { VmDisks } from './disks.js';
 import { guestTraits } from './guestops.js';
-import { readHandlesFile } from './handles.js';
+import { killOrphanBuilds } from './warm-orphans.js';
+import { BackgroundWarm } from './warm-background.js';
+import { giveHostKey, makeHostKey } from './hostkey.js';
 import { freshIdentity, refreshIdentity } from './identity.js';
 import { newVmRow } from './params.js';
 import { executePlan, rootDiskPlans } from './rootdisk.js';
 import type { RuntimeFiles } from './runtime.js';
 import { timed } from './spans.js';
+import { consoleQuiet, waitSettled } from './settle.js';
+import { copyMemory, ramRoom } from './warm-memory.js';
+import { RestoreFacts } from './warm-facts.js';
 import { templateKey, vmmShape } from './template-key.js';
 import { TemplateStore, type Template } from './templates.js';
 
@@ -38,7 +42,10 @@ import { TemplateStore, type Template } from './templates.js';
 
 const SAVE_TIMEOUT_MS = 300_000;
 const LOAD_TIMEOUT_MS = 120_000;
-/** A template is saved once the guest's console has been quiet this long (at most QUIET_MAX_MS after agent-ready). */
+/**
+ * A template is saved once its systemd has run all but the gated units (settle.ts), or without
+ * systemd once the console has been quiet this long; at most QUIET_MAX_MS after agent-ready.
+ */
 const QUIET_MS = 3000;
 const QUIET_MAX_MS = 90_000;
 
@@ -65,6 +72,8 @@ type Shape = Pick<VmRow, 'vcpu' | 'memoryMib' | 'accel' | 'diskBytes' | 'overlay
 
 /** A saved guest with its disks: a template, or a VM snapshot (`layer`: its root is a shared layer). */
 export type Restorable = Pick<Template, 'key' | 'state' | 'root' | 'work'> & {
+  /** The guest's memory as a file (a template's): the state holds devices only. Snapshots have none. */
+  ram?: string | undefined;
   layer?: { id: string; format: 'qcow2' | 'raw' };
   /** How progress and vm show name it. */
   label?: string;
@@ -76,8 +85,8 @@ export interface WarmChoice {
   reason: string;
   /** A failed restore fails the create (a snapshot's processes cannot come from a cold boot). */
   strict?: boolean;
-  /** Cold because no current template of the VM's key exists (a background build may make it). */
-  missing?: boolean;
+  /** Cold for want of a current template of the VM's key, of this image (a background build may make it). */
+  missing?: ImageRow;
 }
 
 const labelOf = (t: Restorable): string => t.label ?? `template ${t.key.slice(0, 12)}`;
@@ -96,14 +105,16 @@ export class WarmStart {
   private readonly flights = new Map<string, Promise<Template>>();
   /** Template builds run one at a time. */
   private readonly buildLock = new KeyedLock();
-  private qemuId: Promise<string> | undefined;
-  private readonly fileHashes = new Map<string, string>();
+  private factsOnce: RestoreFacts | undefined;
   /** Aborted at daemon shutdown (halt): every build stops; `building`: the VMM of the one running. */
   private readonly lifetime = new AbortController();
   private building: VmHandles | undefined;
 
+  /** Templates made in the background after a cold boot of the default spec (warm-background.ts). */
+  readonly background: BackgroundWarm;
   constructor(private readonly d: WarmDeps) {
     this.store = new TemplateStore(d.paths, d.log);
+    this.background = new BackgroundWarm({ config: d.config, warm: this, log: d.log });
   }
 
   /** Keys of the templates some VM's root disk stands on. */
@@ -123,14 +134,18 @@ export class WarmStart {
     try {
       const key = await this.key(row, image, k, pub);
       const tpl = await this.store.current(key);
-      if (tpl) return { tpl, reason: `restored from template ${key.slice(0, 12)}` };
+      if (tpl) {
+        const room = await ramRoom(this.d.paths, row.memoryMib);
+        if (room) return { reason: `cold: ${room}` };
+        return { tpl, reason: `restored from template ${key.slice(0, 12)}` };
+      }
       const stale = (await this.store.list()).filter((t) => t.state && t.meta.image_id === image.id);
       if (stale.length > 0)
         this.d.log.warn('ignoring templates of this image made by another banger, qemu or kernel build or spec', {
           image: image.name,
           templates: stale.map((t) => t.key.slice(0, 12)),
         });
-      return { reason: `cold: no current template (\`banger image warm ${image.name}\` makes one)`, missing: true };
+      return { reason: `cold: no current template (\`banger image warm ${image.name}\` makes one)`, missing: image };
     } catch (e) {
       this.d.log.warn('cannot compute the template key; booting cold', { name: row.name, error: String(e) });
       return { reason: `cold: ${errorMessage(e)}` };
@@ -162,7 +177,11 @@ export class WarmStart {
    * refuses the state, the guest does not come up) boots cold on remade disks, with a warning.
    */
   async firstStart(w: WarmChoice, b: FirstBoot, ctx: OpContext): Promise<void> {
-    if (!w.tpl) return b.start();
+    if (!w.tpl) {
+      await b.start();
+      if (w.missing) this.background.afterColdStart(b.vm(), w.missing);
+      return;
+    }
     try {
       return await b.start(w);
     } catch (e) {
@@ -178,20 +197,48 @@ export class WarmStart {
     }
   }
 
+  /**
+   * A restore's guest RAM: a private copy of the template's memory file (warm-memory.ts), which the
+   * VMM maps shared (the caller unlinks it once the state is loaded: the mapping keeps it). No
+   * memory file (a snapshot): undefined, the guest's RAM comes in the state.
+   */
+  async memoryFor(vm: VmRow, tpl: Restorable, ctx: OpContext): Promise<string | undefined> {
+    const src = tpl.ram;
+    if (src === undefined) return undefined;
+    return timed(ctx, 'memory', () => copyMemory(this.d.paths, this.d.runner, vm, src, ctx.signal));
+  }
+
+  /** Startup: no restore is in flight, so every guest memory copy left in the RAM dir is an orphan. */
+  async sweepMemory(): Promise<void> {
+    await removeTree(this.d.paths.ramDir);
+  }
+
   /** Loads the template's guest into a VMM started with `incoming`, runs it, then gives it the VM's identity. */
-  async restore(vm: VmRow, controlSocket: string, tpl: Restorable, ctx: OpContext): Promise<void> {
+  async restore(
+    vm: VmRow,
+    controlSocket: string,
+    tpl: Restorable,
+    ctx: OpContext,
+    guest: { sshd: boolean },
+  ): Promise<void> {
     const state = tpl.state;
     if (!state || !(await exists(state))) throw precondition(`${labelOf(tpl)} was superseded or removed`);
     ctx.progress({ stage: 'restore', message: `restoring from ${labelOf(tpl)}` });
-    await timed(ctx, 'restore', () => loadState(controlSocket, state, LOAD_TIMEOUT_MS));
+    const opts = { ignoreShared: tpl.ram !== undefined };
+    await timed(ctx, 'restore', () => loadState(controlSocket, state, LOAD_TIMEOUT_MS, opts));
     await (this.d.pause ?? noPause)('after-restore');
     // The guest resumes at the gate with the template's identity: the VM's own, then the gate opens.
     await this.d.agents.waitBoot(vm, LOAD_TIMEOUT_MS, ctx.signal);
     const net = { ip: USER_NET.guestIp, gateway: USER_NET.gateway, dns: USER_NET.dns, mac: macFromId(vm.id) };
     const skip = this.d.config.testSkipReseed === true;
     const input = { ...freshIdentity(vm.name, net), openGate: true, reseed: !skip };
+    const key = guest.sshd ? await makeHostKey(this.d.runner, this.d.paths.tmpDir, `root@${vm.name}`) : undefined;
     await timed(ctx, 'identity', () =>
-      this.d.agents.use(vm, (c) => refreshIdentity(c, input, { testSkipReseed: skip })),
+      this.d.agents.use(vm, async (c) => {
+        // A snapshot's guest runs sshd already (it reloads the new key); a template's waits at the gate.
+        if (key) await giveHostKey(c, key, tpl.layer !== undefined);
+        await refreshIdentity(c, input, { testSkipReseed: skip });
+      }),
     );
   }
 
@@ -229,27 +276,9 @@ export class WarmStart {
     return { template: await raceAbort(flight, ctx.signal), built: true };
   }
 
-  /**
-   * Startup, before the sweep of VM dirs without a row: the VMM of a template build a killed daemon
-   * left (its handles.json in such a dir) is killed, so no orphan qemu stays; the sweep then removes
-   * the half-made template. `knownIds`: the VM rows.
-   */
-  async killOrphanBuilds(knownIds: ReadonlySet<string>): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.d.paths.vmsDir);
-    } catch {
-      return;
-    }
-    for (const id of names.filter((n) => !knownIds.has(n))) {
-      const file = await readHandlesFile(join(this.d.paths.vmDir(id), vmFiles.handles));
-      if (file.state !== 'ok') continue;
-      if (await this.d.driver.isAlive(file.handles)) {
-        this.d.log.warn('killing the VMM of a template build a stopped daemon left', { pid: file.handles.pid });
-        await this.d.driver.kill(file.handles);
-      }
-      await rm(file.handles.controlSocket, { force: true });
-    }
+  /** Startup: the VMM of a template build a killed daemon left is killed (warm-orphans.ts). */
+  killOrphanBuilds(knownIds: ReadonlySet<string>): Promise<void> {
+    return killOrphanBuilds(this.d, knownIds);
   }
 
   /** Daemon shutdown: builds stop, the VMM of the one running is killed; waits (at most `ms`) for their cleanup. */
@@ -315,6 +344,7 @@ export class WarmStart {
       await this.d.imageService.withRootfs(image.id, () => executePlan(this.d.runner, plan, ctx.signal));
       await this.d.disks.makeWork(id, image.workSeedPath, s.diskBytes, pub, ctx.signal);
       const root = { strategy: 'qcow2-overlay' as const, path: plan.path, format: 'qcow2' as const, vars: {} };
+      const ram = join(dir, templateFiles.ram);
       const spawned = await this.d.boot.spawn(
         row,
         root,
@@ -326,18 +356,24 @@ export class WarmStart {
           // For a daemon killed mid-build: the next startup kills this VMM (killOrphanBuilds).
           await this.d.runtime.writeHandles(id, h);
         },
-        { template: true },
+        { template: true, memoryFile: ram },
       );
       handles = spawned.handles;
       await this.d.boot.waitReady(row, spawned.handles, ctx, { agent: true, sshd: false, orderlyShutdown: true });
       // The agent answers early in the boot; what else starts (all but the units behind the identity
       // gate) should be done before the save, or every restore runs it again.
-      await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
+      const settled = await this.d.agents.use(row, (c) => waitSettled(c, QUIET_MAX_MS, ctx.signal));
+      if (settled === 'no-systemd') await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
+      if (settled === 'timeout')
+        this.d.log.warn('the template boot did not settle; saving it as it is', { image: image.name });
       await (this.d.pause ?? noPause)('template-save');
       ctx.progress({ stage: 'template', message: 'saving the guest' });
-      await saveState(spawned.handles.controlSocket, join(dir, templateFiles.state), SAVE_TIMEOUT_MS);
+      await saveState(spawned.handles.controlSocket, join(dir, templateFiles.state), SAVE_TIMEOUT_MS, {
+        ignoreShared: true,
+      });
       await this.d.driver.kill(spawned.handles);
       handles = undefined;
+      await syncFile(ram);
       for (const f of [vmFiles.console, vmFiles.vmmLog, `${vmFiles.console}.1`])
         await rm(join(dir, f), { force: true });
       const t = await this.store.install(
@@ -367,11 +403,8 @@ export class WarmStart {
   }
 
   /** The kernel and VMM a guest saved now depends on (snapshot records, snapshot-model.ts). */
-  async restoreFacts(k: KernelFiles): Promise<{ kernel: string; vmm: string }> {
-    const kernel = [k.manifest.name, await this.hashFile(k.kernel)];
-    if (k.initrd) kernel.push(await this.hashFile(k.initrd));
-    if (k.modulesDisk) kernel.push(await this.hashFile(k.modulesDisk));
-    return { kernel: kernel.join(':'), vmm: await (this.qemuId ??= this.qemuIdentity()) };
+  restoreFacts(k: KernelFiles): Promise<{ kernel: string; vmm: string }> {
+    return (this.factsOnce ??= new RestoreFacts(this.d.config.qemuBin, this.d.runner)).restoreFacts(k);
   }
 
   /** The template key of a VM of this shape from this image and kernel (template-key.ts). */
@@ -399,6 +432,7 @@ export class WarmStart {
       controlSocket: 'qmp',
       vmmLog: 'vmm',
       agentSocket: 'agent',
+      memoryFile: 'ram',
     };
     return templateKey({
       banger: bangerVersion(),
@@ -412,32 +446,5 @@ export class WarmStart {
       diskBytes: s.diskBytes,
       shape: vmmShape(qemuArgv(this.d.config.qemuBin, spec)),
     });
-  }
-
-  /** `qemu --version` and the binary's hash (an upgrade of the qemu package means other templates). */
-  private async qemuIdentity(): Promise<string> {
-    const bin = this.d.config.qemuBin;
-    let path = bin;
-    if (!bin.includes('/')) {
-      for (const dir of (process.env.PATH ?? '/usr/bin').split(delimiter)) {
-        if (dir && (await exists(join(dir, bin)))) {
-          path = join(dir, bin);
-          break;
-        }
-      }
-    }
-    const v = await this.d.runner.check([path, '--version'], { timeoutMs: 10_000 });
-    return `${v.stdout.split('\n')[0] ?? ''}:${await sha256File(path)}`;
-  }
-
-  private async hashFile(path: string): Promise<string> {
-    const st = await stat(path);
-    const id = `${path}:${st.size}:${st.mtimeMs}`;
-    let h = this.fileHashes.get(id);
-    if (!h) {
-      h = await sha256File(path);
-      this.fileHashes.set(id, h);
-    }
-    return h;
   }
 }

@@ -171,3 +171,32 @@ test('qemu argv: a restore waits with -incoming defer; a cold boot has no -incom
     assert.deepEqual(values(argv, '-device'), values(qemuArgv('q', spec()), '-device'), c.name);
   }
 });
+
+test('qemu argv: guest RAM from a file is a shared memory backend named as the anonymous one', () => {
+  const cases = [
+    { name: 'anonymous', memoryFile: undefined, objects: [], machine: [] },
+    {
+      name: 'file',
+      memoryFile: '/dev/shm/banger-ram-1',
+      objects: [
+        'memory-backend-file,id=microvm.ram,size=1024M,mem-path=/dev/shm/banger-ram-1,share=on,x-use-canonical-path-for-ramblock-id=off',
+      ],
+      machine: ['memory-backend=microvm.ram'],
+    },
+    {
+      name: 'a comma in the path',
+      memoryFile: '/t/a,b/ram.bin',
+      objects: [
+        'memory-backend-file,id=microvm.ram,size=1024M,mem-path=/t/a,,b/ram.bin,share=on,x-use-canonical-path-for-ramblock-id=off',
+      ],
+      machine: ['memory-backend=microvm.ram'],
+    },
+  ];
+  for (const c of cases) {
+    const argv = qemuArgv('q', spec({ memoryMib: 1024, memoryFile: c.memoryFile }));
+    assert.deepEqual(values(argv, '-object'), c.objects, c.name);
+    assert.deepEqual(values(argv, '-machine'), c.machine, c.name);
+    assert.deepEqual(values(argv, '-m'), ['1024M'], c.name);
+    assert.deepEqual(values(argv, '-device'), values(qemuArgv('q', spec()), '-device'), c.name);
+  }
+});

@@ -33,6 +33,7 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
     String(s.vcpu),
     '-m',
     `${s.memoryMib}M`,
+    ...memoryBackend(s),
     '-nodefaults',
     '-no-user-config',
     '-nographic',
@@ -89,6 +90,23 @@ export function qemuArgv(qemuBin: string, s: VmmSpec): string[] {
   // above must be the template's, in the same order.
   if (s.incoming) argv.push('-incoming', 'defer');
   return argv;
+}
+
+/**
+ * The RAM block's name without a memory backend of ours: a file-backed guest uses the same one, so a
+ * guest saved from either kind of VMM loads into the other (a snapshot of a restored VM).
+ */
+export const RAM_BLOCK_ID = 'microvm.ram';
+
+/** A file-backed guest RAM (VmmSpec.memoryFile): shared, so migration with x-ignore-shared skips it. */
+function memoryBackend(s: VmmSpec): string[] {
+  if (s.memoryFile === undefined) return [];
+  return [
+    '-object',
+    `memory-backend-file,id=${RAM_BLOCK_ID},size=${s.memoryMib}M,mem-path=${qemuOptValue(s.memoryFile)},share=on,x-use-canonical-path-for-ramblock-id=off`,
+    '-machine',
+    `memory-backend=${RAM_BLOCK_ID}`,
+  ];
 }
 
 /** The address plan of qemu's user-mode network (fixed by slirp's defaults). */

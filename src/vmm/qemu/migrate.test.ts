@@ -24,7 +24,7 @@ test('state URIs: exec: through /bin/sh with the path single-quoted, quotes insi
 });
 
 /** A fake QMP: records commands, answers query-* from a script. */
-function fakeQmp(answers: Record<string, unknown[]>): { calls: string[]; qmp: Parameters<typeof saveState>[3] } {
+function fakeQmp(answers: Record<string, unknown[]>): { calls: string[]; qmp: Parameters<typeof saveState>[4] } {
   const calls: string[] = [];
   return {
     calls,
@@ -38,7 +38,7 @@ function fakeQmp(answers: Record<string, unknown[]>): { calls: string[]; qmp: Pa
 
 test('save: stop, bandwidth uncapped, migrate to the file, polled until completed', async () => {
   const f = fakeQmp({ 'query-migrate': [{ status: 'active' }, { status: 'completed' }] });
-  await saveState('/r/q.qmp', '/t/state.bin', 5000, f.qmp);
+  await saveState('/r/q.qmp', '/t/state.bin', 5000, {}, f.qmp);
   assert.deepEqual(f.calls, [
     'stop',
     'migrate-set-parameters {"max-bandwidth":8589934592}',
@@ -50,16 +50,29 @@ test('save: stop, bandwidth uncapped, migrate to the file, polled until complete
 
 test('save: a failed migration is an error naming why', async () => {
   const f = fakeQmp({ 'query-migrate': [{ status: 'failed', 'error-desc': 'disk full' }] });
-  await assert.rejects(saveState('/r/q.qmp', '/t/state.bin', 5000, f.qmp), /saving the guest state failed: disk full/);
+  await assert.rejects(
+    saveState('/r/q.qmp', '/t/state.bin', 5000, {}, f.qmp),
+    /saving the guest state failed: disk full/,
+  );
 });
 
 test('load: migrate-incoming from the file, waits until loaded, then cont', async () => {
   const f = fakeQmp({ 'query-status': [{ status: 'inmigrate' }, { status: 'paused' }] });
-  await loadState('/r/q.qmp', '/t/state.bin', 5000, f.qmp);
+  await loadState('/r/q.qmp', '/t/state.bin', 5000, {}, f.qmp);
   assert.deepEqual(f.calls, [
     'migrate-incoming {"uri":"exec:cat \'/t/state.bin\'"}',
     'query-status',
     'query-status',
     'cont',
   ]);
+});
+
+test('save and load with ignoreShared: x-ignore-shared is set first on both sides', async () => {
+  const cap = 'migrate-set-capabilities {"capabilities":[{"capability":"x-ignore-shared","state":true}]}';
+  const s = fakeQmp({ 'query-migrate': [{ status: 'completed' }] });
+  await saveState('/r/q.qmp', '/t/state.bin', 5000, { ignoreShared: true }, s.qmp);
+  assert.deepEqual(s.calls.slice(0, 3), ['stop', cap, 'migrate-set-parameters {"max-bandwidth":8589934592}']);
+  const l = fakeQmp({ 'query-status': [{ status: 'paused' }] });
+  await loadState('/r/q.qmp', '/t/state.bin', 5000, { ignoreShared: true }, l.qmp);
+  assert.deepEqual(l.calls, [cap, 'migrate-incoming {"uri":"exec:cat \'/t/state.bin\'"}', 'query-status', 'cont']);
 });

@@ -36,9 +36,26 @@ async function waitMigration(qmp: Qmp, socket: string, what: string, timeoutMs: 
   throw operationFailed(`${what} did not finish within ${timeoutMs / 1000} s`);
 }
 
+/**
+ * What goes into the state: everything, or (ignoreShared) all but guest RAM in a shared file
+ * (VmmSpec.memoryFile), which is the file itself. Both sides of one state must agree.
+ */
+export interface StateOpts {
+  ignoreShared?: boolean;
+}
+
+const IGNORE_SHARED = { capabilities: [{ capability: 'x-ignore-shared', state: true }] };
+
 /** Stops the guest and writes its state (memory and devices) to `path`; the guest stays stopped. */
-export async function saveState(socket: string, path: string, timeoutMs: number, qmp: Qmp = qmpCommand): Promise<void> {
+export async function saveState(
+  socket: string,
+  path: string,
+  timeoutMs: number,
+  opts: StateOpts = {},
+  qmp: Qmp = qmpCommand,
+): Promise<void> {
   await qmp(socket, 'stop');
+  if (opts.ignoreShared) await qmp(socket, 'migrate-set-capabilities', IGNORE_SHARED);
   // The default bandwidth cap (128 MiB/s) is for live migration over a network; a file takes all.
   await qmp(socket, 'migrate-set-parameters', { 'max-bandwidth': 8 * 1024 ** 3 });
   await qmp(socket, 'migrate', { uri: stateUri('save', path) });
@@ -49,7 +66,14 @@ export async function saveState(socket: string, path: string, timeoutMs: number,
  * Loads the state at `path` into a qemu started with `-incoming defer`, then runs the guest
  * (`cont`: a guest loaded from a stopped one stays paused otherwise).
  */
-export async function loadState(socket: string, path: string, timeoutMs: number, qmp: Qmp = qmpCommand): Promise<void> {
+export async function loadState(
+  socket: string,
+  path: string,
+  timeoutMs: number,
+  opts: StateOpts = {},
+  qmp: Qmp = qmpCommand,
+): Promise<void> {
+  if (opts.ignoreShared) await qmp(socket, 'migrate-set-capabilities', IGNORE_SHARED);
   await qmp(socket, 'migrate-incoming', { uri: stateUri('load', path) });
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -33,7 +33,8 @@ async function runWithDeadSsh(
     known_hosts: '/dev/null',
     host_key_alias: 'rm-ctrlc.vm',
     has_sshd: true,
-    agent: true,
+    // No agent: a command goes over ssh (with an agent and no terminal it would take the agent).
+    agent: false,
   };
   const runner = {
     run: async () => {

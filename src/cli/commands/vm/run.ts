@@ -102,7 +102,9 @@ export async function runVm(
     const ws = path === undefined ? undefined : await planWorkspace(c, path, opts);
     if (ws && opts.dryRun) return dryRunResult(ws);
     const bootstrap = ws !== undefined && bootstrapDecision(toolFiles(ws.files), opts);
-    const params = { ...vmSpecParams(opts), start: true };
+    // A command without a terminal or workspace runs through the agent (below): no wait for sshd.
+    const viaAgent = commandMode && !c.stdinIsTty && ws === undefined;
+    const params = { ...vmSpecParams(opts), start: true, ...(viaAgent ? { ready: 'agent' as const } : {}) };
     const started = Date.now();
     created = await c.client.call('vm.create', params, {
       onEvent: progressPrinter(c.err, c.style),
@@ -123,8 +125,11 @@ export async function runVm(
     if (opts.detach) return { text: `${created.name}\n`, err: `connect with: banger vm ssh ${created.name}\n` };
     const cwd = ws ? GUEST_REPO : undefined;
     process.off('SIGINT', onSigint);
-    if (!info.has_sshd) {
-      // No sshd in the guest: the same session through its agent.
+    // A command without a terminal goes through the guest's agent when it has one (warm or cold
+    // alike): an sshd session (its fork, re-exec and key exchange) costs a second under emulation.
+    // No sshd in the guest: every session goes through the agent.
+    if (!info.has_sshd || (commandMode && !c.stdinIsTty && info.agent)) {
+      const sessionStart = Date.now();
       const s = await runAgentSession(c.client, {
         ref: created.name,
         argv: commandMode ? cmd : undefined,
@@ -132,6 +137,10 @@ export async function runVm(
         tty: c.stdinIsTty,
         cwd,
       });
+      if (opts.timings)
+        c.err.write(
+          `session (agent ${commandMode ? 'command' : 'shell'}): ${formatDuration(Date.now() - sessionStart)}\n`,
+        );
       if (s.interrupted) {
         c.err.write('banger: interrupted\n');
         return { code: 130 };
