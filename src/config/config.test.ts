@@ -30,6 +30,7 @@ test('empty text gives all defaults', () => {
     autoStopStaleAfterMs: 0,
     maxUnpackedBytes: 32 * G,
     warmStart: true,
+    warmStartBackground: true,
     vmDefaults: { vcpu: 2, memoryMib: 2048, diskSizeBytes: 8 * G, systemOverlaySizeBytes: 8 * G },
     provenance: { vcpu: 'auto', memoryMib: 'auto', diskSizeBytes: 'builtin', systemOverlaySizeBytes: 'builtin' },
     fileSync: [],
@@ -81,6 +82,7 @@ auto_stop_stale_after = "1h30m"
 
 max_unpacked_size = "100G"
 warm_start = false
+warm_start_background = false
 
 [vm_defaults]
 vcpu = 6
@@ -119,6 +121,7 @@ mode = "0640"
     autoStopStaleAfterMs: 5_400_000,
     maxUnpackedBytes: 100 * G,
     warmStart: false,
+    warmStartBackground: false,
     vmDefaults: { vcpu: 6, memoryMib: 3072, diskSizeBytes: 20 * G, systemOverlaySizeBytes: 4 * G },
     provenance: { vcpu: 'config', memoryMib: 'config', diskSizeBytes: 'config', systemOverlaySizeBytes: 'config' },
     fileSync: [

@@ -47,6 +47,11 @@ export interface Config {
   /** warm_start: a VM's first start restores from a current template of its spec (SPEC §7.6). */
   warmStart: boolean;
   /**
+   * warm_start_background: after the first cold boot of a VM of the default spec (default image and
+   * vm_defaults) with no current template, the daemon makes that template in the background (SPEC §7.6).
+   */
+  warmStartBackground: boolean;
+  /**
    * Test-only (test_install_sshd_offline, docs/TESTING.md): `image pull --install-sshd` skips its egress
    * check and its throwaway VM keeps restrict=on, so tests run it against a fake package manager offline.
    */
@@ -123,6 +128,7 @@ export function defaultConfig(host: HostFacts): Config {
     autoStopStaleAfterMs: 0,
     maxUnpackedBytes: DEFAULT_MAX_UNPACKED_BYTES,
     warmStart: true,
+    warmStartBackground: true,
     vmDefaults: {
       vcpu: autoVcpu(host),
       memoryMib: autoMemoryMib(host),
@@ -183,6 +189,7 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.auto_stop_stale_after !== undefined) cfg.autoStopStaleAfterMs = f.auto_stop_stale_after;
   if (f.max_unpacked_size !== undefined) cfg.maxUnpackedBytes = f.max_unpacked_size;
   if (f.warm_start !== undefined) cfg.warmStart = f.warm_start;
+  if (f.warm_start_background !== undefined) cfg.warmStartBackground = f.warm_start_background;
   if (f.test_install_sshd_offline === true) cfg.testInstallSshdOffline = true;
   if (f.test_assume_kvm === true) cfg.testAssumeKvm = true;
   if (f.test_template_boot === true) cfg.testTemplateBoot = true;

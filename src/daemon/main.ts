@@ -217,6 +217,8 @@ export async function main(argv: string[]): Promise<number> {
   const shutdown = async (why: string): Promise<void> => {
     log.info('bangerd stopping', { why });
     lifetime.abort();
+    // A template build in flight (`image warm` or a background one) leaves no qemu behind.
+    await vms.warm.halt();
     await server.close();
     await dns?.stop();
     await rm(paths.socket, { force: true });

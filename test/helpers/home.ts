@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,12 @@ export interface CliResult {
   stdout: string;
   stderr: string;
 }
+
+/**
+ * The config every test home starts with; a test that writes its own config.toml puts this first.
+ * warm_start_background = false: no template is made behind a test's back (a test enables it).
+ */
+export const TEST_CONFIG = 'warm_start_background = false\n';
 
 /**
  * An isolated banger home: every XDG variable points into one temp folder,
@@ -36,6 +42,8 @@ export class TestHome {
       NO_COLOR: '1',
     };
     mkdirSync(this.env.HOME as string, { recursive: true });
+    mkdirSync(join(this.root, 'config', 'banger'), { recursive: true });
+    writeFileSync(join(this.root, 'config', 'banger', 'config.toml'), TEST_CONFIG);
   }
 
   get stateDir(): string {

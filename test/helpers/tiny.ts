@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { compress } from 'zstd-napi';
 import { writeBundle } from '../../src/imagepull/bundle.js';
 import { fakeBzImage } from './fake-kernel.js';
-import { sh } from './home.js';
+import { sh, TEST_CONFIG } from './home.js';
 import { tarBuffer } from './tar-zst.js';
 
 /*
@@ -70,6 +70,6 @@ export function useTinyCatalog(root: string, catalog: string): void {
   mkdirSync(join(root, 'config', 'banger'), { recursive: true });
   writeFileSync(
     join(root, 'config', 'banger', 'config.toml'),
-    `catalog = "${catalog}"\ndefault_image_name = "tiny"\ndefault_kernel_name = "tiny-k"\n`,
+    `${TEST_CONFIG}catalog = "${catalog}"\ndefault_image_name = "tiny"\ndefault_kernel_name = "tiny-k"\n`,
   );
 }

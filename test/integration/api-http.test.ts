@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { methods } from '../../src/api/methods.js';
-import { TestHome } from '../helpers/home.js';
+import { TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { exchange, post } from '../helpers/http-wire.js';
 
 let home: TestHome;
@@ -34,7 +34,7 @@ before(async () => {
   port = await freePort();
   const configDir = join(home.root, 'config', 'banger');
   mkdirSync(configDir, { recursive: true });
-  writeFileSync(join(configDir, 'config.toml'), `api_listen = "127.0.0.1:${port}"\n`);
+  writeFileSync(join(configDir, 'config.toml'), `${TEST_CONFIG}api_listen = "127.0.0.1:${port}"\n`);
   const r = await home.banger(['daemon', 'status', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const v = await home.banger(['--version']);

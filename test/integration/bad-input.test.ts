@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { BANGER, sh, TestHome } from '../helpers/home.js';
+import { BANGER, sh, TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
 import { runBounded } from '../helpers/run.js';
 import { sha256Hex, tarZst } from '../helpers/tar-zst.js';
@@ -450,7 +450,7 @@ for (const c of CASES) {
     try {
       r = await cli(c.args);
     } finally {
-      if (c.config !== undefined) rmSync(configFile, { force: true });
+      if (c.config !== undefined) writeFileSync(configFile, TEST_CONFIG);
     }
     assert.equal(r.timedOut, false, `timed out; stderr: ${r.stderr}`);
     assert.equal(r.code, c.code ?? 1, `exit code; stderr: ${r.stderr}`);

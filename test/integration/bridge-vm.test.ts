@@ -17,7 +17,7 @@ import { dirname } from 'node:path';
 import { after, before, test } from 'node:test';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { Paths } from '../../src/system/paths.js';
-import { BANGER, TestHome, type CliResult } from '../helpers/home.js';
+import { BANGER, TEST_CONFIG, TestHome, type CliResult } from '../helpers/home.js';
 import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
 import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingRoot, missingTools, requirements } from '../helpers/requirements.js';
@@ -113,7 +113,7 @@ before(async () => {
   // Bridge mode from here on, with this file's own dns_listen port.
   const config = new Paths(home.env, 0).configFile;
   mkdirSync(dirname(config), { recursive: true });
-  writeFileSync(config, `network_mode = "bridge"\ndns_listen = "127.0.0.1:${DNS_PORT}"\n`);
+  writeFileSync(config, `${TEST_CONFIG}network_mode = "bridge"\ndns_listen = "127.0.0.1:${DNS_PORT}"\n`);
   await host.check(['ip', 'netns', 'add', NS], { timeoutMs: 30_000 });
   nsMade = true;
   await host.check(['ip', 'netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up'], { timeoutMs: 30_000 });

@@ -30,7 +30,7 @@ import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { tarOf } from '../helpers/registry.js';
-import { sh, TestHome, type CliResult } from '../helpers/home.js';
+import { sh, TEST_CONFIG, TestHome, type CliResult } from '../helpers/home.js';
 import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { makeTinyCatalog, useTinyCatalog } from '../helpers/tiny.js';
 
@@ -318,7 +318,7 @@ test(
       );
       writeFileSync(
         join(fresh.root, 'config', 'banger', 'config.toml'),
-        `catalog = "${cat}"\ndefault_image_name = "base"\n`,
+        `${TEST_CONFIG}catalog = "${cat}"\ndefault_image_name = "base"\n`,
       );
       const runs = await Promise.all([0, 1].map(() => fresh.banger(['vm', 'run', '--rm', '--', 'true'], 10 * 60_000)));
       for (const [i, run] of runs.entries())

@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import { writeBundle } from '../../src/imagepull/bundle.js';
 import { NodeRunner } from '../../src/system/node-runner.js';
 import { Paths } from '../../src/system/paths.js';
-import { BANGER, REPO, sh, TestHome, type CliResult } from '../helpers/home.js';
+import { BANGER, REPO, sh, TEST_CONFIG, TestHome, type CliResult } from '../helpers/home.js';
 import { missingRoot, missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
@@ -178,7 +178,7 @@ before(async () => {
   const catalog = await makeCatalog(work);
   const config = new Paths(home.env, 0).configFile;
   mkdirSync(dirname(config), { recursive: true });
-  const common = `catalog = "${catalog}"\ndefault_image_name = "fcimg"\ndefault_kernel_name = "fc-k"\n`;
+  const common = `${TEST_CONFIG}catalog = "${catalog}"\ndefault_image_name = "fcimg"\ndefault_kernel_name = "fc-k"\n`;
   // Outside the namespace, in user mode, vmm = "auto" (the default): the kernel and the image.
   writeFileSync(config, common);
   writeFileSync(join(work, 'vmlinux'), fakeVmlinux());
@@ -227,6 +227,7 @@ test(
     writeFileSync(
       config,
       [
+        TEST_CONFIG,
         `catalog = "${catalog}"`,
         'default_image_name = "fcimg"',
         'default_kernel_name = "fc-k"',

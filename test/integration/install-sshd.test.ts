@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pack } from 'tar-stream';
-import { sh, TestHome } from '../helpers/home.js';
+import { sh, TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
@@ -54,7 +54,7 @@ before(async () => {
   home = new TestHome('banger-it-sshd-');
   const cfgDir = join(home.root, 'config', 'banger');
   mkdirSync(cfgDir, { recursive: true });
-  writeFileSync(join(cfgDir, 'config.toml'), 'test_install_sshd_offline = true\n');
+  writeFileSync(join(cfgDir, 'config.toml'), `${TEST_CONFIG}test_install_sshd_offline = true\n`);
   reg = await LocalRegistry.start();
   await pushImage(reg.port, 'test/fakedeb', 'ok', [{ tar: await busyboxDebian(false), compression: 'gzip' }]);
   await pushImage(reg.port, 'test/fakedeb', 'broken', [{ tar: await busyboxDebian(true), compression: 'gzip' }]);

@@ -11,7 +11,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { sh, TestHome } from '../helpers/home.js';
+import { sh, TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
 import { fakeBzImage } from '../helpers/fake-kernel.js';
 
@@ -44,7 +44,7 @@ function writeCatalog(entries: { name: string; url: string; sha256: string }[]):
   const file = join(work, 'catalog.json');
   writeFileSync(file, JSON.stringify({ kernels: entries.map((e) => ({ ...e, distro: 'test', version: '9.9.9' })) }));
   mkdirSync(join(home.root, 'config', 'banger'), { recursive: true });
-  writeFileSync(join(home.root, 'config', 'banger', 'config.toml'), `catalog = "${file}"\n`);
+  writeFileSync(join(home.root, 'config', 'banger', 'config.toml'), `${TEST_CONFIG}catalog = "${file}"\n`);
 }
 
 before(async () => {

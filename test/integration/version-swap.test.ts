@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { sh, TestHome, type CliResult } from '../helpers/home.js';
+import { sh, TEST_CONFIG, TestHome, type CliResult } from '../helpers/home.js';
 import { missingTools, requirements } from '../helpers/requirements.js';
 import { fakeBzImage } from '../helpers/fake-kernel.js';
 
@@ -58,7 +58,7 @@ before(async () => {
     }),
   );
   mkdirSync(join(home.root, 'config', 'banger'), { recursive: true });
-  writeFileSync(join(home.root, 'config', 'banger', 'config.toml'), `catalog = "${catalog}"\n`);
+  writeFileSync(join(home.root, 'config', 'banger', 'config.toml'), `${TEST_CONFIG}catalog = "${catalog}"\n`);
 });
 
 after(async () => {

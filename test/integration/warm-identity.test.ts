@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import { AgentClient } from '../../src/agent/client.js';
 import { freshIdentity, refreshIdentity } from '../../src/services/vm/identity.js';
 import { Paths } from '../../src/system/paths.js';
-import { TestHome } from '../helpers/home.js';
+import { TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
 const skip = requirements(
@@ -29,7 +29,7 @@ before(() => {
   home = new TestHome('banger-it-warmid-');
   const config = new Paths(home.env, process.getuid?.() ?? 0).configFile;
   mkdirSync(dirname(config), { recursive: true });
-  writeFileSync(config, 'test_template_boot = true\n');
+  writeFileSync(config, `${TEST_CONFIG}test_template_boot = true\n`);
 });
 
 after(async () => {

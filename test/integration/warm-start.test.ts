@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BUSYBOX, busyboxTar } from '../helpers/guest-images.js';
-import { TestHome } from '../helpers/home.js';
+import { TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { debianBaseTar, LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
@@ -47,6 +47,12 @@ async function show(name: string): Promise<Shown> {
 }
 
 const templatesDir = (): string => join(home.stateDir, 'templates');
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !cond()) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(cond(), `timed out waiting for ${what}\ndaemon log tail:\n${home.daemonLog().slice(-3000)}`);
+}
 
 test(
   'warm start: image warm makes a template; the first start of a VM restores from it and works; a corrupt template boots cold; image delete removes the templates',
@@ -127,11 +133,90 @@ test(
   },
 );
 
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline && !cond()) await new Promise((r) => setTimeout(r, 100));
-  assert.ok(cond(), `timed out waiting for ${what}\ndaemon log tail:\n${home.daemonLog().slice(-3000)}`);
-}
+const configFile = (): string => join(home.root, 'config', 'banger', 'config.toml');
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test(
+  'warm start in the background: the first cold run of the default spec makes its template without `image warm` (daemon stop mid-build leaves no qemu); image warm then exits 0 at once; the next VM restores',
+  { skip, timeout: 20 * 60_000 },
+  async (t) => {
+    await home.banger(['image', 'delete', 'bbb']);
+    await pushImage((reg as LocalRegistry).port, 'test/busybox', 'v1', [
+      { tar: await busyboxTar(), compression: 'gzip' },
+    ]);
+    const pull = await home.banger([
+      'image',
+      'pull',
+      `127.0.0.1:${(reg as LocalRegistry).port}/test/busybox:v1`,
+      '--name',
+      'bbb',
+    ]);
+    assert.equal(pull.code, 0, pull.stderr);
+    assert.equal((await home.banger(['daemon', 'stop'])).code, 0);
+    writeFileSync(configFile(), 'default_image_name = "bbb"\nwarm_start_background = true\n');
+    const t0 = Date.now();
+    try {
+      const templates = async (): Promise<{ key: string; serving: boolean }[]> => {
+        const r = await home.banger(['image', 'show', 'bbb', '--json']);
+        assert.equal(r.code, 0, r.stderr);
+        return (JSON.parse(r.stdout) as { templates: { key: string; serving: boolean }[] }).templates;
+      };
+
+      // A cold run starts a build; the daemon stopped during it kills the build's qemu and leaves nothing.
+      let logAt = home.daemonLog().length;
+      const run1 = await home.banger(['vm', 'run', '--rm', '--', 'sh', '-c', 'true'], 600_000);
+      assert.equal(run1.code, 0, run1.stderr);
+      assert.match(home.daemonLog().slice(logAt), /making a template in the background/);
+      await waitFor('the background build to boot its guest', () => home.qemuPids().length === 1, 120_000);
+      const pid = home.daemonPid();
+      assert.equal((await home.banger(['daemon', 'stop'])).code, 0);
+      await waitFor('the daemon to exit', () => !alive(pid), 60_000);
+      assert.match(home.daemonLog().slice(logAt), /stopping the template build in flight/);
+      assert.deepEqual(home.qemuPids(), [], "daemon stop killed the build's qemu");
+      assert.deepEqual(readdirSync(join(home.stateDir, 'vms')), [], 'no half-made build is left');
+      assert.deepEqual(existsSync(templatesDir()) ? readdirSync(templatesDir()) : [], [], 'no half template');
+
+      // The next cold run (a new daemon) makes the template in the background.
+      logAt = home.daemonLog().length;
+      const t1 = Date.now();
+      const run2 = await home.banger(['vm', 'run', '--rm', '--', 'sh', '-c', 'true'], 600_000);
+      assert.equal(run2.code, 0, run2.stderr);
+      t.diagnostic(`cold vm run --rm -- sh -c true: ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+      const deadline = Date.now() + 300_000;
+      let made: { key: string; serving: boolean }[] = [];
+      while (Date.now() < deadline && !(made = await templates()).some((x) => x.serving))
+        await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(made.filter((x) => x.serving).length, 1, `a template appeared\n${home.daemonLog().slice(logAt)}`);
+      t.diagnostic(`template serving, from the start of the cold run: ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+      assert.match(home.daemonLog().slice(logAt), /background template ready/);
+      await waitFor('the throwaway boot to end', () => home.qemuPids().length === 0, 30_000);
+
+      const t2 = Date.now();
+      const warm = await home.banger(['image', 'warm', 'bbb', '--json'], 60_000);
+      assert.equal(warm.code, 0, warm.stderr);
+      assert.equal((JSON.parse(warm.stdout) as { built: boolean }).built, false, 'image warm finds it current');
+      t.diagnostic(`image warm then: ${((Date.now() - t2) / 1000).toFixed(1)} s`);
+
+      const c = await home.banger(['vm', 'create', '--name', 'bg1'], 600_000);
+      assert.equal(c.code, 0, c.stderr);
+      assert.match((await show('bg1')).warm_start ?? '', /^restored from template /);
+      assert.equal((await home.banger(['vm', 'delete', 'bg1'])).code, 0);
+      assert.equal((await home.banger(['image', 'delete', 'bbb'])).code, 0);
+      assert.deepEqual(home.qemuPids(), [], 'no qemu left');
+    } finally {
+      await home.banger(['daemon', 'stop']);
+      writeFileSync(configFile(), TEST_CONFIG);
+      t.diagnostic(`this test: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  },
+);
 
 /** Runs `banger args` under a daemon that pauses at `point` (BANGER_TEST_PAUSE), kills it with SIGKILL there. */
 async function killDaemonAt(point: string, args: string[]): Promise<void> {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Banger } from '@banger/sdk';
-import { REPO, sh, TestHome } from '../helpers/home.js';
+import { REPO, sh, TEST_CONFIG, TestHome } from '../helpers/home.js';
 import { LocalRegistry, pushImage } from '../helpers/oci-push.js';
 import { DEFAULT_VM_TOOLS, missingTools, requirements } from '../helpers/requirements.js';
 
@@ -94,6 +94,7 @@ before(async () => {
   writeFileSync(
     join(home.root, 'config', 'banger', 'config.toml'),
     [
+      TEST_CONFIG,
       '[[file_sync]]',
       `host = ${JSON.stringify(join(dir, 'sync-a'))}`,
       'guest = "~/.synced-a"',

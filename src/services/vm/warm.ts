@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../../config/config.js';
 import { errorMessage, precondition } from '../../errors.js';
 import { DISK_SERIALS, macFromId } from '../../guest/bootargs.js';
 import type { ImageRow } from '../../store/images.js';
-import type { StoredRootDisk, VmRepo, VmRow } from '../../store/vms.js';
+import type { StoredRootDisk, VmHandles, VmRepo, VmRow } from '../../store/vms.js';
 import { templateFiles, vmFiles, type Paths } from '../../system/paths.js';
 import type { CommandRunner } from '../../system/runner.js';
 import { bangerVersion } from '../../version.js';
@@ -22,7 +22,8 @@ import type { VmAgents } from './agent.js';
 import type { VmBoot } from './boot.js';
 import type { VmDisks } from './disks.js';
 import { guestTraits } from './guestops.js';
-import { readHandlesFile } from './handles.js';
+import { killOrphanBuilds } from './warm-orphans.js';
+import { BackgroundWarm } from './warm-background.js';
 import { giveHostKey, makeHostKey } from './hostkey.js';
 import { freshIdentity, refreshIdentity } from './identity.js';
 import { newVmRow } from './params.js';
@@ -84,6 +85,8 @@ export interface WarmChoice {
   reason: string;
   /** A failed restore fails the create (a snapshot's processes cannot come from a cold boot). */
   strict?: boolean;
+  /** Cold for want of a current template of the VM's key, of this image (a background build may make it). */
+  missing?: ImageRow;
 }
 
 const labelOf = (t: Restorable): string => t.label ?? `template ${t.key.slice(0, 12)}`;
@@ -103,9 +106,15 @@ export class WarmStart {
   /** Template builds run one at a time. */
   private readonly buildLock = new KeyedLock();
   private factsOnce: RestoreFacts | undefined;
+  /** Aborted at daemon shutdown (halt): every build stops; `building`: the VMM of the one running. */
+  private readonly lifetime = new AbortController();
+  private building: VmHandles | undefined;
 
+  /** Templates made in the background after a cold boot of the default spec (warm-background.ts). */
+  readonly background: BackgroundWarm;
   constructor(private readonly d: WarmDeps) {
     this.store = new TemplateStore(d.paths, d.log);
+    this.background = new BackgroundWarm({ config: d.config, warm: this, log: d.log });
   }
 
   /** Keys of the templates some VM's root disk stands on. */
@@ -136,7 +145,7 @@ export class WarmStart {
           image: image.name,
           templates: stale.map((t) => t.key.slice(0, 12)),
         });
-      return { reason: `cold: no current template (\`banger image warm ${image.name}\` makes one)` };
+      return { reason: `cold: no current template (\`banger image warm ${image.name}\` makes one)`, missing: image };
     } catch (e) {
       this.d.log.warn('cannot compute the template key; booting cold', { name: row.name, error: String(e) });
       return { reason: `cold: ${errorMessage(e)}` };
@@ -168,7 +177,11 @@ export class WarmStart {
    * refuses the state, the guest does not come up) boots cold on remade disks, with a warning.
    */
   async firstStart(w: WarmChoice, b: FirstBoot, ctx: OpContext): Promise<void> {
-    if (!w.tpl) return b.start();
+    if (!w.tpl) {
+      await b.start();
+      if (w.missing) this.background.afterColdStart(b.vm(), w.missing);
+      return;
+    }
     try {
       return await b.start(w);
     } catch (e) {
@@ -252,35 +265,30 @@ export class WarmStart {
     const cur = await this.store.current(key);
     if (cur) return { template: cur, built: false };
     let flight = this.flights.get(key);
-    if (!flight) {
-      const f = this.buildLock.run('build', () => this.build(key, shape, image, k, pub, ctx));
+    if (flight) ctx.progress({ stage: 'template', message: `joining the build of ${image.name}'s template in flight` });
+    else {
+      if (this.lifetime.signal.aborted) throw precondition('the daemon is stopping', 'run it again');
+      const bctx = { ...ctx, signal: AbortSignal.any([ctx.signal, this.lifetime.signal]) };
+      const f = this.buildLock.run('build', () => this.build(key, shape, image, k, pub, bctx));
       flight = f.finally(() => this.flights.delete(key));
       this.flights.set(key, flight);
     }
     return { template: await raceAbort(flight, ctx.signal), built: true };
   }
 
-  /**
-   * Startup, before the sweep of VM dirs without a row: the VMM of a template build a killed daemon
-   * left (its handles.json in such a dir) is killed, so no orphan qemu stays; the sweep then removes
-   * the half-made template. `knownIds`: the VM rows.
-   */
-  async killOrphanBuilds(knownIds: ReadonlySet<string>): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.d.paths.vmsDir);
-    } catch {
-      return;
-    }
-    for (const id of names.filter((n) => !knownIds.has(n))) {
-      const file = await readHandlesFile(join(this.d.paths.vmDir(id), vmFiles.handles));
-      if (file.state !== 'ok') continue;
-      if (await this.d.driver.isAlive(file.handles)) {
-        this.d.log.warn('killing the VMM of a template build a stopped daemon left', { pid: file.handles.pid });
-        await this.d.driver.kill(file.handles);
-      }
-      await rm(file.handles.controlSocket, { force: true });
-    }
+  /** Startup: the VMM of a template build a killed daemon left is killed (warm-orphans.ts). */
+  killOrphanBuilds(knownIds: ReadonlySet<string>): Promise<void> {
+    return killOrphanBuilds(this.d, knownIds);
+  }
+
+  /** Daemon shutdown: builds stop, the VMM of the one running is killed; waits (at most `ms`) for their cleanup. */
+  async halt(ms = 10_000): Promise<void> {
+    this.lifetime.abort();
+    if (this.flights.size > 0)
+      this.d.log.warn('stopping the template build in flight', { keys: [...this.flights.keys()] });
+    if (this.building) await this.d.driver.kill(this.building).catch(() => undefined);
+    const done = Promise.allSettled([...this.flights.values()]);
+    await Promise.race([done, new Promise((r) => setTimeout(r, ms).unref())]);
   }
 
   /** Image delete: its templates stop serving and go (VMs of a deleted image cannot exist). */
@@ -293,7 +301,8 @@ export class WarmStart {
     await this.store.collect(this.refs());
   }
 
-  private defaultShape(image: ImageRow): Shape {
+  /** The spec `image warm` makes templates for: vm_defaults, this accelerator, the image's overlay size. */
+  defaultShape(image: ImageRow): Shape {
     const v = this.d.config.vmDefaults;
     return {
       vcpu: v.vcpu,
@@ -314,6 +323,7 @@ export class WarmStart {
   ): Promise<Template> {
     const again = await this.store.current(key);
     if (again) return again;
+    if (ctx.signal.aborted) throw precondition('the template build was cancelled', 'run `banger image warm` again');
     const id = randomBytes(16).toString('hex');
     const row = newVmRow({
       ...s,
@@ -342,7 +352,7 @@ export class WarmStart {
         ctx,
         undefined,
         async (h) => {
-          handles = h;
+          handles = this.building = h;
           // For a daemon killed mid-build: the next startup kills this VMM (killOrphanBuilds).
           await this.d.runtime.writeHandles(id, h);
         },
@@ -383,6 +393,7 @@ export class WarmStart {
       this.d.log.info('template made', { image: image.name, key });
       return t;
     } finally {
+      this.building = undefined;
       if (handles) await this.d.driver.kill(handles).catch(() => undefined);
       this.d.agents.close(id);
       await rm(this.d.runtime.controlSocket(id), { force: true });
