@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,17 +79,14 @@ test('bootstrap disk_by_serial: a serial is looked up in /sys/block, a /dev/ pat
   }
 });
 
-test('the bootstrap script parses under dash and busybox sh (the shells of the images banger boots)', () => {
+test('the bootstrap script parses under dash and busybox sh (the shells of the images banger boots)', async () => {
   const shells = [
     ['/bin/dash', '-n'],
     ['/bin/busybox', 'sh', '-n'],
   ].filter(([bin]) => existsSync(bin as string));
   assert.ok(shells.length > 0, 'dash or busybox is installed');
   for (const argv of shells) {
-    const r = spawnSync(argv[0] as string, argv.slice(1), {
-      input: BOOTSTRAP_SCRIPT,
-      encoding: 'utf8',
-    });
-    assert.equal(r.status, 0, `${argv.join(' ')}: ${r.stderr}`);
+    const r = await new NodeRunner().run(argv, { input: BOOTSTRAP_SCRIPT, timeoutMs: 10_000 });
+    assert.equal(r.code, 0, `${argv.join(' ')}: ${r.stderr}`);
   }
 });
