@@ -7,6 +7,8 @@ import { encodeFrame } from './codec.js';
 import { duplexPair } from './duplex-pair.js';
 import { FakeAgent, type FakeAgentOptions } from '../../test/fakes/agent.js';
 import { FrameType, WINDOW_INITIAL } from './protocol.js';
+import { LIVENESS_HINT } from './liveness.js';
+import type { AppError } from '../errors.js';
 
 async function setup(
   opts: FakeAgentOptions = {},
@@ -313,5 +315,48 @@ test('frames for sessions the host gave up on are ignored', async () => {
   fake.send(FrameType.STDOUT, 999, Buffer.from('late'));
   fake.sendRaw(encodeFrame(FrameType.EXIT, 998, Buffer.from([0, 0, 0, 0, 0])));
   assert.equal((await client.health()).name, 'fake-agent');
+  client.close();
+});
+
+test('an agent respawned mid-command (the virtio-serial stream stays open) fails the command once a liveness check goes unanswered', async () => {
+  const { client, fake } = await setup(
+    { command: () => undefined }, // runs until told otherwise
+    { label: 'the guest agent of "dev"', liveness: { quietMs: 30, answerMs: 80 } },
+  );
+  const run = client.exec({ argv: ['sleep', '100'] });
+  await run.started;
+  fake.restart();
+  await assert.rejects(run.exit, (e: Error) => {
+    assert.match(
+      e.message,
+      /^the guest agent of "dev" stopped answering: no reply to a liveness check within 80 ms \(the agent restarted, or the guest is hung or paused\)/,
+    );
+    assert.equal((e as AppError).hint, LIVENESS_HINT);
+    return true;
+  });
+  assert.equal(client.isOpen, false);
+  assert.ok(
+    fake.received.some((f) => f.type === FrameType.HEALTH),
+    'the check was a health request',
+  );
+});
+
+test('a quiet command on a live agent is kept: the liveness checks are answered; no checks without sessions', async () => {
+  let finish: (() => void) | undefined;
+  const { client, fake } = await setup(
+    { command: (io) => void (finish = () => io.exit({ kind: 'exited', code: 0 })) },
+    { liveness: { quietMs: 20, answerMs: 200 } },
+  );
+  const run = client.exec({ argv: ['sleep', '1'] });
+  await run.started;
+  await new Promise((r) => setTimeout(r, 250));
+  const checks = fake.received.filter((f) => f.type === FrameType.HEALTH).length;
+  assert.ok(checks >= 2, `${checks} health checks in 250 ms of silence`);
+  finish?.();
+  assert.deepEqual(await run.exit, { kind: 'exited', code: 0 });
+  const after = fake.received.filter((f) => f.type === FrameType.HEALTH).length;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(fake.received.filter((f) => f.type === FrameType.HEALTH).length, after, 'idle: no checks');
+  assert.ok(client.isOpen);
   client.close();
 });

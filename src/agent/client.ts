@@ -1,6 +1,7 @@
 import type { Duplex, Readable } from 'node:stream';
 import { badRequest, cancelled, operationFailed, type AppError } from '../errors.js';
 import { agentError, AgentConnection, formatMs, type SessionHandler } from './connection.js';
+import { watchLiveness, type Liveness } from './liveness.js';
 import { startExec, type AgentExec, type ExecOptions } from './exec.js';
 import {
   decodeAgentHello,
@@ -31,6 +32,13 @@ export interface AgentClientOptions {
   timeoutMs?: number;
   /** Names the agent in messages (default "the guest agent"). */
   label?: string;
+  /**
+   * While sessions are open and the agent has said nothing for quietMs, a health request
+   * must be answered within answerMs, or the connection fails (default 15 s and 30 s, ssh's
+   * ServerAlive budget). A respawned virtio-serial agent never closes the stream: without
+   * this a command whose agent died would wait forever. false: no checks.
+   */
+  liveness?: Liveness | false;
 }
 
 export interface PutFileOptions {
@@ -64,6 +72,7 @@ const decodeOk = (p: Buffer): true => {
 const MORE = Symbol('more');
 
 const DEFAULT_TIMEOUT_MS = 10_000;
+const DEFAULT_LIVENESS = { quietMs: 15_000, answerMs: 30_000 };
 const DEFAULT_MAX_GET = 64 << 20;
 const MIN_AGENT_PAYLOAD = 65536;
 
@@ -78,7 +87,21 @@ export class AgentClient {
     private readonly conn: AgentConnection,
     readonly agent: AgentHello,
     private readonly timeoutMs: number,
-  ) {}
+    liveness: Liveness | false,
+  ) {
+    if (liveness)
+      watchLiveness(conn, liveness, (ms) =>
+        this.request(
+          'a liveness check (health)',
+          FrameType.HEALTH,
+          undefined,
+          reply(FrameType.HEALTH_REPLY, decodeHealthReply),
+          false,
+          undefined,
+          ms,
+        ),
+      );
+  }
 
   /** Performs the version handshake; the stream then belongs to the client. */
   static connect(stream: Duplex, opts: AgentClientOptions = {}): Promise<AgentClient> {
@@ -108,7 +131,7 @@ export class AgentClient {
           );
           return;
         }
-        resolve(new AgentClient(conn, hello, timeoutMs));
+        resolve(new AgentClient(conn, hello, timeoutMs, opts.liveness ?? DEFAULT_LIVENESS));
       });
       conn.post(FrameType.HELLO, 0, encodeHostHello({ minVersion: PROTOCOL_VERSION, maxVersion: PROTOCOL_VERSION }));
     });
@@ -337,6 +360,7 @@ export class AgentClient {
     parse: (f: Frame, id: number) => T | Promise<T> | typeof MORE,
     progress = false,
     signal?: AbortSignal,
+    timeoutMs = this.timeoutMs,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -356,8 +380,8 @@ export class AgentClient {
         timer = setTimeout(() => {
           end();
           this.conn.post(FrameType.ABORT, id);
-          reject(this.timeoutError(what));
-        }, this.timeoutMs);
+          reject(this.timeoutError(what, timeoutMs));
+        }, timeoutMs);
       };
       const handler: SessionHandler = {
         what,
@@ -408,8 +432,8 @@ export class AgentClient {
     });
   }
 
-  private timeoutError(what: string): AppError {
-    return operationFailed(`${this.conn.label} did not answer ${what} within ${formatMs(this.timeoutMs)}`, {
+  private timeoutError(what: string, ms = this.timeoutMs): AppError {
+    return operationFailed(`${this.conn.label} did not answer ${what} within ${formatMs(ms)}`, {
       hint: 'check that the guest is running (banger vm logs shows its console)',
     });
   }

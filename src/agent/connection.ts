@@ -35,6 +35,8 @@ export class AgentConnection {
   private nextId = 1;
   private failure: AppError | undefined;
   private helloWaiter: ((f: Frame) => void) | undefined;
+  /** When the agent last sent anything (Date.now()). */
+  lastHeard = Date.now();
   private resolveClosed!: (err: AppError) => void;
   /** Resolves with the reason once the connection is unusable. */
   readonly closed: Promise<AppError>;
@@ -54,6 +56,11 @@ export class AgentConnection {
 
   get isOpen(): boolean {
     return this.failure === undefined;
+  }
+
+  /** Sessions waiting for frames. */
+  get openSessions(): number {
+    return this.sessions.size;
   }
 
   /** Waits for session-0 HELLO (the handshake); anything else there fails the connection. */
@@ -101,12 +108,13 @@ export class AgentConnection {
   }
 
   /** Ends the connection from the host side. */
-  destroy(reason = `the connection to ${this.label} was closed`): void {
-    this.fail(reason);
+  destroy(reason = `the connection to ${this.label} was closed`, hint?: string): void {
+    this.fail(reason, undefined, hint);
   }
 
   private onData(chunk: Buffer): void {
     if (this.failure) return;
+    this.lastHeard = Date.now();
     let frames: Frame[];
     try {
       frames = this.decoder.push(chunk);
@@ -138,16 +146,24 @@ export class AgentConnection {
     this.sessions.get(f.session)?.onFrame(f);
   }
 
-  private fail(reason: string, cause?: unknown): void {
+  private fail(reason: string, cause?: unknown, hint?: string): void {
     if (this.failure) return;
     const detail = cause instanceof Error ? cause.message : undefined;
-    this.failure = operationFailed(detail ? `${reason}: ${detail}` : reason, cause === undefined ? {} : { cause });
+    this.failure = operationFailed(detail ? `${reason}: ${detail}` : reason, {
+      ...(cause === undefined ? {} : { cause }),
+      ...(hint === undefined ? {} : { hint }),
+    });
     const sessions = [...this.sessions.values()];
     this.sessions.clear();
     this.helloWaiter = undefined;
     this.stream.destroy();
     for (const s of sessions) {
-      s.onClose(operationFailed(`${this.failure.message} (while waiting for ${s.what})`, { cause: this.failure }));
+      s.onClose(
+        operationFailed(`${this.failure.message} (while waiting for ${s.what})`, {
+          cause: this.failure,
+          ...(hint === undefined ? {} : { hint }),
+        }),
+      );
     }
     this.resolveClosed(this.failure);
   }

@@ -108,6 +108,8 @@ export class FakeAgent {
   private readonly sessions = new Map<number, FakeExecSession | FakePutSession>();
   private readonly gets = new Map<number, { data: Buffer; sent: number; credit: number }>();
   private hello = false;
+  /** After restart(): input is discarded until a host HELLO (the virtio-serial agent after a respawn). */
+  private discarding = false;
 
   constructor(
     private readonly stream: Duplex,
@@ -125,6 +127,17 @@ export class FakeAgent {
 
   send(type: number, session: number, payload?: Buffer): void {
     if (!this.stream.destroyed) this.stream.write(encodeFrame(type, session, payload));
+  }
+
+  /**
+   * What a virtio-serial agent that died and was respawned looks like to the host: the
+   * stream stays open, the new agent knows no sessions and discards input until a HELLO.
+   */
+  restart(): void {
+    this.sessions.clear();
+    this.gets.clear();
+    this.hello = false;
+    this.discarding = true;
   }
 
   /** Open exec sessions, by id. */
@@ -152,6 +165,10 @@ export class FakeAgent {
     }
     for (const f of frames) {
       this.received.push(f);
+      if (this.discarding) {
+        if (f.type !== FrameType.HELLO || f.session !== 0) continue;
+        this.discarding = false;
+      }
       try {
         this.handle(f);
       } catch (e) {

@@ -136,20 +136,51 @@ test(
   },
 );
 
+/** A guest command that kill -9s every process whose name starts with `name`, then waits. */
+const killAll = (name: string): string =>
+  `for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in ${name}*) kill -9 "\${p#/proc/}";; esac; done; sleep 60`;
+
 test(
-  'vm run --rm cleanup: an ssh connection that dies (the guest kills its sshd) exits 125, names the failure and deletes the VM',
+  'vm run --rm cleanup: a guest agent that dies under the command (the guest kills it) exits 125, names the failure and deletes the VM',
   { skip },
   async () => {
-    // Real failure: kill -9 every sshd in the guest (the listener and this session's), so the client
-    // sees the connection drop (255) and the follow-up probe cannot connect.
-    const killSshd =
-      'for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in sshd*) kill -9 "${p#/proc/}";; esac; done; sleep 60';
-    const r = await home.banger(['vm', 'run', '--rm', '--name', 'rm-sshfail', '--', 'sh', '-c', killSshd]);
+    // A command without a terminal runs through the agent. Killed, systemd respawns it; the
+    // virtio-serial stream never closes, so only the liveness check can notice (within ~45 s).
+    const r = await home.banger([
+      'vm',
+      'run',
+      '--rm',
+      '--name',
+      'rm-agentfail',
+      '--',
+      'sh',
+      '-c',
+      killAll('banger-agent'),
+    ]);
     assert.equal(r.code, 125, `stderr: ${r.stderr}\ndaemon log tail: ${home.daemonLog().slice(-2000)}`);
-    assert.match(r.stderr, /ssh connection to VM "rm-sshfail" failed/);
-    assert.match(r.stderr, /hint:/);
+    assert.match(r.stderr, /the guest agent of VM "rm-agentfail" stopped answering: no reply to a liveness check/);
+    assert.match(r.stderr, /hint: .*the next command reconnects/);
     const list = await home.banger(['vm', 'list', '--json']);
     assert.deepEqual(JSON.parse(list.stdout), [], 'no row is left');
+    assertNothingLeft();
+  },
+);
+
+test(
+  'vm exec over ssh: a connection that dies (the guest kills its sshd) exits 125 and names the failure',
+  { skip },
+  async () => {
+    const made = await home.banger(['vm', 'run', '-d', '--name', 'sshfail']);
+    assert.equal(made.code, 0, made.stderr);
+    try {
+      // The client sees the connection drop (255) and the follow-up probe cannot connect.
+      const r = await home.banger(['vm', 'exec', 'sshfail', '--guest-path', '/', '--', 'sh', '-c', killAll('sshd')]);
+      assert.equal(r.code, 125, `stderr: ${r.stderr}\ndaemon log tail: ${home.daemonLog().slice(-2000)}`);
+      assert.match(r.stderr, /ssh connection to VM "sshfail" failed/);
+      assert.match(r.stderr, /hint:/);
+    } finally {
+      assert.equal((await home.banger(['vm', 'delete', 'sshfail'])).code, 0);
+    }
     assertNothingLeft();
   },
 );

@@ -1,3 +1,4 @@
+import { LIVENESS_HINT } from '../../agent/liveness.js';
 import { createConnection } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AgentClient } from '../../agent/client.js';
@@ -243,6 +244,10 @@ export class VmAgents {
     const msg = e instanceof Error ? e.message : String(e);
     const named = msg.includes(`"${vm.name}"`) ? msg : `VM "${vm.name}": ${msg}`;
     const detail = e instanceof AppError ? e.detail : undefined;
-    return operationFailed(named, { hint: agentHint(vm.name), cause: e, ...(detail === undefined ? {} : { detail }) });
+    const hint =
+      e instanceof AppError && e.hint === LIVENESS_HINT
+        ? `${e.hint} (\`banger vm logs ${vm.name}\` shows the guest console)`
+        : agentHint(vm.name);
+    return operationFailed(named, { hint, cause: e, ...(detail === undefined ? {} : { detail }) });
   }
 }
