@@ -1,7 +1,7 @@
 import type { Duplex, Readable } from 'node:stream';
 import { badRequest, cancelled, operationFailed, type AppError } from '../errors.js';
 import { agentError, AgentConnection, formatMs, type SessionHandler } from './connection.js';
-import { watchLiveness, type Liveness } from './liveness.js';
+import { DEFAULT_LIVENESS, watchLiveness, type Liveness } from './liveness.js';
 import { startExec, type AgentExec, type ExecOptions } from './exec.js';
 import {
   decodeAgentHello,
@@ -72,7 +72,6 @@ const decodeOk = (p: Buffer): true => {
 const MORE = Symbol('more');
 
 const DEFAULT_TIMEOUT_MS = 10_000;
-const DEFAULT_LIVENESS = { quietMs: 15_000, answerMs: 30_000 };
 const DEFAULT_MAX_GET = 64 << 20;
 const MIN_AGENT_PAYLOAD = 65536;
 

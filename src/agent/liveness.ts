@@ -8,7 +8,11 @@ export interface Liveness {
   quietMs: number;
   /** How long it then has to answer. */
   answerMs: number;
+  /** True while the guest cannot answer by design (its vCPUs are stopped: pause, snapshot save). */
+  held?: () => boolean;
 }
+
+export const DEFAULT_LIVENESS: Liveness = { quietMs: 15_000, answerMs: 30_000 };
 
 /**
  * Watches a connection while sessions are open: when the agent has been quiet for
@@ -24,11 +28,16 @@ export function watchLiveness(
 ): void {
   let probing = false;
   const check = (): void => {
+    if (l.held?.()) {
+      conn.lastHeard = Date.now(); // the quiet time counts from when the guest runs again
+      return;
+    }
     if (probing || conn.openSessions === 0 || Date.now() - conn.lastHeard < l.quietMs) return;
     probing = true;
     const deadline = setTimeout(() => {
+      if (l.held?.()) return;
       conn.destroy(
-        `${conn.label} stopped answering: no reply to a liveness check within ${formatMs(l.answerMs)} (the agent restarted, or the guest is hung or paused)`,
+        `${conn.label} stopped answering: no reply to a liveness check within ${formatMs(l.answerMs)} (the agent restarted, or the guest hung)`,
         LIVENESS_HINT,
       );
     }, l.answerMs);

@@ -165,7 +165,12 @@ export async function main(argv: string[]): Promise<number> {
       })
     : undefined;
   const keys = new SshKeys(runner, config.sshKeyPath ?? paths.sshKey, paths.knownHosts, paths.tmpDir);
-  const agents = new VmAgents({ paths, log, dial: agentDialer(driver.kind, paths) });
+  const agents = new VmAgents({
+    paths,
+    log,
+    dial: agentDialer(driver.kind, paths),
+    paused: (id) => vmRepo.get(id)?.state === 'paused',
+  });
   const vms = new VmService({
     agents,
     paths,

@@ -188,3 +188,52 @@ test('waitBoot: one long handshake covers the boot; a VMM that exits (socket clo
   setTimeout(() => ac.abort(), 5);
   await assert.rejects(w, (e: AppError) => e.code === 'cancelled');
 });
+
+test('a respawned agent fails the waiting command with the liveness hint; a paused or held VM is not judged until it runs again', async () => {
+  const f = fakes({ command: () => undefined }); // commands run until the test says
+  let paused = false;
+  const agents = new VmAgents({
+    paths: paths(),
+    log: nullLogger,
+    dial: f.dial,
+    timeoutMs: 1000,
+    liveness: { quietMs: 20, answerMs: 60 },
+    paused: () => paused,
+  });
+  const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  for (const how of ['paused', 'held'] as const) {
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const exit = agents.use(VM, async (c) => {
+      const e = c.exec({ argv: ['sleep', '100'] });
+      await e.started;
+      started();
+      return e.exit;
+    });
+    let settled = false;
+    exit.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await running;
+    let release = (): void => undefined;
+    if (how === 'paused') paused = true;
+    else release = agents.hold(VM.id);
+    f.agents.at(-1)?.agent.restart(); // from here on nothing is answered
+    await wait(300);
+    assert.equal(settled, false, `${how}: the command still waits`);
+    paused = false;
+    release();
+    const keepAlive = setTimeout(() => undefined, 5000); // the checks' own timer does not hold the process
+    await assert.rejects(exit, (e: AppError) => {
+      assert.match(
+        e.message,
+        /^the guest agent of VM "dev" stopped answering: no reply to a liveness check within 60 ms/,
+      );
+      assert.match(e.hint ?? '', /the next command reconnects .*`banger vm logs dev`/);
+      return true;
+    });
+    clearTimeout(keepAlive);
+    assert.equal(agents.has(VM.id), false, `${how}: the dead connection is forgotten`);
+  }
+});

@@ -1,4 +1,4 @@
-import { LIVENESS_HINT } from '../../agent/liveness.js';
+import { DEFAULT_LIVENESS, LIVENESS_HINT, type Liveness } from '../../agent/liveness.js';
 import { createConnection } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AgentClient } from '../../agent/client.js';
@@ -38,6 +38,10 @@ export interface VmAgentsDeps {
    * (tests, debugging); the next use reconnects.
    */
   idleMs?: number | undefined;
+  /** Timing of the liveness checks (default DEFAULT_LIVENESS). */
+  liveness?: Pick<Liveness, 'quietMs' | 'answerMs'> | undefined;
+  /** Whether the VM is paused: its connection's liveness checks wait (default: never). */
+  paused?: ((id: string) => boolean) | undefined;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -100,6 +104,7 @@ export function agentHint(name: string): string {
  */
 export class VmAgents {
   private readonly entries = new Map<string, Entry>();
+  private readonly holds = new Map<string, number>();
   private readonly dial: AgentDialer;
   private readonly timeoutMs: number;
   private readonly idleMs: number;
@@ -108,6 +113,26 @@ export class VmAgents {
     this.dial = d.dial ?? socketDialer(d.paths);
     this.timeoutMs = d.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.idleMs = d.idleMs ?? DEFAULT_IDLE_MS;
+  }
+
+  /**
+   * Holds the liveness checks of the VM's connection while its vCPUs are stopped for a
+   * while (a snapshot's save); call the returned function when they run again.
+   */
+  hold(id: string): () => void {
+    this.holds.set(id, (this.holds.get(id) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const n = (this.holds.get(id) ?? 1) - 1;
+      if (n > 0) this.holds.set(id, n);
+      else this.holds.delete(id);
+    };
+  }
+
+  private held(id: string): boolean {
+    return this.holds.has(id) || (this.d.paused?.(id) ?? false);
   }
 
   /** Whether a connection is open or being made (tests). */
@@ -211,6 +236,7 @@ export class VmAgents {
       const c = await AgentClient.connect(stream, {
         timeoutMs: this.timeoutMs,
         label: `the guest agent of VM "${vm.name}"`,
+        liveness: { ...(this.d.liveness ?? DEFAULT_LIVENESS), held: () => this.held(vm.id) },
       });
       this.d.log.debug('connected to the guest agent', { name: vm.name, agent: c.agent.name });
       return c;

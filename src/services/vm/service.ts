@@ -91,6 +91,7 @@ export class VmService {
       resolve: (r) => this.resolve(r),
       lock: (id, fn) => this.withLock(id, fn),
       syncClock: (vm) => this.pauser.syncClock(vm),
+      holdAgent: (id) => this.agents.hold(id),
     });
   }
 

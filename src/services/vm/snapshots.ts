@@ -55,6 +55,8 @@ export interface SnapshotDeps {
   lock<T>(id: string, fn: () => Promise<T>): Promise<T>;
   /** The parent's clock after it runs again (pause.ts). */
   syncClock(vm: VmRow): Promise<void>;
+  /** While the parent is stopped for the save, its agent connection is not judged dead. */
+  holdAgent(id: string): () => void;
 }
 
 /** What VmService.create takes to make a VM from a snapshot. */
@@ -144,6 +146,7 @@ export class VmSnapshots {
       const layerPath = this.d.paths.layerPath(id, rootFormat);
       const sock = cur.handles.controlSocket;
       let stopped = false;
+      const release = this.d.holdAgent(cur.id);
       try {
         await mkdir(dir, { recursive: true, mode: 0o700 });
         await mkdir(this.d.paths.layersDir, { recursive: true, mode: 0o700 });
@@ -175,6 +178,8 @@ export class VmSnapshots {
         await removeTree(dir);
         await rm(layerPath, { force: true });
         throw e;
+      } finally {
+        release();
       }
     });
   }
