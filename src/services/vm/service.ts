@@ -33,7 +33,6 @@ import { WarmStart, type WarmChoice } from './warm.js';
 import { VmSnapshots, type RestoreSource } from './snapshots.js';
 import type { VmServiceDeps } from './service-deps.js';
 export type { VmServiceDeps } from './service-deps.js';
-
 export type { Clock } from './boot.js';
 export type { CreateParams, SetParams } from './params.js';
 
