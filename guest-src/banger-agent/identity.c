@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,9 @@
 #include "agent.h"
 
 #define BOOTSTRAP_PATH "/usr/local/libexec/banger-bootstrap"
+/* Test-only (record rng-sample): 32 bytes of getrandom() right after the entropy and reseed step, in hex.
+   Two guests restored from one template write the same bytes here when the reseed is skipped. */
+#define RNG_SAMPLE_PATH "/run/banger-rng-sample"
 #define IDENTITY_TIMEOUT_MS 60000
 #define MAX_ARGS 9
 
@@ -144,6 +148,20 @@ static int add_entropy(const struct ag_identity *id, char *msg, size_t msglen) {
   close(fd);
   return e;
 }
+
+static int write_rng_sample(char *msg, size_t msglen) {
+  uint8_t b[32];
+  char hex[2 * sizeof b + 1];
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+    return snprintf(msg, msglen, "getrandom: %s", strerror(errno)), errno;
+  for (size_t i = 0; i < sizeof b; i++) snprintf(hex + 2 * i, 3, "%02x", b[i]);
+  int fd = open(RNG_SAMPLE_PATH, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return snprintf(msg, msglen, "open %s: %s", RNG_SAMPLE_PATH, strerror(errno)), errno;
+  int e = write(fd, hex, 2 * sizeof b) == (ssize_t)(2 * sizeof b) ? 0 : (errno ? errno : EIO);
+  close(fd);
+  if (e) snprintf(msg, msglen, "write %s: %s", RNG_SAMPLE_PATH, strerror(e));
+  return e;
+}
 #endif
 
 void op_identity(const struct ag_frame *f) {
@@ -171,6 +189,7 @@ void op_identity(const struct ag_frame *f) {
     write_test_file("clock", line, (size_t)n, 0);
   }
   if (id.reseed) write_test_file("reseed", "1\n", 2, 1);
+  if (id.rng_sample) write_test_file("rng-sample", "1\n", 2, 1);
   if (argc > 2) {
     n = 0;
     for (int i = 1; i < argc; i++) n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", i > 1 ? " " : "", argv[i]);
@@ -185,6 +204,10 @@ void op_identity(const struct ag_frame *f) {
   }
   if (id.entropy_len || id.reseed) {
     int e = add_entropy(&id, err, sizeof err);
+    if (e) return emit_error(f->session, AG_E_SYSTEM, e, "%s", err);
+  }
+  if (id.rng_sample) {
+    int e = write_rng_sample(err, sizeof err);
     if (e) return emit_error(f->session, AG_E_SYSTEM, e, "%s", err);
   }
   if (id.has_hostname && sethostname(id.hostname, strlen(id.hostname)) != 0)

@@ -359,6 +359,10 @@ int ag_decode_identity(const uint8_t *p, size_t len, struct ag_identity *out, ch
         if (tag == 6) out->reseed = 1;
         else out->open_gate = 1;
         break;
+      case 8:
+        if (n) return fail(err, errlen, "rng-sample record takes no value (got %u bytes)", n);
+        out->rng_sample = 1;
+        break;
       default:
         return fail(err, errlen, "SET_IDENTITY record tag %u is unknown to this agent", tag);
     }

@@ -132,6 +132,7 @@ struct ag_identity {
   int has_network, has_dns;
   uint8_t ip[4], prefix, gateway[4], mac[6], dns[4];
   int reseed, open_gate;
+  int rng_sample; /* test-only: write the first random bytes after the reseed step to RNG_SAMPLE_PATH */
 };
 
 /* Decoders: 0 on success, -1 with a message in err (naming the bad field). */

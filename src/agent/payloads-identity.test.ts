@@ -34,11 +34,13 @@ test('SET_IDENTITY v2 round-trips, with and without dns and flags', () => {
     { network: { ip: '192.168.1.7/32', gateway: '192.168.1.1', mac: 'fe:00:00:00:00:01' } },
     { machineId: 'ffffffffffffffffffffffffffffffff', clockNs: 1n },
     { openGate: true },
+    { reseed: true, rngSample: true },
     {},
   ];
   for (const c of cases) assert.deepEqual(decodeIdentity(encodeIdentity(c)), c);
   // false flags are not sent at all
-  assert.equal(encodeIdentity({ reseed: false, openGate: false }).length, 0);
+  assert.equal(encodeIdentity({ reseed: false, openGate: false, rngSample: false }).length, 0);
+  assert.equal(encodeIdentity({ rngSample: true }).toString('hex'), '080000');
 });
 
 test('SET_IDENTITY encoder refuses bad values by name', () => {
@@ -80,7 +82,8 @@ test('SET_IDENTITY decoder refuses malformed records', () => {
     ['network multicast', rec(5, [...net.slice(0, 9), 1, ...net.slice(10)]), /multicast MAC 01:54/],
     ['reseed value', rec(6, [1]), /reseed record of 1 bytes/],
     ['gate value', rec(7, [0]), /open-gate record of 1 bytes/],
-    ['unknown', rec(8, []), /record tag 8 is unknown/],
+    ['rng-sample value', rec(8, [1]), /rng-sample record of 1 bytes/],
+    ['unknown', rec(9, []), /record tag 9 is unknown/],
   ];
   for (const [name, b, re] of cases) assert.throws(() => decodeIdentity(b), re, name);
 });

@@ -5,7 +5,8 @@ import { PayloadReader, PayloadWriter } from './wire-io.js';
 /**
  * SET_IDENTITY (docs/agent-protocol.md): a list of records `u8 tag, u16 length, value`.
  * Version 2 added machine-id, clock, network, reseed and open-gate (issue 17: a guest restored
- * from a template takes its per-VM identity from the host, then opens the gate to sshd).
+ * from a template takes its per-VM identity from the host, then opens the gate to sshd), and the
+ * test-only rng-sample (guest assets v11).
  */
 
 const MAX_HOSTNAME = 64;
@@ -19,6 +20,7 @@ export const IdentityTag = {
   network: 5,
   reseed: 6,
   openGate: 7,
+  rngSample: 8,
 } as const;
 
 export interface IdentityNetwork {
@@ -44,6 +46,11 @@ export interface Identity {
   reseed?: boolean;
   /** Opens the template gate: host keys are made and sshd starts. */
   openGate?: boolean;
+  /**
+   * Test-only: the agent writes the first 32 random bytes after the entropy and reseed step to
+   * /run/banger-rng-sample (hex), so a test can compare two restored guests' CRNG output.
+   */
+  rngSample?: boolean;
 }
 
 const HOSTNAME = /^[A-Za-z0-9.-]{1,64}$/;
@@ -122,6 +129,7 @@ export function encodeIdentity(id: Identity): Buffer {
   if (id.network !== undefined) rec(IdentityTag.network, encodeNetwork(id.network));
   if (id.reseed === true) rec(IdentityTag.reseed, Buffer.alloc(0));
   if (id.openGate === true) rec(IdentityTag.openGate, Buffer.alloc(0));
+  if (id.rngSample === true) rec(IdentityTag.rngSample, Buffer.alloc(0));
   return w.finish();
 }
 
@@ -155,6 +163,8 @@ export function decodeIdentity(p: Buffer): Identity {
       id.reseed = flag(value, 'reseed', r);
     } else if (tag === IdentityTag.openGate) {
       id.openGate = flag(value, 'open-gate', r);
+    } else if (tag === IdentityTag.rngSample) {
+      id.rngSample = flag(value, 'rng-sample', r);
     } else {
       r.fail(`record tag ${tag} is unknown`);
     }

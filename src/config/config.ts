@@ -68,6 +68,8 @@ export interface Config {
   testTemplateBoot?: boolean;
   /** Test-only (test_skip_reseed): refreshIdentity may skip RNDRESEEDCRNG, to show the cloned RNG state. */
   testSkipReseed?: boolean;
+  /** Test-only (test_rng_sample): a restore's agent writes its first random bytes after the reseed step to /run/banger-rng-sample. */
+  testRngSample?: boolean;
   vmDefaults: { vcpu: number; memoryMib: number; diskSizeBytes: number; systemOverlaySizeBytes: number };
   provenance: {
     vcpu: Provenance;
@@ -194,6 +196,7 @@ export function parseConfig(text: string, source: string, host: HostFacts): Conf
   if (f.test_assume_kvm === true) cfg.testAssumeKvm = true;
   if (f.test_template_boot === true) cfg.testTemplateBoot = true;
   if (f.test_skip_reseed === true) cfg.testSkipReseed = true;
+  if (f.test_rng_sample === true) cfg.testRngSample = true;
 
   const vd = f.vm_defaults;
   // Limits that depend on this host (the schema checks what holds everywhere).

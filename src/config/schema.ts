@@ -202,6 +202,7 @@ export const configFileSchema = z.strictObject({
   test_assume_kvm: z.boolean().optional(),
   test_template_boot: z.boolean().optional(),
   test_skip_reseed: z.boolean().optional(),
+  test_rng_sample: z.boolean().optional(),
   vm_defaults: vmDefaultsSchema.optional(),
   file_sync: z.array(fileSyncEntrySchema).optional(),
 });
@@ -245,6 +246,7 @@ const EXPECTED: Readonly<Record<string, string>> = {
   test_assume_kvm: 'true or false (test-only)',
   test_template_boot: 'true or false (test-only)',
   test_skip_reseed: 'true or false (test-only)',
+  test_rng_sample: 'true or false (test-only)',
   vm_defaults: 'a table ([vm_defaults])',
   'vm_defaults.vcpu': 'an integer of at least 1',
   'vm_defaults.memory_mib': 'a whole number of MiB (at least 128) or a size such as "2G"',

@@ -17,8 +17,9 @@
  * running VM, issue 18) makes a new one and reloads the running sshd.
  * v10: the gate holds only sshd and machine-id-commit (GATED_UNITS), not sysinit.target: a template
  * is saved with the rest of the boot done, so a restore runs only what the identity needs.
+ * v11: the agent's test-only SET_IDENTITY record rng-sample (the reseed-off test, docs/warm-start.md).
  */
-export const ASSETS_VERSION = 10;
+export const ASSETS_VERSION = 11;
 
 import { guestBinary } from '../system/paths.js';
 import { BOOTSTRAP_SCRIPT, GATE_OPEN_PATH, HOST_KEY_GIVEN } from './bootstrap-script.js';

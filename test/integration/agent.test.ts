@@ -355,12 +355,14 @@ test('set identity and shutdown act on the stubs of the host build', { skip }, a
       network: { ip: '10.0.2.15/24', gateway: '10.0.2.2', dns: '10.0.2.3', mac: '52:54:00:0a:0b:0c' },
       reseed: true,
       openGate: true,
+      rngSample: true,
     });
     await c.setIdentity({ network: { ip: '192.168.7.9/32', gateway: '192.168.7.1', mac: 'fe:00:00:00:00:01' } });
     assert.equal(readFileSync(join(own.dir, 'hostname'), 'utf8'), 'vm-2');
     assert.equal(readFileSync(join(own.dir, 'entropy'), 'utf8'), '64\n256\n');
     assert.equal(readFileSync(join(own.dir, 'clock'), 'utf8'), '1796000000123456789\n');
     assert.equal(readFileSync(join(own.dir, 'reseed'), 'utf8'), '1\n');
+    assert.equal(readFileSync(join(own.dir, 'rng-sample'), 'utf8'), '1\n');
     assert.equal(
       readFileSync(join(own.dir, 'identity'), 'utf8'),
       [
@@ -427,7 +429,8 @@ test('malformed SET_IDENTITY v2 records are refused by the agent, naming the fie
     [raw(5, [10, 0, 2]), /^7: network record must be 15 or 19 bytes \(got 3\)$/],
     [raw(6, [1]), /^7: reseed record takes no value \(got 1 bytes\)$/],
     [raw(7, [1]), /^7: open-gate record takes no value \(got 1 bytes\)$/],
-    [raw(8, []), /^7: SET_IDENTITY record tag 8 is unknown to this agent$/],
+    [raw(8, [1]), /^7: rng-sample record takes no value \(got 1 bytes\)$/],
+    [raw(9, []), /^7: SET_IDENTITY record tag 9 is unknown to this agent$/],
   ];
   for (const [bytes, re] of cases) {
     const { frames, exit, stderr } = await talk(Buffer.concat([HELLO, bytes]));

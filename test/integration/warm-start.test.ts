@@ -276,7 +276,7 @@ test(
 );
 
 test(
-  'warm start, Debian with systemd and sshd: two VMs restored from one template differ in hostname, host key, /dev/urandom output and machine-id',
+  'warm start, Debian with systemd and sshd: two VMs restored from one template differ in hostname, host key, /dev/urandom output and machine-id; with the reseed switched off their first random bytes are the same',
   {
     skip,
     timeout: 20 * 60_000,
@@ -325,6 +325,36 @@ test(
       assert.notEqual(a?.[i], b?.[i], `${what} differs`);
     const del = await home.banger(['vm', 'delete', 'id1', 'id2']);
     assert.equal(del.code, 0, del.stderr);
+
+    // The converse, with the test-only switches: the agent writes the first random bytes after its
+    // entropy and reseed step. Without the reseed two restores hold the template's CRNG state and
+    // write the same bytes; with it they differ.
+    const samples = async (extra: string, names: string[]): Promise<string[]> => {
+      await home.banger(['daemon', 'stop']);
+      writeFileSync(configFile(), `${TEST_CONFIG}${extra}`);
+      const out: string[] = [];
+      for (const name of names) {
+        const c = await home.banger(['vm', 'create', '--name', name, '--image', 'debw'], 600_000);
+        assert.equal(c.code, 0, c.stderr);
+        assert.match((await show(name)).warm_start ?? '', /^restored from template /);
+        const r = await home.banger(['vm', 'ssh', name, '--', 'cat', '/run/banger-rng-sample']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /^[0-9a-f]{64}$/);
+        out.push(r.stdout);
+      }
+      assert.equal((await home.banger(['vm', 'delete', ...names])).code, 0);
+      return out;
+    };
+    try {
+      const off = await samples('test_skip_reseed = true\ntest_rng_sample = true\n', ['off1', 'off2']);
+      assert.equal(off[0], off[1], 'without the reseed, two restores draw the same random bytes');
+      const on = await samples('test_rng_sample = true\n', ['on1', 'on2']);
+      assert.notEqual(on[0], on[1], 'with the reseed they differ');
+      assert.notEqual(on[0], off[0]);
+    } finally {
+      await home.banger(['daemon', 'stop']);
+      writeFileSync(configFile(), TEST_CONFIG);
+    }
     await home.banger(['image', 'delete', 'debw']);
   },
 );

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Identity } from '../../agent/payloads.js';
-import { freshIdentity, newMachineId, refreshIdentity } from './identity.js';
+import { nullLogger } from '../context.js';
+import { freshIdentity, newMachineId, refreshIdentity, reseedBeforeSave, restoreIdentity } from './identity.js';
 
 function recorder(): { agent: { setIdentity: (i: Identity) => Promise<void> }; sent: Identity[] } {
   const sent: Identity[] = [];
@@ -42,4 +43,30 @@ test('machine-ids are fresh, 32 hex digits, v4-marked', () => {
   const a = newMachineId();
   assert.match(a, /^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$/);
   assert.notEqual(a, newMachineId());
+});
+
+test('restoreIdentity: the gate opens and the CRNG reseeds; the test-only knobs skip the reseed and ask for the RNG sample', async () => {
+  const cases: [{ testSkipReseed?: boolean; testRngSample?: boolean }, boolean, boolean][] = [
+    [{}, true, false],
+    [{ testRngSample: true }, true, true],
+    [{ testSkipReseed: true, testRngSample: true }, false, true],
+  ];
+  for (const [cfg, reseed, sample] of cases) {
+    const i = restoreIdentity('vm-1', net, cfg);
+    assert.deepEqual([i.openGate, i.reseed, i.rngSample], [true, reseed, sample], JSON.stringify(cfg));
+    const { agent, sent } = recorder();
+    await refreshIdentity(agent, i, cfg);
+    assert.equal(sent[0]?.rngSample, sample ? true : undefined);
+  }
+});
+
+test('reseedBeforeSave sends host entropy and the reseed only; a refusal is a warning, not a failure', async () => {
+  const { agent, sent } = recorder();
+  await reseedBeforeSave(agent, nullLogger);
+  assert.deepEqual(Object.keys(sent[0] ?? {}).sort(), ['entropy', 'reseed']);
+  assert.equal(sent[0]?.reseed, true);
+  const warned: string[] = [];
+  const log = { ...nullLogger, warn: (m: string) => void warned.push(m) };
+  await reseedBeforeSave({ setIdentity: () => Promise.reject(new Error('ENODATA')) }, log);
+  assert.deepEqual(warned, ['the template guest did not reseed its CRNG before the save']);
 });

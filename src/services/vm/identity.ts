@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { AgentClient } from '../../agent/client.js';
 import type { IdentityNetwork } from '../../agent/payloads.js';
-import { badRequest } from '../../errors.js';
+import { badRequest, errorMessage } from '../../errors.js';
+import type { Logger } from '../context.js';
 
 /**
  * The per-VM identity a guest takes after a restore from a template (issue 17,
@@ -26,6 +27,8 @@ export interface RefreshIdentityInput {
    * that two guests restored from one template produce the same /dev/urandom output without it.
    */
   reseed: boolean;
+  /** Test-only (config test_rng_sample): the agent writes its first random bytes after the reseed step to /run/banger-rng-sample. */
+  rngSample?: boolean | undefined;
 }
 
 export type IdentityAgent = Pick<AgentClient, 'setIdentity'>;
@@ -46,6 +49,35 @@ export function freshIdentity(
   net: IdentityNetwork | undefined,
 ): Omit<RefreshIdentityInput, 'openGate' | 'reseed'> {
   return { hostname, net, machineId: newMachineId(), clockNs: nowNs(), entropy: randomBytes(256) };
+}
+
+/** The identity a restored VM gets: fresh parts, the gate opened, the reseed unless the test-only config skips it. */
+export function restoreIdentity(
+  hostname: string,
+  net: IdentityNetwork | undefined,
+  cfg: { testSkipReseed?: boolean; testRngSample?: boolean },
+): RefreshIdentityInput {
+  return {
+    ...freshIdentity(hostname, net),
+    openGate: true,
+    reseed: cfg.testSkipReseed !== true,
+    rngSample: cfg.testRngSample === true,
+  };
+}
+
+/**
+ * Right before a template's save: fresh host entropy and a CRNG reseed, so the CRNG state every
+ * restore clones was born at the save. The kernel's own next reseed (after half the uptime) then
+ * comes seconds after a restore, not at its first read: until the restore's SET_IDENTITY, every
+ * clone holds the same known state, which the test-only reseed-off run shows (docs/warm-start.md).
+ * A guest that refuses is saved as it is, with a warning.
+ */
+export async function reseedBeforeSave(agent: IdentityAgent, log: Logger): Promise<void> {
+  try {
+    await agent.setIdentity({ entropy: randomBytes(64), reseed: true });
+  } catch (e) {
+    log.warn('the template guest did not reseed its CRNG before the save', { error: errorMessage(e) });
+  }
 }
 
 /**
@@ -72,5 +104,6 @@ export async function refreshIdentity(
     ...(i.net ? { network: i.net } : {}),
     reseed: i.reseed,
     openGate: i.openGate,
+    ...(i.rngSample ? { rngSample: true } : {}),
   });
 }

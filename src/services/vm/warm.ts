@@ -25,7 +25,7 @@ import { guestTraits } from './guestops.js';
 import { killOrphanBuilds } from './warm-orphans.js';
 import { BackgroundWarm } from './warm-background.js';
 import { giveHostKey, makeHostKey } from './hostkey.js';
-import { freshIdentity, refreshIdentity } from './identity.js';
+import { refreshIdentity, reseedBeforeSave, restoreIdentity } from './identity.js';
 import { newVmRow } from './params.js';
 import { executePlan, rootDiskPlans } from './rootdisk.js';
 import type { RuntimeFiles } from './runtime.js';
@@ -230,14 +230,13 @@ export class WarmStart {
     // The guest resumes at the gate with the template's identity: the VM's own, then the gate opens.
     await this.d.agents.waitBoot(vm, LOAD_TIMEOUT_MS, ctx.signal);
     const net = { ip: USER_NET.guestIp, gateway: USER_NET.gateway, dns: USER_NET.dns, mac: macFromId(vm.id) };
-    const skip = this.d.config.testSkipReseed === true;
-    const input = { ...freshIdentity(vm.name, net), openGate: true, reseed: !skip };
+    const input = restoreIdentity(vm.name, net, this.d.config);
     const key = guest.sshd ? await makeHostKey(this.d.runner, this.d.paths.tmpDir, `root@${vm.name}`) : undefined;
     await timed(ctx, 'identity', () =>
       this.d.agents.use(vm, async (c) => {
         // A snapshot's guest runs sshd already (it reloads the new key); a template's waits at the gate.
         if (key) await giveHostKey(c, key, tpl.layer !== undefined);
-        await refreshIdentity(c, input, { testSkipReseed: skip });
+        await refreshIdentity(c, input, this.d.config);
       }),
     );
   }
@@ -366,6 +365,7 @@ export class WarmStart {
       if (settled === 'no-systemd') await consoleQuiet(join(dir, vmFiles.console), QUIET_MS, QUIET_MAX_MS, ctx.signal);
       if (settled === 'timeout')
         this.d.log.warn('the template boot did not settle; saving it as it is', { image: image.name });
+      await this.d.agents.use(row, (c) => reseedBeforeSave(c, this.d.log));
       await (this.d.pause ?? noPause)('template-save');
       ctx.progress({ stage: 'template', message: 'saving the guest' });
       await saveState(spawned.handles.controlSocket, join(dir, templateFiles.state), SAVE_TIMEOUT_MS, {
