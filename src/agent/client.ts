@@ -32,12 +32,7 @@ export interface AgentClientOptions {
   timeoutMs?: number;
   /** Names the agent in messages (default "the guest agent"). */
   label?: string;
-  /**
-   * While sessions are open and the agent has said nothing for quietMs, a health request
-   * must be answered within answerMs, or the connection fails (default 15 s and 30 s, ssh's
-   * ServerAlive budget). A respawned virtio-serial agent never closes the stream: without
-   * this a command whose agent died would wait forever. false: no checks.
-   */
+  /** Liveness checks while sessions wait (liveness.ts; default DEFAULT_LIVENESS); false: none. */
   liveness?: Liveness | false;
 }
 
@@ -88,18 +83,7 @@ export class AgentClient {
     private readonly timeoutMs: number,
     liveness: Liveness | false,
   ) {
-    if (liveness)
-      watchLiveness(conn, liveness, (ms) =>
-        this.request(
-          'a liveness check (health)',
-          FrameType.HEALTH,
-          undefined,
-          reply(FrameType.HEALTH_REPLY, decodeHealthReply),
-          false,
-          undefined,
-          ms,
-        ),
-      );
+    if (liveness) watchLiveness(conn, liveness, (ms) => this.health(ms));
   }
 
   /** Performs the version handshake; the stream then belongs to the client. */
@@ -149,8 +133,16 @@ export class AgentClient {
     this.conn.destroy();
   }
 
-  health(): Promise<AgentHealth> {
-    return this.request('health', FrameType.HEALTH, undefined, reply(FrameType.HEALTH_REPLY, decodeHealthReply));
+  health(timeoutMs = this.timeoutMs): Promise<AgentHealth> {
+    return this.request(
+      'health',
+      FrameType.HEALTH,
+      undefined,
+      reply(FrameType.HEALTH_REPLY, decodeHealthReply),
+      false,
+      undefined,
+      timeoutMs,
+    );
   }
 
   /** Listening TCP and bound UDP sockets in the guest. */
