@@ -1,7 +1,7 @@
-import { DEFAULT_LIVENESS, LIVENESS_HINT, type Liveness } from '../../agent/liveness.js';
 import { createConnection } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AgentClient } from '../../agent/client.js';
+import { DEFAULT_LIVENESS, LIVENESS_HINT, type Liveness } from '../../agent/liveness.js';
 import { formatMs } from '../../agent/connection.js';
 import type { AgentHealth, ListeningPort } from '../../agent/payloads.js';
 import { AGENT_VSOCK_PORT, connectFirecrackerVsock } from '../../agent/vsock.js';
